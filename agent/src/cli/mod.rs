@@ -1,0 +1,4 @@
+pub mod audit;
+pub mod ca;
+pub mod scan;
+pub mod up;

@@ -1,0 +1,51 @@
+//! `promptwall`: the host agent daemon and its CLI.
+
+mod cli;
+mod intercept;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use promptwall_proxy::config::Config;
+
+#[derive(Parser)]
+#[command(name = "promptwall", version, about = "Inspect and audit every request coding agents send to LLM providers")]
+struct Cli {
+    /// Config file (default /etc/promptwall/config.toml; missing means all defaults).
+    #[arg(long, global = true, env = "PROMPTWALL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: redirect, proxy, pipeline and audit.
+    Up(cli::up::UpArgs),
+    /// Manage the org CA that signs the intercepted providers' leaves.
+    #[command(subcommand)]
+    Ca(cli::ca::CaCommand),
+    /// Query the audit log.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
+    /// Scan a file or stdin for secrets and personal data.
+    Scan(cli::scan::ScanArgs),
+    /// Remove anything a crashed agent left behind (eBPF links, maps, nftables table).
+    Cleanup(intercept::CleanupArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let config = Config::load(cli.config.as_deref())?;
+        match cli.command {
+            Command::Up(args) => cli::up::run(args, config).await,
+            Command::Ca(cmd) => cli::ca::run(cmd, &config).await,
+            Command::Audit(cmd) => cli::audit::run(cmd, &config).await,
+            Command::Scan(args) => cli::scan::run(args, &config).await,
+            Command::Cleanup(args) => intercept::cleanup(args, &config).await,
+        }
+    })
+}

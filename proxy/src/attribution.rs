@@ -1,0 +1,1 @@
+//! Process attribution: /proc enrichment and tool identification (filled in by the transparent issue).
