@@ -2,5 +2,17 @@
 //! every request through the inspection pipeline (`promptwall-llm`).
 
 pub mod attribution;
+pub mod audit_sink;
+pub mod body;
 pub mod config;
+pub mod forward;
+pub mod inspect;
 pub mod origin;
+pub mod pipeline;
+pub mod socket;
+pub mod stats;
+pub mod upstream;
+pub mod app;
+pub mod explicit;
+pub mod server;
+pub mod transparent;

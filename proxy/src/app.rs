@@ -1,0 +1,90 @@
+//! Wiring: binds the listeners and runs them with one shared [`Proxy`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit_sink::AuditSink;
+use crate::config::Config;
+use crate::forward::Proxy;
+use crate::pipeline::Inspector;
+use crate::stats::Stats;
+use crate::transparent::OriginSource;
+use crate::upstream::Upstream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr} for the {what} listener: {source}; pick a free address in [listen] or stop what uses it")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    #[error("the inspection pipeline could not be built: {0}; fix [pipeline] in the config")]
+    Pipeline(String),
+    #[error("the {0} listener needs TLS, but no CA is loaded; run `promptwall ca init` first")]
+    NoTls(&'static str),
+}
+
+/// What the daemon plugs into the proxy.
+pub struct Deps {
+    pub audit: AuditSink,
+    /// Server config whose cert resolver mints leaves per SNI.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub origins: Option<OriginSource>,
+}
+
+pub struct Running {
+    pub explicit: Option<SocketAddr>,
+    pub explicit_tls: Option<SocketAddr>,
+    pub transparent: Option<SocketAddr>,
+    pub stats: Stats,
+    pub proxy: Arc<Proxy>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr).await.map_err(|source| AppError::Bind { what, addr, source })
+}
+
+pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
+    let config = Arc::new(config);
+    let stats = Stats::default();
+    let proxy = Arc::new(Proxy {
+        upstream: Upstream::new(&config)?,
+        inspector: Arc::new(Inspector::new(&config).map_err(AppError::Pipeline)?),
+        audit: deps.audit,
+        stats: stats.clone(),
+        config: config.clone(),
+    });
+    let mut tasks = Vec::new();
+    let mut running = Running { explicit: None, explicit_tls: None, transparent: None, stats, proxy: proxy.clone(), tasks: Vec::new() };
+    if let Some(addr) = config.listen.explicit {
+        let l = bind("explicit", addr).await?;
+        running.explicit = l.local_addr().ok();
+        tasks.push(tokio::spawn(crate::explicit::run(proxy.clone(), l, None)));
+    }
+    if let Some(addr) = config.listen.explicit_tls {
+        let tls = deps.tls.clone().ok_or(AppError::NoTls("explicit_tls"))?;
+        let l = bind("explicit_tls", addr).await?;
+        running.explicit_tls = l.local_addr().ok();
+        tasks.push(tokio::spawn(crate::explicit::run(proxy.clone(), l, Some(TlsAcceptor::from(tls)))));
+    }
+    if let (Some(addr), Some(origins)) = (config.listen.transparent, deps.origins) {
+        let tls = deps.tls.clone().ok_or(AppError::NoTls("transparent"))?;
+        let l = bind("transparent", addr).await?;
+        running.transparent = l.local_addr().ok();
+        tasks.push(tokio::spawn(crate::transparent::run(proxy.clone(), l, TlsAcceptor::from(tls), Arc::new(origins))));
+    }
+    running.tasks = tasks;
+    Ok(running)
+}

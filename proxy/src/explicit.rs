@@ -1,0 +1,47 @@
+//! The explicit base-URL listener: plain HTTP (or HTTPS with a minted leaf)
+//! that SDKs reach through ANTHROPIC_BASE_URL / OPENAI_BASE_URL.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::forward::{ConnContext, Listener, Proxy};
+use crate::server::serve_http;
+
+pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("explicit listener accept failed: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        proxy.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let proxy = proxy.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let conn = ConnContext { listener: Listener::Explicit, peer, server_name: None, origin: None };
+                    serve_http(proxy, conn, stream).await
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls_stream) => {
+                        // Explicit HTTPS is addressed by base URL, not by SNI; route by path.
+                        let conn = ConnContext { listener: Listener::Explicit, peer, server_name: None, origin: None };
+                        serve_http(proxy, conn, tls_stream).await
+                    }
+                    Err(e) => {
+                        proxy.stats.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(%peer, "explicit TLS handshake failed: {e}");
+                    }
+                },
+            }
+        });
+    }
+}

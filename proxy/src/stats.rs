@@ -1,0 +1,24 @@
+//! Counters shown by `promptwall status`.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats(Arc<Counters>);
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub tls_intercepted: AtomicU64,
+    pub tls_passthrough: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub audit_errors: AtomicU64,
+}
+
+impl std::ops::Deref for Stats {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.0
+    }
+}
