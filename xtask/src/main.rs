@@ -1,1 +1,170 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | build-ebpf | test | up | demo | bench`.
+//! Every task does its own set-up, so a fresh clone needs nothing else.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install everything the build and the tests need (idempotent).
+    Setup {
+        /// Also install the long-running clients (aider).
+        #[arg(long)]
+        full: bool,
+    },
+    /// Build the eBPF object (normally done by agent/build.rs).
+    BuildEbpf,
+    /// Set up, build, and run the whole test suite.
+    Test {
+        /// Add the long scenarios and aider.
+        #[arg(long)]
+        full: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run the daemon (explicit mode unless --transparent).
+    Up {
+        /// Attach eBPF interception to the cgroup2 root: for real installs only.
+        #[arg(long)]
+        transparent: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup { full } => setup(full),
+        Task::BuildEbpf => build_ebpf(),
+        Task::Test { full, args } => test(full, &args),
+        Task::Up { transparent } => up(transparent),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+pub fn step(msg: &str) {
+    eprintln!("==> {msg}");
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Debian packages the build and the tests use.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("nft", "nftables"),
+    ("bpftool", "bpftool"),
+    ("ip", "iproute2"),
+    ("unshare", "util-linux"),
+    ("curl", "curl"),
+    ("update-ca-certificates", "ca-certificates"),
+    ("/usr/lib/postgresql", "postgresql"),
+];
+
+fn apt_install() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(probe, _)| if probe.starts_with('/') { !Path::new(probe).exists() } else { !have(probe) })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    // python3-venv is needed on Debian's python; pyenv pythons have venv built in.
+    let venv_ok = Command::new("python3").args(["-c", "import venv, ensurepip"]).status().is_ok_and(|s| s.success());
+    let mut missing = missing;
+    if !venv_ok {
+        missing.push("python3-venv");
+    }
+    if missing.is_empty() {
+        step("apt packages: all present");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing packages {missing:?}; run `cargo xtask setup` as root (or install them with apt-get)");
+    }
+    step(&format!("apt-get install {}", missing.join(" ")));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing))?;
+    Ok(())
+}
+
+fn setup(full: bool) -> Result<()> {
+    apt_install()?;
+    // ebpf::setup_toolchain and clients::install_test_clients are wired below
+    // once their modules exist.
+    setup_extras(full)
+}
+
+fn setup_extras(_full: bool) -> Result<()> {
+    Ok(())
+}
+
+fn build_ebpf() -> Result<()> {
+    run(Command::new("cargo").current_dir(root()).args(["build", "-p", "promptwall-agent"]))
+}
+
+fn test(full: bool, args: &[String]) -> Result<()> {
+    setup(full)?;
+    let root = root();
+    step("building the promptwall binary");
+    run(Command::new("cargo").current_dir(&root).args(["build", "-p", "promptwall-agent", "-p", "promptwall-fake-provider"]))?;
+    step("running the test suite");
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&root).args(["test", "--workspace"]);
+    if full {
+        cmd.env("PROMPTWALL_FULL_TESTS", "1");
+    }
+    cmd.env("PROMPTWALL_BIN", root.join("target/debug/promptwall"));
+    cmd.args(args);
+    run(&mut cmd)
+}
+
+fn up(transparent: bool) -> Result<()> {
+    setup(false)?;
+    let root = root();
+    step("building promptwall (release)");
+    run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "promptwall-agent"]))?;
+    let state = root.join("target/promptwall");
+    std::fs::create_dir_all(&state)?;
+    let config = state.join("config.toml");
+    let text = format!(
+        "[ca]\ndir = \"{ca}\"\n[audit]\nurl = \"sqlite://{db}\"\n[listen]\nadmin_socket = \"{sock}\"\n[intercept]\nenabled = {transparent}\n",
+        ca = state.join("ca").display(),
+        db = state.join("audit.db").display(),
+        sock = state.join("admin.sock").display(),
+    );
+    std::fs::write(&config, text)?;
+    let bin = root.join("target/release/promptwall");
+    if !state.join("ca").join("ca.pem").exists() {
+        step("creating the org CA");
+        run(Command::new(&bin).arg("--config").arg(&config).args(["ca", "init"]))?;
+    }
+    step(&format!("promptwall up (config {})", config.display()));
+    eprintln!("    explicit listener: ANTHROPIC_BASE_URL=http://127.0.0.1:8787  OPENAI_BASE_URL=http://127.0.0.1:8787/v1");
+    eprintln!("    audit: {} --config {} audit query", bin.display(), config.display());
+    run(Command::new(&bin).arg("--config").arg(&config).arg("up"))
+}
