@@ -412,3 +412,16 @@ fail = "open"
         assert!(c.provider_for_host("example.com").is_none());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The documented example must stay loadable and equal to the defaults.
+    #[test]
+    fn example_config_parses_to_defaults() {
+        let text = include_str!("../../deploy/config.example.toml");
+        let parsed = Config::parse(text).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+}
