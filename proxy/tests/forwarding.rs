@@ -1,0 +1,267 @@
+//! The explicit listener against a local plain-HTTP upstream: header
+//! forwarding, hop-by-hop handling, unbuffered streaming, errors and audit rows.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use promptwall_proxy::app::{self, Deps};
+use promptwall_proxy::audit_sink::{AuditSink, RequestLog};
+use promptwall_proxy::config::{Config, ProviderConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(http::request::Parts, Bytes)>>>);
+
+/// Upstream: `/v1/messages` echoes JSON; `/v1/stream` sends one SSE event,
+/// then waits for the test's go-ahead before sending the rest.
+async fn start_upstream(seen: Seen, release: Arc<Mutex<Option<oneshot::Receiver<()>>>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            let release = release.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    let release = release.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.unwrap().to_bytes();
+                        let path = parts.uri.path().to_string();
+                        seen.0.lock().unwrap().push((parts, body));
+                        if path == "/v1/stream" {
+                            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                            let gate = release.lock().unwrap().take();
+                            tokio::spawn(async move {
+                                tx.send(Ok(Frame::data(Bytes::from_static(b"event: ping\ndata: {\"type\":\"ping\"}\n\n")))).await.unwrap();
+                                if let Some(gate) = gate {
+                                    let _ = gate.await;
+                                }
+                                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"event: message_stop\ndata: {}\n\n")))).await;
+                            });
+                            let stream = tokio_stream(rx);
+                            let resp = Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(StreamBody::new(stream).boxed())
+                                .unwrap();
+                            return Ok::<_, Infallible>(resp);
+                        }
+                        if path == "/v1/ratelimited" {
+                            let resp = Response::builder()
+                                .status(429)
+                                .header("retry-after", "7")
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from_static(br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#)).map_err(|n| match n {}).boxed())
+                                .unwrap();
+                            return Ok(resp);
+                        }
+                        let resp = Response::builder()
+                            .header("content-type", "application/json")
+                            .header("x-upstream", "yes")
+                            .body(Full::new(Bytes::from_static(br#"{"id":"msg_1","type":"message","usage":{"input_tokens":3,"output_tokens":5}}"#)).map_err(|n| match n {}).boxed())
+                            .unwrap();
+                        Ok(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+fn tokio_stream(mut rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+struct Harness {
+    proxy: SocketAddr,
+    seen: Seen,
+    rows: Arc<Mutex<Vec<RequestLog>>>,
+    release: Option<oneshot::Sender<()>>,
+    _running: app::Running,
+}
+
+async fn harness(upstream_override: Option<&str>) -> Harness {
+    let seen = Seen::default();
+    let (release_tx, release_rx) = oneshot::channel();
+    let upstream = start_upstream(seen.clone(), Arc::new(Mutex::new(Some(release_rx)))).await;
+    let mut config = Config::default();
+    config.listen.explicit = Some("127.0.0.1:0".parse().unwrap());
+    config.listen.transparent = None;
+    config.intercept.enabled = false;
+    config.upstream.mark = 0;
+    let base = upstream_override.map(str::to_string).unwrap_or_else(|| format!("http://{upstream}"));
+    config.providers = vec![
+        ProviderConfig { name: "anthropic".into(), hosts: vec!["api.anthropic.com".into()], upstream: base.clone(), paths: vec!["/v1/messages".into(), "/v1/stream".into(), "/v1/ratelimited".into()] },
+        ProviderConfig { name: "openai".into(), hosts: vec!["api.openai.com".into()], upstream: base, paths: vec!["/v1/".into()] },
+    ];
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let sink_rows = rows.clone();
+    let audit: AuditSink = Arc::new(move |row| {
+        sink_rows.lock().unwrap().push(row);
+        Box::pin(async { Ok(()) })
+    });
+    let running = app::start(config, Deps { audit, tls: None, origins: None }).await.unwrap();
+    Harness { proxy: running.explicit.unwrap(), seen, rows, release: Some(release_tx), _running: running }
+}
+
+/// Sends a raw HTTP/1.1 request and returns the raw response text.
+async fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn forwards_provider_headers_unchanged_and_strips_hop_by_hop() {
+    let h = harness(None).await;
+    let body = r#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#;
+    let req = format!(
+        "POST /v1/messages?beta=true HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: sk-ant-oat01-abc\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: claude-code-20250219,context-1m-2025-08-07\r\nx-custom-unknown: kept\r\nConnection: close, x-drop-me\r\nx-drop-me: 1\r\nKeep-Alive: timeout=5\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = raw(h.proxy, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("x-upstream: yes"));
+    let seen = h.seen.0.lock().unwrap();
+    let (parts, got_body) = &seen[0];
+    assert_eq!(parts.uri.path_and_query().unwrap().as_str(), "/v1/messages?beta=true");
+    assert_eq!(parts.headers["anthropic-beta"], "claude-code-20250219,context-1m-2025-08-07");
+    assert_eq!(parts.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(parts.headers["x-api-key"], "sk-ant-oat01-abc");
+    assert_eq!(parts.headers["x-custom-unknown"], "kept");
+    assert!(!parts.headers.contains_key("x-drop-me"), "Connection-listed header must not be forwarded");
+    assert!(!parts.headers.contains_key("keep-alive"));
+    assert_eq!(got_body.as_ref(), body.as_bytes(), "unchanged body must be forwarded byte-exact");
+    drop(seen);
+    let rows = h.rows.lock().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].provider, "anthropic");
+    assert_eq!(rows[0].shape, "anthropic.messages");
+    assert_eq!(rows[0].status, 200);
+    assert_eq!(rows[0].model.as_deref(), Some("claude-x"));
+    assert_eq!(rows[0].listener, "explicit");
+}
+
+#[tokio::test]
+async fn streams_events_as_they_arrive() {
+    let mut h = harness(None).await;
+    let mut s = TcpStream::connect(h.proxy).await.unwrap();
+    let body = r#"{"model":"m","stream":true}"#;
+    // /v1/stream is not an LLM shape, so this also covers pass-through streaming.
+    let req = format!("POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    // The first event must arrive while the upstream is still holding the rest.
+    while !got.contains("event: ping") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("first event was buffered").unwrap();
+        assert!(n > 0, "connection closed early: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!got.contains("message_stop"));
+    h.release.take().unwrap().send(()).unwrap();
+    while !got.contains("message_stop") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0);
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[tokio::test]
+async fn upstream_errors_are_returned_unmodified() {
+    let h = harness(None).await;
+    let resp = raw(h.proxy, "POST /v1/ratelimited HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}").await;
+    assert!(resp.starts_with("HTTP/1.1 429"), "{resp}");
+    assert!(resp.contains("retry-after: 7"));
+    assert!(resp.ends_with(r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#));
+}
+
+#[tokio::test]
+async fn malformed_json_gets_a_client_format_error_and_an_audit_row() {
+    let h = harness(None).await;
+    let resp = raw(h.proxy, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Length: 9\r\n\r\n{\"model\":").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let json: serde_json::Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json["type"], "error");
+    assert_eq!(json["error"]["type"], "invalid_request_error");
+    assert!(h.seen.0.lock().unwrap().is_empty(), "nothing reaches the provider");
+    let rows = h.rows.lock().unwrap();
+    assert_eq!(rows[0].status, 400);
+    assert_eq!(rows[0].verdict, "error");
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_a_502_in_openai_format() {
+    // Port 9 on loopback: nothing listens there.
+    let h = harness(Some("http://127.0.0.1:9")).await;
+    let body = r#"{"model":"gpt-x","messages":[]}"#;
+    let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let resp = raw(h.proxy, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    let json: serde_json::Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(json["error"]["message"].as_str().unwrap().contains("cannot reach the provider"));
+    let rows = h.rows.lock().unwrap();
+    assert_eq!(rows[0].status, 502);
+    assert_eq!(rows[0].provider, "openai");
+    assert!(rows[0].error.as_deref().unwrap().contains("unreachable"));
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused_with_413() {
+    let h = harness(None).await;
+    let big = "x".repeat(40 * 1024 * 1024);
+    let req = format!("POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", big.len());
+    let mut s = TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    // The proxy may answer before the whole body is sent; ignore write errors.
+    let _ = s.write_all(big.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let resp = String::from_utf8_lossy(&out);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{}", &resp[..resp.len().min(200)]);
+    assert!(h.seen.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_is_audited() {
+    let h = harness(None).await;
+    let mut s = TcpStream::connect(h.proxy).await.unwrap();
+    let body = r#"{"model":"m"}"#;
+    let req = format!("POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while !got.contains("event: ping") {
+        let n = s.read(&mut buf).await.unwrap();
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(s);
+    // Let the upstream continue; the relay then notices the client is gone.
+    let mut h = h;
+    h.release.take().unwrap().send(()).unwrap();
+    for _ in 0..100 {
+        if !h.rows.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = h.rows.lock().unwrap();
+    assert_eq!(rows.len(), 1, "the request must still get its audit row");
+    assert_eq!(rows[0].status, 200);
+}
