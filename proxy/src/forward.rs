@@ -98,7 +98,7 @@ impl Proxy {
         let anthropic_errors = shape.is_anthropic() || route.provider.name == "anthropic";
 
         if is_websocket_upgrade(req.headers()) {
-            return Ok(self.websocket(conn, req, route, log, started, shape, anthropic_errors).await);
+            return Ok(self.websocket(conn, req, route, log, started, anthropic_errors).await);
         }
 
         let (parts, incoming) = req.into_parts();
@@ -294,12 +294,36 @@ impl Proxy {
         route: Route,
         mut log: RequestLog,
         started: Instant,
-        shape: Shape,
         anthropic_errors: bool,
     ) -> Response<ProxyBody> {
-        if shape.is_llm() {
+        if req.uri().path().trim_end_matches('/').ends_with("/v1/responses") {
+            log.shape = Shape::OpenAiResponses.as_str().into();
+            log.llm = true;
+            log.status = 101;
+            let session = Box::new(crate::pipeline::WsSession::new(log.clone(), self.audit.clone()));
+            return match crate::websocket::relay(&self.upstream, req, route.uri.clone(), &route.host, session).await {
+                Ok(resp) => resp,
+                Err(crate::websocket::WsError::Refused(resp)) => {
+                    // The provider said no (e.g. 426): pass its answer on so the
+                    // client falls back to HTTP + SSE exactly as it would direct.
+                    let (parts, body) = resp.into_parts();
+                    log.status = parts.status.as_u16();
+                    log.verdict = "allowed".into();
+                    log.duration_ms = ms(started.elapsed());
+                    self.write_audit(log).await;
+                    let mut out = Response::from_parts(parts, body::full(body.unwrap_or_default()));
+                    strip_hop_by_hop(out.headers_mut());
+                    out
+                }
+                Err(e) => {
+                    let msg = format!("promptwall: {e}; retry (clients fall back to HTTP streaming)");
+                    self.finish_local(log, started, anthropic_errors, StatusCode::BAD_GATEWAY, &msg).await
+                }
+            };
+        }
+        if Shape::classify(&http::Method::POST, req.uri().path()).is_llm() {
             // An LLM WebSocket we cannot inspect is refused, never passed
-            // through: Codex then falls back to HTTP + SSE, which we inspect.
+            // through: the client then falls back to HTTP, which we inspect.
             let msg = "promptwall: WebSocket transport for this API is not inspected; use HTTP streaming (clients fall back automatically)";
             log.verdict = "error".into();
             return self.finish_local(log, started, anthropic_errors, StatusCode::UPGRADE_REQUIRED, msg).await;

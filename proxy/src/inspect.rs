@@ -18,7 +18,7 @@ pub enum Shape {
 impl Shape {
     pub fn classify(method: &http::Method, path: &str) -> Shape {
         let path = path.trim_end_matches('/');
-        if method != http::Method::POST && !(method == http::Method::GET && path.ends_with("/responses")) {
+        if method != http::Method::POST {
             return Shape::Other;
         }
         if path.ends_with("/v1/messages/count_tokens") {

@@ -16,3 +16,4 @@ pub mod app;
 pub mod explicit;
 pub mod server;
 pub mod transparent;
+pub mod websocket;

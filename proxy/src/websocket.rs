@@ -1,0 +1,170 @@
+//! Inspected WebSocket relay (the Codex Responses WebSocket transport).
+//!
+//! promptwall terminates the WebSocket on both sides so every text message
+//! can go through the pipeline: `response.create` messages from the client
+//! are inspected like request bodies, and every event frame from the
+//! provider is restored like an SSE event. permessage-deflate is not
+//! negotiated on either side (the client's offer is dropped), which every
+//! client must accept per RFC 7692.
+
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderMap};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::body::{self, ProxyBody};
+use crate::upstream::Upstream;
+
+/// What to do with one client text message.
+pub enum ClientVerdict {
+    Forward(String),
+    /// Don't forward; send these text frames back to the client instead.
+    Refuse(Vec<String>),
+}
+
+/// Per-connection message hooks (the pipeline, with its per-connection vault).
+pub trait MessageInspector: Send + 'static {
+    fn client_text(&mut self, text: String) -> ClientVerdict;
+    fn server_text(&mut self, text: String) -> String;
+    /// Called once when the relay ends, with byte counts (up, down).
+    fn finished(&mut self, up: u64, down: u64, error: Option<String>);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WsError {
+    #[error("the client's WebSocket request lacks Sec-WebSocket-Key")]
+    NoKey,
+    #[error("cannot connect to the provider for the WebSocket: {0}")]
+    Connect(String),
+    /// The provider answered the upgrade with a plain HTTP response.
+    #[error("provider refused the WebSocket with HTTP {}", .0.status())]
+    Refused(Response<Option<Vec<u8>>>),
+}
+
+/// Headers that belong to the WebSocket handshake itself, regenerated per side.
+const HANDSHAKE_HEADERS: &[&str] =
+    &["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept", "upgrade", "connection", "host"];
+
+/// Opens the upstream WebSocket, answers the client's upgrade, and relays.
+/// Returns the 101 response to send to the client, or the provider's refusal.
+pub async fn relay(
+    upstream: &Upstream,
+    mut req: Request<Incoming>,
+    upstream_uri: http::Uri,
+    host: &str,
+    mut inspector: Box<dyn MessageInspector>,
+) -> Result<Response<ProxyBody>, WsError> {
+    let key = req.headers().get("sec-websocket-key").cloned().ok_or(WsError::NoKey)?;
+    let client_upgrade = hyper::upgrade::on(&mut req);
+
+    // Build the upstream handshake from the client's headers (auth, betas,
+    // originator...), minus the per-hop handshake fields.
+    let ws_uri = format!(
+        "wss://{}{}",
+        upstream_uri.authority().map(|a| a.as_str()).unwrap_or(host),
+        upstream_uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut up_req = tungstenite::client::IntoClientRequest::into_client_request(ws_uri.as_str())
+        .map_err(|e| WsError::Connect(e.to_string()))?;
+    copy_end_to_end(req.headers(), up_req.headers_mut());
+
+    let port = upstream_uri.port_u16().unwrap_or(443);
+    let tcp = upstream.dialer.connect_host(host, port).await.map_err(|e| WsError::Connect(e.to_string()))?;
+    let server_name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| WsError::Connect(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(upstream.tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| WsError::Connect(format!("TLS to {host}: {e}")))?;
+    let config = WebSocketConfig::default();
+    let (server_ws, server_resp) = match tokio_tungstenite::client_async_with_config(up_req, tls, Some(config)).await {
+        Ok(r) => r,
+        Err(tungstenite::Error::Http(resp)) => return Err(WsError::Refused(resp)),
+        Err(e) => return Err(WsError::Connect(e.to_string())),
+    };
+
+    let mut out = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header("sec-websocket-accept", derive_accept_key(key.as_bytes()));
+    if let Some(proto) = server_resp.headers().get("sec-websocket-protocol") {
+        out = out.header("sec-websocket-protocol", proto.clone());
+    }
+    let response = out.body(body::empty()).expect("static response parts are valid");
+
+    tokio::spawn(async move {
+        let upgraded = match client_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                inspector.finished(0, 0, Some(format!("client upgrade failed: {e}")));
+                return;
+            }
+        };
+        let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        pump(client_ws, server_ws, inspector).await;
+    });
+    Ok(response)
+}
+
+async fn pump<C, S>(client: WebSocketStream<C>, server: WebSocketStream<S>, mut inspector: Box<dyn MessageInspector>)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut c_tx, mut c_rx) = client.split();
+    let (mut s_tx, mut s_rx) = server.split();
+    let (mut up, mut down) = (0u64, 0u64);
+    let mut error = None;
+    loop {
+        tokio::select! {
+            msg = c_rx.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    up += text.len() as u64;
+                    match inspector.client_text(text) {
+                        ClientVerdict::Forward(t) => if let Err(e) = s_tx.send(Message::Text(t)).await { error = Some(e.to_string()); break },
+                        ClientVerdict::Refuse(replies) => {
+                            for r in replies {
+                                if c_tx.send(Message::Text(r)).await.is_err() { break }
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => { let _ = s_tx.send(Message::Close(frame)).await; break }
+                Some(Ok(other)) => { up += other.len() as u64; if s_tx.send(other).await.is_err() { break } }
+                Some(Err(e)) => { error = Some(format!("client side: {e}")); break }
+                None => break,
+            },
+            msg = s_rx.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    down += text.len() as u64;
+                    let restored = inspector.server_text(text);
+                    if c_tx.send(Message::Text(restored)).await.is_err() { break }
+                }
+                Some(Ok(Message::Close(frame))) => { let _ = c_tx.send(Message::Close(frame)).await; break }
+                Some(Ok(other)) => { down += other.len() as u64; if c_tx.send(other).await.is_err() { break } }
+                Some(Err(e)) => { error = Some(format!("provider side: {e}")); break }
+                None => break,
+            },
+        }
+    }
+    let _ = c_tx.close().await;
+    let _ = s_tx.close().await;
+    inspector.finished(up, down, error);
+}
+
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+    let mut hop = from.clone();
+    crate::forward::strip_hop_by_hop(&mut hop);
+    for (name, value) in hop.iter() {
+        if HANDSHAKE_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+    to.remove("sec-websocket-extensions");
+}
