@@ -47,6 +47,9 @@ pub struct ConnContext {
     /// TLS server name the client asked for (transparent and explicit-TLS).
     pub server_name: Option<String>,
     pub origin: Option<ConnectionOrigin>,
+    /// The local client process, when known without a redirect record
+    /// (explicit listener: found through /proc/net/tcp).
+    pub identity: Option<crate::origin::ClientIdentity>,
 }
 
 /// Everything shared by all requests.
@@ -75,13 +78,13 @@ impl Proxy {
             listener: conn.listener.as_str(),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
-            identity: conn.origin.as_ref().map(|o| o.identity.clone()),
+            identity: conn.origin.as_ref().map(|o| o.identity.clone()).or_else(|| conn.identity.clone()),
             socket_cookie: conn.origin.as_ref().and_then(|o| o.socket_cookie),
             original_dst: conn.origin.as_ref().map(|o| o.original_dst.to_string()),
             verdict: "allowed".into(),
             ..Default::default()
         };
-        log.tool = "unknown".to_string(); // ATTRIBUTION_HOOK
+        log.tool = crate::attribution::identify_tool(log.identity.as_ref(), req.headers()).to_string();
         let shape = Shape::classify(req.method(), req.uri().path());
         log.shape = shape.as_str().into();
         log.llm = shape.is_llm();

@@ -17,3 +17,4 @@ pub mod explicit;
 pub mod server;
 pub mod transparent;
 pub mod websocket;
+pub mod peer;

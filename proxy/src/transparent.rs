@@ -165,13 +165,23 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
     let local = stream.local_addr()?;
     let origin: Option<ConnectionOrigin> = match origins.as_ref() {
         OriginSource::Lookup(lookup) => lookup.lookup(peer, local),
-        OriginSource::SoOriginalDst => crate::socket::original_dst(&stream).ok().filter(|dst| *dst != local).map(|dst| {
-            ConnectionOrigin {
-                original_dst: dst,
-                identity: Default::default(), // ATTRIBUTION_HOOK: /proc/net/tcp lookup
-                socket_cookie: None,
+        OriginSource::SoOriginalDst => match crate::socket::original_dst(&stream).ok().filter(|dst| *dst != local) {
+            None => None,
+            Some(dst) => {
+                // No kernel record of the process: find it through /proc.
+                let identity = tokio::task::spawn_blocking(move || {
+                    let mut identity = crate::origin::ClientIdentity::default();
+                    if let Some(pid) = crate::peer::local_client_pid(peer, local) {
+                        identity.pid = Some(pid);
+                        crate::attribution::enrich(&mut identity);
+                    }
+                    identity
+                })
+                .await
+                .unwrap_or_default();
+                Some(ConnectionOrigin { original_dst: dst, identity, socket_cookie: None })
             }
-        }),
+        },
     };
     // Self-call guard: a connection "originally" for one of our own listeners
     // would loop forever.
@@ -206,7 +216,7 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
                     return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS handshake with the client for {host} failed: {e}")));
                 }
             };
-            let conn = ConnContext { listener: Listener::Transparent, peer, server_name: Some(host), origin };
+            let conn = ConnContext { listener: Listener::Transparent, peer, server_name: Some(host), origin, identity: None };
             serve_http(proxy, conn, tls_stream).await;
             Ok(())
         }

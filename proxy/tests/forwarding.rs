@@ -156,6 +156,10 @@ async fn forwards_provider_headers_unchanged_and_strips_hop_by_hop() {
     assert_eq!(rows[0].status, 200);
     assert_eq!(rows[0].model.as_deref(), Some("claude-x"));
     assert_eq!(rows[0].listener, "explicit");
+    // The explicit listener finds the local client process through /proc.
+    let identity = rows[0].identity.as_ref().expect("local client is attributed");
+    assert_eq!(identity.pid, Some(std::process::id()));
+    assert!(identity.exe.as_deref().unwrap_or("").contains("forwarding"), "{identity:?}");
 }
 
 #[tokio::test]

@@ -1,8 +1,179 @@
+//! `promptwall up`: the daemon. Opens the audit store, loads the org CA,
+//! starts the listeners, attaches the redirect, and serves the admin socket
+//! until SIGINT/SIGTERM; then detaches everything it attached.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use promptwall_audit::{AuditRecord, AuditStore, AuditWriter, Fingerprint, WriterOptions};
+use promptwall_proxy::app::{self, Deps};
+use promptwall_proxy::audit_sink::{AuditSink, RequestLog};
 use promptwall_proxy::config::Config;
 
 #[derive(clap::Args)]
-pub struct UpArgs {}
+pub struct UpArgs {
+    /// Explicit mode only: don't attach the redirect, even if [intercept] enabled.
+    #[arg(long)]
+    pub no_intercept: bool,
+}
 
-pub async fn run(_args: UpArgs, _config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
+    init_tracing();
+    if args.no_intercept {
+        config.intercept.enabled = false;
+    }
+    let machine_id = config.machine_id();
+
+    let store = AuditStore::open(&config.audit.url).await.with_context(|| {
+        format!("cannot open the audit store {}", promptwall_audit::store::redact_url(&config.audit.url))
+    })?;
+    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new(machine_id.clone()));
+    let shipper = match &config.audit.central {
+        Some(central) if !central.url.is_empty() => Some(crate::cli::audit::start_shipper(&store, central, &machine_id).await?),
+        _ => None,
+    };
+    let audit = audit_sink(writer, machine_id.clone());
+
+    let tls = crate::cli::ca::load_server_tls(&config).context("cannot load the org CA for TLS termination")?;
+    if config.intercept.enabled && tls.is_none() {
+        anyhow::bail!(
+            "transparent interception needs the org CA, but none is in {}; run `promptwall ca init` (or `ca import`), or start with --no-intercept",
+            config.ca.dir.display()
+        );
+    }
+
+    // Upstream sockets must carry the mark, or the redirect would loop.
+    if !config.intercept.enabled {
+        config.upstream.mark = 0;
+    } else {
+        promptwall_proxy::socket::verify_mark_capability(config.upstream.mark).context(
+            "cannot set SO_MARK on sockets; promptwall needs CAP_NET_ADMIN (run as root) for transparent interception",
+        )?;
+    }
+
+    let intercept = if config.intercept.enabled { Some(crate::intercept::start(&config).await?) } else { None };
+    let origins = intercept.as_ref().map(|i| i.origin_source());
+
+    let running = app::start(config.clone(), Deps { audit, tls, origins }).await?;
+    if let Some(i) = &intercept {
+        i.proxy_ready(&running).await?;
+    }
+
+    let stats = running.stats.clone();
+    let listeners = serde_json::json!({
+        "explicit": running.explicit.map(|a| a.to_string()),
+        "explicit_tls": running.explicit_tls.map(|a| a.to_string()),
+        "transparent": running.transparent.map(|a| a.to_string()),
+    });
+    let intercept_status = intercept.as_ref().map(|i| i.status_fn());
+    let started = std::time::Instant::now();
+    let status_doc: crate::admin::StatusFn = Arc::new(move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_secs": started.elapsed().as_secs(),
+            "machine_id": machine_id,
+            "listeners": listeners,
+            "counts": {
+                "connections": stats.connections.load(Relaxed),
+                "requests": stats.requests.load(Relaxed),
+                "tls_intercepted": stats.tls_intercepted.load(Relaxed),
+                "tls_passthrough": stats.tls_passthrough.load(Relaxed),
+                "tls_handshake_failures": stats.tls_handshake_failures.load(Relaxed),
+                "audit_errors": stats.audit_errors.load(Relaxed),
+            },
+            "intercept": intercept_status.as_ref().map(|f| f()),
+        })
+    });
+    let _admin = match crate::admin::serve(&config.listen.admin_socket, status_doc) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!("admin socket disabled: {e:#}");
+            None
+        }
+    };
+
+    // Readiness line for scripts and tests.
+    println!("{}", serde_json::json!({"ready": true, "explicit": running.explicit, "transparent": running.transparent}));
+    tracing::info!(explicit = ?running.explicit, transparent = ?running.transparent, "promptwall is up");
+
+    wait_for_shutdown().await;
+    tracing::info!("shutting down: detaching the redirect first so traffic goes direct");
+    drop(intercept);
+    drop(running);
+    if let Some(s) = shipper {
+        s.shutdown().await;
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMPTWALL_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Turns the proxy's request log into a durable audit row.
+fn audit_sink(writer: AuditWriter, machine_id: String) -> AuditSink {
+    Arc::new(move |log: RequestLog| {
+        let writer = writer.clone();
+        let rec = to_record(log, &machine_id);
+        Box::pin(async move { writer.write(rec).await.map(|_| ()).map_err(|e| e.to_string()) })
+    })
+}
+
+fn none_if_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+pub fn to_record(log: RequestLog, machine_id: &str) -> AuditRecord {
+    let id = log.identity.unwrap_or_default();
+    AuditRecord {
+        machine_id: machine_id.to_string(),
+        ts: log.ts,
+        listener: log.listener.to_string(),
+        provider: none_if_empty(log.provider),
+        host: none_if_empty(log.host),
+        method: none_if_empty(log.method),
+        path: none_if_empty(log.path),
+        shape: none_if_empty(log.shape),
+        model: log.model,
+        status: log.status,
+        input_tokens: log.input_tokens,
+        output_tokens: log.output_tokens,
+        cache_read_tokens: log.cache_read_tokens,
+        cache_write_tokens: log.cache_write_tokens,
+        request_bytes: log.request_bytes as i64,
+        response_bytes: log.response_bytes as i64,
+        duration_ms: log.duration_ms,
+        ttfb_ms: log.ttfb_ms,
+        pid: id.pid,
+        exe: id.exe,
+        cmdline: id.cmdline,
+        uid: id.uid,
+        user: id.user,
+        login_user: id.login_uid.and_then(|u| if Some(u) == id.uid { None } else { promptwall_proxy::attribution::user_name(u) }),
+        tool: none_if_empty(log.tool),
+        container_id: id.container_id,
+        socket_cookie: log.socket_cookie,
+        original_dst: log.original_dst,
+        verdict: log.verdict,
+        findings: log.findings.into_iter().collect(),
+        fingerprints: log.fingerprints.into_iter().map(|(kind, fp)| Fingerprint { kind, fp }).collect(),
+        error: log.error,
+        llm: log.llm,
+        request_body: log.request_body,
+        response_body: log.response_body,
+        ..Default::default()
+    }
 }
