@@ -1,1 +1,36 @@
-//! placeholder
+//! promptwall-audit: the durable, tamper-evident audit log.
+//!
+//! * One row per proxied request ([`AuditRecord`]), written through a single
+//!   group-committing [`AuditWriter`] whose `write` resolves only once the row
+//!   is committed (SQLite WAL with `synchronous=FULL`: committed means on disk,
+//!   surviving process crash and power loss).
+//! * Rows are hash-chained per machine; [`AuditStore::verify`] finds the first
+//!   broken link, [`AuditStore::prune`] keeps the chain verifiable through a
+//!   checkpoint.
+//! * The local SQLite store is the spool for the fleet store: [`CentralShipper`]
+//!   copies rows to PostgreSQL idempotently (`ON CONFLICT DO NOTHING`).
+//! * The same queries ([`QueryFilter`], `agents`, `top`, ...) run on both.
+
+pub mod chain;
+pub mod cost;
+mod error;
+pub mod query;
+pub mod record;
+pub mod render;
+pub mod retention;
+pub mod ship;
+pub mod store;
+pub mod testing;
+pub mod time;
+pub mod writer;
+
+pub use cost::{estimate_cost, PriceTable, Usage};
+pub use error::AuditError;
+pub use query::{AgentSummary, QueryFilter, TopBy, TopRow};
+pub use record::{AuditRecord, Fingerprint};
+pub use retention::RetentionPolicy;
+pub use render::Format;
+pub use ship::{CentralShipper, ShipperHandle};
+pub use store::AuditStore;
+pub use chain::{ChainBreak, VerifyReport};
+pub use writer::{AuditWriter, WriterOptions};

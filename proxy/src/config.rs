@@ -66,6 +66,13 @@ pub struct AuditConfig {
     /// Store request/response bodies as the provider saw them (redacted).
     pub capture_bodies: bool,
     pub capture_max_bytes: usize,
+    /// Delete rows older than this many days (chain kept verifiable by a
+    /// checkpoint; rows not yet shipped to the central store are kept).
+    pub retention_days: Option<u32>,
+    /// Drop captured bodies older than this many days (rows stay).
+    pub body_retention_days: Option<u32>,
+    /// TOML price table overriding/extending the built-in one (cost estimates).
+    pub price_table: Option<PathBuf>,
     pub central: Option<CentralAuditConfig>,
 }
 
@@ -214,6 +221,9 @@ impl Default for AuditConfig {
             url: "sqlite:///var/lib/promptwall/audit.db".into(),
             capture_bodies: false,
             capture_max_bytes: 256 * 1024,
+            retention_days: None,
+            body_retention_days: None,
+            price_table: None,
             central: None,
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use promptwall_audit::{AuditRecord, AuditStore, AuditWriter, Fingerprint, WriterOptions};
+use promptwall_audit::{AuditRecord, AuditStore, AuditWriter, Fingerprint};
 use promptwall_proxy::app::{self, Deps};
 use promptwall_proxy::audit_sink::{AuditSink, RequestLog};
 use promptwall_proxy::config::Config;
@@ -27,7 +27,8 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
     let store = AuditStore::open(&config.audit.url).await.with_context(|| {
         format!("cannot open the audit store {}", promptwall_audit::store::redact_url(&config.audit.url))
     })?;
-    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new(machine_id.clone()));
+    let writer = AuditWriter::spawn(store.clone(), crate::cli::audit::writer_options(&config, &machine_id)?);
+    let _retention = crate::cli::audit::start_retention(&store, &config);
     let shipper = match &config.audit.central {
         Some(central) if !central.url.is_empty() => Some(crate::cli::audit::start_shipper(&store, central, &machine_id).await?),
         _ => None,

@@ -1,0 +1,353 @@
+//! Filters and the security team's questions: who sent what, with which
+//! tool, at what cost, and what was stopped. Same SQL on SQLite and
+//! PostgreSQL (`$N` placeholders work on both).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::record::COLUMNS;
+use crate::store::{decode_record, on_pool, AuditStore};
+use crate::time::parse_time_spec;
+use crate::{AuditError, AuditRecord};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryFilter {
+    /// RFC3339, a date, or a relative age (`1h`, `7d`).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub machine: Option<String>,
+    pub user: Option<String>,
+    /// Full path, or a file name matching any directory.
+    pub exe: Option<String>,
+    pub tool: Option<String>,
+    pub provider: Option<String>,
+    /// Model name prefix (`claude-sonnet-4` matches dated versions).
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    pub verdict: Option<String>,
+    /// Detector kind present in the row's findings.
+    pub kind: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+enum BindValue {
+    Text(String),
+    Int(i64),
+}
+
+macro_rules! bind_values {
+    ($query:expr, $values:expr) => {{
+        let mut q = $query;
+        for v in $values {
+            q = match v {
+                BindValue::Text(s) => q.bind(s.clone()),
+                BindValue::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+#[derive(Default)]
+struct Where {
+    conds: Vec<String>,
+    values: Vec<BindValue>,
+}
+
+impl Where {
+    /// Each `?` in `cond` becomes the next `$N`.
+    fn add<const N: usize>(&mut self, cond: &str, values: [BindValue; N]) {
+        let mut out = String::new();
+        let mut parts = cond.split('?');
+        out.push_str(parts.next().unwrap_or(""));
+        for part in parts {
+            out.push_str(&format!("${}", self.values.len() + 1 + out.matches('$').count()));
+            out.push_str(part);
+        }
+        self.conds.push(out);
+        self.values.extend(values);
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+impl QueryFilter {
+    /// `WHERE ...` (possibly empty) and its values, placeholders from `$1`.
+    fn where_clause(&self, now: DateTime<Utc>) -> Result<(String, Vec<BindValue>), AuditError> {
+        let mut w = Where::default();
+        if let Some(s) = &self.since {
+            w.add("ts >= ?", [BindValue::Text(parse_time_spec(s, now)?)]);
+        }
+        if let Some(s) = &self.until {
+            w.add("ts < ?", [BindValue::Text(parse_time_spec(s, now)?)]);
+        }
+        if let Some(v) = &self.machine {
+            w.add("machine_id = ?", [BindValue::Text(v.clone())]);
+        }
+        if let Some(v) = &self.user {
+            w.add("\"user\" = ?", [BindValue::Text(v.clone())]);
+        }
+        if let Some(v) = &self.exe {
+            if v.contains('/') {
+                w.add("exe = ?", [BindValue::Text(v.clone())]);
+            } else {
+                w.add(
+                    "(exe = ? OR exe LIKE ? ESCAPE '\\')",
+                    [BindValue::Text(v.clone()), BindValue::Text(format!("%/{}", like_escape(v)))],
+                );
+            }
+        }
+        if let Some(v) = &self.tool {
+            w.add("tool = ?", [BindValue::Text(v.clone())]);
+        }
+        if let Some(v) = &self.provider {
+            w.add("provider = ?", [BindValue::Text(v.clone())]);
+        }
+        if let Some(v) = &self.model {
+            w.add("model LIKE ? ESCAPE '\\'", [BindValue::Text(format!("{}%", like_escape(v)))]);
+        }
+        if let Some(v) = self.status {
+            w.add("status = ?", [BindValue::Int(i64::from(v))]);
+        }
+        if let Some(v) = &self.verdict {
+            w.add("verdict = ?", [BindValue::Text(v.clone())]);
+        }
+        if let Some(v) = &self.kind {
+            // findings is a JSON object with the kinds as keys.
+            w.add("findings LIKE ? ESCAPE '\\'", [BindValue::Text(format!("%\"{}\":%", like_escape(v)))]);
+        }
+        let sql = if w.conds.is_empty() { String::new() } else { format!(" WHERE {}", w.conds.join(" AND ")) };
+        Ok((sql, w.values))
+    }
+
+    fn limit_clause(&self) -> Result<String, AuditError> {
+        match self.limit {
+            Some(n) if n < 0 => Err(AuditError::BadFilter(format!("--limit {n} must be 0 or more"))),
+            Some(n) => Ok(format!(" LIMIT {n}")),
+            None => Ok(String::new()),
+        }
+    }
+}
+
+/// One line of the connected-agents overview.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentSummary {
+    /// None: traffic not attributed to a known tool.
+    pub tool: Option<String>,
+    pub requests: i64,
+    pub users: i64,
+    pub machines: i64,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopBy {
+    User,
+    Tool,
+    Model,
+    Machine,
+    Exe,
+    Kind,
+}
+
+impl TopBy {
+    pub fn parse(s: &str) -> Result<TopBy, AuditError> {
+        Ok(match s {
+            "user" => TopBy::User,
+            "tool" => TopBy::Tool,
+            "model" => TopBy::Model,
+            "machine" => TopBy::Machine,
+            "exe" => TopBy::Exe,
+            "kind" => TopBy::Kind,
+            other => {
+                return Err(AuditError::BadFilter(format!("--by {other:?}: use one of user, tool, model, machine, exe, kind")))
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TopBy::User => "user",
+            TopBy::Tool => "tool",
+            TopBy::Model => "model",
+            TopBy::Machine => "machine",
+            TopBy::Exe => "exe",
+            TopBy::Kind => "kind",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            TopBy::User => "\"user\"",
+            TopBy::Tool => "tool",
+            TopBy::Model => "model",
+            TopBy::Machine => "machine_id",
+            TopBy::Exe => "exe",
+            TopBy::Kind => unreachable!("kind is aggregated from the findings JSON"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopRow {
+    /// None: rows where the attribute is unknown.
+    pub key: Option<String>,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub blocked: i64,
+    pub redacted: i64,
+}
+
+/// key, requests, input, output, cost, blocked, redacted.
+type TopSqlRow = (Option<String>, i64, i64, i64, f64, i64, i64);
+/// findings, input, output, cost, verdict.
+type KindSqlRow = (String, Option<i64>, Option<i64>, Option<f64>, String);
+
+impl AuditStore {
+    /// Matching rows, newest first.
+    pub async fn query(&self, filter: &QueryFilter) -> Result<Vec<AuditRecord>, AuditError> {
+        self.select(filter, "ts DESC, machine_id, id DESC").await
+    }
+
+    /// Matching rows, oldest first (for export).
+    pub async fn export(&self, filter: &QueryFilter) -> Result<Vec<AuditRecord>, AuditError> {
+        self.select(filter, "ts, machine_id, id").await
+    }
+
+    async fn select(&self, filter: &QueryFilter, order: &str) -> Result<Vec<AuditRecord>, AuditError> {
+        let (cond, values) = filter.where_clause(Utc::now())?;
+        let sql = format!("SELECT {} FROM audit_log{cond} ORDER BY {order}{}", COLUMNS.join(", "), filter.limit_clause()?);
+        on_pool!(&self.pool, p => {
+            let rows = bind_values!(sqlx::query(&sql), &values).fetch_all(p).await?;
+            rows.iter().map(|r| decode_record!(r)).collect()
+        })
+    }
+
+    pub async fn count(&self, filter: &QueryFilter) -> Result<i64, AuditError> {
+        let (cond, values) = filter.where_clause(Utc::now())?;
+        let sql = format!("SELECT COUNT(*) FROM audit_log{cond}");
+        let n: i64 = on_pool!(&self.pool, p => bind_values!(sqlx::query_scalar(&sql), &values).fetch_one(p).await?);
+        Ok(n)
+    }
+
+    /// One row in full. On a fleet store ids repeat across machines: pass
+    /// `machine` when more than one machine has this id.
+    pub async fn show(&self, id: i64, machine: Option<&str>) -> Result<AuditRecord, AuditError> {
+        let mut sql = format!("SELECT {} FROM audit_log WHERE id = $1", COLUMNS.join(", "));
+        if machine.is_some() {
+            sql.push_str(" AND machine_id = $2");
+        }
+        let mut rows: Vec<AuditRecord> = on_pool!(&self.pool, p => {
+            let mut q = sqlx::query(&sql).bind(id);
+            if let Some(m) = machine {
+                q = q.bind(m.to_string());
+            }
+            let rows = q.fetch_all(p).await?;
+            rows.iter().map(|r| decode_record!(r)).collect::<Result<Vec<_>, AuditError>>()?
+        });
+        match rows.len() {
+            0 => Err(AuditError::NotFound(id)),
+            1 => Ok(rows.remove(0)),
+            n => Err(AuditError::BadFilter(format!(
+                "row {id} exists on {n} machines ({}); pass --machine ID",
+                rows.iter().map(|r| r.machine_id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Per tool: requests, distinct users and machines, last seen.
+    pub async fn agents(&self, filter: &QueryFilter) -> Result<Vec<AgentSummary>, AuditError> {
+        let (cond, values) = filter.where_clause(Utc::now())?;
+        let sql = format!(
+            "SELECT tool, COUNT(*), COUNT(DISTINCT \"user\"), COUNT(DISTINCT machine_id), MAX(ts) \
+             FROM audit_log{cond} GROUP BY tool ORDER BY COUNT(*) DESC, tool{}",
+            filter.limit_clause()?
+        );
+        let rows: Vec<(Option<String>, i64, i64, i64, String)> =
+            on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(tool, requests, users, machines, last_seen)| AgentSummary { tool, requests, users, machines, last_seen })
+            .collect())
+    }
+
+    /// Requests, tokens, estimated cost, blocks and redactions per `by`,
+    /// most requests first.
+    pub async fn top(&self, by: TopBy, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
+        let mut rows = if by == TopBy::Kind { self.top_by_kind(filter).await? } else { self.top_by_column(by, filter).await? };
+        rows.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.key.cmp(&b.key)));
+        if let Some(n) = filter.limit {
+            rows.truncate(n.max(0) as usize);
+        }
+        Ok(rows)
+    }
+
+    async fn top_by_column(&self, by: TopBy, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
+        let (cond, values) = filter.where_clause(Utc::now())?;
+        let col = by.column();
+        let sql = format!(
+            "SELECT {col}, COUNT(*), \
+             CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), \
+             CAST(COALESCE(SUM(CASE WHEN verdict = 'blocked' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN verdict = 'redacted' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM audit_log{cond} GROUP BY {col}"
+        );
+        let rows: Vec<TopSqlRow> =
+            on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(key, requests, input_tokens, output_tokens, cost_usd, blocked, redacted)| TopRow {
+                key,
+                requests,
+                input_tokens,
+                output_tokens,
+                cost_usd,
+                blocked,
+                redacted,
+            })
+            .collect())
+    }
+
+    /// Kinds live in the findings JSON; aggregate in Rust so the SQL stays
+    /// portable. A request counts once per kind it contains.
+    async fn top_by_kind(&self, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
+        let (cond, values) = filter.where_clause(Utc::now())?;
+        let extra = if cond.is_empty() { " WHERE findings <> '{}'" } else { " AND findings <> '{}'" };
+        let sql = format!(
+            "SELECT findings, input_tokens, output_tokens, cost_usd, verdict FROM audit_log{cond}{extra}"
+        );
+        let rows: Vec<KindSqlRow> =
+            on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
+        let mut by_kind: BTreeMap<String, TopRow> = BTreeMap::new();
+        for (findings, input, output, cost, verdict) in rows {
+            let kinds: BTreeMap<String, u32> = serde_json::from_str(&findings)
+                .map_err(|e| AuditError::BadFilter(format!("unreadable findings {findings:?}: {e}; run `promptwall audit verify`")))?;
+            for kind in kinds.into_keys() {
+                let row = by_kind.entry(kind.clone()).or_insert_with(|| TopRow {
+                    key: Some(kind),
+                    requests: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cost_usd: 0.0,
+                    blocked: 0,
+                    redacted: 0,
+                });
+                row.requests += 1;
+                row.input_tokens += input.unwrap_or(0);
+                row.output_tokens += output.unwrap_or(0);
+                row.cost_usd += cost.unwrap_or(0.0);
+                row.blocked += i64::from(verdict == "blocked");
+                row.redacted += i64::from(verdict == "redacted");
+            }
+        }
+        Ok(by_kind.into_values().collect())
+    }
+}

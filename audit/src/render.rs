@@ -1,0 +1,277 @@
+//! Output for people (comfy-table) and scripts (JSON lines, CSV). Kept in
+//! the library so tests check exactly what the CLI prints.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+use serde_json::{Map, Value};
+
+use crate::chain::{BreakKind, PruneReport, VerifyReport};
+use crate::query::{AgentSummary, TopBy, TopRow};
+use crate::AuditRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Jsonl,
+    Csv,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format, crate::AuditError> {
+        match s {
+            "table" => Ok(Format::Table),
+            "jsonl" | "json" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            other => Err(crate::AuditError::BadFilter(format!("--format {other:?}: use table, jsonl or csv"))),
+        }
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled).set_header(header.to_vec());
+    t
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into())
+}
+
+fn right(s: String) -> Cell {
+    Cell::new(s).set_alignment(CellAlignment::Right)
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn money(v: f64) -> String {
+    format!("${v:.4}")
+}
+
+/// Rows for people: the columns an auditor scans first.
+pub fn records_table(records: &[AuditRecord]) -> String {
+    let fleet = records.first().is_some_and(|f| records.iter().any(|r| r.machine_id != f.machine_id));
+    let mut header = vec!["ID", "TIME (UTC)"];
+    if fleet {
+        header.push("MACHINE");
+    }
+    header.extend([
+        "USER", "TOOL", "EXE", "PROVIDER", "METHOD", "PATH", "MODEL", "STATUS", "IN", "OUT", "MS", "VERDICT", "FINDINGS",
+        "COST",
+    ]);
+    let mut t = table(&header);
+    for r in records {
+        let mut row = vec![right(r.id.to_string()), Cell::new(&r.ts)];
+        if fleet {
+            row.push(Cell::new(&r.machine_id));
+        }
+        row.extend([
+            Cell::new(opt(&r.user)),
+            Cell::new(opt(&r.tool)),
+            Cell::new(r.exe.as_deref().map(basename).unwrap_or("-")),
+            Cell::new(opt(&r.provider)),
+            Cell::new(opt(&r.method)),
+            Cell::new(opt(&r.path)),
+            Cell::new(opt(&r.model)),
+            right(r.status.to_string()),
+            right(opt(&r.input_tokens)),
+            right(opt(&r.output_tokens)),
+            right(format!("{:.0}", r.duration_ms)),
+            Cell::new(&r.verdict),
+            Cell::new(findings_summary(r)),
+            right(r.cost_usd.map(money).unwrap_or_else(|| "-".into())),
+        ]);
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+fn findings_summary(r: &AuditRecord) -> String {
+    if r.findings.is_empty() {
+        return "-".into();
+    }
+    r.findings.iter().map(|(k, n)| format!("{k}×{n}")).collect::<Vec<_>>().join(" ")
+}
+
+/// One JSON object; bodies only when asked (`show`, `export`).
+pub fn record_json(r: &AuditRecord, with_bodies: bool) -> Value {
+    let mut v = serde_json::to_value(r).expect("record serialises");
+    if !with_bodies {
+        if let Value::Object(map) = &mut v {
+            map.remove("request_body");
+            map.remove("response_body");
+        }
+    }
+    v
+}
+
+/// One JSON object per line, newline-terminated.
+pub fn records_jsonl(records: &[AuditRecord], with_bodies: bool) -> String {
+    records.iter().map(|r| format!("{}\n", record_json(r, with_bodies))).collect()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_value(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => csv_field(s),
+        other => csv_field(&other.to_string()),
+    }
+}
+
+fn csv_rows(values: &[Map<String, Value>]) -> String {
+    let Some(first) = values.first() else { return String::new() };
+    let header: Vec<&String> = first.keys().collect();
+    let mut out = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",");
+    out.push('\n');
+    for v in values {
+        out.push_str(&header.iter().map(|h| csv_value(v.get(*h).unwrap_or(&Value::Null))).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn objects<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> Vec<Map<String, Value>> {
+    items
+        .into_iter()
+        .map(|i| match serde_json::to_value(i).expect("serialises") {
+            Value::Object(m) => m,
+            _ => unreachable!("structs serialise to objects"),
+        })
+        .collect()
+}
+
+/// CSV with a header line; JSON-valued columns (findings) as JSON text.
+pub fn records_csv(records: &[AuditRecord], with_bodies: bool) -> String {
+    let maps: Vec<Map<String, Value>> = records
+        .iter()
+        .map(|r| match record_json(r, with_bodies) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        })
+        .collect();
+    csv_rows(&maps)
+}
+
+pub fn records(records: &[AuditRecord], format: Format) -> String {
+    match format {
+        Format::Table => records_table(records),
+        Format::Jsonl => records_jsonl(records, false),
+        Format::Csv => records_csv(records, false),
+    }
+}
+
+/// "12 cursor / 8 claude-code / 4 aider" style overview.
+pub fn agents(rows: &[AgentSummary], format: Format) -> String {
+    match format {
+        Format::Jsonl => rows.iter().map(|r| format!("{}\n", serde_json::to_string(r).expect("serialises"))).collect(),
+        Format::Csv => csv_rows(&objects(rows)),
+        Format::Table => {
+            let mut t = table(&["TOOL", "REQUESTS", "USERS", "MACHINES", "LAST SEEN (UTC)"]);
+            for r in rows {
+                t.add_row(vec![
+                    Cell::new(r.tool.as_deref().unwrap_or("(unattributed)")),
+                    right(r.requests.to_string()),
+                    right(r.users.to_string()),
+                    right(r.machines.to_string()),
+                    Cell::new(&r.last_seen),
+                ]);
+            }
+            t.to_string()
+        }
+    }
+}
+
+pub fn top(by: TopBy, rows: &[TopRow], format: Format) -> String {
+    match format {
+        Format::Jsonl => rows.iter().map(|r| format!("{}\n", serde_json::to_string(r).expect("serialises"))).collect(),
+        Format::Csv => csv_rows(&objects(rows)),
+        Format::Table => {
+            let key = by.name().to_uppercase();
+            let mut t = table(&[&key, "REQUESTS", "IN TOKENS", "OUT TOKENS", "EST. COST", "BLOCKED", "REDACTED"]);
+            for r in rows {
+                t.add_row(vec![
+                    Cell::new(r.key.as_deref().unwrap_or("(unknown)")),
+                    right(r.requests.to_string()),
+                    right(r.input_tokens.to_string()),
+                    right(r.output_tokens.to_string()),
+                    right(money(r.cost_usd)),
+                    right(r.blocked.to_string()),
+                    right(r.redacted.to_string()),
+                ]);
+            }
+            t.to_string()
+        }
+    }
+}
+
+/// `show`: every field, one per line; bodies last.
+pub fn record_detail(r: &AuditRecord) -> String {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    let Value::Object(map) = record_json(r, false) else { unreachable!() };
+    for (k, v) in map {
+        let text = match v {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        t.add_row(vec![Cell::new(k), Cell::new(text)]);
+    }
+    let mut out = t.to_string();
+    out.push('\n');
+    for (name, body) in [("request body (as the provider saw it)", &r.request_body), ("response body", &r.response_body)] {
+        match body {
+            Some(b) => out.push_str(&format!("\n--- {name} ---\n{b}\n")),
+            None => out.push_str(&format!("\n--- {name}: not captured (audit.capture_bodies is off, or purged by retention) ---\n")),
+        }
+    }
+    out
+}
+
+pub fn verify(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    for m in &report.machines {
+        match &m.first_break {
+            None => out.push_str(&format!(
+                "machine {}: chain intact ({} rows checked{})\n",
+                m.machine_id,
+                m.rows_checked,
+                if m.pruned_rows > 0 { format!(", {} pruned before the checkpoint", m.pruned_rows) } else { String::new() }
+            )),
+            Some(b) => out.push_str(&format!(
+                "machine {}: CHAIN BROKEN at row {} ({}): {}\n",
+                m.machine_id,
+                b.id,
+                match b.kind {
+                    BreakKind::Edited => "edited",
+                    BreakKind::Deleted => "deleted",
+                    BreakKind::Inserted => "inserted",
+                },
+                b.detail
+            )),
+        }
+    }
+    if report.machines.is_empty() {
+        out.push_str("audit store is empty: nothing to verify\n");
+    }
+    out
+}
+
+pub fn prune(reports: &[PruneReport]) -> String {
+    if reports.is_empty() {
+        return "nothing to prune\n".into();
+    }
+    reports
+        .iter()
+        .map(|r| format!("machine {}: pruned {} rows; chain continues from checkpoint at row {}\n", r.machine_id, r.deleted, r.checkpoint_id))
+        .collect()
+}

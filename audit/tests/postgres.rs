@@ -1,0 +1,179 @@
+//! Fleet store against a real PostgreSQL server (private cluster on
+//! loopback, see promptwall_audit::testing). Fails with set-up instructions
+//! when the server binaries are missing, unless PROMPTWALL_SKIP_PG=1.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{record, Req};
+use promptwall_audit::store::Pool;
+use promptwall_audit::testing::PgCluster;
+use promptwall_audit::{AuditStore, AuditWriter, CentralShipper, QueryFilter, TopBy, WriterOptions};
+
+struct Agent {
+    _dir: tempfile::TempDir,
+    spool: AuditStore,
+    writer: AuditWriter,
+    written: usize,
+}
+
+impl Agent {
+    async fn new(machine: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = AuditStore::open(&format!("sqlite://{}/spool.db", dir.path().display())).await.unwrap();
+        let writer = AuditWriter::spawn(spool.clone(), WriterOptions::new(machine));
+        Agent { _dir: dir, spool, writer, written: 0 }
+    }
+
+    /// Agent A: all claude-code/alice. Agent B: alternately claude-code/carol and cursor/bob.
+    async fn write(&mut self, n: usize, mixed: bool) {
+        for _ in 0..n {
+            let i = self.written;
+            let req = if mixed && i % 2 == 1 {
+                Req { user: "bob", tool: "cursor", exe: "/opt/cursor/cursor", ..Default::default() }
+            } else if mixed {
+                Req { user: "carol", ..Default::default() }
+            } else {
+                Req { user: "alice", ..Default::default() }
+            };
+            self.writer.write(record(req)).await.unwrap();
+            self.written += 1;
+        }
+    }
+
+    async fn rows(&self) -> BTreeSet<(String, i64, String)> {
+        self.spool.export(&QueryFilter::default()).await.unwrap().into_iter().map(|r| (r.machine_id, r.id, r.hash)).collect()
+    }
+}
+
+fn pg_pool(store: &AuditStore) -> &sqlx::PgPool {
+    match store.pool() {
+        Pool::Postgres(p) => p,
+        Pool::Sqlite(_) => panic!("postgres expected"),
+    }
+}
+
+async fn central_rows(central: &AuditStore) -> Vec<(String, i64, String)> {
+    sqlx::query_as("SELECT machine_id, id, hash FROM audit_log ORDER BY machine_id, id")
+        .fetch_all(pg_pool(central))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_ship_to_one_central_store_through_an_outage() {
+    let mut pg = match PgCluster::start_unless_skipped() {
+        Ok(Some(pg)) => pg,
+        Ok(None) => return,
+        Err(e) => panic!("{e}"),
+    };
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE promptwall").execute(&admin).await.unwrap();
+    admin.close().await;
+    // The owner creates the schema; then the documented roles are applied.
+    let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
+    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql")).execute(pg_pool(&owner)).await.unwrap();
+    let agent_url = pg.url_as("promptwall_agent", "promptwall");
+
+    let mut a = Agent::new("machine-a").await;
+    let mut b = Agent::new("machine-b").await;
+    let mut ship_a = CentralShipper::new(a.spool.clone(), &agent_url, 7, Duration::from_millis(50)).unwrap();
+    let mut ship_b = CentralShipper::new(b.spool.clone(), &agent_url, 7, Duration::from_millis(50)).unwrap();
+
+    // Phase 1: both agents ship (several batches of 7).
+    a.write(10, false).await;
+    b.write(6, true).await;
+    assert_eq!(ship_a.drain().await.unwrap(), 10);
+    assert_eq!(ship_b.drain().await.unwrap(), 6);
+    assert_eq!(owner.count_all().await.unwrap(), 16);
+
+    // Phase 2: central store down. Local writes still succeed; shipping
+    // fails without advancing the mark; nothing is lost when it returns.
+    tokio::task::block_in_place(|| pg.stop()).unwrap();
+    a.write(5, false).await;
+    b.write(4, true).await;
+    assert!(ship_a.ship_once().await.is_err(), "shipping must fail while PostgreSQL is down");
+    assert_eq!(ship_a.shipped_upto().await.unwrap(), 10);
+    tokio::task::block_in_place(|| pg.start_server()).unwrap();
+    assert_eq!(ship_a.drain().await.unwrap(), 5);
+    assert_eq!(ship_b.drain().await.unwrap(), 4);
+    assert_eq!(owner.count_all().await.unwrap(), 25);
+
+    // A lost acknowledgement (crash after the central commit) re-sends rows:
+    // idempotent, no duplicates.
+    let Pool::Sqlite(spool_a) = a.spool.pool() else { unreachable!() };
+    sqlx::query("UPDATE audit_shipping SET shipped_upto = 0").execute(spool_a).await.unwrap();
+    assert_eq!(ship_a.drain().await.unwrap(), 15);
+    assert_eq!(owner.count_all().await.unwrap(), 25);
+
+    // Phase 3: background shippers; PostgreSQL stops mid-run and comes back.
+    let handle_a = ship_a.spawn();
+    let handle_b = ship_b.spawn();
+    a.write(10, false).await;
+    b.write(10, true).await;
+    tokio::task::block_in_place(|| pg.stop()).unwrap();
+    a.write(10, false).await;
+    b.write(10, true).await;
+    tokio::task::block_in_place(|| pg.start_server()).unwrap();
+    handle_a.poke();
+    handle_b.poke();
+    let expected_total = (a.written + b.written) as i64;
+    assert_eq!(expected_total, 65);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let n = owner.count_all().await.unwrap_or(-1);
+        if n >= expected_total || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    handle_a.shutdown().await;
+    handle_b.shutdown().await;
+
+    // Exactly the spools' rows, each once, byte-identical hashes.
+    let mut local: Vec<(String, i64, String)> = a.rows().await.into_iter().chain(b.rows().await).collect();
+    local.sort();
+    let central = central_rows(&owner).await;
+    assert_eq!(central.len(), 65, "no row lost, none duplicated");
+    assert_eq!(central, local);
+
+    // The auditor queries the fleet store with the same code paths.
+    let auditor = AuditStore::open_read_only(&pg.url_as("promptwall_auditor", "promptwall")).await.unwrap();
+    let agents = auditor.agents(&QueryFilter::default()).await.unwrap();
+    let summary: Vec<(Option<&str>, i64, i64, i64)> =
+        agents.iter().map(|s| (s.tool.as_deref(), s.requests, s.users, s.machines)).collect();
+    // A: 35 claude-code/alice. B: 30 rows, 15 claude-code/carol + 15 cursor/bob.
+    assert_eq!(summary, vec![(Some("claude-code"), 50, 2, 2), (Some("cursor"), 15, 1, 1)]);
+
+    let by_machine = auditor.top(TopBy::Machine, &QueryFilter::default()).await.unwrap();
+    let m: Vec<(Option<&str>, i64, i64, i64)> =
+        by_machine.iter().map(|r| (r.key.as_deref(), r.requests, r.input_tokens, r.output_tokens)).collect();
+    assert_eq!(m, vec![(Some("machine-a"), 35, 35_000, 3_500), (Some("machine-b"), 30, 30_000, 3_000)]);
+    let by_user = auditor.top(TopBy::User, &QueryFilter::default()).await.unwrap();
+    let u: Vec<(Option<&str>, i64)> = by_user.iter().map(|r| (r.key.as_deref(), r.requests)).collect();
+    assert_eq!(u, vec![(Some("alice"), 35), (Some("bob"), 15), (Some("carol"), 15)]);
+    let alice_cost = by_user[0].cost_usd;
+    assert!((alice_cost - 35.0 * (0.003 + 0.0015)).abs() < 1e-9, "{alice_cost}");
+    let cursor_rows = auditor.query(&QueryFilter { tool: Some("cursor".into()), machine: Some("machine-b".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(cursor_rows.len(), 15);
+
+    // Both machines' chains verify on the central copy.
+    let report = auditor.verify(None).await.unwrap();
+    assert_eq!(report.machines.len(), 2);
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.machines.iter().map(|m| m.rows_checked).sum::<i64>(), 65);
+
+    // Roles: agents cannot read or delete; auditors cannot write.
+    let agent_pool = sqlx::PgPool::connect(&agent_url).await.unwrap();
+    let err = sqlx::query("SELECT COUNT(*) FROM audit_log").fetch_one(&agent_pool).await.unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    let err = sqlx::query("DELETE FROM audit_log").execute(&agent_pool).await.unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    let err = sqlx::query("UPDATE audit_log SET \"user\" = 'x'").execute(pg_pool(&auditor)).await.unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    agent_pool.close().await;
+    auditor.close().await;
+    owner.close().await;
+}
