@@ -1,9 +1,500 @@
 //! Transparent interception: eBPF redirect (default) or nftables fallback.
-use promptwall_proxy::config::Config;
+//!
+//! `start` loads and attaches the programs (or installs the nftables table),
+//! keeps the heartbeat and the provider address set up to date, and returns an
+//! [`InterceptHandle`] that the transparent listener uses as its
+//! [`OriginLookup`]. Dropping the handle detaches everything.
+
+pub mod addresses;
+pub mod cgroup;
+pub mod ebpf;
+pub mod heartbeat;
+pub mod nft;
+pub mod proc_net;
+pub mod resolver;
+pub mod sys;
+
+#[cfg(test)]
+mod root_tests;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use promptwall_proxy::attribution;
+use promptwall_proxy::config::{Config, FailMode, InterceptMode};
+use promptwall_proxy::origin::{ClientIdentity, ConnectionOrigin, OriginLookup};
+
+use addresses::{AddressSet, Prefix, Source};
+use ebpf::Loaded;
+
+/// Name prefix of cgroups that tests create (cleanup removes leftovers).
+pub const TEST_CGROUP_PREFIX: &str = "promptwall-test-";
 
 #[derive(clap::Args)]
 pub struct CleanupArgs {}
 
-pub async fn cleanup(_args: CleanupArgs, _config: &Config) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// How `start_with` should run, beyond what the config says.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Some: the transparent listener is already up here; redirect to it now.
+    /// None: wait for [`InterceptHandle::proxy_ready`] / [`InterceptHandle::set_listener`].
+    pub listener: Option<SocketAddr>,
+    /// Where native IPv6 connections go; default: the IPv4 listener as a v4-mapped address.
+    pub listener_v6: Option<SocketAddrV6>,
+    /// cgroup2 directory to attach to; default: config, else the cgroup2 mount root.
+    pub cgroup: Option<PathBuf>,
+    /// bpffs directory for pinned links (fail = "closed").
+    pub pin_dir: PathBuf,
+    /// Extra addresses/prefixes to redirect (tests: 127.x/32).
+    pub extra_addresses: Vec<Prefix>,
+    /// Run the DNS resolver task (default: unless `intercept.resolve_interval_secs` is 0).
+    pub resolve: bool,
+    pub heartbeat_max_age: Duration,
+}
+
+impl StartOptions {
+    pub fn from_config(config: &Config) -> Self {
+        StartOptions {
+            listener: None,
+            listener_v6: None,
+            cgroup: config.intercept.cgroup.clone(),
+            pin_dir: PathBuf::from(ebpf::DEFAULT_PIN_DIR),
+            extra_addresses: Vec::new(),
+            resolve: config.intercept.resolve_interval_secs > 0,
+            heartbeat_max_age: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The IPv4 address redirected connections are sent to.
+fn listener_v4(listener: SocketAddr) -> anyhow::Result<SocketAddrV4> {
+    Ok(match listener {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => SocketAddrV4::new(Ipv4Addr::LOCALHOST, v4.port()),
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddrV4::new(v4, v6.port()),
+            None => anyhow::bail!(
+                "transparent listener {listener} must be an IPv4 address (e.g. 127.0.0.1:15443) so IPv4 \
+                 connections can be redirected to it; set listen.transparent"
+            ),
+        },
+    })
+}
+
+enum Backend {
+    Ebpf(Arc<Mutex<Option<Loaded>>>),
+    Nftables { installed: Mutex<bool> },
+}
+
+struct Inner {
+    backend: Backend,
+    options: StartOptions,
+    cgroup: Option<PathBuf>,
+    fail: FailMode,
+    addresses: Arc<Mutex<AddressSet>>,
+    listener: Mutex<Option<(SocketAddrV4, SocketAddrV6)>>,
+    /// (block_quic, mark, ports): what nftables mode needs to re-render its table.
+    nft_base: (bool, u32, Vec<u16>),
+}
+
+/// The running redirect. Implements [`OriginLookup`]; dropping it (or
+/// `shutdown`) detaches the programs / removes the nftables table.
+pub struct InterceptHandle {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What `promptwall status` shows about interception.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InterceptStatus {
+    pub mode: &'static str,
+    pub fail: &'static str,
+    pub cgroup: Option<PathBuf>,
+    pub listener_v4: Option<SocketAddrV4>,
+    pub listener_v6: Option<SocketAddrV6>,
+    pub object_sha256: Option<String>,
+    pub programs: Vec<ebpf::AttachedProgram>,
+    pub maps: BTreeMap<String, usize>,
+    pub counters: BTreeMap<String, u64>,
+    pub heartbeat_age_ms: Option<u64>,
+    pub provider_prefixes: Vec<String>,
+    pub nftables_table: Option<String>,
+}
+
+struct EbpfSink(Arc<Mutex<Option<Loaded>>>);
+
+impl resolver::AddressSink for EbpfSink {
+    fn apply(&self, added: &[Prefix], removed: &[Prefix]) {
+        let mut guard = self.0.lock().unwrap();
+        let Some(loaded) = guard.as_mut() else { return };
+        for p in added {
+            if let Err(e) = loaded.insert_prefix(*p, Source::Resolved) {
+                tracing::error!("{e:#}");
+            }
+        }
+        for p in removed {
+            if let Err(e) = loaded.remove_prefix(*p) {
+                tracing::error!("{e:#}");
+            }
+        }
+    }
+}
+
+struct NftSink;
+
+impl resolver::AddressSink for NftSink {
+    fn apply(&self, added: &[Prefix], removed: &[Prefix]) {
+        if let Err(e) = nft::update_elements(added, removed) {
+            tracing::error!("{e:#}");
+        }
+    }
+}
+
+/// Lookup half of the eBPF backend, shareable with the transparent listener.
+pub struct EbpfLookup(Arc<Mutex<Option<Loaded>>>);
+
+impl OriginLookup for EbpfLookup {
+    fn lookup(&self, peer: SocketAddr, _local: SocketAddr) -> Option<ConnectionOrigin> {
+        let meta = self.0.lock().unwrap().as_ref()?.lookup_peer(peer)?;
+        let mut identity = ClientIdentity {
+            pid: Some(meta.tgid),
+            uid: Some(meta.uid),
+            gid: Some(meta.gid),
+            comm: Some(ebpf::comm(&meta)),
+            cgroup_id: Some(meta.cgroup_id),
+            ..Default::default()
+        };
+        attribution::enrich(&mut identity);
+        Some(ConnectionOrigin { original_dst: ebpf::original_dst(&meta), identity, socket_cookie: Some(meta.socket_cookie) })
+    }
+}
+
+/// Lookup for the nftables fallback: /proc/net/tcp + /proc/*/fd.
+pub struct ProcLookup;
+
+impl OriginLookup for ProcLookup {
+    fn lookup(&self, peer: SocketAddr, local: SocketAddr) -> Option<ConnectionOrigin> {
+        let entry = proc_net::find_client(peer, local)?;
+        let mut identity =
+            ClientIdentity { uid: Some(entry.uid), pid: proc_net::pid_of_inode(entry.inode), ..Default::default() };
+        attribution::enrich(&mut identity);
+        let remote = SocketAddr::new(addresses::canonical(entry.remote.ip()), entry.remote.port());
+        Some(ConnectionOrigin { original_dst: remote, identity, socket_cookie: None })
+    }
+}
+
+/// Loads and attaches the redirect per config. Nothing is redirected until
+/// [`InterceptHandle::proxy_ready`] names the transparent listener (until then
+/// provider connections go direct, or are refused with fail = "closed").
+pub async fn start(config: &Config) -> anyhow::Result<InterceptHandle> {
+    start_with(config, StartOptions::from_config(config)).await
+}
+
+pub async fn start_with(config: &Config, options: StartOptions) -> anyhow::Result<InterceptHandle> {
+    if !sys::is_root() {
+        anyhow::bail!(
+            "transparent interception needs root (CAP_BPF, CAP_NET_ADMIN); run `promptwall up` as root, \
+             or set intercept.enabled = false for explicit base-URL mode only"
+        );
+    }
+    let mut prefixes = addresses::parse_prefixes(&config.intercept.addresses)?;
+    let mut set = AddressSet::with_static(&prefixes);
+    for p in &options.extra_addresses {
+        set.add_override(*p);
+    }
+    prefixes.extend(options.extra_addresses.iter().copied());
+    let addresses = Arc::new(Mutex::new(set));
+    let fail = config.intercept.fail;
+    let ports = config.intercept.ports.clone();
+
+    let (backend, cgroup, sink): (Backend, Option<PathBuf>, Arc<dyn resolver::AddressSink>) = match config.intercept.mode {
+        InterceptMode::Ebpf => {
+            let mount = cgroup::cgroup2_mount()?;
+            let cgroup_path = options.cgroup.clone().unwrap_or_else(|| mount.clone());
+            let settings = ebpf::EbpfSettings {
+                cgroup: cgroup_path.clone(),
+                mark: config.upstream.mark,
+                agent_cgroup_id: cgroup::agent_cgroup_id(&mount).unwrap_or(0),
+                netns_cookie: sys::own_netns_cookie()?,
+                fail_closed: fail == FailMode::Closed,
+                block_quic: config.intercept.block_quic,
+                heartbeat_max_age: options.heartbeat_max_age,
+                ports: ports.clone(),
+                pin_dir: (fail == FailMode::Closed).then(|| options.pin_dir.clone()),
+            };
+            let mut loaded = ebpf::load(&settings)?;
+            for (prefix, source) in addresses.lock().unwrap().entries() {
+                loaded.insert_prefix(prefix, source)?;
+            }
+            tracing::info!(
+                cgroup = %cgroup_path.display(),
+                sha256 = %ebpf::object_sha256(),
+                fail = ?fail,
+                "eBPF redirect attached"
+            );
+            let loaded = Arc::new(Mutex::new(Some(loaded)));
+            (Backend::Ebpf(loaded.clone()), Some(cgroup_path), Arc::new(EbpfSink(loaded)))
+        }
+        InterceptMode::Nftables => {
+            // QUIC is blocked now; the redirect rule follows once the listener is known.
+            nft::apply(&nft::NftSettings {
+                redirect_port_v4: None,
+                redirect_port_v6: None,
+                block_quic: config.intercept.block_quic,
+                mark: config.upstream.mark,
+                ports: ports.clone(),
+                prefixes,
+            })?;
+            (Backend::Nftables { installed: Mutex::new(true) }, None, Arc::new(NftSink))
+        }
+    };
+    let handle = InterceptHandle {
+        inner: Arc::new(Inner {
+            backend,
+            options: options.clone(),
+            cgroup,
+            fail,
+            addresses: addresses.clone(),
+            listener: Mutex::new(None),
+            nft_base: (config.intercept.block_quic, config.upstream.mark, ports),
+        }),
+        tasks: Mutex::new(Vec::new()),
+    };
+    if options.resolve {
+        let hosts: Vec<String> = config.provider_hosts().map(str::to_string).collect();
+        handle.tasks.lock().unwrap().push(resolver::spawn(
+            hosts,
+            Duration::from_secs(config.intercept.resolve_interval_secs.max(1)),
+            Duration::from_secs(config.intercept.address_keep_secs),
+            addresses,
+            sink,
+        ));
+    }
+    if let Some(listener) = options.listener {
+        handle.set_listener(listener)?;
+    }
+    Ok(handle)
+}
+
+impl InterceptHandle {
+    /// Call once the proxy's listeners are up: starts redirecting to its transparent listener.
+    pub async fn proxy_ready(&self, running: &promptwall_proxy::app::Running) -> anyhow::Result<()> {
+        let listener = running.transparent.context(
+            "interception is enabled but the proxy has no transparent listener; set listen.transparent (e.g. 127.0.0.1:15443)",
+        )?;
+        self.set_listener(listener)
+    }
+
+    /// Points the redirect at `listener` and starts the heartbeat.
+    pub fn set_listener(&self, listener: SocketAddr) -> anyhow::Result<()> {
+        let v4 = listener_v4(listener)?;
+        let v6 = self.inner.options.listener_v6.unwrap_or_else(|| SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0));
+        match &self.inner.backend {
+            Backend::Ebpf(loaded) => {
+                {
+                    let mut guard = loaded.lock().unwrap();
+                    let l = guard.as_mut().context("interception was shut down")?;
+                    l.set_listener(v4, v6)?;
+                    l.write_heartbeat(sys::monotonic_ns())?;
+                }
+                self.tasks.lock().unwrap().push(heartbeat::spawn(loaded.clone()));
+            }
+            Backend::Nftables { .. } => {
+                let (block_quic, mark, ports) = self.inner.nft_base.clone();
+                let prefixes: Vec<Prefix> = self.inner.addresses.lock().unwrap().entries().into_iter().map(|(p, _)| p).collect();
+                nft::apply(&nft::NftSettings {
+                    redirect_port_v4: Some(v4.port()),
+                    redirect_port_v6: self.inner.options.listener_v6.map(|a| a.port()),
+                    block_quic,
+                    mark,
+                    ports,
+                    prefixes,
+                })?;
+                tracing::warn!(
+                    "nftables fallback redirect installed (table inet promptwall); its rules outlive a crash: \
+                     run `promptwall cleanup` after one"
+                );
+            }
+        }
+        *self.inner.listener.lock().unwrap() = Some((v4, v6));
+        Ok(())
+    }
+
+    /// What the transparent listener should use to find each connection's origin.
+    pub fn origin_source(&self) -> promptwall_proxy::transparent::OriginSource {
+        use promptwall_proxy::transparent::OriginSource;
+        match &self.inner.backend {
+            Backend::Ebpf(loaded) => OriginSource::Lookup(Arc::new(EbpfLookup(loaded.clone()))),
+            Backend::Nftables { .. } => OriginSource::SoOriginalDst,
+        }
+    }
+
+    /// Adds addresses to the redirect set at runtime (test override).
+    pub fn add_addresses(&self, prefixes: &[Prefix]) -> anyhow::Result<()> {
+        for p in prefixes {
+            self.inner.addresses.lock().unwrap().add_override(*p);
+        }
+        match &self.inner.backend {
+            Backend::Ebpf(loaded) => {
+                let mut guard = loaded.lock().unwrap();
+                let loaded = guard.as_mut().context("interception was shut down")?;
+                for p in prefixes {
+                    loaded.insert_prefix(*p, Source::Override)?;
+                }
+                Ok(())
+            }
+            Backend::Nftables { .. } => nft::update_elements(prefixes, &[]),
+        }
+    }
+
+    pub fn status(&self) -> InterceptStatus {
+        self.inner.status()
+    }
+
+    /// A status snapshot function for the admin socket.
+    pub fn status_fn(&self) -> Arc<dyn Fn() -> serde_json::Value + Send + Sync> {
+        let inner = self.inner.clone();
+        Arc::new(move || serde_json::to_value(inner.status()).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Detaches programs / removes the nftables table. Idempotent.
+    pub fn shutdown(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        match &self.inner.backend {
+            Backend::Ebpf(loaded) => {
+                if loaded.lock().unwrap().take().is_some() {
+                    tracing::info!("eBPF redirect detached");
+                }
+            }
+            Backend::Nftables { installed } => {
+                let mut installed = installed.lock().unwrap();
+                if *installed {
+                    if let Err(e) = nft::remove_table() {
+                        tracing::error!("{e:#}");
+                    }
+                    *installed = false;
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn status(&self) -> InterceptStatus {
+        let listener = *self.listener.lock().unwrap();
+        let mut status = InterceptStatus {
+            mode: "ebpf",
+            fail: match self.fail {
+                FailMode::Open => "open",
+                FailMode::Closed => "closed",
+            },
+            cgroup: self.cgroup.clone(),
+            listener_v4: listener.map(|l| l.0),
+            listener_v6: listener.map(|l| l.1),
+            object_sha256: None,
+            programs: Vec::new(),
+            maps: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            heartbeat_age_ms: None,
+            provider_prefixes: self.addresses.lock().unwrap().entries().iter().map(|(p, _)| p.to_string()).collect(),
+            nftables_table: None,
+        };
+        match &self.backend {
+            Backend::Ebpf(loaded) => {
+                status.object_sha256 = Some(ebpf::object_sha256());
+                if let Some(loaded) = loaded.lock().unwrap().as_ref() {
+                    status.programs = loaded.attached.clone();
+                    status.maps = loaded.map_sizes();
+                    status.counters = loaded.counters();
+                    status.heartbeat_age_ms =
+                        loaded.heartbeat().map(|beat| sys::monotonic_ns().saturating_sub(beat) / 1_000_000);
+                }
+            }
+            Backend::Nftables { installed } => {
+                status.mode = "nftables";
+                if *installed.lock().unwrap() {
+                    status.nftables_table = Some(format!("{} {}", nft::FAMILY, nft::TABLE));
+                }
+            }
+        }
+        status
+    }
+}
+
+impl OriginLookup for InterceptHandle {
+    fn lookup(&self, peer: SocketAddr, local: SocketAddr) -> Option<ConnectionOrigin> {
+        match &self.inner.backend {
+            Backend::Ebpf(loaded) => EbpfLookup(loaded.clone()).lookup(peer, local),
+            Backend::Nftables { .. } => ProcLookup.lookup(peer, local),
+        }
+    }
+}
+
+impl Drop for InterceptHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Removes what a crashed agent can leave behind: pinned links (fail =
+/// "closed"), the nftables table, and cgroups created by tests.
+pub async fn cleanup(_args: CleanupArgs, config: &Config) -> anyhow::Result<()> {
+    if !sys::is_root() {
+        anyhow::bail!("cleanup needs root; run `sudo promptwall cleanup`");
+    }
+    let _ = config;
+    let report = cleanup_all(Path::new(ebpf::DEFAULT_PIN_DIR), true)?;
+    if report.is_empty() {
+        println!("nothing to clean up");
+    }
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Does the work of `cleanup`; returns one line per removed object.
+pub fn cleanup_all(pin_dir: &Path, test_cgroups: bool) -> anyhow::Result<Vec<String>> {
+    let mut report = Vec::new();
+    if pin_dir.parent().map(ebpf::is_bpffs).unwrap_or(false) {
+        for path in ebpf::remove_pins(pin_dir)? {
+            report.push(format!("removed pinned eBPF link {}", path.display()));
+        }
+    }
+    if nft::remove_table()? {
+        report.push(format!("removed nftables table {} {}", nft::FAMILY, nft::TABLE));
+    }
+    if let Some(mount) = test_cgroups.then(cgroup::cgroup2_mount).and_then(Result::ok) {
+        for dir in remove_test_cgroups(&mount)? {
+            report.push(format!("removed test cgroup {}", dir.display()));
+        }
+    }
+    Ok(report)
+}
+
+/// Test cgroups hold short-lived helpers; move any survivors to the parent and remove the directory.
+fn remove_test_cgroups(mount: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(mount) else { return Ok(removed) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(TEST_CGROUP_PREFIX) || !entry.path().is_dir() {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.split_whitespace() {
+                let _ = std::fs::write(mount.join("cgroup.procs"), pid);
+            }
+        }
+        std::fs::remove_dir(&dir).with_context(|| format!("cannot remove leftover test cgroup {}", dir.display()))?;
+        removed.push(dir);
+    }
+    Ok(removed)
 }
