@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod ebpf;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -114,8 +116,8 @@ fn apt_install() -> Result<()> {
 
 fn setup(full: bool) -> Result<()> {
     apt_install()?;
-    // ebpf::setup_toolchain and clients::install_test_clients are wired below
-    // once their modules exist.
+    step("eBPF toolchain (nightly rust-src, bpf-linker)");
+    ebpf::setup_toolchain()?;
     setup_extras(full)
 }
 
@@ -124,7 +126,7 @@ fn setup_extras(_full: bool) -> Result<()> {
 }
 
 fn build_ebpf() -> Result<()> {
-    run(Command::new("cargo").current_dir(root()).args(["build", "-p", "promptwall-agent"]))
+    ebpf::build_ebpf()
 }
 
 fn test(full: bool, args: &[String]) -> Result<()> {
