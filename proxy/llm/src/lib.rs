@@ -1,1 +1,34 @@
-//! placeholder
+//! promptwall-llm: the pure inspection pipeline (no I/O).
+//!
+//! - [`ApiShape::classify`] names the API a request speaks.
+//! - [`Pipeline::inspect_request`] scans a request body and decides: forward
+//!   unchanged, forward with placeholders (plus a [`Restorer`]), or block
+//!   with an error in the client's own format.
+//! - [`ResponseProcessor`] restores placeholders in JSON and SSE responses
+//!   and reads usage; [`ResponseProcessor::observe_only`] only reads.
+//! - [`Vault`] carries placeholders across the messages of one WebSocket.
+
+mod detect_api;
+pub mod errors;
+pub mod json;
+mod pipeline;
+mod response;
+mod restore;
+mod scan;
+mod shape;
+mod sse;
+mod stream;
+mod usage;
+mod vault;
+mod walk;
+
+pub use errors::{error_body, error_body_with_code, error_type_for_status, ws_error_frame};
+pub use pipeline::{
+    FindingRecord, Pipeline, PipelineSettings, Report, RequestContext, RequestOutcome, Verdict, WsClientOutcome,
+};
+pub use response::ResponseProcessor;
+pub use restore::Restorer;
+pub use scan::{Action, Category, Hit, Scanner};
+pub use shape::ApiShape;
+pub use usage::Usage;
+pub use vault::{label as placeholder_label, redacted_placeholder, Vault};

@@ -1,0 +1,70 @@
+//! Error bodies in the client's own API format, so SDKs and agents parse and
+//! show them like any provider error.
+
+use bytes::Bytes;
+
+use crate::shape::ApiShape;
+
+/// The error `type` a provider would use for `status`.
+pub fn error_type_for_status(status: u16) -> &'static str {
+    match status {
+        400 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    }
+}
+
+/// An error body for `shape`'s clients. `code` is only used by the OpenAI
+/// envelope (Anthropic's has no code field).
+pub fn error_body(shape: ApiShape, status: u16, error_type: &str, message: &str) -> Bytes {
+    error_body_with_code(shape, status, error_type, None, message)
+}
+
+pub fn error_body_with_code(
+    shape: ApiShape,
+    status: u16,
+    error_type: &str,
+    code: Option<&str>,
+    message: &str,
+) -> Bytes {
+    let value = if shape.is_anthropic() {
+        serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}})
+    } else {
+        let code = code.map(str::to_string).unwrap_or_else(|| format!("promptwall_{status}"));
+        serde_json::json!({"error": {"message": message, "type": error_type, "param": null, "code": code}})
+    };
+    Bytes::from(serde_json::to_vec(&value).expect("json values serialize"))
+}
+
+/// The error event a Responses WebSocket client receives instead of a response.
+pub fn ws_error_frame(status: u16, error_type: &str, code: &str, message: &str) -> String {
+    serde_json::json!({
+        "type": "error",
+        "status": status,
+        "error": {"type": error_type, "code": code, "message": message, "param": null}
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_match_each_provider() {
+        let a: serde_json::Value =
+            serde_json::from_slice(&error_body(ApiShape::AnthropicMessages, 502, "api_error", "m")).unwrap();
+        assert_eq!(a, serde_json::json!({"type":"error","error":{"type":"api_error","message":"m"}}));
+        let o: serde_json::Value =
+            serde_json::from_slice(&error_body(ApiShape::OpenAiChat, 413, "invalid_request_error", "m")).unwrap();
+        assert_eq!(
+            o,
+            serde_json::json!({"error":{"message":"m","type":"invalid_request_error","param":null,"code":"promptwall_413"}})
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! A borrowed JSON tree that remembers where every string literal sits in the
+//! source, so the pipeline can rewrite single strings and copy every other
+//! byte unchanged (signed thinking blocks, number formats, key order and
+//! duplicate keys all survive because they are never re-serialized).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// Deeper nesting is refused (same limit as serde_json) to bound recursion.
+const MAX_DEPTH: usize = 128;
+
+/// A string literal in the source: `raw` is the text between the quotes.
+#[derive(Debug, Clone, Copy)]
+pub struct Lit<'a> {
+    /// Byte offset of the opening quote.
+    pub start: usize,
+    pub raw: &'a str,
+    pub escaped: bool,
+}
+
+impl<'a> Lit<'a> {
+    /// Byte range of the whole literal, quotes included.
+    pub fn range(&self) -> Range<usize> {
+        self.start..self.start + self.raw.len() + 2
+    }
+
+    /// The decoded string value.
+    pub fn decode(&self) -> Cow<'a, str> {
+        if !self.escaped {
+            return Cow::Borrowed(self.raw);
+        }
+        let mut quoted = String::with_capacity(self.raw.len() + 2);
+        quoted.push('"');
+        quoted.push_str(self.raw);
+        quoted.push('"');
+        // The parser already checked the escapes, so this cannot fail; fall
+        // back to the raw text rather than panic if it ever did.
+        Cow::Owned(serde_json::from_str::<String>(&quoted).unwrap_or_else(|_| self.raw.to_string()))
+    }
+
+    pub fn eq_str(&self, s: &str) -> bool {
+        if self.escaped {
+            self.decode() == s
+        } else {
+            self.raw == s
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Node<'a> {
+    Obj(Vec<(Lit<'a>, Node<'a>)>),
+    Arr(Vec<Node<'a>>),
+    Str(Lit<'a>),
+    /// Number, boolean or null.
+    Scalar(Range<usize>),
+}
+
+impl<'a> Node<'a> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+        match self {
+            // Last one wins, like serde_json and most upstream parsers.
+            Node::Obj(fields) => fields.iter().rev().find(|(k, _)| k.eq_str(key)).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_lit(&self) -> Option<&Lit<'a>> {
+        match self {
+            Node::Str(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The decoded string value of `key`, if it is a string.
+    pub fn str_field(&self, key: &str) -> Option<Cow<'a, str>> {
+        self.get(key).and_then(|n| n.as_lit()).map(|l| l.decode())
+    }
+
+    /// Whether `key` is a string equal to `value`.
+    pub fn field_is(&self, key: &str, value: &str) -> bool {
+        self.get(key).and_then(|n| n.as_lit()).is_some_and(|l| l.eq_str(value))
+    }
+
+    /// Visit every string literal below this node (values only, not keys).
+    pub fn for_each_string<'s>(&'s self, f: &mut impl FnMut(&'s Lit<'a>)) {
+        match self {
+            Node::Obj(fields) => fields.iter().for_each(|(_, v)| v.for_each_string(f)),
+            Node::Arr(items) => items.iter().for_each(|v| v.for_each_string(f)),
+            Node::Str(l) => f(l),
+            Node::Scalar(_) => {}
+        }
+    }
+}
+
+/// Why a body is not JSON, with the position, for the client's 400.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{what} at line {line} column {column}")]
+pub struct JsonError {
+    pub what: &'static str,
+    pub line: usize,
+    pub column: usize,
+}
+
+pub fn parse(src: &str) -> Result<Node<'_>, JsonError> {
+    let mut p = Parser { src, bytes: src.as_bytes(), pos: 0 };
+    p.ws();
+    let node = p.value(0)?;
+    p.ws();
+    if p.pos != p.bytes.len() {
+        return Err(p.err("trailing characters after the JSON value"));
+    }
+    Ok(node)
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, what: &'static str) -> JsonError {
+        let before = &self.bytes[..self.pos.min(self.bytes.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        JsonError { what, line, column }
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Node<'a>, JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("JSON nested too deeply"));
+        }
+        match self.bytes.get(self.pos) {
+            None => Err(self.err("unexpected end of JSON")),
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => Ok(Node::Str(self.string()?)),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.err("expected a JSON value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<Node<'a>, JsonError> {
+        if self.bytes[self.pos..].starts_with(word) {
+            let start = self.pos;
+            self.pos += word.len();
+            Ok(Node::Scalar(start..self.pos))
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<Node<'a>, JsonError> {
+        let start = self.pos;
+        if self.bytes[self.pos] == b'-' {
+            self.pos += 1;
+        }
+        let digits = |p: &mut Self| {
+            let s = p.pos;
+            while p.bytes.get(p.pos).is_some_and(u8::is_ascii_digit) {
+                p.pos += 1;
+            }
+            p.pos > s
+        };
+        if !digits(self) {
+            return Err(self.err("invalid number"));
+        }
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if !digits(self) {
+                return Err(self.err("invalid number"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            if !digits(self) {
+                return Err(self.err("invalid number"));
+            }
+        }
+        Ok(Node::Scalar(start..self.pos))
+    }
+
+    fn string(&mut self) -> Result<Lit<'a>, JsonError> {
+        let start = self.pos;
+        self.pos += 1;
+        let mut escaped = false;
+        loop {
+            let rest = &self.bytes[self.pos..];
+            let Some(i) = memchr::memchr2(b'"', b'\\', rest) else {
+                self.pos = self.bytes.len();
+                return Err(self.err("unterminated string"));
+            };
+            if rest[..i].iter().any(|&b| b < 0x20) {
+                self.pos += rest[..i].iter().position(|&b| b < 0x20).unwrap_or(0);
+                return Err(self.err("control character inside a string"));
+            }
+            self.pos += i;
+            if self.bytes[self.pos] == b'"' {
+                let raw = &self.src[start + 1..self.pos];
+                self.pos += 1;
+                return Ok(Lit { start, raw, escaped });
+            }
+            escaped = true;
+            match self.bytes.get(self.pos + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 2,
+                Some(b'u') => {
+                    let hex = self.bytes.get(self.pos + 2..self.pos + 6);
+                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                        return Err(self.err("invalid \\u escape"));
+                    }
+                    self.pos += 6;
+                }
+                _ => return Err(self.err("invalid escape in string")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Node<'a>, JsonError> {
+        self.pos += 1;
+        let mut fields = Vec::new();
+        self.ws();
+        if self.bytes.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            return Ok(Node::Obj(fields));
+        }
+        loop {
+            self.ws();
+            if self.bytes.get(self.pos) != Some(&b'"') {
+                return Err(self.err("expected a string key"));
+            }
+            let key = self.string()?;
+            self.ws();
+            if self.bytes.get(self.pos) != Some(&b':') {
+                return Err(self.err("expected ':' after an object key"));
+            }
+            self.pos += 1;
+            self.ws();
+            let value = self.value(depth + 1)?;
+            fields.push((key, value));
+            self.ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Node::Obj(fields));
+                }
+                _ => return Err(self.err("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Node<'a>, JsonError> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.bytes.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            return Ok(Node::Arr(items));
+        }
+        loop {
+            self.ws();
+            items.push(self.value(depth + 1)?);
+            self.ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Node::Arr(items));
+                }
+                _ => return Err(self.err("expected ',' or ']' in an array")),
+            }
+        }
+    }
+}
+
+/// `s` as a JSON string literal, quotes included.
+pub fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings always serialize")
+}
+
+/// `s` escaped for use inside a JSON string literal (no quotes).
+pub fn escape_inner(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        return Cow::Borrowed(s);
+    }
+    let q = quote(s);
+    Cow::Owned(q[1..q.len() - 1].to_string())
+}
+
+/// Apply non-overlapping `(range, replacement)` edits to `src`.
+pub fn splice(src: &str, edits: &mut [(Range<usize>, String)]) -> String {
+    edits.sort_by_key(|(r, _)| r.start);
+    let extra: usize = edits.iter().map(|(_, s)| s.len()).sum();
+    let mut out = String::with_capacity(src.len() + extra);
+    let mut at = 0;
+    for (range, text) in edits.iter() {
+        out.push_str(&src[at..range.start]);
+        out.push_str(text);
+        at = range.end;
+    }
+    out.push_str(&src[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_offsets_point_at_the_literal() {
+        let src = r#"{"a": ["x\ny", 1.5e3, true], "b":"plain"}"#;
+        let node = parse(src).unwrap();
+        let mut seen = Vec::new();
+        node.for_each_string(&mut |l| seen.push((src[l.range()].to_string(), l.decode().into_owned())));
+        assert_eq!(seen, vec![(r#""x\ny""#.into(), "x\ny".into()), (r#""plain""#.into(), "plain".into())]);
+    }
+
+    #[test]
+    fn malformed_json_reports_position() {
+        let e = parse("{\n  \"a\": tru }").unwrap_err();
+        assert_eq!((e.what, e.line), ("invalid literal", 2));
+        assert!(parse("[1,]").is_err());
+        assert!(parse("{\"a\":1} x").is_err());
+        assert!(parse("\"\\x\"").is_err());
+        assert!(parse("\"a\nb\"").is_err());
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn last_duplicate_key_wins_like_serde() {
+        let node = parse(r#"{"k":"first","k":"second"}"#).unwrap();
+        assert_eq!(node.str_field("k").unwrap(), "second");
+    }
+}

@@ -1,0 +1,447 @@
+//! The request side: parse the body for its API shape, scan every text
+//! place (cached per block), then forward unchanged, forward with
+//! placeholders, or block with an error in the client's own format.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::errors;
+use crate::json::{self, Lit};
+use crate::restore::Restorer;
+use crate::scan::{Action, BlockKey, Category, Hit, ScanCache, Scanner, SubHit};
+use crate::shape::ApiShape;
+use crate::vault::{self, Vault};
+use crate::walk::{Mode, Place, Walk};
+
+/// Knobs of the pipeline itself (detector policy lives in the detector).
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Text blocks whose scan results are remembered (0 disables the cache).
+    pub cache_entries: usize,
+    /// Locations named in a block message before "and N more".
+    pub max_locations_in_message: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings { cache_entries: 100_000, max_locations_in_message: 5 }
+    }
+}
+
+/// Per-request inputs that are not in the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContext<'a> {
+    /// Salt for the audit fingerprints of secrets.
+    pub fingerprint_salt: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verdict {
+    #[default]
+    Allowed,
+    Redacted,
+    Blocked,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Redacted => "redacted",
+            Verdict::Blocked => "blocked",
+        }
+    }
+}
+
+/// One finding, for the audit row. Never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingRecord {
+    pub kind: String,
+    pub location: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub verdict: Verdict,
+    /// Findings per detector kind.
+    pub counts: BTreeMap<String, u32>,
+    /// `(kind, salted fingerprint)` of each distinct secret.
+    pub fingerprints: Vec<(String, String)>,
+    pub findings: Vec<FindingRecord>,
+    /// `model` from the request body.
+    pub model: Option<String>,
+    /// Why the request was blocked or rejected (what the client was told).
+    pub message: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum RequestOutcome {
+    /// Send upstream: `body` None means the original bytes unchanged.
+    /// `restorer` is Some when reversible placeholders were issued.
+    Forward { body: Option<Bytes>, restorer: Option<Restorer>, report: Report },
+    /// Policy block: answer locally (422) in the client's error format.
+    Block { status: u16, body: Bytes, report: Report },
+    /// The body cannot be inspected (not JSON / not UTF-8): answer 400.
+    Reject { status: u16, body: Bytes, report: Report },
+}
+
+impl RequestOutcome {
+    pub fn report(&self) -> &Report {
+        match self {
+            RequestOutcome::Forward { report, .. }
+            | RequestOutcome::Block { report, .. }
+            | RequestOutcome::Reject { report, .. } => report,
+        }
+    }
+}
+
+/// What a WebSocket client message turned into.
+#[derive(Debug)]
+pub enum WsClientOutcome {
+    /// Send upstream: `text` None means unchanged.
+    Forward { text: Option<String>, report: Report },
+    /// Do not send; answer the client with this `error` event frame.
+    Block { frame: String, report: Report },
+    Reject { frame: String, report: Report },
+}
+
+/// Blocks only when a text block is at least this long are cached; shorter
+/// ones are cheaper to scan than to look up.
+const CACHE_MIN_LEN: usize = 24;
+
+pub struct Pipeline {
+    scanner: Arc<dyn Scanner>,
+    cache: ScanCache,
+    settings: PipelineSettings,
+}
+
+enum Core {
+    Pass { body: Option<String>, report: Report },
+    Blocked { message: String, any_secret: bool, report: Report },
+    Malformed { message: String },
+}
+
+impl Pipeline {
+    pub fn new(scanner: impl Scanner + 'static, settings: PipelineSettings) -> Self {
+        Pipeline { scanner: Arc::new(scanner), cache: ScanCache::new(settings.cache_entries), settings }
+    }
+
+    pub fn inspect_request(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
+        if shape == ApiShape::Other {
+            return RequestOutcome::Forward { body: None, restorer: None, report: Report::default() };
+        }
+        let mut vault = Vault::new();
+        let text = match std::str::from_utf8(body) {
+            Ok(t) => t,
+            Err(_) => return self.reject(shape, "the request body is not valid UTF-8".into()),
+        };
+        match self.inspect_core(shape, text, ctx, &mut vault) {
+            Core::Pass { body, report } => RequestOutcome::Forward {
+                body: body.map(Bytes::from),
+                restorer: vault.restore_map().map(|map| Restorer { map }),
+                report,
+            },
+            Core::Blocked { message, any_secret, report } => {
+                let code = if any_secret { "secret_detected" } else { "sensitive_data_detected" };
+                let body = errors::error_body_with_code(shape, 422, "invalid_request_error", Some(code), &message);
+                RequestOutcome::Block { status: 422, body, report }
+            }
+            Core::Malformed { message } => self.reject(shape, message),
+        }
+    }
+
+    fn reject(&self, shape: ApiShape, what: String) -> RequestOutcome {
+        let message = format!(
+            "promptwall could not inspect this request: {what}. It was not sent to the provider; send a valid JSON body."
+        );
+        let body = errors::error_body_with_code(shape, 400, "invalid_request_error", Some("invalid_json"), &message);
+        RequestOutcome::Reject { status: 400, body, report: Report { message: Some(message), ..Default::default() } }
+    }
+
+    /// Inspect one client message of a Codex Responses WebSocket. The vault
+    /// keeps placeholders across the connection's messages.
+    pub fn inspect_ws_client_message(&self, text: &str, vault: &mut Vault, ctx: &RequestContext) -> WsClientOutcome {
+        let is_create = json::parse(text).map(|n| n.field_is("type", "response.create")).unwrap_or(false);
+        let shape = if is_create { ApiShape::OpenAiResponses } else { ApiShape::Other };
+        match self.inspect_core(shape, text, ctx, vault) {
+            Core::Pass { body, report } => WsClientOutcome::Forward { text: body, report },
+            Core::Blocked { message, any_secret, report } => {
+                let code = if any_secret { "secret_detected" } else { "sensitive_data_detected" };
+                WsClientOutcome::Block {
+                    frame: errors::ws_error_frame(422, "invalid_request_error", code, &message),
+                    report,
+                }
+            }
+            Core::Malformed { message } => {
+                let message = format!("promptwall could not inspect this message: {message}. It was not sent.");
+                WsClientOutcome::Reject {
+                    frame: errors::ws_error_frame(400, "invalid_request_error", "invalid_json", &message),
+                    report: Report { message: Some(message), ..Default::default() },
+                }
+            }
+        }
+    }
+
+    /// Restore placeholders in one server event frame of a Responses
+    /// WebSocket. Returns the frames to send, in order (usually exactly one;
+    /// a held-back partial placeholder may be flushed as an extra delta).
+    pub fn restore_ws_server_message(&self, text: &str, vault: &mut Vault) -> Vec<String> {
+        vault.ws_usage.observe_event(ApiShape::OpenAiResponses, None, text);
+        let Some(map) = vault.restore_map() else {
+            return vec![text.to_string()];
+        };
+        let events = vault
+            .ws_events
+            .get_or_insert_with(|| crate::stream::EventRestorer::new(ApiShape::OpenAiResponses, map.clone()));
+        events.set_map(map);
+        let result = events.process(None, text);
+        let mut out: Vec<String> = result.before.into_iter().map(|e| e.data).collect();
+        out.push(result.replaced.unwrap_or_else(|| text.to_string()));
+        out
+    }
+
+    fn inspect_core(&self, shape: ApiShape, text: &str, ctx: &RequestContext, vault: &mut Vault) -> Core {
+        let root = match json::parse(text) {
+            Ok(r) => r,
+            Err(e) => return Core::Malformed { message: format!("the body is not valid JSON ({e})") },
+        };
+        let model = root.str_field("model").map(Cow::into_owned);
+        let walk = Walk::new(shape, &root);
+        let results = self.scan_places(&walk.places);
+
+        // Pass 1: which findings apply, and does any of them block?
+        let mut report = Report { model, ..Default::default() };
+        let mut blocked: Vec<(String, String)> = Vec::new();
+        let mut any_secret_block = false;
+        let mut needs_edit = false;
+        for (place, hits) in walk.places.iter().zip(&results) {
+            if hits.is_empty() {
+                continue;
+            }
+            let location = walk.location(place.path);
+            for seg in segments(place, hits) {
+                for hit in applicable(place.mode, &seg.hits) {
+                    let action = effective_action(place.mode, hit);
+                    *report.counts.entry(hit.kind.to_string()).or_default() += 1;
+                    report.findings.push(FindingRecord { kind: hit.kind.to_string(), location: location.clone(), action });
+                    if hit.category == Category::Secret {
+                        let fp = (hit.kind.to_string(), crate::detect_api::fingerprint(ctx.fingerprint_salt, &seg.text[hit.start..hit.end]));
+                        if !report.fingerprints.contains(&fp) {
+                            report.fingerprints.push(fp);
+                        }
+                    }
+                    match action {
+                        Action::Block => {
+                            any_secret_block |= hit.category == Category::Secret;
+                            let where_ = if place.mode == Mode::Protected {
+                                format!("{location} (a signed thinking block, which cannot be redacted)")
+                            } else {
+                                location.clone()
+                            };
+                            blocked.push((hit.kind.to_string(), where_));
+                        }
+                        Action::Redact | Action::Reversible => needs_edit = true,
+                        Action::Off => {}
+                    }
+                }
+            }
+        }
+        if !blocked.is_empty() {
+            report.verdict = Verdict::Blocked;
+            let message = self.block_message(&blocked);
+            report.message = Some(message.clone());
+            return Core::Blocked { message, any_secret: any_secret_block, report };
+        }
+        if !needs_edit {
+            return Core::Pass { body: None, report };
+        }
+
+        // Pass 2: rewrite the affected strings, in walk order so placeholder
+        // numbers follow first appearance.
+        let taken = vault::literal_placeholders(text);
+        let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+        for (place, hits) in walk.places.iter().zip(&results) {
+            if hits.is_empty() {
+                continue;
+            }
+            if let Some(new_literal) = rewrite_place(place, hits, vault, &taken) {
+                edits.push((place.lit.range(), new_literal));
+            }
+        }
+        report.verdict = Verdict::Redacted;
+        Core::Pass { body: Some(json::splice(text, &mut edits)), report }
+    }
+
+    fn block_message(&self, blocked: &[(String, String)]) -> String {
+        let max = self.settings.max_locations_in_message.max(1);
+        let mut listed: Vec<String> = blocked.iter().take(max).map(|(k, l)| format!("{k} at {l}")).collect();
+        if blocked.len() > max {
+            listed.push(format!("and {} more", blocked.len() - max));
+        }
+        format!(
+            "promptwall blocked this request: it contains data that policy forbids sending to the model provider ({}). \
+             Nothing was sent. Remove the value from the prompt, files or tool output (rotate the credential if it is real) and retry.",
+            listed.join(", ")
+        )
+    }
+
+    /// Scan results for every place, from the cache where possible.
+    fn scan_places(&self, places: &[Place<'_, '_>]) -> Vec<Arc<[SubHit]>> {
+        let keys: Vec<Option<BlockKey>> = places
+            .iter()
+            .map(|p| (p.lit.raw.len() >= CACHE_MIN_LEN).then(|| self.cache.key(p.lit.raw, p.mode == Mode::JsonText)))
+            .collect();
+        let cached = self.cache.get_many(&keys);
+        let mut fresh = Vec::new();
+        let results = places
+            .iter()
+            .zip(keys)
+            .zip(cached)
+            .map(|((place, key), cached)| {
+                cached.unwrap_or_else(|| {
+                    let hits: Arc<[SubHit]> = self.scan_place(place).into();
+                    if let Some(k) = key {
+                        fresh.push((k, hits.clone()));
+                    }
+                    hits
+                })
+            })
+            .collect();
+        self.cache.insert_many(fresh);
+        results
+    }
+
+    fn scan_place(&self, place: &Place<'_, '_>) -> Vec<SubHit> {
+        let text = place.lit.decode();
+        if place.mode == Mode::JsonText {
+            if let Ok(inner) = json::parse(&text) {
+                let mut out = Vec::new();
+                let mut i = 0u32;
+                inner.for_each_string(&mut |lit| {
+                    let leaf = lit.decode();
+                    out.extend(self.scanner.scan(&leaf).into_iter().map(|hit| SubHit { sub: i, hit }));
+                    i += 1;
+                });
+                return out;
+            }
+        }
+        self.scanner.scan(&text).into_iter().map(|hit| SubHit { sub: u32::MAX, hit }).collect()
+    }
+}
+
+/// A scanned piece of a place: the whole decoded string, or one string
+/// inside JSON-text arguments.
+struct Segment<'s> {
+    text: Cow<'s, str>,
+    /// Range of the inner literal inside the decoded arguments.
+    inner: Option<Range<usize>>,
+    hits: Vec<Hit>,
+}
+
+fn segments<'s>(place: &Place<'s, '_>, hits: &[SubHit]) -> Vec<Segment<'s>> {
+    let whole: Vec<Hit> = hits.iter().filter(|h| h.sub == u32::MAX).map(|h| h.hit.clone()).collect();
+    let mut out = Vec::new();
+    if !whole.is_empty() || hits.is_empty() {
+        out.push(Segment { text: place.lit.decode(), inner: None, hits: whole });
+    }
+    if hits.iter().any(|h| h.sub != u32::MAX) {
+        let args = place.lit.decode();
+        if let Ok(inner) = json::parse(&args) {
+            let mut i = 0u32;
+            let mut leaves: Vec<(Lit<'_>, u32)> = Vec::new();
+            inner.for_each_string(&mut |lit| {
+                leaves.push((*lit, i));
+                i += 1;
+            });
+            for (lit, idx) in leaves {
+                let leaf_hits: Vec<Hit> = hits.iter().filter(|h| h.sub == idx).map(|h| h.hit.clone()).collect();
+                if !leaf_hits.is_empty() {
+                    out.push(Segment { text: Cow::Owned(lit.decode().into_owned()), inner: Some(lit.range()), hits: leaf_hits });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Hits that apply in this mode, valid and non-overlapping, in text order.
+fn applicable<'h>(mode: Mode, hits: &'h [Hit]) -> Vec<&'h Hit> {
+    let mut v: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.action != Action::Off && h.start < h.end)
+        .filter(|h| matches!(mode, Mode::Text | Mode::JsonText) || h.category == Category::Secret)
+        .collect();
+    v.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+    let mut end = 0;
+    v.retain(|h| {
+        let keep = h.start >= end;
+        if keep {
+            end = h.end;
+        }
+        keep
+    });
+    v
+}
+
+fn effective_action(mode: Mode, hit: &Hit) -> Action {
+    if mode == Mode::Protected {
+        Action::Block
+    } else {
+        hit.action
+    }
+}
+
+/// Replace the hits of `text` with placeholders.
+fn redact_text(text: &str, hits: &[&Hit], vault: &mut Vault, taken: &std::collections::HashSet<String>) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    let mut changed = false;
+    for hit in hits {
+        if hit.end > text.len() || !text.is_char_boundary(hit.start) || !text.is_char_boundary(hit.end) {
+            continue;
+        }
+        let replacement = match hit.action {
+            Action::Reversible => vault.placeholder_for(&hit.kind, &text[hit.start..hit.end], taken),
+            Action::Redact => vault::redacted_placeholder(&hit.kind),
+            Action::Block | Action::Off => continue,
+        };
+        out.push_str(&text[at..hit.start]);
+        out.push_str(&replacement);
+        at = hit.end;
+        changed = true;
+    }
+    out.push_str(&text[at..]);
+    changed.then_some(out)
+}
+
+/// The new JSON literal for a place, if any of its hits rewrites it.
+fn rewrite_place(place: &Place<'_, '_>, hits: &[SubHit], vault: &mut Vault, taken: &std::collections::HashSet<String>) -> Option<String> {
+    if place.mode == Mode::Protected {
+        return None;
+    }
+    let segs = segments(place, hits);
+    let mut whole: Option<String> = None;
+    let mut inner_edits: Vec<(Range<usize>, String)> = Vec::new();
+    for seg in &segs {
+        let hs = applicable(place.mode, &seg.hits);
+        if let Some(new) = redact_text(&seg.text, &hs, vault, taken) {
+            match &seg.inner {
+                None => whole = Some(new),
+                Some(range) => inner_edits.push((range.clone(), json::quote(&new))),
+            }
+        }
+    }
+    if let Some(new) = whole {
+        return Some(json::quote(&new));
+    }
+    if inner_edits.is_empty() {
+        return None;
+    }
+    let args = place.lit.decode();
+    Some(json::quote(&json::splice(&args, &mut inner_edits)))
+}

@@ -1,0 +1,147 @@
+//! Placeholder allocation and the value map behind reversible redaction.
+//!
+//! Numbers are handed out per kind in order of first appearance in the
+//! request, so the same transcript prefix always yields the same placeholders
+//! (stable across turns and restarts, no stored state), and every request gets
+//! its own map (no collisions between conversations). A WebSocket connection
+//! keeps one `Vault` across its messages, because follow-ups carry only the
+//! new input.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::restore::RestoreMap;
+use crate::stream::EventRestorer;
+use crate::usage::UsageTracker;
+
+/// Reversible-redaction state of one request or one WebSocket connection.
+#[derive(Default)]
+pub struct Vault {
+    by_value: HashMap<(String, String), String>,
+    by_placeholder: HashMap<String, String>,
+    next: HashMap<String, u32>,
+    snapshot: Option<Arc<RestoreMap>>,
+    /// Server-side event state of a WebSocket connection.
+    pub(crate) ws_events: Option<EventRestorer>,
+    pub(crate) ws_usage: UsageTracker,
+}
+
+impl std::fmt::Debug for Vault {
+    // Never print the mapped values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("placeholders", &self.by_placeholder.len()).finish()
+    }
+}
+
+impl Vault {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of reversible placeholders issued.
+    pub fn len(&self) -> usize {
+        self.by_placeholder.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_placeholder.is_empty()
+    }
+
+    /// Whether `placeholder` was issued by this vault.
+    pub fn issued(&self, placeholder: &str) -> bool {
+        self.by_placeholder.contains_key(placeholder)
+    }
+
+    /// The placeholder for `value` of detector `kind`, allocating the next
+    /// free number unless it has one. Numbers whose placeholder the client
+    /// typed literally (`taken`) are skipped, so they never get restored.
+    pub(crate) fn placeholder_for(&mut self, kind: &str, value: &str, taken: &HashSet<String>) -> String {
+        let label = label(kind);
+        if let Some(p) = self.by_value.get(&(label.clone(), value.to_string())) {
+            return p.clone();
+        }
+        let counter = self.next.entry(label.clone()).or_insert(0);
+        let placeholder = loop {
+            *counter += 1;
+            let candidate = format!("[[{label}_{:03}]]", *counter);
+            if !taken.contains(&candidate) {
+                break candidate;
+            }
+        };
+        self.by_value.insert((label, value.to_string()), placeholder.clone());
+        self.by_placeholder.insert(placeholder.clone(), value.to_string());
+        self.snapshot = None;
+        placeholder
+    }
+
+    /// The restore map for responses; `None` when nothing was issued.
+    pub(crate) fn restore_map(&mut self) -> Option<Arc<RestoreMap>> {
+        if self.by_placeholder.is_empty() {
+            return None;
+        }
+        if self.snapshot.is_none() {
+            self.snapshot = Some(Arc::new(RestoreMap::new(
+                self.by_placeholder.iter().map(|(k, v)| (k.clone(), v.clone())),
+            )));
+        }
+        self.snapshot.clone()
+    }
+}
+
+/// The placeholder label of a detector kind: `phone_number` -> `PHONE_NUMBER`.
+pub fn label(kind: &str) -> String {
+    kind.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// Irreversible placeholder for the `redact` action.
+pub fn redacted_placeholder(kind: &str) -> String {
+    format!("[[REDACTED_{}]]", label(kind))
+}
+
+/// Every `[[LABEL_NNN]]` that occurs literally in `text`.
+pub(crate) fn literal_placeholders(text: &str) -> HashSet<String> {
+    let mut found = HashSet::new();
+    let bytes = text.as_bytes();
+    let finder = memchr::memmem::Finder::new(b"[[");
+    let mut pos = 0;
+    while let Some(i) = finder.find(&bytes[pos..]) {
+        let start = pos + i;
+        if let Some(len) = placeholder_len(&bytes[start..]) {
+            found.insert(text[start..start + len].to_string());
+        }
+        pos = start + 1;
+    }
+    found
+}
+
+/// Length of a `[[LABEL_NNN]]` at the start of `b`, if there is one.
+fn placeholder_len(b: &[u8]) -> Option<usize> {
+    let mut i = 2;
+    while i < b.len() && i < 80 && (b[i].is_ascii_uppercase() || b[i].is_ascii_digit() || b[i] == b'_') {
+        i += 1;
+    }
+    if !b[i..].starts_with(b"]]") {
+        return None;
+    }
+    let inner = &b[2..i];
+    let digits = inner.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    let ok = digits >= 3 && inner.len() > digits + 1 && inner[inner.len() - digits - 1] == b'_';
+    ok.then_some(i + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_follows_first_appearance_and_skips_typed_ones() {
+        let taken = literal_placeholders("I typed [[EMAIL_001]] and [[x]] and [[[PHONE_007]]");
+        assert_eq!(taken, HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_007]]".to_string()]));
+        let mut v = Vault::new();
+        assert_eq!(v.placeholder_for("email", "a@x.io", &taken), "[[EMAIL_002]]");
+        assert_eq!(v.placeholder_for("email", "b@x.io", &taken), "[[EMAIL_003]]");
+        assert_eq!(v.placeholder_for("email", "a@x.io", &taken), "[[EMAIL_002]]");
+        assert_eq!(v.placeholder_for("phone-number", "+1", &taken), "[[PHONE_NUMBER_001]]");
+        assert!(!v.issued("[[EMAIL_001]]"));
+    }
+}

@@ -1,0 +1,230 @@
+//! Behaviour of the request pipeline, restorer, WebSocket helpers and usage
+//! reading that golden files do not show well.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use promptwall_llm::{ApiShape, RequestContext, RequestOutcome, ResponseProcessor, Vault, Verdict, WsClientOutcome};
+use serde_json::json;
+
+const CTX: RequestContext<'static> = RequestContext { fingerprint_salt: "s" };
+
+fn forward(outcome: RequestOutcome) -> (String, Option<promptwall_llm::Restorer>) {
+    match outcome {
+        RequestOutcome::Forward { body, restorer, .. } => (String::from_utf8(body.expect("changed").to_vec()).unwrap(), restorer),
+        other => panic!("expected forward, got {other:?}"),
+    }
+}
+
+fn restore_sse(r: &promptwall_llm::Restorer, shape: ApiShape, sse: &str) -> String {
+    let mut p = r.response_processor("text/event-stream; charset=utf-8", shape);
+    let mut out = p.push(Bytes::from(sse.to_string())).to_vec();
+    out.extend_from_slice(&p.finish());
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn typed_placeholder_is_never_restored_into_another_value() {
+    let p = common::pipeline();
+    let body = json!({"model":"m","messages":[{"role":"user","content":"I typed [[EMAIL_001]] and mean zed@example.com"}]});
+    let (provider, restorer) = forward(p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
+    assert!(provider.contains("I typed [[EMAIL_001]] and mean [[EMAIL_002]]"), "{provider}");
+    let r = restorer.unwrap();
+    assert_eq!(r.restore_text("[[EMAIL_001]] vs [[EMAIL_002]] vs [[EMAIL_003]]"), "[[EMAIL_001]] vs zed@example.com vs [[EMAIL_003]]");
+}
+
+#[test]
+fn numbering_is_stable_across_turns_and_restarts() {
+    let turn1 = json!({"model":"m","system":"owner a@example.com","messages":[
+        {"role":"user","content":"mail b@example.com and c@example.com"}]});
+    let turn2 = json!({"model":"m","system":"owner a@example.com","messages":[
+        {"role":"user","content":"mail b@example.com and c@example.com"},
+        {"role":"assistant","content":"done, c@example.com notified"},
+        {"role":"user","content":"now d@example.com and b@example.com"}]});
+    let (p1, _) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn1.to_string().as_bytes(), &CTX));
+    // A fresh pipeline (agent restart) numbers the resent prefix the same way.
+    let (p2, r2) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
+    let prefix_end = p1.find("}]").unwrap();
+    assert_eq!(&p2[..prefix_end], &p1[..prefix_end]);
+    assert!(p2.contains("done, [[EMAIL_003]] notified"), "{p2}");
+    assert!(p2.contains("now [[EMAIL_004]] and [[EMAIL_002]]"), "{p2}");
+    assert_eq!(r2.unwrap().restore_text("[[EMAIL_004]]"), "d@example.com");
+}
+
+#[test]
+fn unchanged_requests_are_forwarded_as_the_original_bytes() {
+    let p = common::pipeline();
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
+    match p.inspect_request(ApiShape::AnthropicMessages, body, &CTX) {
+        RequestOutcome::Forward { body: None, restorer: None, report } => assert_eq!(report.verdict, Verdict::Allowed),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn block_names_kind_and_location_never_the_value() {
+    let p = common::pipeline();
+    let key = "AKIAZ7QK3MPLW2XQ4R5T";
+    let body = json!({"model":"gpt-4o","messages":[{"role":"user","content":format!("key {key}")}]});
+    match p.inspect_request(ApiShape::OpenAiChat, body.to_string().as_bytes(), &CTX) {
+        RequestOutcome::Block { status, body, report } => {
+            assert_eq!(status, 422);
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            assert!(!text.contains(key));
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["error"]["code"], "secret_detected");
+            assert!(v["error"]["message"].as_str().unwrap().contains("aws_access_key_id at messages[0].content"));
+            assert_eq!(report.verdict, Verdict::Blocked);
+            assert_eq!(report.counts["aws_access_key_id"], 1);
+            assert_eq!(report.fingerprints.len(), 1);
+            assert!(!report.fingerprints[0].1.contains(key));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn secret_inside_signed_thinking_blocks_instead_of_editing_it() {
+    let p = common::pipeline();
+    let body = json!({"model":"m","messages":[{"role":"assistant","content":[
+        {"type":"thinking","thinking":"saw AKIAZ7QK3MPLW2XQ4R5T","signature":"sig"}]}]});
+    match p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX) {
+        RequestOutcome::Block { body, .. } => assert!(String::from_utf8_lossy(&body).contains("signed thinking block")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pii_in_tool_definitions_and_signatures_is_left_alone() {
+    let p = common::pipeline();
+    let body = json!({"model":"m","tools":[{"name":"t","description":"owner x@example.com","input_schema":{}}],
+        "messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"x@example.com","signature":"x@example.com"}]}]});
+    match p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX) {
+        RequestOutcome::Forward { body: None, .. } => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cache_scans_only_new_blocks_on_the_next_turn() {
+    let (p, calls, bytes) = common::counting_pipeline();
+    let big = "lorem ipsum dolor sit amet ".repeat(400);
+    let mut messages = vec![json!({"role":"user","content":big.clone()})];
+    for i in 0..20 {
+        messages.push(json!({"role": if i % 2 == 0 {"assistant"} else {"user"}, "content": format!("{big} turn {i}")}));
+    }
+    let body = json!({"model":"m","system":big,"messages":messages});
+    p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX);
+    let first_bytes = bytes.load(Ordering::Relaxed);
+    messages.push(json!({"role":"user","content":"the new turn with z@example.com, long enough to be cached"}));
+    let body2 = json!({"model":"m","system":big,"messages":messages});
+    calls.store(0, Ordering::Relaxed);
+    bytes.store(0, Ordering::Relaxed);
+    let out = p.inspect_request(ApiShape::AnthropicMessages, body2.to_string().as_bytes(), &CTX);
+    assert_eq!(out.report().verdict, Verdict::Redacted);
+    assert!(first_bytes > 200_000);
+    assert!(bytes.load(Ordering::Relaxed) < 200, "rescanned {} bytes", bytes.load(Ordering::Relaxed));
+    // Cached findings still apply: same request again redacts identically.
+    let again = p.inspect_request(ApiShape::AnthropicMessages, body2.to_string().as_bytes(), &CTX);
+    assert_eq!(again.report().findings, out.report().findings);
+}
+
+#[test]
+fn websocket_follow_ups_reuse_the_connection_vault() {
+    let p = common::pipeline();
+    let mut vault = Vault::new();
+    let first = json!({"type":"response.create","model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]});
+    let WsClientOutcome::Forward { text: Some(t1), .. } = p.inspect_ws_client_message(&first.to_string(), &mut vault, &CTX) else { panic!() };
+    assert!(t1.contains("mail [[EMAIL_001]]"));
+    let follow = json!({"type":"response.create","previous_response_id":"resp_1","input":[
+        {"type":"custom_tool_call_output","call_id":"c","output":"sent to ann@example.com and bo@example.com"}]});
+    let WsClientOutcome::Forward { text: Some(t2), .. } = p.inspect_ws_client_message(&follow.to_string(), &mut vault, &CTX) else { panic!() };
+    assert!(t2.contains("sent to [[EMAIL_001]] and [[EMAIL_002]]"), "{t2}");
+
+    // Server frames: a placeholder split across two delta frames.
+    let d1 = json!({"type":"response.output_text.delta","item_id":"m","content_index":0,"delta":"hi [[EMAIL_0"}).to_string();
+    let d2 = json!({"type":"response.output_text.delta","item_id":"m","content_index":0,"delta":"02]]!"}).to_string();
+    let done = json!({"type":"response.output_text.done","item_id":"m","content_index":0,"text":"hi [[EMAIL_002]]!"}).to_string();
+    let out: Vec<String> = [d1, d2, done].iter().flat_map(|f| p.restore_ws_server_message(f, &mut vault)).collect();
+    let deltas: String = out.iter().take(2).map(|f| serde_json::from_str::<serde_json::Value>(f).unwrap()["delta"].as_str().unwrap().to_string()).collect();
+    assert_eq!(deltas, "hi bo@example.com!");
+    assert!(out[2].contains("\"text\":\"hi bo@example.com!\""));
+
+    let secret = json!({"type":"response.create","input":"AKIAZ7QK3MPLW2XQ4R5T"});
+    match p.inspect_ws_client_message(&secret.to_string(), &mut vault, &CTX) {
+        WsClientOutcome::Block { frame, .. } => {
+            let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["code"], "secret_detected");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn observe_only_passes_bytes_through_and_reads_usage() {
+    let cases = [
+        (ApiShape::AnthropicMessages, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":7,\"cache_creation_input_tokens\":3,\"output_tokens\":1}}}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":42}}\n\n", (10, 42, 7, Some(3)), "claude-x"),
+        (ApiShape::OpenAiChat, "data: {\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\ndata: [DONE]\n\n", (5, 2, 4, None), "gpt-4o"),
+        (ApiShape::OpenAiResponses, "event: response.completed\r\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5\",\"usage\":{\"input_tokens\":9,\"output_tokens\":8,\"input_tokens_details\":{\"cached_tokens\":6}}}}\r\n\r\n", (9, 8, 6, None), "gpt-5"),
+    ];
+    for (shape, sse, (i, o, cr, cw), model) in cases {
+        for split in 0..sse.len() {
+            let mut p = ResponseProcessor::observe_only(shape, "text/event-stream");
+            let a = Bytes::copy_from_slice(&sse.as_bytes()[..split]);
+            let b = Bytes::copy_from_slice(&sse.as_bytes()[split..]);
+            let out_a = p.push(a.clone());
+            let out_b = p.push(b.clone());
+            assert_eq!(out_a.as_ptr(), a.as_ptr(), "zero-copy");
+            assert_eq!((out_a, out_b), (a, b));
+            assert!(p.finish().is_empty());
+            let u = p.usage();
+            assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens), (Some(i), Some(o), Some(cr), cw), "{shape:?} split {split}");
+            assert_eq!(u.model.as_deref(), Some(model));
+            assert!(p.stream_error().is_none());
+        }
+    }
+    let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicCountTokens, "application/json");
+    assert_eq!(p.push(Bytes::from_static(b"{\"input_tokens\":")), Bytes::from_static(b"{\"input_tokens\":"));
+    p.push(Bytes::from_static(b"77}"));
+    p.finish();
+    assert_eq!(p.usage().input_tokens, Some(77));
+}
+
+#[test]
+fn mid_stream_error_event_is_reported_and_passed_unmodified() {
+    let sse = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicMessages, "text/event-stream");
+    assert_eq!(p.push(Bytes::from_static(sse.as_bytes())), Bytes::from_static(sse.as_bytes()));
+    assert_eq!(p.stream_error(), Some("overloaded_error: Overloaded"));
+
+    // Also through a restoring processor.
+    let body = json!({"model":"m","messages":[{"role":"user","content":"x@example.com"}]});
+    let (_, r) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
+    let out = restore_sse(r.as_ref().unwrap(), ApiShape::AnthropicMessages, sse);
+    assert_eq!(out, sse);
+}
+
+#[test]
+fn restored_values_are_json_escaped_inside_tool_arguments() {
+    // A custom-looking value with a quote and a backslash.
+    let p = promptwall_llm::Pipeline::new(
+        |text: &str| {
+            text.find("q\"b\\s")
+                .map(|i| vec![promptwall_llm::Hit { kind: "odd".into(), category: promptwall_llm::Category::Pii, start: i, end: i + 5, action: promptwall_llm::Action::Reversible }])
+                .unwrap_or_default()
+        },
+        Default::default(),
+    );
+    let body = json!({"model":"m","messages":[{"role":"user","content":"value q\"b\\s here"}]});
+    let (provider, r) = forward(p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
+    assert!(provider.contains("value [[ODD_001]] here"));
+    let sse = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"v\\\": \\\"[[ODD_001]]\\\"}\"}}\n\n";
+    let out = restore_sse(r.as_ref().unwrap(), ApiShape::AnthropicMessages, sse);
+    let data = out.lines().nth(1).unwrap().strip_prefix("data: ").unwrap();
+    let event: serde_json::Value = serde_json::from_str(data).unwrap();
+    let args: serde_json::Value = serde_json::from_str(event["delta"]["partial_json"].as_str().unwrap()).unwrap();
+    assert_eq!(args["v"], "q\"b\\s");
+}
