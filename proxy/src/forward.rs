@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use crate::audit_sink::{AuditSink, RequestLog};
 use crate::body::{self, BoxError, ProxyBody};
 use crate::config::{Config, ProviderConfig};
-use crate::inspect::{self, Shape};
+use crate::inspect;
+use promptwall_llm::ApiShape;
 use crate::origin::ConnectionOrigin;
 use crate::pipeline::{Decision, Inspector, ResponseStage};
 use crate::upstream::Upstream;
@@ -85,23 +86,23 @@ impl Proxy {
             ..Default::default()
         };
         log.tool = crate::attribution::identify_tool(log.identity.as_ref(), req.headers()).to_string();
-        let shape = Shape::classify(req.method(), req.uri().path());
+        let shape = inspect::classify(req.method(), req.uri().path());
         log.shape = shape.as_str().into();
         log.llm = shape.is_llm();
 
         let route = match self.route(&conn, &req) {
             Ok(r) => r,
             Err(message) => {
-                return Ok(self.finish_local(log, started, shape.is_anthropic(), StatusCode::NOT_FOUND, &message).await);
+                return Ok(self.finish_local(log, started, inspect::error_shape(shape, None), StatusCode::NOT_FOUND, &message).await);
             }
         };
         log.provider = route.provider.name.clone();
         log.host = route.host.clone();
         log.path = route.path.clone();
-        let anthropic_errors = shape.is_anthropic() || route.provider.name == "anthropic";
+        let error_shape = inspect::error_shape(shape, Some(&route.provider.name));
 
         if is_websocket_upgrade(req.headers()) {
-            return Ok(self.websocket(conn, req, route, log, started, anthropic_errors).await);
+            return Ok(self.websocket(conn, req, route, log, started, error_shape).await);
         }
 
         let (parts, incoming) = req.into_parts();
@@ -122,25 +123,25 @@ impl Proxy {
                         "promptwall: the request body did not arrive within {} s; the client is too slow or stalled — retry",
                         read_timeout.as_secs()
                     );
-                    return Ok(self.finish_local(log, started, anthropic_errors, StatusCode::REQUEST_TIMEOUT, &msg).await);
+                    return Ok(self.finish_local(log, started, error_shape, StatusCode::REQUEST_TIMEOUT, &msg).await);
                 }
                 Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                     let msg = format!(
                         "promptwall: request body exceeds the {limit}-byte limit ([limits] max_request_bytes); shorten the conversation or raise the limit"
                     );
-                    return Ok(self.finish_local(log, started, anthropic_errors, StatusCode::PAYLOAD_TOO_LARGE, &msg).await);
+                    return Ok(self.finish_local(log, started, error_shape, StatusCode::PAYLOAD_TOO_LARGE, &msg).await);
                 }
                 Ok(Err(e)) => {
                     log.error = Some(format!("client aborted while sending the body: {e}"));
                     let msg = "promptwall: the request body could not be read (client aborted); retry";
-                    return Ok(self.finish_local(log, started, anthropic_errors, StatusCode::BAD_REQUEST, msg).await);
+                    return Ok(self.finish_local(log, started, error_shape, StatusCode::BAD_REQUEST, msg).await);
                 }
                 Ok(Ok(c)) => c.to_bytes(),
             };
             log.request_bytes = bytes.len() as u64;
             match self.inspector.inspect_request(shape, &bytes, &parts.headers) {
                 Decision::Reject { status, body, report } => {
-                    log.verdict = if status == 422 { "blocked".into() } else { "error".into() };
+                    log.verdict = if report.verdict == "blocked" { "blocked".into() } else { "error".into() };
                     log.findings = report.counts;
                     log.fingerprints = report.fingerprints;
                     log.status = status;
@@ -151,9 +152,7 @@ impl Proxy {
                     return Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), body));
                 }
                 Decision::Forward { body, stage: response_stage, report } => {
-                    if !report.counts.is_empty() {
-                        log.verdict = "redacted".into();
-                    }
+                    log.verdict = report.verdict.to_string();
                     log.findings = report.counts;
                     log.model = report.model;
                     if self.config.audit.capture_bodies {
@@ -186,13 +185,13 @@ impl Proxy {
                     route.host
                 );
                 log.verdict = "error".into();
-                return Ok(self.finish_local(log, started, anthropic_errors, StatusCode::BAD_GATEWAY, &msg).await);
+                return Ok(self.finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg).await);
             }
             Err(_) => {
                 log.error = Some(format!("upstream {} sent no response within {} s", route.host, response_timeout.as_secs()));
                 let msg = format!("promptwall: the provider at {} did not answer within {} s; retry later", route.host, response_timeout.as_secs());
                 log.verdict = "error".into();
-                return Ok(self.finish_local(log, started, anthropic_errors, StatusCode::GATEWAY_TIMEOUT, &msg).await);
+                return Ok(self.finish_local(log, started, error_shape, StatusCode::GATEWAY_TIMEOUT, &msg).await);
             }
         };
         log.ttfb_ms = Some(ms(started.elapsed()));
@@ -206,7 +205,11 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let stage = stage.map(|s| s.for_response(resp_parts.status.as_u16(), &content_type));
+        let compressed = resp_parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let stage = stage.map(|s| s.for_response(resp_parts.status.as_u16(), &content_type, compressed));
         if stage.as_ref().is_some_and(|s| s.may_change_length()) {
             resp_parts.headers.remove(header::CONTENT_LENGTH);
         }
@@ -297,13 +300,13 @@ impl Proxy {
         route: Route,
         mut log: RequestLog,
         started: Instant,
-        anthropic_errors: bool,
+        error_shape: ApiShape,
     ) -> Response<ProxyBody> {
         if req.uri().path().trim_end_matches('/').ends_with("/v1/responses") {
-            log.shape = Shape::OpenAiResponses.as_str().into();
+            log.shape = ApiShape::OpenAiResponses.as_str().into();
             log.llm = true;
             log.status = 101;
-            let session = Box::new(crate::pipeline::WsSession::new(log.clone(), self.audit.clone()));
+            let session = Box::new(self.inspector.websocket_session(log.clone(), self.audit.clone()));
             return match crate::websocket::relay(&self.upstream, req, route.uri.clone(), &route.host, session).await {
                 Ok(resp) => resp,
                 Err(crate::websocket::WsError::Refused(resp)) => {
@@ -320,16 +323,16 @@ impl Proxy {
                 }
                 Err(e) => {
                     let msg = format!("promptwall: {e}; retry (clients fall back to HTTP streaming)");
-                    self.finish_local(log, started, anthropic_errors, StatusCode::BAD_GATEWAY, &msg).await
+                    self.finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg).await
                 }
             };
         }
-        if Shape::classify(&http::Method::POST, req.uri().path()).is_llm() {
+        if inspect::classify(&http::Method::POST, req.uri().path()).is_llm() {
             // An LLM WebSocket we cannot inspect is refused, never passed
             // through: the client then falls back to HTTP, which we inspect.
             let msg = "promptwall: WebSocket transport for this API is not inspected; use HTTP streaming (clients fall back automatically)";
             log.verdict = "error".into();
-            return self.finish_local(log, started, anthropic_errors, StatusCode::UPGRADE_REQUIRED, msg).await;
+            return self.finish_local(log, started, error_shape, StatusCode::UPGRADE_REQUIRED, msg).await;
         }
         // Non-LLM upgrades on provider hosts are relayed as bytes.
         let client_upgrade = hyper::upgrade::on(&mut req);
@@ -350,7 +353,7 @@ impl Proxy {
                 let detail = error_chain(&e);
                 log.error = Some(format!("upstream {} unreachable: {detail}", route.host));
                 let msg = format!("promptwall: cannot reach the provider at {} ({detail}); retry", route.host);
-                return self.finish_local(log, started, anthropic_errors, StatusCode::BAD_GATEWAY, &msg).await;
+                return self.finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg).await;
             }
         };
         log.status = resp.status().as_u16();
@@ -431,7 +434,7 @@ impl Proxy {
     }
 
     /// Answers locally (error) and writes the audit row first.
-    async fn finish_local(&self, mut log: RequestLog, started: Instant, anthropic: bool, status: StatusCode, message: &str) -> Response<ProxyBody> {
+    async fn finish_local(&self, mut log: RequestLog, started: Instant, shape: ApiShape, status: StatusCode, message: &str) -> Response<ProxyBody> {
         log.status = status.as_u16();
         if log.verdict == "allowed" {
             log.verdict = "error".into();
@@ -439,7 +442,7 @@ impl Proxy {
         log.error.get_or_insert_with(|| message.to_string());
         log.duration_ms = ms(started.elapsed());
         self.write_audit(log).await;
-        json_response(status, inspect::error_body(anthropic, status.as_u16(), message))
+        json_response(status, inspect::error_body(shape, status.as_u16(), message))
     }
 
     async fn write_audit(&self, log: RequestLog) {

@@ -18,3 +18,4 @@ pub mod server;
 pub mod transparent;
 pub mod websocket;
 pub mod peer;
+pub mod detectors;

@@ -30,7 +30,8 @@ pub enum ClientVerdict {
 /// Per-connection message hooks (the pipeline, with its per-connection vault).
 pub trait MessageInspector: Send + 'static {
     fn client_text(&mut self, text: String) -> ClientVerdict;
-    fn server_text(&mut self, text: String) -> String;
+    /// Restored frames to send on (a held-back tail can add one).
+    fn server_text(&mut self, text: String) -> Vec<String>;
     /// Called once when the relay ends, with byte counts (up, down).
     fn finished(&mut self, up: u64, down: u64, error: Option<String>);
 }
@@ -142,8 +143,11 @@ where
             msg = s_rx.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     down += text.len() as u64;
-                    let restored = inspector.server_text(text);
-                    if c_tx.send(Message::Text(restored)).await.is_err() { break }
+                    let mut gone = false;
+                    for frame in inspector.server_text(text) {
+                        if c_tx.send(Message::Text(frame)).await.is_err() { gone = true; break }
+                    }
+                    if gone { break }
                 }
                 Some(Ok(Message::Close(frame))) => { let _ = c_tx.send(Message::Close(frame)).await; break }
                 Some(Ok(other)) => { down += other.len() as u64; if c_tx.send(other).await.is_err() { break } }

@@ -155,6 +155,7 @@ async fn forwards_provider_headers_unchanged_and_strips_hop_by_hop() {
     assert_eq!(rows[0].shape, "anthropic.messages");
     assert_eq!(rows[0].status, 200);
     assert_eq!(rows[0].model.as_deref(), Some("claude-x"));
+    assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (Some(3), Some(5)), "usage read from the JSON answer");
     assert_eq!(rows[0].listener, "explicit");
     // The explicit listener finds the local client process through /proc.
     let identity = rows[0].identity.as_ref().expect("local client is attributed");
