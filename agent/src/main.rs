@@ -1,5 +1,7 @@
 //! `promptwall`: the host agent daemon and its CLI.
 
+mod access;
+mod admin;
 mod cli;
 mod intercept;
 
@@ -23,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the daemon: redirect, proxy, pipeline and audit.
     Up(cli::up::UpArgs),
+    /// Show what the running daemon is doing.
+    Status(cli::status::StatusArgs),
     /// Manage the org CA that signs the intercepted providers' leaves.
     #[command(subcommand)]
     Ca(cli::ca::CaCommand),
@@ -42,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         let config = Config::load(cli.config.as_deref())?;
         match cli.command {
             Command::Up(args) => cli::up::run(args, config).await,
+            Command::Status(args) => cli::status::run(args, &config).await,
             Command::Ca(cmd) => cli::ca::run(cmd, &config).await,
             Command::Audit(cmd) => cli::audit::run(cmd, &config).await,
             Command::Scan(args) => cli::scan::run(args, &config).await,
