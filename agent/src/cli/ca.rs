@@ -1,11 +1,306 @@
+//! `promptwall ca ...`: the org CA lifecycle and trust-store installation,
+//! plus [`load_server_tls`], which `up` uses to terminate TLS with minted leaves.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use promptwall_ca::trust::{self, NoRefresh, StoreRefresher, SystemRefresher};
+use promptwall_ca::{registrable_domains, CaStatus, InitOptions, LeafMinter, OrgCa};
 use promptwall_proxy::config::Config;
 
 #[derive(clap::Subcommand)]
 pub enum CaCommand {
-    /// Show status.
-    Status,
+    /// Create the org root CA (ECDSA P-256), name-constrained to the provider domains.
+    Init(InitArgs),
+    /// Use an existing org CA or intermediate; the certificate file may hold its chain.
+    Import(ImportArgs),
+    /// Print the CA certificate clients should trust (PEM) to stdout.
+    Export {
+        /// Print the whole stored chain (issuing certificate first) instead.
+        #[arg(long)]
+        chain: bool,
+    },
+    /// Add the CA to the system trust store (Debian or RHEL layout).
+    Install(TrustArgs),
+    /// Remove the CA from the system trust store.
+    Uninstall(TrustArgs),
+    /// Show the CA: subject, validity, fingerprint, name constraints, trust.
+    Status {
+        /// One JSON object, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub async fn run(_cmd: CaCommand, _config: &Config) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Don't name-constrain the root (a stolen key could then impersonate any site).
+    #[arg(long)]
+    pub no_name_constraints: bool,
+    /// Replace an existing CA.
+    #[arg(long)]
+    pub force: bool,
+    /// Permitted domain (repeatable); default: the registrable domains of the configured provider hosts.
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+    /// Subject common name; default "promptwall org CA (<hostname>)".
+    #[arg(long)]
+    pub common_name: Option<String>,
+    #[arg(long, default_value_t = 3650)]
+    pub validity_days: u32,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// PEM certificate of the CA or intermediate, optionally followed by its chain.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Its unencrypted PEM private key (PKCS#8, SEC1 or PKCS#1).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Replace an existing CA.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct TrustArgs {
+    /// Operate on the system under this directory (packaging, scratch roots).
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Write or remove the anchor file only; don't run update-ca-certificates / update-ca-trust.
+    #[arg(long)]
+    pub no_refresh: bool,
+}
+
+pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
+    let dir = config.ca.dir.clone();
+    match cmd {
+        CaCommand::Init(args) => init(args, config),
+        CaCommand::Import(args) => {
+            let ca = OrgCa::import(&dir, &args.cert, &args.key, args.force)?;
+            report_created("imported", &ca);
+            Ok(())
+        }
+        CaCommand::Export { chain } => {
+            let ca = OrgCa::load(&dir)?;
+            print!(
+                "{}",
+                if chain {
+                    ca.chain_pem()
+                } else {
+                    ca.anchor_pem()
+                }
+            );
+            Ok(())
+        }
+        CaCommand::Install(args) => {
+            let ca = OrgCa::load(&dir)?;
+            let change = trust::install(&args.root, ca.anchor_der(), refresher(&args))?;
+            if change.changed {
+                println!(
+                    "installed {} into the {:?} trust store at {}",
+                    ca.subject(),
+                    change.layout,
+                    change.anchor_path.display()
+                );
+            } else {
+                println!(
+                    "already installed at {}; trust bundle refreshed",
+                    change.anchor_path.display()
+                );
+            }
+            println!(
+                "Node-based CLIs also need NODE_EXTRA_CA_CERTS={} (the fleet installer sets it)",
+                change.anchor_path.display()
+            );
+            Ok(())
+        }
+        CaCommand::Uninstall(args) => {
+            let change = trust::uninstall(&args.root, refresher(&args))?;
+            if change.changed {
+                println!(
+                    "removed {} from the {:?} trust store",
+                    change.anchor_path.display(),
+                    change.layout
+                );
+            } else {
+                println!(
+                    "not installed ({} absent); nothing to do",
+                    change.anchor_path.display()
+                );
+            }
+            Ok(())
+        }
+        CaCommand::Status { json } => status(&dir, json),
+    }
+}
+
+fn refresher(args: &TrustArgs) -> &'static dyn StoreRefresher {
+    if args.no_refresh {
+        &NoRefresh
+    } else {
+        &SystemRefresher
+    }
+}
+
+fn init(args: InitArgs, config: &Config) -> anyhow::Result<()> {
+    let name_constraints = config.ca.name_constraints && !args.no_name_constraints;
+    let domains = if args.domains.is_empty() {
+        registrable_domains(config.provider_hosts())
+    } else {
+        args.domains
+    };
+    let opts = InitOptions {
+        permitted_domains: if name_constraints {
+            domains
+        } else {
+            Vec::new()
+        },
+        name_constraints,
+        common_name: args
+            .common_name
+            .unwrap_or_else(promptwall_ca::default_common_name),
+        validity_days: args.validity_days,
+        force: args.force,
+    };
+    let ca = OrgCa::init(&config.ca.dir, &opts)?;
+    report_created("created", &ca);
+    if !name_constraints {
+        eprintln!("warning: the CA is not name-constrained; anyone who obtains {} can impersonate any site to this machine", OrgCa::key_path(&config.ca.dir).display());
+    }
+    Ok(())
+}
+
+fn report_created(verb: &str, ca: &OrgCa) {
+    let st = ca.status();
+    println!("{verb} org CA {} in {}", st.subject, st.dir.display());
+    println!("  SHA-256 fingerprint {}", st.fingerprint_sha256);
+    println!("  name constraints    {}", constraints_text(&st));
+    println!("next: `sudo promptwall ca install` so this machine trusts it; restart a running `promptwall up` to use it");
+}
+
+fn constraints_text(st: &CaStatus) -> String {
+    match &st.name_constraints {
+        None => "none (unconstrained)".into(),
+        Some(c) if c.excluded.is_empty() => c.permitted.join(", "),
+        Some(c) => format!(
+            "{}; excluded {}",
+            c.permitted.join(", "),
+            c.excluded.join(", ")
+        ),
+    }
+}
+
+fn status(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let ca = match OrgCa::load(dir) {
+        Ok(ca) => ca,
+        Err(e @ promptwall_ca::CaError::NotFound { .. }) if json => {
+            println!(
+                "{}",
+                serde_json::json!({"present": false, "dir": dir, "error": e.to_string()})
+            );
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = ca.status();
+    if json {
+        let mut v = serde_json::to_value(&st).context("cannot encode the CA status as JSON")?;
+        v["present"] = true.into();
+        println!("{v}");
+        return Ok(());
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(vec!["item", "value"]);
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let days = if st.days_left < 0 {
+        format!("EXPIRED {} days ago", -st.days_left)
+    } else {
+        st.days_left.to_string()
+    };
+    let trust_text = match (&st.trust.layout, st.trust.installed, st.trust.in_bundle) {
+        (None, ..) => "no supported trust store found".to_string(),
+        (Some(_), true, true) => format!("installed ({})", path_text(&st.trust.anchor_path)),
+        (Some(_), true, false) => format!(
+            "anchor present ({}) but bundle not refreshed; run `sudo promptwall ca install`",
+            path_text(&st.trust.anchor_path)
+        ),
+        (Some(_), false, _) => "not installed; run `sudo promptwall ca install`".to_string(),
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("subject", st.subject.clone()),
+        (
+            "issuer",
+            if st.self_signed {
+                "(self-signed root)".into()
+            } else {
+                st.issuer.clone()
+            },
+        ),
+        ("serial", st.serial.clone()),
+        ("valid from", st.not_before.clone()),
+        ("valid until", st.not_after.clone()),
+        ("days left", days),
+        ("SHA-256", st.fingerprint_sha256.clone()),
+        (
+            "key",
+            format!(
+                "{} ({}, mode {})",
+                st.key_algorithm,
+                st.key_path.display(),
+                st.key_mode.as_deref().unwrap_or("?")
+            ),
+        ),
+        ("name constraints", constraints_text(&st)),
+        (
+            "chain",
+            format!(
+                "{} certificate(s) in {}",
+                st.chain_len,
+                st.cert_path.display()
+            ),
+        ),
+        ("system trust", trust_text),
+        ("trusted by bundle", yes_no(st.trust.in_bundle).into()),
+    ];
+    for (k, v) in rows {
+        table.add_row(vec![k.to_string(), v]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn path_text(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// ALPN offered to intercepted clients; the proxy serves both.
+const SERVER_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// The leaf minter for the configured CA, or `None` when no CA exists yet.
+pub fn load_minter(config: &Config) -> anyhow::Result<Option<Arc<LeafMinter>>> {
+    let ca = match OrgCa::load(&config.ca.dir) {
+        Ok(ca) => ca,
+        Err(promptwall_ca::CaError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let validity = Duration::from_secs(u64::from(config.ca.leaf_validity_hours.max(1)) * 3600);
+    let minter = LeafMinter::new(&ca, validity)?;
+    for host in config.provider_hosts() {
+        if let Err(e) = minter.check_name(host) {
+            tracing::warn!("provider host {host} cannot be intercepted: {e}");
+        }
+    }
+    Ok(Some(minter))
+}
+
+/// TLS server config for the terminating listeners, or `None` without a CA.
+pub fn load_server_tls(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    Ok(load_minter(config)?.map(|m| m.server_config(SERVER_ALPN)))
 }
