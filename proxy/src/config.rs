@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use promptwall_llm::policy::{Action, CustomDetector, PipelineConfig};
+
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/promptwall/config.toml";
 
 #[derive(Debug, thiserror::Error)]
@@ -133,47 +135,6 @@ pub enum InterceptMode {
     Nftables,
 }
 
-/// What the pipeline does on a finding.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Block,
-    Redact,
-    Reversible,
-    Off,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineConfig {
-    pub enabled: bool,
-    /// Default action for credential detectors.
-    pub secrets: Action,
-    /// Default action for personal-data detectors.
-    pub pii: Action,
-    /// Per-detector override, by kind (e.g. "aws_access_key_id" = "redact").
-    pub actions: BTreeMap<String, Action>,
-    pub custom: Vec<CustomDetector>,
-    /// Literal values never reported (documented examples, fixtures).
-    pub allowlist: Vec<String>,
-    /// Regexes whose matches are never reported.
-    pub allowlist_patterns: Vec<String>,
-    /// Private/loopback IP addresses count as PII (default: only public ones).
-    pub private_ips_are_pii: bool,
-    /// Salt for fingerprints of blocked secrets; default derived from the CA key dir.
-    pub fingerprint_salt: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CustomDetector {
-    pub kind: String,
-    pub pattern: String,
-    pub action: Action,
-    #[serde(default)]
-    pub secret: bool,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -247,22 +208,6 @@ impl Default for InterceptConfig {
             resolve_interval_secs: 60,
             address_keep_secs: 24 * 3600,
             block_quic: true,
-        }
-    }
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            secrets: Action::Block,
-            pii: Action::Reversible,
-            actions: BTreeMap::new(),
-            custom: Vec::new(),
-            allowlist: Vec::new(),
-            allowlist_patterns: Vec::new(),
-            private_ips_are_pii: false,
-            fingerprint_salt: None,
         }
     }
 }

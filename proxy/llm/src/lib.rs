@@ -8,6 +8,8 @@
 //!   and reads usage; [`ResponseProcessor::observe_only`] only reads.
 //! - [`Vault`] carries placeholders across the messages of one WebSocket.
 
+pub mod detect;
+pub use detect::policy;
 mod detect_api;
 pub mod errors;
 pub mod json;

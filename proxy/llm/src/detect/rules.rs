@@ -1,0 +1,381 @@
+//! The built-in credential detectors, as data. Each rule names the literal
+//! keywords that must occur near a match (the prefilter), the regex that
+//! finds it, and a check that rejects placeholders and bad checksums.
+
+use super::validate::{self, char_classes, is_placeholder, shannon_entropy, token_body_ok};
+
+/// What a check sees of a regex match.
+pub(crate) struct Candidate<'a> {
+    /// The secret itself (capture group `s`, else the whole match).
+    pub value: &'a str,
+    /// The value was opened by a quote.
+    pub quoted: bool,
+    /// Text right after the value (a few bytes).
+    pub after: &'a str,
+}
+
+pub(crate) type Check = fn(&Candidate) -> bool;
+
+pub(crate) struct SecretRule {
+    pub kind: &'static str,
+    pub description: &'static str,
+    /// Literal keywords (found case-insensitively; the regex decides case);
+    /// a match starts at most `back` bytes before one and ends at most
+    /// `span` bytes after it.
+    pub keywords: &'static [&'static str],
+    pub pattern: String,
+    pub back: usize,
+    pub span: usize,
+    /// The value must not continue a word on either side.
+    pub bounded: bool,
+    pub check: Check,
+    /// Specificity when matches overlap: higher wins, then longer.
+    pub tier: u8,
+}
+
+fn tok(c: &Candidate) -> bool {
+    token_body_ok(c.value)
+}
+
+fn tok_mixed(c: &Candidate) -> bool {
+    token_body_ok(c.value) && char_classes(c.value) >= 2
+}
+
+fn github(c: &Candidate) -> bool {
+    validate::github_token_ok(c.value)
+}
+
+fn jwt(c: &Candidate) -> bool {
+    validate::jwt_ok(c.value)
+}
+
+fn aws_key_id(c: &Candidate) -> bool {
+    !c.value.ends_with("EXAMPLE") && token_body_ok(&c.value[4..])
+}
+
+fn aws_secret(c: &Candidate) -> bool {
+    !c.value.contains("EXAMPLE") && token_body_ok(c.value) && shannon_entropy(c.value) >= 4.0 && char_classes(c.value) >= 2
+}
+
+/// PEM/OpenSSH/PGP bodies: enough base64 and no documentation ellipsis.
+fn key_block(c: &Candidate) -> bool {
+    let b64 = c.value.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/').count();
+    b64 >= 64 && !c.value.contains("...") && !c.value.to_ascii_lowercase().contains("example")
+}
+
+const WEAK_PASSWORDS: &[&str] = &["password", "pass", "passwd", "pwd", "secret", "token", "admin", "root", "user", "test", "guest", "x"];
+
+/// Passwords in URLs: anything but obvious placeholders.
+fn url_password(c: &Candidate) -> bool {
+    let v = c.value;
+    !is_placeholder(v) && !WEAK_PASSWORDS.iter().any(|w| v.eq_ignore_ascii_case(w)) && !v.starts_with('*')
+}
+
+/// `password = value` style assignments.
+fn generic_value(c: &Candidate, min_entropy: f64) -> bool {
+    let v = c.value;
+    // A value in a checksummed token format that fails its checksum is a
+    // fake or a typo, not a credential.
+    let checksummed = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "npm_"].iter().any(|p| v.starts_with(p));
+    if checksummed && !validate::github_token_ok(v) {
+        return false;
+    }
+    if v.len() < 8 || is_placeholder(v) || v.contains("://") || v.starts_with('/') || v.starts_with("./") || v.starts_with("~/") {
+        return false;
+    }
+    if shannon_entropy(v) < min_entropy || char_classes(v) < 2 {
+        return false;
+    }
+    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
+    let mixed_case = v.bytes().any(|b| b.is_ascii_lowercase()) && v.bytes().any(|b| b.is_ascii_uppercase());
+    let long_mixed = mixed_case && v.len() >= 16 && shannon_entropy(v) >= 3.5;
+    if !(has_digit || long_mixed) {
+        return false;
+    }
+    if !c.quoted {
+        // Unquoted letters and underscores: an identifier or a type name.
+        if v.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') {
+            return false;
+        }
+        // Code, not a literal: calls, member access, type names, paths.
+        if c.after.starts_with(['(', '[', '<', '{']) || v.contains("::") {
+            return false;
+        }
+        if v.contains('.') && v.split('.').all(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+            return false;
+        }
+    }
+    true
+}
+
+fn generic_password(c: &Candidate) -> bool {
+    generic_value(c, 2.8)
+}
+
+fn generic_secret(c: &Candidate) -> bool {
+    generic_value(c, 3.0)
+}
+
+/// Assignment glue between a key name and its value: `: `, ` = `, `=>`,
+/// JSON-escaped quotes included (the raw body is scanned too).
+const ASSIGN: &str = r#"[A-Za-z0-9_.\-]{0,20}\\?["']?[\t ]*(?:=|:=|:|=>)[\t ]*\\?["'`]?"#;
+
+struct R {
+    kind: &'static str,
+    description: &'static str,
+    keywords: &'static [&'static str],
+    pattern: &'static str,
+    back: usize,
+    span: usize,
+    check: Check,
+}
+
+/// Distinctive-prefix tokens: case-sensitive keyword, bounded, tier 5.
+const PREFIXED: &[R] = &[
+    R { kind: "aws_access_key_id", description: "AWS access key id", keywords: &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"], pattern: r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}", back: 0, span: 20, check: aws_key_id },
+    R { kind: "gcp_api_key", description: "Google Cloud / Gemini API key", keywords: &["AIza"], pattern: r"AIza[0-9A-Za-z_\-]{35}", back: 0, span: 39, check: tok },
+    R { kind: "gcp_oauth_client_secret", description: "Google OAuth client secret", keywords: &["GOCSPX-"], pattern: r"GOCSPX-[A-Za-z0-9_\-]{28}", back: 0, span: 35, check: tok },
+    R { kind: "google_oauth_access_token", description: "Google OAuth access token", keywords: &["ya29."], pattern: r"ya29\.[0-9A-Za-z_\-]{30,512}", back: 0, span: 520, check: tok },
+    R { kind: "google_oauth_refresh_token", description: "Google OAuth refresh token", keywords: &["1//0"], pattern: r"1//0[0-9A-Za-z_\-]{40,256}", back: 0, span: 260, check: tok_mixed },
+    R { kind: "azure_storage_account_key", description: "Azure storage account key", keywords: &["AccountKey="], pattern: r"AccountKey=(?P<s>[A-Za-z0-9+/]{86}==)", back: 0, span: 100, check: tok },
+    R { kind: "azure_ad_client_secret", description: "Azure AD (Entra) client secret", keywords: &["Q~"], pattern: r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}", back: 4, span: 40, check: tok_mixed },
+    R { kind: "digitalocean_token", description: "DigitalOcean personal access token", keywords: &["dop_v1_"], pattern: r"dop_v1_[a-f0-9]{64}", back: 0, span: 71, check: tok },
+    R { kind: "digitalocean_oauth_token", description: "DigitalOcean OAuth token", keywords: &["doo_v1_"], pattern: r"doo_v1_[a-f0-9]{64}", back: 0, span: 71, check: tok },
+    R { kind: "digitalocean_refresh_token", description: "DigitalOcean refresh token", keywords: &["dor_v1_"], pattern: r"dor_v1_[a-f0-9]{64}", back: 0, span: 71, check: tok },
+    R { kind: "alibaba_access_key_id", description: "Alibaba Cloud AccessKey id", keywords: &["LTAI"], pattern: r"LTAI[A-Za-z0-9]{12,20}", back: 0, span: 24, check: tok_mixed },
+    R { kind: "github_pat", description: "GitHub personal access token (classic), CRC32-checked", keywords: &["ghp_"], pattern: r"ghp_[A-Za-z0-9]{36}", back: 0, span: 40, check: github },
+    R { kind: "github_oauth_token", description: "GitHub OAuth access token, CRC32-checked", keywords: &["gho_"], pattern: r"gho_[A-Za-z0-9]{36}", back: 0, span: 40, check: github },
+    R { kind: "github_user_token", description: "GitHub App user-to-server token, CRC32-checked", keywords: &["ghu_"], pattern: r"ghu_[A-Za-z0-9]{36}", back: 0, span: 40, check: github },
+    R { kind: "github_app_token", description: "GitHub App installation token, CRC32-checked", keywords: &["ghs_"], pattern: r"ghs_[A-Za-z0-9]{36}", back: 0, span: 40, check: github },
+    R { kind: "github_refresh_token", description: "GitHub refresh token, CRC32-checked", keywords: &["ghr_"], pattern: r"ghr_[A-Za-z0-9]{36}", back: 0, span: 40, check: github },
+    R { kind: "github_fine_grained_pat", description: "GitHub fine-grained personal access token", keywords: &["github_pat_"], pattern: r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}", back: 0, span: 93, check: tok },
+    R { kind: "gitlab_pat", description: "GitLab personal/project/group access token", keywords: &["glpat-"], pattern: r"glpat-[A-Za-z0-9_\-]{20,}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?", back: 0, span: 120, check: tok },
+    R { kind: "gitlab_pipeline_trigger_token", description: "GitLab pipeline trigger token", keywords: &["glptt-"], pattern: r"glptt-[0-9a-f]{40}", back: 0, span: 46, check: tok },
+    R { kind: "gitlab_runner_token", description: "GitLab runner authentication token", keywords: &["glrt-"], pattern: r"glrt-[A-Za-z0-9_\-]{20,}(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?", back: 0, span: 120, check: tok },
+    R { kind: "gitlab_deploy_token", description: "GitLab deploy token", keywords: &["gldt-"], pattern: r"gldt-[A-Za-z0-9_\-]{20,}", back: 0, span: 120, check: tok },
+    R { kind: "gitlab_feed_token", description: "GitLab feed token", keywords: &["glft-"], pattern: r"glft-[A-Za-z0-9_\-]{20,}", back: 0, span: 120, check: tok },
+    R { kind: "gitlab_oauth_app_secret", description: "GitLab OAuth application secret", keywords: &["gloas-"], pattern: r"gloas-[A-Za-z0-9_\-]{64}", back: 0, span: 70, check: tok },
+    R { kind: "gitlab_ci_job_token", description: "GitLab CI/CD job token", keywords: &["glcbt-"], pattern: r"glcbt-[0-9a-zA-Z]{1,5}_[0-9a-zA-Z_\-]{20}", back: 0, span: 40, check: tok },
+    R { kind: "bitbucket_app_password", description: "Bitbucket app password", keywords: &["ATBB"], pattern: r"ATBB[A-Za-z0-9_=.\-]{32}", back: 0, span: 36, check: tok_mixed },
+    R { kind: "atlassian_api_token", description: "Atlassian (Jira/Confluence) API token", keywords: &["ATATT3"], pattern: r"ATATT3[A-Za-z0-9_\-=]{50,300}", back: 0, span: 310, check: tok },
+    R { kind: "slack_bot_token", description: "Slack bot token", keywords: &["xoxb-"], pattern: r"xoxb-[0-9]{10,13}-[0-9]{10,13}-[A-Za-z0-9]{24,34}", back: 0, span: 70, check: tok },
+    R { kind: "slack_user_token", description: "Slack user token", keywords: &["xoxp-"], pattern: r"xoxp-[0-9]{10,13}-[0-9]{10,13}-[0-9]{10,13}-[a-f0-9]{32}", back: 0, span: 90, check: tok },
+    R { kind: "slack_app_token", description: "Slack app-level token", keywords: &["xapp-"], pattern: r"xapp-[0-9]-[A-Z0-9]{9,12}-[0-9]{10,13}-[a-f0-9]{64}", back: 0, span: 100, check: tok },
+    R { kind: "slack_legacy_token", description: "Slack legacy/workspace/refresh token", keywords: &["xoxa-", "xoxo-", "xoxr-", "xoxs-", "xoxe-", "xoxe."], pattern: r"xox(?:[aors]|e\.xox[bp]|e)-[0-9A-Za-z\-]{20,200}", back: 0, span: 210, check: tok },
+    R { kind: "slack_webhook_url", description: "Slack incoming webhook URL", keywords: &["hooks.slack.com/"], pattern: r"https://hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[A-Za-z0-9]{20,30}", back: 8, span: 120, check: tok },
+    R { kind: "discord_webhook_url", description: "Discord webhook URL", keywords: &["discord.com/api/webhooks/", "discordapp.com/api/webhooks/"], pattern: r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_\-]{60,72}", back: 15, span: 140, check: tok },
+    R { kind: "telegram_bot_token", description: "Telegram bot token", keywords: &[":AA"], pattern: r"[0-9]{8,10}:AA[0-9A-Za-z_\-]{33}", back: 10, span: 36, check: tok },
+    R { kind: "stripe_secret_key", description: "Stripe live secret key", keywords: &["sk_live_"], pattern: r"sk_live_[0-9a-zA-Z]{24,99}", back: 0, span: 110, check: tok },
+    R { kind: "stripe_restricted_key", description: "Stripe live restricted key", keywords: &["rk_live_"], pattern: r"rk_live_[0-9a-zA-Z]{24,99}", back: 0, span: 110, check: tok },
+    R { kind: "stripe_test_key", description: "Stripe test-mode secret/restricted key (reads test data; policy as any secret)", keywords: &["sk_test_", "rk_test_"], pattern: r"[rs]k_test_[0-9a-zA-Z]{24,99}", back: 0, span: 110, check: tok },
+    R { kind: "stripe_webhook_secret", description: "Stripe webhook signing secret", keywords: &["whsec_"], pattern: r"whsec_[A-Za-z0-9+/=]{32,64}", back: 0, span: 70, check: tok },
+    R { kind: "square_access_token", description: "Square access token", keywords: &["EAAA", "sq0atp-"], pattern: r"EAAA[A-Za-z0-9_\-]{60}|sq0atp-[0-9A-Za-z_\-]{22}", back: 0, span: 66, check: tok_mixed },
+    R { kind: "square_oauth_secret", description: "Square OAuth secret", keywords: &["sq0csp-"], pattern: r"sq0csp-[0-9A-Za-z_\-]{43}", back: 0, span: 50, check: tok },
+    R { kind: "paypal_braintree_access_token", description: "PayPal Braintree production access token", keywords: &["access_token$production$"], pattern: r"access_token\$production\$[0-9a-z]{16}\$[0-9a-f]{32}", back: 0, span: 80, check: tok },
+    R { kind: "npm_token", description: "npm access token, CRC32-checked", keywords: &["npm_"], pattern: r"npm_[A-Za-z0-9]{36}", back: 0, span: 40, check: github },
+    R { kind: "pypi_token", description: "PyPI upload token", keywords: &["pypi-AgEIcHlwaS5vcmc"], pattern: r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,300}", back: 0, span: 320, check: tok },
+    R { kind: "rubygems_api_key", description: "RubyGems API key", keywords: &["rubygems_"], pattern: r"rubygems_[a-f0-9]{48}", back: 0, span: 57, check: tok },
+    R { kind: "nuget_api_key", description: "NuGet API key", keywords: &["oy2"], pattern: r"oy2[a-z0-9]{43}", back: 0, span: 46, check: tok_mixed },
+    R { kind: "dockerhub_pat", description: "Docker Hub personal access token", keywords: &["dckr_pat_"], pattern: r"dckr_pat_[A-Za-z0-9_\-]{27}", back: 0, span: 36, check: tok },
+    R { kind: "crates_io_token", description: "crates.io API token", keywords: &["cio"], pattern: r"cio[a-zA-Z0-9]{32}", back: 0, span: 35, check: tok_mixed },
+    R { kind: "anthropic_api_key", description: "Anthropic API key", keywords: &["sk-ant-api03-"], pattern: r"sk-ant-api03-[A-Za-z0-9_\-]{93}AA", back: 0, span: 108, check: tok },
+    R { kind: "anthropic_admin_key", description: "Anthropic Admin API key", keywords: &["sk-ant-admin01-"], pattern: r"sk-ant-admin01-[A-Za-z0-9_\-]{93}AA", back: 0, span: 110, check: tok },
+    R { kind: "anthropic_oauth_token", description: "Anthropic OAuth access/refresh token", keywords: &["sk-ant-oat01-", "sk-ant-ort01-"], pattern: r"sk-ant-o(?:at|rt)01-[A-Za-z0-9_\-]{80,120}", back: 0, span: 135, check: tok },
+    R { kind: "openai_project_key", description: "OpenAI project API key", keywords: &["sk-proj-"], pattern: r"sk-proj-[A-Za-z0-9_\-]{40,250}", back: 0, span: 260, check: tok_mixed },
+    R { kind: "openai_service_account_key", description: "OpenAI service-account key", keywords: &["sk-svcacct-"], pattern: r"sk-svcacct-[A-Za-z0-9_\-]{40,250}", back: 0, span: 262, check: tok_mixed },
+    R { kind: "openai_admin_key", description: "OpenAI admin key", keywords: &["sk-admin-"], pattern: r"sk-admin-[A-Za-z0-9_\-]{40,250}", back: 0, span: 260, check: tok_mixed },
+    R { kind: "openai_api_key", description: "OpenAI user API key (legacy format)", keywords: &["T3BlbkFJ"], pattern: r"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}", back: 23, span: 30, check: tok },
+    R { kind: "huggingface_token", description: "Hugging Face access token", keywords: &["hf_"], pattern: r"hf_[A-Za-z]{34}", back: 0, span: 37, check: tok_mixed },
+    R { kind: "groq_api_key", description: "Groq API key", keywords: &["gsk_"], pattern: r"gsk_[A-Za-z0-9]{52}", back: 0, span: 56, check: tok_mixed },
+    R { kind: "replicate_api_token", description: "Replicate API token", keywords: &["r8_"], pattern: r"r8_[A-Za-z0-9]{37}", back: 0, span: 40, check: tok_mixed },
+    R { kind: "xai_api_key", description: "xAI API key", keywords: &["xai-"], pattern: r"xai-[A-Za-z0-9]{80}", back: 0, span: 84, check: tok_mixed },
+    R { kind: "perplexity_api_key", description: "Perplexity API key", keywords: &["pplx-"], pattern: r"pplx-[A-Za-z0-9]{48}", back: 0, span: 53, check: tok_mixed },
+    R { kind: "openrouter_api_key", description: "OpenRouter API key", keywords: &["sk-or-v1-"], pattern: r"sk-or-v1-[a-f0-9]{64}", back: 0, span: 73, check: tok },
+    R { kind: "langsmith_api_key", description: "LangSmith API key", keywords: &["lsv2_pt_", "lsv2_sk_"], pattern: r"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}", back: 0, span: 51, check: tok },
+    R { kind: "sendgrid_api_key", description: "SendGrid API key", keywords: &["SG."], pattern: r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}", back: 0, span: 69, check: tok },
+    R { kind: "mailchimp_api_key", description: "Mailchimp API key", keywords: &["-us"], pattern: r"[0-9a-f]{32}-us[0-9]{1,2}", back: 32, span: 5, check: tok },
+    R { kind: "twilio_api_key", description: "Twilio API key SID+secret pair (SK…)", keywords: &["SK"], pattern: r"SK[0-9a-f]{32}", back: 0, span: 34, check: tok },
+    R { kind: "shopify_access_token", description: "Shopify access token", keywords: &["shpat_", "shpca_", "shppa_"], pattern: r"shp(?:at|ca|pa)_[a-fA-F0-9]{32}", back: 0, span: 38, check: tok },
+    R { kind: "shopify_shared_secret", description: "Shopify app shared secret", keywords: &["shpss_"], pattern: r"shpss_[a-fA-F0-9]{32}", back: 0, span: 38, check: tok },
+    R { kind: "linear_api_key", description: "Linear API key", keywords: &["lin_api_"], pattern: r"lin_api_[A-Za-z0-9]{40}", back: 0, span: 48, check: tok_mixed },
+    R { kind: "notion_api_key", description: "Notion integration token", keywords: &["secret_", "ntn_"], pattern: r"secret_[A-Za-z0-9]{43}|ntn_[0-9]{11}[A-Za-z0-9]{35}", back: 0, span: 50, check: tok_mixed },
+    R { kind: "new_relic_user_api_key", description: "New Relic user API key", keywords: &["NRAK-"], pattern: r"NRAK-[A-Z0-9]{27}", back: 0, span: 32, check: tok },
+    R { kind: "new_relic_insert_key", description: "New Relic insert key", keywords: &["NRII-"], pattern: r"NRII-[A-Za-z0-9_\-]{32}", back: 0, span: 37, check: tok },
+    R { kind: "sentry_auth_token", description: "Sentry organization/user auth token", keywords: &["sntrys_", "sntryu_"], pattern: r"sntrys_eyJ[A-Za-z0-9+/=_\-]{60,300}|sntryu_[a-f0-9]{64}", back: 0, span: 310, check: tok },
+    R { kind: "postman_api_key", description: "Postman API key", keywords: &["PMAK-"], pattern: r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}", back: 0, span: 64, check: tok },
+    R { kind: "vault_token", description: "HashiCorp Vault service/batch token", keywords: &["hvs.", "hvb."], pattern: r"hv[sb]\.[A-Za-z0-9_\-]{90,300}", back: 0, span: 305, check: tok },
+    R { kind: "terraform_cloud_token", description: "Terraform Cloud / HCP API token", keywords: &[".atlasv1."], pattern: r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,70}", back: 14, span: 80, check: tok },
+    R { kind: "doppler_token", description: "Doppler token", keywords: &["dp.pt.", "dp.st.", "dp.sa.", "dp.ct.", "dp.scim.", "dp.audit."], pattern: r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9_\-]{40,44}", back: 0, span: 55, check: tok_mixed },
+    R { kind: "pulumi_access_token", description: "Pulumi access token", keywords: &["pul-"], pattern: r"pul-[a-f0-9]{40}", back: 0, span: 44, check: tok },
+    R { kind: "heroku_api_key", description: "Heroku API key", keywords: &["HRKU-"], pattern: r"HRKU-[A-Za-z0-9_\-]{58,60}", back: 0, span: 66, check: tok },
+    R { kind: "netlify_token", description: "Netlify personal access token", keywords: &["nfp_"], pattern: r"nfp_[A-Za-z0-9]{36}", back: 0, span: 40, check: tok_mixed },
+    R { kind: "supabase_access_token", description: "Supabase management access token", keywords: &["sbp_"], pattern: r"sbp_[a-f0-9]{40}", back: 0, span: 44, check: tok },
+    R { kind: "supabase_secret_key", description: "Supabase secret API key", keywords: &["sb_secret_"], pattern: r"sb_secret_[A-Za-z0-9_\-]{31,64}", back: 0, span: 75, check: tok },
+    R { kind: "planetscale_token", description: "PlanetScale service token/password", keywords: &["pscale_tkn_", "pscale_pw_", "pscale_oauth_"], pattern: r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_\-.]{32,64}", back: 0, span: 80, check: tok },
+    R { kind: "databricks_token", description: "Databricks personal access token", keywords: &["dapi"], pattern: r"dapi[a-f0-9]{32}(?:-[0-9])?", back: 0, span: 38, check: tok },
+    R { kind: "grafana_cloud_token", description: "Grafana Cloud access policy token", keywords: &["glc_"], pattern: r"glc_[A-Za-z0-9+/]{32,400}={0,2}", back: 0, span: 410, check: tok_mixed },
+    R { kind: "grafana_service_account_token", description: "Grafana service account token", keywords: &["glsa_"], pattern: r"glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}", back: 0, span: 46, check: tok },
+    R { kind: "flyio_token", description: "Fly.io access token", keywords: &["fo1_"], pattern: r"fo1_[A-Za-z0-9_\-]{43}", back: 0, span: 47, check: tok },
+    R { kind: "age_secret_key", description: "age encryption secret key", keywords: &["AGE-SECRET-KEY-1"], pattern: r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", back: 0, span: 74, check: tok },
+    R { kind: "figma_token", description: "Figma personal access token", keywords: &["figd_"], pattern: r"figd_[A-Za-z0-9_\-]{40}", back: 0, span: 45, check: tok },
+    R { kind: "dynatrace_token", description: "Dynatrace API token", keywords: &["dt0c01."], pattern: r"dt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64}", back: 0, span: 96, check: tok },
+    R { kind: "mapbox_secret_token", description: "Mapbox secret token", keywords: &["sk.eyJ"], pattern: r"sk\.eyJ[A-Za-z0-9_\-]{50,300}\.[A-Za-z0-9_\-]{20,100}", back: 0, span: 410, check: tok },
+    R { kind: "shippo_api_token", description: "Shippo API token", keywords: &["shippo_live_", "shippo_test_"], pattern: r"shippo_(?:live|test)_[a-f0-9]{40}", back: 0, span: 52, check: tok },
+    R { kind: "flutterwave_secret_key", description: "Flutterwave secret key", keywords: &["FLWSECK"], pattern: r"FLWSECK(?:_TEST)?-[a-h0-9]{32}-X", back: 0, span: 50, check: tok },
+    R { kind: "prefect_api_key", description: "Prefect Cloud API key", keywords: &["pnu_"], pattern: r"pnu_[A-Za-z0-9]{36}", back: 0, span: 40, check: tok_mixed },
+    R { kind: "onepassword_service_account_token", description: "1Password service account token", keywords: &["ops_eyJ"], pattern: r"ops_eyJ[A-Za-z0-9+/=_\-]{100,}", back: 0, span: 1210, check: tok },
+    R { kind: "cloudflare_origin_ca_key", description: "Cloudflare Origin CA key", keywords: &["v1.0-"], pattern: r"v1\.0-[a-f0-9]{24}-[a-f0-9]{146}", back: 0, span: 180, check: tok },
+    R { kind: "jwt", description: "JSON Web Token (header validated)", keywords: &["eyJ"], pattern: r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,}", back: 0, span: 8192, check: jwt },
+];
+
+/// Secrets recognised by a nearby key name (no distinctive prefix);
+/// case-insensitive keyword, tier 4.
+const CONTEXTUAL: &[(&str, &str, &[&str], &str, Check)] = &[
+    ("aws_secret_access_key", "AWS secret access key (next to its key name)", &["secret_access_key", "secretaccesskey", "secret-access-key", "aws_secret", "aws-secret", "awssecret"], r"(?i:aws[_\-.]?secret(?:[_\-.]?access)?(?:[_\-.]?key)?|secret[_\-.]?access[_\-.]?key)ASSIGN(?P<s>[A-Za-z0-9/+]{40})", aws_secret),
+    ("ibm_cloud_api_key", "IBM Cloud API key", &["ibm"], r"(?i:ibm)[A-Za-z0-9_.\-]{0,20}(?i:api[_\-]?key)ASSIGN(?P<s>[A-Za-z0-9_\-]{44})", tok_mixed),
+    ("discord_bot_token", "Discord bot token", &["discord"], r"[MNO][A-Za-z0-9_\-]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,38}", tok_mixed),
+    ("cohere_api_key", "Cohere API key", &["cohere"], r"(?i:cohere)ASSIGN(?P<s>[A-Za-z0-9]{40})", tok_mixed),
+    ("mailgun_api_key", "Mailgun API key", &["mailgun"], r"(?i:mailgun)[\s\S]{0,80}?(?P<s>key-[0-9a-f]{32}|[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8})", tok),
+    ("twilio_auth_token", "Twilio auth token", &["twilio"], r"(?i:twilio)[A-Za-z0-9_.\-]{0,20}(?i:auth|token|secret)ASSIGN(?P<s>[a-f0-9]{32})", tok),
+    ("datadog_api_key", "Datadog API/application key", &["datadog", "dd_api", "dd_app", "dd-api", "dd-app"], r"(?i:datadog|dd)[_\-.]?(?i:api|app(?:lication)?)[_\-.]?(?i:key)ASSIGN(?P<s>[a-f0-9]{40}|[a-f0-9]{32})", tok),
+    ("heroku_api_key", "Heroku API key (legacy UUID form)", &["heroku"], r"(?i:heroku)ASSIGN(?P<s>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", tok),
+    ("netlify_token", "Netlify access token", &["netlify"], r"(?i:netlify)ASSIGN(?P<s>[A-Za-z0-9_\-]{40,46})", tok_mixed),
+    ("vercel_token", "Vercel access token", &["vercel"], r"(?i:vercel)ASSIGN(?P<s>[A-Za-z0-9]{24})", tok_mixed),
+    ("okta_api_token", "Okta API token", &["okta"], r"(?i:okta)ASSIGN(?P<s>00[A-Za-z0-9_\-]{40})", tok_mixed),
+    ("cloudflare_api_token", "Cloudflare API token", &["cloudflare", "cf_api", "cf-api"], r"(?i:cloudflare|cf)[A-Za-z0-9_.\-]{0,20}(?i:token|key)ASSIGN(?P<s>[A-Za-z0-9_\-]{40})", tok_mixed),
+    ("connection_string", "Database/broker URL with a password", &["://"], r#"(?i:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|jdbc:[a-z]+|clickhouse|cockroachdb)://[^\s:@/'"\\<>]{0,64}:(?P<s>[^\s@/'"\\<>]{3,128})@"#, url_password),
+];
+
+/// Key blocks; keyword `-----BEGIN`, tier 5.
+const KEY_BLOCKS: &[(&str, &str, &str)] = &[
+    ("rsa_private_key", "RSA private key (PEM)", "RSA PRIVATE KEY"),
+    ("ec_private_key", "EC private key (PEM)", "EC PRIVATE KEY"),
+    ("dsa_private_key", "DSA private key (PEM)", "DSA PRIVATE KEY"),
+    ("pkcs8_private_key", "PKCS#8 private key (PEM)", "PRIVATE KEY"),
+    ("encrypted_private_key", "Encrypted PKCS#8 private key (PEM)", "ENCRYPTED PRIVATE KEY"),
+    ("openssh_private_key", "OpenSSH private key", "OPENSSH PRIVATE KEY"),
+    ("pgp_private_key", "PGP private key block", "PGP PRIVATE KEY BLOCK"),
+];
+
+pub(crate) fn builtin_rules() -> Vec<SecretRule> {
+    let mut rules = Vec::new();
+    for r in PREFIXED {
+        rules.push(SecretRule {
+            kind: r.kind,
+            description: r.description,
+            keywords: r.keywords,
+            pattern: r.pattern.to_string(),
+            back: r.back,
+            span: r.span,
+            bounded: true,
+            check: r.check,
+            tier: 5,
+        });
+    }
+    for &(kind, description, keywords, pattern, check) in CONTEXTUAL {
+        rules.push(SecretRule {
+            kind,
+            description,
+            keywords,
+            pattern: pattern.replace("ASSIGN", ASSIGN),
+            // Discord tokens are recognised anywhere near the word.
+            back: match kind {
+                "datadog_api_key" => 0,
+                "discord_bot_token" => 150,
+                _ => 12,
+            },
+            span: 260,
+            bounded: true,
+            check,
+            tier: 4,
+        });
+    }
+    for &(kind, description, label) in KEY_BLOCKS {
+        // A complete block, or (pasted truncated) the header plus a body.
+        let pattern = format!(
+            r"-----BEGIN {label}-----(?:[\s\S]{{40,}}?-----END {label}-----|(?:\\[nr]|[A-Za-z0-9+/=\s:,\-]){{64,}})"
+        );
+        rules.push(SecretRule {
+            kind,
+            description,
+            keywords: &["-----BEGIN"],
+            pattern,
+            back: 0,
+            span: 16100,
+            bounded: false,
+            check: key_block,
+            tier: 5,
+        });
+    }
+    rules.push(SecretRule {
+        kind: "putty_private_key",
+        description: "PuTTY private key file",
+        keywords: &["PuTTY-User-Key-File-"],
+        pattern: r"PuTTY-User-Key-File-[23]: [A-Za-z0-9\-]+[\s\S]*?Private-Lines: [0-9]+(?:\\r)?(?:\\n|\r?\n)(?:\\[nr]|[A-Za-z0-9+/=\r\n])+".into(),
+        back: 0,
+        span: 8000,
+        bounded: false,
+        check: key_block,
+        tier: 5,
+    });
+    rules.push(SecretRule {
+        kind: "gcp_service_account_key",
+        description: "Google Cloud service-account JSON private key",
+        keywords: &["private_key"],
+        pattern: r#"\\?"private_key\\?"[\t ]*:[\t ]*\\?"(?P<s>-----BEGIN (?:RSA )?PRIVATE KEY-----[\s\S]{64,}?-----END (?:RSA )?PRIVATE KEY-----(?:\\\\?n)*)"#.into(),
+        back: 2,
+        span: 8200,
+        bounded: false,
+        check: key_block,
+        tier: 6,
+    });
+    rules.push(SecretRule {
+        kind: "azure_storage_connection_string",
+        description: "Azure storage connection string",
+        keywords: &["AccountKey="],
+        pattern: r"DefaultEndpointsProtocol=https?;AccountName=[A-Za-z0-9]{3,24};AccountKey=(?P<s>[A-Za-z0-9+/]{86}==)".into(),
+        back: 90,
+        span: 100,
+        bounded: true,
+        check: tok,
+        tier: 6,
+    });
+    rules.push(SecretRule {
+        kind: "url_credentials",
+        description: "Password embedded in a URL (scheme://user:pass@host)",
+        keywords: &["://"],
+        pattern: r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:@/'"\\<>]{0,64}:(?P<s>[^\s@/'"\\<>]{3,128})@[A-Za-z0-9.\-_\[\]]+"#.into(),
+        back: 24,
+        span: 300,
+        bounded: false,
+        check: url_password,
+        tier: 3,
+    });
+    let generic = |kind, description, keywords: &'static [&'static str], key: &str, check| SecretRule {
+        kind,
+        description,
+        keywords,
+        // `&` ends the value: query strings (`?token=…&color=…`) and Rust references.
+        pattern: format!(r#"{key}{ASSIGN}(?P<s>[^\s'"`\\,;<>(){{}}\[\]&]{{6,200}})"#),
+        back: 0,
+        span: 260,
+        bounded: false,
+        check,
+        tier: 2,
+    };
+    rules.push(generic(
+        "generic_password",
+        "High-entropy value assigned to a password key",
+        &["passw", "pwd", "passphrase"],
+        r"(?i:pass(?:word|wd|phrase)|pwd)",
+        generic_password,
+    ));
+    rules.push(generic(
+        "generic_secret",
+        "High-entropy value assigned to a secret/token/api_key key",
+        &["secret", "token", "api_key", "apikey", "api-key", "access_key", "accesskey", "auth_key", "private_key", "credential"],
+        r"(?i:secret|token|api[_\-]?key|access[_\-]?key|auth[_\-]?key|private[_\-]?key|credentials?)",
+        generic_secret,
+    ));
+    rules
+}
