@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod bench;
+mod clients;
 mod ebpf;
 
 use anyhow::{bail, Context, Result};
@@ -41,6 +43,15 @@ enum Task {
         #[arg(long)]
         transparent: bool,
     },
+    /// Measure what promptwall adds (target/bench/report.md and report.json).
+    Bench {
+        /// Smoke run for CI: debug builds, short runs; fails only if the harness breaks.
+        #[arg(long)]
+        quick: bool,
+        /// Also measure mitmproxy and the LiteLLM proxy (installed into target/bench/venv).
+        #[arg(long)]
+        peers: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -50,6 +61,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf => build_ebpf(),
         Task::Test { full, args } => test(full, &args),
         Task::Up { transparent } => up(transparent),
+        Task::Bench { quick, peers } => bench::run(quick, peers),
     }
 }
 
@@ -114,15 +126,22 @@ fn apt_install() -> Result<()> {
     Ok(())
 }
 
-fn setup(full: bool) -> Result<()> {
+/// What building and running the agent needs.
+fn setup_base() -> Result<()> {
     apt_install()?;
     step("eBPF toolchain (nightly rust-src, bpf-linker)");
-    ebpf::setup_toolchain()?;
+    ebpf::setup_toolchain()
+}
+
+/// Everything, including the real clients the tests drive.
+fn setup(full: bool) -> Result<()> {
+    setup_base()?;
     setup_extras(full)
 }
 
-fn setup_extras(_full: bool) -> Result<()> {
-    Ok(())
+fn setup_extras(full: bool) -> Result<()> {
+    step("test clients (Python and Node SDKs, Claude Code, Codex)");
+    clients::install_test_clients(&clients::default_root(&root()), full)
 }
 
 fn build_ebpf() -> Result<()> {
@@ -141,12 +160,14 @@ fn test(full: bool, args: &[String]) -> Result<()> {
         cmd.env("PROMPTWALL_FULL_TESTS", "1");
     }
     cmd.env("PROMPTWALL_BIN", root.join("target/debug/promptwall"));
+    // Set-up just installed them: a missing client is a failure, not a skip.
+    cmd.env("PROMPTWALL_REQUIRE_CLIENTS", "1");
     cmd.args(args);
     run(&mut cmd)
 }
 
 fn up(transparent: bool) -> Result<()> {
-    setup(false)?;
+    setup_base()?;
     let root = root();
     step("building promptwall (release)");
     run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "promptwall-agent"]))?;
