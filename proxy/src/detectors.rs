@@ -1,9 +1,9 @@
 //! Builds the detector the pipeline scans with, from `[pipeline]` config.
 
-use promptwall_llm::{Hit, Scanner};
+use promptwall_llm::detect::Detector;
 
 use crate::config::PipelineConfig;
 
-pub fn build(_policy: &PipelineConfig) -> Result<impl Scanner + 'static, String> {
-    Ok(|_: &str| -> Vec<Hit> { Vec::new() })
+pub fn build(policy: &PipelineConfig) -> Result<Detector, String> {
+    Detector::new(policy).map_err(|e| e.to_string())
 }

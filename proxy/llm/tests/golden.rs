@@ -5,6 +5,9 @@
 //! or the local error), `report.json`, and `client.sse` / `client.json` (what
 //! the client receives). `UPDATE_GOLDEN=1 cargo test -p promptwall-llm`
 //! regenerates the expected files.
+//!
+//! The cases run through the real detector with the default policy (see `golden_cases`), so a
+//! detector change that alters what a provider sees shows up here.
 
 mod common;
 
@@ -76,7 +79,12 @@ fn run_response(restorer: Option<&Restorer>, shape: promptwall_llm::ApiShape, ct
 
 #[test]
 fn golden_cases() {
-    let pipeline = common::pipeline();
+    // Default policy, except GitHub tokens are redacted (not blocked) so one
+    // case shows an irreversible placeholder.
+    let mut policy = promptwall_llm::detect::DetectPolicy::default();
+    policy.actions.insert("github_pat".into(), promptwall_llm::Action::Redact);
+    let detector = promptwall_llm::detect::Detector::new(&policy).unwrap();
+    let pipeline = promptwall_llm::Pipeline::new(detector, promptwall_llm::PipelineSettings::default());
     let ctx = RequestContext { fingerprint_salt: "golden-salt" };
     for dir in cases() {
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();

@@ -404,21 +404,7 @@ impl crate::scan::Scanner for Detector {
     fn scan(&self, text: &str) -> Vec<crate::scan::Hit> {
         Detector::scan(self, text)
             .into_iter()
-            .map(|f| crate::scan::Hit {
-                kind: f.kind,
-                category: match f.category {
-                    Category::Secret => crate::scan::Category::Secret,
-                    Category::Pii => crate::scan::Category::Pii,
-                },
-                start: f.start,
-                end: f.end,
-                action: match f.action {
-                    Action::Block => crate::scan::Action::Block,
-                    Action::Redact => crate::scan::Action::Redact,
-                    Action::Reversible => crate::scan::Action::Reversible,
-                    Action::Off => crate::scan::Action::Off,
-                },
-            })
+            .map(|f| crate::scan::Hit { kind: f.kind, category: f.category, start: f.start, end: f.end, action: f.action })
             .collect()
     }
 }
