@@ -57,6 +57,9 @@ pub struct Usage {
 
 pub struct Inspector {
     pipeline: Option<Pipeline>,
+    /// The same detector, for scrubbing audit metadata (kept even when the
+    /// pipeline is off: the audit log must never hold a secret).
+    scanner: std::sync::Arc<dyn Scanner>,
     salt: String,
 }
 
@@ -67,9 +70,28 @@ impl Inspector {
     }
 
     pub fn with_scanner(config: &Config, scanner: impl Scanner + 'static) -> Result<Self, String> {
-        let pipeline = config.pipeline.enabled.then(|| Pipeline::new(scanner, PipelineSettings::default()));
+        let scanner: std::sync::Arc<dyn Scanner> = std::sync::Arc::new(scanner);
+        let shared = scanner.clone();
+        let pipeline = config
+            .pipeline
+            .enabled
+            .then(|| Pipeline::new(move |t: &str| shared.scan(t), PipelineSettings::default()));
         let salt = config.pipeline.fingerprint_salt.clone().unwrap_or_else(|| default_salt(config));
-        Ok(Inspector { pipeline, salt })
+        Ok(Inspector { pipeline, scanner, salt })
+    }
+
+    /// `text` with every secret and personal datum replaced by a placeholder.
+    pub fn scrub(&self, text: &str) -> Option<String> {
+        promptwall_llm::scrub(self.scanner.as_ref(), text)
+    }
+
+    /// Removes secrets and personal data from what the audit row records
+    /// about the client process: `curl -d '…'` or `claude -p "…"` carry the
+    /// prompt on the command line.
+    pub fn scrub_identity(&self, identity: &mut crate::origin::ClientIdentity) {
+        if let Some(clean) = identity.cmdline.as_deref().and_then(|c| self.scrub(c)) {
+            identity.cmdline = Some(clean);
+        }
     }
 
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], _headers: &HeaderMap) -> Decision {

@@ -30,7 +30,7 @@ pub use pipeline::{
 };
 pub use response::ResponseProcessor;
 pub use restore::Restorer;
-pub use scan::{Action, Category, Hit, Scanner};
+pub use scan::{scrub, Action, Category, Hit, Scanner};
 pub use shape::ApiShape;
 pub use usage::Usage;
 pub use vault::{label as placeholder_label, redacted_placeholder, Vault};

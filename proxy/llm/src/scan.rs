@@ -33,6 +33,31 @@ where
     }
 }
 
+/// `text` with every finding replaced by its `[[REDACTED_<KIND>]]`
+/// placeholder, whatever the policy action; None when nothing was found.
+/// For metadata the audit log keeps (a client's command line can hold the
+/// very prompt a request was blocked for).
+pub fn scrub(scanner: &dyn Scanner, text: &str) -> Option<String> {
+    let mut hits = scanner.scan(text);
+    if hits.is_empty() {
+        return None;
+    }
+    hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for h in hits {
+        // Overlapping hits: the earlier (longer) one already covers this one.
+        if h.start < pos || h.end > text.len() || !text.is_char_boundary(h.start) || !text.is_char_boundary(h.end) {
+            continue;
+        }
+        out.push_str(&text[pos..h.start]);
+        out.push_str(&crate::vault::redacted_placeholder(&h.kind));
+        pos = h.end;
+    }
+    out.push_str(&text[pos..]);
+    Some(out)
+}
+
 /// Cache key: a 64-bit hash with a per-process random seed plus the length;
 /// an accidental collision (which would reuse another block's findings)
 /// among the cache's entries is ~1e-10 and cannot be provoked without the seed.
@@ -107,5 +132,26 @@ impl ScanCache {
             let cutoff = *cutoff;
             inner.map.retain(|_, (_, t)| *t > cutoff);
         }
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+
+    fn hit(kind: &str, start: usize, end: usize) -> Hit {
+        Hit { kind: kind.into(), category: Category::Secret, start, end, action: Action::Block }
+    }
+
+    #[test]
+    fn scrub_replaces_every_finding_and_skips_overlaps() {
+        let scanner = |t: &str| {
+            let a = t.find("SECRET").unwrap();
+            let b = t.find("me@x.io").unwrap();
+            vec![hit("email", b, b + 7), hit("aws_access_key_id", a, a + 6), hit("inner", a + 1, a + 3)]
+        };
+        let out = scrub(&scanner, "curl -d 'SECRET to me@x.io'").unwrap();
+        assert_eq!(out, "curl -d '[[REDACTED_AWS_ACCESS_KEY_ID]] to [[REDACTED_EMAIL]]'");
+        assert_eq!(scrub(&|_: &str| Vec::new(), "clean"), None);
     }
 }

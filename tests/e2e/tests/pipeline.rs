@@ -1,0 +1,386 @@
+//! The inspection pipeline end to end through the explicit listener, driven
+//! by the official SDKs: a pasted credential is refused with 422 in the
+//! client's own error envelope and never leaves the machine (nor lands in the
+//! log or the audit store); personal data reaches the provider as
+//! placeholders and comes back restored in streamed text and in streamed
+//! tool-call arguments for all three API shapes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use promptwall_e2e::process::clean_env;
+use promptwall_e2e::{run_bounded, start_fake, Agent, AgentConfig, AuditRow, FakeHandle, RunOutput, TestClients};
+use serde_json::{json, Value};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+/// Shaped like an AWS access key id, not the documented example (which is allowlisted).
+const AWS_KEY: &str = "AKIAQ3EGVP7XWJ4LN2TZ";
+const EMAIL: &str = "alice.smith@example.org";
+const PHONE: &str = "+44 20 7946 0958";
+
+fn run_python(clients: &TestClients, agent: &Agent, script: &str) -> RunOutput {
+    let mut cmd = clients.python_cmd(script);
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test-key")
+        .env("OPENAI_BASE_URL", agent.openai_base_url())
+        .env("OPENAI_API_KEY", "sk-e2e-openai-test")
+        .env("AWS_KEY", AWS_KEY)
+        .env("EMAIL", EMAIL)
+        .env("PHONE", PHONE);
+    let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
+    out.expect_success("python SDK script");
+    out
+}
+
+/// Every file the agent wrote (log, audit database and its WAL, config, CA)
+/// must be free of `value`: a secret is never logged or stored.
+fn assert_nowhere_on_disk(agent: &Agent, value: &str) {
+    fn walk(dir: &Path, value: &[u8], hits: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, value, hits);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(value.len()).any(|w| w == value) {
+                    hits.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    walk(agent.dir.path(), value.as_bytes(), &mut hits);
+    assert!(hits.is_empty(), "the value leaked into {hits:?}");
+    let db = agent.dir.path().join("audit.db");
+    assert!(db.exists(), "the audit database should exist at {}", db.display());
+}
+
+fn findings(row: &AuditRow) -> Value {
+    row.rest.get("findings").cloned().unwrap_or(Value::Null)
+}
+
+fn finding_count(row: &AuditRow, kind: &str) -> u64 {
+    let f = findings(row);
+    // Stored as {"kind": n}; tolerate a JSON string holding that object.
+    let f = match f {
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
+        other => other,
+    };
+    f[kind].as_u64().unwrap_or(0)
+}
+
+fn assert_fake_saw_nothing(fake: &FakeHandle) {
+    assert!(fake.recorded().is_empty(), "a blocked request must not reach the provider: {:#?}", fake.recorded());
+}
+
+const PY_ANTHROPIC_SECRET: &str = r#"
+import json, os, anthropic
+c = anthropic.Anthropic(max_retries=0, timeout=60)
+prompt = "deploy with these credentials: aws_access_key_id = " + os.environ["AWS_KEY"]
+out = {}
+try:
+    c.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": prompt}])
+    out["create"] = "no error"
+except anthropic.APIStatusError as e:
+    out["create"] = {"cls": type(e).__name__, "status": e.status_code, "body": e.response.text}
+try:
+    with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, system="be brief",
+                           messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                                     {"role": "user", "content": [{"type": "text", "text": prompt}]}]) as s:
+        "".join(s.text_stream)
+    out["stream"] = "no error"
+except anthropic.APIStatusError as e:
+    out["stream"] = {"cls": type(e).__name__, "status": e.status_code, "body": e.response.text}
+print(json.dumps(out))
+"#;
+
+#[test]
+fn python_anthropic_secret_is_blocked_with_422_and_never_leaves() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let mut cfg = AgentConfig::explicit_to(&fake);
+    // Debug logging: even the most verbose log must not carry the value.
+    cfg.env.push(("PROMPTWALL_LOG".into(), "debug".into()));
+    let agent = Agent::start(&cfg);
+    let out = run_python(&clients, &agent, PY_ANTHROPIC_SECRET);
+    assert!(!out.stdout.contains(AWS_KEY) && !out.stderr.contains(AWS_KEY), "the client was told the secret: {out:?}");
+    let r = out.last_json();
+    for (call, location) in [("create", "messages[0].content"), ("stream", "messages[2].content[0].text")] {
+        let res = &r[call];
+        assert_eq!(res["status"], 422, "{call}: {res}");
+        assert_eq!(res["cls"], "UnprocessableEntityError", "{call}: {res}");
+        let body: Value = serde_json::from_str(res["body"].as_str().unwrap()).expect("JSON error body");
+        assert_eq!(body["type"], "error", "Anthropic error envelope expected: {body}");
+        assert!(body["error"]["type"].is_string(), "{body}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("aws_access_key_id"), "the message names the kind: {msg}");
+        assert!(msg.contains(location), "the message names the location {location}: {msg}");
+    }
+    // curl carries the prompt on its command line, which the audit row
+    // records for attribution: that copy must be scrubbed too.
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+        "messages": [{"role": "user", "content": format!("key {AWS_KEY}")}]});
+    let out = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-d",
+        &body.to_string(),
+        &format!("{}/v1/messages", agent.anthropic_base_url()),
+    ]);
+    let (text, code) = out.stdout.trim_end().rsplit_once('\n').expect("body then status code");
+    assert_eq!(code, "422", "{text}");
+    assert!(!text.contains(AWS_KEY));
+    assert_fake_saw_nothing(&fake);
+
+    let rows = agent.wait_audit_rows(3);
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let cmdline = rows[2].rest["cmdline"].as_str().expect("the explicit listener attributes curl");
+    assert!(cmdline.contains("[[REDACTED_AWS_ACCESS_KEY_ID]]"), "{cmdline}");
+    for row in &rows {
+        assert_eq!(row.verdict, "blocked", "{row:#?}");
+        assert_eq!(row.status, 422);
+        assert_eq!(row.provider.as_deref(), Some("anthropic"));
+        assert_eq!(row.model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(finding_count(row, "aws_access_key_id"), 1, "{row:#?}");
+    }
+    let log = agent.log();
+    assert!(log.contains("DEBUG") || log.contains("debug"), "debug logging was on: {log}");
+    assert_nowhere_on_disk(&agent, AWS_KEY);
+}
+
+const PY_OPENAI_SECRET: &str = r#"
+import json, os, openai
+c = openai.OpenAI(max_retries=0, timeout=60)
+prompt = "my key is " + os.environ["AWS_KEY"] + " please use it"
+out = {}
+def err(e):
+    return {"cls": type(e).__name__, "status": e.status_code, "body": e.response.text}
+try:
+    c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}])
+    out["chat"] = "no error"
+except openai.APIStatusError as e:
+    out["chat"] = err(e)
+try:
+    for _ in c.chat.completions.create(model="gpt-4o", stream=True, messages=[{"role": "user", "content": prompt}]):
+        pass
+    out["chat_stream"] = "no error"
+except openai.APIStatusError as e:
+    out["chat_stream"] = err(e)
+try:
+    c.responses.create(model="gpt-5", input=[{"role": "user", "content": [{"type": "input_text", "text": prompt}]}])
+    out["responses"] = "no error"
+except openai.APIStatusError as e:
+    out["responses"] = err(e)
+print(json.dumps(out))
+"#;
+
+#[test]
+fn python_openai_secret_is_blocked_with_422_in_openai_envelope() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let out = run_python(&clients, &agent, PY_OPENAI_SECRET);
+    assert!(!out.stdout.contains(AWS_KEY), "the client was told the secret: {}", out.stdout);
+    let r = out.last_json();
+    for call in ["chat", "chat_stream", "responses"] {
+        let res = &r[call];
+        assert_eq!(res["status"], 422, "{call}: {res}");
+        assert_eq!(res["cls"], "UnprocessableEntityError", "{call}: {res}");
+        let body: Value = serde_json::from_str(res["body"].as_str().unwrap()).expect("JSON error body");
+        assert!(body.get("type").is_none(), "OpenAI envelope has no top-level type: {body}");
+        let msg = body["error"]["message"].as_str().expect("error.message");
+        assert!(msg.contains("aws_access_key_id"), "{msg}");
+        assert!(msg.contains(if call == "responses" { "input" } else { "messages[0].content" }), "{msg}");
+        assert!(body["error"]["type"].is_string(), "{body}");
+        assert_eq!(body["error"]["code"], "secret_detected", "{body}");
+    }
+    assert_fake_saw_nothing(&fake);
+    let rows = agent.wait_audit_rows(3);
+    assert!(rows.iter().all(|r| r.verdict == "blocked" && r.status == 422), "{rows:#?}");
+    assert!(rows.iter().all(|r| finding_count(r, "aws_access_key_id") == 1), "{rows:#?}");
+    assert_nowhere_on_disk(&agent, AWS_KEY);
+}
+
+const PY_ANTHROPIC_PII: &str = r#"
+import json, os, anthropic
+c = anthropic.Anthropic(max_retries=0, timeout=60)
+email, phone = os.environ["EMAIL"], os.environ["PHONE"]
+prompt = f"Write to {email} or call {phone} about it"
+with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": prompt}]) as s:
+    text = "".join(s.text_stream)
+tools = [{"name": "echo_text", "description": "echo", "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}}}]
+partial, final = "", None
+with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, tools=tools,
+                       messages=[{"role": "user", "content": "ECHOARGS " + prompt}]) as s:
+    for ev in s:
+        if ev.type == "content_block_delta" and ev.delta.type == "input_json_delta":
+            partial += ev.delta.partial_json
+    final = s.get_final_message()
+tool = [b for b in final.content if b.type == "tool_use"][0]
+print(json.dumps({"text": text, "partial": partial, "input": tool.input, "stop": final.stop_reason}))
+"#;
+
+#[test]
+fn python_anthropic_pii_is_placeholdered_upstream_and_restored_in_text_and_tool_use() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let out = run_python(&clients, &agent, PY_ANTHROPIC_PII);
+    let r = out.last_json();
+    let prompt = format!("Write to {EMAIL} or call {PHONE} about it");
+    assert_eq!(r["text"], format!("You said: {prompt}"), "streamed text must come back restored");
+    assert_eq!(r["stop"], "tool_use");
+    let args: Value = serde_json::from_str(r["partial"].as_str().unwrap()).expect("input_json_delta concatenates to JSON");
+    assert_eq!(args["text"], format!("ECHOARGS {prompt}"), "tool arguments restored across input_json_delta chunks");
+    assert_eq!(r["input"]["text"], format!("ECHOARGS {prompt}"));
+
+    let seen = fake.recorded_for("/v1/messages");
+    assert_eq!(seen.len(), 2);
+    for req in &seen {
+        let body = req.body_text();
+        assert!(!body.contains(EMAIL) && !body.contains(PHONE), "PII reached the provider: {body}");
+        assert!(body.contains("[[EMAIL_001]]") && body.contains("[[PHONE_001]]"), "placeholders expected: {body}");
+    }
+    let rows = agent.wait_audit_rows(2);
+    for row in &rows {
+        assert_eq!(row.verdict, "redacted", "{row:#?}");
+        assert_eq!(row.status, 200);
+        assert_eq!(finding_count(row, "email"), 1, "{row:#?}");
+        assert_eq!(finding_count(row, "phone"), 1, "{row:#?}");
+    }
+    assert_nowhere_on_disk(&agent, EMAIL);
+}
+
+const PY_OPENAI_PII: &str = r#"
+import json, os, openai
+c = openai.OpenAI(max_retries=0, timeout=60)
+email, phone = os.environ["EMAIL"], os.environ["PHONE"]
+prompt = f"ECHOARGS mail {email} or ring {phone} today"
+tools = [{"type": "function", "function": {"name": "echo_text", "description": "echo",
+          "parameters": {"type": "object", "properties": {"text": {"type": "string"}, "command": {"type": "string"}}}}}]
+args, text = "", ""
+for ch in c.chat.completions.create(model="gpt-4o", stream=True, tools=tools, messages=[{"role": "user", "content": prompt}]):
+    for tc in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
+        if tc.function and tc.function.arguments:
+            args += tc.function.arguments
+for ch in c.chat.completions.create(model="gpt-4o", stream=True, messages=[{"role": "user", "content": prompt[9:]}]):
+    if ch.choices and ch.choices[0].delta.content:
+        text += ch.choices[0].delta.content
+rtools = [{"type": "function", "name": "echo_text", "description": "echo",
+           "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}]
+r_delta, r_done, r_item, r_final = "", None, None, None
+for ev in c.responses.create(model="gpt-5", input=prompt, tools=rtools, stream=True):
+    if ev.type == "response.function_call_arguments.delta":
+        r_delta += ev.delta
+    elif ev.type == "response.function_call_arguments.done":
+        r_done = ev.arguments
+    elif ev.type == "response.output_item.done":
+        r_item = ev.item.arguments
+    elif ev.type == "response.completed":
+        r_final = ev.response.output[0].arguments
+resp_text = c.responses.create(model="gpt-5", input=prompt[9:]).output_text
+print(json.dumps({"chat_args": args, "chat_text": text, "r_delta": r_delta, "r_done": r_done,
+                  "r_item": r_item, "r_final": r_final, "resp_text": resp_text}))
+"#;
+
+#[test]
+fn python_openai_pii_restored_in_chat_and_responses_tool_arguments() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let out = run_python(&clients, &agent, PY_OPENAI_PII);
+    let r = out.last_json();
+    let prompt = format!("ECHOARGS mail {EMAIL} or ring {PHONE} today");
+    let plain = &prompt["ECHOARGS ".len()..];
+    let chat_args: Value = serde_json::from_str(r["chat_args"].as_str().unwrap()).expect("chat arguments are JSON");
+    assert_eq!(chat_args["text"], prompt, "chat tool_calls arguments restored");
+    assert_eq!(r["chat_text"], format!("You said: {plain}"));
+    for key in ["r_delta", "r_done", "r_item", "r_final"] {
+        let args: Value = serde_json::from_str(r[key].as_str().unwrap_or_else(|| panic!("{key} missing: {r}")))
+            .unwrap_or_else(|e| panic!("{key} is not JSON ({e}): {r}"));
+        assert_eq!(args["text"], prompt, "Responses {key} restored: {r}");
+    }
+    assert_eq!(r["resp_text"], format!("You said: {plain}"));
+
+    for req in fake.recorded() {
+        let body = req.body_text();
+        assert!(!body.contains(EMAIL) && !body.contains(PHONE), "PII reached the provider: {body}");
+        assert!(body.contains("[[EMAIL_001]]"), "{body}");
+    }
+    assert_eq!(fake.recorded().len(), 4);
+    let rows = agent.wait_audit_rows(4);
+    assert!(rows.iter().all(|r| r.verdict == "redacted" && r.status == 200), "{rows:#?}");
+    assert!(rows.iter().all(|r| finding_count(r, "email") == 1 && finding_count(r, "phone") == 1), "{rows:#?}");
+}
+
+const NODE_PII: &str = r#"
+const Anthropic = require("@anthropic-ai/sdk");
+(async () => {
+  const a = new (Anthropic.default || Anthropic)({ maxRetries: 0 });
+  const prompt = `ECHOARGS reach ${process.env.EMAIL} please`;
+  const stream = a.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 64,
+    tools: [{ name: "Bash", description: "run", input_schema: { type: "object", properties: { command: { type: "string" } } } }],
+    messages: [{ role: "user", content: prompt }] });
+  const final = await stream.finalMessage();
+  const tool = final.content.find((b) => b.type === "tool_use");
+  console.log(JSON.stringify({ input: tool.input }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[test]
+fn node_anthropic_tool_use_arguments_restored() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let mut cmd = clients.node_cmd(NODE_PII);
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test-key")
+        .env("EMAIL", EMAIL);
+    let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
+    out.expect_success("node anthropic SDK");
+    let r = out.last_json();
+    assert_eq!(r["input"]["command"], format!("echo 'ECHOARGS reach {EMAIL} please'"), "{r}");
+    let seen = fake.recorded_for("/v1/messages");
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].body_text().contains(EMAIL));
+}
+
+fn curl(args: &[&str]) -> RunOutput {
+    let mut cmd = Command::new("curl");
+    clean_env(&mut cmd).args(["-sS", "--max-time", "60"]).args(args);
+    run_bounded(&mut cmd, CLIENT_TIMEOUT)
+}
+
+#[test]
+fn custom_detector_from_config_is_reversible() {
+    let fake = start_fake(false);
+    let mut cfg = AgentConfig::explicit_to(&fake);
+    cfg.toml_extra = "[pipeline]\n[[pipeline.custom]]\nkind = \"customer_id\"\npattern = 'CUST-\\d{6}'\naction = \"reversible\"\n"
+        .to_string();
+    let agent = Agent::start(&cfg);
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "refund CUST-123456 and CUST-654321"}]});
+    let out = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body.to_string(),
+        &format!("{}/chat/completions", agent.openai_base_url()),
+    ]);
+    out.expect_success("curl chat completions");
+    let answer = out.last_json();
+    assert_eq!(answer["choices"][0]["message"]["content"], "You said: refund CUST-123456 and CUST-654321", "{answer}");
+    let seen = fake.recorded_for("/v1/chat/completions");
+    assert_eq!(seen.len(), 1);
+    let upstream = seen[0].json.as_ref().unwrap()["messages"][0]["content"].as_str().unwrap().to_string();
+    assert!(!upstream.contains("CUST-"), "custom detector must redact upstream: {upstream}");
+    assert!(upstream.contains("[[CUSTOMER_ID_001]]") && upstream.contains("[[CUSTOMER_ID_002]]"), "{upstream}");
+    let rows = agent.wait_audit_rows(1);
+    assert_eq!(rows[0].verdict, "redacted");
+    assert_eq!(finding_count(&rows[0], "customer_id"), 2, "{:#?}", rows[0]);
+    // The values were on curl's command line; the audit row keeps it scrubbed.
+    assert_nowhere_on_disk(&agent, "CUST-123456");
+}
