@@ -96,7 +96,10 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
     };
 
     // Readiness line for scripts and tests.
-    println!("{}", serde_json::json!({"ready": true, "explicit": running.explicit, "transparent": running.transparent}));
+    println!(
+        "{}",
+        serde_json::json!({"ready": true, "explicit": running.explicit, "explicit_tls": running.explicit_tls, "transparent": running.transparent})
+    );
     tracing::info!(explicit = ?running.explicit, transparent = ?running.transparent, "promptwall is up");
 
     wait_for_shutdown().await;

@@ -27,6 +27,10 @@ pub struct AgentConfig {
     /// `listen.explicit`; port 0 lets the agent pick, the harness reads the
     /// bound address from the readiness line.
     pub explicit: SocketAddr,
+    /// `listen.explicit_tls` (HTTPS with minted leaves); implies `ca_init`.
+    pub explicit_tls: Option<SocketAddr>,
+    /// Run `promptwall ca init` before `up`.
+    pub ca_init: bool,
     /// `upstream.resolve`: host -> address.
     pub resolve: BTreeMap<String, SocketAddr>,
     pub extra_roots: Vec<PathBuf>,
@@ -41,6 +45,8 @@ impl AgentConfig {
     pub fn explicit_to(fake: &FakeHandle) -> AgentConfig {
         AgentConfig {
             explicit: "127.0.0.1:0".parse().unwrap(),
+            explicit_tls: None,
+            ca_init: false,
             resolve: PROVIDER_HOSTS.iter().map(|h| (h.to_string(), fake.addr)).collect(),
             extra_roots: vec![fake.ca_pem_path.clone()],
             intercept: false,
@@ -54,10 +60,14 @@ impl AgentConfig {
         let q = |p: &Path| toml_str(&p.display().to_string());
         let mut t = String::new();
         t += &format!(
-            "[listen]\nexplicit = {}\nadmin_socket = {}\n\n",
+            "[listen]\nexplicit = {}\nadmin_socket = {}\n",
             toml_str(&self.explicit.to_string()),
             q(&dir.join("admin.sock"))
         );
+        if let Some(addr) = self.explicit_tls {
+            t += &format!("explicit_tls = {}\n", toml_str(&addr.to_string()));
+        }
+        t += "\n";
         t += &format!("[ca]\ndir = {}\n\n", q(&dir.join("ca")));
         t += &format!("[audit]\nurl = {}\n\n", toml_str(&format!("sqlite://{}", dir.join("audit.db").display())));
         let roots: Vec<String> = self.extra_roots.iter().map(|p| q(p)).collect();
@@ -110,6 +120,8 @@ pub struct Agent {
     pub config_path: PathBuf,
     /// The explicit listener's bound address.
     pub explicit: SocketAddr,
+    /// The explicit HTTPS listener's bound address, when configured.
+    pub explicit_tls: Option<SocketAddr>,
     child: Child,
     stderr_path: PathBuf,
 }
@@ -125,6 +137,11 @@ impl Agent {
             tempfile::Builder::new().prefix("promptwall-e2e").tempdir().expect("cannot create a tempdir for the agent");
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config.to_toml(dir.path())).expect("cannot write the test config");
+        if config.ca_init || config.explicit_tls.is_some() {
+            let mut init = Command::new(promptwall_bin());
+            init.arg("--config").arg(&config_path).args(["ca", "init"]);
+            run_bounded(&mut init, Duration::from_secs(60)).expect_success("promptwall ca init");
+        }
         let stderr_path = dir.path().join("agent.log");
         let stderr = std::fs::File::create(&stderr_path).expect("cannot create the agent log");
         let mut cmd = Command::new(promptwall_bin());
@@ -148,7 +165,7 @@ impl Agent {
             }
             for _ in lines {} // keep draining so the daemon never blocks on stdout
         });
-        let mut agent = Agent { dir, config_path, explicit: config.explicit, child, stderr_path };
+        let mut agent = Agent { dir, config_path, explicit: config.explicit, explicit_tls: None, child, stderr_path };
         let line = match rx.recv_timeout(READY_TIMEOUT) {
             Ok(line) => line,
             Err(_) => panic!(
@@ -162,6 +179,7 @@ impl Agent {
         if let Some(addr) = ready["explicit"].as_str().and_then(|a| a.parse().ok()) {
             agent.explicit = addr;
         }
+        agent.explicit_tls = ready["explicit_tls"].as_str().and_then(|a| a.parse().ok());
         agent.wait_port();
         agent
     }
