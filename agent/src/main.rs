@@ -37,6 +37,8 @@ enum Command {
     Scan(cli::scan::ScanArgs),
     /// Remove anything a crashed agent left behind (eBPF links, maps, nftables table).
     Cleanup(intercept::CleanupArgs),
+    /// Check this machine's setup: kernel, eBPF, nftables, service, CA, trust per client.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             Command::Audit(cmd) => cli::audit::run(cmd, &config).await,
             Command::Scan(args) => cli::scan::run(args, &config).await,
             Command::Cleanup(args) => intercept::cleanup(args, &config).await,
+            Command::Doctor(args) => cli::doctor::run(args, &config).await,
         }
     })
 }

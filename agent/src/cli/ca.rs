@@ -73,6 +73,9 @@ pub struct TrustArgs {
     /// Write or remove the anchor file only; don't run update-ca-certificates / update-ca-trust.
     #[arg(long)]
     pub no_refresh: bool,
+    /// Leave the machine-wide environment (/etc/environment, profile.d, environment.d) alone.
+    #[arg(long)]
+    pub no_env: bool,
 }
 
 pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
@@ -112,13 +115,26 @@ pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
                     change.anchor_path.display()
                 );
             }
-            println!(
-                "Node-based CLIs also need NODE_EXTRA_CA_CERTS={} (the fleet installer sets it)",
-                change.anchor_path.display()
-            );
+            if args.no_env {
+                println!("machine-wide environment left alone (--no-env); Node and certifi-based clients won't trust the CA");
+            } else {
+                let env = super::trust_env::install(&args.root, change.layout)?;
+                for path in &env.written {
+                    println!("wrote the machine-wide trust environment to {}", path.display());
+                }
+                for c in &env.conflicts {
+                    eprintln!("warning: {c}; the promptwall block comes later and wins for PAM sessions");
+                }
+            }
             Ok(())
         }
         CaCommand::Uninstall(args) => {
+            if !args.no_env {
+                let env = super::trust_env::uninstall(&args.root)?;
+                for path in env.removed.iter().chain(&env.written) {
+                    println!("removed the promptwall trust environment from {}", path.display());
+                }
+            }
             let change = trust::uninstall(&args.root, refresher(&args))?;
             if change.changed {
                 println!(
