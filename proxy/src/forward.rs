@@ -178,7 +178,10 @@ impl Proxy {
         let upstream_req = upstream_req.body(upstream_body).expect("method, uri and headers are valid");
 
         let response_timeout = Duration::from_secs(self.config.limits.upstream_response_timeout_secs.max(1));
-        let resp = match tokio::time::timeout(response_timeout, self.upstream.client.request(upstream_req)).await {
+        let mut on_drop = RowOnDrop { proxy: self.clone(), log: Some(log.clone()), started };
+        let answer = tokio::time::timeout(response_timeout, self.upstream.client.request(upstream_req)).await;
+        on_drop.log = None;
+        let resp = match answer {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 let detail = error_chain(&e);
@@ -230,7 +233,18 @@ impl Proxy {
             let mut upstream_error: Option<String> = None;
             let mut captured: Vec<u8> = Vec::new();
             loop {
-                match upstream.frame().await {
+                // A client hang-up ends the upstream request at once (the
+                // provider stops generating) instead of at its next frame,
+                // which may be a long thinking pause away.
+                let next = tokio::select! {
+                    biased;
+                    _ = tx.closed() => {
+                        client_gone = true;
+                        break;
+                    }
+                    next = upstream.frame() => next,
+                };
+                match next {
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) => {
                             log.response_bytes += data.len() as u64;
@@ -526,6 +540,28 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// Writes the request's audit row if the handler is dropped while it waits
+/// for the provider: hyper drops it when the client hangs up before the
+/// response starts, and the request may already be at the provider.
+struct RowOnDrop {
+    proxy: Arc<Proxy>,
+    log: Option<RequestLog>,
+    started: Instant,
+}
+
+impl Drop for RowOnDrop {
+    fn drop(&mut self) {
+        let Some(mut log) = self.log.take() else { return };
+        log.status = 499; // nginx's "client closed request"
+        log.error = Some("client disconnected before the provider answered".into());
+        log.duration_ms = ms(self.started.elapsed());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let proxy = self.proxy.clone();
+            rt.spawn(async move { proxy.write_audit(log).await });
+        }
+    }
 }
 
 /// A response body fed by the relay task.

@@ -388,3 +388,65 @@ fn broken_tls_on_the_explicit_https_listener_closes_cleanly() {
     let row = last_row(&agent, 1);
     assert_eq!((row.status, row.listener.as_str()), (200, "explicit"), "{row:#?}");
 }
+
+#[test]
+fn client_that_gives_up_before_the_answer_is_still_audited() {
+    // The provider thinks for a long time; curl gives up after a second.
+    let slow = FakeProvider::start_background(FakeOptions { think_delay_ms: 120_000, ..Default::default() }).unwrap();
+    let fast = start_fake(false);
+    let mut cfg = AgentConfig::explicit_to(&fast);
+    cfg.resolve.insert("api.anthropic.com".into(), slow.addr);
+    cfg.extra_roots.push(slow.ca_pem_path.clone());
+    let agent = Agent::start(&cfg);
+    let out = curl(&[
+        "--max-time",
+        "1",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-d",
+        &messages_body("too slow for me"),
+        &format!("{}/v1/messages", agent.anthropic_base_url()),
+    ]);
+    assert!(out.timed_out || !out.success(), "curl should have given up: {out:?}");
+    // The request was already on its way to the provider: it must be on record.
+    let row = last_row(&agent, 1);
+    assert_eq!(row.status, 499, "{row:#?}");
+    assert_eq!(row.model.as_deref(), Some("claude-sonnet-4-5"));
+    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("client disconnected before")), "{row:#?}");
+
+    let (status, body) = chat_post(&agent, &chat_body("fast one"));
+    assert_eq!(status, 200, "{body}");
+    drop(slow);
+}
+
+const PY_HANGUP_IN_PAUSE: &str = r#"
+import json, anthropic
+c = anthropic.Anthropic(max_retries=0, timeout=60)
+seen = []
+with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "SLOWSTREAM think hard"}]) as s:
+    for ev in s:
+        seen.append(ev.type)
+        break
+print(json.dumps({"seen": seen}))
+"#;
+
+#[test]
+fn client_that_hangs_up_during_a_pause_is_audited_at_once() {
+    let Some(clients) = TestClients::find() else { return };
+    // Two minutes between streamed events: a long "thinking" gap.
+    let fake = FakeProvider::start_background(FakeOptions { slow_delay_ms: 120_000, ..Default::default() }).unwrap();
+    let agent = Agent::start_explicit(&fake);
+    let mut cmd = clients.python_cmd(PY_HANGUP_IN_PAUSE);
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url()).env("ANTHROPIC_API_KEY", "sk-ant-e2e");
+    let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
+    out.expect_success("python SDK that hangs up in a pause");
+    assert_eq!(out.last_json()["seen"], json!(["message_start"]));
+    // The row is written when the client leaves, not when the provider
+    // speaks again (two minutes later, beyond wait_audit_rows' bound).
+    let row = last_row(&agent, 1);
+    assert_eq!(row.status, 200, "{row:#?}");
+    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("client disconnected")), "{row:#?}");
+    assert_eq!(row.input_tokens, fake.recorded()[0].reply_usage.map(|u| u.input_tokens as i64));
+}
