@@ -158,8 +158,20 @@ async fn commit(
     mut records: Vec<AuditRecord>,
 ) -> Result<Vec<i64>, AuditError> {
     let insert = format!("INSERT INTO audit_log ({}) VALUES ({})", column_list(), placeholders(1));
+    // The transaction reads the chain head, then writes: it must hold the
+    // write lock from the start, or a concurrent writer (the shipper's mark,
+    // another agent on a shared store) makes the upgrade fail with
+    // SQLITE_BUSY_SNAPSHOT, which busy_timeout does not retry.
+    let (begin, pg_lock) = match &store.pool {
+        crate::store::Pool::Sqlite(_) => ("BEGIN IMMEDIATE", false),
+        crate::store::Pool::Postgres(_) => ("BEGIN", true),
+    };
     on_pool!(&store.pool, p => {
-        let mut tx = p.begin().await?;
+        let mut tx = p.begin_with(begin).await?;
+        if pg_lock {
+            // One writer at a time per database keeps ids and chains gap-free.
+            sqlx::query("SELECT pg_advisory_xact_lock(7242001)").execute(&mut *tx).await?;
+        }
         // The database max guards against rows written by anyone else (a
         // previous run, or an inserted row that verify must then expose).
         let db_max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit_log").fetch_one(&mut *tx).await?;

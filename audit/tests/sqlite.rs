@@ -90,6 +90,40 @@ async fn concurrent_writes_get_unique_ids_and_one_intact_chain() {
     assert_eq!(report.machines[0].rows_checked, 200);
 }
 
+/// The shipper (another connection) writes its mark while the writer
+/// commits: no write may fail with SQLITE_BUSY_SNAPSHOT ("database is locked").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_a_concurrent_writer_on_another_connection() {
+    let (_dir, url, store, writer) = fresh().await;
+    let other = AuditStore::open(&url).await.unwrap();
+    let promptwall_audit::store::Pool::Sqlite(pool) = other.pool().clone() else { unreachable!() };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let marker = tokio::spawn(async move {
+        let mut n = 0i64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
+            sqlx::query(
+                "INSERT INTO audit_shipping (central, shipped_upto, updated_ts) VALUES ('x', $1, '') \
+                 ON CONFLICT (central) DO UPDATE SET shipped_upto = excluded.shipped_upto",
+            )
+            .bind(n)
+            .execute(&pool)
+            .await
+            .unwrap();
+            n += 1;
+            tokio::task::yield_now().await;
+        }
+        n
+    });
+    for i in 0..300 {
+        writer.write(record(Req { minutes_ago: i % 7, ..Default::default() })).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(marker.await.unwrap() > 0, "the concurrent writer must have run");
+    assert_eq!(store.count_all().await.unwrap(), 300);
+    assert!(store.verify(None).await.unwrap().is_intact());
+}
+
 #[tokio::test]
 async fn bodies_are_captured_capped_and_shown_only_when_capture_is_on() {
     let dir = tempfile::tempdir().unwrap();
