@@ -384,3 +384,50 @@ fn custom_detector_from_config_is_reversible() {
     // The values were on curl's command line; the audit row keeps it scrubbed.
     assert_nowhere_on_disk(&agent, "CUST-123456");
 }
+
+const PY_FRAGMENTED: &str = r#"
+import json, os, anthropic, openai
+email, phone = os.environ["EMAIL"], os.environ["PHONE"]
+prompt = f"note {email} and {phone} twice: {email}"
+# 3-character deltas cut the placeholders apart; 7-byte writes cut the SSE events apart.
+h = {"x-fake-chunk-chars": "3", "x-fake-split-bytes": "7"}
+a = anthropic.Anthropic(max_retries=0, timeout=60)
+with a.messages.stream(model="claude-sonnet-4-5", max_tokens=64, extra_headers=h,
+                       messages=[{"role": "user", "content": prompt}]) as s:
+    a_text = "".join(s.text_stream)
+a_json = a.messages.create(model="claude-sonnet-4-5", max_tokens=64, extra_headers=h,
+                           messages=[{"role": "user", "content": prompt}]).content[0].text
+o = openai.OpenAI(max_retries=0, timeout=60)
+c_text = ""
+for ch in o.chat.completions.create(model="gpt-4o", stream=True, extra_headers=h, messages=[{"role": "user", "content": prompt}]):
+    if ch.choices and ch.choices[0].delta.content:
+        c_text += ch.choices[0].delta.content
+r_text, r_done = "", None
+for ev in o.responses.create(model="gpt-5", input=prompt, stream=True, extra_headers=h):
+    if ev.type == "response.output_text.delta":
+        r_text += ev.delta
+    elif ev.type == "response.output_text.done":
+        r_done = ev.text
+print(json.dumps({"anthropic": a_text, "anthropic_json": a_json, "chat": c_text, "responses": r_text, "responses_done": r_done}))
+"#;
+
+#[test]
+fn placeholders_split_across_deltas_and_reads_are_restored_in_every_shape() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let out = run_python(&clients, &agent, PY_FRAGMENTED);
+    let r = out.last_json();
+    let want = format!("You said: note {EMAIL} and {PHONE} twice: {EMAIL}");
+    for key in ["anthropic", "anthropic_json", "chat", "responses", "responses_done"] {
+        assert_eq!(r[key], want, "{key} must come back restored: {r}");
+    }
+    let seen = fake.recorded();
+    assert_eq!(seen.len(), 4);
+    for req in &seen {
+        let body = req.body_text();
+        assert!(!body.contains(EMAIL) && !body.contains(PHONE), "{body}");
+        // The same value maps to the same placeholder within a request.
+        assert_eq!(body.matches("[[EMAIL_001]]").count(), 2, "{body}");
+    }
+}

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::record::ReplyUsage;
 use crate::reply::{error_reply, injected_message, next_id, Event, Flavor, Reply};
-use crate::scenario::{self, answer_chunks, echo, split_n, split_words, tool_said, Scenario};
+use crate::scenario::{self, echo, split_n, split_words, tool_said, Scenario};
 use crate::Incoming;
 
 /// Fixed on purpose: thinking must not echo user text, so a signed block can
@@ -108,7 +108,7 @@ pub fn messages(inc: &Incoming) -> Reply {
         blocks.push(Block::Thinking(THINKING_TEXT.into()));
     }
     let stop_reason = if let Some(result) = &user.tool_result {
-        blocks.push(Block::Text(answer_chunks(&tool_said(result), sc.events)));
+        blocks.push(Block::Text(sc.text_chunks(&tool_said(result))));
         "end_turn"
     } else if sc.wants_tool() {
         blocks.push(Block::Text(split_words("I'll run a tool.")));
@@ -116,7 +116,7 @@ pub fn messages(inc: &Incoming) -> Reply {
         blocks.push(Block::ToolUse { id: next_id("toolu"), name, input });
         "tool_use"
     } else {
-        blocks.push(Block::Text(answer_chunks(&echo(&user.text), sc.events)));
+        blocks.push(Block::Text(sc.text_chunks(&echo(&user.text))));
         "end_turn"
     };
 

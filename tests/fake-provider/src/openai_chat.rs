@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::record::ReplyUsage;
 use crate::reply::{error_reply, injected_message, next_id, unix_now, Event, Flavor, Reply};
-use crate::scenario::{self, answer_chunks, echo, split_n, tool_said, Scenario};
+use crate::scenario::{self, echo, split_n, tool_said, Scenario};
 use crate::Incoming;
 
 /// Text of a `content` that is a string or an array of `{type:"text"}` parts.
@@ -42,14 +42,14 @@ pub fn completions(inc: &Incoming) -> Reply {
     }
     let model = body["model"].as_str().unwrap_or("gpt-fake").to_string();
     let (chunks, tool) = if let Some(result) = &t.tool_result {
-        (answer_chunks(&tool_said(result), sc.events), None)
+        (sc.text_chunks(&tool_said(result)), None)
     } else if sc.wants_tool() {
         let name = body["tools"][0]["function"]["name"].as_str().unwrap_or("echo_text").to_string();
         let text = if sc.echo_args { t.user_text.as_str() } else { "hello-from-tool" };
         let args = json!({"text": text, "command": format!("echo {}", scenario::shell_quote(text))}).to_string();
         (vec![], Some((next_id("call"), name, args)))
     } else {
-        (answer_chunks(&echo(&t.user_text), sc.events), None)
+        (sc.text_chunks(&echo(&t.user_text)), None)
     };
     let usage = ReplyUsage {
         input_tokens: scenario::input_tokens(inc.body.len()),

@@ -145,6 +145,28 @@ impl Reply {
     }
 }
 
+/// Re-frames `body` into pieces of at most `n` bytes, yielding between them
+/// so each goes out in its own write (`x-fake-split-bytes`): SSE events and
+/// JSON answers then arrive split across the reader's chunks.
+pub fn split_frames(body: Body, n: usize) -> Body {
+    use futures_util::StreamExt;
+    let pieces = http_body_util::BodyStream::new(body).flat_map(move |frame| {
+        let out: Vec<Bytes> = match frame {
+            Ok(f) => match f.into_data() {
+                Ok(data) => data.chunks(n).map(Bytes::copy_from_slice).collect(),
+                Err(_) => Vec::new(), // trailers: the fake sends none
+            },
+            Err(never) => match never {},
+        };
+        futures_util::stream::iter(out)
+    });
+    let paced = pieces.then(|b| async move {
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(Frame::data(b))
+    });
+    BodyExt::boxed(StreamBody::new(paced))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
     Anthropic,

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::openai_chat::content_text;
 use crate::record::ReplyUsage;
 use crate::reply::{error_reply, injected_message, next_id, unix_now, Event, Flavor, Reply};
-use crate::scenario::{self, answer_chunks, echo, split_n, tool_said, Scenario};
+use crate::scenario::{self, echo, split_n, tool_said, Scenario};
 use crate::Incoming;
 
 #[derive(Debug, Default)]
@@ -87,11 +87,11 @@ pub fn answer(body: &Value, headers: &http::HeaderMap, body_len: usize) -> Resul
     let output = if prewarm {
         None
     } else if let Some(out) = &t.tool_output {
-        Some(Output::Text(answer_chunks(&tool_said(out), sc.events)))
+        Some(Output::Text(sc.text_chunks(&tool_said(out))))
     } else if sc.wants_tool() {
         Some(tool_output(body, &sc, &t.user_text))
     } else {
-        Some(Output::Text(answer_chunks(&echo(&t.user_text), sc.events)))
+        Some(Output::Text(sc.text_chunks(&echo(&t.user_text))))
     };
     let usage = ReplyUsage {
         input_tokens: if prewarm { 0 } else { scenario::input_tokens(body_len) },

@@ -11,6 +11,8 @@
 //! | `FAKESTATUS<nnn>` / `x-fake-status: nnn` | answer status nnn in the provider's error format |
 //! | `x-fake-events: N` | N text deltas |
 //! | `x-fake-body-bytes: N` | pad the answer by about N bytes |
+//! | `x-fake-chunk-chars: N` | stream the answer text in N-character deltas (splits words and placeholders) |
+//! | `x-fake-split-bytes: N` | write the response body in N-byte pieces (events split across reads) |
 
 use http::HeaderMap;
 
@@ -25,6 +27,7 @@ pub struct Scenario {
     pub slow: bool,
     pub events: Option<usize>,
     pub pad_bytes: usize,
+    pub chunk_chars: Option<usize>,
 }
 
 fn header_num<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
@@ -44,6 +47,16 @@ impl Scenario {
             slow: user_text.contains("SLOWSTREAM") || header_num::<u8>(headers, "x-fake-slow").is_some_and(|v| v != 0),
             events,
             pad_bytes: header_num(headers, "x-fake-body-bytes").unwrap_or(0),
+            chunk_chars: header_num::<usize>(headers, "x-fake-chunk-chars").filter(|n| *n > 0),
+        }
+    }
+
+    /// The answer text as streamed deltas: by word (see [`answer_chunks`]),
+    /// or in `chunk_chars`-character pieces.
+    pub fn text_chunks(&self, answer: &str) -> Vec<String> {
+        match self.chunk_chars {
+            Some(n) => split_n(answer, answer.chars().count().div_ceil(n)),
+            None => answer_chunks(answer, self.events),
         }
     }
 
@@ -159,6 +172,16 @@ mod tests {
         assert_eq!(s.events, Some(7));
         assert_eq!(Scenario::from(&HeaderMap::new(), "BIGANSWER").events, Some(BIG_ANSWER_EVENTS));
         assert_eq!(Scenario::from(&HeaderMap::new(), "hi"), Scenario::default());
+    }
+
+    #[test]
+    fn chunk_chars_splits_inside_words() {
+        let mut h = HeaderMap::new();
+        h.insert("x-fake-chunk-chars", "3".parse().unwrap());
+        let sc = Scenario::from(&h, "hi");
+        let chunks = sc.text_chunks("You said: [[EMAIL_001]]");
+        assert_eq!(chunks.concat(), "You said: [[EMAIL_001]]");
+        assert!(chunks.iter().all(|c| c.chars().count() <= 3), "{chunks:?}");
     }
 
     #[test]

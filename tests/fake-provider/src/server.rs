@@ -130,7 +130,10 @@ async fn handle(req: Request<HyperBody>, shared: Arc<Shared>, conn: ConnInfo) ->
     if shared.opts.think_delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(shared.opts.think_delay_ms)).await;
     }
-    let reply = route(&method, uri.path(), &inc);
+    let mut reply = route(&method, uri.path(), &inc);
+    if let Some(n) = headers.get("x-fake-split-bytes").and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+        reply.body = crate::reply::split_frames(reply.body, n.max(1));
+    }
     shared.recorder.push(record(body.clone(), json.clone(), reply.status, reply.usage));
     Ok(reply.into_response())
 }
