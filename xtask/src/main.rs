@@ -7,6 +7,7 @@ use std::process::Command;
 mod bench;
 mod clients;
 mod ebpf;
+mod package;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -43,6 +44,15 @@ enum Task {
         #[arg(long)]
         transparent: bool,
     },
+    /// Build the Debian package (target/debian/promptwall_<version>_<arch>.deb).
+    Package {
+        /// Package this binary instead of building a release one.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+        /// Output directory (default target/debian).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Measure what promptwall adds (target/bench/report.md and report.json).
     Bench {
         /// Smoke run for CI: debug builds, short runs; fails only if the harness breaks.
@@ -62,6 +72,7 @@ fn main() -> Result<()> {
         Task::Test { full, args } => test(full, &args),
         Task::Up { transparent } => up(transparent),
         Task::Bench { quick, peers } => bench::run(quick, peers),
+        Task::Package { bin, out } => package::run_package(bin, out).map(|_| ()),
     }
 }
 
