@@ -23,6 +23,7 @@ DEPLOY=$(dirname "$HERE")
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 STAGE=$(mktemp -d)
+chmod 0755 "$STAGE"
 trap 'rm -rf "$STAGE"' EXIT
 umask 022
 

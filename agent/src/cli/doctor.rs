@@ -482,7 +482,13 @@ fn tls_checks(
     out.push(match run_probe(curl) {
         None => check("tls_curl", Outcome::Skip, "curl not installed", None),
         Some((0, code, _)) => check("tls_curl", Outcome::Pass, format!("handshake trusted (HTTP {code})"), None),
-        Some((rc, _, err)) => check("tls_curl", Outcome::Fail, format!("curl exit {rc}: {}", last_line(&err)), Some(TRUST_FIX)),
+        // curl's first stderr line names the problem; the rest is boilerplate.
+        Some((rc, _, err)) => check(
+            "tls_curl",
+            Outcome::Fail,
+            format!("curl exit {rc}: {}", err.lines().find(|l| !l.trim().is_empty()).unwrap_or("")),
+            Some(TRUST_FIX),
+        ),
     });
 
     for (i, py) in pythons.iter().enumerate() {

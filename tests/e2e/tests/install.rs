@@ -1,0 +1,447 @@
+//! Fleet install: `deploy/install.sh --root` into a scratch root (every file,
+//! mode, owner, the unit verified by systemd-analyze, and an uninstall that
+//! restores the tree), the Debian package's contents, and `promptwall doctor`
+//! judging real clients' trust through only the machine-wide environment.
+//!
+//! Needs root (groupadd --prefix, chown, namespaces). Without root the tests
+//! skip, unless PROMPTWALL_REQUIRE_CLIENTS=1 (CI), where they fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use promptwall_e2e::paths::{promptwall_bin, workspace_root};
+use promptwall_e2e::process::clean_env;
+use promptwall_e2e::{run_bounded, Namespace, RunOutput, TestClients};
+use serde_json::Value;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn required() -> bool {
+    std::env::var("PROMPTWALL_REQUIRE_CLIENTS").is_ok_and(|v| v == "1")
+}
+
+/// True when the test can run; otherwise skips (or fails in CI) with `why`.
+fn have_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let msg = format!("{test} needs root");
+    assert!(!required(), "{msg}");
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    if !found {
+        let msg = format!("{tool} is not installed (cargo xtask setup installs it)");
+        assert!(!required(), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+    }
+    found
+}
+
+fn sh(script: &Path, args: &[&str]) -> RunOutput {
+    let mut cmd = Command::new("sh");
+    clean_env(&mut cmd).arg(script).args(args);
+    run_bounded(&mut cmd, STEP_TIMEOUT)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// File bytes, or a symlink's target; empty for directories.
+    content: Vec<u8>,
+}
+
+/// Every path under `root` with its mode, owner and content.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = fs::symlink_metadata(&p).unwrap();
+            let content = if meta.file_type().is_symlink() {
+                fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()
+            } else if meta.is_dir() {
+                stack.push(p.clone());
+                Vec::new()
+            } else {
+                fs::read(&p).unwrap()
+            };
+            let entry = Entry { mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid(), content };
+            out.insert(p.strip_prefix(root).unwrap().to_path_buf(), entry);
+        }
+    }
+    out
+}
+
+/// A Debian-like skeleton: accounts, trust store with the host's bundle,
+/// /etc/environment with a line of its own, and the systemd unit tree (so
+/// `systemd-analyze verify --root` finds its targets).
+fn scratch_root() -> tempfile::TempDir {
+    let root = tempfile::Builder::new().prefix("promptwall-root").tempdir().unwrap();
+    let r = root.path();
+    for d in
+        ["etc/profile.d", "etc/ssl/certs", "etc/systemd/system", "usr/bin", "usr/local/share/ca-certificates", "var/lib"]
+    {
+        fs::create_dir_all(r.join(d)).unwrap();
+    }
+    for f in ["group", "gshadow", "passwd", "shadow"] {
+        fs::copy(Path::new("/etc").join(f), r.join("etc").join(f)).unwrap();
+    }
+    fs::write(r.join("etc/environment"), "LANG=C.UTF-8\n").unwrap();
+    fs::copy("/etc/ssl/certs/ca-certificates.crt", r.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    if Path::new("/usr/lib/systemd/system").is_dir() {
+        fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+        let ok = Command::new("cp")
+            .args(["-a", "/usr/lib/systemd/system"])
+            .arg(r.join("usr/lib/systemd/"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot copy the systemd unit tree into the scratch root");
+    }
+    root
+}
+
+fn group_id(root: &Path, name: &str) -> Option<u32> {
+    fs::read_to_string(root.join("etc/group"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")).and_then(|rest| rest.split(':').nth(1)?.parse().ok()))
+}
+
+/// `systemd-analyze verify` of `unit` inside `root`: no errors and no warnings.
+fn verify_unit(root: &Path, unit: &Path) {
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify").arg(format!("--root={}", root.display())).arg(unit);
+    let out = run_bounded(&mut cmd, STEP_TIMEOUT);
+    assert!(out.success() && out.stderr.trim().is_empty(), "systemd-analyze verify {}:\n{}{}", unit.display(), out.stdout, out.stderr);
+}
+
+fn expect_machine_env(root: &Path) {
+    let env = fs::read_to_string(root.join("etc/environment")).unwrap();
+    assert!(env.starts_with("LANG=C.UTF-8\n# >>> promptwall trust"), "the admin's line stays first:\n{env}");
+    for line in [
+        "NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/promptwall-org-ca.crt",
+        "NODE_USE_SYSTEM_CA=1",
+        "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt",
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(env.lines().any(|l| l == line), "/etc/environment lacks {line}:\n{env}");
+        assert!(fs::read_to_string(root.join("etc/environment.d/90-promptwall.conf")).unwrap().contains(line));
+        let (k, v) = line.split_once('=').unwrap();
+        let profile = fs::read_to_string(root.join("etc/profile.d/promptwall.sh")).unwrap();
+        assert!(profile.contains(&format!("export {k}=\"${{{k}:-{v}}}\"")), "{profile}");
+    }
+}
+
+#[test]
+fn install_sh_into_a_scratch_root_and_back() {
+    if !have_root("install.sh --root") || !have_tool("groupadd") {
+        return;
+    }
+    let root = scratch_root();
+    let r = root.path();
+    let ignore = |p: &Path| p == Path::new("etc/group-") || p == Path::new("etc/gshadow-");
+    let before: BTreeMap<_, _> = snapshot(r).into_iter().filter(|(p, _)| !ignore(p)).collect();
+    let script = workspace_root().join("deploy/install.sh");
+    let bin = promptwall_bin();
+    let root_arg = r.to_str().unwrap();
+    sh(&script, &["--root", root_arg, "--bin", bin.to_str().unwrap()]).expect_success("install.sh --root");
+
+    let gid = group_id(r, "promptwall").expect("install.sh created the promptwall group");
+    let after = snapshot(r);
+    let added: BTreeSet<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p) && !ignore(p)).collect();
+    // (path, mode, gid) of everything install.sh adds, and nothing else.
+    let expected: Vec<(&str, u32, u32)> = vec![
+        ("usr/bin/promptwall", 0o755, 0),
+        ("etc/systemd/system/promptwall.service", 0o644, 0),
+        ("etc/promptwall", 0o750, gid),
+        ("etc/promptwall/config.toml", 0o640, gid),
+        ("etc/promptwall/config.d", 0o750, gid),
+        ("var/lib/promptwall", 0o750, gid),
+        ("var/lib/promptwall/.group-created-by-install", 0o644, 0),
+        ("var/lib/promptwall/ca", 0o700, 0),
+        ("var/lib/promptwall/ca/ca.pem", 0o644, 0),
+        ("var/lib/promptwall/ca/ca.key", 0o600, 0),
+        ("usr/local/share/ca-certificates/promptwall-org-ca.crt", 0o644, 0),
+        ("etc/profile.d/promptwall.sh", 0o644, 0),
+        ("etc/environment.d", 0o755, 0),
+        ("etc/environment.d/90-promptwall.conf", 0o644, 0),
+    ];
+    let expected_paths: BTreeSet<PathBuf> = expected.iter().map(|(p, ..)| PathBuf::from(p)).collect();
+    assert_eq!(added.into_iter().cloned().collect::<BTreeSet<_>>(), expected_paths, "files added by install.sh");
+    for (path, mode, group) in &expected {
+        let e = &after[Path::new(path)];
+        assert_eq!((e.mode, e.uid, e.gid), (*mode, 0, *group), "mode/owner of {path}");
+    }
+    assert_eq!(after[Path::new("usr/bin/promptwall")].content, fs::read(&bin).unwrap());
+    assert_eq!(
+        after[Path::new("etc/systemd/system/promptwall.service")].content,
+        fs::read(workspace_root().join("deploy/systemd/promptwall.service")).unwrap()
+    );
+    assert_eq!(
+        after[Path::new("etc/promptwall/config.toml")].content,
+        fs::read(workspace_root().join("deploy/config.example.toml")).unwrap()
+    );
+    let ca_pem = String::from_utf8(after[Path::new("var/lib/promptwall/ca/ca.pem")].content.clone()).unwrap();
+    let anchor =
+        String::from_utf8(after[Path::new("usr/local/share/ca-certificates/promptwall-org-ca.crt")].content.clone())
+            .unwrap();
+    assert!(anchor.contains("BEGIN CERTIFICATE") && ca_pem.contains(anchor.trim()), "the anchor is the org CA");
+    expect_machine_env(r);
+    let changed: Vec<&PathBuf> =
+        before.iter().filter(|(p, e)| after.get(*p) != Some(e)).map(|(p, _)| p).collect();
+    assert_eq!(
+        changed,
+        vec![Path::new("etc/environment"), Path::new("etc/group"), Path::new("etc/gshadow")],
+        "files install.sh modified"
+    );
+    if have_tool("systemd-analyze") && r.join("usr/lib/systemd/system").is_dir() {
+        verify_unit(r, &r.join("etc/systemd/system/promptwall.service"));
+    }
+
+    // Again: idempotent, and the CA is kept, not regenerated.
+    sh(&script, &["--root", root_arg, "--bin", bin.to_str().unwrap()]).expect_success("install.sh again");
+    assert_eq!(fs::read_to_string(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(), ca_pem, "CA kept on reinstall");
+    assert_eq!(snapshot(r).len(), after.len(), "a second install adds nothing");
+
+    // Uninstall keeps config, CA and group; purge leaves the tree as it was.
+    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", root_arg]).expect_success("uninstall.sh");
+    for gone in ["usr/bin/promptwall", "etc/systemd/system/promptwall.service", "etc/profile.d/promptwall.sh",
+        "usr/local/share/ca-certificates/promptwall-org-ca.crt", "etc/environment.d"]
+    {
+        assert!(!r.join(gone).exists(), "uninstall left {gone}");
+    }
+    assert_eq!(fs::read_to_string(r.join("etc/environment")).unwrap(), "LANG=C.UTF-8\n");
+    assert!(r.join("var/lib/promptwall/ca/ca.key").exists() && group_id(r, "promptwall").is_some());
+    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", root_arg, "--purge"]).expect_success("uninstall --purge");
+    let restored: BTreeMap<_, _> = snapshot(r).into_iter().filter(|(p, _)| !ignore(p)).collect();
+    let diff: Vec<_> = restored.keys().chain(before.keys()).filter(|p| restored.get(*p) != before.get(*p)).collect();
+    assert!(diff.is_empty(), "purge did not restore the scratch root; differing paths: {diff:?}");
+}
+
+#[test]
+fn install_sh_imports_an_org_issued_ca() {
+    if !have_root("install.sh --ca-cert") || !have_tool("groupadd") {
+        return;
+    }
+    // The org's CA, made elsewhere (here: by promptwall in another directory).
+    let org = tempfile::tempdir().unwrap();
+    let cfg = org.path().join("config.toml");
+    fs::write(&cfg, format!("[ca]\ndir = \"{}\"\n", org.path().join("ca").display())).unwrap();
+    let mut init = Command::new(promptwall_bin());
+    init.arg("--config").arg(&cfg).args(["ca", "init", "--common-name", "Example Corp fleet CA"]);
+    run_bounded(&mut init, STEP_TIMEOUT).expect_success("ca init (org CA)");
+    let root = scratch_root();
+    let r = root.path();
+    let (cert, key) = (org.path().join("ca/ca.pem"), org.path().join("ca/ca.key"));
+    sh(
+        &workspace_root().join("deploy/install.sh"),
+        &["--root", r.to_str().unwrap(), "--bin", promptwall_bin().to_str().unwrap(), "--ca-cert", cert.to_str().unwrap(),
+            "--ca-key", key.to_str().unwrap()],
+    )
+    .expect_success("install.sh --ca-cert --ca-key");
+    assert_eq!(fs::read(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(), fs::read(&cert).unwrap());
+    let anchor = fs::read_to_string(r.join("usr/local/share/ca-certificates/promptwall-org-ca.crt")).unwrap();
+    assert!(fs::read_to_string(&cert).unwrap().contains(anchor.trim()));
+    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", r.to_str().unwrap(), "--purge"]).expect_success("purge");
+}
+
+/// `dpkg-deb -c` line: (mode string, owner/group, path).
+fn deb_listing(deb: &Path) -> BTreeMap<String, (String, String)> {
+    let mut cmd = Command::new("dpkg-deb");
+    cmd.arg("-c").arg(deb);
+    let out = run_bounded(&mut cmd, STEP_TIMEOUT);
+    out.expect_success("dpkg-deb -c");
+    out.stdout
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[5].trim_start_matches("./").trim_end_matches('/').to_string(), (f[0].to_string(), f[1].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn debian_package_contents_and_scripts() {
+    if !have_tool("dpkg-deb") {
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let built = sh(
+        &workspace_root().join("deploy/debian/build-deb.sh"),
+        &["--bin", promptwall_bin().to_str().unwrap(), "--version", "0.1.0", "--out", out_dir.path().to_str().unwrap(),
+            "--compress", "none"],
+    );
+    built.expect_success("build-deb.sh");
+    let deb = PathBuf::from(built.stdout.lines().last().unwrap().trim());
+    assert!(deb.is_file(), "{}", deb.display());
+
+    let listing = deb_listing(&deb);
+    let expected = [
+        ("", "drwxr-xr-x"),
+        ("usr/bin/promptwall", "-rwxr-xr-x"),
+        ("usr/lib/systemd/system/promptwall.service", "-rw-r--r--"),
+        ("etc/promptwall", "drwxr-x---"),
+        ("etc/promptwall/config.d", "drwxr-x---"),
+        ("etc/promptwall/config.toml", "-rw-r-----"),
+        ("usr/share/doc/promptwall/config.example.toml", "-rw-r--r--"),
+        ("usr/share/doc/promptwall/copyright", "-rw-r--r--"),
+    ];
+    for (path, mode) in expected {
+        let (m, owner) = listing.get(path).unwrap_or_else(|| panic!("{path} missing from the .deb: {listing:#?}"));
+        assert_eq!((m.as_str(), owner.as_str()), (mode, "root/root"), "{path}");
+    }
+    let files: BTreeSet<&str> =
+        listing.iter().filter(|(_, (m, _))| !m.starts_with('d')).map(|(p, _)| p.as_str()).collect();
+    let expected_files: BTreeSet<&str> =
+        expected.iter().filter(|(_, m)| !m.starts_with('d')).map(|(p, _)| *p).collect();
+    assert_eq!(files, expected_files, "files in the .deb");
+
+    let mut info = Command::new("dpkg-deb");
+    info.arg("-I").arg(&deb);
+    let info = run_bounded(&mut info, STEP_TIMEOUT);
+    info.expect_success("dpkg-deb -I");
+    for needle in ["Package: promptwall", "Version: 0.1.0", "Depends: libc6 (>= 2.31), ca-certificates, passwd", "postinst", "prerm", "postrm", "conffiles"] {
+        assert!(info.stdout.contains(needle), "dpkg-deb -I lacks {needle}:\n{}", info.stdout);
+    }
+
+    // Control files: scripts executable and valid sh; the config is a conffile.
+    let raw = tempfile::tempdir().unwrap();
+    let mut extract = Command::new("dpkg-deb");
+    extract.arg("-R").arg(&deb).arg(raw.path());
+    run_bounded(&mut extract, STEP_TIMEOUT).expect_success("dpkg-deb -R");
+    assert_eq!(fs::read_to_string(raw.path().join("DEBIAN/conffiles")).unwrap(), "/etc/promptwall/config.toml\n");
+    for s in ["postinst", "prerm", "postrm"] {
+        let p = raw.path().join("DEBIAN").join(s);
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o755, "{s}");
+        let mut check = Command::new("sh");
+        check.arg("-n").arg(&p);
+        run_bounded(&mut check, STEP_TIMEOUT).expect_success(&format!("sh -n {s}"));
+    }
+    let postinst = fs::read_to_string(raw.path().join("DEBIAN/postinst")).unwrap();
+    for step in ["groupadd --system promptwall", "promptwall ca import", "promptwall ca init", "promptwall ca install", "systemctl enable promptwall.service"] {
+        assert!(postinst.contains(step), "postinst lacks {step}");
+    }
+    assert!(fs::read_to_string(raw.path().join("DEBIAN/prerm")).unwrap().contains("promptwall ca uninstall"));
+    let postrm = fs::read_to_string(raw.path().join("DEBIAN/postrm")).unwrap();
+    for step in ["rm -rf /var/lib/promptwall /etc/promptwall", "groupdel promptwall"] {
+        assert!(postrm.contains(step), "postrm lacks {step}");
+    }
+    // The packaged binary runs, and the packaged config is the documented default.
+    let mut version = Command::new(raw.path().join("usr/bin/promptwall"));
+    version.arg("--version");
+    assert!(run_bounded(&mut version, STEP_TIMEOUT).stdout.starts_with("promptwall "));
+    assert_eq!(
+        fs::read(raw.path().join("etc/promptwall/config.toml")).unwrap(),
+        fs::read(workspace_root().join("deploy/config.example.toml")).unwrap()
+    );
+    if have_tool("systemd-analyze") && Path::new("/usr/lib/systemd/system").is_dir() {
+        fs::remove_dir_all(raw.path().join("DEBIAN")).unwrap();
+        let units = raw.path().join("usr/lib/systemd/system");
+        let mut cp = Command::new("sh");
+        cp.arg("-c").arg(format!("cp -an /usr/lib/systemd/system/. '{}'", units.display()));
+        run_bounded(&mut cp, STEP_TIMEOUT).expect_success("copy the systemd unit tree");
+        verify_unit(raw.path(), &units.join("promptwall.service"));
+    }
+}
+
+/// Rows of a `doctor --json` document by id.
+fn doctor_rows(doc: &Value) -> BTreeMap<String, (String, String)> {
+    doc["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("doctor --json has no checks: {doc}"))
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                (c["outcome"].as_str().unwrap().to_string(), c["detail"].as_str().unwrap_or("").to_string()),
+            )
+        })
+        .collect()
+}
+
+/// In a private mount + network namespace, over a private copy of /etc and
+/// of the local anchors directory (so the real update-ca-certificates runs
+/// and the host stays untouched): `ca install` writes trust and the
+/// machine-wide environment, and doctor finds curl, Python (ssl, requests
+/// with certifi in a venv, httpx), Node and rustls all trusting the agent's
+/// TLS listener; after `ca uninstall` every one of them fails.
+#[test]
+fn doctor_sees_trust_through_the_machine_environment_only() {
+    if !Namespace::available() {
+        assert!(!required(), "doctor test needs root and unshare");
+        eprintln!("SKIPPED: doctor test needs root and unshare");
+        return;
+    }
+    let Some(clients) = TestClients::find() else { return };
+    if !have_tool("update-ca-certificates") || !have_tool("node") || !have_tool("curl") {
+        return;
+    }
+    let mut ns = Namespace::new();
+    ns.env("PW", promptwall_bin().display().to_string()).env("PY", clients.python().display().to_string());
+    let script = r#"
+cp -a /etc "$NS_DIR/etc"
+mount --bind "$NS_DIR/etc" /etc
+mount --bind "$NS_DIR/hosts" /etc/hosts
+mkdir "$NS_DIR/anchors"
+mount --bind "$NS_DIR/anchors" /usr/local/share/ca-certificates
+cat > "$NS_DIR/config.toml" <<EOF
+[listen]
+explicit = "127.0.0.1:0"
+explicit_tls = "127.0.0.1:0"
+admin_socket = "$NS_DIR/admin.sock"
+[ca]
+dir = "$NS_DIR/ca"
+[audit]
+url = "sqlite://$NS_DIR/audit.db"
+[intercept]
+enabled = false
+[upstream.resolve]
+"api.anthropic.com" = "127.0.0.1:9"
+EOF
+export PROMPTWALL_CONFIG="$NS_DIR/config.toml"
+"$PW" ca init >/dev/null
+"$PW" ca install
+"$PW" up --no-intercept > "$NS_DIR/up.out" 2> "$NS_DIR/up.log" &
+AGENT=$!
+trap 'kill $AGENT 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do [ -s "$NS_DIR/up.out" ] && break; sleep 0.1; done
+[ -s "$NS_DIR/up.out" ] || { cat "$NS_DIR/up.log" >&2; exit 1; }
+"$PW" doctor --json --python "$PY" > "$NS_DIR/trusted.json" || true
+"$PW" ca uninstall
+"$PW" doctor --json --python "$PY" > "$NS_DIR/untrusted.json" || true
+"#;
+    let out = ns.run(script, Duration::from_secs(240));
+    out.expect_success("doctor namespace script");
+    let read = |name: &str| -> Value {
+        let text = fs::read_to_string(ns.dir().join(name)).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{}", out.stderr))
+    };
+    let trusted = doctor_rows(&read("trusted.json"));
+    let untrusted = doctor_rows(&read("untrusted.json"));
+    eprintln!("with trust: {trusted:#?}\nwithout: {untrusted:#?}");
+    let tls = ["tls_curl", "tls_python_ssl", "tls_python_requests", "tls_python_httpx", "tls_node", "tls_rustls"];
+    for id in tls.iter().chain(&["ca", "system_trust", "machine_env", "agent", "cgroup2"]) {
+        assert_eq!(trusted[*id].0, "pass", "{id} with trust installed: {trusted:#?}");
+    }
+    assert!(trusted["tls_python_requests"].1.contains("/etc/ssl/certs/ca-certificates.crt"), "{trusted:#?}");
+    assert_eq!(trusted["ebpf_attach"].0, "pass", "eBPF attach to a throwaway cgroup: {trusted:#?}");
+    for id in tls.iter().chain(&["system_trust", "machine_env"]) {
+        assert_eq!(untrusted[*id].0, "fail", "{id} after ca uninstall: {untrusted:#?}");
+    }
+    assert_eq!(untrusted["ca"].0, "pass");
+    assert!(read("untrusted.json")["checks"].as_array().unwrap().iter().all(|c| c["outcome"] != "fail" || c["fix"].is_string()));
+    assert_eq!(read("untrusted.json")["ok"], false);
+    assert!(read("trusted.json")["machine_id"].as_str().is_some_and(|s| !s.is_empty()));
+}
