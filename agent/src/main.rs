@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use promptwall_proxy::config::Config;
 
 #[derive(Parser)]
 #[command(name = "promptwall", version, about = "Inspect and audit every request coding agents send to LLM providers")]
@@ -45,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
     runtime.block_on(async move {
-        let config = Config::load(cli.config.as_deref())?;
+        let config = cli::fleet::load(cli.config.as_deref())?;
         match cli.command {
             Command::Up(args) => cli::up::run(args, config).await,
             Command::Status(args) => cli::status::run(args, &config).await,
