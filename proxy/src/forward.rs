@@ -113,10 +113,11 @@ impl Proxy {
         strip_hop_by_hop(&mut upstream_headers);
         upstream_headers.remove(header::HOST);
 
-        // LLM calls are read whole (bounded) so the pipeline can inspect them;
-        // everything else streams through untouched.
+        // LLM calls are read whole (bounded) so the pipeline can inspect them,
+        // and so are other bodies that may carry text (checked for
+        // credentials); uploads and bodiless requests stream through untouched.
         let mut stage: Option<ResponseStage> = None;
-        let upstream_body: ProxyBody = if shape.is_llm() {
+        let upstream_body: ProxyBody = if shape.is_llm() || inspect::checks_other_body(&parts.method, &parts.headers) {
             let limit = self.config.limits.max_request_bytes;
             let read_timeout = Duration::from_secs(self.config.limits.client_read_timeout_secs.max(1));
             let collected = tokio::time::timeout(read_timeout, Limited::new(incoming, limit).collect()).await;
@@ -144,6 +145,9 @@ impl Proxy {
             log.request_bytes = bytes.len() as u64;
             match self.inspector.inspect_request(shape, &bytes, &parts.headers) {
                 Decision::Reject { status, body, report } => {
+                    // Outside the known shapes the pipeline cannot tell the
+                    // client's error format; the route can.
+                    let body = if shape.is_llm() { body } else { inspect::reshape_error(error_shape, status, &body) };
                     log.verdict = if report.verdict == "blocked" { "blocked".into() } else { "error".into() };
                     log.findings = report.counts;
                     log.fingerprints = report.fingerprints;

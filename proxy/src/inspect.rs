@@ -27,3 +27,31 @@ pub fn classify(method: &http::Method, path: &str) -> ApiShape {
     }
     ApiShape::classify(method.as_str(), path)
 }
+
+/// Whether the body of a request outside the known LLM shapes is read and
+/// checked for credentials before it leaves (legacy completions, telemetry,
+/// APIs added after this release). Uploads of files and media stream through.
+pub fn checks_other_body(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    if !matches!(*method, http::Method::POST | http::Method::PUT | http::Method::PATCH) {
+        return false;
+    }
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let binary = ["multipart/", "application/octet-stream", "audio/", "image/", "video/", "application/zip"];
+    !binary.iter().any(|b| ct.starts_with(b))
+}
+
+/// Re-renders a pipeline error body (OpenAI envelope, as the pipeline uses
+/// for requests outside the known shapes) in the envelope of `shape`.
+pub fn reshape_error(shape: ApiShape, status: u16, body: &[u8]) -> Bytes {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return Bytes::copy_from_slice(body) };
+    let err = &v["error"];
+    let (Some(kind), Some(message)) = (err["type"].as_str(), err["message"].as_str()) else {
+        return Bytes::copy_from_slice(body);
+    };
+    error_body_with_code(shape, status, kind, err["code"].as_str(), message)
+}

@@ -133,7 +133,13 @@ impl Pipeline {
 
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
         if shape == ApiShape::Other {
-            return RequestOutcome::Forward { body: None, restorer: None, report: Report::default() };
+            // Unknown endpoints (legacy completions, telemetry, new APIs) are
+            // still checked for credentials: every JSON string, secrets only.
+            // Anything that is not JSON passes as it is.
+            let is_json = std::str::from_utf8(body).ok().is_some_and(|t| json::parse(t).is_ok());
+            if !is_json {
+                return RequestOutcome::Forward { body: None, restorer: None, report: Report::default() };
+            }
         }
         let mut vault = Vault::new();
         let text = match std::str::from_utf8(body) {

@@ -23,6 +23,11 @@ impl ApiShape {
         if path.ends_with("/responses") && (post || method.eq_ignore_ascii_case("GET")) {
             return ApiShape::OpenAiResponses;
         }
+        // Codex's history compaction carries the whole conversation in the
+        // Responses request format.
+        if post && path.ends_with("/responses/compact") {
+            return ApiShape::OpenAiResponses;
+        }
         if !post {
             return ApiShape::Other;
         }
@@ -75,6 +80,8 @@ mod tests {
             ("POST", "/v1/responses", OpenAiResponses),
             ("GET", "/v1/responses", OpenAiResponses),
             ("POST", "/backend-api/codex/responses", OpenAiResponses),
+            ("POST", "/v1/responses/compact", OpenAiResponses),
+            ("POST", "/backend-api/codex/responses/compact", OpenAiResponses),
             ("POST", "/v1/embeddings", OpenAiEmbeddings),
             ("GET", "/backend-api/codex/models", Other),
             ("HEAD", "/api/hello", Other),

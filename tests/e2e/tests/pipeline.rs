@@ -431,3 +431,64 @@ fn placeholders_split_across_deltas_and_reads_are_restored_in_every_shape() {
         assert_eq!(body.matches("[[EMAIL_001]]").count(), 2, "{body}");
     }
 }
+
+const PY_LEGACY: &str = r#"
+import json, os, openai
+c = openai.OpenAI(max_retries=0, timeout=60)
+out = {}
+for name, prompt in [("secret", "key " + os.environ["AWS_KEY"]), ("clean", "just words")]:
+    try:
+        c.completions.create(model="gpt-3.5-turbo-instruct", prompt=prompt)
+        out[name] = "no error"
+    except openai.APIStatusError as e:
+        out[name] = {"status": e.status_code, "body": e.response.text}
+print(json.dumps(out))
+"#;
+
+#[test]
+fn endpoints_outside_the_known_shapes_are_still_checked_for_credentials() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    // OpenAI's legacy completions API, through the SDK.
+    let r = run_python(&clients, &agent, PY_LEGACY).last_json();
+    assert_eq!(r["secret"]["status"], 422, "{r}");
+    let body: Value = serde_json::from_str(r["secret"]["body"].as_str().unwrap()).unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("aws_access_key_id at prompt"), "{body}");
+    // A clean one goes through (the fake does not serve the path: its own 404 comes back).
+    assert_eq!(r["clean"]["status"], 404, "{r}");
+    assert_eq!(fake.recorded_for("/v1/completions").len(), 1);
+    assert!(fake.recorded_for("/v1/completions")[0].body_text().contains("just words"));
+
+    // Anthropic's legacy text completions, in Anthropic's envelope.
+    let body = json!({"model": "claude-2.1", "max_tokens_to_sample": 5, "prompt": format!("\n\nHuman: {AWS_KEY}\n\nAssistant:")});
+    let out = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-d",
+        &body.to_string(),
+        &format!("{}/v1/complete", agent.anthropic_base_url()),
+    ]);
+    let (text, code) = out.stdout.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(code, "422", "{text}");
+    assert_eq!(serde_json::from_str::<Value>(text).unwrap()["type"], "error", "{text}");
+    assert!(fake.recorded_for("/v1/complete").is_empty());
+
+    // Codex's history compaction is a Responses request: PII is placeholdered too.
+    let body = json!({"model": "gpt-5", "instructions": "compact", "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": format!("mail {EMAIL}")}]}]});
+    let out = curl(&["-H", "content-type: application/json", "-d", &body.to_string(), &format!("{}/responses/compact", agent.openai_base_url())]);
+    out.expect_success("curl compact");
+    let seen = fake.recorded_for("/v1/responses/compact");
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].body_text().contains(EMAIL) && seen[0].body_text().contains("[[EMAIL_001]]"), "{}", seen[0].body_text());
+
+    let rows = agent.wait_audit_rows(4);
+    let blocked: Vec<&AuditRow> = rows.iter().filter(|r| r.verdict == "blocked").collect();
+    assert_eq!(blocked.len(), 2, "{rows:#?}");
+    assert!(blocked.iter().all(|r| r.status == 422 && finding_count(r, "aws_access_key_id") == 1));
+    assert_nowhere_on_disk(&agent, AWS_KEY);
+}
