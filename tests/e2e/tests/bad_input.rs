@@ -450,3 +450,36 @@ fn client_that_hangs_up_during_a_pause_is_audited_at_once() {
     assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("client disconnected")), "{row:#?}");
     assert_eq!(row.input_tokens, fake.recorded()[0].reply_usage.map(|u| u.input_tokens as i64));
 }
+
+#[test]
+fn a_client_that_stalls_mid_body_gets_408_in_its_format() {
+    let fake = start_fake(false);
+    let mut cfg = AgentConfig::explicit_to(&fake);
+    cfg.toml_extra = "[limits]\nclient_read_timeout_secs = 2\n".into();
+    let agent = Agent::start(&cfg);
+    // Promises 1000 body bytes, sends 10, then waits (connection kept open).
+    let mut s = TcpStream::connect(agent.explicit).unwrap();
+    s.write_all(
+        b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the JSON body has arrived (or the proxy closes).
+    while !String::from_utf8_lossy(&answer).trim_end().ends_with('}') {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let (_, body) = answer.split_once("\r\n\r\n").expect("head and body");
+    assert!(anthropic_error(body).contains("did not arrive within 2 s"), "{body}");
+    drop(s);
+    let row = last_row(&agent, 1);
+    assert_eq!((row.status, row.verdict.as_str()), (408, "error"), "{row:#?}");
+    assert!(fake.recorded().is_empty());
+    assert_follow_up_ok(&agent, "after a stalled body");
+}
