@@ -492,3 +492,48 @@ fn endpoints_outside_the_known_shapes_are_still_checked_for_credentials() {
     assert!(blocked.iter().all(|r| r.status == 422 && finding_count(r, "aws_access_key_id") == 1));
     assert_nowhere_on_disk(&agent, AWS_KEY);
 }
+
+const NODE_BLOCKED: &str = r#"
+const Anthropic = require("@anthropic-ai/sdk");
+const OpenAI = require("openai");
+(async () => {
+  const key = process.env.AWS_KEY;
+  const out = {};
+  try {
+    const a = new (Anthropic.default || Anthropic)({ maxRetries: 0 });
+    await a.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64, stream: true,
+      messages: [{ role: "user", content: `key=${key}` }] });
+    out.anthropic = "no error";
+  } catch (e) { out.anthropic = { status: e.status, type: e.error && e.error.type, error: e.error }; }
+  try {
+    const o = new (OpenAI.default || OpenAI)({ maxRetries: 0 });
+    await o.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: `key=${key}` }] });
+    out.openai = "no error";
+  } catch (e) { out.openai = { status: e.status, code: e.code, message: e.message }; }
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[test]
+fn node_sdks_surface_the_422_as_api_errors() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let mut cmd = clients.node_cmd(NODE_BLOCKED);
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test-key")
+        .env("OPENAI_BASE_URL", agent.openai_base_url())
+        .env("OPENAI_API_KEY", "sk-e2e-openai-test")
+        .env("AWS_KEY", AWS_KEY);
+    let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
+    out.expect_success("node SDKs");
+    assert!(!out.stdout.contains(AWS_KEY), "{}", out.stdout);
+    let r = out.last_json();
+    assert_eq!(r["anthropic"]["status"], 422, "{r}");
+    assert_eq!(r["anthropic"]["type"], "error", "the SDK parsed Anthropic's envelope: {r}");
+    assert!(r["anthropic"]["error"]["error"]["message"].as_str().unwrap().contains("aws_access_key_id"), "{r}");
+    assert_eq!(r["openai"]["status"], 422, "{r}");
+    assert_eq!(r["openai"]["code"], "secret_detected", "the SDK parsed OpenAI's envelope: {r}");
+    assert!(r["openai"]["message"].as_str().unwrap().contains("aws_access_key_id"), "{r}");
+    assert_fake_saw_nothing(&fake);
+}
