@@ -445,3 +445,142 @@ for _ in $(seq 1 300); do [ -s "$NS_DIR/up.out" ] && break; sleep 0.1; done
     assert_eq!(read("untrusted.json")["ok"], false);
     assert!(read("trusted.json")["machine_id"].as_str().is_some_and(|s| !s.is_empty()));
 }
+
+/// The issue's end-to-end promise: after `promptwall ca install`, curl,
+/// Python `requests` (certifi in a venv), Node's fetch and a rustls client,
+/// each started like a fresh login (empty environment + /etc/environment
+/// only) inside a cgroup the agent's eBPF redirect is attached to, reach the
+/// fake provider through transparent interception. After `ca uninstall`
+/// every one of them refuses the agent's certificate.
+#[test]
+fn installed_trust_carries_real_clients_through_transparent_interception() {
+    if !Namespace::available() {
+        assert!(!required(), "transparent install test needs root and unshare");
+        eprintln!("SKIPPED: transparent install test needs root and unshare");
+        return;
+    }
+    let Some(clients) = TestClients::find() else { return };
+    if !have_tool("update-ca-certificates") || !have_tool("node") || !have_tool("curl") || !have_tool("findmnt") {
+        return;
+    }
+    let mut ns = Namespace::new();
+    ns.env("PW", promptwall_bin().display().to_string())
+        .env("PY", clients.python().display().to_string())
+        .env("FAKE_BIN", promptwall_e2e::paths::fake_provider_bin().display().to_string());
+    let script = r#"
+cp -a /etc "$NS_DIR/etc"
+# Providers at 127.0.0.2, so only their connections match the redirect.
+printf '127.0.0.1 localhost\n127.0.0.2 api.anthropic.com api.openai.com chatgpt.com ab.chatgpt.com\n' > "$NS_DIR/etc/hosts"
+mount --bind "$NS_DIR/etc" /etc
+mkdir "$NS_DIR/anchors"
+mount --bind "$NS_DIR/anchors" /usr/local/share/ca-certificates
+CG="$(findmnt -n -t cgroup2 -o TARGET | head -n1)/promptwall-test-install-$$"
+mkdir "$CG"
+AGENT= FAKE=
+cleanup() {
+    [ -z "$AGENT" ] || kill "$AGENT" 2>/dev/null || true
+    [ -z "$FAKE" ] || kill "$FAKE" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rmdir "$CG" 2>/dev/null || true
+}
+trap cleanup EXIT
+"$FAKE_BIN" --bind 127.0.0.2:443 --ca-dir "$NS_DIR/fakeca" --log "$NS_DIR/fake.jsonl" > "$NS_DIR/fake.ready" &
+FAKE=$!
+for _ in $(seq 1 200); do [ -s "$NS_DIR/fake.ready" ] && break; sleep 0.05; done
+cat > "$NS_DIR/config.toml" <<EOF
+[listen]
+explicit = "127.0.0.1:0"
+transparent = "127.0.0.1:15443"
+admin_socket = "$NS_DIR/admin.sock"
+[ca]
+dir = "$NS_DIR/ca"
+[audit]
+url = "sqlite://$NS_DIR/audit.db"
+[upstream]
+extra_roots = ["$NS_DIR/fakeca/ca.pem"]
+[upstream.resolve]
+"api.anthropic.com" = "127.0.0.2:443"
+[intercept]
+enabled = true
+mode = "ebpf"
+cgroup = "$CG"
+addresses = ["127.0.0.2/32"]
+resolve_interval_secs = 0
+EOF
+export PROMPTWALL_CONFIG="$NS_DIR/config.toml"
+"$PW" ca init >/dev/null
+"$PW" ca install
+"$PW" up > "$NS_DIR/up.out" 2> "$NS_DIR/up.log" &
+AGENT=$!
+for _ in $(seq 1 300); do [ -s "$NS_DIR/up.out" ] && break; sleep 0.1; done
+[ -s "$NS_DIR/up.out" ] || { cat "$NS_DIR/up.log" >&2; exit 1; }
+
+# A fresh login: empty environment, then /etc/environment (what pam_env
+# reads), inside the intercepted cgroup.
+login() {
+    env -i PATH="$PATH" HOME="$NS_DIR" sh -c 'echo $$ > "$0/cgroup.procs"; set -a; . /etc/environment; set +a; exec "$@"' "$CG" "$@"
+}
+BODY='{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hello from CLIENT"}]}'
+PYCODE='import requests, sys
+r = requests.post("https://api.anthropic.com/v1/messages", data=sys.argv[1], timeout=20,
+    headers={"content-type": "application/json", "x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"})
+print(r.status_code, r.text)
+r.raise_for_status()'
+JSCODE='fetch("https://api.anthropic.com/v1/messages", {method: "POST", body: process.argv[1],
+  headers: {"content-type": "application/json", "x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}})
+  .then(async (r) => { console.log(r.status, await r.text()); process.exit(r.ok ? 0 : 1); })
+  .catch((e) => { console.error(String(e.cause || e)); process.exit(1); });'
+run_clients() {
+    set +e
+    login curl -sS --fail --max-time 20 https://api.anthropic.com/v1/messages -H 'content-type: application/json' \
+        -H 'x-api-key: sk-ant-test' -H 'anthropic-version: 2023-06-01' -d "${BODY/CLIENT/curl-$1}" > "$NS_DIR/$1.curl" 2>&1
+    echo $? > "$NS_DIR/$1.curl.rc"
+    login "$PY" -c "$PYCODE" "${BODY/CLIENT/requests-$1}" > "$NS_DIR/$1.requests" 2>&1
+    echo $? > "$NS_DIR/$1.requests.rc"
+    login node -e "$JSCODE" "${BODY/CLIENT/node-$1}" > "$NS_DIR/$1.node" 2>&1
+    echo $? > "$NS_DIR/$1.node.rc"
+    login "$PW" doctor --rustls-probe 127.0.0.2:443 --server-name api.anthropic.com > "$NS_DIR/$1.rustls" 2>&1
+    echo $? > "$NS_DIR/$1.rustls.rc"
+    set -e
+}
+run_clients trusted
+"$PW" audit query --json > "$NS_DIR/audit.jsonl"
+"$PW" ca uninstall
+run_clients untrusted
+"#;
+    let out = ns.run(script, Duration::from_secs(300));
+    out.expect_success("transparent install namespace script");
+    let dir = ns.dir();
+    let result = |label: &str, client: &str| -> (i32, String) {
+        let rc = fs::read_to_string(dir.join(format!("{label}.{client}.rc"))).unwrap().trim().parse().unwrap();
+        (rc, fs::read_to_string(dir.join(format!("{label}.{client}"))).unwrap())
+    };
+    let log = || fs::read_to_string(dir.join("up.log")).unwrap_or_default();
+    for client in ["curl", "requests", "node"] {
+        let (rc, text) = result("trusted", client);
+        assert_eq!(rc, 0, "{client} with the installed trust failed:\n{text}\nagent log:\n{}", log());
+        assert!(text.contains(&format!("You said: hello from {client}-trusted")), "{client} answer: {text}");
+    }
+    let (rc, text) = result("trusted", "rustls");
+    assert_eq!(rc, 0, "rustls client with the installed trust failed:\n{text}");
+    let audit: Vec<Value> = fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let transparent = audit.iter().filter(|r| r["listener"] == "transparent" && r["path"] == "/v1/messages").count();
+    assert_eq!(transparent, 3, "curl, requests and node each audited once via the transparent listener: {audit:#?}");
+
+    for client in ["curl", "requests", "node", "rustls"] {
+        let (rc, text) = result("untrusted", client);
+        assert_ne!(rc, 0, "{client} still succeeded after ca uninstall:\n{text}");
+        let lower = text.to_lowercase();
+        assert!(
+            ["certificate", "unknownissuer", "unable to verify", "self-signed", "issuer"].iter().any(|w| lower.contains(w)),
+            "{client} failed for a reason other than trust:\n{text}"
+        );
+    }
+    let fake_log = fs::read_to_string(dir.join("fake.jsonl")).unwrap_or_default();
+    assert!(!fake_log.contains("untrusted"), "no request may reach the provider without trust: {fake_log}");
+}
