@@ -537,3 +537,38 @@ fn node_sdks_surface_the_422_as_api_errors() {
     assert!(r["openai"]["message"].as_str().unwrap().contains("aws_access_key_id"), "{r}");
     assert_fake_saw_nothing(&fake);
 }
+
+const PY_MULTI_TURN: &str = r#"
+import json, os, anthropic
+c = anthropic.Anthropic(max_retries=0, timeout=60)
+email = os.environ["EMAIL"]
+tools = [{"name": "echo_text", "description": "echo", "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}}}]
+msgs = [{"role": "user", "content": f"ECHOARGS write to {email}"}]
+with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, tools=tools, messages=msgs) as s:
+    first = s.get_final_message()
+tool = [b for b in first.content if b.type == "tool_use"][0]
+msgs.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]})
+msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": f"sent to {email}"}]})
+with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, tools=tools, messages=msgs) as s:
+    second = "".join(s.text_stream)
+print(json.dumps({"tool_input": tool.input, "second": second}))
+"#;
+
+#[test]
+fn multi_turn_tool_round_keeps_placeholders_stable_and_restores_the_result() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let r = run_python(&clients, &agent, PY_MULTI_TURN).last_json();
+    assert_eq!(r["tool_input"]["text"], format!("ECHOARGS write to {EMAIL}"), "{r}");
+    assert_eq!(r["second"], format!("Tool said: sent to {EMAIL}"), "{r}");
+    let seen = fake.recorded_for("/v1/messages");
+    assert_eq!(seen.len(), 2);
+    let (one, two) = (seen[0].json.as_ref().unwrap(), seen[1].json.as_ref().unwrap());
+    // The history the model saw in turn 1 is byte-identical in turn 2
+    // (prompt caching depends on a stable prefix).
+    assert_eq!(one["messages"][0], two["messages"][0], "turn-2 prefix differs");
+    assert_eq!(two["messages"][1]["content"][1]["input"]["text"], "ECHOARGS write to [[EMAIL_001]]", "{two}");
+    assert_eq!(two["messages"][2]["content"][0]["content"], "sent to [[EMAIL_001]]", "{two}");
+    assert!(!seen[1].body_text().contains(EMAIL));
+}
