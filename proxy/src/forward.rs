@@ -170,6 +170,8 @@ impl Proxy {
                     // for it uncompressed.
                     upstream_headers.remove(header::ACCEPT_ENCODING);
                     upstream_headers.remove(header::CONTENT_LENGTH);
+                    // The body is already here: nothing left to wait for upstream.
+                    upstream_headers.remove(header::EXPECT);
                     body::full(body.unwrap_or(bytes))
                 }
             }

@@ -483,3 +483,33 @@ fn a_client_that_stalls_mid_body_gets_408_in_its_format() {
     assert!(fake.recorded().is_empty());
     assert_follow_up_ok(&agent, "after a stalled body");
 }
+
+#[test]
+fn a_large_body_under_the_limit_is_forwarded_whole() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    // ~2 MB: curl sends `Expect: 100-continue` for bodies this size.
+    let text = format!("{} mail bob@example.net", "word ".repeat(420_000));
+    let file = agent.dir.path().join("large.json");
+    std::fs::write(&file, messages_body(&text)).unwrap();
+    let out = curl(&[
+        "-v",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{}/v1/messages", agent.anthropic_base_url()),
+    ]);
+    out.expect_success("curl with a 2 MB body");
+    assert!(out.stderr.contains("Expect: 100-continue"), "curl should have asked to continue: {}", out.stderr);
+    let answer: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(answer["content"][0]["text"], format!("You said: {text}"), "restored in a large answer");
+    let seen = fake.recorded_for("/v1/messages");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].header("expect").is_none(), "the proxy buffered the body; Expect must not go upstream");
+    assert_eq!(seen[0].header("content-length").map(|v| v.parse::<usize>().unwrap()), Some(seen[0].body.len()));
+    assert!(seen[0].body_text().contains("mail [[EMAIL_001]]"));
+    assert_eq!(last_row(&agent, 1).verdict, "redacted");
+}
