@@ -584,3 +584,106 @@ run_clients untrusted
     let fake_log = fs::read_to_string(dir.join("fake.jsonl")).unwrap_or_default();
     assert!(!fake_log.contains("untrusted"), "no request may reach the provider without trust: {fake_log}");
 }
+
+/// The .deb for real: `dpkg -i`, `dpkg -r`, `dpkg --purge` inside a private
+/// mount namespace whose /etc, /usr and /var are overlays on a tmpfs (the
+/// host's files are only read) and whose /run/systemd is hidden (no host
+/// systemd is contacted). The maintainer scripts create the group and the CA,
+/// put it in the real bundle (update-ca-certificates) and the machine-wide
+/// environment, enable the unit; remove withdraws trust; purge leaves the
+/// system as it was. A second round imports an org CA dropped beforehand.
+#[test]
+fn debian_package_installs_removes_and_purges() {
+    if !Namespace::available() {
+        assert!(!required(), "dpkg test needs root and unshare");
+        eprintln!("SKIPPED: dpkg test needs root and unshare");
+        return;
+    }
+    if !have_tool("dpkg") || !have_tool("update-ca-certificates") || !have_tool("groupadd") {
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let built = sh(
+        &workspace_root().join("deploy/debian/build-deb.sh"),
+        &["--bin", promptwall_bin().to_str().unwrap(), "--version", "0.1.0", "--out", out_dir.path().to_str().unwrap(),
+            "--compress", "none"],
+    );
+    built.expect_success("build-deb.sh");
+    let deb = built.stdout.lines().last().unwrap().trim().to_string();
+    let mut ns = Namespace::new();
+    ns.env("DEB", deb).env("PW_FOR_ORG_CA", promptwall_bin().display().to_string());
+    let script = r#"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+T="$NS_DIR/overlay"
+mkdir "$T"
+mount -t tmpfs tmpfs "$T"
+for d in etc usr var; do
+    mkdir "$T/$d.up" "$T/$d.work"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/$d.up,workdir=$T/$d.work" "/$d"
+done
+mount --bind "$NS_DIR/hosts" /etc/hosts
+[ -d /run/systemd ] && mount -t tmpfs tmpfs /run/systemd
+export SYSTEMD_OFFLINE=1
+bundle_certs() { grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt; }
+in_bundle() { grep -qF "$(sed -n '2p' "$1")" /etc/ssl/certs/ca-certificates.crt; }
+ENV_BEFORE=$(cat /etc/environment 2>/dev/null || true)
+GROUP_BEFORE=$(cat /etc/group)
+N_BEFORE=$(bundle_certs)
+getent group promptwall >/dev/null && fail "the host already has a promptwall group"
+
+dpkg -i "$DEB" > "$NS_DIR/install.log" 2>&1 || { cat "$NS_DIR/install.log" >&2; fail "dpkg -i"; }
+getent group promptwall >/dev/null || fail "postinst created no promptwall group"
+[ "$(stat -c '%a %U %G' /etc/promptwall)" = "750 root promptwall" ] || fail "/etc/promptwall: $(stat -c '%a %U %G' /etc/promptwall)"
+[ "$(stat -c '%a %U %G' /etc/promptwall/config.toml)" = "640 root promptwall" ] || fail "config.toml mode/owner"
+[ "$(stat -c '%a %U %G' /var/lib/promptwall)" = "750 root promptwall" ] || fail "/var/lib/promptwall mode/owner"
+[ "$(stat -c '%a' /var/lib/promptwall/ca/ca.key)" = 600 ] || fail "CA key mode"
+ANCHOR=/usr/local/share/ca-certificates/promptwall-org-ca.crt
+[ -f "$ANCHOR" ] || fail "no anchor"
+in_bundle "$ANCHOR" || fail "the org CA is not in the refreshed bundle"
+[ "$(bundle_certs)" = $((N_BEFORE + 1)) ] || fail "bundle should have grown by one certificate"
+grep -qx 'SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' /etc/environment || fail "no SSL_CERT_FILE in /etc/environment"
+grep -qx 'NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/promptwall-org-ca.crt' /etc/environment.d/90-promptwall.conf || fail "no environment.d drop-in"
+[ -f /etc/profile.d/promptwall.sh ] || fail "no profile.d script"
+[ -L /etc/systemd/system/multi-user.target.wants/promptwall.service ] || fail "unit not enabled"
+promptwall --version >/dev/null || fail "promptwall not on PATH"
+FP=$(promptwall ca status --json | sed 's/.*"fingerprint_sha256":"\([^"]*\)".*/\1/')
+
+dpkg -i "$DEB" > "$NS_DIR/reinstall.log" 2>&1 || { cat "$NS_DIR/reinstall.log" >&2; fail "reinstall"; }
+[ "$(promptwall ca status --json | sed 's/.*"fingerprint_sha256":"\([^"]*\)".*/\1/')" = "$FP" ] || fail "reinstall replaced the CA"
+[ "$(bundle_certs)" = $((N_BEFORE + 1)) ] || fail "reinstall duplicated the anchor"
+
+dpkg -r promptwall > "$NS_DIR/remove.log" 2>&1 || { cat "$NS_DIR/remove.log" >&2; fail "dpkg -r"; }
+[ -e /usr/bin/promptwall ] && fail "remove left the binary"
+[ -e "$ANCHOR" ] && fail "remove left the anchor"
+[ "$(bundle_certs)" = "$N_BEFORE" ] || fail "remove left the CA in the bundle"
+[ "$(cat /etc/environment 2>/dev/null || true)" = "$ENV_BEFORE" ] || fail "remove did not restore /etc/environment"
+[ -e /etc/profile.d/promptwall.sh ] && fail "remove left profile.d"
+[ -e /etc/environment.d/90-promptwall.conf ] && fail "remove left environment.d"
+[ -L /etc/systemd/system/multi-user.target.wants/promptwall.service ] && fail "remove left the unit enabled"
+[ -f /var/lib/promptwall/ca/ca.key ] || fail "remove (not purge) must keep the CA"
+[ -f /etc/promptwall/config.toml ] || fail "remove (not purge) must keep the conffile"
+
+dpkg --purge promptwall > "$NS_DIR/purge.log" 2>&1 || { cat "$NS_DIR/purge.log" >&2; fail "dpkg --purge"; }
+[ -e /var/lib/promptwall ] && fail "purge left /var/lib/promptwall"
+[ -e /etc/promptwall ] && fail "purge left /etc/promptwall"
+getent group promptwall >/dev/null && fail "purge left the group"
+[ "$(cat /etc/group)" = "$GROUP_BEFORE" ] || fail "purge did not restore /etc/group"
+
+# Fleet: an org CA dropped before install is imported, not regenerated.
+ORG="$NS_DIR/org"
+printf '[ca]\ndir = "%s"\n' "$ORG" > "$NS_DIR/org.toml"
+"$PW_FOR_ORG_CA" --config "$NS_DIR/org.toml" ca init --common-name "Example fleet CA" >/dev/null
+install -d -m 0750 /etc/promptwall
+install -m 0644 "$ORG/ca.pem" /etc/promptwall/org-ca.pem
+install -m 0600 "$ORG/ca.key" /etc/promptwall/org-ca.key
+dpkg -i "$DEB" > "$NS_DIR/fleet.log" 2>&1 || { cat "$NS_DIR/fleet.log" >&2; fail "fleet install"; }
+cmp -s "$ORG/ca.pem" /var/lib/promptwall/ca/ca.pem || fail "postinst did not import the dropped org CA"
+promptwall ca status --json | grep -q 'Example fleet CA' || fail "CA status does not name the org CA"
+dpkg --purge promptwall > "$NS_DIR/purge2.log" 2>&1 || { cat "$NS_DIR/purge2.log" >&2; fail "second purge"; }
+[ "$(bundle_certs)" = "$N_BEFORE" ] || fail "second purge left the CA in the bundle"
+echo "dpkg round trip ok"
+"#;
+    let out = ns.run(script, Duration::from_secs(300));
+    out.expect_success("dpkg install/remove/purge in an overlay namespace");
+    assert!(out.stdout.contains("dpkg round trip ok"), "{}", out.stdout);
+}
