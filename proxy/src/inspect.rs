@@ -17,7 +17,9 @@ pub fn error_shape(shape: ApiShape, provider: Option<&str>) -> ApiShape {
 
 pub fn error_body(shape: ApiShape, status: u16, message: &str) -> Bytes {
     let code = format!("promptwall_{status}");
-    error_body_with_code(shape, status, error_type_for_status(status), Some(&code), message)
+    // Anthropic names its 413 type; OpenAI calls it an invalid request.
+    let kind = if shape.is_anthropic() && status == 413 { "request_too_large" } else { error_type_for_status(status) };
+    error_body_with_code(shape, status, kind, Some(&code), message)
 }
 
 /// The API shape of a request: LLM shapes are POSTs; everything else is `Other`.

@@ -253,6 +253,7 @@ fn body_over_the_limit_gets_413_in_the_client_format() {
     std::fs::write(&file, &big).unwrap();
     let (status, body) = anthropic_post(&agent, &format!("@{}", file.display()), &[]);
     assert_eq!(status, 413, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["type"], "request_too_large", "Anthropic's 413 type");
     let msg = anthropic_error(&body);
     assert!(msg.contains("65536-byte limit") && msg.contains("max_request_bytes"), "{msg}");
 
