@@ -240,3 +240,32 @@ fn clients_refuse_a_leaf_outside_the_name_constraints() {
         assert!(r["verify_error"].as_str().is_some_and(|m| m.contains("subtree violation")), "{r}");
     }
 }
+
+#[test]
+fn the_upstream_leg_refuses_a_provider_certificate_it_cannot_verify() {
+    // Same fake, but its CA is not among the agent's upstream roots.
+    let fake = start_fake(false);
+    let mut cfg = AgentConfig::explicit_to(&fake);
+    cfg.extra_roots.clear();
+    let agent = Agent::start(&cfg);
+    let out = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-d",
+        &messages_body("should not arrive"),
+        &format!("{}/v1/messages", agent.anthropic_base_url()),
+    ]);
+    out.expect_success("curl");
+    let (body, code) = out.stdout.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(code, "502", "{body}");
+    let v: Value = serde_json::from_str(body).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("certificate"), "the client learns why: {msg}");
+    assert!(fake.recorded().is_empty(), "no request may be sent over an unverified connection");
+    let rows = agent.wait_audit_rows(1);
+    assert_eq!((rows[0].status, rows[0].verdict.as_str()), (502, "error"), "{rows:#?}");
+}
