@@ -109,6 +109,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("unshare", "util-linux"),
     ("curl", "curl"),
     ("update-ca-certificates", "ca-certificates"),
+    // install/package tests: unit verification and the .deb
+    ("systemd-analyze", "systemd"),
+    ("dpkg-deb", "dpkg"),
     ("/usr/lib/postgresql", "postgresql"),
 ];
 
