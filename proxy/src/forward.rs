@@ -184,9 +184,9 @@ impl Proxy {
         let upstream_req = upstream_req.body(upstream_body).expect("method, uri and headers are valid");
 
         let response_timeout = Duration::from_secs(self.config.limits.upstream_response_timeout_secs.max(1));
-        let mut on_drop = RowOnDrop { proxy: self.clone(), log: Some(log.clone()), started };
+        let mut on_drop = RowOnDrop { proxy: self.clone(), log: Some(log), started };
         let answer = tokio::time::timeout(response_timeout, self.upstream.client.request(upstream_req)).await;
-        on_drop.log = None;
+        let mut log = on_drop.log.take().expect("the row is only taken here or on drop");
         let resp = match answer {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
