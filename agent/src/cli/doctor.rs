@@ -516,10 +516,9 @@ fn tls_checks(
 
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("promptwall"));
     let mut rustls = client_command(exe, env);
-    rustls.args(["doctor", "--server-name", host, "--rustls-probe", &addr.to_string()]);
-    if let Some(p) = std::env::var_os("PROMPTWALL_CONFIG") {
-        rustls.env("PROMPTWALL_CONFIG", p);
-    }
+    // The probe needs no config; /dev/null (all defaults) keeps an unreadable
+    // /etc/promptwall/config.toml from failing it.
+    rustls.args(["--config", "/dev/null", "doctor", "--server-name", host, "--rustls-probe", &addr.to_string()]);
     out.push(match run_probe(rustls) {
         None => check("tls_rustls", Outcome::Fail, "cannot re-run this binary for the rustls probe", None),
         Some((0, msg, _)) => check("tls_rustls", Outcome::Pass, msg, None),
