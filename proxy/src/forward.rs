@@ -117,7 +117,7 @@ impl Proxy {
         // and so are other bodies that may carry text (checked for
         // credentials); uploads and bodiless requests stream through untouched.
         let mut stage: Option<ResponseStage> = None;
-        let upstream_body: ProxyBody = if shape.is_llm() || inspect::checks_other_body(&parts.method, &parts.headers) {
+        let upstream_body: ProxyBody = if shape.is_llm() || inspect::checks_other_body(&parts.method, parts.uri.path(), &parts.headers) {
             let limit = self.config.limits.max_request_bytes;
             let read_timeout = Duration::from_secs(self.config.limits.client_read_timeout_secs.max(1));
             let collected = tokio::time::timeout(read_timeout, Limited::new(incoming, limit).collect()).await;

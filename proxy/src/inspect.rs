@@ -33,8 +33,13 @@ pub fn classify(method: &http::Method, path: &str) -> ApiShape {
 /// Whether the body of a request outside the known LLM shapes is read and
 /// checked for credentials before it leaves (legacy completions, telemetry,
 /// APIs added after this release). Uploads of files and media stream through.
-pub fn checks_other_body(method: &http::Method, headers: &http::HeaderMap) -> bool {
+/// Sign-in endpoints are exempt: the credentials in them belong to the provider.
+pub fn checks_other_body(method: &http::Method, path: &str, headers: &http::HeaderMap) -> bool {
     if !matches!(*method, http::Method::POST | http::Method::PUT | http::Method::PATCH) {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("/oauth") || lower.trim_end_matches('/').ends_with("/token") {
         return false;
     }
     let ct = headers
@@ -56,4 +61,25 @@ pub fn reshape_error(shape: ApiShape, status: u16, body: &[u8]) -> Bytes {
         return Bytes::copy_from_slice(body);
     };
     error_body_with_code(shape, status, kind, err["code"].as_str(), message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_bodies_checked_except_uploads_and_sign_in() {
+        let json = |ct: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+            h
+        };
+        let post = http::Method::POST;
+        assert!(checks_other_body(&post, "/v1/completions", &json("application/json")));
+        assert!(checks_other_body(&post, "/api/event_logging/v2/batch", &http::HeaderMap::new()));
+        assert!(!checks_other_body(&post, "/v1/files", &json("multipart/form-data; boundary=x")));
+        assert!(!checks_other_body(&post, "/v1/oauth/token", &json("application/json")));
+        assert!(!checks_other_body(&post, "/api/oauth/claude_cli/create_api_key", &json("application/json")));
+        assert!(!checks_other_body(&http::Method::GET, "/v1/models", &json("application/json")));
+    }
 }
