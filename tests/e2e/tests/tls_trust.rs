@@ -184,7 +184,7 @@ fn serve_forged(cert_pem: &str, key_pem: &str) -> ForgedServer {
             if flag.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
-            let Ok(mut tcp) = stream else { continue };
+            let Ok(tcp) = stream else { continue };
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
             let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
             let mut tls = rustls::StreamOwned::new(conn, tcp);
