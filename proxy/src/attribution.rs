@@ -123,6 +123,14 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// Claude Code's native binary, which also sends requests with a bare
+/// `Bun/x` user agent (pre-connect HEAD, event logging): the npm package
+/// (`@anthropic-ai/claude-code[-linux-x64]/…`) or the native installer's
+/// `~/.local/share/claude/versions/<version>`.
+fn is_claude_install(exe: &str) -> bool {
+    exe.contains("/@anthropic-ai/claude-code") || exe.contains("/claude/versions/")
+}
+
 /// The audit id of the tool behind a request: `claude-code`, `codex`, `cursor`,
 /// `aider`, `continue`, `cline`, `python-sdk`, `node-sdk`, `curl` or `unknown`.
 /// Tool-specific signals win over generic SDK ones (the tools use the SDKs).
@@ -140,6 +148,8 @@ pub fn identify_tool(identity: Option<&ClientIdentity>, headers: &HeaderMap) -> 
         || ua_lower.starts_with("claude-cli/")
         || ua_lower.contains("claude-code")
         || exe_name == "claude"
+        || exe_name == "claude.exe"
+        || is_claude_install(exe)
         || cmdline.contains("@anthropic-ai/claude-code")
     {
         return "claude-code";
@@ -230,6 +240,15 @@ mod tests {
             identify_tool(Some(&process("/usr/bin/node", "node /usr/lib/node_modules/@openai/codex/bin/codex.js")), &none),
             "codex"
         );
+        let bun = headers(&[("user-agent", "Bun/1.4.4")]);
+        for exe in [
+            "/opt/npm/node_modules/@anthropic-ai/claude-code/bin/claude.exe",
+            "/opt/npm/node_modules/@anthropic-ai/claude-code-linux-x64/claude",
+            "/home/a/.local/share/claude/versions/2.1.330",
+        ] {
+            assert_eq!(identify_tool(Some(&process(exe, "claude -p hi")), &bun), "claude-code", "{exe}");
+        }
+        assert_eq!(identify_tool(Some(&process("/usr/bin/bun", "bun run app.ts")), &bun), "node-sdk");
         assert_eq!(identify_tool(Some(&process("/usr/bin/python3.12", "python3 /usr/bin/aider")), &none), "aider");
         assert_eq!(identify_tool(Some(&process("/opt/cursor/cursor", "cursor")), &none), "cursor");
         assert_eq!(identify_tool(Some(&process("/usr/bin/curl", "curl https://x")), &none), "curl");

@@ -145,7 +145,11 @@ pub fn answer(body: &Value, headers: &http::HeaderMap, body_len: usize) -> Resul
                         "error",
                         json!({"code": "server_error", "message": "The server had an error while processing your request (injected mid-stream).", "param": null}),
                     );
+                    // The API ends a failed response with `response.failed`; over
+                    // the WebSocket it is the only end Codex waits for.
                     response["status"] = json!("failed");
+                    response["error"] = json!({"code": "server_error", "message": "The server had an error while processing your request (injected mid-stream)."});
+                    push(&mut ev, "response.failed", json!({"response": response}));
                     return Ok(Answer { events: ev, response, usage, scenario: sc });
                 }
                 push(

@@ -368,8 +368,10 @@ async fn midstream_error_cuts_each_stream_after_two_deltas() {
         post_json(&fake, OPENAI, "/v1/responses", json!({"model": "m", "stream": true, "input": "MIDSTREAMERROR x"}))
             .await
             .sse();
-    assert_eq!(ev.last().unwrap().0.as_deref(), Some("error"));
-    assert!(!names(&ev).contains(&"response.completed".to_string()));
+    let n = names(&ev);
+    assert_eq!(n.last().unwrap(), "response.failed");
+    assert_eq!(n[n.len() - 2], "error");
+    assert!(!n.contains(&"response.completed".to_string()));
 
     let ev = post_json(
         &fake,
