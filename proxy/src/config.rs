@@ -125,6 +125,9 @@ pub struct InterceptConfig {
     pub address_keep_secs: u64,
     /// Block UDP/443 (QUIC) to provider addresses so clients use TCP.
     pub block_quic: bool,
+    /// Splice (exe, server name) pairs undecrypted after this many rejections
+    /// of our certificate (pinning); 0 never does. fail = "closed" keeps blocking.
+    pub learn_passthrough_after: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -208,6 +211,7 @@ impl Default for InterceptConfig {
             resolve_interval_secs: 60,
             address_keep_secs: 24 * 3600,
             block_quic: true,
+            learn_passthrough_after: 3,
         }
     }
 }

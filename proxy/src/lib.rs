@@ -8,6 +8,7 @@ pub mod config;
 pub mod forward;
 pub mod inspect;
 pub mod origin;
+pub mod passthrough;
 pub mod pipeline;
 pub mod socket;
 pub mod stats;

@@ -14,6 +14,8 @@ pub struct Counters {
     pub tls_passthrough: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub audit_errors: AtomicU64,
+    /// (exe, server name) pairs that keep rejecting our certificate.
+    pub learned: crate::passthrough::LearnedPassthrough,
 }
 
 impl std::ops::Deref for Stats {

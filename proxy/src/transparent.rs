@@ -205,6 +205,14 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
     let provider_host = hello.server_name.as_deref().filter(|sni| proxy.config.provider_for_host(sni).is_some()).map(str::to_string);
     match (provider_host, origin) {
         (Some(host), origin) => {
+            // Learned passthrough (crate::passthrough): keyed by executable.
+            let exe = origin.as_ref().and_then(|o| o.identity.exe.clone());
+            if let (Some(o), Some(exe)) = (&origin, &exe) {
+                if proxy.stats.learned.should_pass(exe, &host) {
+                    let reason = format!("learned passthrough: {exe} kept rejecting promptwall's certificate for {host}");
+                    return splice(proxy, stream, buffered, o.clone(), Some(host), &reason).await;
+                }
+            }
             proxy.stats.tls_intercepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(o) = &origin {
                 proxy.upstream.dialer.observe_original_destination(&host, o.original_dst);
@@ -213,9 +221,15 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
                 Ok(s) => s,
                 Err(e) => {
                     proxy.stats.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(exe) = exe.as_deref().filter(|_| crate::passthrough::is_certificate_rejection(&e)) {
+                        learn_rejection(&proxy, exe, &host, &e);
+                    }
                     return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS handshake with the client for {host} failed: {e}")));
                 }
             };
+            if let Some(exe) = &exe {
+                proxy.stats.learned.record_success(exe, &host);
+            }
             let conn = ConnContext { listener: Listener::Transparent, peer, server_name: Some(host), origin, identity: None };
             serve_http(proxy, conn, tls_stream).await;
             Ok(())
@@ -228,6 +242,18 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
             splice(proxy, stream, buffered, origin, hello.server_name, reason).await
         }
         (None, None) => Err(io::Error::new(io::ErrorKind::NotFound, "no original destination for a non-provider connection; closing")),
+    }
+}
+
+fn learn_rejection(proxy: &Proxy, exe: &str, host: &str, e: &io::Error) {
+    let threshold = proxy.config.intercept.learn_passthrough_after;
+    let closed = proxy.config.intercept.fail == crate::config::FailMode::Closed;
+    if let Some(entry) = proxy.stats.learned.record_rejection(exe, host, &e.to_string(), threshold, closed, now_rfc3339) {
+        if entry.passthrough {
+            tracing::warn!(exe, host, failures = entry.failures, "{exe} keeps rejecting promptwall's certificate for {host} (pinning or a private trust store); passing it through undecrypted from now on");
+        } else {
+            tracing::warn!(exe, host, failures = entry.failures, "{exe} keeps rejecting promptwall's certificate for {host}; fail = \"closed\", so it stays blocked: make it trust the org CA");
+        }
     }
 }
 

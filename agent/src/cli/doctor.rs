@@ -102,6 +102,9 @@ pub async fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<()> {
             Some("start it: `sudo systemctl enable --now promptwall` (or `sudo promptwall up`)"),
         ),
     });
+    if let Ok(doc) = &status {
+        checks.push(learned_check(doc));
+    }
     let layout = TrustLayout::detect(&args.root).ok();
     checks.extend(ca_checks(config, &args.root, layout));
     let machine_env = trust_env::machine_environment(&args.root);
@@ -154,6 +157,32 @@ fn print_table(checks: &[Check], machine_id: &str) {
     }
     println!("machine id: {machine_id}");
     println!("{table}");
+}
+
+/// Tools the agent learned to pass through (or, fail = "closed", keeps blocking)
+/// because they reject the org CA's leaves.
+fn learned_check(doc: &serde_json::Value) -> Check {
+    let entries = doc["learned_passthrough"].as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        return check("learned_passthrough", Outcome::Pass, "no client has been rejecting promptwall's certificate", None);
+    }
+    let text = |e: &&serde_json::Value| {
+        format!("{} -> {} ({} rejections: {})", e["exe"].as_str().unwrap_or("?"), e["server_name"].as_str().unwrap_or("?"), e["failures"], e["last_error"].as_str().unwrap_or(""))
+    };
+    let (passed, blocked): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e["passthrough"] == true);
+    let mut parts = Vec::new();
+    if !passed.is_empty() {
+        parts.push(format!("passed through UNINSPECTED: {}", passed.iter().map(text).collect::<Vec<_>>().join("; ")));
+    }
+    if !blocked.is_empty() {
+        parts.push(format!("blocked (fail = \"closed\"): {}", blocked.iter().map(text).collect::<Vec<_>>().join("; ")));
+    }
+    check(
+        "learned_passthrough",
+        if blocked.is_empty() { Outcome::Warn } else { Outcome::Fail },
+        parts.join("; "),
+        Some("make each tool trust the org CA (it pins certificates or ships its own trust store: see its CA setting), then restart the agent to forget learned pairs"),
+    )
 }
 
 fn kernel_checks() -> Vec<Check> {

@@ -85,6 +85,7 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
                 "audit_errors": stats.audit_errors.load(Relaxed),
             },
             "intercept": intercept_status.as_ref().map(|f| f()),
+            "learned_passthrough": stats.learned.learned(),
         })
     });
     let _admin = match crate::admin::serve(&config.listen.admin_socket, status_doc) {

@@ -687,3 +687,119 @@ echo "dpkg round trip ok"
     out.expect_success("dpkg install/remove/purge in an overlay namespace");
     assert!(out.stdout.contains("dpkg round trip ok"), "{}", out.stdout);
 }
+
+/// Learned passthrough: a tool that keeps rejecting the org CA's leaf (here
+/// curl, with the org CA deliberately not installed, while the provider's
+/// own root is in the system store as a public root would be) is intercepted
+/// and refused `learn_passthrough_after` times, then spliced to the provider
+/// undecrypted and succeeds; status, doctor and the audit log name it, and
+/// another tool (node) is not affected.
+#[test]
+fn learned_passthrough_after_repeated_certificate_rejections() {
+    if !Namespace::available() {
+        assert!(!required(), "learned passthrough test needs root and unshare");
+        eprintln!("SKIPPED: learned passthrough test needs root and unshare");
+        return;
+    }
+    if !have_tool("update-ca-certificates") || !have_tool("node") || !have_tool("curl") || !have_tool("findmnt") {
+        return;
+    }
+    let mut ns = Namespace::new();
+    ns.env("PW", promptwall_bin().display().to_string())
+        .env("FAKE_BIN", promptwall_e2e::paths::fake_provider_bin().display().to_string());
+    let script = r#"
+cp -a /etc "$NS_DIR/etc"
+printf '127.0.0.1 localhost\n127.0.0.2 api.anthropic.com api.openai.com chatgpt.com ab.chatgpt.com\n' > "$NS_DIR/etc/hosts"
+mount --bind "$NS_DIR/etc" /etc
+mkdir "$NS_DIR/anchors"
+mount --bind "$NS_DIR/anchors" /usr/local/share/ca-certificates
+CG="$(findmnt -n -t cgroup2 -o TARGET | head -n1)/promptwall-test-learn-$$"
+mkdir "$CG"
+AGENT= FAKE=
+cleanup() {
+    [ -z "$AGENT" ] || kill "$AGENT" 2>/dev/null || true
+    [ -z "$FAKE" ] || kill "$FAKE" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rmdir "$CG" 2>/dev/null || true
+}
+trap cleanup EXIT
+"$FAKE_BIN" --bind 127.0.0.2:443 --ca-dir "$NS_DIR/fakeca" --log "$NS_DIR/fake.jsonl" > "$NS_DIR/fake.ready" &
+FAKE=$!
+for _ in $(seq 1 200); do [ -s "$NS_DIR/fake.ready" ] && break; sleep 0.05; done
+# The provider's root is public: in the system store. The org CA is not.
+cp "$NS_DIR/fakeca/ca.pem" /usr/local/share/ca-certificates/public-provider-root.crt
+update-ca-certificates >/dev/null 2>&1
+cat > "$NS_DIR/config.toml" <<EOF
+[listen]
+explicit = "127.0.0.1:0"
+transparent = "127.0.0.1:15443"
+admin_socket = "$NS_DIR/admin.sock"
+[ca]
+dir = "$NS_DIR/ca"
+[audit]
+url = "sqlite://$NS_DIR/audit.db"
+[upstream]
+extra_roots = ["$NS_DIR/fakeca/ca.pem"]
+[upstream.resolve]
+"api.anthropic.com" = "127.0.0.2:443"
+[intercept]
+enabled = true
+cgroup = "$CG"
+addresses = ["127.0.0.2/32"]
+resolve_interval_secs = 0
+learn_passthrough_after = 2
+EOF
+export PROMPTWALL_CONFIG="$NS_DIR/config.toml"
+"$PW" ca init >/dev/null
+"$PW" up > "$NS_DIR/up.out" 2> "$NS_DIR/up.log" &
+AGENT=$!
+for _ in $(seq 1 300); do [ -s "$NS_DIR/up.out" ] && break; sleep 0.1; done
+[ -s "$NS_DIR/up.out" ] || { cat "$NS_DIR/up.log" >&2; exit 1; }
+in_cgroup() { sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$CG" "$@"; }
+set +e
+for i in 1 2 3; do
+    in_cgroup env -i PATH="$PATH" curl -sS --max-time 20 https://api.anthropic.com/v1/messages -H 'content-type: application/json' \
+        -H 'x-api-key: sk-ant-test' -H 'anthropic-version: 2023-06-01' \
+        -d "{\"model\":\"m\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"attempt $i\"}]}" > "$NS_DIR/curl.$i" 2>&1
+    echo $? > "$NS_DIR/curl.$i.rc"
+done
+in_cgroup env -i PATH="$PATH" node -e 'fetch("https://api.anthropic.com/v1/models").then(() => process.exit(0), (e) => { console.error(String(e.cause || e)); process.exit(1); })' > "$NS_DIR/node" 2>&1
+echo $? > "$NS_DIR/node.rc"
+set -e
+"$PW" status --json > "$NS_DIR/status.json"
+"$PW" doctor --json --no-ebpf > "$NS_DIR/doctor.json" || true
+"$PW" audit query --json > "$NS_DIR/audit.jsonl"
+"#;
+    let out = ns.run(script, Duration::from_secs(300));
+    out.expect_success("learned passthrough namespace script");
+    let dir = ns.dir();
+    let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap();
+    let rc = |name: &str| -> i32 { read(&format!("{name}.rc")).trim().parse().unwrap() };
+    let log = || fs::read_to_string(dir.join("up.log")).unwrap_or_default();
+    for i in 1..=2 {
+        assert_eq!(rc(&format!("curl.{i}")), 60, "attempt {i} must reject the org CA's leaf: {}", read(&format!("curl.{i}")));
+    }
+    assert_eq!(rc("curl.3"), 0, "attempt 3 must pass through: {}\nagent log:\n{}", read("curl.3"), log());
+    assert!(read("curl.3").contains("You said: attempt 3"), "{}", read("curl.3"));
+    assert_ne!(rc("node"), 0, "node rejected the leaf once; it must still be intercepted: {}", read("node"));
+
+    let status: Value = serde_json::from_str(&read("status.json")).unwrap();
+    let learned = status["learned_passthrough"].as_array().expect("status lists learned pairs");
+    assert_eq!(learned.len(), 1, "{learned:#?}");
+    assert!(learned[0]["exe"].as_str().unwrap().ends_with("/curl"), "{learned:#?}");
+    assert_eq!((learned[0]["server_name"].as_str(), learned[0]["failures"].as_u64()), (Some("api.anthropic.com"), Some(2)));
+    assert_eq!(learned[0]["passthrough"], true);
+
+    let doctor = doctor_rows(&serde_json::from_str(&read("doctor.json")).unwrap());
+    assert_eq!(doctor["learned_passthrough"].0, "warn", "{doctor:#?}");
+    assert!(doctor["learned_passthrough"].1.contains("UNINSPECTED"), "{doctor:#?}");
+
+    let rows: Vec<Value> = read("audit.jsonl").lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let passthrough: Vec<&Value> = rows.iter().filter(|r| r["verdict"] == "passthrough").collect();
+    assert_eq!(passthrough.len(), 1, "one spliced connection audited: {rows:#?}");
+    let row = passthrough[0];
+    assert!(row["error"].as_str().unwrap_or("").contains("learned passthrough"), "{row:#?}");
+    assert!(row["exe"].as_str().unwrap_or("").ends_with("/curl"), "{row:#?}");
+    let fake = read("fake.jsonl");
+    assert!(fake.contains("attempt 3") && !fake.contains("attempt 1") && !fake.contains("attempt 2"), "{fake}");
+}
