@@ -93,6 +93,10 @@ impl Proxy {
         log.shape = shape.as_str().into();
         log.llm = shape.is_llm();
 
+        if req.method() == http::Method::CONNECT {
+            let msg = "promptwall: this listener is a base URL, not an HTTP proxy; set ANTHROPIC_BASE_URL=http://<listen.explicit> or OPENAI_BASE_URL=http://<listen.explicit>/v1 instead of HTTPS_PROXY";
+            return Ok(self.finish_local(log, started, inspect::error_shape(shape, None), StatusCode::METHOD_NOT_ALLOWED, msg).await);
+        }
         let route = match self.route(&conn, &req) {
             Ok(r) => r,
             Err(message) => {
@@ -244,11 +248,15 @@ impl Proxy {
                 // which may be a long thinking pause away.
                 let next = tokio::select! {
                     biased;
-                    _ = tx.closed() => {
-                        client_gone = true;
-                        break;
-                    }
-                    next = upstream.frame() => next,
+                    _ = tx.closed() => None,
+                    next = upstream.frame() => Some(next),
+                };
+                let Some(next) = next else {
+                    // A client that read a Content-Length body to its end may
+                    // close before the upstream's end-of-stream is seen:
+                    // that is a complete exchange, not a hang-up.
+                    client_gone = !upstream.is_end_stream();
+                    break;
                 };
                 match next {
                     Some(Ok(frame)) => match frame.into_data() {
@@ -325,7 +333,9 @@ impl Proxy {
         started: Instant,
         error_shape: ApiShape,
     ) -> Response<ProxyBody> {
-        if req.uri().path().trim_end_matches('/').ends_with("/v1/responses") {
+        // Responses over WebSocket: api.openai.com/v1/responses (API key) and
+        // chatgpt.com/backend-api/codex/responses (ChatGPT sign-in).
+        if inspect::classify(&http::Method::POST, req.uri().path().trim_end_matches('/')) == ApiShape::OpenAiResponses {
             log.shape = ApiShape::OpenAiResponses.as_str().into();
             log.llm = true;
             log.status = 101;

@@ -514,3 +514,32 @@ fn a_large_body_under_the_limit_is_forwarded_whole() {
     assert!(seen[0].body_text().contains("mail [[EMAIL_001]]"));
     assert_eq!(last_row(&agent, 1).verdict, "redacted");
 }
+
+#[test]
+fn a_client_that_closes_after_a_complete_answer_is_not_a_hang_up() {
+    // curl closes its connection as soon as it has Content-Length bytes,
+    // often before the proxy sees the provider's end of stream.
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    for i in 0..12 {
+        let (status, body) = anthropic_post(&agent, &messages_body(&format!("complete {i}")), &[]);
+        assert_eq!(status, 200, "{body}");
+    }
+    let rows = agent.wait_audit_rows(12);
+    let flagged: Vec<&AuditRow> = rows.iter().filter(|r| !r.rest["error"].is_null()).collect();
+    assert!(flagged.is_empty(), "complete exchanges recorded as errors: {flagged:#?}");
+}
+
+#[test]
+fn used_as_an_https_proxy_it_says_to_use_a_base_url() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let out = curl(&["-x", &format!("http://{}", agent.explicit), "https://api.anthropic.com/v1/messages", "-d", "{}"]);
+    assert!(!out.success());
+    assert!(out.stderr.contains("405"), "CONNECT is refused with 405: {}", out.stderr);
+    let row = last_row(&agent, 1);
+    assert_eq!((row.status, row.method.as_deref()), (405, Some("CONNECT")), "{row:#?}");
+    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("not an HTTP proxy")), "{row:#?}");
+    assert!(fake.recorded().is_empty());
+    assert_follow_up_ok(&agent, "after CONNECT");
+}
