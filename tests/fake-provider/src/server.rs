@@ -105,9 +105,9 @@ async fn handle(req: Request<HyperBody>, shared: Arc<Shared>, conn: ConnInfo) ->
         reply_usage: usage,
     };
 
-    if method == Method::GET && uri.path() == "/v1/responses" {
+    if method == Method::GET && matches!(uri.path(), "/v1/responses" | "/backend-api/codex/responses") {
         let reply = if shared.opts.ws && ws::is_upgrade(&headers) {
-            ws::accept(req, shared.clone(), conn.clone())
+            ws::accept(req, shared.clone(), conn.clone(), uri.path().to_string())
         } else {
             return Ok({
                 shared.recorder.push(record(Default::default(), None, 426, None));
@@ -143,7 +143,8 @@ fn route(method: &Method, path: &str, inc: &Incoming) -> Reply {
         ("POST", "/v1/messages") => anthropic::messages(inc),
         ("POST", "/v1/messages/count_tokens") => anthropic::count_tokens(inc),
         ("POST", "/v1/chat/completions") => openai_chat::completions(inc),
-        ("POST", "/v1/responses") => responses::create(inc),
+        // Codex signed in with ChatGPT uses the backend path for the same API.
+        ("POST", "/v1/responses" | "/backend-api/codex/responses") => responses::create(inc),
         ("POST", "/v1/embeddings") => embeddings::embeddings(inc),
         ("GET", "/backend-api/codex/models") => Reply::json(200, &json!({"models": []})),
         ("HEAD", "/" | "/api/hello") => Reply { status: 200, headers: vec![], body: full(""), usage: None },

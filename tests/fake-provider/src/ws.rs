@@ -1,4 +1,5 @@
-//! The Responses WebSocket transport (`GET /v1/responses` + Upgrade), as
+//! The Responses WebSocket transport (`GET /v1/responses` or
+//! `/backend-api/codex/responses` + Upgrade), as
 //! Codex uses it: each `response.create` message gets the same events as the
 //! SSE transport, one JSON text frame each; `generate:false` is a prewarm.
 
@@ -27,7 +28,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Answers the handshake (no extensions: permessage-deflate is declined)
 /// and serves the socket in the background.
-pub fn accept<B: Send + 'static>(mut req: Request<B>, shared: Arc<Shared>, conn: ConnInfo) -> Reply {
+pub fn accept<B: Send + 'static>(mut req: Request<B>, shared: Arc<Shared>, conn: ConnInfo, path: String) -> Reply {
     let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {
         return error_reply(
             Flavor::OpenAi,
@@ -41,7 +42,7 @@ pub fn accept<B: Send + 'static>(mut req: Request<B>, shared: Arc<Shared>, conn:
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-                serve(ws, shared, headers, conn).await;
+                serve(ws, shared, headers, conn, path).await;
             }
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
@@ -52,7 +53,7 @@ pub fn accept<B: Send + 'static>(mut req: Request<B>, shared: Arc<Shared>, conn:
         .header("sec-websocket-accept", key)
 }
 
-async fn serve<S>(mut ws: WebSocketStream<S>, shared: Arc<Shared>, headers: HeaderMap, conn: ConnInfo)
+async fn serve<S>(mut ws: WebSocketStream<S>, shared: Arc<Shared>, headers: HeaderMap, conn: ConnInfo, path: String)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -69,7 +70,7 @@ where
             seq: 0,
             transport: "ws",
             method: "WS".into(),
-            path: "/v1/responses".into(),
+            path: path.clone(),
             query: None,
             version: "websocket".into(),
             headers: crate::server::header_pairs(&headers),
