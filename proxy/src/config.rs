@@ -86,7 +86,7 @@ pub struct CentralAuditConfig {
     pub interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// PEM files whose certificates are trusted in addition to the native roots.
@@ -96,6 +96,15 @@ pub struct UpstreamConfig {
     /// SO_MARK set on every upstream socket so the redirect never loops.
     pub mark: u32,
     pub connect_timeout_ms: u64,
+}
+
+// By hand, not derived: an `[upstream]` table that names only some keys must
+// still get the mark and a real connect timeout (derived zeros meant no
+// SO_MARK and a 1 ms connect deadline).
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self { extra_roots: vec![], resolve: BTreeMap::new(), mark: 0x1fa1, connect_timeout_ms: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -228,7 +237,7 @@ impl Default for Config {
             listen: ListenConfig::default(),
             ca: CaConfig::default(),
             audit: AuditConfig::default(),
-            upstream: UpstreamConfig { mark: 0x1fa1, connect_timeout_ms: 10_000, ..Default::default() },
+            upstream: UpstreamConfig::default(),
             intercept: InterceptConfig::default(),
             pipeline: PipelineConfig::default(),
             limits: LimitsConfig::default(),
@@ -382,5 +391,12 @@ mod example_tests {
         let text = include_str!("../../deploy/config.example.toml");
         let parsed = Config::parse(text).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn partial_upstream_table_keeps_mark_and_connect_timeout() {
+        let c = Config::parse("[upstream]\nextra_roots = [\"/tmp/x.pem\"]\n").unwrap();
+        assert_eq!(c.upstream.mark, 0x1fa1);
+        assert_eq!(c.upstream.connect_timeout_ms, 10_000);
     }
 }
