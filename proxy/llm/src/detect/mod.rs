@@ -111,6 +111,9 @@ const BUILTIN_ALLOWLIST: &[&str] = &[
     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     "AKIAI44QH8DHBEXAMPLE",
     "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+    // Claude Code's system prompt (Co-Authored-By trailer), in every turn:
+    // a vendor address, not personal data, and redacting it breaks caching.
+    "noreply@anthropic.com",
 ];
 
 struct CompiledRule {
