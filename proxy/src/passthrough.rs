@@ -163,8 +163,14 @@ mod tests {
 
     #[test]
     fn only_certificate_alerts_count() {
-        let cert = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::AlertReceived(AlertDescription::UnknownCA));
-        let other = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::AlertReceived(AlertDescription::ProtocolVersion));
+        let cert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+        );
+        let other = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(AlertDescription::ProtocolVersion),
+        );
         let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof");
         assert!(is_certificate_rejection(&cert));
         assert!(!is_certificate_rejection(&other));

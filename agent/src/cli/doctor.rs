@@ -164,10 +164,21 @@ fn print_table(checks: &[Check], machine_id: &str) {
 fn learned_check(doc: &serde_json::Value) -> Check {
     let entries = doc["learned_passthrough"].as_array().cloned().unwrap_or_default();
     if entries.is_empty() {
-        return check("learned_passthrough", Outcome::Pass, "no client has been rejecting promptwall's certificate", None);
+        return check(
+            "learned_passthrough",
+            Outcome::Pass,
+            "no client has been rejecting promptwall's certificate",
+            None,
+        );
     }
     let text = |e: &&serde_json::Value| {
-        format!("{} -> {} ({} rejections: {})", e["exe"].as_str().unwrap_or("?"), e["server_name"].as_str().unwrap_or("?"), e["failures"], e["last_error"].as_str().unwrap_or(""))
+        format!(
+            "{} -> {} ({} rejections: {})",
+            e["exe"].as_str().unwrap_or("?"),
+            e["server_name"].as_str().unwrap_or("?"),
+            e["failures"],
+            e["last_error"].as_str().unwrap_or("")
+        )
     };
     let (passed, blocked): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e["passthrough"] == true);
     let mut parts = Vec::new();
@@ -190,7 +201,9 @@ fn kernel_checks() -> Vec<Check> {
     let version: Vec<u32> = release.split(['.', '-']).take(2).filter_map(|p| p.parse().ok()).collect();
     // 5.14: SO_NETNS_COOKIE, which the redirect uses to stay in its own namespace.
     let kernel = match version.as_slice() {
-        [major, minor] if (*major, *minor) >= (5, 14) => check("kernel", Outcome::Pass, format!("Linux {release}"), None),
+        [major, minor] if (*major, *minor) >= (5, 14) => {
+            check("kernel", Outcome::Pass, format!("Linux {release}"), None)
+        }
         [_, _] => check(
             "kernel",
             Outcome::Warn,
@@ -223,14 +236,20 @@ fn ebpf_check(config: &Config) -> Check {
     let wanted = config.intercept.mode == InterceptMode::Ebpf;
     let bad = if wanted { Outcome::Fail } else { Outcome::Warn };
     if !ebpf::object_available() {
-        return check("ebpf_attach", bad, "this build has no eBPF programs (AYA_BUILD_SKIP)", Some("install a release build of promptwall"));
+        return check(
+            "ebpf_attach",
+            bad,
+            "this build has no eBPF programs (AYA_BUILD_SKIP)",
+            Some("install a release build of promptwall"),
+        );
     }
     if !is_root() {
         return check("ebpf_attach", Outcome::Skip, "needs root", Some("run `sudo promptwall doctor`"));
     }
     let result = (|| -> anyhow::Result<usize> {
         let mount = cgroup::cgroup2_mount()?;
-        let dir = mount.join(format!("{}doctor-{}", crate::intercept::TEST_CGROUP_PREFIX, std::process::id()));
+        // Not the `promptwall-test-` prefix: a concurrent `promptwall cleanup` removes those.
+        let dir = mount.join(format!("promptwall-doctor-{}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| anyhow::anyhow!("cannot create cgroup {}: {e}", dir.display()))?;
         struct Rmdir(PathBuf);
         impl Drop for Rmdir {
@@ -334,24 +353,59 @@ fn ca_checks(config: &Config, root: &Path, layout: Option<TrustLayout>) -> Vec<C
     };
     let detail = format!("{}; valid until {} ({} days left); {constraints}", st.subject, st.not_after, st.days_left);
     let ca_row = if st.days_left < 0 {
-        check("ca", Outcome::Fail, detail, Some("re-issue: `sudo promptwall ca init --force && sudo promptwall ca install`, then restart the service"))
+        check(
+            "ca",
+            Outcome::Fail,
+            detail,
+            Some("re-issue: `sudo promptwall ca init --force && sudo promptwall ca install`, then restart the service"),
+        )
     } else if st.days_left < 30 {
-        check("ca", Outcome::Warn, detail, Some("re-issue soon: `sudo promptwall ca init --force && sudo promptwall ca install`"))
+        check(
+            "ca",
+            Outcome::Warn,
+            detail,
+            Some("re-issue soon: `sudo promptwall ca init --force && sudo promptwall ca install`"),
+        )
     } else {
         check("ca", Outcome::Pass, detail, None)
     };
     let trust_row = match (layout, st.trust.installed, st.trust.in_bundle) {
-        (None, ..) => check("system_trust", Outcome::Fail, "no Debian or RHEL trust store found", Some("install the ca-certificates package")),
-        (Some(l), true, true) => check("system_trust", Outcome::Pass, format!("in the {l:?} bundle {}", l.bundle_path(Path::new("/")).display()), None),
-        (Some(_), true, false) => check("system_trust", Outcome::Fail, "anchor present but the bundle was not refreshed", Some("`sudo promptwall ca install`")),
-        (Some(_), false, _) => check("system_trust", Outcome::Fail, "the org CA is not in the system trust store", Some("`sudo promptwall ca install`")),
+        (None, ..) => check(
+            "system_trust",
+            Outcome::Fail,
+            "no Debian or RHEL trust store found",
+            Some("install the ca-certificates package"),
+        ),
+        (Some(l), true, true) => check(
+            "system_trust",
+            Outcome::Pass,
+            format!("in the {l:?} bundle {}", l.bundle_path(Path::new("/")).display()),
+            None,
+        ),
+        (Some(_), true, false) => check(
+            "system_trust",
+            Outcome::Fail,
+            "anchor present but the bundle was not refreshed",
+            Some("`sudo promptwall ca install`"),
+        ),
+        (Some(_), false, _) => check(
+            "system_trust",
+            Outcome::Fail,
+            "the org CA is not in the system trust store",
+            Some("`sudo promptwall ca install`"),
+        ),
     };
     vec![ca_row, trust_row]
 }
 
 fn env_check(env: &BTreeMap<String, String>, layout: Option<TrustLayout>, root: &Path) -> Check {
     let Some(layout) = layout else {
-        return check("machine_env", Outcome::Fail, "no trust store layout detected", Some("install the ca-certificates package"));
+        return check(
+            "machine_env",
+            Outcome::Fail,
+            "no trust store layout detected",
+            Some("install the ca-certificates package"),
+        );
     };
     let mut problems = Vec::new();
     for (k, want) in trust_env::variables(layout) {
@@ -374,7 +428,12 @@ fn env_check(env: &BTreeMap<String, String>, layout: Option<TrustLayout>, root: 
         }
     }
     if problems.is_empty() {
-        check("machine_env", Outcome::Pass, "NODE_EXTRA_CA_CERTS, NODE_USE_SYSTEM_CA, REQUESTS_CA_BUNDLE, SSL_CERT_FILE set machine-wide", None)
+        check(
+            "machine_env",
+            Outcome::Pass,
+            "NODE_EXTRA_CA_CERTS, NODE_USE_SYSTEM_CA, REQUESTS_CA_BUNDLE, SSL_CERT_FILE set machine-wide",
+            None,
+        )
     } else {
         check(
             "machine_env",
@@ -424,7 +483,8 @@ fn last_line(s: &str) -> &str {
     s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
 }
 
-const TRUST_FIX: &str = "`sudo promptwall ca install` (system store + machine-wide environment), then start a new login session";
+const TRUST_FIX: &str =
+    "`sudo promptwall ca install` (system store + machine-wide environment), then start a new login session";
 
 const PYTHON_PROBE: &str = r#"
 import os, socket, ssl, sys
@@ -481,20 +541,27 @@ fn tls_checks(
     }
     ids.extend(["tls_node".to_string(), "tls_rustls".to_string()]);
     let Some(addr) = target else {
-        let why = format!(
-            "no TLS listener to test: the agent is not reachable on {}",
-            config.listen.admin_socket.display()
-        );
+        let why =
+            format!("no TLS listener to test: the agent is not reachable on {}", config.listen.admin_socket.display());
         return ids
             .iter()
-            .map(|id| check(id, Outcome::Fail, why.clone(), Some("start the agent, or pass --proxy ADDR of a TLS listener")))
+            .map(|id| {
+                check(id, Outcome::Fail, why.clone(), Some("start the agent, or pass --proxy ADDR of a TLS listener"))
+            })
             .collect();
     };
     // Whatever address was chosen, the port must be reachable at all.
     if TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_err() {
         return ids
             .iter()
-            .map(|id| check(id, Outcome::Fail, format!("nothing listens on {addr}"), Some("start the agent (`sudo systemctl start promptwall`)")))
+            .map(|id| {
+                check(
+                    id,
+                    Outcome::Fail,
+                    format!("nothing listens on {addr}"),
+                    Some("start the agent (`sudo systemctl start promptwall`)"),
+                )
+            })
             .collect();
     }
     let ip = addr.ip().to_string();
@@ -530,7 +597,9 @@ fn tls_checks(
                 None => check(&id, Outcome::Skip, format!("{} not found", py.display()), Some("pass --python PATH")),
                 Some((0, msg, _)) => check(&id, Outcome::Pass, msg, None),
                 Some((3, _, err)) => check(&id, Outcome::Skip, err, None),
-                Some((rc, _, err)) => check(&id, Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX)),
+                Some((rc, _, err)) => {
+                    check(&id, Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX))
+                }
             });
         }
     }
@@ -540,7 +609,9 @@ fn tls_checks(
     out.push(match run_probe(node) {
         None => check("tls_node", Outcome::Skip, "node not installed", None),
         Some((0, msg, _)) => check("tls_node", Outcome::Pass, msg, None),
-        Some((rc, _, err)) => check("tls_node", Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX)),
+        Some((rc, _, err)) => {
+            check("tls_node", Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX))
+        }
     });
 
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("promptwall"));
@@ -551,7 +622,9 @@ fn tls_checks(
     out.push(match run_probe(rustls) {
         None => check("tls_rustls", Outcome::Fail, "cannot re-run this binary for the rustls probe", None),
         Some((0, msg, _)) => check("tls_rustls", Outcome::Pass, msg, None),
-        Some((rc, _, err)) => check("tls_rustls", Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX)),
+        Some((rc, _, err)) => {
+            check("tls_rustls", Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX))
+        }
     });
     out
 }
@@ -574,11 +647,15 @@ fn rustls_probe(addr: SocketAddr, host: &str) -> anyhow::Result<String> {
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).context("invalid server name")?;
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).context("cannot start a TLS client")?;
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| format!("cannot connect to {addr}"))?;
+    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("cannot connect to {addr}"))?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     sock.set_write_timeout(Some(Duration::from_secs(10)))?;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock).with_context(|| format!("TLS handshake with {addr} as {host} failed"))?;
     }
-    Ok(format!("{:?} via rustls with {added} native roots", conn.protocol_version().unwrap_or(rustls::ProtocolVersion::TLSv1_3)))
+    Ok(format!(
+        "{:?} via rustls with {added} native roots",
+        conn.protocol_version().unwrap_or(rustls::ProtocolVersion::TLSv1_3)
+    ))
 }

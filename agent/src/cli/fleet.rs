@@ -30,7 +30,8 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         Err(source) => return Err(ConfigError::Read { path: base_path, source }.into()),
     };
     for file in &overlays {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read config drop-in {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read config drop-in {}", file.display()))?;
         merge(&mut merged, parse_table(&text, file)?);
     }
     let text = toml::to_string(&merged).context("cannot re-encode the merged config")?;
@@ -86,9 +87,17 @@ mod tests {
     fn drop_ins_merge_by_key_in_name_order() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("config.toml");
-        std::fs::write(&base, "machine_id = \"base\"\n[listen]\nexplicit = \"127.0.0.1:1111\"\n[audit]\ncapture_bodies = true\n").unwrap();
+        std::fs::write(
+            &base,
+            "machine_id = \"base\"\n[listen]\nexplicit = \"127.0.0.1:1111\"\n[audit]\ncapture_bodies = true\n",
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("config.d")).unwrap();
-        std::fs::write(dir.path().join("config.d/10-fleet.toml"), "[audit.central]\nurl = \"postgres://central/x\"\n[listen]\nexplicit = \"127.0.0.1:2222\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("config.d/10-fleet.toml"),
+            "[audit.central]\nurl = \"postgres://central/x\"\n[listen]\nexplicit = \"127.0.0.1:2222\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("config.d/20-site.toml"), "machine_id = \"laptop-7\"\n").unwrap();
         std::fs::write(dir.path().join("config.d/ignored.txt"), "not = toml at all [").unwrap();
         let c = load(Some(&base)).unwrap();

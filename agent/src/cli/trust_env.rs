@@ -30,7 +30,8 @@ pub const PROFILE_SCRIPT: &str = "etc/profile.d/promptwall.sh";
 pub const ENVIRONMENT_D_DIR: &str = "etc/environment.d";
 pub const ENVIRONMENT_D: &str = "etc/environment.d/90-promptwall.conf";
 
-const BEGIN: &str = "# >>> promptwall trust: managed by `promptwall ca install`, removed by `promptwall ca uninstall` >>>";
+const BEGIN: &str =
+    "# >>> promptwall trust: managed by `promptwall ca install`, removed by `promptwall ca uninstall` >>>";
 const END: &str = "# <<< promptwall trust <<<";
 /// Flags inside the block so uninstall can restore the file byte for byte.
 const FLAG_CREATED: &str = "# promptwall: this file did not exist before";
@@ -117,10 +118,7 @@ pub fn install(root: &Path, layout: TrustLayout) -> anyhow::Result<EnvChange> {
     for (k, v) in &vars {
         profile += &format!("export {k}=\"${{{k}:-{v}}}\"\n");
     }
-    let envd = format!(
-        "{OWNED_HEADER}\n{}",
-        vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>()
-    );
+    let envd = format!("{OWNED_HEADER}\n{}", vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>());
     for (rel, content) in [(PROFILE_SCRIPT, profile), (ENVIRONMENT_D, envd)] {
         let path = root.join(rel);
         if fs::read_to_string(&path).ok().as_deref() == Some(content.as_str()) {
@@ -176,8 +174,11 @@ pub fn machine_environment(root: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut files = vec![root.join(ENVIRONMENT)];
     if let Ok(dir) = fs::read_dir(root.join(ENVIRONMENT_D_DIR)) {
-        let mut confs: Vec<PathBuf> =
-            dir.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "conf")).collect();
+        let mut confs: Vec<PathBuf> = dir
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
         confs.sort();
         files.extend(confs);
     }

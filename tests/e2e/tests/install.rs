@@ -37,7 +37,8 @@ fn have_root(test: &str) -> bool {
 }
 
 fn have_tool(tool: &str) -> bool {
-    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    let found =
+        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
     if !found {
         let msg = format!("{tool} is not installed (cargo xtask setup installs it)");
         assert!(!required(), "{msg}");
@@ -90,9 +91,14 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
 fn scratch_root() -> tempfile::TempDir {
     let root = tempfile::Builder::new().prefix("promptwall-root").tempdir().unwrap();
     let r = root.path();
-    for d in
-        ["etc/profile.d", "etc/ssl/certs", "etc/systemd/system", "usr/bin", "usr/local/share/ca-certificates", "var/lib"]
-    {
+    for d in [
+        "etc/profile.d",
+        "etc/ssl/certs",
+        "etc/systemd/system",
+        "usr/bin",
+        "usr/local/share/ca-certificates",
+        "var/lib",
+    ] {
         fs::create_dir_all(r.join(d)).unwrap();
     }
     for f in ["group", "gshadow", "passwd", "shadow"] {
@@ -124,7 +130,13 @@ fn verify_unit(root: &Path, unit: &Path) {
     let mut cmd = Command::new("systemd-analyze");
     cmd.arg("verify").arg(format!("--root={}", root.display())).arg(unit);
     let out = run_bounded(&mut cmd, STEP_TIMEOUT);
-    assert!(out.success() && out.stderr.trim().is_empty(), "systemd-analyze verify {}:\n{}{}", unit.display(), out.stdout, out.stderr);
+    assert!(
+        out.success() && out.stderr.trim().is_empty(),
+        "systemd-analyze verify {}:\n{}{}",
+        unit.display(),
+        out.stdout,
+        out.stderr
+    );
 }
 
 fn expect_machine_env(root: &Path) {
@@ -199,8 +211,7 @@ fn install_sh_into_a_scratch_root_and_back() {
             .unwrap();
     assert!(anchor.contains("BEGIN CERTIFICATE") && ca_pem.contains(anchor.trim()), "the anchor is the org CA");
     expect_machine_env(r);
-    let changed: Vec<&PathBuf> =
-        before.iter().filter(|(p, e)| after.get(*p) != Some(e)).map(|(p, _)| p).collect();
+    let changed: Vec<&PathBuf> = before.iter().filter(|(p, e)| after.get(*p) != Some(e)).map(|(p, _)| p).collect();
     assert_eq!(
         changed,
         vec![Path::new("etc/environment"), Path::new("etc/group"), Path::new("etc/gshadow")],
@@ -217,14 +228,19 @@ fn install_sh_into_a_scratch_root_and_back() {
 
     // Uninstall keeps config, CA and group; purge leaves the tree as it was.
     sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", root_arg]).expect_success("uninstall.sh");
-    for gone in ["usr/bin/promptwall", "etc/systemd/system/promptwall.service", "etc/profile.d/promptwall.sh",
-        "usr/local/share/ca-certificates/promptwall-org-ca.crt", "etc/environment.d"]
-    {
+    for gone in [
+        "usr/bin/promptwall",
+        "etc/systemd/system/promptwall.service",
+        "etc/profile.d/promptwall.sh",
+        "usr/local/share/ca-certificates/promptwall-org-ca.crt",
+        "etc/environment.d",
+    ] {
         assert!(!r.join(gone).exists(), "uninstall left {gone}");
     }
     assert_eq!(fs::read_to_string(r.join("etc/environment")).unwrap(), "LANG=C.UTF-8\n");
     assert!(r.join("var/lib/promptwall/ca/ca.key").exists() && group_id(r, "promptwall").is_some());
-    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", root_arg, "--purge"]).expect_success("uninstall --purge");
+    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", root_arg, "--purge"])
+        .expect_success("uninstall --purge");
     let restored: BTreeMap<_, _> = snapshot(r).into_iter().filter(|(p, _)| !ignore(p)).collect();
     let diff: Vec<_> = restored.keys().chain(before.keys()).filter(|p| restored.get(*p) != before.get(*p)).collect();
     assert!(diff.is_empty(), "purge did not restore the scratch root; differing paths: {diff:?}");
@@ -247,14 +263,23 @@ fn install_sh_imports_an_org_issued_ca() {
     let (cert, key) = (org.path().join("ca/ca.pem"), org.path().join("ca/ca.key"));
     sh(
         &workspace_root().join("deploy/install.sh"),
-        &["--root", r.to_str().unwrap(), "--bin", promptwall_bin().to_str().unwrap(), "--ca-cert", cert.to_str().unwrap(),
-            "--ca-key", key.to_str().unwrap()],
+        &[
+            "--root",
+            r.to_str().unwrap(),
+            "--bin",
+            promptwall_bin().to_str().unwrap(),
+            "--ca-cert",
+            cert.to_str().unwrap(),
+            "--ca-key",
+            key.to_str().unwrap(),
+        ],
     )
     .expect_success("install.sh --ca-cert --ca-key");
     assert_eq!(fs::read(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(), fs::read(&cert).unwrap());
     let anchor = fs::read_to_string(r.join("usr/local/share/ca-certificates/promptwall-org-ca.crt")).unwrap();
     assert!(fs::read_to_string(&cert).unwrap().contains(anchor.trim()));
-    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", r.to_str().unwrap(), "--purge"]).expect_success("purge");
+    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", r.to_str().unwrap(), "--purge"])
+        .expect_success("purge");
 }
 
 /// `dpkg-deb -c` line: (mode string, owner/group, path).
@@ -280,8 +305,16 @@ fn debian_package_contents_and_scripts() {
     let out_dir = tempfile::tempdir().unwrap();
     let built = sh(
         &workspace_root().join("deploy/debian/build-deb.sh"),
-        &["--bin", promptwall_bin().to_str().unwrap(), "--version", "0.1.0", "--out", out_dir.path().to_str().unwrap(),
-            "--compress", "none"],
+        &[
+            "--bin",
+            promptwall_bin().to_str().unwrap(),
+            "--version",
+            "0.1.0",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+            "--compress",
+            "none",
+        ],
     );
     built.expect_success("build-deb.sh");
     let deb = PathBuf::from(built.stdout.lines().last().unwrap().trim());
@@ -312,7 +345,15 @@ fn debian_package_contents_and_scripts() {
     info.arg("-I").arg(&deb);
     let info = run_bounded(&mut info, STEP_TIMEOUT);
     info.expect_success("dpkg-deb -I");
-    for needle in ["Package: promptwall", "Version: 0.1.0", "Depends: libc6 (>= 2.31), ca-certificates, passwd", "postinst", "prerm", "postrm", "conffiles"] {
+    for needle in [
+        "Package: promptwall",
+        "Version: 0.1.0",
+        "Depends: libc6 (>= 2.31), ca-certificates, passwd",
+        "postinst",
+        "prerm",
+        "postrm",
+        "conffiles",
+    ] {
         assert!(info.stdout.contains(needle), "dpkg-deb -I lacks {needle}:\n{}", info.stdout);
     }
 
@@ -330,7 +371,13 @@ fn debian_package_contents_and_scripts() {
         run_bounded(&mut check, STEP_TIMEOUT).expect_success(&format!("sh -n {s}"));
     }
     let postinst = fs::read_to_string(raw.path().join("DEBIAN/postinst")).unwrap();
-    for step in ["groupadd --system promptwall", "promptwall ca import", "promptwall ca init", "promptwall ca install", "systemctl enable promptwall.service"] {
+    for step in [
+        "groupadd --system promptwall",
+        "promptwall ca import",
+        "promptwall ca init",
+        "promptwall ca install",
+        "systemctl enable promptwall.service",
+    ] {
         assert!(postinst.contains(step), "postinst lacks {step}");
     }
     assert!(fs::read_to_string(raw.path().join("DEBIAN/prerm")).unwrap().contains("promptwall ca uninstall"));
@@ -474,7 +521,11 @@ for _ in $(seq 1 300); do [ -s "$NS_DIR/up.out" ] && break; sleep 0.1; done
         assert_eq!(untrusted[*id].0, "fail", "{id} after ca uninstall: {untrusted:#?}");
     }
     assert_eq!(untrusted["ca"].0, "pass");
-    assert!(read("untrusted.json")["checks"].as_array().unwrap().iter().all(|c| c["outcome"] != "fail" || c["fix"].is_string()));
+    assert!(read("untrusted.json")["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["outcome"] != "fail" || c["fix"].is_string()));
     assert_eq!(read("untrusted.json")["ok"], false);
     assert!(read("trusted.json")["machine_id"].as_str().is_some_and(|s| !s.is_empty()));
 }
@@ -609,7 +660,9 @@ run_clients untrusted
         assert_ne!(rc, 0, "{client} still succeeded after ca uninstall:\n{text}");
         let lower = text.to_lowercase();
         assert!(
-            ["certificate", "unknownissuer", "unable to verify", "self-signed", "issuer"].iter().any(|w| lower.contains(w)),
+            ["certificate", "unknownissuer", "unable to verify", "self-signed", "issuer"]
+                .iter()
+                .any(|w| lower.contains(w)),
             "{client} failed for a reason other than trust:\n{text}"
         );
     }
@@ -637,8 +690,16 @@ fn debian_package_installs_removes_and_purges() {
     let out_dir = tempfile::tempdir().unwrap();
     let built = sh(
         &workspace_root().join("deploy/debian/build-deb.sh"),
-        &["--bin", promptwall_bin().to_str().unwrap(), "--version", "0.1.0", "--out", out_dir.path().to_str().unwrap(),
-            "--compress", "none"],
+        &[
+            "--bin",
+            promptwall_bin().to_str().unwrap(),
+            "--version",
+            "0.1.0",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+            "--compress",
+            "none",
+        ],
     );
     built.expect_success("build-deb.sh");
     let deb = built.stdout.lines().last().unwrap().trim().to_string();
@@ -808,7 +869,12 @@ set -e
     let rc = |name: &str| -> i32 { read(&format!("{name}.rc")).trim().parse().unwrap() };
     let log = || fs::read_to_string(dir.join("up.log")).unwrap_or_default();
     for i in 1..=2 {
-        assert_eq!(rc(&format!("curl.{i}")), 60, "attempt {i} must reject the org CA's leaf: {}", read(&format!("curl.{i}")));
+        assert_eq!(
+            rc(&format!("curl.{i}")),
+            60,
+            "attempt {i} must reject the org CA's leaf: {}",
+            read(&format!("curl.{i}"))
+        );
     }
     assert_eq!(rc("curl.3"), 0, "attempt 3 must pass through: {}\nagent log:\n{}", read("curl.3"), log());
     assert!(read("curl.3").contains("You said: attempt 3"), "{}", read("curl.3"));
@@ -818,14 +884,21 @@ set -e
     let learned = status["learned_passthrough"].as_array().expect("status lists learned pairs");
     assert_eq!(learned.len(), 1, "{learned:#?}");
     assert!(learned[0]["exe"].as_str().unwrap().ends_with("/curl"), "{learned:#?}");
-    assert_eq!((learned[0]["server_name"].as_str(), learned[0]["failures"].as_u64()), (Some("api.anthropic.com"), Some(2)));
+    assert_eq!(
+        (learned[0]["server_name"].as_str(), learned[0]["failures"].as_u64()),
+        (Some("api.anthropic.com"), Some(2))
+    );
     assert_eq!(learned[0]["passthrough"], true);
 
     let doctor = doctor_rows(&serde_json::from_str(&read("doctor.json")).unwrap());
     assert_eq!(doctor["learned_passthrough"].0, "warn", "{doctor:#?}");
     assert!(doctor["learned_passthrough"].1.contains("UNINSPECTED"), "{doctor:#?}");
 
-    let rows: Vec<Value> = read("audit.jsonl").lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> = read("audit.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let passthrough: Vec<&Value> = rows.iter().filter(|r| r["verdict"] == "passthrough").collect();
     assert_eq!(passthrough.len(), 1, "one spliced connection audited: {rows:#?}");
     let row = passthrough[0];
