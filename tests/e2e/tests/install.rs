@@ -907,3 +907,57 @@ set -e
     let fake = read("fake.jsonl");
     assert!(fake.contains("attempt 3") && !fake.contains("attempt 1") && !fake.contains("attempt 2"), "{fake}");
 }
+
+/// install.sh on a live root (no --root): real groupadd, real
+/// update-ca-certificates, the installed config. Run inside a private mount
+/// namespace whose /etc, /usr and /var are tmpfs-backed overlays, so the
+/// host is only read. `uninstall.sh --purge` must restore what it changed.
+#[test]
+fn install_sh_on_a_live_root_in_an_overlay() {
+    if !Namespace::available() {
+        assert!(!required(), "live install.sh test needs root and unshare");
+        eprintln!("SKIPPED: live install.sh test needs root and unshare");
+        return;
+    }
+    if !have_tool("update-ca-certificates") || !have_tool("groupadd") {
+        return;
+    }
+    let mut ns = Namespace::new();
+    ns.env("PW", promptwall_bin().display().to_string())
+        .env("DEPLOY", workspace_root().join("deploy").display().to_string());
+    let script = r#"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+T="$NS_DIR/overlay"
+mkdir "$T"
+mount -t tmpfs tmpfs "$T"
+for d in etc usr var; do
+    mkdir "$T/$d.up" "$T/$d.work"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/$d.up,workdir=$T/$d.work" "/$d"
+done
+mount --bind "$NS_DIR/hosts" /etc/hosts
+[ -d /run/systemd ] && mount -t tmpfs tmpfs /run/systemd
+bundle_certs() { grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt; }
+N_BEFORE=$(bundle_certs)
+ENV_BEFORE=$(cat /etc/environment 2>/dev/null || echo absent)
+GROUP_BEFORE=$(cat /etc/group)
+sh "$DEPLOY/install.sh" --bin "$PW" --no-start > "$NS_DIR/install.log" 2>&1 || { cat "$NS_DIR/install.log" >&2; fail "install.sh"; }
+getent group promptwall >/dev/null || fail "no promptwall group"
+[ "$(stat -c '%a %G' /etc/promptwall/config.toml)" = "640 promptwall" ] || fail "config mode/group"
+[ "$(stat -c '%a' /var/lib/promptwall/ca)" = 700 ] || fail "CA directory mode"
+[ "$(bundle_certs)" = $((N_BEFORE + 1)) ] || fail "the refreshed bundle lacks the org CA"
+grep -qx 'REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt' /etc/environment || fail "no machine-wide environment"
+grep -q 'not started' "$NS_DIR/install.log" || fail "--no-start must not start anything"
+sh "$DEPLOY/uninstall.sh" --purge > "$NS_DIR/uninstall.log" 2>&1 || { cat "$NS_DIR/uninstall.log" >&2; fail "uninstall.sh --purge"; }
+[ "$(bundle_certs)" = "$N_BEFORE" ] || fail "purge left the CA in the bundle"
+[ "$(cat /etc/environment 2>/dev/null || echo absent)" = "$ENV_BEFORE" ] || fail "purge did not restore /etc/environment"
+[ "$(cat /etc/group)" = "$GROUP_BEFORE" ] || fail "purge did not restore /etc/group"
+for p in /usr/bin/promptwall /etc/systemd/system/promptwall.service /etc/promptwall /var/lib/promptwall \
+    /etc/profile.d/promptwall.sh /etc/environment.d/90-promptwall.conf /usr/local/share/ca-certificates/promptwall-org-ca.crt; do
+    [ -e "$p" ] && fail "purge left $p"
+done
+echo "live install round trip ok"
+"#;
+    let out = ns.run(script, Duration::from_secs(300));
+    out.expect_success("install.sh / uninstall.sh --purge on a live root in an overlay");
+    assert!(out.stdout.contains("live install round trip ok"), "{}", out.stdout);
+}
