@@ -229,13 +229,26 @@ impl Proxy {
         if stage.as_ref().is_some_and(|s| s.may_change_length()) {
             resp_parts.headers.remove(header::CONTENT_LENGTH);
         }
-        let body = self.clone().relay_response(resp_body, stage, log, started);
+        // A stream that breaks off ends with an error event the client's SDK
+        // understands, instead of a truncated body.
+        let sse_error = (shape.is_llm()
+            && resp_parts.status.is_success()
+            && content_type.to_ascii_lowercase().contains("text/event-stream"))
+        .then_some(shape);
+        let body = self.clone().relay_response(resp_body, stage, log, started, sse_error);
         Ok(Response::from_parts(resp_parts, body))
     }
 
     /// Streams the upstream body to the client through the response stage,
     /// and commits the audit row before the end of the body is sent.
-    fn relay_response(self: Arc<Self>, mut upstream: Incoming, mut stage: Option<ResponseStage>, mut log: RequestLog, started: Instant) -> ProxyBody {
+    fn relay_response(
+        self: Arc<Self>,
+        mut upstream: Incoming,
+        mut stage: Option<ResponseStage>,
+        mut log: RequestLog,
+        started: Instant,
+        sse_error: Option<ApiShape>,
+    ) -> ProxyBody {
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(32);
         let capture_limit = self.config.audit.capture_bodies.then_some(self.config.audit.capture_max_bytes);
         tokio::spawn(async move {
@@ -317,7 +330,15 @@ impl Proxy {
                     let _ = tx.send(Ok(Frame::data(tail))).await;
                 }
                 if let Some(e) = upstream_error {
-                    let _ = tx.send(Err(format!("upstream response broke off: {e}").into())).await;
+                    match sse_error {
+                        Some(shape) => {
+                            let msg = format!("promptwall: the provider's stream broke off ({e}); retry the request");
+                            let _ = tx.send(Ok(Frame::data(inspect::sse_error_event(shape, &msg)))).await;
+                        }
+                        None => {
+                            let _ = tx.send(Err(format!("upstream response broke off: {e}").into())).await;
+                        }
+                    }
                 }
             }
         });

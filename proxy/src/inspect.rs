@@ -63,6 +63,27 @@ pub fn reshape_error(shape: ApiShape, status: u16, body: &[u8]) -> Bytes {
     error_body_with_code(shape, status, kind, err["code"].as_str(), message)
 }
 
+/// An SSE error event in the stream format of `shape`'s clients, for a
+/// stream the proxy has to end early. Starts with a blank line so it is
+/// never glued to a preceding event.
+pub fn sse_error_event(shape: ApiShape, message: &str) -> Bytes {
+    let text = match shape {
+        ApiShape::AnthropicMessages | ApiShape::AnthropicCountTokens => format!(
+            "\n\nevent: error\ndata: {}\n\n",
+            serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        ),
+        ApiShape::OpenAiResponses => format!(
+            "\n\nevent: error\ndata: {}\n\n",
+            serde_json::json!({"type": "error", "code": "server_error", "message": message, "param": null})
+        ),
+        _ => format!(
+            "\n\ndata: {}\n\n",
+            serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": "promptwall_stream_broken"}})
+        ),
+    };
+    Bytes::from(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -543,3 +543,77 @@ fn used_as_an_https_proxy_it_says_to_use_a_base_url() {
     assert!(fake.recorded().is_empty());
     assert_follow_up_ok(&agent, "after CONNECT");
 }
+
+const PY_BROKEN_STREAM: &str = r#"
+import json, os, pathlib, anthropic, openai
+marker = pathlib.Path(os.environ["MARKER"])
+h = {"x-fake-events": "60", "x-fake-slow": "1"}
+got, err = "", None
+try:
+    if os.environ["API"] == "anthropic":
+        c = anthropic.Anthropic(max_retries=0, timeout=60)
+        with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, extra_headers=h,
+                               messages=[{"role": "user", "content": "break me"}]) as s:
+            for t in s.text_stream:
+                got += t
+                marker.touch()
+    else:
+        c = openai.OpenAI(max_retries=0, timeout=60)
+        for ch in c.chat.completions.create(model="gpt-4o", stream=True, extra_headers=h,
+                                            messages=[{"role": "user", "content": "break me"}]):
+            if ch.choices and ch.choices[0].delta.content:
+                got += ch.choices[0].delta.content
+                marker.touch()
+except Exception as e:
+    err = {"cls": type(e).__name__, "msg": str(e)}
+print(json.dumps({"got": got, "err": err}))
+"#;
+
+/// The provider dies mid-stream; the client must get an error it can
+/// parse (its own API's error event), not a truncated body.
+fn provider_dies_mid_stream(api: &str) -> Option<(Value, Agent)> {
+    let clients = TestClients::find()?;
+    let fake = FakeProvider::start_background(FakeOptions { slow_delay_ms: 200, ..Default::default() }).unwrap();
+    let agent = Agent::start_explicit(&fake);
+    let marker = agent.dir.path().join(format!("{api}-streaming"));
+    let mut cmd = clients.python_cmd(PY_BROKEN_STREAM);
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e")
+        .env("OPENAI_BASE_URL", agent.openai_base_url())
+        .env("OPENAI_API_KEY", "sk-e2e")
+        .env("API", api)
+        .env("MARKER", &marker);
+    let client = std::thread::spawn(move || run_bounded(&mut cmd, CLIENT_TIMEOUT));
+    // Kill the provider once the client has seen text arrive.
+    for _ in 0..600 {
+        if marker.exists() || client.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(marker.exists(), "the client never received streamed text");
+    drop(fake);
+    let out = client.join().unwrap();
+    out.expect_success("python client on a broken stream");
+    Some((out.last_json(), agent))
+}
+
+fn assert_broken_stream_reported(r: &Value, agent: &Agent, error_class: &str) {
+    assert!(r["got"].as_str().is_some_and(|t| t.starts_with("You")), "{r}");
+    assert_eq!(r["err"]["cls"], error_class, "the SDK must see an API error event, not a cut connection: {r}");
+    assert!(r["err"]["msg"].as_str().unwrap().contains("stream broke off"), "{r}");
+    let row = last_row(agent, 1);
+    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("broke off")), "{row:#?}");
+}
+
+#[test]
+fn provider_dying_mid_stream_gives_anthropic_clients_an_error_event() {
+    let Some((r, agent)) = provider_dies_mid_stream("anthropic") else { return };
+    assert_broken_stream_reported(&r, &agent, "APIStatusError");
+}
+
+#[test]
+fn provider_dying_mid_stream_gives_openai_clients_an_error_chunk() {
+    let Some((r, agent)) = provider_dies_mid_stream("openai") else { return };
+    assert_broken_stream_reported(&r, &agent, "APIError");
+}
