@@ -1,0 +1,849 @@
+//! Real coding agents, unmodified (Claude Code and Codex CLI from npm, pinned
+//! in xtask/src/clients.rs), through transparent interception: no base-URL
+//! or proxy variable anywhere. Each test runs in a private mount + network
+//! namespace: the fake provider on 127.0.0.2:443 under the real host names
+//! (private /etc/hosts), `promptwall up` with its eBPF redirect attached to a
+//! child cgroup holding only the client, and trust set the way the installer
+//! sets it (org CA in the system bundle and anchor path, machine-wide
+//! variables). Every scenario asserts the client's own output, what the
+//! fake provider received, and the audit row.
+//!
+//! Needs root, `unshare`, the built agent + fake provider, and the clients
+//! from `cargo xtask setup`; skips otherwise unless PROMPTWALL_REQUIRE_CLIENTS=1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use promptwall_e2e::paths::{fake_provider_bin, promptwall_bin};
+use promptwall_e2e::{run_bounded, AuditRow, Namespace, TestClients};
+use serde_json::Value;
+
+const EMAIL: &str = "jane.doe@example.org";
+const PHONE: &str = "+1 415 555 0134";
+
+fn aws_key() -> String {
+    // Built at run time so the source holds no credential-shaped literal.
+    format!("AKIA{}", "Q3EGUX7MZPW5KD4N")
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Client {
+    Claude,
+    Codex,
+}
+
+struct Step {
+    client: Client,
+    prompt: String,
+    args: Vec<String>,
+    /// Outer bound: Codex retries forever on some failures.
+    timeout_secs: u64,
+}
+
+fn claude(prompt: &str, args: &[&str]) -> Step {
+    Step {
+        client: Client::Claude,
+        prompt: prompt.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        timeout_secs: 60,
+    }
+}
+
+fn codex(prompt: &str) -> Step {
+    Step {
+        client: Client::Codex,
+        prompt: prompt.into(),
+        args: vec![],
+        timeout_secs: 60,
+    }
+}
+
+#[derive(Debug)]
+struct StepResult {
+    stdout: String,
+    stderr: String,
+    rc: Option<i32>,
+    /// Audit rows written while this step ran.
+    rows: Vec<AuditRow>,
+}
+
+impl StepResult {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+    fn show(&self) -> String {
+        format!(
+            "rc {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.rc, self.stdout, self.stderr
+        )
+    }
+    /// The rows for LLM calls (not the clients' settings/telemetry calls).
+    fn llm_rows(&self) -> Vec<&AuditRow> {
+        self.rows
+            .iter()
+            .filter(|r| r.rest.get("llm").and_then(Value::as_bool) == Some(true))
+            .collect()
+    }
+}
+
+struct Outcome {
+    steps: Vec<StepResult>,
+    /// Everything the fake provider received (HTTP requests and WS messages).
+    fake: Vec<Value>,
+    all_rows: Vec<AuditRow>,
+}
+
+impl Outcome {
+    /// Fake-provider records whose body contains `marker`.
+    fn fake_with(&self, marker: &str) -> Vec<&Value> {
+        self.fake
+            .iter()
+            .filter(|r| r["body"].as_str().is_some_and(|b| b.contains(marker)))
+            .collect()
+    }
+    fn fake_contains(&self, needle: &str) -> bool {
+        self.fake.iter().any(|r| {
+            r["body"].as_str().is_some_and(|b| b.contains(needle))
+                || r["headers"].to_string().contains(needle)
+                || r["query"].as_str().is_some_and(|q| q.contains(needle))
+        })
+    }
+}
+
+/// A child cgroup for the clients, removed on drop. Not `promptwall-test-*`:
+/// `promptwall cleanup`, which other tests run concurrently, removes those.
+struct ClientCgroup {
+    path: PathBuf,
+    parent: PathBuf,
+}
+
+impl ClientCgroup {
+    fn create() -> ClientCgroup {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let mountinfo =
+            std::fs::read_to_string("/proc/self/mountinfo").expect("cannot read mountinfo");
+        let parent = mountinfo
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                right
+                    .starts_with("cgroup2 ")
+                    .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
+            })
+            .expect("no cgroup2 mount: the eBPF redirect needs cgroup v2");
+        let path = parent.join(format!(
+            "promptwall-e2e-agents-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        ClientCgroup { path, parent }
+    }
+}
+
+impl Drop for ClientCgroup {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in procs.split_whitespace() {
+                let _ = std::fs::write(self.parent.join("cgroup.procs"), pid);
+            }
+        }
+        if let Err(e) = std::fs::remove_dir(&self.path) {
+            eprintln!(
+                "WARNING: cannot remove test cgroup {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// The clients and the namespace, or None (skip) when unavailable and not required.
+fn prerequisites() -> Option<TestClients> {
+    let required = std::env::var("PROMPTWALL_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
+    if !Namespace::available() {
+        let msg = "agents tests need root and unshare (private namespaces, eBPF on a child cgroup)";
+        assert!(!required, "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return None;
+    }
+    let clients = TestClients::find()?;
+    for bin in ["claude", "codex"] {
+        if !clients.npm_bin(bin).exists() {
+            let msg = format!(
+                "{} missing; run `cargo xtask setup`",
+                clients.npm_bin(bin).display()
+            );
+            assert!(!required, "{msg}");
+            eprintln!("SKIPPED: {msg}");
+            return None;
+        }
+    }
+    Some(clients)
+}
+
+/// Inside the namespace: fake provider, agent with eBPF on $CG, installer-style
+/// trust, then each step as `$D/step-N.sh` run from inside the cgroup.
+const SETUP: &str = r#"
+D="$NS_DIR"
+mount -t bpf bpf /sys/fs/bpf
+printf '127.0.0.1 localhost\n127.0.0.2 api.anthropic.com api.openai.com chatgpt.com ab.chatgpt.com\n' > "$D/hosts.fake"
+mount --bind "$D/hosts.fake" /etc/hosts
+"$FAKE_BIN" --bind 127.0.0.2:443 $FAKE_WS --ca-dir "$D/fakeca" --log "$D/fake.jsonl" > "$D/fake.out" 2> "$D/fake.err" &
+FP=$!
+cat > "$D/config.toml" <<EOF
+[listen]
+explicit = "127.0.0.1:0"
+transparent = "127.0.0.1:15443"
+admin_socket = "$D/admin.sock"
+[ca]
+dir = "$D/ca"
+[audit]
+url = "sqlite://$D/audit.db"
+[upstream]
+extra_roots = ["$D/fakeca/ca.pem"]
+[intercept]
+enabled = true
+cgroup = "$CG"
+addresses = ["127.0.0.2/32"]
+ports = [443]
+resolve_interval_secs = 0
+EOF
+for _ in $(seq 100); do [ -s "$D/fake.out" ] && break; sleep 0.1; done
+"$PW_BIN" --config "$D/config.toml" ca init > "$D/ca-init.log" 2>&1
+"$PW_BIN" --config "$D/config.toml" up > "$D/agent.out" 2> "$D/agent.log" &
+AP=$!
+trap 'kill $AP 2>/dev/null; wait $AP 2>/dev/null; kill $FP 2>/dev/null; wait $FP 2>/dev/null' EXIT
+for _ in $(seq 300); do [ -s "$D/agent.out" ] && break; kill -0 $AP || break; sleep 0.1; done
+[ -s "$D/agent.out" ] || { echo "promptwall up did not become ready" >&2; cat "$D/agent.log" >&2; exit 3; }
+# Trust as `promptwall ca install` leaves it: the org CA in the system
+# bundle and at the anchor path, plus the machine-wide variables.
+cat /etc/ssl/certs/ca-certificates.crt "$D/ca/ca.pem" > "$D/bundle.pem"
+mount --bind "$D/bundle.pem" /etc/ssl/certs/ca-certificates.crt
+mkdir -p "$D/anchors" && cp "$D/ca/ca.pem" "$D/anchors/promptwall-org-ca.crt"
+mount --bind "$D/anchors" /usr/local/share/ca-certificates
+export NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/promptwall-org-ca.crt NODE_USE_SYSTEM_CA=1
+export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+mkdir -p "$D/work" "$D/home" "$D/codex-home"
+for step in "$D"/step-*.sh; do
+  n="${step%.sh}"
+  date -u +%Y-%m-%dT%H:%M:%S.%NZ > "$n.start"
+  rc=0
+  (cd "$D/work" && sh -c 'echo $$ > "$CG/cgroup.procs" && exec bash "$0"' "$step") > "$n.out" 2> "$n.err" < /dev/null || rc=$?
+  echo $rc > "$n.rc"
+  sleep 0.3 # the audit row of the last answer is written just after it ends
+  date -u +%Y-%m-%dT%H:%M:%S.%NZ > "$n.end"
+done
+"#;
+
+fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> String {
+    let prompt_file = dir.join(format!("step-{i:02}.prompt"));
+    std::fs::write(&prompt_file, &step.prompt).unwrap();
+    let args: Vec<String> = step
+        .args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let t = step.timeout_secs;
+    match step.client {
+        Client::Claude => format!(
+            "export HOME=\"$NS_DIR/home\" ANTHROPIC_API_KEY=sk-ant-api03-e2e-agents-test-key CLAUDE_CODE_MAX_RETRIES=0 \
+             API_TIMEOUT_MS=30000 DISABLE_AUTOUPDATER=1\nexec timeout -k 2 {t} '{}' -p \"$(cat '{}')\" {}\n",
+            clients.npm_bin("claude").display(),
+            prompt_file.display(),
+            args.join(" ")
+        ),
+        Client::Codex => format!(
+            "export CODEX_HOME=\"$NS_DIR/codex-home\" CODEX_API_KEY=sk-proj-e2e-agents-test-key\n\
+             exec timeout -k 2 {t} '{}' exec --skip-git-repo-check {} \"$(cat '{}')\"\n",
+            clients.npm_bin("codex").display(),
+            args.join(" "),
+            prompt_file.display()
+        ),
+    }
+}
+
+/// RFC 3339 UTC with the fraction padded to 9 digits, so strings compare in time order.
+fn norm_ts(ts: &str) -> String {
+    let ts = ts.trim().trim_end_matches('Z');
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    format!("{secs}.{frac:0<9}")
+}
+
+/// Runs `steps` in order in one namespace with one agent; `fake_ws` serves
+/// the Responses WebSocket (else the fake answers 426 and Codex uses SSE).
+fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
+    let cg = ClientCgroup::create();
+    let mut ns = Namespace::new();
+    let dir = ns.dir();
+    for (i, step) in steps.iter().enumerate() {
+        std::fs::write(
+            dir.join(format!("step-{i:02}.sh")),
+            step_script(step, clients, &dir, i),
+        )
+        .unwrap();
+    }
+    ns.env("PW_BIN", promptwall_bin().display().to_string())
+        .env("FAKE_BIN", fake_provider_bin().display().to_string())
+        .env("CG", cg.path.display().to_string())
+        .env("FAKE_WS", if fake_ws { "--ws" } else { "" });
+    let budget: u64 = 60 + steps.iter().map(|s| s.timeout_secs + 5).sum::<u64>();
+    let out = ns.run(SETUP, Duration::from_secs(budget));
+    let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+    assert!(
+        out.success(),
+        "namespace run failed:\n{}\n{}\nagent log:\n{log}",
+        out.stdout,
+        out.stderr
+    );
+
+    let mut q = Command::new(promptwall_bin());
+    q.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(["audit", "query", "--json", "--limit", "10000"]);
+    let aq = run_bounded(&mut q, Duration::from_secs(60));
+    aq.expect_success("promptwall audit query");
+    let mut all_rows: Vec<AuditRow> = aq
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad audit row ({e}): {l}")))
+        .collect();
+    all_rows.sort_by_key(|r| r.id);
+
+    let read = |name: String| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let steps = (0..steps.len())
+        .map(|i| {
+            let (start, end) = (
+                norm_ts(&read(format!("step-{i:02}.start"))),
+                norm_ts(&read(format!("step-{i:02}.end"))),
+            );
+            let rows = all_rows
+                .iter()
+                .filter(|r| {
+                    let ts = norm_ts(r.rest.get("ts").and_then(Value::as_str).unwrap_or(""));
+                    ts >= start && ts <= end
+                })
+                .cloned()
+                .collect();
+            StepResult {
+                stdout: read(format!("step-{i:02}.out")),
+                stderr: read(format!("step-{i:02}.err")),
+                rc: read(format!("step-{i:02}.rc")).trim().parse().ok(),
+                rows,
+            }
+        })
+        .collect();
+    let fake = read("fake.jsonl".into())
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("fake log line is JSON"))
+        .collect();
+    Outcome {
+        steps,
+        fake,
+        all_rows,
+    }
+}
+
+/// The audit row of an LLM call by this client: identified tool, the
+/// client process (pid, exe, user), model and token counts.
+fn assert_llm_row(row: &AuditRow, client: Client) {
+    let (tool, exe_part) = match client {
+        Client::Claude => ("claude-code", "@anthropic-ai/claude-code"),
+        Client::Codex => ("codex", "codex"),
+    };
+    assert_eq!(row.listener, "transparent", "{row:#?}");
+    assert_eq!(row.tool.as_deref(), Some(tool), "{row:#?}");
+    assert!(row.pid.is_some_and(|p| p > 1), "{row:#?}");
+    assert!(
+        row.exe.as_deref().is_some_and(|e| e.contains(exe_part)),
+        "{row:#?}"
+    );
+    assert_eq!(row.user.as_deref(), Some("root"), "{row:#?}");
+    assert!(
+        row.model.as_deref().is_some_and(|m| !m.is_empty()),
+        "{row:#?}"
+    );
+}
+
+/// The fake's reported usage for a record equals the row's tokens.
+fn assert_tokens(row: &AuditRow, rec: &Value) {
+    assert_eq!(
+        row.input_tokens,
+        rec["reply_usage"]["input_tokens"].as_i64(),
+        "input tokens {row:#?}"
+    );
+    assert_eq!(
+        row.output_tokens,
+        rec["reply_usage"]["output_tokens"].as_i64(),
+        "output tokens {row:#?}"
+    );
+    assert_eq!(
+        row.model.as_deref(),
+        rec["json"]["model"]
+            .as_str()
+            .or(rec["json"]["response"]["model"].as_str())
+    );
+}
+
+fn findings(row: &AuditRow) -> Value {
+    match row.rest.get("findings").cloned().unwrap_or(Value::Null) {
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
+        v => v,
+    }
+}
+
+#[test]
+fn claude_code_plain_pii_and_tool_round() {
+    let Some(clients) = prerequisites() else {
+        return;
+    };
+    let pii = format!("agents-pii write to {EMAIL} or call {PHONE}");
+    let tool = format!("agents-tool ECHOARGS {EMAIL} {PHONE}");
+    let o = run(
+        &clients,
+        false,
+        &[
+            claude("agents-plain say hi", &[]),
+            claude(&pii, &[]),
+            claude(&tool, &["--allowedTools", "Bash(echo:*)"]),
+        ],
+    );
+
+    // Plain turn.
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(
+        s.stdout.trim(),
+        "You said: agents-plain say hi",
+        "{}",
+        s.show()
+    );
+    let seen = o.fake_with("agents-plain say hi");
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0]["path"], "/v1/messages");
+    assert_eq!(seen[0]["query"], "beta=true");
+    assert_eq!(seen[0]["sni"], "api.anthropic.com");
+    let rows = s.llm_rows();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_llm_row(rows[0], Client::Claude);
+    assert_tokens(rows[0], seen[0]);
+    assert_eq!(
+        rows[0].verdict, "allowed",
+        "Claude Code's own prompt must pass untouched: {:#?}",
+        rows[0]
+    );
+    // Its non-LLM calls went through and are audited as such, under its name.
+    let settings: Vec<_> = s
+        .rows
+        .iter()
+        .filter(|r| r.path.as_deref() == Some("/api/claude_code/settings"))
+        .collect();
+    assert!(
+        !settings.is_empty()
+            && settings
+                .iter()
+                .all(|r| r.tool.as_deref() == Some("claude-code")),
+        "{:#?}",
+        s.rows
+    );
+    assert!(
+        s.rows
+            .iter()
+            .all(|r| r.tool.as_deref() == Some("claude-code")),
+        "every call is Claude Code's: {:#?}",
+        s.rows
+    );
+
+    // PII: the provider sees placeholders, the user the originals.
+    let s = &o.steps[1];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
+    assert!(
+        !o.fake_contains(EMAIL) && !o.fake_contains("555 0134"),
+        "PII reached the provider"
+    );
+    let seen = o.fake_with("agents-pii write to [[EMAIL_");
+    assert_eq!(seen.len(), 1);
+    let rows = s.llm_rows();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_llm_row(rows[0], Client::Claude);
+    assert_tokens(rows[0], seen[0]);
+    assert_eq!(rows[0].verdict, "redacted");
+    assert_eq!(
+        (
+            findings(rows[0])["email"].as_u64(),
+            findings(rows[0])["phone"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+
+    // Tool round: tool_use arguments streamed as input_json_delta carry
+    // placeholders; Bash ran with the originals (its output echoes them).
+    let s = &o.steps[2];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(
+        s.stdout.trim(),
+        format!("Tool said: {tool}"),
+        "{}",
+        s.show()
+    );
+    let seen = o.fake_with("agents-tool ECHOARGS");
+    assert_eq!(
+        seen.len(),
+        2,
+        "tool_use turn, then tool_result turn: {seen:#?}"
+    );
+    let result_turn = seen[1]["body"].as_str().unwrap();
+    assert!(
+        result_turn.contains("tool_result") && result_turn.contains("[[EMAIL_"),
+        "{result_turn}"
+    );
+    let rows = s.llm_rows();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for (row, rec) in rows.iter().zip(&seen) {
+        assert_llm_row(row, Client::Claude);
+        assert_tokens(row, rec);
+        assert_eq!(row.verdict, "redacted");
+    }
+}
+
+#[test]
+fn claude_code_blocked_secret_and_upstream_errors() {
+    let Some(clients) = prerequisites() else {
+        return;
+    };
+    let key = aws_key();
+    let o = run(
+        &clients,
+        false,
+        &[
+            claude(&format!("agents-secret deploy with {key} now"), &[]),
+            claude("agents-429 FAKESTATUS429", &[]),
+            claude("agents-529 FAKESTATUS529", &[]),
+            claude("agents-mid MIDSTREAMERROR please", &[]),
+        ],
+    );
+
+    // Secret: blocked before it leaves; the error names the kind, not the value.
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(1), "{}", s.show());
+    assert!(
+        s.all().contains("422") && s.all().contains("aws_access_key_id"),
+        "{}",
+        s.show()
+    );
+    assert!(
+        !s.all().contains(&key),
+        "the key value is echoed: {}",
+        s.show()
+    );
+    assert!(
+        !o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(),
+        "the secret reached the provider"
+    );
+    let rows = s.llm_rows();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_llm_row(rows[0], Client::Claude);
+    assert_eq!((rows[0].status, rows[0].verdict.as_str()), (422, "blocked"));
+    assert_eq!(
+        findings(rows[0])["aws_access_key_id"].as_u64(),
+        Some(1),
+        "{:#?}",
+        rows[0]
+    );
+
+    // 429 / 529 come back as the provider sent them.
+    for (i, status, text) in [
+        (1, 429, "Rate limited by the fake provider"),
+        (2, 529, "Overloaded"),
+    ] {
+        let s = &o.steps[i];
+        assert_eq!(s.rc, Some(1), "{}", s.show());
+        assert!(
+            s.all().contains(&status.to_string()) && s.all().contains(text),
+            "{}",
+            s.show()
+        );
+        let rows = s.llm_rows();
+        assert_eq!(
+            rows.len(),
+            1,
+            "CLAUDE_CODE_MAX_RETRIES=0: one attempt: {rows:#?}"
+        );
+        assert_llm_row(rows[0], Client::Claude);
+        assert_eq!(rows[0].status, status);
+        assert_eq!(o.fake_with(&format!("agents-{status}")).len(), 1);
+    }
+
+    // Mid-stream `error` event: Claude Code got the two deltas before it and
+    // the error (it asks to resume, sending the partial answer back).
+    let s = &o.steps[3];
+    let seen = o.fake_with("agents-mid MIDSTREAMERROR");
+    assert!(
+        seen.len() >= 2,
+        "Claude Code resumes after a mid-stream error: {seen:#?}\n{}",
+        s.show()
+    );
+    // (It drops the partial answer and asks the model to resume.)
+    let resumed = seen[1]["json"]["messages"].to_string();
+    assert!(
+        resumed.contains("cut off mid-stream"),
+        "Claude Code did not see the error: {resumed}"
+    );
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert!(s
+        .llm_rows()
+        .iter()
+        .all(|r| r.tool.as_deref() == Some("claude-code") && r.status == 200));
+}
+
+#[test]
+fn codex_websocket_plain_pii_and_tool_round() {
+    let Some(clients) = prerequisites() else {
+        return;
+    };
+    let pii = format!("agents-pii write to {EMAIL} or call {PHONE}");
+    let tool = format!("agents-tool ECHOARGS {EMAIL} {PHONE}");
+    let o = run(
+        &clients,
+        true,
+        &[codex("agents-plain say hi"), codex(&pii), codex(&tool)],
+    );
+
+    // Plain turn over the Responses WebSocket: prewarm + response.create.
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(
+        s.stdout.trim(),
+        "You said: agents-plain say hi",
+        "{}",
+        s.show()
+    );
+    let seen = o.fake_with("agents-plain say hi");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"),
+        "{seen:#?}"
+    );
+    assert!(
+        o.fake
+            .iter()
+            .all(|r| !(r["method"] == "POST" && r["path"] == "/v1/responses")),
+        "no SSE fallback expected"
+    );
+    let answered = seen.last().unwrap();
+    let rows: Vec<_> = s
+        .llm_rows()
+        .into_iter()
+        .filter(|r| r.output_tokens.unwrap_or(0) > 0)
+        .collect();
+    assert_eq!(rows.len(), 1, "{:#?}", s.rows);
+    assert_llm_row(rows[0], Client::Codex);
+    assert_eq!(rows[0].path.as_deref(), Some("/v1/responses"));
+    assert_tokens(rows[0], answered);
+    assert!(
+        s.rows
+            .iter()
+            .any(|r| r.path.as_deref() == Some("/backend-api/codex/models")
+                && r.rest.get("llm").and_then(Value::as_bool) == Some(false)
+                && r.status == 200),
+        "{:#?}",
+        s.rows
+    );
+
+    // PII inside response.create: placeholders upstream, originals for the user.
+    let s = &o.steps[1];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
+    assert!(
+        !o.fake_contains(EMAIL) && !o.fake_contains("555 0134"),
+        "PII reached the provider"
+    );
+    let seen = o.fake_with("agents-pii write to [[EMAIL_");
+    assert!(!seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"));
+    let rows: Vec<_> = s
+        .llm_rows()
+        .into_iter()
+        .filter(|r| r.verdict == "redacted")
+        .collect();
+    assert_eq!(rows.len(), 1, "{:#?}", s.rows);
+    assert_llm_row(rows[0], Client::Codex);
+    assert_eq!(
+        findings(rows[0])["email"].as_u64(),
+        Some(1),
+        "{:#?}",
+        rows[0]
+    );
+
+    // Tool round: the custom tool call's input carries placeholders; Codex ran
+    // it with the originals (its output echoes them), and the output sent
+    // back (only the new input, over the same socket) is redacted again.
+    let s = &o.steps[2];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert!(
+        s.stdout.contains("Tool said:") && s.stdout.contains(&tool),
+        "{}",
+        s.show()
+    );
+    assert!(!o.fake_contains(EMAIL), "PII reached the provider");
+    let outputs: Vec<_> = o
+        .fake
+        .iter()
+        .filter(|r| r["transport"] == "ws")
+        .filter_map(|r| {
+            let req = if r["json"]["response"].is_object() {
+                &r["json"]["response"]
+            } else {
+                &r["json"]
+            };
+            let items = req["input"].as_array()?;
+            items
+                .iter()
+                .any(|i| i["type"] == "custom_tool_call_output")
+                .then_some((req, items))
+        })
+        .collect();
+    assert_eq!(outputs.len(), 1, "one tool output message expected");
+    let (req, items) = outputs[0];
+    assert_eq!(
+        items.len(),
+        1,
+        "over the socket a follow-up carries only the new input: {items:#?}"
+    );
+    assert!(items[0].to_string().contains("[[EMAIL_"), "{items:#?}");
+    assert!(
+        req["previous_response_id"].is_string(),
+        "a follow-up on the same socket"
+    );
+    assert!(s
+        .llm_rows()
+        .iter()
+        .all(|r| r.tool.as_deref() == Some("codex")));
+}
+
+#[test]
+fn codex_blocked_secret_and_upstream_errors() {
+    let Some(clients) = prerequisites() else {
+        return;
+    };
+    let key = aws_key();
+    let o = run(
+        &clients,
+        true,
+        &[
+            codex(&format!("agents-secret deploy with {key} now")),
+            codex("agents-429 FAKESTATUS429"),
+            codex("agents-mid MIDSTREAMERROR please"),
+        ],
+    );
+
+    // Secret in response.create: refused on the WebSocket (error frame with
+    // 422), then again on the SSE fallback; the value never leaves.
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(1), "{}", s.show());
+    let errors: Vec<&str> = s
+        .stderr
+        .lines()
+        .filter(|l| l.contains("promptwall blocked"))
+        .collect();
+    assert!(
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|l| l.contains("aws_access_key_id") && l.contains("422")),
+        "{}",
+        s.show()
+    );
+    assert!(
+        errors.iter().all(|l| !l.contains(&key)),
+        "the error echoes the key: {errors:#?}"
+    );
+    assert!(
+        !o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(),
+        "the secret reached the provider"
+    );
+    assert!(
+        s.stderr.contains("Falling back from WebSockets to HTTPS"),
+        "{}",
+        s.show()
+    );
+    let blocked: Vec<_> = s.rows.iter().filter(|r| r.verdict == "blocked").collect();
+    assert!(!blocked.is_empty(), "{:#?}", s.rows);
+    for row in &blocked {
+        assert_llm_row(row, Client::Codex);
+        assert_eq!(
+            findings(row)["aws_access_key_id"].as_u64(),
+            Some(1),
+            "{row:#?}"
+        );
+    }
+
+    // 429: Codex retries, then reports the provider's status.
+    let s = &o.steps[1];
+    assert_eq!(s.rc, Some(1), "{}", s.show());
+    assert!(s.all().contains("429"), "{}", s.show());
+    assert!(!o.fake_with("agents-429").is_empty());
+
+    // Mid-stream error event (then response.failed) reaches Codex.
+    let s = &o.steps[2];
+    assert_eq!(s.rc, Some(1), "{}", s.show());
+    assert!(s.all().contains("injected mid-stream"), "{}", s.show());
+    let partial = o.fake_with("agents-mid MIDSTREAMERROR");
+    assert!(!partial.is_empty());
+    assert!(
+        s.llm_rows()
+            .iter()
+            .all(|r| r.tool.as_deref() == Some("codex")),
+        "{:#?}",
+        s.rows
+    );
+    assert!(o
+        .all_rows
+        .iter()
+        .all(|r| r.tool.as_deref() == Some("codex")));
+}
+
+/// When the WebSocket is refused (here by the provider, 426), Codex falls
+/// back to POST + SSE, which is inspected the same way.
+#[test]
+fn codex_falls_back_to_sse_when_the_websocket_is_refused() {
+    let Some(clients) = prerequisites() else {
+        return;
+    };
+    let pii = format!("agents-sse write to {EMAIL}");
+    let o = run(&clients, false, &[codex(&pii)]);
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
+    assert!(o
+        .fake
+        .iter()
+        .any(|r| r["method"] == "GET" && r["path"] == "/v1/responses" && r["status"] == 426));
+    let seen: Vec<_> = o.fake_with("agents-sse write to [[EMAIL_");
+    assert!(
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|r| r["method"] == "POST" && r["transport"] == "http"),
+        "{seen:#?}"
+    );
+    assert!(!o.fake_contains(EMAIL));
+    let refused: Vec<_> = s.rows.iter().filter(|r| r.status == 426).collect();
+    assert!(
+        !refused.is_empty(),
+        "the refused upgrade is audited: {:#?}",
+        s.rows
+    );
+    let rows: Vec<_> = s
+        .llm_rows()
+        .into_iter()
+        .filter(|r| r.method.as_deref() == Some("POST"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{:#?}", s.rows);
+    assert_llm_row(rows[0], Client::Codex);
+    assert_eq!(rows[0].verdict, "redacted");
+    assert_tokens(rows[0], seen.last().unwrap());
+}
