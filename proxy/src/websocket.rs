@@ -13,7 +13,8 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -123,7 +124,16 @@ where
     let mut error = None;
     loop {
         tokio::select! {
-            msg = c_rx.next() => match msg {
+            msg = c_rx.next() => match msg.map(|m| m.map(binary_as_text)) {
+                Some(Ok(Message::Binary(_))) => {
+                    // Not UTF-8, so not JSON the pipeline can read: never
+                    // forwarded uninspected. 1008 = policy violation.
+                    let reason = "promptwall: binary WebSocket messages cannot be inspected; send JSON text";
+                    let frame = CloseFrame { code: CloseCode::Policy, reason: reason.into() };
+                    let _ = c_tx.send(Message::Close(Some(frame))).await;
+                    error = Some("client sent a binary WebSocket message that cannot be inspected; closed".into());
+                    break;
+                }
                 Some(Ok(Message::Text(text))) => {
                     up += text.len() as u64;
                     match inspector.client_text(text) {
@@ -140,7 +150,7 @@ where
                 Some(Err(e)) => { error = Some(format!("client side: {e}")); break }
                 None => break,
             },
-            msg = s_rx.next() => match msg {
+            msg = s_rx.next() => match msg.map(|m| m.map(binary_as_text)) {
                 Some(Ok(Message::Text(text))) => {
                     down += text.len() as u64;
                     let mut gone = false;
@@ -161,6 +171,18 @@ where
     inspector.finished(up, down, error);
 }
 
+/// A UTF-8 binary message is inspected (and sent on) as text: the JSON in it
+/// is what the pipeline reads, whichever frame type carried it.
+fn binary_as_text(msg: Message) -> Message {
+    match msg {
+        Message::Binary(data) => match String::from_utf8(data) {
+            Ok(text) => Message::Text(text),
+            Err(e) => Message::Binary(e.into_bytes()),
+        },
+        other => other,
+    }
+}
+
 fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
     let mut hop = from.clone();
     crate::forward::strip_hop_by_hop(&mut hop);
@@ -171,4 +193,73 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
         to.append(name.clone(), value.clone());
     }
     to.remove("sec-websocket-extensions");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Refuses any message containing "SECRET"; records what it saw.
+    struct Refuser(Arc<Mutex<Vec<String>>>);
+
+    impl MessageInspector for Refuser {
+        fn client_text(&mut self, text: String) -> ClientVerdict {
+            self.0.lock().unwrap().push(text.clone());
+            if text.contains("SECRET") {
+                ClientVerdict::Refuse(vec![r#"{"type":"error","status":422}"#.into()])
+            } else {
+                ClientVerdict::Forward(text)
+            }
+        }
+        fn server_text(&mut self, text: String) -> Vec<String> {
+            vec![text.replace("[[X]]", "restored")]
+        }
+        fn finished(&mut self, _: u64, _: u64, _: Option<String>) {}
+    }
+
+    async fn pair() -> (WebSocketStream<tokio::io::DuplexStream>, WebSocketStream<tokio::io::DuplexStream>) {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let a = WebSocketStream::from_raw_socket(a, Role::Client, None);
+        let b = WebSocketStream::from_raw_socket(b, Role::Server, None);
+        tokio::join!(a, b)
+    }
+
+    /// Binary frames are inspected like text, and bytes that are not UTF-8
+    /// close the socket instead of reaching the provider.
+    #[tokio::test]
+    async fn binary_messages_are_inspected_or_refused_never_relayed_raw() {
+        // Bounded: a regression shows up as a missing reply, not a hang.
+        tokio::time::timeout(std::time::Duration::from_secs(20), binary_scenario())
+            .await
+            .expect("the relay stopped answering");
+    }
+
+    async fn binary_scenario() {
+        let (mut client, proxy_client_side) = pair().await;
+        let (proxy_server_side, mut server) = pair().await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let relay = tokio::spawn(pump(proxy_client_side, proxy_server_side, Box::new(Refuser(seen.clone()))));
+
+        client.send(Message::Binary(br#"{"type":"response.create","input":"SECRET"}"#.to_vec())).await.unwrap();
+        let reply = client.next().await.unwrap().unwrap();
+        assert_eq!(reply, Message::Text(r#"{"type":"error","status":422}"#.into()));
+
+        client.send(Message::Binary(br#"{"input":"fine"}"#.to_vec())).await.unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap(), Message::Text(r#"{"input":"fine"}"#.into()));
+        server.send(Message::Binary(b"answer [[X]]".to_vec())).await.unwrap();
+        assert_eq!(client.next().await.unwrap().unwrap(), Message::Text("answer restored".into()));
+
+        client.send(Message::Binary(vec![0xff, 0xfe, 0x00])).await.unwrap();
+        match client.next().await.unwrap().unwrap() {
+            Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Policy),
+            other => panic!("expected a policy close, got {other:?}"),
+        }
+        relay.await.unwrap();
+        // The provider got only the inspected text message, then the close.
+        while let Some(Ok(msg)) = server.next().await {
+            assert!(matches!(msg, Message::Close(_)), "uninspected message reached the provider: {msg:?}");
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
 }
