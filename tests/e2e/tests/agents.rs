@@ -52,12 +52,7 @@ fn claude(prompt: &str, args: &[&str]) -> Step {
 }
 
 fn codex(prompt: &str) -> Step {
-    Step {
-        client: Client::Codex,
-        prompt: prompt.into(),
-        args: vec![],
-        timeout_secs: 60,
-    }
+    Step { client: Client::Codex, prompt: prompt.into(), args: vec![], timeout_secs: 60 }
 }
 
 #[derive(Debug)]
@@ -74,17 +69,11 @@ impl StepResult {
         format!("{}\n{}", self.stdout, self.stderr)
     }
     fn show(&self) -> String {
-        format!(
-            "rc {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.rc, self.stdout, self.stderr
-        )
+        format!("rc {:?}\n--- stdout\n{}\n--- stderr\n{}", self.rc, self.stdout, self.stderr)
     }
     /// The rows for LLM calls (not the clients' settings/telemetry calls).
     fn llm_rows(&self) -> Vec<&AuditRow> {
-        self.rows
-            .iter()
-            .filter(|r| r.rest.get("llm").and_then(Value::as_bool) == Some(true))
-            .collect()
+        self.rows.iter().filter(|r| r.rest.get("llm").and_then(Value::as_bool) == Some(true)).collect()
     }
 }
 
@@ -98,10 +87,7 @@ struct Outcome {
 impl Outcome {
     /// Fake-provider records whose body contains `marker`.
     fn fake_with(&self, marker: &str) -> Vec<&Value> {
-        self.fake
-            .iter()
-            .filter(|r| r["body"].as_str().is_some_and(|b| b.contains(marker)))
-            .collect()
+        self.fake.iter().filter(|r| r["body"].as_str().is_some_and(|b| b.contains(marker))).collect()
     }
     fn fake_contains(&self, needle: &str) -> bool {
         self.fake.iter().any(|r| {
@@ -122,24 +108,17 @@ struct ClientCgroup {
 impl ClientCgroup {
     fn create() -> ClientCgroup {
         static N: AtomicU32 = AtomicU32::new(0);
-        let mountinfo =
-            std::fs::read_to_string("/proc/self/mountinfo").expect("cannot read mountinfo");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("cannot read mountinfo");
         let parent = mountinfo
             .lines()
             .find_map(|l| {
                 let (left, right) = l.split_once(" - ")?;
-                right
-                    .starts_with("cgroup2 ")
-                    .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
+                right.starts_with("cgroup2 ").then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
             })
             .expect("no cgroup2 mount: the eBPF redirect needs cgroup v2");
-        let path = parent.join(format!(
-            "promptwall-e2e-agents-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        let path =
+            parent.join(format!("promptwall-e2e-agents-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         ClientCgroup { path, parent }
     }
 }
@@ -152,10 +131,7 @@ impl Drop for ClientCgroup {
             }
         }
         if let Err(e) = std::fs::remove_dir(&self.path) {
-            eprintln!(
-                "WARNING: cannot remove test cgroup {}: {e}",
-                self.path.display()
-            );
+            eprintln!("WARNING: cannot remove test cgroup {}: {e}", self.path.display());
         }
     }
 }
@@ -172,10 +148,7 @@ fn prerequisites() -> Option<TestClients> {
     let clients = TestClients::find()?;
     for bin in ["claude", "codex"] {
         if !clients.npm_bin(bin).exists() {
-            let msg = format!(
-                "{} missing; run `cargo xtask setup`",
-                clients.npm_bin(bin).display()
-            );
+            let msg = format!("{} missing; run `cargo xtask setup`", clients.npm_bin(bin).display());
             assert!(!required, "{msg}");
             eprintln!("SKIPPED: {msg}");
             return None;
@@ -241,11 +214,7 @@ done
 fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> String {
     let prompt_file = dir.join(format!("step-{i:02}.prompt"));
     std::fs::write(&prompt_file, &step.prompt).unwrap();
-    let args: Vec<String> = step
-        .args
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect();
+    let args: Vec<String> = step.args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
     let t = step.timeout_secs;
     match step.client {
         Client::Claude => format!(
@@ -279,11 +248,7 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
     let mut ns = Namespace::new();
     let dir = ns.dir();
     for (i, step) in steps.iter().enumerate() {
-        std::fs::write(
-            dir.join(format!("step-{i:02}.sh")),
-            step_script(step, clients, &dir, i),
-        )
-        .unwrap();
+        std::fs::write(dir.join(format!("step-{i:02}.sh")), step_script(step, clients, &dir, i)).unwrap();
     }
     ns.env("PW_BIN", promptwall_bin().display().to_string())
         .env("FAKE_BIN", fake_provider_bin().display().to_string())
@@ -292,17 +257,10 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
     let budget: u64 = 60 + steps.iter().map(|s| s.timeout_secs + 5).sum::<u64>();
     let out = ns.run(SETUP, Duration::from_secs(budget));
     let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
-    assert!(
-        out.success(),
-        "namespace run failed:\n{}\n{}\nagent log:\n{log}",
-        out.stdout,
-        out.stderr
-    );
+    assert!(out.success(), "namespace run failed:\n{}\n{}\nagent log:\n{log}", out.stdout, out.stderr);
 
     let mut q = Command::new(promptwall_bin());
-    q.arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(["audit", "query", "--json", "--limit", "10000"]);
+    q.arg("--config").arg(dir.join("config.toml")).args(["audit", "query", "--json", "--limit", "10000"]);
     let aq = run_bounded(&mut q, Duration::from_secs(60));
     aq.expect_success("promptwall audit query");
     let mut all_rows: Vec<AuditRow> = aq
@@ -316,10 +274,8 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
     let read = |name: String| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let steps = (0..steps.len())
         .map(|i| {
-            let (start, end) = (
-                norm_ts(&read(format!("step-{i:02}.start"))),
-                norm_ts(&read(format!("step-{i:02}.end"))),
-            );
+            let (start, end) =
+                (norm_ts(&read(format!("step-{i:02}.start"))), norm_ts(&read(format!("step-{i:02}.end"))));
             let rows = all_rows
                 .iter()
                 .filter(|r| {
@@ -341,11 +297,7 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("fake log line is JSON"))
         .collect();
-    Outcome {
-        steps,
-        fake,
-        all_rows,
-    }
+    Outcome { steps, fake, all_rows }
 }
 
 /// The audit row of an LLM call by this client: identified tool, the
@@ -358,35 +310,16 @@ fn assert_llm_row(row: &AuditRow, client: Client) {
     assert_eq!(row.listener, "transparent", "{row:#?}");
     assert_eq!(row.tool.as_deref(), Some(tool), "{row:#?}");
     assert!(row.pid.is_some_and(|p| p > 1), "{row:#?}");
-    assert!(
-        row.exe.as_deref().is_some_and(|e| e.contains(exe_part)),
-        "{row:#?}"
-    );
+    assert!(row.exe.as_deref().is_some_and(|e| e.contains(exe_part)), "{row:#?}");
     assert_eq!(row.user.as_deref(), Some("root"), "{row:#?}");
-    assert!(
-        row.model.as_deref().is_some_and(|m| !m.is_empty()),
-        "{row:#?}"
-    );
+    assert!(row.model.as_deref().is_some_and(|m| !m.is_empty()), "{row:#?}");
 }
 
 /// The fake's reported usage for a record equals the row's tokens.
 fn assert_tokens(row: &AuditRow, rec: &Value) {
-    assert_eq!(
-        row.input_tokens,
-        rec["reply_usage"]["input_tokens"].as_i64(),
-        "input tokens {row:#?}"
-    );
-    assert_eq!(
-        row.output_tokens,
-        rec["reply_usage"]["output_tokens"].as_i64(),
-        "output tokens {row:#?}"
-    );
-    assert_eq!(
-        row.model.as_deref(),
-        rec["json"]["model"]
-            .as_str()
-            .or(rec["json"]["response"]["model"].as_str())
-    );
+    assert_eq!(row.input_tokens, rec["reply_usage"]["input_tokens"].as_i64(), "input tokens {row:#?}");
+    assert_eq!(row.output_tokens, rec["reply_usage"]["output_tokens"].as_i64(), "output tokens {row:#?}");
+    assert_eq!(row.model.as_deref(), rec["json"]["model"].as_str().or(rec["json"]["response"]["model"].as_str()));
 }
 
 fn findings(row: &AuditRow) -> Value {
@@ -406,22 +339,13 @@ fn claude_code_plain_pii_and_tool_round() {
     let o = run(
         &clients,
         false,
-        &[
-            claude("agents-plain say hi", &[]),
-            claude(&pii, &[]),
-            claude(&tool, &["--allowedTools", "Bash(echo:*)"]),
-        ],
+        &[claude("agents-plain say hi", &[]), claude(&pii, &[]), claude(&tool, &["--allowedTools", "Bash(echo:*)"])],
     );
 
     // Plain turn.
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(0), "{}", s.show());
-    assert_eq!(
-        s.stdout.trim(),
-        "You said: agents-plain say hi",
-        "{}",
-        s.show()
-    );
+    assert_eq!(s.stdout.trim(), "You said: agents-plain say hi", "{}", s.show());
     let seen = o.fake_with("agents-plain say hi");
     assert_eq!(seen.len(), 1, "{seen:#?}");
     assert_eq!(seen[0]["path"], "/v1/messages");
@@ -431,29 +355,12 @@ fn claude_code_plain_pii_and_tool_round() {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_llm_row(rows[0], Client::Claude);
     assert_tokens(rows[0], seen[0]);
-    assert_eq!(
-        rows[0].verdict, "allowed",
-        "Claude Code's own prompt must pass untouched: {:#?}",
-        rows[0]
-    );
+    assert_eq!(rows[0].verdict, "allowed", "Claude Code's own prompt must pass untouched: {:#?}", rows[0]);
     // Its non-LLM calls went through and are audited as such, under its name.
-    let settings: Vec<_> = s
-        .rows
-        .iter()
-        .filter(|r| r.path.as_deref() == Some("/api/claude_code/settings"))
-        .collect();
+    let settings: Vec<_> = s.rows.iter().filter(|r| r.path.as_deref() == Some("/api/claude_code/settings")).collect();
+    assert!(!settings.is_empty() && settings.iter().all(|r| r.tool.as_deref() == Some("claude-code")), "{:#?}", s.rows);
     assert!(
-        !settings.is_empty()
-            && settings
-                .iter()
-                .all(|r| r.tool.as_deref() == Some("claude-code")),
-        "{:#?}",
-        s.rows
-    );
-    assert!(
-        s.rows
-            .iter()
-            .all(|r| r.tool.as_deref() == Some("claude-code")),
+        s.rows.iter().all(|r| r.tool.as_deref() == Some("claude-code")),
         "every call is Claude Code's: {:#?}",
         s.rows
     );
@@ -462,10 +369,7 @@ fn claude_code_plain_pii_and_tool_round() {
     let s = &o.steps[1];
     assert_eq!(s.rc, Some(0), "{}", s.show());
     assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
-    assert!(
-        !o.fake_contains(EMAIL) && !o.fake_contains("555 0134"),
-        "PII reached the provider"
-    );
+    assert!(!o.fake_contains(EMAIL) && !o.fake_contains("555 0134"), "PII reached the provider");
     let seen = o.fake_with("agents-pii write to [[EMAIL_");
     assert_eq!(seen.len(), 1);
     let rows = s.llm_rows();
@@ -473,35 +377,17 @@ fn claude_code_plain_pii_and_tool_round() {
     assert_llm_row(rows[0], Client::Claude);
     assert_tokens(rows[0], seen[0]);
     assert_eq!(rows[0].verdict, "redacted");
-    assert_eq!(
-        (
-            findings(rows[0])["email"].as_u64(),
-            findings(rows[0])["phone"].as_u64()
-        ),
-        (Some(1), Some(1))
-    );
+    assert_eq!((findings(rows[0])["email"].as_u64(), findings(rows[0])["phone"].as_u64()), (Some(1), Some(1)));
 
     // Tool round: tool_use arguments streamed as input_json_delta carry
     // placeholders; Bash ran with the originals (its output echoes them).
     let s = &o.steps[2];
     assert_eq!(s.rc, Some(0), "{}", s.show());
-    assert_eq!(
-        s.stdout.trim(),
-        format!("Tool said: {tool}"),
-        "{}",
-        s.show()
-    );
+    assert_eq!(s.stdout.trim(), format!("Tool said: {tool}"), "{}", s.show());
     let seen = o.fake_with("agents-tool ECHOARGS");
-    assert_eq!(
-        seen.len(),
-        2,
-        "tool_use turn, then tool_result turn: {seen:#?}"
-    );
+    assert_eq!(seen.len(), 2, "tool_use turn, then tool_result turn: {seen:#?}");
     let result_turn = seen[1]["body"].as_str().unwrap();
-    assert!(
-        result_turn.contains("tool_result") && result_turn.contains("[[EMAIL_"),
-        "{result_turn}"
-    );
+    assert!(result_turn.contains("tool_result") && result_turn.contains("[[EMAIL_"), "{result_turn}");
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 2, "{rows:#?}");
     for (row, rec) in rows.iter().zip(&seen) {
@@ -531,49 +417,22 @@ fn claude_code_blocked_secret_and_upstream_errors() {
     // Secret: blocked before it leaves; the error names the kind, not the value.
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(1), "{}", s.show());
-    assert!(
-        s.all().contains("422") && s.all().contains("aws_access_key_id"),
-        "{}",
-        s.show()
-    );
-    assert!(
-        !s.all().contains(&key),
-        "the key value is echoed: {}",
-        s.show()
-    );
-    assert!(
-        !o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(),
-        "the secret reached the provider"
-    );
+    assert!(s.all().contains("422") && s.all().contains("aws_access_key_id"), "{}", s.show());
+    assert!(!s.all().contains(&key), "the key value is echoed: {}", s.show());
+    assert!(!o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(), "the secret reached the provider");
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_llm_row(rows[0], Client::Claude);
     assert_eq!((rows[0].status, rows[0].verdict.as_str()), (422, "blocked"));
-    assert_eq!(
-        findings(rows[0])["aws_access_key_id"].as_u64(),
-        Some(1),
-        "{:#?}",
-        rows[0]
-    );
+    assert_eq!(findings(rows[0])["aws_access_key_id"].as_u64(), Some(1), "{:#?}", rows[0]);
 
     // 429 / 529 come back as the provider sent them.
-    for (i, status, text) in [
-        (1, 429, "Rate limited by the fake provider"),
-        (2, 529, "Overloaded"),
-    ] {
+    for (i, status, text) in [(1, 429, "Rate limited by the fake provider"), (2, 529, "Overloaded")] {
         let s = &o.steps[i];
         assert_eq!(s.rc, Some(1), "{}", s.show());
-        assert!(
-            s.all().contains(&status.to_string()) && s.all().contains(text),
-            "{}",
-            s.show()
-        );
+        assert!(s.all().contains(&status.to_string()) && s.all().contains(text), "{}", s.show());
         let rows = s.llm_rows();
-        assert_eq!(
-            rows.len(),
-            1,
-            "CLAUDE_CODE_MAX_RETRIES=0: one attempt: {rows:#?}"
-        );
+        assert_eq!(rows.len(), 1, "CLAUDE_CODE_MAX_RETRIES=0: one attempt: {rows:#?}");
         assert_llm_row(rows[0], Client::Claude);
         assert_eq!(rows[0].status, status);
         assert_eq!(o.fake_with(&format!("agents-{status}")).len(), 1);
@@ -583,22 +442,12 @@ fn claude_code_blocked_secret_and_upstream_errors() {
     // the error (it asks to resume, sending the partial answer back).
     let s = &o.steps[3];
     let seen = o.fake_with("agents-mid MIDSTREAMERROR");
-    assert!(
-        seen.len() >= 2,
-        "Claude Code resumes after a mid-stream error: {seen:#?}\n{}",
-        s.show()
-    );
+    assert!(seen.len() >= 2, "Claude Code resumes after a mid-stream error: {seen:#?}\n{}", s.show());
     // (It drops the partial answer and asks the model to resume.)
     let resumed = seen[1]["json"]["messages"].to_string();
-    assert!(
-        resumed.contains("cut off mid-stream"),
-        "Claude Code did not see the error: {resumed}"
-    );
+    assert!(resumed.contains("cut off mid-stream"), "Claude Code did not see the error: {resumed}");
     assert_eq!(s.rc, Some(0), "{}", s.show());
-    assert!(s
-        .llm_rows()
-        .iter()
-        .all(|r| r.tool.as_deref() == Some("claude-code") && r.status == 200));
+    assert!(s.llm_rows().iter().all(|r| r.tool.as_deref() == Some("claude-code") && r.status == 200));
 }
 
 #[test]
@@ -608,48 +457,28 @@ fn codex_websocket_plain_pii_and_tool_round() {
     };
     let pii = format!("agents-pii write to {EMAIL} or call {PHONE}");
     let tool = format!("agents-tool ECHOARGS {EMAIL} {PHONE}");
-    let o = run(
-        &clients,
-        true,
-        &[codex("agents-plain say hi"), codex(&pii), codex(&tool)],
-    );
+    let o = run(&clients, true, &[codex("agents-plain say hi"), codex(&pii), codex(&tool)]);
 
     // Plain turn over the Responses WebSocket: prewarm + response.create.
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(0), "{}", s.show());
-    assert_eq!(
-        s.stdout.trim(),
-        "You said: agents-plain say hi",
-        "{}",
-        s.show()
-    );
+    assert_eq!(s.stdout.trim(), "You said: agents-plain say hi", "{}", s.show());
     let seen = o.fake_with("agents-plain say hi");
+    assert!(!seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"), "{seen:#?}");
     assert!(
-        !seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"),
-        "{seen:#?}"
-    );
-    assert!(
-        o.fake
-            .iter()
-            .all(|r| !(r["method"] == "POST" && r["path"] == "/v1/responses")),
+        o.fake.iter().all(|r| !(r["method"] == "POST" && r["path"] == "/v1/responses")),
         "no SSE fallback expected"
     );
     let answered = seen.last().unwrap();
-    let rows: Vec<_> = s
-        .llm_rows()
-        .into_iter()
-        .filter(|r| r.output_tokens.unwrap_or(0) > 0)
-        .collect();
+    let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.output_tokens.unwrap_or(0) > 0).collect();
     assert_eq!(rows.len(), 1, "{:#?}", s.rows);
     assert_llm_row(rows[0], Client::Codex);
     assert_eq!(rows[0].path.as_deref(), Some("/v1/responses"));
     assert_tokens(rows[0], answered);
     assert!(
-        s.rows
-            .iter()
-            .any(|r| r.path.as_deref() == Some("/backend-api/codex/models")
-                && r.rest.get("llm").and_then(Value::as_bool) == Some(false)
-                && r.status == 200),
+        s.rows.iter().any(|r| r.path.as_deref() == Some("/backend-api/codex/models")
+            && r.rest.get("llm").and_then(Value::as_bool) == Some(false)
+            && r.status == 200),
         "{:#?}",
         s.rows
     );
@@ -658,70 +487,37 @@ fn codex_websocket_plain_pii_and_tool_round() {
     let s = &o.steps[1];
     assert_eq!(s.rc, Some(0), "{}", s.show());
     assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
-    assert!(
-        !o.fake_contains(EMAIL) && !o.fake_contains("555 0134"),
-        "PII reached the provider"
-    );
+    assert!(!o.fake_contains(EMAIL) && !o.fake_contains("555 0134"), "PII reached the provider");
     let seen = o.fake_with("agents-pii write to [[EMAIL_");
     assert!(!seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"));
-    let rows: Vec<_> = s
-        .llm_rows()
-        .into_iter()
-        .filter(|r| r.verdict == "redacted")
-        .collect();
+    let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.verdict == "redacted").collect();
     assert_eq!(rows.len(), 1, "{:#?}", s.rows);
     assert_llm_row(rows[0], Client::Codex);
-    assert_eq!(
-        findings(rows[0])["email"].as_u64(),
-        Some(1),
-        "{:#?}",
-        rows[0]
-    );
+    assert_eq!(findings(rows[0])["email"].as_u64(), Some(1), "{:#?}", rows[0]);
 
     // Tool round: the custom tool call's input carries placeholders; Codex ran
     // it with the originals (its output echoes them), and the output sent
     // back (only the new input, over the same socket) is redacted again.
     let s = &o.steps[2];
     assert_eq!(s.rc, Some(0), "{}", s.show());
-    assert!(
-        s.stdout.contains("Tool said:") && s.stdout.contains(&tool),
-        "{}",
-        s.show()
-    );
+    assert!(s.stdout.contains("Tool said:") && s.stdout.contains(&tool), "{}", s.show());
     assert!(!o.fake_contains(EMAIL), "PII reached the provider");
     let outputs: Vec<_> = o
         .fake
         .iter()
         .filter(|r| r["transport"] == "ws")
         .filter_map(|r| {
-            let req = if r["json"]["response"].is_object() {
-                &r["json"]["response"]
-            } else {
-                &r["json"]
-            };
+            let req = if r["json"]["response"].is_object() { &r["json"]["response"] } else { &r["json"] };
             let items = req["input"].as_array()?;
-            items
-                .iter()
-                .any(|i| i["type"] == "custom_tool_call_output")
-                .then_some((req, items))
+            items.iter().any(|i| i["type"] == "custom_tool_call_output").then_some((req, items))
         })
         .collect();
     assert_eq!(outputs.len(), 1, "one tool output message expected");
     let (req, items) = outputs[0];
-    assert_eq!(
-        items.len(),
-        1,
-        "over the socket a follow-up carries only the new input: {items:#?}"
-    );
+    assert_eq!(items.len(), 1, "over the socket a follow-up carries only the new input: {items:#?}");
     assert!(items[0].to_string().contains("[[EMAIL_"), "{items:#?}");
-    assert!(
-        req["previous_response_id"].is_string(),
-        "a follow-up on the same socket"
-    );
-    assert!(s
-        .llm_rows()
-        .iter()
-        .all(|r| r.tool.as_deref() == Some("codex")));
+    assert!(req["previous_response_id"].is_string(), "a follow-up on the same socket");
+    assert!(s.llm_rows().iter().all(|r| r.tool.as_deref() == Some("codex")));
 }
 
 #[test]
@@ -744,41 +540,20 @@ fn codex_blocked_secret_and_upstream_errors() {
     // 422), then again on the SSE fallback; the value never leaves.
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(1), "{}", s.show());
-    let errors: Vec<&str> = s
-        .stderr
-        .lines()
-        .filter(|l| l.contains("promptwall blocked"))
-        .collect();
+    let errors: Vec<&str> = s.stderr.lines().filter(|l| l.contains("promptwall blocked")).collect();
     assert!(
-        !errors.is_empty()
-            && errors
-                .iter()
-                .all(|l| l.contains("aws_access_key_id") && l.contains("422")),
+        !errors.is_empty() && errors.iter().all(|l| l.contains("aws_access_key_id") && l.contains("422")),
         "{}",
         s.show()
     );
-    assert!(
-        errors.iter().all(|l| !l.contains(&key)),
-        "the error echoes the key: {errors:#?}"
-    );
-    assert!(
-        !o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(),
-        "the secret reached the provider"
-    );
-    assert!(
-        s.stderr.contains("Falling back from WebSockets to HTTPS"),
-        "{}",
-        s.show()
-    );
+    assert!(errors.iter().all(|l| !l.contains(&key)), "the error echoes the key: {errors:#?}");
+    assert!(!o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(), "the secret reached the provider");
+    assert!(s.stderr.contains("Falling back from WebSockets to HTTPS"), "{}", s.show());
     let blocked: Vec<_> = s.rows.iter().filter(|r| r.verdict == "blocked").collect();
     assert!(!blocked.is_empty(), "{:#?}", s.rows);
     for row in &blocked {
         assert_llm_row(row, Client::Codex);
-        assert_eq!(
-            findings(row)["aws_access_key_id"].as_u64(),
-            Some(1),
-            "{row:#?}"
-        );
+        assert_eq!(findings(row)["aws_access_key_id"].as_u64(), Some(1), "{row:#?}");
     }
 
     // 429: Codex retries, then reports the provider's status.
@@ -793,17 +568,8 @@ fn codex_blocked_secret_and_upstream_errors() {
     assert!(s.all().contains("injected mid-stream"), "{}", s.show());
     let partial = o.fake_with("agents-mid MIDSTREAMERROR");
     assert!(!partial.is_empty());
-    assert!(
-        s.llm_rows()
-            .iter()
-            .all(|r| r.tool.as_deref() == Some("codex")),
-        "{:#?}",
-        s.rows
-    );
-    assert!(o
-        .all_rows
-        .iter()
-        .all(|r| r.tool.as_deref() == Some("codex")));
+    assert!(s.llm_rows().iter().all(|r| r.tool.as_deref() == Some("codex")), "{:#?}", s.rows);
+    assert!(o.all_rows.iter().all(|r| r.tool.as_deref() == Some("codex")));
 }
 
 /// When the WebSocket is refused (here by the provider, 426), Codex falls
@@ -818,30 +584,13 @@ fn codex_falls_back_to_sse_when_the_websocket_is_refused() {
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(0), "{}", s.show());
     assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
-    assert!(o
-        .fake
-        .iter()
-        .any(|r| r["method"] == "GET" && r["path"] == "/v1/responses" && r["status"] == 426));
+    assert!(o.fake.iter().any(|r| r["method"] == "GET" && r["path"] == "/v1/responses" && r["status"] == 426));
     let seen: Vec<_> = o.fake_with("agents-sse write to [[EMAIL_");
-    assert!(
-        !seen.is_empty()
-            && seen
-                .iter()
-                .all(|r| r["method"] == "POST" && r["transport"] == "http"),
-        "{seen:#?}"
-    );
+    assert!(!seen.is_empty() && seen.iter().all(|r| r["method"] == "POST" && r["transport"] == "http"), "{seen:#?}");
     assert!(!o.fake_contains(EMAIL));
     let refused: Vec<_> = s.rows.iter().filter(|r| r.status == 426).collect();
-    assert!(
-        !refused.is_empty(),
-        "the refused upgrade is audited: {:#?}",
-        s.rows
-    );
-    let rows: Vec<_> = s
-        .llm_rows()
-        .into_iter()
-        .filter(|r| r.method.as_deref() == Some("POST"))
-        .collect();
+    assert!(!refused.is_empty(), "the refused upgrade is audited: {:#?}", s.rows);
+    let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.method.as_deref() == Some("POST")).collect();
     assert_eq!(rows.len(), 1, "{:#?}", s.rows);
     assert_llm_row(rows[0], Client::Codex);
     assert_eq!(rows[0].verdict, "redacted");
