@@ -124,7 +124,7 @@ where
     let mut error = None;
     loop {
         tokio::select! {
-            msg = c_rx.next() => match msg.map(|m| m.map(binary_as_text)) {
+            msg = c_rx.next() => match decode_binary(msg) {
                 Some(Ok(Message::Binary(_))) => {
                     // Not UTF-8, so not JSON the pipeline can read: never
                     // forwarded uninspected. 1008 = policy violation.
@@ -150,7 +150,7 @@ where
                 Some(Err(e)) => { error = Some(format!("client side: {e}")); break }
                 None => break,
             },
-            msg = s_rx.next() => match msg.map(|m| m.map(binary_as_text)) {
+            msg = s_rx.next() => match decode_binary(msg) {
                 Some(Ok(Message::Text(text))) => {
                     down += text.len() as u64;
                     let mut gone = false;
@@ -173,12 +173,12 @@ where
 
 /// A UTF-8 binary message is inspected (and sent on) as text: the JSON in it
 /// is what the pipeline reads, whichever frame type carried it.
-fn binary_as_text(msg: Message) -> Message {
+fn decode_binary<E>(msg: Option<Result<Message, E>>) -> Option<Result<Message, E>> {
     match msg {
-        Message::Binary(data) => match String::from_utf8(data) {
+        Some(Ok(Message::Binary(data))) => Some(Ok(match String::from_utf8(data) {
             Ok(text) => Message::Text(text),
             Err(e) => Message::Binary(e.into_bytes()),
-        },
+        })),
         other => other,
     }
 }
