@@ -292,7 +292,9 @@ impl WsSession {
             log.output_tokens = u.get("output_tokens").and_then(|x| x.as_i64());
             log.cache_read_tokens = u.pointer("/input_tokens_details/cached_tokens").and_then(|x| x.as_i64());
         }
-        log.status = if kind == "response.completed" { 200 } else { 500 };
+        // A WebSocket `error` event carries the HTTP status it stands for (429, 400...).
+        let status = v.get("status").and_then(|s| s.as_u64()).filter(|s| (400..600).contains(s));
+        log.status = if kind == "response.completed" { 200 } else { status.map_or(500, |s| s as u16) };
         if kind != "response.completed" {
             log.error = Some(format!("provider ended the response with {kind}"));
         }

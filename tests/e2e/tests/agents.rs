@@ -447,7 +447,9 @@ fn claude_code_blocked_secret_and_upstream_errors() {
     let resumed = seen[1]["json"]["messages"].to_string();
     assert!(resumed.contains("cut off mid-stream"), "Claude Code did not see the error: {resumed}");
     assert_eq!(s.rc, Some(0), "{}", s.show());
-    assert!(s.llm_rows().iter().all(|r| r.tool.as_deref() == Some("claude-code") && r.status == 200));
+    let rows = s.llm_rows();
+    assert_eq!(rows.len(), seen.len(), "{rows:#?}");
+    rows.iter().for_each(|r| assert_llm_row(r, Client::Claude));
 }
 
 #[test]
@@ -561,6 +563,9 @@ fn codex_blocked_secret_and_upstream_errors() {
     assert_eq!(s.rc, Some(1), "{}", s.show());
     assert!(s.all().contains("429"), "{}", s.show());
     assert!(!o.fake_with("agents-429").is_empty());
+    let limited: Vec<_> = s.llm_rows().into_iter().filter(|r| r.status == 429).collect();
+    assert!(!limited.is_empty(), "the 429s are audited: {:#?}", s.rows);
+    limited.iter().for_each(|r| assert_llm_row(r, Client::Codex));
 
     // Mid-stream error event (then response.failed) reaches Codex.
     let s = &o.steps[2];
@@ -568,7 +573,8 @@ fn codex_blocked_secret_and_upstream_errors() {
     assert!(s.all().contains("injected mid-stream"), "{}", s.show());
     let partial = o.fake_with("agents-mid MIDSTREAMERROR");
     assert!(!partial.is_empty());
-    assert!(s.llm_rows().iter().all(|r| r.tool.as_deref() == Some("codex")), "{:#?}", s.rows);
+    assert!(!s.llm_rows().is_empty(), "{:#?}", s.rows);
+    s.llm_rows().iter().for_each(|r| assert_llm_row(r, Client::Codex));
     assert!(o.all_rows.iter().all(|r| r.tool.as_deref() == Some("codex")));
 }
 
