@@ -471,6 +471,16 @@ fn codex_websocket_plain_pii_and_tool_round() {
         o.fake.iter().all(|r| !(r["method"] == "POST" && r["path"] == "/v1/responses")),
         "no SSE fallback expected"
     );
+    // The handshake the provider got: Codex's own headers, but no
+    // permessage-deflate (compressed frames could not be inspected).
+    let upgrade = o.fake.iter().find(|r| r["method"] == "GET" && r["path"] == "/v1/responses").expect("an upgrade");
+    assert_eq!(upgrade["status"], 101);
+    let headers: Vec<(String, String)> = serde_json::from_value(upgrade["headers"].clone()).unwrap();
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert!(header("openai-beta").is_some_and(|v| v.contains("responses_websockets")), "{headers:?}");
+    assert_eq!(header("authorization"), Some("Bearer sk-proj-e2e-agents-test-key"));
+    assert_eq!(header("originator"), Some("codex_exec"));
+    assert_eq!(header("sec-websocket-extensions"), None, "{headers:?}");
     let answered = seen.last().unwrap();
     let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.output_tokens.unwrap_or(0) > 0).collect();
     assert_eq!(rows.len(), 1, "{:#?}", s.rows);
