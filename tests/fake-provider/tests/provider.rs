@@ -525,6 +525,33 @@ async fn responses_websocket_prewarm_then_turns() {
     assert_eq!(msgs[1].conn.sni.as_deref(), Some(OPENAI));
 }
 
+/// Codex signed in with ChatGPT uses the same API on chatgpt.com's backend path.
+#[tokio::test]
+async fn responses_websocket_on_the_chatgpt_backend_path() {
+    let fake = FakeProvider::start(FakeOptions { ws: true, ..Default::default() }).await.unwrap();
+    let tls = tls_connect(&fake, "chatgpt.com", &[]).await;
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        "wss://chatgpt.com/backend-api/codex/responses",
+    )
+    .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    let create = json!({"type": "response.create", "model": "gpt-5", "input": "backend ws"});
+    ws.send(Message::Text(create.to_string())).await.unwrap();
+    let mut last = Value::Null;
+    while let Some(msg) = ws.next().await {
+        let Message::Text(t) = msg.unwrap() else { continue };
+        last = serde_json::from_str(&t).unwrap();
+        if last["type"] == "response.completed" {
+            break;
+        }
+    }
+    assert_eq!(last["response"]["output"][0]["content"][0]["text"], "You said: backend ws");
+    let msgs: Vec<_> = fake.recorded().into_iter().filter(|r| r.transport == "ws").collect();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].path, "/backend-api/codex/responses");
+}
+
 #[tokio::test]
 async fn plain_mode_and_ca_dir_reuse() {
     let dir = tempfile::tempdir().unwrap();
