@@ -40,6 +40,15 @@ struct Step {
     args: Vec<String>,
     /// Outer bound: Codex retries forever on some failures.
     timeout_secs: u64,
+    /// Run the client as `nobody` (audit rows must name the client's user).
+    as_nobody: bool,
+}
+
+impl Step {
+    fn as_nobody(mut self) -> Step {
+        self.as_nobody = true;
+        self
+    }
 }
 
 fn claude(prompt: &str, args: &[&str]) -> Step {
@@ -48,11 +57,12 @@ fn claude(prompt: &str, args: &[&str]) -> Step {
         prompt: prompt.into(),
         args: args.iter().map(|s| s.to_string()).collect(),
         timeout_secs: 60,
+        as_nobody: false,
     }
 }
 
 fn codex(prompt: &str) -> Step {
-    Step { client: Client::Codex, prompt: prompt.into(), args: vec![], timeout_secs: 60 }
+    Step { client: Client::Codex, prompt: prompt.into(), args: vec![], timeout_secs: 60, as_nobody: false }
 }
 
 #[derive(Debug)]
@@ -216,10 +226,22 @@ fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> Stri
     std::fs::write(&prompt_file, &step.prompt).unwrap();
     let args: Vec<String> = step.args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
     let t = step.timeout_secs;
+    // As nobody: own HOME and cwd, and a traversable (not readable) $NS_DIR.
+    let (user_setup, home, drop) = if step.as_nobody {
+        (
+            "mkdir -p \"$NS_DIR/home-nobody\" \"$NS_DIR/work-nobody\"\n\
+             chown 65534:65534 \"$NS_DIR/home-nobody\" \"$NS_DIR/work-nobody\"\n\
+             chmod 711 \"$NS_DIR\"\ncd \"$NS_DIR/work-nobody\"\n",
+            "home-nobody",
+            "setpriv --reuid=65534 --regid=65534 --clear-groups --",
+        )
+    } else {
+        ("", "home", "")
+    };
     match step.client {
         Client::Claude => format!(
-            "export HOME=\"$NS_DIR/home\" ANTHROPIC_API_KEY=sk-ant-api03-e2e-agents-test-key CLAUDE_CODE_MAX_RETRIES=0 \
-             API_TIMEOUT_MS=30000 DISABLE_AUTOUPDATER=1\nexec timeout -k 2 {t} '{}' -p \"$(cat '{}')\" {}\n",
+            "{user_setup}export HOME=\"$NS_DIR/{home}\" ANTHROPIC_API_KEY=sk-ant-api03-e2e-agents-test-key CLAUDE_CODE_MAX_RETRIES=0 \
+             API_TIMEOUT_MS=30000 DISABLE_AUTOUPDATER=1\nexec timeout -k 2 {t} {drop} '{}' -p \"$(cat '{}')\" {}\n",
             clients.npm_bin("claude").display(),
             prompt_file.display(),
             args.join(" ")
@@ -303,6 +325,10 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
 /// The audit row of an LLM call by this client: identified tool, the
 /// client process (pid, exe, user), model and token counts.
 fn assert_llm_row(row: &AuditRow, client: Client) {
+    assert_llm_row_as(row, client, "root");
+}
+
+fn assert_llm_row_as(row: &AuditRow, client: Client, user: &str) {
     let (tool, exe_part) = match client {
         Client::Claude => ("claude-code", "@anthropic-ai/claude-code"),
         Client::Codex => ("codex", "codex"),
@@ -311,7 +337,7 @@ fn assert_llm_row(row: &AuditRow, client: Client) {
     assert_eq!(row.tool.as_deref(), Some(tool), "{row:#?}");
     assert!(row.pid.is_some_and(|p| p > 1), "{row:#?}");
     assert!(row.exe.as_deref().is_some_and(|e| e.contains(exe_part)), "{row:#?}");
-    assert_eq!(row.user.as_deref(), Some("root"), "{row:#?}");
+    assert_eq!(row.user.as_deref(), Some(user), "{row:#?}");
     assert!(row.model.as_deref().is_some_and(|m| !m.is_empty()), "{row:#?}");
 }
 
@@ -339,7 +365,11 @@ fn claude_code_plain_pii_and_tool_round() {
     let o = run(
         &clients,
         false,
-        &[claude("agents-plain say hi", &[]), claude(&pii, &[]), claude(&tool, &["--allowedTools", "Bash(echo:*)"])],
+        &[
+            claude("agents-plain say hi", &[]).as_nobody(),
+            claude(&pii, &[]),
+            claude(&tool, &["--allowedTools", "Bash(echo:*)"]),
+        ],
     );
 
     // Plain turn.
@@ -353,7 +383,9 @@ fn claude_code_plain_pii_and_tool_round() {
     assert_eq!(seen[0]["sni"], "api.anthropic.com");
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 1, "{rows:#?}");
-    assert_llm_row(rows[0], Client::Claude);
+    // Run as nobody: the row names the client's user, not the agent's (root).
+    assert_llm_row_as(rows[0], Client::Claude, "nobody");
+    assert_eq!(rows[0].rest.get("uid").and_then(Value::as_u64), Some(65534), "{:#?}", rows[0]);
     assert_tokens(rows[0], seen[0]);
     assert_eq!(rows[0].verdict, "allowed", "Claude Code's own prompt must pass untouched: {:#?}", rows[0]);
     // Its non-LLM calls went through and are audited as such, under its name.
