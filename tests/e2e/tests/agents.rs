@@ -32,6 +32,10 @@ fn aws_key() -> String {
 enum Client {
     Claude,
     Codex,
+    /// `python -c <prompt>` with the SDK venv.
+    PythonSdk,
+    /// `node -e <prompt>` with the npm prefix on NODE_PATH.
+    NodeSdk,
 }
 
 struct Step {
@@ -59,6 +63,12 @@ fn claude(prompt: &str, args: &[&str]) -> Step {
         timeout_secs: 60,
         as_nobody: false,
     }
+}
+
+/// An SDK script run with no base-URL variable: the real host names, reached
+/// only through the redirect.
+fn sdk(client: Client, script: &str) -> Step {
+    Step { client, prompt: script.into(), args: vec![], timeout_secs: 60, as_nobody: false }
 }
 
 fn codex(prompt: &str) -> Step {
@@ -246,6 +256,18 @@ fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> Stri
             prompt_file.display(),
             args.join(" ")
         ),
+        Client::PythonSdk => format!(
+            "export ANTHROPIC_API_KEY=sk-ant-api03-e2e-agents-test-key OPENAI_API_KEY=sk-proj-e2e-agents-test-key\n\
+             exec timeout -k 2 {t} '{}' -c \"$(cat '{}')\"\n",
+            clients.python().display(),
+            prompt_file.display()
+        ),
+        Client::NodeSdk => format!(
+            "export ANTHROPIC_API_KEY=sk-ant-api03-e2e-agents-test-key OPENAI_API_KEY=sk-proj-e2e-agents-test-key \
+             NODE_PATH='{}'\nexec timeout -k 2 {t} node -e \"$(cat '{}')\"\n",
+            clients.node_modules().display(),
+            prompt_file.display()
+        ),
         Client::Codex => format!(
             "export CODEX_HOME=\"$NS_DIR/codex-home\" CODEX_API_KEY=sk-proj-e2e-agents-test-key\n\
              exec timeout -k 2 {t} '{}' exec --skip-git-repo-check {} \"$(cat '{}')\"\n",
@@ -332,6 +354,8 @@ fn assert_llm_row_as(row: &AuditRow, client: Client, user: &str) {
     let (tool, exe_part) = match client {
         Client::Claude => ("claude-code", "@anthropic-ai/claude-code"),
         Client::Codex => ("codex", "codex"),
+        Client::PythonSdk => ("python-sdk", "python"),
+        Client::NodeSdk => ("node-sdk", "node"),
     };
     assert_eq!(row.listener, "transparent", "{row:#?}");
     assert_eq!(row.tool.as_deref(), Some(tool), "{row:#?}");
@@ -643,4 +667,72 @@ fn codex_falls_back_to_sse_when_the_websocket_is_refused() {
     assert_llm_row(rows[0], Client::Codex);
     assert_eq!(rows[0].verdict, "redacted");
     assert_tokens(rows[0], seen.last().unwrap());
+}
+
+const PY_SDKS: &str = r#"
+import json, anthropic, openai
+a = anthropic.Anthropic(max_retries=0, timeout=60)
+with a.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "agents-py-a mail jane.doe@example.org"}]) as s:
+    text = "".join(s.text_stream)
+o = openai.OpenAI(max_retries=0, timeout=60)
+r = o.responses.create(model="gpt-5", input="agents-py-o hello")
+print(json.dumps({"anthropic": text, "openai": r.output_text}))
+"#;
+
+const NODE_SDKS: &str = r#"
+const Anthropic = require("@anthropic-ai/sdk");
+const OpenAI = require("openai");
+(async () => {
+  const a = new (Anthropic.default || Anthropic)({ maxRetries: 0 });
+  const m = await a.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64,
+    messages: [{ role: "user", content: "agents-node-a hello" }] });
+  const o = new (OpenAI.default || OpenAI)({ maxRetries: 0 });
+  const stream = await o.chat.completions.create({ model: "gpt-4o", stream: true, stream_options: { include_usage: true },
+    messages: [{ role: "user", content: "agents-node-o call +1 415 555 0134" }] });
+  let text = "";
+  for await (const c of stream) text += (c.choices[0] && c.choices[0].delta.content) || "";
+  console.log(JSON.stringify({ anthropic: m.content[0].text, openai: text }));
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"#;
+
+/// The official SDKs, with no base-URL variable, go through the redirect too
+/// (trust only from the machine-wide variables) and are named in the audit.
+#[test]
+fn official_sdks_without_base_url() {
+    let Some(clients) = prerequisites() else { return };
+    let o = run(&clients, false, &[sdk(Client::PythonSdk, PY_SDKS), sdk(Client::NodeSdk, NODE_SDKS)]);
+
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    let got: Value = serde_json::from_str(s.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", s.show()));
+    assert_eq!(got["anthropic"], format!("You said: agents-py-a mail {EMAIL}"));
+    assert_eq!(got["openai"], "You said: agents-py-o hello");
+    assert!(!o.fake_contains(EMAIL));
+    let a = o.fake_with("agents-py-a mail [[EMAIL_");
+    let b = o.fake_with("agents-py-o hello");
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert_eq!((a[0]["sni"].as_str(), b[0]["sni"].as_str()), (Some("api.anthropic.com"), Some("api.openai.com")));
+    let rows = s.llm_rows();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for (row, rec) in rows.iter().zip([a[0], b[0]]) {
+        assert_llm_row(row, Client::PythonSdk);
+        assert_tokens(row, rec);
+    }
+    assert_eq!((rows[0].verdict.as_str(), rows[1].verdict.as_str()), ("redacted", "allowed"));
+
+    let s = &o.steps[1];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    let got: Value = serde_json::from_str(s.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", s.show()));
+    assert_eq!(got["anthropic"], "You said: agents-node-a hello");
+    assert_eq!(got["openai"], format!("You said: agents-node-o call {PHONE}"));
+    assert!(!o.fake_contains("555 0134"));
+    let a = o.fake_with("agents-node-a hello");
+    let b = o.fake_with("agents-node-o call [[PHONE_");
+    assert_eq!((a.len(), b.len()), (1, 1));
+    let rows = s.llm_rows();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for (row, rec) in rows.iter().zip([a[0], b[0]]) {
+        assert_llm_row(row, Client::NodeSdk);
+        assert_tokens(row, rec);
+    }
 }
