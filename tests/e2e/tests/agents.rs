@@ -1,5 +1,6 @@
-//! Real coding agents, unmodified (Claude Code and Codex CLI from npm, pinned
-//! in xtask/src/clients.rs), through transparent interception: no base-URL
+//! Real coding agents, unmodified (Claude Code and Codex CLI from npm, the
+//! official Python/Node SDKs, and aider in the full suite; pinned in
+//! xtask/src/clients.rs), through transparent interception: no base-URL
 //! or proxy variable anywhere. Each test runs in a private mount + network
 //! namespace: the fake provider on 127.0.0.2:443 under the real host names
 //! (private /etc/hosts), `promptwall up` with its eBPF redirect attached to a
@@ -36,6 +37,8 @@ enum Client {
     PythonSdk,
     /// `node -e <prompt>` with the npm prefix on NODE_PATH.
     NodeSdk,
+    /// aider (full suite) with the model in `args[0]`.
+    Aider,
 }
 
 struct Step {
@@ -268,6 +271,15 @@ fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> Stri
             clients.node_modules().display(),
             prompt_file.display()
         ),
+        Client::Aider => format!(
+            "export HOME=\"$NS_DIR/home-aider\" ANTHROPIC_API_KEY=sk-ant-api03-e2e-agents-test-key \
+             OPENAI_API_KEY=sk-proj-e2e-agents-test-key LITELLM_LOCAL_MODEL_COST_MAP=True\n\
+             mkdir -p \"$HOME\"\nexec timeout -k 2 {t} '{}' --model {} --message \"$(cat '{}')\" --no-git --yes-always \
+             --no-check-update --analytics-disable --no-show-model-warnings --no-pretty --no-fancy-input --map-tokens 0\n",
+            clients.aider().expect("aider installed").display(),
+            args.join(" "),
+            prompt_file.display()
+        ),
         Client::Codex => format!(
             "export CODEX_HOME=\"$NS_DIR/codex-home\" CODEX_API_KEY=sk-proj-e2e-agents-test-key\n\
              exec timeout -k 2 {t} '{}' exec --skip-git-repo-check {} \"$(cat '{}')\"\n",
@@ -356,6 +368,7 @@ fn assert_llm_row_as(row: &AuditRow, client: Client, user: &str) {
         Client::Codex => ("codex", "codex"),
         Client::PythonSdk => ("python-sdk", "python"),
         Client::NodeSdk => ("node-sdk", "node"),
+        Client::Aider => ("aider", "python"),
     };
     assert_eq!(row.listener, "transparent", "{row:#?}");
     assert_eq!(row.tool.as_deref(), Some(tool), "{row:#?}");
@@ -735,4 +748,50 @@ fn official_sdks_without_base_url() {
         assert_llm_row(row, Client::NodeSdk);
         assert_tokens(row, rec);
     }
+}
+
+/// aider (full suite: `cargo xtask test --full` installs it): OpenAI and
+/// Anthropic models, PII restored in its answer. aider exits 0 even when a
+/// call fails, so the answer text is what is asserted.
+#[test]
+fn aider_openai_and_anthropic_models() {
+    let Some(clients) = prerequisites() else { return };
+    if clients.aider().is_none() {
+        let msg = "aider not installed; `cargo xtask setup --full` installs it";
+        assert!(std::env::var("PROMPTWALL_FULL_TESTS").map_or(true, |v| v != "1"), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return;
+    }
+    let step = |model: &str, prompt: &str| Step {
+        client: Client::Aider,
+        prompt: prompt.into(),
+        args: vec![model.into()],
+        timeout_secs: 120,
+        as_nobody: false,
+    };
+    let o = run(
+        &clients,
+        false,
+        &[
+            step("gpt-4o", &format!("agents-aider-o mail {EMAIL}")),
+            step("anthropic/claude-sonnet-4-5", &format!("agents-aider-a call {PHONE}")),
+        ],
+    );
+    for (i, (marker, original, placeholder, provider)) in
+        [("agents-aider-o mail", EMAIL, "[[EMAIL_", "openai"), ("agents-aider-a call", PHONE, "[[PHONE_", "anthropic")]
+            .into_iter()
+            .enumerate()
+    {
+        let s = &o.steps[i];
+        assert!(s.stdout.contains(&format!("You said: {marker} {original}")), "{}", s.show());
+        let seen = o.fake_with(&format!("{marker} {placeholder}"));
+        assert_eq!(seen.len(), 1, "{}", s.show());
+        let rows = s.llm_rows();
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        assert_llm_row(rows[0], Client::Aider);
+        assert_tokens(rows[0], seen[0]);
+        assert_eq!(rows[0].provider.as_deref(), Some(provider));
+        assert_eq!(rows[0].verdict, "redacted");
+    }
+    assert!(!o.fake_contains(EMAIL) && !o.fake_contains("555 0134"));
 }
