@@ -52,7 +52,7 @@ struct Step {
 }
 
 impl Step {
-    fn as_nobody(mut self) -> Step {
+    fn run_as_nobody(mut self) -> Step {
         self.as_nobody = true;
         self
     }
@@ -403,7 +403,7 @@ fn claude_code_plain_pii_and_tool_round() {
         &clients,
         false,
         &[
-            claude("agents-plain say hi", &[]).as_nobody(),
+            claude("agents-plain say hi", &[]).run_as_nobody(),
             claude(&pii, &[]),
             claude(&tool, &["--allowedTools", "Bash(echo:*)"]),
         ],
