@@ -189,6 +189,9 @@ printf '127.0.0.1 localhost\n127.0.0.2 api.anthropic.com api.openai.com chatgpt.
 mount --bind "$D/hosts.fake" /etc/hosts
 "$FAKE_BIN" --bind 127.0.0.2:443 $FAKE_WS --ca-dir "$D/fakeca" --log "$D/fake.jsonl" > "$D/fake.out" 2> "$D/fake.err" &
 FP=$!
+AP=
+# Whatever fails below, nothing started here outlives the script.
+trap 'if [ -n "$AP" ]; then kill $AP 2>/dev/null; wait $AP 2>/dev/null; fi; kill $FP 2>/dev/null; wait $FP 2>/dev/null' EXIT
 cat > "$D/config.toml" <<EOF
 [listen]
 explicit = "127.0.0.1:0"
@@ -211,7 +214,6 @@ for _ in $(seq 100); do [ -s "$D/fake.out" ] && break; sleep 0.1; done
 "$PW_BIN" --config "$D/config.toml" ca init > "$D/ca-init.log" 2>&1
 "$PW_BIN" --config "$D/config.toml" up > "$D/agent.out" 2> "$D/agent.log" &
 AP=$!
-trap 'kill $AP 2>/dev/null; wait $AP 2>/dev/null; kill $FP 2>/dev/null; wait $FP 2>/dev/null' EXIT
 for _ in $(seq 300); do [ -s "$D/agent.out" ] && break; kill -0 $AP || break; sleep 0.1; done
 [ -s "$D/agent.out" ] || { echo "promptwall up did not become ready" >&2; cat "$D/agent.log" >&2; exit 3; }
 # Trust as `promptwall ca install` leaves it: the org CA in the system
