@@ -420,6 +420,13 @@ fn claude_code_plain_pii_and_tool_round() {
     assert_eq!(seen[0]["path"], "/v1/messages");
     assert_eq!(seen[0]["query"], "beta=true");
     assert_eq!(seen[0]["sni"], "api.anthropic.com");
+    // Claude Code's own headers reach the provider as it sent them.
+    let headers: Vec<(String, String)> = serde_json::from_value(seen[0]["headers"].clone()).unwrap();
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert_eq!(header("x-api-key"), Some("sk-ant-api03-e2e-agents-test-key"));
+    assert_eq!(header("anthropic-version"), Some("2023-06-01"));
+    assert!(header("anthropic-beta").is_some_and(|b| b.contains("claude-code-")), "{headers:?}");
+    assert!(header("x-claude-code-session-id").is_some(), "{headers:?}");
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     // Run as nobody: the row names the client's user, not the agent's (root).
