@@ -466,6 +466,23 @@ fn claude_code_plain_pii_and_tool_round() {
     assert_eq!(seen.len(), 2, "tool_use turn, then tool_result turn: {seen:#?}");
     let result_turn = seen[1]["body"].as_str().unwrap();
     assert!(result_turn.contains("tool_result") && result_turn.contains("[[EMAIL_"), "{result_turn}");
+    // The signed thinking block came back intact (the fake, like the API,
+    // answers 400 to an altered one).
+    let thinking: Vec<&Value> = seen[1]["json"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .filter(|b| b["type"] == "thinking")
+        .collect();
+    assert_eq!(thinking.len(), 1, "{result_turn}");
+    assert_eq!(thinking[0]["thinking"], promptwall_fake_provider::anthropic::THINKING_TEXT);
+    assert_eq!(
+        thinking[0]["signature"],
+        promptwall_fake_provider::scenario::thinking_signature(promptwall_fake_provider::anthropic::THINKING_TEXT)
+    );
+    assert_eq!(seen[1]["status"], 200);
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 2, "{rows:#?}");
     for (row, rec) in rows.iter().zip(&seen) {
