@@ -478,6 +478,14 @@ pub fn cleanup_all(pin_dir: &Path, test_cgroups: bool) -> anyhow::Result<Vec<Str
     Ok(report)
 }
 
+/// Test cgroups are named `promptwall-test-<pid of the test process>[-…]`;
+/// one whose creator still runs is not leftover.
+fn test_cgroup_owner_alive(name: &str) -> bool {
+    let digits: String = name[TEST_CGROUP_PREFIX.len()..].chars().take_while(char::is_ascii_digit).collect();
+    let Ok(pid) = digits.parse::<u32>() else { return false };
+    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Test cgroups hold short-lived helpers; move any survivors to the parent and remove the directory.
 fn remove_test_cgroups(mount: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
@@ -485,6 +493,10 @@ fn remove_test_cgroups(mount: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with(TEST_CGROUP_PREFIX) || !entry.path().is_dir() {
+            continue;
+        }
+        if test_cgroup_owner_alive(&name) {
+            // Another test run is using it right now.
             continue;
         }
         let dir = entry.path();
