@@ -21,6 +21,14 @@ pub async fn connect_marked(addr: SocketAddr, mark: u32, timeout: Duration) -> s
     }
     sock.set_nonblocking(true)?;
     sock.set_nodelay(true)?;
+    // Long generations stream slowly; keepalive notices a provider
+    // connection that died silently (NAT drop, host gone) within ~2 minutes
+    // instead of leaving the client waiting forever.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4);
+    sock.set_tcp_keepalive(&keepalive)?;
     let std_stream: std::net::TcpStream = sock.into();
     let socket = TcpSocket::from_std_stream(std_stream);
     match tokio::time::timeout(timeout, socket.connect(addr)).await {
@@ -63,5 +71,21 @@ pub fn original_dst(stream: &TcpStream) -> std::io::Result<SocketAddr> {
             let ip = std::net::Ipv6Addr::from(addr.sin6_addr.s6_addr);
             Ok(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(addr.sin6_port), 0, 0)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn upstream_sockets_have_nodelay_and_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = connect_marked(addr, 0, Duration::from_secs(5)).await.unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(60));
+        assert!(sock.nodelay().unwrap());
     }
 }
