@@ -13,17 +13,20 @@
 //! - [`process`]: bounded command runs.
 //! - [`clients`]: the pinned Python venv / npm prefix from `cargo xtask setup`.
 //! - [`netns`]: scripts in a private mount+network namespace (transparent tests).
+//! - [`transparent`]: [`TransparentEnv`], a live namespace with fake provider, agent + eBPF on a client cgroup.
 
 pub mod agent;
 pub mod clients;
 pub mod netns;
 pub mod paths;
 pub mod process;
+pub mod transparent;
 
 pub use agent::{Agent, AgentConfig, AuditRow};
 pub use clients::TestClients;
 pub use netns::Namespace;
 pub use process::{run_bounded, RunOutput};
+pub use transparent::{TransparentEnv, TransparentOptions};
 pub use promptwall_fake_provider::{FakeHandle, FakeOptions, FakeProvider, RecordedRequest};
 
 /// Provider hosts every test maps to the fake.
