@@ -71,3 +71,167 @@ fn curl_in_the_cgroup_is_intercepted_and_attributed() {
     assert_row(&rows[0], "curl", "curl");
     assert_eq!(rows[0].verdict, "allowed");
 }
+
+fn clients() -> Option<TestClients> {
+    TestClients::find()
+}
+
+const PY_ANTHROPIC: &str = r#"
+import anthropic
+a = anthropic.Anthropic(max_retries=0, timeout=30)
+with a.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+        messages=[{"role": "user", "content": "tp-py mail jane.doe@example.org"}]) as s:
+    print("".join(s.text_stream))
+"#;
+
+const NODE_OPENAI: &str = r#"
+const OpenAI = require("openai");
+(async () => {
+  const o = new (OpenAI.default || OpenAI)({ maxRetries: 0, timeout: 30000 });
+  const r = await o.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "tp-node hello" }] });
+  console.log(r.choices[0].message.content);
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"#;
+
+/// The Python `anthropic` SDK (streaming) and the Node `openai` SDK, with
+/// trust only from the system store and the installer's variables: answered
+/// by the fake through the proxy, PII redacted upstream and restored in the
+/// stream, and audited under the client's process and tool name.
+#[test]
+fn python_and_node_sdks_in_the_cgroup_are_intercepted_and_attributed() {
+    let Some(clients) = clients() else { return };
+    let Some(env) = env() else { return };
+
+    let mut py = env.command(clients.python(), &["-c", PY_ANTHROPIC]);
+    py.env("ANTHROPIC_API_KEY", "sk-ant-api03-e2e-transparent");
+    let out = env.run_in_cgroup(&py, secs(60));
+    out.expect_success("python anthropic SDK");
+    assert_eq!(out.stdout.trim(), format!("You said: tp-py mail {EMAIL}"), "{out:?}");
+
+    let mut node = env.command("node", &["-e", NODE_OPENAI]);
+    node.env("OPENAI_API_KEY", "sk-proj-e2e-transparent").env("NODE_PATH", clients.node_modules());
+    let out = env.run_in_cgroup(&node, secs(60));
+    out.expect_success("node openai SDK");
+    assert_eq!(out.stdout.trim(), "You said: tp-node hello", "{out:?}");
+
+    let reqs = env.fake_requests();
+    assert!(fake_with(&reqs, EMAIL).is_empty(), "the email reached the provider: {reqs:#?}");
+    let py_seen = fake_with(&reqs, "tp-py mail [[EMAIL_001]]");
+    let node_seen = fake_with(&reqs, "tp-node hello");
+    assert_eq!((py_seen.len(), node_seen.len()), (1, 1), "{reqs:#?}");
+    assert_eq!(py_seen[0]["sni"], "api.anthropic.com");
+    assert_eq!(node_seen[0]["sni"], "api.openai.com");
+    assert_eq!(node_seen[0]["path"], "/v1/chat/completions");
+
+    let rows = env.wait_audit_rows(2);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_row(&rows[0], "python-sdk", "python");
+    assert_eq!((rows[0].provider.as_deref(), rows[0].verdict.as_str()), (Some("anthropic"), "redacted"));
+    assert_row(&rows[1], "node-sdk", "node");
+    assert_eq!((rows[1].provider.as_deref(), rows[1].verdict.as_str()), (Some("openai"), "allowed"));
+    assert_ne!(rows[0].pid, rows[1].pid);
+}
+
+/// Streaming over curl: the provider gets the placeholder, the client's SSE
+/// stream carries the original. An AWS key is refused with 422 in
+/// Anthropic's error format and nothing reaches the provider.
+#[test]
+fn email_is_redacted_upstream_and_restored_and_an_aws_key_is_blocked() {
+    let Some(env) = env() else { return };
+    let out = env.sh_in_cgroup(&curl_messages(&format!("tp-stream mail {EMAIL}"), true), secs(30));
+    out.expect_success("curl streaming");
+    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}");
+    assert!(out.stdout.contains("event: message_stop"), "{out:?}");
+    // The deltas concatenated are the original text.
+    let text: String = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|v| v["type"] == "content_block_delta")
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(text, format!("You said: tp-stream mail {EMAIL}"), "{}", out.stdout);
+    assert!(!out.stdout.contains("[[EMAIL_"), "a placeholder reached the client: {}", out.stdout);
+    let reqs = env.fake_requests();
+    assert_eq!(fake_with(&reqs, "tp-stream mail [[EMAIL_001]]").len(), 1, "{reqs:#?}");
+    assert!(fake_with(&reqs, EMAIL).is_empty(), "the email reached the provider");
+
+    let key = aws_key();
+    let out = env.sh_in_cgroup(&curl_messages(&format!("tp-secret deploy with {key}"), false), secs(30));
+    out.expect_success("curl with a secret");
+    let (body, code) = out.stdout.rsplit_once('\n').expect("body and status");
+    assert_eq!(code, "HTTP 422", "{out:?}");
+    let err: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert_eq!(err["type"], "error", "{err}");
+    assert!(err["error"]["type"].is_string(), "{err}");
+    let msg = err["error"]["message"].as_str().expect("an error message");
+    assert!(msg.contains("aws_access_key_id"), "{msg}");
+    assert!(!body.contains(&key), "the key is echoed: {body}");
+    let after = env.fake_requests();
+    assert_eq!(after.len(), reqs.len(), "the provider received something: {:#?}", &after[reqs.len()..]);
+    let rows = env.wait_audit_rows(2);
+    assert_eq!((rows[1].status, rows[1].verdict.as_str()), (422, "blocked"), "{rows:#?}");
+    assert_row(&rows[1], "curl", "curl");
+}
+
+/// `openssl s_client` issuer line for 127.0.0.2:443 with `sni`.
+fn issuer_script(sni: &str) -> String {
+    format!(
+        "echo | openssl s_client -connect 127.0.0.2:443 -servername {sni} 2>/dev/null \
+         | openssl x509 -noout -issuer"
+    )
+}
+
+fn subject_of(env: &TransparentEnv, pem: &std::path::Path) -> String {
+    let out = env.sh_outside(&format!("openssl x509 -noout -subject -in '{}'", pem.display()), secs(10));
+    out.expect_success("openssl x509 -subject");
+    out.stdout.trim().trim_start_matches("subject=").trim().to_string()
+}
+
+/// Only the cgroup is intercepted; non-provider names are spliced through
+/// undecrypted; provider names inside the cgroup get the org CA's leaf.
+#[test]
+fn outside_the_cgroup_and_other_names_are_not_intercepted() {
+    let Some(env) = env() else { return };
+    let fake_ca = subject_of(&env, &env.fake_ca_pem());
+    let org_ca = subject_of(&env, &env.org_ca_pem());
+    assert_ne!(fake_ca, org_ca);
+
+    // Inside the cgroup, a provider name: the org CA's leaf (intercepted).
+    let out = env.sh_in_cgroup(&issuer_script("api.anthropic.com"), secs(20));
+    out.expect_success("s_client in the cgroup");
+    assert!(out.stdout.contains(&org_ca), "expected the org CA ({org_ca}) as issuer: {out:?}");
+
+    // Outside the cgroup: the fake's own certificate, and curl trusting only
+    // the fake's CA succeeds (so nothing in between re-signed it).
+    let out = env.sh_outside(&issuer_script("api.anthropic.com"), secs(20));
+    out.expect_success("s_client outside the cgroup");
+    assert!(out.stdout.contains(&fake_ca) && !out.stdout.contains(&org_ca), "{out:?} (fake CA {fake_ca})");
+    let script = format!("{} --cacert '{}'", curl_messages("tp-outside hi", false), env.fake_ca_pem().display());
+    let out = env.sh_outside(&script, secs(20));
+    assert!(out.stdout.ends_with("HTTP 200") && out.stdout.contains("You said: tp-outside hi"), "{out:?}");
+
+    // A non-provider SNI inside the cgroup: spliced to the fake untouched.
+    let out = env.sh_in_cgroup(&issuer_script("example.test"), secs(20));
+    out.expect_success("s_client with a non-provider SNI");
+    assert!(out.stdout.contains(&fake_ca) && !out.stdout.contains(&org_ca), "{out:?}");
+    let out = env.sh_in_cgroup(
+        "curl -sS -k --max-time 20 --resolve example.test:443:127.0.0.2 -o /dev/null https://example.test/v1/models",
+        secs(20),
+    );
+    out.expect_success("curl with a non-provider name through the splice");
+
+    let reqs = env.fake_requests();
+    assert_eq!(fake_with(&reqs, "tp-outside hi").len(), 1);
+    // The fake saw the client's own TLS (its SNI), not a proxy connection.
+    let spliced: Vec<_> = reqs.iter().filter(|r| r["path"] == "/v1/models").collect();
+    assert_eq!(spliced.len(), 1, "{reqs:#?}");
+    assert_eq!(spliced[0]["sni"], "example.test");
+    // Neither the outside call nor the spliced one was decrypted by the proxy.
+    let rows = env.audit_rows();
+    assert!(
+        rows.iter().all(|r| r.path.as_deref() != Some("/v1/messages") && r.path.as_deref() != Some("/v1/models")),
+        "{rows:#?}"
+    );
+}
