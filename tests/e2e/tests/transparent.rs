@@ -208,8 +208,7 @@ fn outside_the_cgroup_and_other_names_are_not_intercepted() {
     let out = env.sh_outside(&issuer_script("api.anthropic.com"), secs(20));
     out.expect_success("s_client outside the cgroup");
     assert!(out.stdout.contains(&fake_ca) && !out.stdout.contains(&org_ca), "{out:?} (fake CA {fake_ca})");
-    let script = format!("{} --cacert '{}'", curl_messages("tp-outside hi", false), env.fake_ca_pem().display());
-    let out = env.sh_outside(&script, secs(20));
+    let out = env.sh_outside(&direct_curl(&env, "tp-outside hi"), secs(20));
     assert!(out.stdout.ends_with("HTTP 200") && out.stdout.contains("You said: tp-outside hi"), "{out:?}");
 
     // A non-provider SNI inside the cgroup: spliced to the fake untouched.
@@ -234,4 +233,128 @@ fn outside_the_cgroup_and_other_names_are_not_intercepted() {
         rows.iter().all(|r| r.path.as_deref() != Some("/v1/messages") && r.path.as_deref() != Some("/v1/models")),
         "{rows:#?}"
     );
+}
+
+/// curl to the provider name in the cgroup trusting ONLY the fake's CA: it
+/// succeeds only when the connection goes direct (not through the proxy).
+fn direct_curl(env: &TransparentEnv, marker: &str) -> String {
+    // --capath too: curl otherwise also reads /etc/ssl/certs, which trusts the org CA.
+    let ca = env.fake_ca_pem();
+    format!(
+        "{} --connect-timeout 2 --cacert '{}' --capath '{}'",
+        curl_messages(marker, false),
+        ca.display(),
+        ca.parent().unwrap().display()
+    )
+}
+
+fn went_direct(out: &promptwall_e2e::RunOutput, marker: &str) -> bool {
+    out.success() && out.stdout.ends_with("HTTP 200") && out.stdout.contains(&format!("You said: {marker}"))
+}
+
+/// The programs attached to the test cgroup (`bpftool -j cgroup show`).
+fn attached(env: &TransparentEnv) -> Vec<Value> {
+    let out = env.sh_outside(&format!("bpftool -j cgroup show '{}'", env.cgroup().display()), secs(10));
+    out.expect_success("bpftool cgroup show");
+    let text = out.stdout.trim();
+    if text.is_empty() {
+        return vec![];
+    }
+    serde_json::from_str::<Value>(text)
+        .unwrap_or_else(|e| panic!("bpftool output is not JSON ({e}): {text}"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn nft_ruleset(env: &TransparentEnv) -> String {
+    let out = env.sh_outside("nft list ruleset", secs(10));
+    out.expect_success("nft list ruleset");
+    out.stdout
+}
+
+/// Polls `f` up to `attempts` times, 100 ms apart; true once it holds.
+fn eventually(attempts: u32, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..attempts {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The agent intercepts at all (so a later "direct" is a change).
+fn assert_intercepted(env: &TransparentEnv, marker: &str) {
+    let out = env.sh_in_cgroup(&curl_messages(marker, false), secs(30));
+    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}\nagent log:\n{}", env.agent_log());
+    // And trusting only the fake's CA fails: the leaf is the org CA's.
+    let out = env.sh_in_cgroup(&direct_curl(env, marker), secs(30));
+    assert!(!went_direct(&out, marker), "not intercepted: {out:?}");
+    assert!(!attached(env).is_empty(), "nothing attached to the test cgroup while running");
+}
+
+/// fail = "open": after kill -9 the kernel drops the unpinned links with the
+/// agent's file descriptors, the next connections go direct, and nothing is
+/// left attached or in nftables.
+#[test]
+fn fail_open_crash_goes_direct_and_leaves_nothing() {
+    let Some(mut env) = env() else { return };
+    assert_intercepted(&env, "tp-open before");
+    env.kill_agent();
+    let mut last = None;
+    let direct = eventually(10, || {
+        let out = env.sh_in_cgroup(&direct_curl(&env, "tp-open after"), secs(10));
+        let ok = went_direct(&out, "tp-open after");
+        last = Some(out);
+        ok
+    });
+    assert!(direct, "provider connections did not go direct after the crash: {last:?}");
+    assert!(eventually(50, || attached(&env).is_empty()), "still attached after the crash: {:?}", attached(&env));
+    assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
+    let pins = env.sh_outside("ls -A /sys/fs/bpf/promptwall 2>/dev/null || true", secs(10));
+    assert_eq!(pins.stdout.trim(), "", "fail = open pinned something");
+}
+
+/// fail = "closed": links are pinned, so after kill -9 provider connections
+/// from the cgroup are refused (never go direct) while the rest of the
+/// namespace is untouched; `promptwall cleanup` then removes everything.
+#[test]
+fn fail_closed_crash_refuses_until_cleanup() {
+    let Some(mut env) = TransparentEnv::start_or_skip(TransparentOptions { fail_closed: true, ..Default::default() })
+    else {
+        return;
+    };
+    assert_intercepted(&env, "tp-closed before");
+    env.kill_agent();
+    // Refused, both while the heartbeat is still fresh (redirect to a dead
+    // listener) and once it is stale (EPERM from connect): 40 tries, 4 s+.
+    for i in 0..40 {
+        let out = env.sh_in_cgroup(&direct_curl(&env, "tp-closed after"), secs(10));
+        assert!(!went_direct(&out, "tp-closed after"), "attempt {i}: went direct with fail = closed: {out:?}");
+        // curl exit 7: could not connect.
+        assert_eq!(out.status.and_then(|s| s.code()), Some(7), "attempt {i}: {out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(fake_with(&env.fake_requests(), "tp-closed after").is_empty());
+    // Outside the cgroup nothing changed.
+    let out = env.sh_outside(&direct_curl(&env, "tp-closed outside"), secs(20));
+    assert!(went_direct(&out, "tp-closed outside"), "{out:?}");
+    let fake_before = env.fake_requests().len();
+    assert!(!attached(&env).is_empty(), "fail = closed must keep the programs attached after a crash");
+
+    let out = env.cli(&["cleanup"]);
+    out.expect_success("promptwall cleanup");
+    assert!(out.stdout.contains("removed pinned eBPF link"), "{out:?}");
+    assert!(eventually(50, || attached(&env).is_empty()), "still attached after cleanup: {:?}", attached(&env));
+    let pins = env.sh_outside("ls -A /sys/fs/bpf/promptwall 2>/dev/null || true", secs(10));
+    assert_eq!(pins.stdout.trim(), "", "pins left after cleanup");
+    assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
+    let out = env.sh_in_cgroup(&direct_curl(&env, "tp-closed cleaned"), secs(20));
+    assert!(went_direct(&out, "tp-closed cleaned"), "{out:?}");
+    assert_eq!(fake_with(&env.fake_requests()[fake_before..], "tp-closed cleaned").len(), 1);
+    // A second cleanup finds nothing.
+    let out = env.cli(&["cleanup"]);
+    out.expect_success("promptwall cleanup (again)");
+    assert!(out.stdout.contains("nothing to clean up"), "{out:?}");
 }
