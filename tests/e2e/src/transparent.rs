@@ -82,7 +82,13 @@ pub struct TransparentOptions {
 
 impl Default for TransparentOptions {
     fn default() -> Self {
-        TransparentOptions { fail_closed: false, fake_ws: false, toml_extra: String::new(), agent_env: vec![], start_agent: true }
+        TransparentOptions {
+            fail_closed: false,
+            fake_ws: false,
+            toml_extra: String::new(),
+            agent_env: vec![],
+            start_agent: true,
+        }
     }
 }
 
@@ -205,7 +211,11 @@ impl TransparentEnv {
             if let Some(Ok(Some(status))) = self.agent.as_mut().map(|a| a.try_wait()) {
                 panic!("promptwall up exited ({status}) before it was ready; log:\n{}", self.agent_log());
             }
-            assert!(Instant::now() < deadline, "promptwall up not ready in {READY_TIMEOUT:?}; log:\n{}", self.agent_log());
+            assert!(
+                Instant::now() < deadline,
+                "promptwall up not ready in {READY_TIMEOUT:?}; log:\n{}",
+                self.agent_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -302,14 +302,16 @@ fn fail_open_crash_goes_direct_and_leaves_nothing() {
     let Some(mut env) = env() else { return };
     assert_intercepted(&env, "tp-open before");
     env.kill_agent();
-    let mut last = None;
+    let (mut last, mut tries) = (None, 0);
     let direct = eventually(10, || {
+        tries += 1;
         let out = env.sh_in_cgroup(&direct_curl(&env, "tp-open after"), secs(10));
         let ok = went_direct(&out, "tp-open after");
         last = Some(out);
         ok
     });
     assert!(direct, "provider connections did not go direct after the crash: {last:?}");
+    eprintln!("fail = open: direct on connection attempt {tries} after kill -9");
     assert!(eventually(50, || attached(&env).is_empty()), "still attached after the crash: {:?}", attached(&env));
     assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
     let pins = env.sh_outside("ls -A /sys/fs/bpf/promptwall 2>/dev/null || true", secs(10));
