@@ -58,8 +58,9 @@ fn assert_row(row: &AuditRow, tool: &str, exe_part: &str) {
 #[test]
 fn curl_in_the_cgroup_is_intercepted_and_attributed() {
     let Some(env) = env() else { return };
-    let out = env.sh_in_cgroup(&curl_messages("tp-curl hello", false), secs(30));
+    let out = env.sh_in_cgroup(&format!("echo PID=$$ >&2; {}", curl_messages("tp-curl hello", false)), secs(30));
     out.expect_success("curl through the redirect");
+    let pid: u32 = out.stderr.lines().find_map(|l| l.strip_prefix("PID=")?.parse().ok()).expect("the client's pid");
     assert!(out.stdout.ends_with("HTTP 200"), "{out:?}\nagent log:\n{}", env.agent_log());
     assert!(out.stdout.contains("You said: tp-curl hello"), "{out:?}");
     let reqs = env.fake_requests();
@@ -68,7 +69,8 @@ fn curl_in_the_cgroup_is_intercepted_and_attributed() {
     assert_eq!(seen[0]["sni"], "api.anthropic.com");
     let rows = env.wait_audit_rows(1);
     assert_eq!(rows.len(), 1, "{rows:#?}");
-    assert_row(&rows[0], "curl", "curl");
+    assert_row(&rows[0], "curl", "/curl");
+    assert_eq!(rows[0].pid, Some(pid), "the row names the client process (exec'd in place of the shell)");
     assert_eq!(rows[0].verdict, "allowed");
 }
 
@@ -77,11 +79,11 @@ fn clients() -> Option<TestClients> {
 }
 
 const PY_ANTHROPIC: &str = r#"
-import anthropic
+import anthropic, json, os
 a = anthropic.Anthropic(max_retries=0, timeout=30)
 with a.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
         messages=[{"role": "user", "content": "tp-py mail jane.doe@example.org"}]) as s:
-    print("".join(s.text_stream))
+    print(json.dumps({"pid": os.getpid(), "text": "".join(s.text_stream)}))
 "#;
 
 const NODE_OPENAI: &str = r#"
@@ -89,7 +91,7 @@ const OpenAI = require("openai");
 (async () => {
   const o = new (OpenAI.default || OpenAI)({ maxRetries: 0, timeout: 30000 });
   const r = await o.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "tp-node hello" }] });
-  console.log(r.choices[0].message.content);
+  console.log(JSON.stringify({ pid: process.pid, text: r.choices[0].message.content }));
 })().catch((e) => { console.error(String(e)); process.exit(1); });
 "#;
 
@@ -106,13 +108,15 @@ fn python_and_node_sdks_in_the_cgroup_are_intercepted_and_attributed() {
     py.env("ANTHROPIC_API_KEY", "sk-ant-api03-e2e-transparent");
     let out = env.run_in_cgroup(&py, secs(60));
     out.expect_success("python anthropic SDK");
-    assert_eq!(out.stdout.trim(), format!("You said: tp-py mail {EMAIL}"), "{out:?}");
+    let py_out = out.last_json();
+    assert_eq!(py_out["text"], format!("You said: tp-py mail {EMAIL}"), "{out:?}");
 
     let mut node = env.command("node", &["-e", NODE_OPENAI]);
     node.env("OPENAI_API_KEY", "sk-proj-e2e-transparent").env("NODE_PATH", clients.node_modules());
     let out = env.run_in_cgroup(&node, secs(60));
     out.expect_success("node openai SDK");
-    assert_eq!(out.stdout.trim(), "You said: tp-node hello", "{out:?}");
+    let node_out = out.last_json();
+    assert_eq!(node_out["text"], "You said: tp-node hello", "{out:?}");
 
     let reqs = env.fake_requests();
     assert!(fake_with(&reqs, EMAIL).is_empty(), "the email reached the provider: {reqs:#?}");
@@ -129,7 +133,9 @@ fn python_and_node_sdks_in_the_cgroup_are_intercepted_and_attributed() {
     assert_eq!((rows[0].provider.as_deref(), rows[0].verdict.as_str()), (Some("anthropic"), "redacted"));
     assert_row(&rows[1], "node-sdk", "node");
     assert_eq!((rows[1].provider.as_deref(), rows[1].verdict.as_str()), (Some("openai"), "allowed"));
-    assert_ne!(rows[0].pid, rows[1].pid);
+    assert_eq!(rows[0].pid.map(u64::from), py_out["pid"].as_u64(), "{rows:#?}");
+    assert_eq!(rows[1].pid.map(u64::from), node_out["pid"].as_u64(), "{rows:#?}");
+    assert!(rows[1].exe.as_deref().is_some_and(|e| e.ends_with("/node")), "{rows:#?}");
 }
 
 /// Streaming over curl: the provider gets the placeholder, the client's SSE
@@ -172,7 +178,7 @@ fn email_is_redacted_upstream_and_restored_and_an_aws_key_is_blocked() {
     assert_eq!(after.len(), reqs.len(), "the provider received something: {:#?}", &after[reqs.len()..]);
     let rows = env.wait_audit_rows(2);
     assert_eq!((rows[1].status, rows[1].verdict.as_str()), (422, "blocked"), "{rows:#?}");
-    assert_row(&rows[1], "curl", "curl");
+    assert_row(&rows[1], "curl", "/curl");
 }
 
 /// The issuer of the leaf served for `sni` at 127.0.0.2:443 (curl -v, not verified).
