@@ -337,6 +337,20 @@ fn fail_closed_crash_refuses_until_cleanup() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(fake_with(&env.fake_requests(), "tp-closed after").is_empty());
+    // Once the heartbeat is stale the hook itself refuses: connect() fails
+    // with EPERM (not a refused connection to a dead listener). Bounded poll.
+    let connect = "exec 3<>/dev/tcp/127.0.0.2/443";
+    let mut last = None;
+    let eperm = eventually(100, || {
+        let out = env.sh_in_cgroup(connect, secs(10));
+        let hit = !out.success() && out.stderr.contains("Operation not permitted");
+        last = Some(out);
+        hit
+    });
+    assert!(eperm, "connect from the cgroup never got EPERM: {last:?}");
+    // Other destinations from the cgroup are untouched (non-provider 127.0.0.3: refused by the stack, not EPERM).
+    let out = env.sh_in_cgroup("exec 3<>/dev/tcp/127.0.0.3/443", secs(10));
+    assert!(out.stderr.contains("Connection refused"), "{out:?}");
     // Outside the cgroup nothing changed.
     let out = env.sh_outside(&direct_curl(&env, "tp-closed outside"), secs(20));
     assert!(went_direct(&out, "tp-closed outside"), "{out:?}");
