@@ -265,6 +265,21 @@ fn attached(env: &TransparentEnv) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Whether the eBPF program with this id still exists anywhere.
+fn prog_exists(env: &TransparentEnv, id: u64) -> bool {
+    env.sh_outside(&format!("bpftool prog show id {id}"), secs(10)).success()
+}
+
+/// The ids of the programs attached to the test cgroup (which exist now).
+fn attached_prog_ids(env: &TransparentEnv) -> Vec<u64> {
+    let ids: Vec<u64> = attached(env)
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap_or_else(|| panic!("bpftool entry without id: {p}")))
+        .collect();
+    assert!(!ids.is_empty() && ids.iter().all(|id| prog_exists(env, *id)), "{ids:?}");
+    ids
+}
+
 fn nft_ruleset(env: &TransparentEnv) -> String {
     let out = env.sh_outside("nft list ruleset", secs(10));
     out.expect_success("nft list ruleset");
@@ -299,6 +314,7 @@ fn assert_intercepted(env: &TransparentEnv, marker: &str) {
 fn fail_open_crash_goes_direct_and_leaves_nothing() {
     let Some(mut env) = env() else { return };
     assert_intercepted(&env, "tp-open before");
+    let ids = attached_prog_ids(&env);
     env.kill_agent();
     let (mut last, mut tries) = (None, 0);
     let direct = eventually(10, || {
@@ -311,6 +327,8 @@ fn fail_open_crash_goes_direct_and_leaves_nothing() {
     assert!(direct, "provider connections did not go direct after the crash: {last:?}");
     eprintln!("fail = open: direct on connection attempt {tries} after kill -9");
     assert!(eventually(50, || attached(&env).is_empty()), "still attached after the crash: {:?}", attached(&env));
+    // The programs themselves are gone (freed with their last reference).
+    assert!(eventually(50, || ids.iter().all(|id| !prog_exists(&env, *id))), "programs {ids:?} outlive the agent");
     assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
     let pins = env.sh_outside("ls -A /sys/fs/bpf/promptwall 2>/dev/null || true", secs(10));
     assert_eq!(pins.stdout.trim(), "", "fail = open pinned something");
@@ -326,6 +344,7 @@ fn fail_closed_crash_refuses_until_cleanup() {
         return;
     };
     assert_intercepted(&env, "tp-closed before");
+    let ids = attached_prog_ids(&env);
     env.kill_agent();
     // Refused, both while the heartbeat is still fresh (redirect to a dead
     // listener) and once it is stale (EPERM from connect): 40 tries, 4 s+.
@@ -355,12 +374,13 @@ fn fail_closed_crash_refuses_until_cleanup() {
     let out = env.sh_outside(&direct_curl(&env, "tp-closed outside"), secs(20));
     assert!(went_direct(&out, "tp-closed outside"), "{out:?}");
     let fake_before = env.fake_requests().len();
-    assert!(!attached(&env).is_empty(), "fail = closed must keep the programs attached after a crash");
+    assert_eq!(attached_prog_ids(&env), ids, "fail = closed must keep the programs attached after a crash");
 
     let out = env.cli(&["cleanup"]);
     out.expect_success("promptwall cleanup");
     assert!(out.stdout.contains("removed pinned eBPF link"), "{out:?}");
     assert!(eventually(50, || attached(&env).is_empty()), "still attached after cleanup: {:?}", attached(&env));
+    assert!(eventually(50, || ids.iter().all(|id| !prog_exists(&env, *id))), "programs {ids:?} outlive cleanup");
     let pins = env.sh_outside("ls -A /sys/fs/bpf/promptwall 2>/dev/null || true", secs(10));
     assert_eq!(pins.stdout.trim(), "", "pins left after cleanup");
     assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
