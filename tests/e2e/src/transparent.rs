@@ -41,6 +41,8 @@
 //! The cgroup is `promptwall-test-<pid>-tp-<n>` under the cgroup2 mount
 //! (`promptwall cleanup` leaves it alone while this process runs). Drop stops
 //! the agent (SIGTERM, then SIGKILL), the fake and the holder, and removes the cgroup.
+//! Those three also get PR_SET_PDEATHSIG: they die with the thread that
+//! started them, so keep a `TransparentEnv` on the thread that created it.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -173,6 +175,7 @@ impl TransparentEnv {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("holder.err")).unwrap())
             .process_group(0);
+        die_with_parent(&mut cmd);
         let holder = cmd.spawn().expect("cannot start unshare");
         let mut env = TransparentEnv { dir, holder, cgroup, cgroup_parent, fake: None, agent: None, options };
         env.wait_for("the namespace holder", |e| e.path("holder.ready").exists());
@@ -409,6 +412,7 @@ fail = "{fail}"
         let out = std::fs::File::create(self.path(&format!("{name}.out"))).unwrap();
         let err = std::fs::File::create(self.path(&format!("{name}.log"))).unwrap();
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        die_with_parent(&mut cmd);
         cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
     }
 
@@ -426,6 +430,20 @@ fail = "{fail}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// SIGKILL the child if the test process dies without running Drop (e.g.
+/// killed by a CI timeout), so no namespace or agent is left behind.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
