@@ -1,34 +1,62 @@
-//! Rough timing of the request pipeline's own work on a 1 MB Claude-Code-style
-//! transcript (scanner: a no-op, so detector cost is excluded), first turn
-//! vs. the next turn (+5 KB). Run: cargo run --release -p promptwall-llm --example pipeline_timing
+//! Timing (and a profiling target) for the request pipeline with the default
+//! detectors on two request bodies: a first turn (cold scan cache) and the
+//! next turn (same history plus one more turn). Generate the bodies with
+//! `bench-client transcript --out DIR`, then:
+//!   cargo run --release -p promptwall-llm --example pipeline_timing -- DIR/first.json DIR/next.json [cold|next|both] [rounds]
+//! `cold` / `next` repeat only that phase (for perf / callgrind).
 use std::time::Instant;
 
-use promptwall_llm::{ApiShape, Hit, Pipeline, RequestContext};
-
-fn transcript(turns: usize) -> String {
-    let block = "fn main() { println!(\"hello\"); } // some code and prose, user@example.com ".repeat(70);
-    let mut messages = Vec::new();
-    for i in 0..turns {
-        messages.push(serde_json::json!({"role":"user","content":[{"type":"tool_result","tool_use_id":format!("t{i}"),"content":[{"type":"text","text":format!("{block}{i}")}]}]}));
-        messages.push(serde_json::json!({"role":"assistant","content":[{"type":"text","text":format!("ok {i}")},{"type":"tool_use","id":format!("t{}", i+1),"name":"Bash","input":{"command":format!("cat file{i}.rs")}}]}));
-    }
-    serde_json::json!({"model":"claude","system":[{"type":"text","text":"system prompt ".repeat(1000)}],"messages":messages}).to_string()
-}
+use promptwall_llm::detect::{Detector, PipelineConfig};
+use promptwall_llm::{ApiShape, Pipeline, PipelineSettings, RequestContext, Scanner};
 
 fn main() {
-    let pipeline = Pipeline::new(|_: &str| Vec::<Hit>::new(), Default::default());
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: pipeline_timing FIRST.json NEXT.json [cold|next|both] [rounds]");
+        std::process::exit(2);
+    }
+    let first = std::fs::read(&args[1]).expect("read the first-turn body");
+    let next = std::fs::read(&args[2]).expect("read the next-turn body");
+    let phase = args.get(3).map(String::as_str).unwrap_or("both");
+    let rounds: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let detector = std::sync::Arc::new(Detector::new(&PipelineConfig::default()).expect("default detectors"));
     let ctx = RequestContext { fingerprint_salt: "s" };
-    let turns = 190;
-    let first = transcript(turns);
-    let next = transcript(turns + 1);
-    println!("first {} bytes, next {} bytes", first.len(), next.len());
-    for round in 0..3 {
-        let t = Instant::now();
-        pipeline.inspect_request(ApiShape::AnthropicMessages, first.as_bytes(), &ctx);
-        let a = t.elapsed();
-        let t = Instant::now();
-        pipeline.inspect_request(ApiShape::AnthropicMessages, next.as_bytes(), &ctx);
-        let b = t.elapsed();
-        println!("round {round}: first turn {a:?}, next turn {b:?}");
+    let make = || {
+        let d = detector.clone();
+        Pipeline::new(move |t: &str| Scanner::scan(&*d, t), PipelineSettings::default())
+    };
+    let warm = make();
+    warm.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
+    let (mut cold, mut next_turn) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        match phase {
+            "cold" => {
+                let p = make();
+                let t = Instant::now();
+                p.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
+                cold.push(t.elapsed());
+            }
+            "next" => {
+                let t = Instant::now();
+                warm.inspect_request(ApiShape::AnthropicMessages, &next, &ctx);
+                next_turn.push(t.elapsed());
+            }
+            _ => {
+                let p = make();
+                let t = Instant::now();
+                p.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
+                cold.push(t.elapsed());
+                let t = Instant::now();
+                p.inspect_request(ApiShape::AnthropicMessages, &next, &ctx);
+                next_turn.push(t.elapsed());
+            }
+        }
+    }
+    for (name, mut v) in [("cold", cold), ("next turn", next_turn)] {
+        if v.is_empty() {
+            continue;
+        }
+        v.sort();
+        println!("{name}: min {:?}, median {:?} ({} rounds)", v[0], v[v.len() / 2], v.len());
     }
 }
