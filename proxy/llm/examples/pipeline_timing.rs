@@ -3,7 +3,8 @@
 //! next turn (same history plus one more turn). Generate the bodies with
 //! `bench-client transcript --out DIR`, then:
 //!   cargo run --release -p promptwall-llm --example pipeline_timing -- DIR/first.json DIR/next.json [cold|next|both] [rounds]
-//! `cold` / `next` repeat only that phase (for perf / callgrind).
+//! `cold` / `next` repeat only that phase (for perf / callgrind); `parse`
+//! times the JSON parse of the next-turn body alone.
 use std::time::Instant;
 
 use promptwall_llm::detect::{Detector, PipelineConfig};
@@ -35,6 +36,14 @@ fn main() {
                 let t = Instant::now();
                 p.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
                 cold.push(t.elapsed());
+            }
+            "parse" => {
+                // The JSON parse alone (every turn pays it).
+                let text = std::str::from_utf8(&next).expect("UTF-8 body");
+                let t = Instant::now();
+                let root = promptwall_llm::json::parse(text).expect("valid JSON");
+                next_turn.push(t.elapsed());
+                drop(root);
             }
             "next" => {
                 let t = Instant::now();

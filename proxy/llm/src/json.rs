@@ -29,13 +29,10 @@ impl<'a> Lit<'a> {
         if !self.escaped {
             return Cow::Borrowed(self.raw);
         }
-        let mut quoted = String::with_capacity(self.raw.len() + 2);
-        quoted.push('"');
-        quoted.push_str(self.raw);
-        quoted.push('"');
-        // The parser already checked the escapes, so this cannot fail; fall
-        // back to the raw text rather than panic if it ever did.
-        Cow::Owned(serde_json::from_str::<String>(&quoted).unwrap_or_else(|_| self.raw.to_string()))
+        // The parser already checked the escapes; only a lone surrogate
+        // (`\ud800`) fails here, which serde_json refuses too: keep the raw
+        // text then rather than panic.
+        Cow::Owned(unescape(self.raw).unwrap_or_else(|| self.raw.to_string()))
     }
 
     pub fn eq_str(&self, s: &str) -> bool {
@@ -198,20 +195,16 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let mut escaped = false;
         loop {
-            let rest = &self.bytes[self.pos..];
-            let Some(i) = memchr::memchr2(b'"', b'\\', rest) else {
-                self.pos = self.bytes.len();
-                return Err(self.err("unterminated string"));
-            };
-            if rest[..i].iter().any(|&b| b < 0x20) {
-                self.pos += rest[..i].iter().position(|&b| b < 0x20).unwrap_or(0);
-                return Err(self.err("control character inside a string"));
-            }
-            self.pos += i;
-            if self.bytes[self.pos] == b'"' {
-                let raw = &self.src[start + 1..self.pos];
-                self.pos += 1;
-                return Ok(Lit { start, raw, escaped });
+            self.pos = next_special(self.bytes, self.pos);
+            match self.bytes.get(self.pos) {
+                None => return Err(self.err("unterminated string")),
+                Some(b'"') => {
+                    let raw = &self.src[start + 1..self.pos];
+                    self.pos += 1;
+                    return Ok(Lit { start, raw, escaped });
+                }
+                Some(b'\\') => {}
+                Some(_) => return Err(self.err("control character inside a string")),
             }
             escaped = true;
             match self.bytes.get(self.pos + 1) {
@@ -286,6 +279,82 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Index of the first `"`, `\\` or control byte at or after `i` (or the
+/// length): eight bytes per step (SWAR). Each test flags its lowest
+/// matching byte exactly (a borrow only starts at a true match), which is
+/// the only one used.
+fn next_special(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let quote = x ^ (u64::from(b'"') * LO);
+        let backslash = x ^ (u64::from(b'\\') * LO);
+        let found = ((quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (x.wrapping_sub(0x20 * LO) & !x))
+            & HI;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !matches!(b[i], b'"' | b'\\' | 0..=0x1f) {
+        i += 1;
+    }
+    i
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+}
+
+/// Decode the escapes of a literal's raw text (already validated by the
+/// parser); None for a lone surrogate, which no JSON decoder accepts.
+fn unescape(raw: &str) -> Option<String> {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut at = 0;
+    while let Some(i) = memchr::memchr(b'\\', &b[at..]) {
+        let i = at + i;
+        out.push_str(&raw[at..i]);
+        at = i + 2;
+        match *b.get(i + 1)? {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let hi = hex4(b.get(i + 2..i + 6)?)?;
+                at = i + 6;
+                let code = match hi {
+                    0xD800..=0xDBFF => {
+                        if b.get(at..at + 2) != Some(b"\\u") {
+                            return None;
+                        }
+                        let lo = hex4(b.get(at + 2..at + 6)?)?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return None;
+                        }
+                        at += 6;
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => hi,
+                };
+                out.push(char::from_u32(code)?);
+            }
+            _ => return None,
+        }
+    }
+    out.push_str(&raw[at..]);
+    Some(out)
+}
+
 /// `s` as a JSON string literal, quotes included.
 pub fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings always serialize")
@@ -337,6 +406,66 @@ mod tests {
         assert!(parse("\"\\x\"").is_err());
         assert!(parse("\"a\nb\"").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn decode_matches_serde_json() {
+        let cases = [
+            r#"plain"#, r#"a\nb\t\"q\"\\ \/ \b\f\r"#, r#"\u00e9\u0041"#, r#"\ud83d\ude00 smile"#, r#"x\u0000y"#,
+            r#"lone \ud800 high"#, r#"lone \udc00 low"#, r#"\ud800\u0041"#, r#"\ud800"#, "日本\\n語",
+        ];
+        for raw in cases {
+            let src = format!("\"{raw}\"");
+            let lit = *parse(&src).unwrap().as_lit().unwrap();
+            let expected = serde_json::from_str::<String>(&src).unwrap_or_else(|_| raw.to_string());
+            assert_eq!(lit.decode(), expected, "{raw}");
+        }
+    }
+
+    #[test]
+    fn strings_end_and_fail_where_expected_at_every_alignment() {
+        // The eight-byte scan must find the first special byte wherever it sits.
+        for pad in 0..20 {
+            let body = "x".repeat(pad);
+            let src = format!("[\"{body}\\n{body}\", \"{body}\"]");
+            let node = parse(&src).unwrap();
+            let mut seen = Vec::new();
+            node.for_each_string(&mut |l| seen.push(l.decode().into_owned()));
+            assert_eq!(seen, vec![format!("{body}\n{body}"), body.clone()]);
+            let bad = format!("\"{body}\u{1}{body}\"");
+            assert_eq!(parse(&bad).unwrap_err(), JsonError { what: "control character inside a string", line: 1, column: pad + 2 });
+            assert_eq!(parse(&format!("\"{body}")).unwrap_err().what, "unterminated string");
+            assert!(parse(&format!("\"{body}\u{7f}é\"")).is_ok());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_round_trips_through_parse_and_decode(s in "\\PC*", ascii_only in proptest::bool::ANY) {
+            // serde_json's escaping, or every non-ASCII char as \uXXXX (surrogate pairs included).
+            let src = if ascii_only {
+                let mut q = String::from("\"");
+                for c in s.chars() {
+                    match c {
+                        '"' => q.push_str("\\\""),
+                        '\\' => q.push_str("\\\\"),
+                        c if c.is_ascii() && !c.is_ascii_control() => q.push(c),
+                        c => {
+                            let mut buf = [0u16; 2];
+                            for unit in c.encode_utf16(&mut buf) {
+                                q.push_str(&format!("\\u{unit:04X}"));
+                            }
+                        }
+                    }
+                }
+                q.push('"');
+                q
+            } else {
+                quote(&s)
+            };
+            let node = parse(&src).unwrap();
+            proptest::prop_assert_eq!(node.as_lit().unwrap().decode(), s);
+        }
     }
 
     #[test]
