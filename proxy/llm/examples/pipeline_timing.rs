@@ -4,7 +4,8 @@
 //! `bench-client transcript --out DIR`, then:
 //!   cargo run --release -p promptwall-llm --example pipeline_timing -- DIR/first.json DIR/next.json [cold|next|both] [rounds]
 //! `cold` / `next` repeat only that phase (for perf / callgrind); `parse`
-//! times the JSON parse of the next-turn body alone.
+//! times the JSON parse of the next-turn body alone; `dump` prints the
+//! forwarded next-turn body.
 use std::time::Instant;
 
 use promptwall_llm::detect::{Detector, PipelineConfig};
@@ -36,6 +37,16 @@ fn main() {
                 let t = Instant::now();
                 p.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
                 cold.push(t.elapsed());
+            }
+            "dump" => {
+                // The forwarded next-turn body, for comparing builds.
+                use std::io::Write;
+                if let promptwall_llm::RequestOutcome::Forward { body: Some(b), .. } =
+                    warm.inspect_request(ApiShape::AnthropicMessages, &next, &ctx)
+                {
+                    std::io::stdout().write_all(&b).expect("stdout");
+                }
+                return;
             }
             "parse" => {
                 // The JSON parse alone (every turn pays it).

@@ -29,10 +29,38 @@ impl<'a> Lit<'a> {
         if !self.escaped {
             return Cow::Borrowed(self.raw);
         }
-        // The parser already checked the escapes; only a lone surrogate
-        // (`\ud800`) fails here, which serde_json refuses too: keep the raw
-        // text then rather than panic.
-        Cow::Owned(unescape(self.raw).unwrap_or_else(|| self.raw.to_string()))
+        Cow::Owned(unescape(self.raw))
+    }
+
+    /// Offsets in `raw` of ascending byte offsets in the decoded string;
+    /// None for an offset inside the output of one escape (mid-character)
+    /// or past the end. Lets a rewrite replace a few spans of a literal and
+    /// keep every other byte (and escape) as the client sent it.
+    pub fn raw_offsets(&self, decoded: &[usize]) -> Vec<Option<usize>> {
+        let b = self.raw.as_bytes();
+        let next_escape = |from: usize| if self.escaped { memchr::memchr(b'\\', &b[from..]).map_or(b.len(), |i| from + i) } else { b.len() };
+        // Invariant: decoding raw[..r] gives d bytes.
+        let (mut r, mut d) = (0, 0);
+        let mut esc = next_escape(0);
+        let mut out = Vec::with_capacity(decoded.len());
+        for &t in decoded {
+            out.push(loop {
+                if t < d {
+                    break None;
+                }
+                if t - d <= esc - r {
+                    break Some(r + (t - d));
+                }
+                if esc >= b.len() {
+                    break None;
+                }
+                let (raw_len, decoded_len) = escape_lengths(&b[esc..]);
+                d += esc - r + decoded_len;
+                r = esc + raw_len;
+                esc = next_escape(r);
+            });
+        }
+        out
     }
 
     pub fn eq_str(&self, s: &str) -> bool {
@@ -306,12 +334,41 @@ fn next_special(b: &[u8], mut i: usize) -> usize {
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
-    u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    h.iter().try_fold(0u32, |acc, &c| Some(acc * 16 + (c as char).to_digit(16)?))
+}
+
+/// The code point of the `\\u` escape (or surrogate pair) at the start of
+/// `b` and the raw bytes it takes; a lone surrogate is U+FFFD (the text
+/// scanned and restored stays valid UTF-8; the raw bytes are never
+/// rewritten unless a finding covers them).
+fn unicode_escape(b: &[u8]) -> (char, usize) {
+    let hi = b.get(2..6).and_then(hex4).unwrap_or(0xFFFD);
+    let pair = match hi {
+        0xD800..=0xDBFF if b.get(6..8) == Some(b"\\u") => {
+            b.get(8..12).and_then(hex4).filter(|lo| (0xDC00..=0xDFFF).contains(lo))
+        }
+        _ => None,
+    };
+    match pair {
+        Some(lo) => (char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).unwrap_or('\u{FFFD}'), 12),
+        None => (char::from_u32(hi).unwrap_or('\u{FFFD}'), 6),
+    }
+}
+
+/// (raw length, decoded length) of the escape at the start of `b`.
+fn escape_lengths(b: &[u8]) -> (usize, usize) {
+    match b.get(1) {
+        Some(b'u') => {
+            let (c, raw) = unicode_escape(b);
+            (raw, c.len_utf8())
+        }
+        _ => (2, 1),
+    }
 }
 
 /// Decode the escapes of a literal's raw text (already validated by the
-/// parser); None for a lone surrogate, which no JSON decoder accepts.
-fn unescape(raw: &str) -> Option<String> {
+/// parser).
+fn unescape(raw: &str) -> String {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut at = 0;
@@ -319,40 +376,29 @@ fn unescape(raw: &str) -> Option<String> {
         let i = at + i;
         out.push_str(&raw[at..i]);
         at = i + 2;
-        match *b.get(i + 1)? {
-            b'"' => out.push('"'),
-            b'\\' => out.push('\\'),
-            b'/' => out.push('/'),
-            b'b' => out.push('\u{8}'),
-            b'f' => out.push('\u{c}'),
-            b'n' => out.push('\n'),
-            b'r' => out.push('\r'),
-            b't' => out.push('\t'),
-            b'u' => {
-                let hi = hex4(b.get(i + 2..i + 6)?)?;
-                at = i + 6;
-                let code = match hi {
-                    0xD800..=0xDBFF => {
-                        if b.get(at..at + 2) != Some(b"\\u") {
-                            return None;
-                        }
-                        let lo = hex4(b.get(at + 2..at + 6)?)?;
-                        if !(0xDC00..=0xDFFF).contains(&lo) {
-                            return None;
-                        }
-                        at += 6;
-                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                    }
-                    0xDC00..=0xDFFF => return None,
-                    _ => hi,
-                };
-                out.push(char::from_u32(code)?);
+        match b.get(i + 1) {
+            Some(b'"') => out.push('"'),
+            Some(b'\\') => out.push('\\'),
+            Some(b'/') => out.push('/'),
+            Some(b'b') => out.push('\u{8}'),
+            Some(b'f') => out.push('\u{c}'),
+            Some(b'n') => out.push('\n'),
+            Some(b'r') => out.push('\r'),
+            Some(b't') => out.push('\t'),
+            Some(b'u') => {
+                let (c, len) = unicode_escape(&b[i..]);
+                out.push(c);
+                at = i + len;
             }
-            _ => return None,
+            // Not produced by the parser; keep the bytes.
+            _ => {
+                out.push('\\');
+                at = i + 1;
+            }
         }
     }
     out.push_str(&raw[at..]);
-    Some(out)
+    out
 }
 
 /// `s` as a JSON string literal, quotes included.
@@ -411,14 +457,46 @@ mod tests {
     #[test]
     fn decode_matches_serde_json() {
         let cases = [
-            r#"plain"#, r#"a\nb\t\"q\"\\ \/ \b\f\r"#, r#"\u00e9\u0041"#, r#"\ud83d\ude00 smile"#, r#"x\u0000y"#,
-            r#"lone \ud800 high"#, r#"lone \udc00 low"#, r#"\ud800\u0041"#, r#"\ud800"#, "日本\\n語",
+            r#"plain"#, r#"a\nb\t\"q\"\\ \/ \b\f\r"#, r#"\u00e9\u0041"#, r#"\ud83d\ude00 smile"#, r#"x\u0000y"#, "日本\\n語",
         ];
         for raw in cases {
             let src = format!("\"{raw}\"");
             let lit = *parse(&src).unwrap().as_lit().unwrap();
-            let expected = serde_json::from_str::<String>(&src).unwrap_or_else(|_| raw.to_string());
-            assert_eq!(lit.decode(), expected, "{raw}");
+            assert_eq!(lit.decode(), serde_json::from_str::<String>(&src).unwrap(), "{raw}");
+        }
+        // serde_json refuses lone surrogates; they decode to U+FFFD here.
+        for (raw, want) in [(r#"a\ud800b"#, "a\u{FFFD}b"), (r#"\udc00"#, "\u{FFFD}"), (r#"\ud800\u0041"#, "\u{FFFD}A")] {
+            let src = format!("\"{raw}\"");
+            assert_eq!(parse(&src).unwrap().as_lit().unwrap().decode(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn raw_offsets_map_decoded_positions_back() {
+        let src = r#""ab\ncd\u00e9f\ud83d\ude00g\ud800h""#;
+        let lit = *parse(src).unwrap().as_lit().unwrap();
+        let decoded = lit.decode();
+        assert_eq!(decoded, "ab\ncd\u{e9}f\u{1F600}g\u{FFFD}h");
+        // Every char boundary of the decoded text maps to the raw escape (or byte) it starts at.
+        let bounds: Vec<usize> = decoded.char_indices().map(|(i, _)| i).chain([decoded.len()]).collect();
+        let raw: Vec<usize> = lit.raw_offsets(&bounds).into_iter().map(Option::unwrap).collect();
+        assert_eq!(raw, vec![0, 1, 2, 4, 5, 6, 12, 13, 25, 26, 32, 33]);
+        // Inside one escape's output, or past the end: None.
+        assert_eq!(lit.raw_offsets(&[6, 9, 40]), vec![None, None, None]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn raw_offsets_agree_with_decoding_prefixes(s in "\\PC{0,40}", cut in 0usize..200) {
+            let src = quote(&s);
+            let lit = *parse(&src).unwrap().as_lit().unwrap();
+            let decoded = lit.decode();
+            let mut t = cut.min(decoded.len());
+            while !decoded.is_char_boundary(t) {
+                t -= 1;
+            }
+            let r = lit.raw_offsets(&[t])[0].unwrap();
+            proptest::prop_assert_eq!(unescape(&lit.raw[..r]), &decoded[..t]);
         }
     }
 

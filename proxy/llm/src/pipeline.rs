@@ -231,12 +231,17 @@ impl Pipeline {
             }
             let location = walk.location(place.path);
             for seg in segments(place, hits) {
+                let mut decoded: Option<Cow<'_, str>> = None;
                 for hit in applicable(place.mode, &seg.hits) {
                     let action = effective_action(place.mode, hit);
                     *report.counts.entry(hit.kind.to_string()).or_default() += 1;
                     report.findings.push(FindingRecord { kind: hit.kind.to_string(), location: location.clone(), action });
                     if hit.category == Category::Secret {
-                        let fp = (hit.kind.to_string(), crate::detect_api::fingerprint(ctx.fingerprint_salt, &seg.text[hit.start..hit.end]));
+                        let text: &str = match &seg.text {
+                            Some(t) => t,
+                            None => decoded.get_or_insert_with(|| place.lit.decode()),
+                        };
+                        let fp = (hit.kind.to_string(), crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]));
                         if !report.fingerprints.contains(&fp) {
                             report.fingerprints.push(fp);
                         }
@@ -275,9 +280,7 @@ impl Pipeline {
             if hits.is_empty() {
                 continue;
             }
-            if let Some(new_literal) = rewrite_place(place, hits, vault, &taken) {
-                edits.push((place.lit.range(), new_literal));
-            }
+            rewrite_place(place, hits, vault, &taken, &mut edits);
         }
         report.verdict = Verdict::Redacted;
         Core::Pass { body: Some(json::splice(text, &mut edits)), report }
@@ -340,10 +343,12 @@ impl Pipeline {
     }
 }
 
-/// A scanned piece of a place: the whole decoded string, or one string
-/// inside JSON-text arguments.
+/// A scanned piece of a place: the whole string, or one string inside
+/// JSON-text arguments.
 struct Segment<'s> {
-    text: Cow<'s, str>,
+    /// Decoded text of an inner string; None for the place's own string
+    /// (decoded only when needed: most findings are rewritten in place).
+    text: Option<Cow<'s, str>>,
     /// Range of the inner literal inside the decoded arguments.
     inner: Option<Range<usize>>,
     hits: Vec<Hit>,
@@ -353,7 +358,7 @@ fn segments<'s>(place: &Place<'s, '_>, hits: &[SubHit]) -> Vec<Segment<'s>> {
     let whole: Vec<Hit> = hits.iter().filter(|h| h.sub == u32::MAX).map(|h| h.hit.clone()).collect();
     let mut out = Vec::new();
     if !whole.is_empty() || hits.is_empty() {
-        out.push(Segment { text: place.lit.decode(), inner: None, hits: whole });
+        out.push(Segment { text: None, inner: None, hits: whole });
     }
     if hits.iter().any(|h| h.sub != u32::MAX) {
         let args = place.lit.decode();
@@ -367,7 +372,7 @@ fn segments<'s>(place: &Place<'s, '_>, hits: &[SubHit]) -> Vec<Segment<'s>> {
             for (lit, idx) in leaves {
                 let leaf_hits: Vec<Hit> = hits.iter().filter(|h| h.sub == idx).map(|h| h.hit.clone()).collect();
                 if !leaf_hits.is_empty() {
-                    out.push(Segment { text: Cow::Owned(lit.decode().into_owned()), inner: Some(lit.range()), hits: leaf_hits });
+                    out.push(Segment { text: Some(Cow::Owned(lit.decode().into_owned())), inner: Some(lit.range()), hits: leaf_hits });
                 }
             }
         }
@@ -411,13 +416,9 @@ fn redact_text(text: &str, hits: &[&Hit], vault: &mut Vault, taken: &std::collec
         if hit.end > text.len() || !text.is_char_boundary(hit.start) || !text.is_char_boundary(hit.end) {
             continue;
         }
-        let replacement = match hit.action {
-            Action::Reversible => vault.placeholder_for(&hit.kind, &text[hit.start..hit.end], taken),
-            Action::Redact => vault::redacted_placeholder(&hit.kind),
-            Action::Block | Action::Off => continue,
-        };
+        let Some(new) = replacement(hit, &text[hit.start..hit.end], vault, taken) else { continue };
         out.push_str(&text[at..hit.start]);
-        out.push_str(&replacement);
+        out.push_str(&new);
         at = hit.end;
         changed = true;
     }
@@ -425,29 +426,59 @@ fn redact_text(text: &str, hits: &[&Hit], vault: &mut Vault, taken: &std::collec
     changed.then_some(out)
 }
 
-/// The new JSON literal for a place, if any of its hits rewrites it.
-fn rewrite_place(place: &Place<'_, '_>, hits: &[SubHit], vault: &mut Vault, taken: &std::collections::HashSet<String>) -> Option<String> {
+/// The placeholder that replaces `value`, if the hit rewrites.
+fn replacement(hit: &Hit, value: &str, vault: &mut Vault, taken: &std::collections::HashSet<String>) -> Option<String> {
+    match hit.action {
+        Action::Reversible => Some(vault.placeholder_for(&hit.kind, value, taken)),
+        Action::Redact => Some(vault::redacted_placeholder(&hit.kind)),
+        Action::Block | Action::Off => None,
+    }
+}
+
+/// Body edits for a place's rewritten findings. Findings in the string
+/// itself are replaced where they sit in the raw literal: every other byte
+/// (and escape) stays as the client sent it, and a long tool result with
+/// one email costs a few small edits instead of decoding and re-encoding
+/// it. Findings inside JSON-text arguments rewrite the whole literal.
+fn rewrite_place(
+    place: &Place<'_, '_>,
+    hits: &[SubHit],
+    vault: &mut Vault,
+    taken: &std::collections::HashSet<String>,
+    edits: &mut Vec<(Range<usize>, String)>,
+) {
     if place.mode == Mode::Protected {
-        return None;
+        return;
     }
     let segs = segments(place, hits);
-    let mut whole: Option<String> = None;
     let mut inner_edits: Vec<(Range<usize>, String)> = Vec::new();
     for seg in &segs {
         let hs = applicable(place.mode, &seg.hits);
-        if let Some(new) = redact_text(&seg.text, &hs, vault, taken) {
-            match &seg.inner {
-                None => whole = Some(new),
-                Some(range) => inner_edits.push((range.clone(), json::quote(&new))),
+        match (&seg.text, &seg.inner) {
+            (Some(text), Some(range)) => {
+                if let Some(new) = redact_text(text, &hs, vault, taken) {
+                    inner_edits.push((range.clone(), json::quote(&new)));
+                }
+            }
+            _ => {
+                let bounds: Vec<usize> = hs.iter().flat_map(|h| [h.start, h.end]).collect();
+                let raw = place.lit.raw_offsets(&bounds);
+                // Content starts after the opening quote.
+                let base = place.lit.start + 1;
+                for (hit, pair) in hs.iter().zip(raw.chunks(2)) {
+                    let (Some(start), Some(end)) = (pair[0], pair[1]) else { continue };
+                    let Some(raw_value) = place.lit.raw.get(start..end) else { continue };
+                    let value = json::Lit { start: 0, raw: raw_value, escaped: raw_value.contains('\\') }.decode();
+                    if let Some(new) = replacement(hit, &value, vault, taken) {
+                        edits.push((base + start..base + end, json::escape_inner(&new).into_owned()));
+                    }
+                }
             }
         }
     }
-    if let Some(new) = whole {
-        return Some(json::quote(&new));
-    }
     if inner_edits.is_empty() {
-        return None;
+        return;
     }
     let args = place.lit.decode();
-    Some(json::quote(&json::splice(&args, &mut inner_edits)))
+    edits.push((place.lit.range(), json::quote(&json::splice(&args, &mut inner_edits))));
 }
