@@ -505,11 +505,11 @@ mod tests {
         // The eight-byte scan must find the first special byte wherever it sits.
         for pad in 0..20 {
             let body = "x".repeat(pad);
-            let src = format!("[\"{body}\\n{body}\", \"{body}\"]");
+            let src = format!("[\"{body}\\n{body}\\u00e9\\\"\\\\\", \"{body}\"]");
             let node = parse(&src).unwrap();
             let mut seen = Vec::new();
             node.for_each_string(&mut |l| seen.push(l.decode().into_owned()));
-            assert_eq!(seen, vec![format!("{body}\n{body}"), body.clone()]);
+            assert_eq!(seen, vec![format!("{body}\n{body}é\"\\"), body.clone()]);
             let bad = format!("\"{body}\u{1}{body}\"");
             assert_eq!(parse(&bad).unwrap_err(), JsonError { what: "control character inside a string", line: 1, column: pad + 2 });
             assert_eq!(parse(&format!("\"{body}")).unwrap_err().what, "unterminated string");

@@ -131,15 +131,13 @@ impl PiiScanner {
             enabled(PiiKind::Ipv4),
         );
         if phone || ssn || card || iban || ipv4 {
-            for run in (NumericRuns { b, pos: 0 }) {
-                let run_text = &text[run.clone()];
-                let digits = run_text.bytes().filter(u8::is_ascii_digit).count();
+            for Run { range: run, digits, dots } in (NumericRuns { b, pos: 0 }) {
                 let base = run.start;
                 // IBAN check digits follow two capitals; the rest may be letters.
                 if iban && base >= 2 && b[base - 2].is_ascii_uppercase() && b[base - 1].is_ascii_uppercase() {
                     self.scan_iban(text, base - 2, out);
                 }
-                if ipv4 && digits >= 4 && run_text.contains('.') {
+                if ipv4 && digits >= 4 && dots >= 3 {
                     self.scan_ipv4(text, run.clone(), out);
                 }
                 if digits >= 9 {
@@ -263,21 +261,36 @@ struct NumericRuns<'a> {
     pos: usize,
 }
 
-impl Iterator for NumericRuns<'_> {
-    type Item = std::ops::Range<usize>;
+struct Run {
+    range: std::ops::Range<usize>,
+    digits: usize,
+    /// Dots in the run (an IPv4 address needs three).
+    dots: usize,
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl Iterator for NumericRuns<'_> {
+    type Item = Run;
+
+    fn next(&mut self) -> Option<Run> {
         let b = self.b;
         let start = next_digit(b, self.pos)?;
-        let (mut end, mut last_digit) = (start, start);
-        while end < b.len() && matches!(b[end], b'0'..=b'9' | b' ' | b'.' | b'(' | b')' | b'-') {
-            if b[end].is_ascii_digit() {
-                last_digit = end;
+        let (mut end, mut last_digit, mut digits, mut dots) = (start, start, 0, 0);
+        while let Some(&c) = b.get(end) {
+            match c {
+                b'0'..=b'9' => {
+                    last_digit = end;
+                    digits += 1;
+                }
+                b'.' => dots += 1,
+                b' ' | b'(' | b')' | b'-' => {}
+                _ => break,
             }
             end += 1;
         }
         self.pos = end;
-        Some(start..last_digit + 1)
+        // Trailing separators are not part of the run (a trailing dot counts
+        // only towards the cheap IPv4 pre-check, never a finding).
+        Some(Run { range: start..last_digit + 1, digits, dots })
     }
 }
 
@@ -510,6 +523,11 @@ fn scan_ipv6(b: &[u8], private_too: bool, mut out: impl FnMut(usize, usize)) {
         if colon < last_end {
             continue;
         }
+        // `key: value`: a lone colon cannot be part of an address.
+        if !b.get(colon + 1).is_some_and(|&c| ip_char(c)) && (colon == 0 || !ip_char(b[colon - 1])) {
+            last_end = colon + 1;
+            continue;
+        }
         let mut start = colon;
         while start > 0 && ip_char(b[start - 1]) && colon - start < 45 {
             start -= 1;
@@ -559,7 +577,7 @@ mod tests {
     #[test]
     fn numeric_runs() {
         let text = b"ab 12 (415) 555-2671x 9.9.9.9; 7";
-        let runs: Vec<&[u8]> = NumericRuns { b: text, pos: 0 }.map(|r| &text[r]).collect();
+        let runs: Vec<&[u8]> = NumericRuns { b: text, pos: 0 }.map(|r| &text[r.range]).collect();
         assert_eq!(runs, vec![&b"12 (415) 555-2671"[..], b"9.9.9.9", b"7"]);
         assert_eq!(next_digit(b"abcdefghijklmnopq5", 0), Some(17));
         assert_eq!(next_digit(b"abcdefghijklmnopq", 3), None);
