@@ -86,6 +86,10 @@ if [ "$UNINSTALL" = 1 ]; then
     if systemd_running; then
         systemctl disable --now promptwall.service 2>/dev/null || true
     fi
+    if [ -x "$BIN_DST" ] && [ "$ROOT" = / ]; then
+        # What a crashed fail = "closed" agent left pinned.
+        "$BIN_DST" cleanup >/dev/null 2>&1 || true
+    fi
     if [ -x "$BIN_DST" ]; then
         "$BIN_DST" --config "$(ca_config)" ca uninstall --root "$ROOT" $REFRESH ||
             echo "install.sh: warning: could not remove the CA from the trust store; run \`promptwall ca uninstall\`" >&2

@@ -35,7 +35,20 @@ use ebpf::Loaded;
 pub const TEST_CGROUP_PREFIX: &str = "promptwall-test-";
 
 #[derive(clap::Args)]
-pub struct CleanupArgs {}
+pub struct CleanupArgs {
+    /// Run as the unit's ExecStopPost: after a crash (systemd's
+    /// SERVICE_RESULT is not "success") with fail = "closed", keep the pinned
+    /// redirect so provider connections stay refused until the restart.
+    #[arg(long)]
+    pub after_service_stop: bool,
+}
+
+/// Whether `cleanup --after-service-stop` must leave the redirect in place.
+/// `service_result` is systemd's `$SERVICE_RESULT` ("success" for a
+/// requested stop; "signal", "exit-code", "core-dump", … for a crash).
+pub fn keep_redirect_after_stop(fail: FailMode, service_result: Option<&str>) -> bool {
+    fail == FailMode::Closed && service_result != Some("success")
+}
 
 /// How `start_with` should run, beyond what the config says.
 #[derive(Debug, Clone)]
@@ -444,11 +457,19 @@ impl Drop for InterceptHandle {
 
 /// Removes what a crashed agent can leave behind: pinned links (fail =
 /// "closed"), the nftables table, and cgroups created by tests.
-pub async fn cleanup(_args: CleanupArgs, config: &Config) -> anyhow::Result<()> {
+pub async fn cleanup(args: CleanupArgs, config: &Config) -> anyhow::Result<()> {
     if !sys::is_root() {
         anyhow::bail!("cleanup needs root; run `sudo promptwall cleanup`");
     }
-    let _ = config;
+    let service_result = std::env::var("SERVICE_RESULT").ok();
+    if args.after_service_stop && keep_redirect_after_stop(config.intercept.fail, service_result.as_deref()) {
+        println!(
+            "fail = \"closed\" and the service ended with {:?}: leaving the redirect pinned, so provider \
+             connections stay refused until promptwall restarts; run `promptwall cleanup` to remove it",
+            service_result.as_deref().unwrap_or("an unknown result")
+        );
+        return Ok(());
+    }
     let report = cleanup_all(Path::new(ebpf::DEFAULT_PIN_DIR), true)?;
     if report.is_empty() {
         println!("nothing to clean up");
@@ -509,4 +530,20 @@ fn remove_test_cgroups(mount: &Path) -> anyhow::Result<Vec<PathBuf>> {
         removed.push(dir);
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_in_fail_closed_keeps_the_redirect_and_nothing_else_does() {
+        for crash in [None, Some("signal"), Some("exit-code"), Some("core-dump"), Some("watchdog")] {
+            assert!(keep_redirect_after_stop(FailMode::Closed, crash), "closed after {crash:?}");
+            assert!(!keep_redirect_after_stop(FailMode::Open, crash), "open after {crash:?}");
+        }
+        // A requested stop (systemctl stop, package removal) always detaches.
+        assert!(!keep_redirect_after_stop(FailMode::Closed, Some("success")));
+        assert!(!keep_redirect_after_stop(FailMode::Open, Some("success")));
+    }
 }
