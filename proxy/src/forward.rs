@@ -251,10 +251,14 @@ impl Proxy {
     ) -> ProxyBody {
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(32);
         let capture_limit = self.config.audit.capture_bodies.then_some(self.config.audit.capture_max_bytes);
+        // With a Content-Length the client knows the answer is complete at
+        // its last byte, so that byte waits for the audit commit.
+        let exact_len = upstream.size_hint().exact();
         tokio::spawn(async move {
             let mut client_gone = false;
             let mut upstream_error: Option<String> = None;
             let mut captured: Vec<u8> = Vec::new();
+            let mut held = Bytes::new();
             loop {
                 // A client hang-up ends the upstream request at once (the
                 // provider stops generating) instead of at its next frame,
@@ -283,6 +287,10 @@ impl Proxy {
                                 Some(s) => s.push(data),
                                 None => data,
                             };
+                            if exact_len.is_some_and(|n| log.response_bytes >= n) {
+                                held = out;
+                                continue;
+                            }
                             if !out.is_empty() && tx.send(Ok(Frame::data(out))).await.is_err() {
                                 client_gone = true;
                                 break;
@@ -303,6 +311,13 @@ impl Proxy {
                 }
             }
             let tail = stage.as_mut().map(|s| s.finish()).unwrap_or_default();
+            let tail = if held.is_empty() {
+                tail
+            } else if tail.is_empty() {
+                held
+            } else {
+                Bytes::from([held.as_ref(), tail.as_ref()].concat())
+            };
             if let Some(s) = stage.as_ref() {
                 let usage = s.usage();
                 log.model = usage.model.or(log.model.take());
@@ -324,7 +339,12 @@ impl Proxy {
                 log.error = Some(format!("upstream response broke off: {e}"));
             }
             log.duration_ms = ms(started.elapsed());
-            self.write_audit(log).await;
+            if !self.write_audit(log).await {
+                // No answer completes without its audit row: the client sees
+                // a broken response (and retries) instead of a clean one.
+                let _ = tx.send(Err("promptwall could not write the audit row; see the agent's log".into())).await;
+                return;
+            }
             if !client_gone {
                 if !tail.is_empty() {
                     let _ = tx.send(Ok(Frame::data(tail))).await;
@@ -381,14 +401,17 @@ impl Proxy {
                 }
             };
         }
-        if inspect::classify(&http::Method::POST, req.uri().path()).is_llm() {
-            // An LLM WebSocket we cannot inspect is refused, never passed
-            // through: the client then falls back to HTTP, which we inspect.
-            let msg = "promptwall: WebSocket transport for this API is not inspected; use HTTP streaming (clients fall back automatically)";
+        let path = req.uri().path();
+        if !self.config.limits.websocket_passthrough_paths.iter().any(|p| path.starts_with(p.as_str())) {
+            // A WebSocket we cannot inspect (Chat/Messages, Realtime, an API
+            // we do not know yet) is refused, never passed through: the
+            // client then falls back to HTTP, which we inspect.
+            let msg = "promptwall: WebSocket transport for this API is not inspected; use HTTP streaming (clients fall back automatically), \
+                       or list the path in [limits] websocket_passthrough_paths to relay it uninspected";
             log.verdict = "error".into();
             return self.finish_local(log, started, error_shape, StatusCode::UPGRADE_REQUIRED, msg).await;
         }
-        // Non-LLM upgrades on provider hosts are relayed as bytes.
+        // Upgrades the operator chose to pass through are relayed as bytes.
         let client_upgrade = hyper::upgrade::on(&mut req);
         let (parts, _) = req.into_parts();
         let mut headers = parts.headers.clone();
@@ -499,10 +522,15 @@ impl Proxy {
         json_response(status, inspect::error_body(shape, status.as_u16(), message))
     }
 
-    async fn write_audit(&self, log: RequestLog) {
-        if let Err(e) = (self.audit)(log).await {
-            self.stats.audit_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!("audit row could not be written: {e}");
+    /// Commits the row; false (and logged, counted) if the store refused it.
+    async fn write_audit(&self, log: RequestLog) -> bool {
+        match (self.audit)(log).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.stats.audit_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!("audit row could not be written: {e}; check the audit store (disk space, permissions)");
+                false
+            }
         }
     }
 }

@@ -94,7 +94,20 @@ struct Harness {
     _running: app::Running,
 }
 
+/// How the test's audit store answers a commit.
+#[derive(Clone)]
+enum Store {
+    Commits,
+    /// Commits once the test adds a permit.
+    WaitsFor(Arc<tokio::sync::Semaphore>),
+    Fails,
+}
+
 async fn harness(upstream_override: Option<&str>) -> Harness {
+    harness_with_store(upstream_override, Store::Commits).await
+}
+
+async fn harness_with_store(upstream_override: Option<&str>, store: Store) -> Harness {
     let seen = Seen::default();
     let (release_tx, release_rx) = oneshot::channel();
     let upstream = start_upstream(seen.clone(), Arc::new(Mutex::new(Some(release_rx)))).await;
@@ -111,8 +124,17 @@ async fn harness(upstream_override: Option<&str>) -> Harness {
     let rows = Arc::new(Mutex::new(Vec::new()));
     let sink_rows = rows.clone();
     let audit: AuditSink = Arc::new(move |row| {
-        sink_rows.lock().unwrap().push(row);
-        Box::pin(async { Ok(()) })
+        let sink_rows = sink_rows.clone();
+        let store = store.clone();
+        Box::pin(async move {
+            match store {
+                Store::Commits => {}
+                Store::WaitsFor(permits) => permits.acquire().await.unwrap().forget(),
+                Store::Fails => return Err("disk full".to_string()),
+            }
+            sink_rows.lock().unwrap().push(row);
+            Ok(())
+        })
     });
     let running = app::start(config, Deps { audit, tls: None, origins: None }).await.unwrap();
     Harness { proxy: running.explicit.unwrap(), seen, rows, release: Some(release_tx), _running: running }
@@ -269,4 +291,53 @@ async fn client_disconnect_mid_stream_is_audited() {
     let rows = h.rows.lock().unwrap();
     assert_eq!(rows.len(), 1, "the request must still get its audit row");
     assert_eq!(rows[0].status, 200);
+}
+
+const RATE_LIMIT_BODY: &str = r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
+
+/// Reads what arrives within `wait`; stops at EOF.
+async fn read_for(s: &mut TcpStream, got: &mut Vec<u8>, wait: Duration) -> bool {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_content_length_answer_completes_only_after_its_audit_row_commits() {
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let h = harness_with_store(None, Store::WaitsFor(permits.clone())).await;
+    let mut s = TcpStream::connect(h.proxy).await.unwrap();
+    // A non-LLM path: no inspection stage buffers it, so only the commit holds it back.
+    s.write_all(b"POST /v1/ratelimited HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}").await.unwrap();
+    let mut got = Vec::new();
+    let closed = read_for(&mut s, &mut got, Duration::from_millis(700)).await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(!closed && !text.ends_with(RATE_LIMIT_BODY), "the last byte went out before the row was committed: {text}");
+    assert!(h.rows.lock().unwrap().is_empty());
+    permits.add_permits(1);
+    assert!(read_for(&mut s, &mut got, Duration::from_secs(10)).await, "the answer never completed after the commit");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 429") && text.ends_with(RATE_LIMIT_BODY), "{text}");
+    assert_eq!(h.rows.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_whose_audit_row_cannot_be_written_does_not_complete() {
+    let h = harness_with_store(None, Store::Fails).await;
+    for path in ["/v1/ratelimited", "/v1/messages"] {
+        let body = r#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#;
+        let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let resp = raw(h.proxy, &req).await;
+        let (head, got_body) = resp.split_once("\r\n\r\n").expect("headers arrive");
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+            .expect("content-length kept");
+        assert!(got_body.len() < declared, "{path}: a complete answer went out without its audit row: {resp}");
+    }
 }
