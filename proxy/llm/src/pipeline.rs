@@ -274,7 +274,13 @@ impl Pipeline {
 
         // Pass 2: rewrite the affected strings, in walk order so placeholder
         // numbers follow first appearance.
-        let taken = vault::literal_placeholders(text);
+        // Placeholders inside signed model output (thinking) are the model
+        // quoting ours from an earlier turn; they cannot be restored there,
+        // and counting them as typed would renumber the next turn.
+        let mut protected: Vec<Range<usize>> =
+            walk.places.iter().filter(|p| p.mode == Mode::Protected).map(|p| p.lit.range()).collect();
+        protected.sort_by_key(|r| r.start);
+        let taken = vault::literal_placeholders_outside(text, &protected);
         let mut edits: Vec<(Range<usize>, String)> = Vec::new();
         for (place, hits) in walk.places.iter().zip(&results) {
             if hits.is_empty() {

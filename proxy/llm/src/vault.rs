@@ -100,14 +100,24 @@ pub fn redacted_placeholder(kind: &str) -> String {
 
 /// Every `[[LABEL_NNN]]` that occurs literally in `text`.
 pub(crate) fn literal_placeholders(text: &str) -> HashSet<String> {
+    literal_placeholders_outside(text, &[])
+}
+
+/// Every `[[LABEL_NNN]]` in `text` that starts outside the ascending,
+/// disjoint byte ranges `skip`.
+pub(crate) fn literal_placeholders_outside(text: &str, skip: &[std::ops::Range<usize>]) -> HashSet<String> {
     let mut found = HashSet::new();
     let bytes = text.as_bytes();
     let finder = memchr::memmem::Finder::new(b"[[");
     let mut pos = 0;
     while let Some(i) = finder.find(&bytes[pos..]) {
         let start = pos + i;
-        if let Some(len) = placeholder_len(&bytes[start..]) {
-            found.insert(text[start..start + len].to_string());
+        let next_skip = skip.partition_point(|r| r.end <= start);
+        let skipped = skip.get(next_skip).is_some_and(|r| r.start <= start);
+        if !skipped {
+            if let Some(len) = placeholder_len(&bytes[start..]) {
+                found.insert(text[start..start + len].to_string());
+            }
         }
         pos = start + 1;
     }

@@ -54,6 +54,23 @@ fn numbering_is_stable_across_turns_and_restarts() {
 }
 
 #[test]
+fn a_placeholder_the_model_quoted_in_signed_thinking_keeps_its_number_next_turn() {
+    // Turn 1 sent a@example.com as [[EMAIL_001]]; the model's signed thinking
+    // quoted the placeholder and comes back verbatim in turn 2's transcript.
+    let turn2 = json!({"model":"m","messages":[
+        {"role":"user","content":"mail a@example.com"},
+        {"role":"assistant","content":[
+            {"type":"thinking","thinking":"The user wants [[EMAIL_001]] mailed.","signature":"c2lnbmVk"},
+            {"type":"text","text":"Mailing a@example.com now."}]},
+        {"role":"user","content":"thanks"}]});
+    let (provider, restorer) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
+    assert!(provider.contains(r#""content":"mail [[EMAIL_001]]""#), "renumbered: {provider}");
+    assert!(provider.contains("Mailing [[EMAIL_001]] now."), "{provider}");
+    assert!(provider.contains(r#""thinking":"The user wants [[EMAIL_001]] mailed.","signature":"c2lnbmVk""#), "{provider}");
+    assert_eq!(restorer.unwrap().restore_text("sent to [[EMAIL_001]]"), "sent to a@example.com");
+}
+
+#[test]
 fn unchanged_requests_are_forwarded_as_the_original_bytes() {
     let p = common::pipeline();
     let body = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
