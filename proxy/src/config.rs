@@ -155,6 +155,10 @@ pub struct LimitsConfig {
     /// Time allowed for a client to send its request head and body.
     pub client_read_timeout_secs: u64,
     pub upstream_response_timeout_secs: u64,
+    /// Path prefixes on provider hosts whose WebSocket upgrades are relayed
+    /// uninspected. Default: none, so any WebSocket the pipeline cannot read
+    /// (Realtime, unknown APIs) is refused with 426 and clients fall back to HTTP.
+    pub websocket_passthrough_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -227,7 +231,12 @@ impl Default for InterceptConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_request_bytes: 32 * 1024 * 1024, client_read_timeout_secs: 60, upstream_response_timeout_secs: 600 }
+        Self {
+            max_request_bytes: 32 * 1024 * 1024,
+            client_read_timeout_secs: 60,
+            upstream_response_timeout_secs: 600,
+            websocket_passthrough_paths: Vec::new(),
+        }
     }
 }
 

@@ -421,13 +421,14 @@ fn non_llm_paths_pass_through_and_are_audited_as_non_llm() {
     }
 }
 
-/// A WebSocket on an LLM path promptwall cannot inspect is refused (426),
-/// never relayed: clients then fall back to HTTP, which is inspected.
+/// A WebSocket promptwall cannot inspect (Chat/Messages, Realtime, a path it
+/// does not know) is refused (426), never relayed: clients then fall back to
+/// HTTP, which is inspected.
 #[test]
-fn websocket_on_an_uninspected_llm_path_is_refused() {
+fn websocket_on_an_uninspected_path_is_refused() {
     let fake = start_fake(true);
     let agent = Agent::start_explicit(&fake);
-    for path in ["/v1/chat/completions", "/anthropic/v1/messages"] {
+    for path in ["/v1/chat/completions", "/anthropic/v1/messages", "/v1/realtime?model=gpt-realtime", "/anthropic/api/ws"] {
         let got = curl(&[
             "-H",
             "connection: Upgrade",
