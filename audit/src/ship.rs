@@ -68,6 +68,20 @@ impl CentralShipper {
         Ok(self.central.as_ref().expect("just set"))
     }
 
+    /// Records this central store in the spool with nothing shipped yet (if
+    /// it is new), so pruning keeps every row until the first batch lands.
+    pub async fn register(&self) -> Result<(), AuditError> {
+        let Pool::Sqlite(local) = self.local.pool() else { unreachable!("checked in new") };
+        sqlx::query(
+            "INSERT INTO audit_shipping (central, shipped_upto, updated_ts) VALUES ($1, 0, $2) ON CONFLICT (central) DO NOTHING",
+        )
+        .bind(&self.central_key)
+        .bind(crate::time::now_ts())
+        .execute(local)
+        .await?;
+        Ok(())
+    }
+
     /// The id up to which rows are known to be in the central store.
     pub async fn shipped_upto(&self) -> Result<i64, AuditError> {
         let Pool::Sqlite(local) = self.local.pool() else { unreachable!("checked in new") };

@@ -361,6 +361,30 @@ async fn insert_raw(pool: &sqlx::SqlitePool, r: &AuditRecord) {
 }
 
 #[tokio::test]
+async fn prune_keeps_rows_a_registered_central_store_has_not_received() {
+    let (_dir, _url, store, writer) = fresh().await;
+    seed(&writer).await;
+    // Configured, but the central store was never reachable: nothing shipped.
+    let shipper = promptwall_audit::CentralShipper::new(
+        store.clone(),
+        "postgres://agent@127.0.0.1:1/promptwall",
+        100,
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    shipper.register().await.unwrap();
+    shipper.register().await.unwrap(); // idempotent
+    let reports = store.prune("9999-01-01T00:00:00.000Z", false).await.unwrap();
+    assert_eq!(reports.iter().map(|r| r.deleted).sum::<u64>(), 0, "{reports:?}");
+    assert_eq!(store.count_all().await.unwrap(), 8);
+    // Once rows 1..=5 are shipped, exactly those may go.
+    exec(&store, "UPDATE audit_shipping SET shipped_upto = 5").await;
+    let reports = store.prune("9999-01-01T00:00:00.000Z", false).await.unwrap();
+    assert_eq!(reports[0].deleted, 5);
+    assert_eq!(ids(&store.query(&QueryFilter::default()).await.unwrap()), set(&[6, 7, 8]));
+}
+
+#[tokio::test]
 async fn prune_keeps_the_chain_verifiable_and_refuses_to_destroy_evidence() {
     let (_dir, _url, store, writer) = fresh().await;
     seed(&writer).await;

@@ -313,6 +313,10 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<()> {
                 let n = store.purge_bodies(&cutoff).await?;
                 return emit(&format!("dropped captured bodies of {n} rows older than {cutoff}\n"));
             }
+            if let (Some(central), true) = (&config.audit.central, args.db.db.is_none() && store.is_sqlite()) {
+                // Rows not yet shipped are kept even before the daemon's first batch.
+                CentralShipper::new(store.clone(), &central.url, 1, Duration::from_secs(1))?.register().await?;
+            }
             let reports = store.prune(&cutoff, args.force).await?;
             emit(&render::prune(&reports))
         }
@@ -359,6 +363,7 @@ pub async fn start_shipper(
     )
     .map_err(|e: AuditError| anyhow::anyhow!(e))
     .context("[audit.central] is misconfigured")?;
+    shipper.register().await.context("cannot record the central store in the local spool")?;
     tracing::info!(machine_id, central = %promptwall_audit::store::redact_url(&central.url), "shipping audit rows to the central store");
     Ok(shipper.spawn())
 }
