@@ -23,6 +23,8 @@ const FAKE_PROVIDER: &str = "127.0.0.2:443";
 /// Runs `test_name` in fresh namespaces; false (skip) when not root.
 fn run_in_namespace(test_name: &str) -> bool {
     if !sys::is_root() {
+        // `cargo xtask test` (and so CI) must run them: there a skip is a failure.
+        assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "{test_name} needs root; run the suite as root");
         eprintln!("SKIP {test_name}: needs root (CI runs these as root)");
         return false;
     }
@@ -127,6 +129,26 @@ fn marked_client(cgroup: &Path, mark: u32) -> String {
     let out = Command::new("sh").arg("-c").arg(script).env("PY", py).output().unwrap();
     assert!(out.status.success(), "marked client failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Python in the cgroup; prints what `code` prints.
+fn python_client(cgroup: &Path, code: &str) -> String {
+    let script = format!("echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c \"$PY\"", cgroup.display());
+    let out = Command::new("sh").arg("-c").arg(script).env("PY", code).output().unwrap();
+    assert!(out.status.success(), "python client failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+const V4_MAPPED_CONNECT: &str = "import socket\ns=socket.socket(socket.AF_INET6)\ns.settimeout(5)\n\
+    s.connect(('::ffff:127.0.0.2', 443))\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+    data=b''\nwhile True:\n    c=s.recv(4096)\n    if not c: break\n    data+=c\nprint(data.decode().split('\\r\\n\\r\\n',1)[1])\n";
+
+fn udp_send(port: u16) -> String {
+    format!(
+        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         try:\n    s.sendto(b'quic', ('127.0.0.2', {port}))\n    print('sent')\n\
+         except PermissionError:\n    print('EPERM')\n"
+    )
 }
 
 fn test_config(fail: FailMode) -> Config {
@@ -235,6 +257,27 @@ fn redirect_in_namespace() {
     let counters = handle.status().counters;
     assert_eq!(counters["redirected"], 2, "{counters:?}");
     assert!(counters["skipped_mark"] >= 1, "{counters:?}");
+
+    // connect6 with a v4-mapped provider address is redirected too.
+    assert_eq!(python_client(&cg.path, V4_MAPPED_CONNECT), "proxy", "v4-mapped IPv6 connect must be redirected");
+    // QUIC to a provider is refused so the client falls back to TCP; other UDP is not.
+    assert_eq!(python_client(&cg.path, &udp_send(443)), "EPERM");
+    assert_eq!(python_client(&cg.path, &udp_send(8443)), "sent");
+    // A connection made in another network namespace is not ours to redirect.
+    let before = handle.status().counters;
+    let nested = format!(
+        "echo $$ > {}/cgroup.procs && exec unshare -n sh -c 'ip link set lo up; curl -s --max-time 2 --noproxy \"*\" http://{FAKE_PROVIDER}/ || true'",
+        cg.path.display()
+    );
+    assert!(Command::new("sh").arg("-c").arg(nested).status().unwrap().success());
+    let after = handle.status().counters;
+    assert_eq!(after["redirected"], before["redirected"], "the nested namespace's connect was redirected: {after:?}");
+    assert_eq!(after["redirected"], 3, "{after:?}");
+    assert!(after["skipped_other_netns"] > before["skipped_other_netns"], "{after:?}");
+    assert!(after["rejected_quic"] >= 1, "{after:?}");
+    // Every redirected client has exited: sock_release dropped their records.
+    assert!(after["released"] >= after["redirected"], "{after:?}");
+    assert_eq!(handle.status().maps["PEER_META"], 0, "sock_release must empty PEER_META");
 
     // Agent gone (links closed, as on kill -9 with fail = "open"): direct again.
     handle.shutdown();
