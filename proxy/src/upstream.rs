@@ -190,3 +190,48 @@ fn root_store(extra: &[PathBuf]) -> Result<rustls::RootCertStore, UpstreamError>
     }
     Ok(roots)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialer(mark: u32, listeners: [&str; 2]) -> Dialer {
+        let mut config = Config::default();
+        config.upstream.mark = mark;
+        config.listen.explicit = Some(listeners[0].parse().unwrap());
+        config.listen.transparent = Some(listeners[1].parse().unwrap());
+        Dialer::new(&config)
+    }
+
+    #[tokio::test]
+    async fn the_self_call_guard_refuses_every_own_listener() {
+        let d = dialer(0, ["127.0.0.1:8787", "0.0.0.0:15443"]);
+        for own in ["127.0.0.1:8787", "127.0.0.1:15443", "127.0.0.9:15443"] {
+            let err = d.connect_addr(own.parse().unwrap()).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{own}");
+            assert!(err.to_string().contains("self-call guard"), "{own}: {err}");
+        }
+        // Other ports on the same addresses are not ours.
+        assert!(!d.is_own_listener("127.0.0.1:8788".parse().unwrap()));
+    }
+
+    /// Upstream sockets carry `[upstream] mark`, whichever way they are dialled
+    /// (hyper's connector, or a passthrough splice). Setting a mark needs
+    /// CAP_NET_ADMIN, which `cargo xtask test` (root) has.
+    #[tokio::test]
+    async fn every_upstream_socket_carries_the_mark() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "needs root (CAP_NET_ADMIN)");
+            return;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut d = dialer(0x1fa1, ["127.0.0.1:1", "127.0.0.1:2"]);
+        let spliced = d.connect_addr(addr).await.unwrap();
+        assert_eq!(socket2::SockRef::from(&spliced).mark().unwrap(), 0x1fa1);
+        let uri: Uri = format!("http://{addr}/v1/messages").parse().unwrap();
+        let pooled = tower_service::Service::call(&mut d, uri).await.unwrap();
+        assert_eq!(socket2::SockRef::from(pooled.inner()).mark().unwrap(), 0x1fa1);
+    }
+}
