@@ -147,6 +147,14 @@ fn python_anthropic_secret_is_blocked_with_422_and_never_leaves() {
         assert_eq!(row.model.as_deref(), Some("claude-sonnet-4-5"));
         assert_eq!(finding_count(row, "aws_access_key_id"), 1, "{row:#?}");
     }
+    // The same key blocked three times has one salted fingerprint, so auditors
+    // can count the leaks; the value itself is in no row.
+    let fps: Vec<&Value> = rows.iter().map(|r| &r.rest["fingerprints"]).collect();
+    assert_eq!(fps[0].as_array().map(Vec::len), Some(1), "{:?}", fps[0]);
+    assert_eq!(fps[0][0]["kind"], "aws_access_key_id");
+    let fp = fps[0][0]["fp"].as_str().expect("fingerprint string");
+    assert!(fp.len() >= 16 && fp.chars().all(|c| c.is_ascii_hexdigit()), "{fp}");
+    assert!(fps.iter().all(|f| f[0]["fp"] == fp), "one key, one fingerprint: {fps:?}");
     let log = agent.log();
     assert!(log.contains("DEBUG") || log.contains("debug"), "debug logging was on: {log}");
     assert_nowhere_on_disk(&agent, AWS_KEY);
