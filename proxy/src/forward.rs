@@ -318,6 +318,9 @@ impl Proxy {
             } else {
                 Bytes::from([held.as_ref(), tail.as_ref()].concat())
             };
+            if let (Some(s), false, None) = (stage.as_ref(), client_gone, &upstream_error) {
+                self.inspector.conclude(s);
+            }
             if let Some(s) = stage.as_ref() {
                 let usage = s.usage();
                 log.model = usage.model.or(log.model.take());

@@ -116,6 +116,18 @@ impl Inspector {
         }
     }
 
+    /// After a complete answer: a Responses answer's placeholders are kept
+    /// for follow-ups that name it as `previous_response_id`.
+    pub fn conclude(&self, stage: &ResponseStage) {
+        let (Some(pipeline), Some(restorer)) = (&self.pipeline, &stage.restorer) else { return };
+        if stage.shape != ApiShape::OpenAiResponses || restorer.is_empty() {
+            return;
+        }
+        if let Some(id) = stage.processor.as_ref().and_then(|p| p.usage().response_id) {
+            pipeline.remember_response(&id, restorer);
+        }
+    }
+
     pub fn websocket_session(self: &std::sync::Arc<Self>, base: RequestLog, audit: AuditSink) -> WsSession {
         WsSession { inspector: self.clone(), vault: Vault::new(), base, audit, pending: VecDeque::new() }
     }

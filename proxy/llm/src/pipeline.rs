@@ -117,8 +117,12 @@ const CACHE_MIN_LEN: usize = 24;
 pub struct Pipeline {
     scanner: Arc<dyn Scanner>,
     cache: ScanCache,
+    conversations: vault::ConversationMemory,
     settings: PipelineSettings,
 }
+
+/// Responses API conversations remembered for `previous_response_id`.
+const CONVERSATIONS: usize = 4096;
 
 enum Core {
     Pass { body: Option<String>, report: Report },
@@ -128,7 +132,39 @@ enum Core {
 
 impl Pipeline {
     pub fn new(scanner: impl Scanner + 'static, settings: PipelineSettings) -> Self {
-        Pipeline { scanner: Arc::new(scanner), cache: ScanCache::new(settings.cache_entries), settings }
+        Pipeline {
+            scanner: Arc::new(scanner),
+            cache: ScanCache::new(settings.cache_entries),
+            conversations: vault::ConversationMemory::new(CONVERSATIONS),
+            settings,
+        }
+    }
+
+    /// Records the placeholders behind a Responses API answer, so a request
+    /// naming it as `previous_response_id` keeps their numbers.
+    pub fn remember_response(&self, response_id: &str, restorer: &Restorer) {
+        self.conversations.remember(response_id, restorer.map.clone());
+    }
+
+    /// Number of remembered Responses conversations.
+    pub fn remembered_responses(&self) -> usize {
+        self.conversations.len()
+    }
+
+    /// The vault a request starts from: a Responses follow-up continues the
+    /// numbering of the answer it names; everything else starts empty.
+    fn starting_vault(&self, shape: ApiShape, body: &[u8]) -> Vault {
+        if shape != ApiShape::OpenAiResponses || memchr::memmem::find(body, b"\"previous_response_id\"").is_none() {
+            return Vault::new();
+        }
+        let previous = std::str::from_utf8(body)
+            .ok()
+            .and_then(|t| json::parse(t).ok())
+            .and_then(|root| root.str_field("previous_response_id").map(Cow::into_owned));
+        match previous.and_then(|id| self.conversations.get(&id)) {
+            Some(map) => Vault::continuing(&map),
+            None => Vault::new(),
+        }
     }
 
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
@@ -141,7 +177,7 @@ impl Pipeline {
                 return RequestOutcome::Forward { body: None, restorer: None, report: Report::default() };
             }
         }
-        let mut vault = Vault::new();
+        let mut vault = self.starting_vault(shape, body);
         let text = match std::str::from_utf8(body) {
             Ok(t) => t,
             Err(_) => return self.reject(shape, "the request body is not valid UTF-8".into()),

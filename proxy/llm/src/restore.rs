@@ -31,6 +31,10 @@ impl RestoreMap {
         RestoreMap { map, max_len }
     }
 
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// `text` with every issued placeholder replaced; `None` if none occurs.
     pub fn restore(&self, text: &str, mode: EscapeMode) -> Option<String> {
         let bytes = text.as_bytes();

@@ -9,6 +9,9 @@ use crate::shape::ApiShape;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     pub model: Option<String>,
+    /// The Responses API object id (`resp_…`), which a follow-up names as
+    /// `previous_response_id`.
+    pub response_id: Option<String>,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cache_read_tokens: Option<u64>,
@@ -79,6 +82,11 @@ impl UsageTracker {
     fn absorb(&mut self, obj: &Value) {
         if let Some(m) = obj.get("model").and_then(Value::as_str) {
             self.usage.model = Some(m.to_string());
+        }
+        if obj.get("object").and_then(Value::as_str) == Some("response") {
+            if let Some(id) = obj.get("id").and_then(Value::as_str) {
+                self.usage.response_id = Some(id.to_string());
+            }
         }
         let Some(u) = obj.get("usage").filter(|u| u.is_object()) else { return };
         let num = |keys: &[&str]| keys.iter().find_map(|k| u.pointer(k).and_then(Value::as_u64));

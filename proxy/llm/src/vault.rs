@@ -38,6 +38,28 @@ impl Vault {
         Self::default()
     }
 
+    /// A vault that continues a conversation whose earlier placeholders are
+    /// `issued`: the same values keep their placeholders, new values get the
+    /// next free numbers.
+    pub(crate) fn continuing(issued: &RestoreMap) -> Self {
+        let mut vault = Vault::new();
+        for (placeholder, value) in issued.pairs() {
+            let Some((label, number)) = placeholder
+                .strip_prefix("[[")
+                .and_then(|p| p.strip_suffix("]]"))
+                .and_then(|p| p.rsplit_once('_'))
+                .and_then(|(l, n)| Some((l.to_string(), n.parse::<u32>().ok()?)))
+            else {
+                continue;
+            };
+            let next = vault.next.entry(label.clone()).or_insert(0);
+            *next = (*next).max(number);
+            vault.by_value.insert((label, value.to_string()), placeholder.to_string());
+            vault.by_placeholder.insert(placeholder.to_string(), value.to_string());
+        }
+        vault
+    }
+
     /// Number of reversible placeholders issued.
     pub fn len(&self) -> usize {
         self.by_placeholder.len()
@@ -153,5 +175,50 @@ mod tests {
         assert_eq!(v.placeholder_for("email", "a@x.io", &taken), "[[EMAIL_002]]");
         assert_eq!(v.placeholder_for("phone-number", "+1", &taken), "[[PHONE_NUMBER_001]]");
         assert!(!v.issued("[[EMAIL_001]]"));
+    }
+}
+
+/// Placeholders issued per Responses API response id, so a follow-up that
+/// names it as `previous_response_id` (the provider holds the earlier turns)
+/// continues that numbering instead of reusing numbers. Bounded; in memory:
+/// after a restart a follow-up starts a fresh numbering, as a new request does.
+pub(crate) struct ConversationMemory {
+    capacity: usize,
+    inner: std::sync::Mutex<(HashMap<String, (Arc<RestoreMap>, u64)>, u64)>,
+}
+
+impl ConversationMemory {
+    pub fn new(capacity: usize) -> Self {
+        ConversationMemory { capacity: capacity.max(1), inner: Default::default() }
+    }
+
+    pub fn remember(&self, response_id: &str, map: Arc<RestoreMap>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (entries, tick) = &mut *guard;
+        *tick += 1;
+        if entries.len() >= self.capacity && !entries.contains_key(response_id) {
+            // Drop the oldest quarter in one pass rather than one per insert.
+            let mut ages: Vec<u64> = entries.values().map(|(_, t)| *t).collect();
+            let cut = ages.len() / 4;
+            let (_, threshold, _) = ages.select_nth_unstable(cut);
+            let threshold = *threshold;
+            entries.retain(|_, (_, t)| *t > threshold);
+        }
+        entries.insert(response_id.to_string(), (map, *tick));
+    }
+
+    pub fn get(&self, response_id: &str) -> Option<Arc<RestoreMap>> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (entries, tick) = &mut *guard;
+        *tick += 1;
+        let now = *tick;
+        entries.get_mut(response_id).map(|(map, t)| {
+            *t = now;
+            map.clone()
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.len()
     }
 }

@@ -149,6 +149,37 @@ fn cache_scans_only_new_blocks_on_the_next_turn() {
 }
 
 #[test]
+fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() {
+    let p = common::pipeline();
+    let first = json!({"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]});
+    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, first.to_string().as_bytes(), &CTX));
+    assert!(sent.contains("mail [[EMAIL_001]]"), "{sent}");
+    // The answer's id, read from its stream, is what the proxy remembers.
+    let restorer = restorer.unwrap();
+    let mut processor = restorer.response_processor("text/event-stream", ApiShape::OpenAiResponses);
+    processor.push(Bytes::from_static(
+        b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_abc\",\"object\":\"response\",\"model\":\"gpt-5\"}}\n\n",
+    ));
+    let id = processor.usage().response_id.expect("response id read from response.created");
+    assert_eq!(id, "resp_abc");
+    p.remember_response(&id, &restorer);
+
+    // The provider holds turn 1; the follow-up sends only new input.
+    let follow = json!({"model":"gpt-5","previous_response_id":"resp_abc","input":[
+        {"type":"function_call_output","call_id":"c","output":"bo@example.com replied; ann@example.com cc"}]});
+    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, follow.to_string().as_bytes(), &CTX));
+    assert!(sent.contains("[[EMAIL_002]] replied; [[EMAIL_001]] cc"), "numbers reused across the conversation: {sent}");
+    let r = restorer.unwrap();
+    assert_eq!(r.restore_text("[[EMAIL_001]] / [[EMAIL_002]]"), "ann@example.com / bo@example.com");
+
+    // An id this pipeline never saw (another agent, a restart) starts afresh.
+    let unknown = json!({"model":"gpt-5","previous_response_id":"resp_zzz","input":"to bo@example.com"});
+    let (sent, _) = forward(p.inspect_request(ApiShape::OpenAiResponses, unknown.to_string().as_bytes(), &CTX));
+    assert!(sent.contains("to [[EMAIL_001]]"), "{sent}");
+    assert_eq!(p.remembered_responses(), 1);
+}
+
+#[test]
 fn websocket_follow_ups_reuse_the_connection_vault() {
     let p = common::pipeline();
     let mut vault = Vault::new();

@@ -580,3 +580,36 @@ fn multi_turn_tool_round_keeps_placeholders_stable_and_restores_the_result() {
     assert_eq!(two["messages"][2]["content"][0]["content"], "sent to [[EMAIL_001]]", "{two}");
     assert!(!seen[1].body_text().contains(EMAIL));
 }
+
+const PY_RESPONSES_CHAIN: &str = r#"
+import json, os, openai
+c = openai.OpenAI(max_retries=0, timeout=60)
+a, b, d = os.environ["EMAIL"], "bo@example.org", "dee@example.net"
+r1 = c.responses.create(model="gpt-5", input=f"mail {a}")
+r2 = c.responses.create(model="gpt-5", previous_response_id=r1.id, input=f"also {b} and {a}")
+t3 = ""
+for ev in c.responses.create(model="gpt-5", previous_response_id=r2.id, input=f"and {d}", stream=True):
+    if ev.type == "response.output_text.delta":
+        t3 += ev.delta
+print(json.dumps({"t1": r1.output_text, "t2": r2.output_text, "t3": t3}))
+"#;
+
+/// The provider keeps earlier turns when a request names
+/// `previous_response_id`; the follow-up must continue that numbering, or
+/// `[[EMAIL_001]]` would mean two people in one conversation.
+#[test]
+fn responses_follow_ups_by_previous_response_id_keep_one_numbering() {
+    let Some(clients) = TestClients::find() else { return };
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let r = run_python(&clients, &agent, PY_RESPONSES_CHAIN).last_json();
+    assert_eq!(r["t1"], format!("You said: mail {EMAIL}"), "{r}");
+    assert_eq!(r["t2"], format!("You said: also bo@example.org and {EMAIL}"), "{r}");
+    assert_eq!(r["t3"], "You said: and dee@example.net", "{r}");
+    let seen: Vec<String> = fake.recorded().iter().map(|q| q.body_text()).collect();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    assert!(seen[0].contains("mail [[EMAIL_001]]"), "{}", seen[0]);
+    assert!(seen[1].contains("also [[EMAIL_002]] and [[EMAIL_001]]"), "{}", seen[1]);
+    assert!(seen[2].contains("and [[EMAIL_003]]"), "{}", seen[2]);
+    assert!(seen.iter().all(|b| !b.contains(EMAIL) && !b.contains("@example.org") && !b.contains("@example.net")));
+}
