@@ -120,11 +120,6 @@ pub fn redacted_placeholder(kind: &str) -> String {
     format!("[[REDACTED_{}]]", label(kind))
 }
 
-/// Every `[[LABEL_NNN]]` that occurs literally in `text`.
-pub(crate) fn literal_placeholders(text: &str) -> HashSet<String> {
-    literal_placeholders_outside(text, &[])
-}
-
 /// Every `[[LABEL_NNN]]` in `text` that starts outside the ascending,
 /// disjoint byte ranges `skip`.
 pub(crate) fn literal_placeholders_outside(text: &str, skip: &[std::ops::Range<usize>]) -> HashSet<String> {
@@ -167,7 +162,7 @@ mod tests {
 
     #[test]
     fn numbering_follows_first_appearance_and_skips_typed_ones() {
-        let taken = literal_placeholders("I typed [[EMAIL_001]] and [[x]] and [[[PHONE_007]]");
+        let taken = literal_placeholders_outside("I typed [[EMAIL_001]] and [[x]] and [[[PHONE_007]]", &[]);
         assert_eq!(taken, HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_007]]".to_string()]));
         let mut v = Vault::new();
         assert_eq!(v.placeholder_for("email", "a@x.io", &taken), "[[EMAIL_002]]");
@@ -175,6 +170,14 @@ mod tests {
         assert_eq!(v.placeholder_for("email", "a@x.io", &taken), "[[EMAIL_002]]");
         assert_eq!(v.placeholder_for("phone-number", "+1", &taken), "[[PHONE_NUMBER_001]]");
         assert!(!v.issued("[[EMAIL_001]]"));
+    }
+
+    #[test]
+    fn placeholders_inside_skipped_ranges_are_not_typed() {
+        let text = "a [[EMAIL_001]] b [[EMAIL_002]] c [[PHONE_001]]";
+        let second = text.find("[[EMAIL_002]]").unwrap();
+        let taken = literal_placeholders_outside(text, &[0..1, second..second + 13]);
+        assert_eq!(taken, HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_001]]".to_string()]));
     }
 }
 

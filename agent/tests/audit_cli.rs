@@ -1,0 +1,159 @@
+//! `promptwall audit …` as the security team runs it, on a seeded SQLite
+//! store: table and `--json` output of agents/top/show/export, filters,
+//! `verify`'s exit status on a tampered row, and the access error.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use promptwall_audit::{AuditRecord, AuditStore, AuditWriter, WriterOptions};
+
+struct Seeded {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    db: PathBuf,
+}
+
+fn row(user: &str, tool: &str, model: &str, verdict: &str, tokens: (i64, i64)) -> AuditRecord {
+    AuditRecord {
+        ts: promptwall_audit::time::now_ts(),
+        listener: "transparent".into(),
+        provider: Some(if model.starts_with("claude") { "anthropic" } else { "openai" }.into()),
+        model: Some(model.into()),
+        status: if verdict == "blocked" { 422 } else { 200 },
+        input_tokens: Some(tokens.0),
+        output_tokens: Some(tokens.1),
+        user: Some(user.into()),
+        uid: Some(1000),
+        tool: Some(tool.into()),
+        exe: Some(format!("/usr/bin/{tool}")),
+        verdict: verdict.into(),
+        findings: if verdict == "blocked" { [("aws_access_key_id".to_string(), 1)].into() } else { Default::default() },
+        llm: true,
+        ..Default::default()
+    }
+}
+
+async fn seeded() -> Seeded {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let url = format!("sqlite://{}", db.display());
+    let store = AuditStore::open(&url).await.unwrap();
+    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("laptop-7"));
+    for r in [
+        row("ann", "claude-code", "claude-sonnet-4-5", "allowed", (1000, 200)),
+        row("ann", "claude-code", "claude-sonnet-4-5", "redacted", (3000, 400)),
+        row("bob", "claude-code", "claude-sonnet-4-5", "blocked", (0, 0)),
+        row("bob", "codex", "gpt-5", "allowed", (500, 50)),
+        row("cat", "aider", "gpt-4o", "allowed", (10, 5)),
+    ] {
+        writer.write(r).await.unwrap();
+    }
+    drop(writer);
+    store.close().await;
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("[audit]\nurl = \"{url}\"\n")).unwrap();
+    Seeded { _dir: dir, config, db }
+}
+
+fn audit(s: &Seeded, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promptwall")).arg("--config").arg(&s.config).arg("audit").args(args).output().unwrap()
+}
+
+fn ok_stdout(out: Output) -> String {
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+#[tokio::test]
+async fn agents_and_top_count_what_was_sent_by_whom() {
+    let s = seeded().await;
+    let agents = json_lines(&ok_stdout(audit(&s, &["agents", "--json"])));
+    let claude = agents.iter().find(|a| a["tool"] == "claude-code").expect("claude-code listed");
+    assert_eq!((claude["requests"].as_i64(), claude["users"].as_i64(), claude["machines"].as_i64()), (Some(3), Some(2), Some(1)));
+    assert_eq!(agents.len(), 3, "{agents:?}");
+    let table = ok_stdout(audit(&s, &["agents"]));
+    assert!(table.contains("claude-code") && table.contains("codex") && table.contains("aider"), "{table}");
+
+    let top = json_lines(&ok_stdout(audit(&s, &["top", "--by", "user", "--json"])));
+    let ann = top.iter().find(|r| r["key"] == "ann").unwrap();
+    assert_eq!((ann["requests"].as_i64(), ann["input_tokens"].as_i64(), ann["redacted"].as_i64()), (Some(2), Some(4000), Some(1)));
+    let bob = top.iter().find(|r| r["key"] == "bob").unwrap();
+    assert_eq!((bob["requests"].as_i64(), bob["blocked"].as_i64()), (Some(2), Some(1)));
+    assert!(ann["cost_usd"].as_f64().unwrap() > 0.0, "priced from the table: {ann}");
+    let kinds = json_lines(&ok_stdout(audit(&s, &["top", "--by", "kind", "--json"])));
+    assert_eq!(kinds.len(), 1, "{kinds:?}");
+    assert_eq!((kinds[0]["key"].as_str(), kinds[0]["blocked"].as_i64()), (Some("aws_access_key_id"), Some(1)));
+
+    // Filters combine: bob's blocked Claude Code request only.
+    let q = json_lines(&ok_stdout(audit(&s, &["query", "--user", "bob", "--verdict", "blocked", "--json"])));
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!((q[0]["id"].as_i64(), q[0]["tool"].as_str(), q[0]["status"].as_i64()), (Some(3), Some("claude-code"), Some(422)));
+    let none = audit(&s, &["query", "--tool", "cursor"]);
+    assert!(none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no matching requests"));
+}
+
+#[tokio::test]
+async fn show_and_export_give_the_same_rows_for_people_and_scripts() {
+    let s = seeded().await;
+    let detail = ok_stdout(audit(&s, &["show", "3"]));
+    assert!(detail.contains("bob") && detail.contains("blocked") && detail.contains("aws_access_key_id"), "{detail}");
+    let one: serde_json::Value = serde_json::from_str(ok_stdout(audit(&s, &["show", "3", "--json"])).trim()).unwrap();
+    assert_eq!((one["id"].as_i64(), one["machine_id"].as_str()), (Some(3), Some("laptop-7")));
+    let missing = audit(&s, &["show", "99"]);
+    assert!(!missing.status.success(), "a missing row is an error");
+
+    let jsonl = json_lines(&ok_stdout(audit(&s, &["export", "--since", "1h", "--format", "jsonl"])));
+    assert_eq!(jsonl.iter().map(|r| r["id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    let csv = ok_stdout(audit(&s, &["export", "--format", "csv"]));
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert!(header.contains(&"user") && header.contains(&"hash"), "{header:?}");
+    assert_eq!(lines.count(), 5, "{csv}");
+}
+
+#[tokio::test]
+async fn verify_exits_non_zero_and_names_the_edited_row() {
+    let s = seeded().await;
+    let out = ok_stdout(audit(&s, &["verify"]));
+    assert!(out.contains("laptop-7"), "{out}");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display())).await.unwrap();
+    sqlx::query("UPDATE audit_log SET user = 'mallory' WHERE id = 4").execute(&pool).await.unwrap();
+    pool.close().await;
+    let out = audit(&s, &["verify"]);
+    assert!(!out.status.success(), "a tampered chain must fail verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken at row 4") && stderr.contains("promptwall audit show 4"), "{stderr}");
+}
+
+/// Outside root and the `promptwall` group the store is unreadable; the
+/// CLI says so and how to fix it (needs root to switch to `nobody`).
+#[tokio::test]
+async fn a_user_outside_the_group_is_told_why_and_what_to_do() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "needs root to run as nobody");
+        return;
+    }
+    let s = seeded().await;
+    // The tempdir is 0700 root: let nobody reach the files, not read them.
+    std::fs::set_permissions(s.db.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&s.config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mode = std::fs::metadata(&s.db).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
+    assert_eq!(mode & 0o007, 0, "the store must not be world-readable: {mode:o}");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_promptwall"))
+        .arg("--config")
+        .arg(&s.config)
+        .args(["audit", "query"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("readable only by root and the promptwall group") && stderr.contains("usermod -aG promptwall"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
