@@ -171,7 +171,10 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
                 // No kernel record of the process: find it through /proc.
                 let identity = tokio::task::spawn_blocking(move || {
                     let mut identity = crate::origin::ClientIdentity::default();
-                    if let Some(pid) = crate::peer::local_client_pid(peer, local) {
+                    // NAT is invisible to the client's socket: it is still
+                    // connected to the original destination, not to us.
+                    let pid = crate::peer::local_client_pid(peer, dst).or_else(|| crate::peer::local_client_pid(peer, local));
+                    if let Some(pid) = pid {
                         identity.pid = Some(pid);
                         crate::attribution::enrich(&mut identity);
                     }

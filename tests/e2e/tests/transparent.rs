@@ -316,6 +316,7 @@ fn fail_open_crash_goes_direct_and_leaves_nothing() {
     assert_intercepted(&env, "tp-open before");
     let ids = attached_prog_ids(&env);
     env.kill_agent();
+    let killed = std::time::Instant::now();
     let (mut last, mut tries) = (None, 0);
     let direct = eventually(10, || {
         tries += 1;
@@ -325,7 +326,11 @@ fn fail_open_crash_goes_direct_and_leaves_nothing() {
         ok
     });
     assert!(direct, "provider connections did not go direct after the crash: {last:?}");
-    eprintln!("fail = open: direct on connection attempt {tries} after kill -9");
+    let after = killed.elapsed();
+    eprintln!("fail = open: direct on connection attempt {tries}, {after:?} after kill -9");
+    // The links die with the process: the very first connection goes direct.
+    assert_eq!(tries, 1, "connections after the crash were still redirected: {last:?}");
+    assert!(after < Duration::from_secs(1), "direct only {after:?} after the crash");
     assert!(eventually(50, || attached(&env).is_empty()), "still attached after the crash: {:?}", attached(&env));
     // The programs themselves are gone (freed with their last reference).
     assert!(eventually(50, || ids.iter().all(|id| !prog_exists(&env, *id))), "programs {ids:?} outlive the agent");
@@ -391,4 +396,44 @@ fn fail_closed_crash_refuses_until_cleanup() {
     let out = env.cli(&["cleanup"]);
     out.expect_success("promptwall cleanup (again)");
     assert!(out.stdout.contains("nothing to clean up"), "{out:?}");
+}
+
+/// Where eBPF cannot load, `mode = "nftables"` redirects provider addresses
+/// with a NAT rule (the proxy's marked upstream sockets excluded), finds the
+/// original destination with SO_ORIGINAL_DST and the client through
+/// /proc/net/tcp, and runs the same pipeline. Its table outlives a crash (it
+/// fails closed) until `promptwall cleanup`.
+#[test]
+fn nftables_fallback_redirects_attributes_and_is_cleaned_up() {
+    let Some(mut env) = TransparentEnv::start_or_skip(TransparentOptions {
+        toml_extra: "mode = \"nftables\"\n".into(),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    assert!(attached(&env).is_empty(), "nftables mode must not attach eBPF programs");
+    let ruleset = nft_ruleset(&env);
+    assert!(ruleset.contains("table inet promptwall"), "{ruleset}");
+    // Not scoped to the cgroup: a process outside it is redirected too.
+    let out = env.sh_outside(&format!("echo PID=$$ >&2; {}", curl_messages("tp-nft hello", false)), secs(30));
+    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}\nagent log:\n{}", env.agent_log());
+    let pid: u32 = out.stderr.lines().find_map(|l| l.strip_prefix("PID=")?.parse().ok()).expect("the client's pid");
+    // The leaf is the org CA's: trusting only the fake's CA fails.
+    let out = env.sh_outside(&direct_curl(&env, "tp-nft direct?"), secs(30));
+    assert!(!went_direct(&out, "tp-nft direct?"), "not intercepted: {out:?}");
+    let seen = fake_with(&env.fake_requests(), "tp-nft hello").len();
+    assert_eq!(seen, 1, "the proxy's own upstream connection looped or never arrived");
+    let rows = env.wait_audit_rows(1);
+    assert_row(&rows[0], "curl", "/curl");
+    assert_eq!(rows[0].pid, Some(pid), "attributed through /proc/net/tcp: {rows:#?}");
+
+    env.kill_agent();
+    let out = env.sh_outside(&direct_curl(&env, "tp-nft crashed"), secs(20));
+    assert!(!went_direct(&out, "tp-nft crashed"), "a crashed nftables agent let traffic go direct: {out:?}");
+    let out = env.cli(&["cleanup"]);
+    out.expect_success("promptwall cleanup");
+    assert!(out.stdout.contains("removed nftables table"), "{out:?}");
+    assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
+    let out = env.sh_outside(&direct_curl(&env, "tp-nft cleaned"), secs(20));
+    assert!(went_direct(&out, "tp-nft cleaned"), "{out:?}");
 }
