@@ -45,6 +45,9 @@ pub struct Load<'a> {
     /// else a duration.
     pub requests: Option<usize>,
     pub seconds: f64,
+    /// Open loop: send at this many requests per second (oha -q) instead of
+    /// as fast as the connections allow.
+    pub rate: Option<u32>,
     /// HTTP proxy (mitmproxy regular mode).
     pub proxy: Option<String>,
     /// Run inside this cgroup (transparent interception).
@@ -83,6 +86,9 @@ pub fn run(oha: &Path, load: &Load) -> Result<LoadResult> {
     match load.requests {
         Some(n) => args.extend(["-n".into(), n.to_string()]),
         None => args.extend(["-z".into(), format!("{}ms", (load.seconds * 1000.0) as u64)]),
+    }
+    if let Some(q) = load.rate {
+        args.extend(["-q".into(), q.to_string()]);
     }
     if let Some(p) = &load.proxy {
         args.extend(["-x".into(), p.clone()]);

@@ -46,19 +46,27 @@ fn signed(x: Option<f64>, digits: usize) -> String {
     }
 }
 
+/// "32", or "32 @ 3000/s" for a fixed-rate run.
+fn load_label(r: &Value) -> String {
+    match r["rate"].as_u64() {
+        Some(q) => format!("{} @ {q}/s", r["concurrency"]),
+        None => r["concurrency"].to_string(),
+    }
+}
+
 fn nonstream_table(md: &mut String, rows: &[Value]) {
     md.push_str("| body | conc. | path | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | req/s vs direct | CPU µs/req | peak RSS MiB |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         if let Some(err) = r.get("error") {
-            let _ = writeln!(md, "| {} | {} | {} | error: {} |||||||| |", r["body"].as_str().unwrap_or(""), r["concurrency"], r["path"].as_str().unwrap_or(""), err.as_str().unwrap_or("").replace('|', "/").chars().take(160).collect::<String>());
+            let _ = writeln!(md, "| {} | {} | {} | error: {} |||||||| |", r["body"].as_str().unwrap_or(""), load_label(r), r["path"].as_str().unwrap_or(""), err.as_str().unwrap_or("").replace('|', "/").chars().take(160).collect::<String>());
             continue;
         }
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r["body"].as_str().unwrap_or(""),
-            r["concurrency"],
+            load_label(r),
             r["path"].as_str().unwrap_or(""),
             fmt(num(r, "/p50_ms"), 3),
             fmt(num(r, "/p99_ms"), 3),
@@ -91,6 +99,7 @@ pub fn markdown(r: &Value) -> String {
     md.push_str("Loopback only; the fake provider answers with zero think time and echoes the prompt (response ≈ request size). Added = path − direct, same run. CPU and peak RSS are the proxy process's (utime+stime and VmHWM from /proc, reset per scenario).\n\n");
 
     md.push_str("### 1. Non-streaming (oha, HTTP/1.1 keep-alive)\n\n");
+    md.push_str("`conc.` N: closed loop, N connections as fast as they go (saturation: on 2 cores shared with the load generator and the fake, added latency there is queueing behind the proxy's CPU time). `N @ R/s`: open loop at a fixed rate, the way agentgateway reports its overhead.\n\n");
     let mut rows: Vec<Value> = r["nonstreaming"].as_array().cloned().unwrap_or_default();
     if let Some(t) = r["transparent"].as_array() {
         rows.extend(t.iter().cloned().map(|mut v| {

@@ -39,6 +39,10 @@ pub struct Plan {
     pub seconds: f64,
     pub sizes: Vec<Size>,
     pub concurrency: Vec<usize>,
+    /// (connections, requests/s) for the first body size at a fixed rate:
+    /// latency added at a given load (how agentgateway reports it), rather
+    /// than at saturation, where a 2-core box measures only queueing.
+    pub rated: Vec<(usize, u32)>,
     pub stream_sets: Vec<(usize, usize)>,
     pub hold_streams: usize,
     pub pipeline_iters: usize,
@@ -55,6 +59,7 @@ impl Plan {
                     Size { label: "256 KB", bytes: 256 * 1024, requests: Some(40) },
                 ],
                 concurrency: vec![1, 32],
+                rated: vec![(32, 500)],
                 stream_sets: vec![(1, 3), (8, 8)],
                 hold_streams: 100,
                 pipeline_iters: 2,
@@ -68,6 +73,7 @@ impl Plan {
                     Size { label: "256 KB", bytes: 256 * 1024, requests: Some(2000) },
                 ],
                 concurrency: vec![1, 32],
+                rated: vec![(32, 1000), (32, 3000)],
                 stream_sets: vec![(1, 40), (8, 80)],
                 hold_streams: 1000,
                 pipeline_iters: 20,
@@ -95,18 +101,20 @@ pub fn body_file(dir: &Path, bytes: usize) -> Result<PathBuf> {
 }
 
 /// Runs `load` on `path` after a short unmeasured warm-up.
-pub fn measure(oha: &Path, path: &Route, body: &Path, size: Size, concurrency: usize, seconds: f64) -> Result<Value> {
+pub fn measure(oha: &Path, path: &Route, body: &Path, size: Size, concurrency: usize, rate: Option<u32>, seconds: f64) -> Result<Value> {
     let mut l = Load {
         url: path.url.clone(),
         body,
         concurrency,
         requests: Some((concurrency * 4).max(20)),
         seconds,
+        rate: None,
         proxy: path.proxy.clone(),
         cgroup: path.cgroup.as_deref(),
     };
     load::run(oha, &l).with_context(|| format!("warm-up through {} failed", path.name))?;
-    l.requests = size.requests;
+    l.requests = if rate.is_some() { None } else { size.requests };
+    l.rate = rate;
     if let Some(pid) = path.pid {
         procs::reset_peak(pid);
     }
@@ -122,7 +130,7 @@ pub fn measure(oha: &Path, path: &Route, body: &Path, size: Size, concurrency: u
         bail!("no request through {} succeeded ({} sent)", path.name, r.requests);
     }
     Ok(json!({
-        "path": path.name, "body": size.label, "body_bytes": size.bytes, "concurrency": concurrency,
+        "path": path.name, "body": size.label, "body_bytes": size.bytes, "concurrency": concurrency, "rate": rate,
         "requests": r.requests, "ok": r.ok, "rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "mean_ms": r.mean_ms,
         "cpu_us_per_req": cpu_us, "peak_rss_mib": peak,
     }))
@@ -151,15 +159,18 @@ pub fn nonstreaming(
     mut between_groups: impl FnMut() -> Result<()>,
 ) -> Result<Vec<Value>> {
     let mut out = Vec::new();
-    for (size, body) in bodies {
-        for &c in &plan.concurrency {
+    for (i, (size, body)) in bodies.iter().enumerate() {
+        let closed = plan.concurrency.iter().map(|&c| (c, None));
+        let open = plan.rated.iter().filter(|_| i == 0).map(|&(c, q)| (c, Some(q)));
+        for (c, rate) in closed.chain(open) {
             between_groups()?;
-            crate::step(&format!("non-streaming {} at concurrency {c}", size.label));
-            let mut rows = vec![measure(oha, baseline, body, *size, c, plan.seconds)?];
+            let at = rate.map(|q| format!(" at {q} req/s")).unwrap_or_default();
+            crate::step(&format!("non-streaming {} at concurrency {c}{at}", size.label));
+            let mut rows = vec![measure(oha, baseline, body, *size, c, rate, plan.seconds)?];
             for p in paths {
-                match measure(oha, p, body, *size, c, plan.seconds) {
+                match measure(oha, p, body, *size, c, rate, plan.seconds) {
                     Ok(v) => rows.push(v),
-                    Err(e) => rows.push(json!({"path": p.name, "body": size.label, "concurrency": c, "error": format!("{e:#}")})),
+                    Err(e) => rows.push(json!({"path": p.name, "body": size.label, "concurrency": c, "rate": rate, "error": format!("{e:#}")})),
                 }
             }
             relate(&mut rows);
