@@ -174,8 +174,10 @@ async fn commit(
         }
         // The database max guards against rows written by anyone else (a
         // previous run, or an inserted row that verify must then expose).
-        let db_max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit_log").fetch_one(&mut *tx).await?;
-        let pruned_max: Option<i64> = sqlx::query_scalar("SELECT MAX(last_id) FROM audit_checkpoint").fetch_one(&mut *tx).await?;
+        // One statement: every round trip to the database worker is a thread hop.
+        let (db_max, pruned_max): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MAX(id) FROM audit_log), (SELECT MAX(last_id) FROM audit_checkpoint)")
+            .fetch_one(&mut *tx).await?;
         let mut next_id = state.next_id.max(db_max.unwrap_or(0) + 1).max(pruned_max.unwrap_or(0) + 1);
         let mut heads: HashMap<String, String> = HashMap::new();
         let mut ids = Vec::with_capacity(records.len());
