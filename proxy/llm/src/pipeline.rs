@@ -171,10 +171,10 @@ impl Pipeline {
         if shape == ApiShape::Other {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
-            // Anything that is not JSON passes as it is.
+            // Other text (form posts, plain text) is checked as a whole.
             let is_json = std::str::from_utf8(body).ok().is_some_and(|t| json::parse(t).is_ok());
             if !is_json {
-                return RequestOutcome::Forward { body: None, restorer: None, report: Report::default() };
+                return self.inspect_opaque(shape, body, ctx);
             }
         }
         let mut vault = self.starting_vault(shape, body);
@@ -195,6 +195,37 @@ impl Pipeline {
             }
             Core::Malformed { message } => self.reject(shape, message),
         }
+    }
+
+    /// A body outside the JSON shapes: blocked when it carries a credential
+    /// whose action is `block`; otherwise forwarded byte for byte (there is no
+    /// structure to rewrite placeholders into safely).
+    fn inspect_opaque(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
+        let text = String::from_utf8_lossy(body);
+        let mut report = Report::default();
+        let mut blocked = Vec::new();
+        for hit in self.scanner.scan(&text) {
+            if hit.category != Category::Secret || hit.action == Action::Off {
+                continue;
+            }
+            *report.counts.entry(hit.kind.to_string()).or_default() += 1;
+            report.findings.push(FindingRecord { kind: hit.kind.to_string(), location: "body".into(), action: hit.action });
+            if hit.action == Action::Block {
+                let fp = (hit.kind.to_string(), crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]));
+                if !report.fingerprints.contains(&fp) {
+                    report.fingerprints.push(fp);
+                }
+                blocked.push((hit.kind.to_string(), "body".to_string()));
+            }
+        }
+        if blocked.is_empty() {
+            return RequestOutcome::Forward { body: None, restorer: None, report };
+        }
+        report.verdict = Verdict::Blocked;
+        let message = self.block_message(&blocked);
+        report.message = Some(message.clone());
+        let body = errors::error_body_with_code(shape, 422, "invalid_request_error", Some("secret_detected"), &message);
+        RequestOutcome::Block { status: 422, body, report }
     }
 
     fn reject(&self, shape: ApiShape, what: String) -> RequestOutcome {

@@ -71,6 +71,31 @@ fn a_placeholder_the_model_quoted_in_signed_thinking_keeps_its_number_next_turn(
 }
 
 #[test]
+fn non_json_bodies_on_unknown_endpoints_are_checked_for_credentials() {
+    let p = common::pipeline();
+    let form = b"grant=x&note=use+AKIAZ7QK3MPLW2XQ4R5T+for+s3&owner=ann@example.com";
+    match p.inspect_request(ApiShape::Other, form, &CTX) {
+        RequestOutcome::Block { status, body, report } => {
+            assert_eq!(status, 422);
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            assert!(text.contains("aws_access_key_id at body") && !text.contains("AKIAZ7QK3MPLW2XQ4R5T"), "{text}");
+            assert_eq!(report.verdict, Verdict::Blocked);
+            assert_eq!(report.fingerprints.len(), 1);
+        }
+        other => panic!("expected a block, got {other:?}"),
+    }
+    // Personal data in an opaque body is not rewritten (no structure to put a
+    // placeholder into safely): it is forwarded byte for byte.
+    match p.inspect_request(ApiShape::Other, b"plain text from ann@example.com", &CTX) {
+        RequestOutcome::Forward { body, restorer, report } => {
+            assert!(body.is_none() && restorer.is_none());
+            assert_eq!(report.verdict, Verdict::Allowed);
+        }
+        other => panic!("expected forward, got {other:?}"),
+    }
+}
+
+#[test]
 fn unchanged_requests_are_forwarded_as_the_original_bytes() {
     let p = common::pipeline();
     let body = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;

@@ -494,9 +494,25 @@ fn endpoints_outside_the_known_shapes_are_still_checked_for_credentials() {
     assert_eq!(seen.len(), 1);
     assert!(!seen[0].body_text().contains(EMAIL) && seen[0].body_text().contains("[[EMAIL_001]]"), "{}", seen[0].body_text());
 
-    let rows = agent.wait_audit_rows(4);
+    // A body that is not JSON at all (a form post to an API promptwall does
+    // not know): checked as text, blocked in the provider's envelope.
+    let out = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/x-www-form-urlencoded",
+        "--data-raw",
+        &format!("purpose=batch&note={AWS_KEY}"),
+        &format!("{}/vector_stores/form", agent.openai_base_url()),
+    ]);
+    let (text, code) = out.stdout.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(code, "422", "{text}");
+    assert!(text.contains("aws_access_key_id at body") && !text.contains(AWS_KEY), "{text}");
+    assert!(fake.recorded_for("/v1/vector_stores/form").is_empty());
+
+    let rows = agent.wait_audit_rows(5);
     let blocked: Vec<&AuditRow> = rows.iter().filter(|r| r.verdict == "blocked").collect();
-    assert_eq!(blocked.len(), 2, "{rows:#?}");
+    assert_eq!(blocked.len(), 3, "{rows:#?}");
     assert!(blocked.iter().all(|r| r.status == 422 && finding_count(r, "aws_access_key_id") == 1));
     assert_nowhere_on_disk(&agent, AWS_KEY);
 }
