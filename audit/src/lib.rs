@@ -31,6 +31,6 @@ pub use record::{AuditRecord, Fingerprint};
 pub use retention::RetentionPolicy;
 pub use render::Format;
 pub use ship::{CentralShipper, ShipperHandle};
-pub use store::AuditStore;
+pub use store::{AuditStore, SyncMode};
 pub use chain::{ChainBreak, VerifyReport};
 pub use writer::{AuditWriter, WriterOptions};

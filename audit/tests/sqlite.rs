@@ -445,3 +445,17 @@ async fn retention_purges_bodies_then_prunes_rows() {
     assert_eq!(rows.iter().map(|r| (r.id, r.request_body.is_some())).collect::<Vec<_>>(), vec![(2, false), (3, true)]);
     assert!(store.verify(None).await.unwrap().is_intact());
 }
+
+#[tokio::test]
+async fn durability_is_fsync_per_commit_unless_configured_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sync, pragma) in [("full.db", promptwall_audit::SyncMode::Full, 2), ("normal.db", promptwall_audit::SyncMode::Normal, 1)] {
+        let url = format!("sqlite://{}", dir.path().join(name).display());
+        let store = AuditStore::open_for_writing(&url, sync).await.unwrap();
+        let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else { panic!() };
+        let got: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+        assert_eq!(got, pragma, "{name}");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

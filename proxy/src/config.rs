@@ -65,6 +65,9 @@ pub struct CaConfig {
 pub struct AuditConfig {
     /// sqlx URL: sqlite:///var/lib/promptwall/audit.db or postgres://...
     pub url: String,
+    /// SQLite durability of each row: "full" fsyncs every commit (survives
+    /// power loss); "normal" fsyncs at checkpoints (survives agent crashes).
+    pub sync: AuditSync,
     /// Store request/response bodies as the provider saw them (redacted).
     pub capture_bodies: bool,
     pub capture_max_bytes: usize,
@@ -105,6 +108,14 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self { extra_roots: vec![], resolve: BTreeMap::new(), mark: 0x1fa1, connect_timeout_ms: 10_000 }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSync {
+    #[default]
+    Full,
+    Normal,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -196,6 +207,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             url: "sqlite:///var/lib/promptwall/audit.db".into(),
+            sync: AuditSync::Full,
             capture_bodies: false,
             capture_max_bytes: 256 * 1024,
             retention_days: None,

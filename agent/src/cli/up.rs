@@ -24,7 +24,11 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
     }
     let machine_id = config.machine_id();
 
-    let store = AuditStore::open(&config.audit.url).await.with_context(|| {
+    let sync = match config.audit.sync {
+        promptwall_proxy::config::AuditSync::Full => promptwall_audit::SyncMode::Full,
+        promptwall_proxy::config::AuditSync::Normal => promptwall_audit::SyncMode::Normal,
+    };
+    let store = AuditStore::open_for_writing(&config.audit.url, sync).await.with_context(|| {
         format!("cannot open the audit store {}", promptwall_audit::store::redact_url(&config.audit.url))
     })?;
     let writer = AuditWriter::spawn(store.clone(), crate::cli::audit::writer_options(&config, &machine_id)?);

@@ -58,7 +58,9 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
 
     let fake_bind = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let first_fake = services::fake(&bins, &work, &fake_bind, 1)?;
-    let pw = services::promptwall(&bins, &work, &first_fake, true, "[intercept]\nenabled = false\n")?;
+    let pw = services::promptwall(&bins, &work, &first_fake, true, "full", "[intercept]\nenabled = false\n")?;
+    // The same proxy with `[audit] sync = "normal"`: what the per-commit fsync costs.
+    let pw_normal = services::promptwall(&bins, &work.join("sync-normal"), &first_fake, true, "normal", "[intercept]\nenabled = false\n")?;
     let fake_ca = first_fake.ca.clone();
     let fake_addr = first_fake.addr.clone();
     let mut fake = Some(first_fake);
@@ -92,7 +94,14 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
         pid: Some(pw_pid),
         stream_target: vec!["--connect".into(), pw.explicit.clone(), "--host".into(), pw.explicit.clone()],
     };
-    let mut routes = vec![explicit.clone()];
+    let explicit_normal = Route {
+        name: "explicit, sync=normal",
+        url: format!("http://{}/v1/messages", pw_normal.explicit),
+        pid: Some(pw_normal.guard.pid()),
+        stream_target: vec!["--connect".into(), pw_normal.explicit.clone(), "--host".into(), pw_normal.explicit.clone()],
+        ..explicit.clone()
+    };
+    let mut routes = vec![explicit.clone(), explicit_normal];
     let mut peer_guards = Vec::new();
     if peers {
         match peers::start(&bench_dir, &work, &fake_addr, &fake_ca) {
@@ -129,6 +138,7 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
     let held = hold(&bins, &explicit, pw_pid, plan.hold_streams);
     report["memory"] = json!({"idle": idle, "open_streams": held.unwrap_or_else(|e| json!({"error": format!("{e:#}")}))});
     drop(pw);
+    drop(pw_normal);
     drop(fake);
 
     crate::step("transparent interception and connect() cost (private network namespace)");

@@ -53,14 +53,16 @@ pub struct Promptwall {
     pub explicit: String,
 }
 
-/// Extra config for promptwall (e.g. the [intercept] table).
-pub fn promptwall(bins: &Bins, work: &Path, fake: &Fake, resolve: bool, extra: &str) -> Result<Promptwall> {
+/// Extra config for promptwall (e.g. the [intercept] table); `audit_sync`
+/// is `[audit] sync`.
+pub fn promptwall(bins: &Bins, work: &Path, fake: &Fake, resolve: bool, audit_sync: &str, extra: &str) -> Result<Promptwall> {
+    std::fs::create_dir_all(work)?;
     let explicit = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let transparent = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let resolve = if resolve { format!("\"api.anthropic.com\" = \"{}\"\n", fake.addr) } else { String::new() };
     let config = format!(
         "[listen]\nexplicit = \"{explicit}\"\ntransparent = \"{transparent}\"\nadmin_socket = \"{sock}\"\n\
-         [ca]\ndir = \"{ca}\"\n[audit]\nurl = \"sqlite://{db}\"\n\
+         [ca]\ndir = \"{ca}\"\n[audit]\nurl = \"sqlite://{db}\"\nsync = \"{audit_sync}\"\n\
          [upstream]\nextra_roots = [\"{root}\"]\n[upstream.resolve]\n{resolve}\n{extra}\n",
         sock = work.join("promptwall.sock").display(),
         ca = work.join("promptwall-ca").display(),
