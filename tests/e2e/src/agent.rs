@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub extra_roots: Vec<PathBuf>,
     pub intercept: bool,
     pub toml_extra: String,
+    /// Extra keys of the `[audit]` table (e.g. `capture_bodies = true`).
+    pub audit_extra: String,
     /// Extra environment for the daemon (e.g. PROMPTWALL_LOG).
     pub env: Vec<(String, String)>,
 }
@@ -51,6 +53,7 @@ impl AgentConfig {
             extra_roots: vec![fake.ca_pem_path.clone()],
             intercept: false,
             toml_extra: String::new(),
+            audit_extra: String::new(),
             env: vec![],
         }
     }
@@ -69,7 +72,7 @@ impl AgentConfig {
         }
         t += "\n";
         t += &format!("[ca]\ndir = {}\n\n", q(&dir.join("ca")));
-        t += &format!("[audit]\nurl = {}\n\n", toml_str(&format!("sqlite://{}", dir.join("audit.db").display())));
+        t += &format!("[audit]\nurl = {}\n{}\n", toml_str(&format!("sqlite://{}", dir.join("audit.db").display())), self.audit_extra);
         let roots: Vec<String> = self.extra_roots.iter().map(|p| q(p)).collect();
         t += &format!("[upstream]\nextra_roots = [{}]\n\n[upstream.resolve]\n", roots.join(", "));
         for (host, addr) in &self.resolve {

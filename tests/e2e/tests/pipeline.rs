@@ -629,3 +629,53 @@ fn responses_follow_ups_by_previous_response_id_keep_one_numbering() {
     assert!(seen[2].contains("and [[EMAIL_003]]"), "{}", seen[2]);
     assert!(seen.iter().all(|b| !b.contains(EMAIL) && !b.contains("@example.org") && !b.contains("@example.net")));
 }
+
+/// With `[audit] capture_bodies = true` the row keeps the bodies as the
+/// provider saw them: placeholders, never the personal data, and nothing at
+/// all of a blocked request.
+#[test]
+fn captured_bodies_are_what_the_provider_saw() {
+    let fake = start_fake(false);
+    let mut cfg = AgentConfig::explicit_to(&fake);
+    cfg.audit_extra = "capture_bodies = true\n".into();
+    let agent = Agent::start(&cfg);
+    let post = |content: String| {
+        let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": content}]});
+        let out = curl(&[
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "anthropic-version: 2023-06-01",
+            "-d",
+            &body.to_string(),
+            &format!("{}/v1/messages", agent.anthropic_base_url()),
+        ]);
+        let (text, code) = out.stdout.trim_end().rsplit_once('\n').map(|(t, c)| (t.to_string(), c.to_string())).unwrap();
+        (text, code)
+    };
+    let (answer, code) = post(format!("mail {EMAIL}"));
+    assert_eq!(code, "200", "{answer}");
+    assert!(answer.contains(EMAIL), "the client sees the original: {answer}");
+    let (_, code) = post(format!("key {AWS_KEY}"));
+    assert_eq!(code, "422");
+    agent.wait_audit_rows(2);
+
+    let show = |id: &str| -> Value {
+        let out = agent.cli(&["audit", "show", id, "--json"]);
+        out.expect_success("audit show");
+        serde_json::from_str(out.stdout.trim()).unwrap()
+    };
+    let redacted = show("1");
+    let req = redacted["request_body"].as_str().expect("request body captured");
+    let resp = redacted["response_body"].as_str().expect("response body captured");
+    assert!(req.contains("mail [[EMAIL_001]]") && !req.contains(EMAIL), "{req}");
+    assert!(resp.contains("[[EMAIL_001]]") && !resp.contains(EMAIL), "the provider's answer, before restoring: {resp}");
+    assert_eq!(redacted["request_body_sha256"].as_str().map(str::len), Some(64));
+    let blocked = show("2");
+    assert_eq!(blocked["verdict"], "blocked");
+    assert!(blocked["request_body"].is_null() && blocked["response_body"].is_null(), "{blocked}");
+    assert_nowhere_on_disk(&agent, AWS_KEY);
+    assert_nowhere_on_disk(&agent, EMAIL);
+}
