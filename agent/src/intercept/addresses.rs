@@ -142,6 +142,7 @@ impl AddressSet {
         all.into_iter().collect()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries().len()
     }

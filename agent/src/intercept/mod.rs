@@ -347,6 +347,7 @@ impl InterceptHandle {
     }
 
     /// Adds addresses to the redirect set at runtime (test override).
+    #[cfg(test)]
     pub fn add_addresses(&self, prefixes: &[Prefix]) -> anyhow::Result<()> {
         for p in prefixes {
             self.inner.addresses.lock().unwrap().add_override(*p);
@@ -364,6 +365,7 @@ impl InterceptHandle {
         }
     }
 
+    #[cfg(test)]
     pub fn status(&self) -> InterceptStatus {
         self.inner.status()
     }
