@@ -185,6 +185,9 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
     let cursor_rows = auditor.query(&QueryFilter { tool: Some("cursor".into()), machine: Some("machine-b".into()), ..Default::default() }).await.unwrap();
     assert_eq!(cursor_rows.len(), 15);
 
+    // And through the CLI, as the security team runs it against the fleet.
+    fleet_cli_reports_the_same(&pg.url_as("promptwall_auditor", "promptwall"));
+
     // Both machines' chains verify on the central copy.
     let report = auditor.verify(None).await.unwrap();
     assert_eq!(report.machines.len(), 2);
@@ -202,4 +205,41 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
     agent_pool.close().await;
     auditor.close().await;
     owner.close().await;
+}
+
+/// `promptwall audit … --db postgres://auditor@…` (the binary `cargo xtask
+/// test` builds; PROMPTWALL_BIN) gives the numbers the library gave.
+fn fleet_cli_reports_the_same(auditor_url: &str) {
+    let Some(bin) = std::env::var_os("PROMPTWALL_BIN") else {
+        assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "PROMPTWALL_BIN is not set");
+        eprintln!("SKIP the CLI half: PROMPTWALL_BIN is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let run = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = std::process::Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("audit")
+            .args(args)
+            .args(["--db", auditor_url, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let agents = run(&["agents"]);
+    let got: Vec<(String, i64, i64, i64)> = agents
+        .iter()
+        .map(|a| (a["tool"].as_str().unwrap().to_string(), a["requests"].as_i64().unwrap(), a["users"].as_i64().unwrap(), a["machines"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, vec![("claude-code".to_string(), 50, 2, 2), ("cursor".to_string(), 15, 1, 1)]);
+    let machines = run(&["top", "--by", "machine"]);
+    let got: Vec<(String, i64)> = machines.iter().map(|m| (m["key"].as_str().unwrap().to_string(), m["requests"].as_i64().unwrap())).collect();
+    assert_eq!(got, vec![("machine-a".to_string(), 35), ("machine-b".to_string(), 30)]);
+    let cursor = run(&["query", "--tool", "cursor", "--machine", "machine-b", "--limit", "100"]);
+    assert_eq!(cursor.len(), 15);
+    assert!(cursor.iter().all(|r| r["machine_id"] == "machine-b" && r["user"] == "bob"));
 }
