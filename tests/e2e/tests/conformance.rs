@@ -445,3 +445,25 @@ fn websocket_on_an_uninspected_path_is_refused() {
     }
     assert!(fake.recorded().is_empty(), "an uninspected WebSocket reached the provider: {:#?}", fake.recorded());
 }
+
+/// The upstream leg negotiates h2 by ALPN with a provider that offers it and
+/// keeps the connection: separate client requests share one pooled provider
+/// connection instead of paying a TLS handshake each.
+#[test]
+fn the_upstream_leg_speaks_h2_and_reuses_its_connection() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"pooled"}]}"#;
+    for _ in 0..3 {
+        let got = via(&agent, "/anthropic/v1/messages", body, &["anthropic-version: 2023-06-01", "x-api-key: sk-ant-test"]);
+        assert_eq!(got.status, 200, "{}", got.body);
+    }
+    let seen = fake.recorded();
+    assert_eq!(seen.len(), 3);
+    for r in &seen {
+        assert_eq!((r.conn.alpn.as_deref(), r.version.as_str()), (Some("h2"), "HTTP/2.0"), "{r:?}");
+        assert_eq!(r.conn.alpn_offered, vec!["h2", "http/1.1"], "{r:?}");
+    }
+    assert!(seen.iter().all(|r| r.conn.conn_id == seen[0].conn.conn_id), "a new provider connection per request: {:?}",
+        seen.iter().map(|r| r.conn.conn_id).collect::<Vec<_>>());
+}

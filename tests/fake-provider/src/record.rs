@@ -22,6 +22,9 @@ pub struct ConnInfo {
     pub alpn_offered: Vec<String>,
     /// ALPN protocol agreed on, if any.
     pub alpn: Option<String>,
+    /// Accepted TCP connection, numbered from 1 (0: plain HTTP), so tests
+    /// can tell a reused connection from a new one.
+    pub conn_id: u64,
 }
 
 /// Usage the fake reported in its answer, so tests can compare audit rows.

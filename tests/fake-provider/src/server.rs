@@ -67,7 +67,9 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
         Err(e) => return tracing::debug!("TLS handshake failed for {sni:?}: {e}"),
     };
     let alpn = tls.get_ref().1.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
-    serve_http(TokioIo::new(tls), shared, ConnInfo { tls: true, sni, alpn_offered, alpn }).await
+    static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let conn_id = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    serve_http(TokioIo::new(tls), shared, ConnInfo { tls: true, sni, alpn_offered, alpn, conn_id }).await
 }
 
 async fn serve_http<IO>(io: TokioIo<IO>, shared: Arc<Shared>, conn: ConnInfo)
