@@ -6,7 +6,9 @@ use std::path::Path;
 /// Gives `path` to the `promptwall` group when that group exists.
 pub fn chgrp_promptwall(path: &Path) {
     let Some(gid) = group_id("promptwall") else { return };
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else { return };
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
     // SAFETY: c is a valid NUL-terminated path; -1 keeps the owner.
     unsafe {
         libc::chown(c.as_ptr(), u32::MAX, gid);

@@ -26,16 +26,24 @@ impl Drop for AdminServer {
 
 pub fn serve(path: &Path, status: StatusFn) -> anyhow::Result<AdminServer> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}; run as root or set [listen] admin_socket", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create {}; run as root or set [listen] admin_socket",
+                dir.display()
+            )
+        })?;
     }
     // A stale socket from a crashed daemon would make bind fail.
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind the admin socket {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot bind the admin socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     crate::access::chgrp_promptwall(path);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let status = status.clone();
             tokio::spawn(async move {
                 let (rd, mut wr) = stream.into_split();
@@ -52,7 +60,10 @@ pub fn serve(path: &Path, status: StatusFn) -> anyhow::Result<AdminServer> {
             });
         }
     });
-    Ok(AdminServer { path: path.to_path_buf(), task })
+    Ok(AdminServer {
+        path: path.to_path_buf(),
+        task,
+    })
 }
 
 pub async fn query(path: &Path, command: &str) -> anyhow::Result<serde_json::Value> {

@@ -11,7 +11,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "promptwall", version, about = "Inspect and audit every request coding agents send to LLM providers")]
+#[command(
+    name = "promptwall",
+    version,
+    about = "Inspect and audit every request coding agents send to LLM providers"
+)]
 struct Cli {
     /// Config file (default /etc/promptwall/config.toml; missing means all defaults).
     #[arg(long, global = true, env = "PROMPTWALL_CONFIG")]
@@ -42,7 +46,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
     runtime.block_on(async move {
         let config = cli::fleet::load(cli.config.as_deref())?;
         match cli.command {

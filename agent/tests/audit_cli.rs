@@ -17,7 +17,14 @@ fn row(user: &str, tool: &str, model: &str, verdict: &str, tokens: (i64, i64)) -
     AuditRecord {
         ts: promptwall_audit::time::now_ts(),
         listener: "transparent".into(),
-        provider: Some(if model.starts_with("claude") { "anthropic" } else { "openai" }.into()),
+        provider: Some(
+            if model.starts_with("claude") {
+                "anthropic"
+            } else {
+                "openai"
+            }
+            .into(),
+        ),
         model: Some(model.into()),
         status: if verdict == "blocked" { 422 } else { 200 },
         input_tokens: Some(tokens.0),
@@ -27,7 +34,11 @@ fn row(user: &str, tool: &str, model: &str, verdict: &str, tokens: (i64, i64)) -
         tool: Some(tool.into()),
         exe: Some(format!("/usr/bin/{tool}")),
         verdict: verdict.into(),
-        findings: if verdict == "blocked" { [("aws_access_key_id".to_string(), 1)].into() } else { Default::default() },
+        findings: if verdict == "blocked" {
+            [("aws_access_key_id".to_string(), 1)].into()
+        } else {
+            Default::default()
+        },
         llm: true,
         ..Default::default()
     }
@@ -56,42 +67,84 @@ async fn seeded() -> Seeded {
 }
 
 fn audit(s: &Seeded, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_promptwall")).arg("--config").arg(&s.config).arg("audit").args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_promptwall"))
+        .arg("--config")
+        .arg(&s.config)
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok_stdout(out: Output) -> String {
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[tokio::test]
 async fn agents_and_top_count_what_was_sent_by_whom() {
     let s = seeded().await;
     let agents = json_lines(&ok_stdout(audit(&s, &["agents", "--json"])));
-    let claude = agents.iter().find(|a| a["tool"] == "claude-code").expect("claude-code listed");
-    assert_eq!((claude["requests"].as_i64(), claude["users"].as_i64(), claude["machines"].as_i64()), (Some(3), Some(2), Some(1)));
+    let claude = agents
+        .iter()
+        .find(|a| a["tool"] == "claude-code")
+        .expect("claude-code listed");
+    assert_eq!(
+        (
+            claude["requests"].as_i64(),
+            claude["users"].as_i64(),
+            claude["machines"].as_i64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
     assert_eq!(agents.len(), 3, "{agents:?}");
     let table = ok_stdout(audit(&s, &["agents"]));
-    assert!(table.contains("claude-code") && table.contains("codex") && table.contains("aider"), "{table}");
+    assert!(
+        table.contains("claude-code") && table.contains("codex") && table.contains("aider"),
+        "{table}"
+    );
 
     let top = json_lines(&ok_stdout(audit(&s, &["top", "--by", "user", "--json"])));
     let ann = top.iter().find(|r| r["key"] == "ann").unwrap();
-    assert_eq!((ann["requests"].as_i64(), ann["input_tokens"].as_i64(), ann["redacted"].as_i64()), (Some(2), Some(4000), Some(1)));
+    assert_eq!(
+        (
+            ann["requests"].as_i64(),
+            ann["input_tokens"].as_i64(),
+            ann["redacted"].as_i64()
+        ),
+        (Some(2), Some(4000), Some(1))
+    );
     let bob = top.iter().find(|r| r["key"] == "bob").unwrap();
     assert_eq!((bob["requests"].as_i64(), bob["blocked"].as_i64()), (Some(2), Some(1)));
     assert!(ann["cost_usd"].as_f64().unwrap() > 0.0, "priced from the table: {ann}");
     let kinds = json_lines(&ok_stdout(audit(&s, &["top", "--by", "kind", "--json"])));
     assert_eq!(kinds.len(), 1, "{kinds:?}");
-    assert_eq!((kinds[0]["key"].as_str(), kinds[0]["blocked"].as_i64()), (Some("aws_access_key_id"), Some(1)));
+    assert_eq!(
+        (kinds[0]["key"].as_str(), kinds[0]["blocked"].as_i64()),
+        (Some("aws_access_key_id"), Some(1))
+    );
 
     // Filters combine: bob's blocked Claude Code request only.
-    let q = json_lines(&ok_stdout(audit(&s, &["query", "--user", "bob", "--verdict", "blocked", "--json"])));
+    let q = json_lines(&ok_stdout(audit(
+        &s,
+        &["query", "--user", "bob", "--verdict", "blocked", "--json"],
+    )));
     assert_eq!(q.len(), 1, "{q:?}");
-    assert_eq!((q[0]["id"].as_i64(), q[0]["tool"].as_str(), q[0]["status"].as_i64()), (Some(3), Some("claude-code"), Some(422)));
+    assert_eq!(
+        (q[0]["id"].as_i64(), q[0]["tool"].as_str(), q[0]["status"].as_i64()),
+        (Some(3), Some("claude-code"), Some(422))
+    );
     let none = audit(&s, &["query", "--tool", "cursor"]);
     assert!(none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no matching requests"));
 }
@@ -100,14 +153,23 @@ async fn agents_and_top_count_what_was_sent_by_whom() {
 async fn show_and_export_give_the_same_rows_for_people_and_scripts() {
     let s = seeded().await;
     let detail = ok_stdout(audit(&s, &["show", "3"]));
-    assert!(detail.contains("bob") && detail.contains("blocked") && detail.contains("aws_access_key_id"), "{detail}");
+    assert!(
+        detail.contains("bob") && detail.contains("blocked") && detail.contains("aws_access_key_id"),
+        "{detail}"
+    );
     let one: serde_json::Value = serde_json::from_str(ok_stdout(audit(&s, &["show", "3", "--json"])).trim()).unwrap();
-    assert_eq!((one["id"].as_i64(), one["machine_id"].as_str()), (Some(3), Some("laptop-7")));
+    assert_eq!(
+        (one["id"].as_i64(), one["machine_id"].as_str()),
+        (Some(3), Some("laptop-7"))
+    );
     let missing = audit(&s, &["show", "99"]);
     assert!(!missing.status.success(), "a missing row is an error");
 
     let jsonl = json_lines(&ok_stdout(audit(&s, &["export", "--since", "1h", "--format", "jsonl"])));
-    assert_eq!(jsonl.iter().map(|r| r["id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        jsonl.iter().map(|r| r["id"].as_i64().unwrap()).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     let csv = ok_stdout(audit(&s, &["export", "--format", "csv"]));
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -120,13 +182,21 @@ async fn verify_exits_non_zero_and_names_the_edited_row() {
     let s = seeded().await;
     let out = ok_stdout(audit(&s, &["verify"]));
     assert!(out.contains("laptop-7"), "{out}");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display())).await.unwrap();
-    sqlx::query("UPDATE audit_log SET user = 'mallory' WHERE id = 4").execute(&pool).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET user = 'mallory' WHERE id = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let out = audit(&s, &["verify"]);
     assert!(!out.status.success(), "a tampered chain must fail verify");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("broken at row 4") && stderr.contains("promptwall audit show 4"), "{stderr}");
+    assert!(
+        stderr.contains("broken at row 4") && stderr.contains("promptwall audit show 4"),
+        "{stderr}"
+    );
 }
 
 /// Outside root and the `promptwall` group the store is unreadable; the
@@ -135,14 +205,23 @@ async fn verify_exits_non_zero_and_names_the_edited_row() {
 async fn a_user_outside_the_group_is_told_why_and_what_to_do() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "needs root to run as nobody");
+        assert!(
+            std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(),
+            "needs root to run as nobody"
+        );
         return;
     }
     let s = seeded().await;
     // The tempdir is 0700 root: let nobody reach the files, not read them.
-    std::fs::set_permissions(s.db.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        s.db.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::set_permissions(&s.config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let mode = std::fs::metadata(&s.db).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
+    let mode = std::fs::metadata(&s.db)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap();
     assert_eq!(mode & 0o007, 0, "the store must not be world-readable: {mode:o}");
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -154,6 +233,9 @@ async fn a_user_outside_the_group_is_told_why_and_what_to_do() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("readable only by root and the promptwall group") && stderr.contains("usermod -aG promptwall"), "{stderr}");
+    assert!(
+        stderr.contains("readable only by root and the promptwall group") && stderr.contains("usermod -aG promptwall"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }

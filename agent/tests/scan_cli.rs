@@ -27,7 +27,10 @@ fn scan(args: &[&str], stdin: &str) -> Output {
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -36,13 +39,25 @@ fn a_secret_on_stdin_blocks_with_status_1_and_is_never_printed() {
     let out = scan(&["--json", "-"], &text);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains(AWS_KEY) && !stdout.contains("ann@example.com"), "a value was printed: {stdout}");
+    assert!(
+        !stdout.contains(AWS_KEY) && !stdout.contains("ann@example.com"),
+        "a value was printed: {stdout}"
+    );
     let findings = json_lines(&out);
-    let aws = findings.iter().find(|f| f["action"] == "block").expect("the key is a blocking finding");
-    let (start, end) = (aws["start"].as_u64().unwrap() as usize, aws["end"].as_u64().unwrap() as usize);
+    let aws = findings
+        .iter()
+        .find(|f| f["action"] == "block")
+        .expect("the key is a blocking finding");
+    let (start, end) = (
+        aws["start"].as_u64().unwrap() as usize,
+        aws["end"].as_u64().unwrap() as usize,
+    );
     assert_eq!(&text[start..end], AWS_KEY, "offsets point at the value: {aws}");
     assert_eq!(aws["category"], "secret");
-    let email = findings.iter().find(|f| f["kind"] == "email").expect("the email is found");
+    let email = findings
+        .iter()
+        .find(|f| f["kind"] == "email")
+        .expect("the email is found");
     assert_eq!(email["action"], "reversible");
 }
 
@@ -50,7 +65,11 @@ fn a_secret_on_stdin_blocks_with_status_1_and_is_never_printed() {
 fn show_prints_values_and_a_clean_file_exits_0() {
     let out = scan(&["--json", "--show", "-"], &format!("k={AWS_KEY}\n"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(json_lines(&out).iter().any(|f| f["value"] == AWS_KEY), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        json_lines(&out).iter().any(|f| f["value"] == AWS_KEY),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let clean = dir.path().join("clean.rs");
@@ -66,5 +85,8 @@ fn an_unreadable_file_exits_2_with_a_hint() {
     let out = scan(&["/nonexistent/promptwall-scan-input"], "");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot read /nonexistent/promptwall-scan-input") && stderr.contains("pass an existing file"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/promptwall-scan-input") && stderr.contains("pass an existing file"),
+        "{stderr}"
+    );
 }

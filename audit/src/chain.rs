@@ -124,7 +124,11 @@ impl AuditStore {
         let sql = "SELECT last_id, last_hash, pruned_rows FROM audit_checkpoint WHERE machine_id = $1";
         let row: Option<(i64, String, i64)> =
             on_pool!(&self.pool, p => sqlx::query_as(sql).bind(machine_id).fetch_optional(p).await?);
-        Ok(row.map(|(last_id, last_hash, pruned_rows)| Checkpoint { last_id, last_hash, pruned_rows }))
+        Ok(row.map(|(last_id, last_hash, pruned_rows)| Checkpoint {
+            last_id,
+            last_hash,
+            pruned_rows,
+        }))
     }
 
     async fn rows_after(&self, machine_id: &str, after_id: i64, limit: i64) -> Result<Vec<AuditRecord>, AuditError> {
@@ -162,7 +166,12 @@ impl AuditStore {
         let mut before_prev: Option<String> = None;
         let mut prev_id: Option<i64> = None;
         let mut checked = 0i64;
-        let mut result = MachineVerify { machine_id: machine_id.to_string(), rows_checked: 0, pruned_rows, first_break: None };
+        let mut result = MachineVerify {
+            machine_id: machine_id.to_string(),
+            rows_checked: 0,
+            pruned_rows,
+            first_break: None,
+        };
         'pages: loop {
             let page = self.rows_after(machine_id, after_id, VERIFY_PAGE).await?;
             if page.is_empty() {
@@ -175,12 +184,21 @@ impl AuditStore {
                 checked += 1;
                 if let Some(kind_detail) = link_break(row, &expected_prev, before_prev.as_deref(), prev_id) {
                     let (kind, id, detail) = kind_detail;
-                    result.first_break = Some(ChainBreak { machine_id: machine_id.to_string(), id, kind, detail });
+                    result.first_break = Some(ChainBreak {
+                        machine_id: machine_id.to_string(),
+                        id,
+                        kind,
+                        detail,
+                    });
                     break 'pages;
                 }
                 if let Some(detail) = content_break(row) {
-                    result.first_break =
-                        Some(ChainBreak { machine_id: machine_id.to_string(), id: row.id, kind: BreakKind::Edited, detail });
+                    result.first_break = Some(ChainBreak {
+                        machine_id: machine_id.to_string(),
+                        id: row.id,
+                        kind: BreakKind::Edited,
+                        detail,
+                    });
                     break 'pages;
                 }
                 before_prev = Some(row.prev_hash.clone());
@@ -244,7 +262,11 @@ impl AuditStore {
                 tx.commit().await?;
                 deleted
             });
-            reports.push(PruneReport { machine_id, deleted, checkpoint_id: last_id });
+            reports.push(PruneReport {
+                machine_id,
+                deleted,
+                checkpoint_id: last_id,
+            });
         }
         Ok(reports)
     }
@@ -263,8 +285,7 @@ impl AuditStore {
         if !self.is_sqlite() {
             return Ok(None);
         }
-        let v: Option<i64> =
-            on_pool!(&self.pool, p => sqlx::query_scalar("SELECT MIN(shipped_upto) FROM audit_shipping").fetch_one(p).await?);
+        let v: Option<i64> = on_pool!(&self.pool, p => sqlx::query_scalar("SELECT MIN(shipped_upto) FROM audit_shipping").fetch_one(p).await?);
         Ok(v)
     }
 }
@@ -308,7 +329,8 @@ fn content_break(row: &AuditRecord) -> Option<String> {
             }
         }
     }
-    (compute_hash(&row.prev_hash, row) != row.hash).then(|| format!("row {}: its content does not match its hash", row.id))
+    (compute_hash(&row.prev_hash, row) != row.hash)
+        .then(|| format!("row {}: its content does not match its hash", row.id))
 }
 
 #[cfg(test)]
@@ -317,10 +339,19 @@ mod tests {
 
     #[test]
     fn hash_ignores_field_order_and_bodies_but_covers_content() {
-        let mut rec = AuditRecord { id: 1, machine_id: "m".into(), verdict: "allowed".into(), ..Default::default() };
+        let mut rec = AuditRecord {
+            id: 1,
+            machine_id: "m".into(),
+            verdict: "allowed".into(),
+            ..Default::default()
+        };
         let h = compute_hash(GENESIS, &rec);
         rec.request_body = Some("purged later".into());
-        assert_eq!(compute_hash(GENESIS, &rec), h, "bodies are covered via their digests only");
+        assert_eq!(
+            compute_hash(GENESIS, &rec),
+            h,
+            "bodies are covered via their digests only"
+        );
         rec.request_body_sha256 = Some(sha256_hex(b"purged later"));
         assert_ne!(compute_hash(GENESIS, &rec), h);
         let h2 = compute_hash(GENESIS, &rec);
@@ -331,7 +362,10 @@ mod tests {
 
     #[test]
     fn canonical_json_is_sorted_and_omits_chain_fields() {
-        let rec = AuditRecord { id: 7, ..Default::default() };
+        let rec = AuditRecord {
+            id: 7,
+            ..Default::default()
+        };
         let json = canonical_json(&rec);
         assert!(json.starts_with("{\"cache_read_tokens\":null"), "{json}");
         assert!(!json.contains("\"hash\"") && !json.contains("prev_hash") && !json.contains("\"request_body\""));

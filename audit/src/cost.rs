@@ -47,12 +47,17 @@ pub struct PriceTable {
 
 impl PriceTable {
     pub fn parse(text: &str, origin: &str) -> Result<PriceTable, AuditError> {
-        toml::from_str(text).map_err(|e| AuditError::PriceTable { path: origin.to_string(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| AuditError::PriceTable {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })
     }
 
     pub fn builtin() -> &'static PriceTable {
         static TABLE: OnceLock<PriceTable> = OnceLock::new();
-        TABLE.get_or_init(|| PriceTable::parse(DEFAULT_PRICES_TOML, "built-in prices.toml").expect("built-in price table parses"))
+        TABLE.get_or_init(|| {
+            PriceTable::parse(DEFAULT_PRICES_TOML, "built-in prices.toml").expect("built-in price table parses")
+        })
     }
 
     /// The built-in table, with the entries of `path` (if any) taking precedence.
@@ -60,8 +65,10 @@ impl PriceTable {
         let mut table = PriceTable::builtin().clone();
         if let Some(path) = path {
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| AuditError::PriceTable { path: origin.clone(), message: format!("cannot read: {e}") })?;
+            let text = std::fs::read_to_string(path).map_err(|e| AuditError::PriceTable {
+                path: origin.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
             table = PriceTable::parse(&text, &origin)?.overriding(table);
         }
         Ok(table)
@@ -96,7 +103,11 @@ impl PriceTable {
         let per = |tokens: Option<i64>, usd_per_million: f64| tokens.unwrap_or(0).max(0) as f64 * usd_per_million / 1e6;
         let cache_read = usage.cache_read_tokens.unwrap_or(0).max(0);
         let mut input = usage.input_tokens.unwrap_or(0).max(0);
-        if self.providers.get(provider).is_some_and(|p| p.input_includes_cache_read) {
+        if self
+            .providers
+            .get(provider)
+            .is_some_and(|p| p.input_includes_cache_read)
+        {
             input = (input - cache_read).max(0);
         }
         let cost = per(Some(input), price.input)
@@ -117,23 +128,39 @@ mod tests {
     use super::*;
 
     fn usage(i: i64, o: i64, cr: i64, cw: i64) -> Usage {
-        Usage { input_tokens: Some(i), output_tokens: Some(o), cache_read_tokens: Some(cr), cache_write_tokens: Some(cw) }
+        Usage {
+            input_tokens: Some(i),
+            output_tokens: Some(o),
+            cache_read_tokens: Some(cr),
+            cache_write_tokens: Some(cw),
+        }
     }
 
     #[test]
     fn longest_prefix_wins() {
         let t = PriceTable::builtin();
         assert_eq!(t.price_for("anthropic", "claude-opus-4-5-20251101").unwrap().input, 5.0);
-        assert_eq!(t.price_for("anthropic", "claude-opus-4-1-20250805").unwrap().input, 15.0);
+        assert_eq!(
+            t.price_for("anthropic", "claude-opus-4-1-20250805").unwrap().input,
+            15.0
+        );
         assert_eq!(t.price_for("openai", "gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         assert_eq!(t.price_for("openai", "gpt-4o-2024-08-06").unwrap().input, 2.5);
-        assert!(t.price_for("openai", "claude-sonnet-4").is_none(), "provider must match");
+        assert!(
+            t.price_for("openai", "claude-sonnet-4").is_none(),
+            "provider must match"
+        );
     }
 
     #[test]
     fn anthropic_cost_adds_all_four_token_classes() {
         // sonnet-4: 3 in, 15 out, 0.3 cache read, 3.75 cache write per million.
-        let c = estimate_cost("anthropic", "claude-sonnet-4-20250514", usage(1_000_000, 100_000, 2_000_000, 10_000)).unwrap();
+        let c = estimate_cost(
+            "anthropic",
+            "claude-sonnet-4-20250514",
+            usage(1_000_000, 100_000, 2_000_000, 10_000),
+        )
+        .unwrap();
         let expected = 3.0 + 1.5 + 0.6 + 0.0375;
         assert!((c - expected).abs() < 1e-9, "{c} vs {expected}");
     }
@@ -148,7 +175,10 @@ mod tests {
 
     #[test]
     fn unknown_model_or_no_usage_has_no_estimate() {
-        assert_eq!(estimate_cost("anthropic", "some-future-model", usage(10, 10, 0, 0)), None);
+        assert_eq!(
+            estimate_cost("anthropic", "some-future-model", usage(10, 10, 0, 0)),
+            None
+        );
         assert_eq!(estimate_cost("anthropic", "claude-sonnet-4", Usage::default()), None);
     }
 
@@ -165,13 +195,19 @@ mod tests {
         let t = PriceTable::load(Some(&path)).unwrap();
         assert_eq!(t.price_for("anthropic", "claude-sonnet-4-x").unwrap().input, 1.0);
         assert_eq!(t.price_for("acme", "acme-1-large").unwrap().output, 20.0);
-        assert_eq!(t.price_for("anthropic", "claude-3-haiku").unwrap().input, 0.25, "defaults stay");
+        assert_eq!(
+            t.price_for("anthropic", "claude-3-haiku").unwrap().input,
+            0.25,
+            "defaults stay"
+        );
         assert!(t.providers["openai"].input_includes_cache_read);
     }
 
     #[test]
     fn bad_file_names_the_file() {
-        let err = PriceTable::parse("[[price]]\nprovider = 1", "/etc/promptwall/prices.toml").unwrap_err().to_string();
+        let err = PriceTable::parse("[[price]]\nprovider = 1", "/etc/promptwall/prices.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/etc/promptwall/prices.toml"), "{err}");
     }
 }

@@ -14,8 +14,13 @@ pub enum AuditError {
     #[error("cannot open audit store {url}: {source}; check the URL, that the database is running and that the credentials are right")]
     Connect { url: String, source: sqlx::Error },
     #[error("cannot apply the audit schema migrations to {url}: {source}; the store may belong to a newer promptwall, or the role lacks CREATE rights (run once as the owner role)")]
-    Migrate { url: String, source: sqlx::migrate::MigrateError },
-    #[error("audit database error: {0}; check that the store is reachable and not corrupted (promptwall audit verify)")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(
+        "audit database error: {0}; check that the store is reachable and not corrupted (promptwall audit verify)"
+    )]
     Database(#[from] sqlx::Error),
     #[error("audit row could not be written: {0}; the request was refused because its audit row is not durable — check disk space and permissions of the audit store")]
     Write(String),

@@ -24,13 +24,13 @@ pub mod testing;
 pub mod time;
 pub mod writer;
 
+pub use chain::{ChainBreak, VerifyReport};
 pub use cost::{estimate_cost, PriceTable, Usage};
 pub use error::AuditError;
 pub use query::{AgentSummary, QueryFilter, TopBy, TopRow};
 pub use record::{AuditRecord, Fingerprint};
-pub use retention::RetentionPolicy;
 pub use render::Format;
+pub use retention::RetentionPolicy;
 pub use ship::{CentralShipper, ShipperHandle};
 pub use store::{AuditStore, SyncMode};
-pub use chain::{ChainBreak, VerifyReport};
 pub use writer::{AuditWriter, WriterOptions};

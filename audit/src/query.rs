@@ -98,7 +98,10 @@ impl QueryFilter {
             } else {
                 w.add(
                     "(exe = ? OR exe LIKE ? ESCAPE '\\')",
-                    [BindValue::Text(v.clone()), BindValue::Text(format!("%/{}", like_escape(v)))],
+                    [
+                        BindValue::Text(v.clone()),
+                        BindValue::Text(format!("%/{}", like_escape(v))),
+                    ],
                 );
             }
         }
@@ -109,7 +112,10 @@ impl QueryFilter {
             w.add("provider = ?", [BindValue::Text(v.clone())]);
         }
         if let Some(v) = &self.model {
-            w.add("model LIKE ? ESCAPE '\\'", [BindValue::Text(format!("{}%", like_escape(v)))]);
+            w.add(
+                "model LIKE ? ESCAPE '\\'",
+                [BindValue::Text(format!("{}%", like_escape(v)))],
+            );
         }
         if let Some(v) = self.status {
             w.add("status = ?", [BindValue::Int(i64::from(v))]);
@@ -119,9 +125,16 @@ impl QueryFilter {
         }
         if let Some(v) = &self.kind {
             // findings is a JSON object with the kinds as keys.
-            w.add("findings LIKE ? ESCAPE '\\'", [BindValue::Text(format!("%\"{}\":%", like_escape(v)))]);
+            w.add(
+                "findings LIKE ? ESCAPE '\\'",
+                [BindValue::Text(format!("%\"{}\":%", like_escape(v)))],
+            );
         }
-        let sql = if w.conds.is_empty() { String::new() } else { format!(" WHERE {}", w.conds.join(" AND ")) };
+        let sql = if w.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", w.conds.join(" AND "))
+        };
         Ok((sql, w.values))
     }
 
@@ -165,7 +178,9 @@ impl TopBy {
             "exe" => TopBy::Exe,
             "kind" => TopBy::Kind,
             other => {
-                return Err(AuditError::BadFilter(format!("--by {other:?}: use one of user, tool, model, machine, exe, kind")))
+                return Err(AuditError::BadFilter(format!(
+                    "--by {other:?}: use one of user, tool, model, machine, exe, kind"
+                )))
             }
         })
     }
@@ -223,7 +238,11 @@ impl AuditStore {
 
     async fn select(&self, filter: &QueryFilter, order: &str) -> Result<Vec<AuditRecord>, AuditError> {
         let (cond, values) = filter.where_clause(Utc::now())?;
-        let sql = format!("SELECT {} FROM audit_log{cond} ORDER BY {order}{}", COLUMNS.join(", "), filter.limit_clause()?);
+        let sql = format!(
+            "SELECT {} FROM audit_log{cond} ORDER BY {order}{}",
+            COLUMNS.join(", "),
+            filter.limit_clause()?
+        );
         on_pool!(&self.pool, p => {
             let rows = bind_values!(sqlx::query(&sql), &values).fetch_all(p).await?;
             rows.iter().map(|r| decode_record!(r)).collect()
@@ -257,7 +276,10 @@ impl AuditStore {
             1 => Ok(rows.remove(0)),
             n => Err(AuditError::BadFilter(format!(
                 "row {id} exists on {n} machines ({}); pass --machine ID",
-                rows.iter().map(|r| r.machine_id.as_str()).collect::<Vec<_>>().join(", ")
+                rows.iter()
+                    .map(|r| r.machine_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -274,14 +296,24 @@ impl AuditStore {
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
         Ok(rows
             .into_iter()
-            .map(|(tool, requests, users, machines, last_seen)| AgentSummary { tool, requests, users, machines, last_seen })
+            .map(|(tool, requests, users, machines, last_seen)| AgentSummary {
+                tool,
+                requests,
+                users,
+                machines,
+                last_seen,
+            })
             .collect())
     }
 
     /// Requests, tokens, estimated cost, blocks and redactions per `by`,
     /// most requests first.
     pub async fn top(&self, by: TopBy, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
-        let mut rows = if by == TopBy::Kind { self.top_by_kind(filter).await? } else { self.top_by_column(by, filter).await? };
+        let mut rows = if by == TopBy::Kind {
+            self.top_by_kind(filter).await?
+        } else {
+            self.top_by_column(by, filter).await?
+        };
         rows.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.key.cmp(&b.key)));
         if let Some(n) = filter.limit {
             rows.truncate(n.max(0) as usize);
@@ -304,15 +336,17 @@ impl AuditStore {
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
         Ok(rows
             .into_iter()
-            .map(|(key, requests, input_tokens, output_tokens, cost_usd, blocked, redacted)| TopRow {
-                key,
-                requests,
-                input_tokens,
-                output_tokens,
-                cost_usd,
-                blocked,
-                redacted,
-            })
+            .map(
+                |(key, requests, input_tokens, output_tokens, cost_usd, blocked, redacted)| TopRow {
+                    key,
+                    requests,
+                    input_tokens,
+                    output_tokens,
+                    cost_usd,
+                    blocked,
+                    redacted,
+                },
+            )
             .collect())
     }
 
@@ -320,16 +354,22 @@ impl AuditStore {
     /// portable. A request counts once per kind it contains.
     async fn top_by_kind(&self, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
         let (cond, values) = filter.where_clause(Utc::now())?;
-        let extra = if cond.is_empty() { " WHERE findings <> '{}'" } else { " AND findings <> '{}'" };
-        let sql = format!(
-            "SELECT findings, input_tokens, output_tokens, cost_usd, verdict FROM audit_log{cond}{extra}"
-        );
+        let extra = if cond.is_empty() {
+            " WHERE findings <> '{}'"
+        } else {
+            " AND findings <> '{}'"
+        };
+        let sql =
+            format!("SELECT findings, input_tokens, output_tokens, cost_usd, verdict FROM audit_log{cond}{extra}");
         let rows: Vec<KindSqlRow> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
         let mut by_kind: BTreeMap<String, TopRow> = BTreeMap::new();
         for (findings, input, output, cost, verdict) in rows {
-            let kinds: BTreeMap<String, u32> = serde_json::from_str(&findings)
-                .map_err(|e| AuditError::BadFilter(format!("unreadable findings {findings:?}: {e}; run `promptwall audit verify`")))?;
+            let kinds: BTreeMap<String, u32> = serde_json::from_str(&findings).map_err(|e| {
+                AuditError::BadFilter(format!(
+                    "unreadable findings {findings:?}: {e}; run `promptwall audit verify`"
+                ))
+            })?;
             for kind in kinds.into_keys() {
                 let row = by_kind.entry(kind.clone()).or_insert_with(|| TopRow {
                     key: Some(kind),

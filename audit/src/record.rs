@@ -125,5 +125,8 @@ pub(crate) fn column_list() -> String {
 }
 
 pub(crate) fn placeholders(first: usize) -> String {
-    (first..first + COLUMNS.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + COLUMNS.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

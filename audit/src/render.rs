@@ -22,14 +22,18 @@ impl Format {
             "table" => Ok(Format::Table),
             "jsonl" | "json" => Ok(Format::Jsonl),
             "csv" => Ok(Format::Csv),
-            other => Err(crate::AuditError::BadFilter(format!("--format {other:?}: use table, jsonl or csv"))),
+            other => Err(crate::AuditError::BadFilter(format!(
+                "--format {other:?}: use table, jsonl or csv"
+            ))),
         }
     }
 }
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
     t
 }
 
@@ -51,14 +55,16 @@ fn money(v: f64) -> String {
 
 /// Rows for people: the columns an auditor scans first.
 pub fn records_table(records: &[AuditRecord]) -> String {
-    let fleet = records.first().is_some_and(|f| records.iter().any(|r| r.machine_id != f.machine_id));
+    let fleet = records
+        .first()
+        .is_some_and(|f| records.iter().any(|r| r.machine_id != f.machine_id));
     let mut header = vec!["ID", "TIME (UTC)"];
     if fleet {
         header.push("MACHINE");
     }
     header.extend([
-        "USER", "TOOL", "EXE", "PROVIDER", "METHOD", "PATH", "MODEL", "STATUS", "IN", "OUT", "MS", "VERDICT", "FINDINGS",
-        "COST",
+        "USER", "TOOL", "EXE", "PROVIDER", "METHOD", "PATH", "MODEL", "STATUS", "IN", "OUT", "MS", "VERDICT",
+        "FINDINGS", "COST",
     ]);
     let mut t = table(&header);
     for r in records {
@@ -91,7 +97,11 @@ fn findings_summary(r: &AuditRecord) -> String {
     if r.findings.is_empty() {
         return "-".into();
     }
-    r.findings.iter().map(|(k, n)| format!("{k}×{n}")).collect::<Vec<_>>().join(" ")
+    r.findings
+        .iter()
+        .map(|(k, n)| format!("{k}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One JSON object; bodies only when asked (`show`, `export`).
@@ -108,7 +118,10 @@ pub fn record_json(r: &AuditRecord, with_bodies: bool) -> Value {
 
 /// One JSON object per line, newline-terminated.
 pub fn records_jsonl(records: &[AuditRecord], with_bodies: bool) -> String {
-    records.iter().map(|r| format!("{}\n", record_json(r, with_bodies))).collect()
+    records
+        .iter()
+        .map(|r| format!("{}\n", record_json(r, with_bodies)))
+        .collect()
 }
 
 fn csv_field(s: &str) -> String {
@@ -128,12 +141,20 @@ fn csv_value(v: &Value) -> String {
 }
 
 fn csv_rows(values: &[Map<String, Value>]) -> String {
-    let Some(first) = values.first() else { return String::new() };
+    let Some(first) = values.first() else {
+        return String::new();
+    };
     let header: Vec<&String> = first.keys().collect();
     let mut out = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",");
     out.push('\n');
     for v in values {
-        out.push_str(&header.iter().map(|h| csv_value(v.get(*h).unwrap_or(&Value::Null))).collect::<Vec<_>>().join(","));
+        out.push_str(
+            &header
+                .iter()
+                .map(|h| csv_value(v.get(*h).unwrap_or(&Value::Null)))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         out.push('\n');
     }
     out
@@ -172,7 +193,10 @@ pub fn records(records: &[AuditRecord], format: Format) -> String {
 /// "12 cursor / 8 claude-code / 4 aider" style overview.
 pub fn agents(rows: &[AgentSummary], format: Format) -> String {
     match format {
-        Format::Jsonl => rows.iter().map(|r| format!("{}\n", serde_json::to_string(r).expect("serialises"))).collect(),
+        Format::Jsonl => rows
+            .iter()
+            .map(|r| format!("{}\n", serde_json::to_string(r).expect("serialises")))
+            .collect(),
         Format::Csv => csv_rows(&objects(rows)),
         Format::Table => {
             let mut t = table(&["TOOL", "REQUESTS", "USERS", "MACHINES", "LAST SEEN (UTC)"]);
@@ -192,11 +216,22 @@ pub fn agents(rows: &[AgentSummary], format: Format) -> String {
 
 pub fn top(by: TopBy, rows: &[TopRow], format: Format) -> String {
     match format {
-        Format::Jsonl => rows.iter().map(|r| format!("{}\n", serde_json::to_string(r).expect("serialises"))).collect(),
+        Format::Jsonl => rows
+            .iter()
+            .map(|r| format!("{}\n", serde_json::to_string(r).expect("serialises")))
+            .collect(),
         Format::Csv => csv_rows(&objects(rows)),
         Format::Table => {
             let key = by.name().to_uppercase();
-            let mut t = table(&[&key, "REQUESTS", "IN TOKENS", "OUT TOKENS", "EST. COST", "BLOCKED", "REDACTED"]);
+            let mut t = table(&[
+                &key,
+                "REQUESTS",
+                "IN TOKENS",
+                "OUT TOKENS",
+                "EST. COST",
+                "BLOCKED",
+                "REDACTED",
+            ]);
             for r in rows {
                 t.add_row(vec![
                     Cell::new(r.key.as_deref().unwrap_or("(unknown)")),
@@ -216,8 +251,11 @@ pub fn top(by: TopBy, rows: &[TopRow], format: Format) -> String {
 /// `show`: every field, one per line; bodies last.
 pub fn record_detail(r: &AuditRecord) -> String {
     let mut t = Table::new();
-    t.load_preset(comfy_table::presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
-    let Value::Object(map) = record_json(r, false) else { unreachable!() };
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    let Value::Object(map) = record_json(r, false) else {
+        unreachable!()
+    };
     for (k, v) in map {
         let text = match v {
             Value::Null => "-".to_string(),
@@ -228,10 +266,15 @@ pub fn record_detail(r: &AuditRecord) -> String {
     }
     let mut out = t.to_string();
     out.push('\n');
-    for (name, body) in [("request body (as the provider saw it)", &r.request_body), ("response body", &r.response_body)] {
+    for (name, body) in [
+        ("request body (as the provider saw it)", &r.request_body),
+        ("response body", &r.response_body),
+    ] {
         match body {
             Some(b) => out.push_str(&format!("\n--- {name} ---\n{b}\n")),
-            None => out.push_str(&format!("\n--- {name}: not captured (audit.capture_bodies is off, or purged by retention) ---\n")),
+            None => out.push_str(&format!(
+                "\n--- {name}: not captured (audit.capture_bodies is off, or purged by retention) ---\n"
+            )),
         }
     }
     out
@@ -245,7 +288,11 @@ pub fn verify(report: &VerifyReport) -> String {
                 "machine {}: chain intact ({} rows checked{})\n",
                 m.machine_id,
                 m.rows_checked,
-                if m.pruned_rows > 0 { format!(", {} pruned before the checkpoint", m.pruned_rows) } else { String::new() }
+                if m.pruned_rows > 0 {
+                    format!(", {} pruned before the checkpoint", m.pruned_rows)
+                } else {
+                    String::new()
+                }
             )),
             Some(b) => out.push_str(&format!(
                 "machine {}: CHAIN BROKEN at row {} ({}): {}\n",
@@ -272,6 +319,11 @@ pub fn prune(reports: &[PruneReport]) -> String {
     }
     reports
         .iter()
-        .map(|r| format!("machine {}: pruned {} rows; chain continues from checkpoint at row {}\n", r.machine_id, r.deleted, r.checkpoint_id))
+        .map(|r| {
+            format!(
+                "machine {}: pruned {} rows; chain continues from checkpoint at row {}\n",
+                r.machine_id, r.deleted, r.checkpoint_id
+            )
+        })
         .collect()
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::QueryBuilder;
-use tokio::sync::{watch, Notify};
 use std::sync::Arc;
+use tokio::sync::{watch, Notify};
 
 use crate::record::{column_list, COLUMNS};
 use crate::store::{bind_record, decode_record, redact_url, AuditStore, Pool};
@@ -35,7 +35,12 @@ impl CentralShipper {
     /// `local` must be the SQLite spool; `central_url` a postgres:// URL
     /// whose role may INSERT into audit_log (the schema must exist: create
     /// it once with `promptwall audit migrate --db URL` as the owner role).
-    pub fn new(local: AuditStore, central_url: &str, batch_size: usize, interval: Duration) -> Result<CentralShipper, AuditError> {
+    pub fn new(
+        local: AuditStore,
+        central_url: &str,
+        batch_size: usize,
+        interval: Duration,
+    ) -> Result<CentralShipper, AuditError> {
         if !local.is_sqlite() {
             return Err(AuditError::UnsupportedUrl(format!(
                 "{} as the shipping spool: the local audit.url must be sqlite:// when [audit.central] is set",
@@ -62,7 +67,10 @@ impl CentralShipper {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect(&self.central_url)
                 .await
-                .map_err(|source| AuditError::Connect { url: self.central_key.clone(), source })?;
+                .map_err(|source| AuditError::Connect {
+                    url: self.central_key.clone(),
+                    source,
+                })?;
             self.central = Some(pool);
         }
         Ok(self.central.as_ref().expect("just set"))
@@ -71,7 +79,9 @@ impl CentralShipper {
     /// Records this central store in the spool with nothing shipped yet (if
     /// it is new), so pruning keeps every row until the first batch lands.
     pub async fn register(&self) -> Result<(), AuditError> {
-        let Pool::Sqlite(local) = self.local.pool() else { unreachable!("checked in new") };
+        let Pool::Sqlite(local) = self.local.pool() else {
+            unreachable!("checked in new")
+        };
         sqlx::query(
             "INSERT INTO audit_shipping (central, shipped_upto, updated_ts) VALUES ($1, 0, $2) ON CONFLICT (central) DO NOTHING",
         )
@@ -84,7 +94,9 @@ impl CentralShipper {
 
     /// The id up to which rows are known to be in the central store.
     pub async fn shipped_upto(&self) -> Result<i64, AuditError> {
-        let Pool::Sqlite(local) = self.local.pool() else { unreachable!("checked in new") };
+        let Pool::Sqlite(local) = self.local.pool() else {
+            unreachable!("checked in new")
+        };
         let v: Option<i64> = sqlx::query_scalar("SELECT shipped_upto FROM audit_shipping WHERE central = $1")
             .bind(&self.central_key)
             .fetch_optional(local)
@@ -94,12 +106,26 @@ impl CentralShipper {
 
     /// Ships one batch; returns how many rows it carried (0: caught up).
     pub async fn ship_once(&mut self) -> Result<usize, AuditError> {
-        let Pool::Sqlite(local) = self.local.pool().clone() else { unreachable!("checked in new") };
+        let Pool::Sqlite(local) = self.local.pool().clone() else {
+            unreachable!("checked in new")
+        };
         let upto = self.shipped_upto().await?;
-        let sql = format!("SELECT {} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2", COLUMNS.join(", "));
-        let rows = sqlx::query(&sql).bind(upto).bind(self.batch_size as i64).fetch_all(&local).await?;
-        let records: Vec<AuditRecord> = rows.iter().map(|r| decode_record!(r)).collect::<Result<_, AuditError>>()?;
-        let Some(last) = records.last().map(|r| r.id) else { return Ok(0) };
+        let sql = format!(
+            "SELECT {} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2",
+            COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(upto)
+            .bind(self.batch_size as i64)
+            .fetch_all(&local)
+            .await?;
+        let records: Vec<AuditRecord> = rows
+            .iter()
+            .map(|r| decode_record!(r))
+            .collect::<Result<_, AuditError>>()?;
+        let Some(last) = records.last().map(|r| r.id) else {
+            return Ok(0);
+        };
         let central = self.central().await?.clone();
         let result = async {
             let mut insert = QueryBuilder::new(format!("INSERT INTO audit_log ({}) ", column_list()));
@@ -178,7 +204,12 @@ impl CentralShipper {
                 }
             }
         });
-        ShipperHandle { poke, stop: stop_tx, errors: errors_rx, task: Some(task) }
+        ShipperHandle {
+            poke,
+            stop: stop_tx,
+            errors: errors_rx,
+            task: Some(task),
+        }
     }
 }
 

@@ -196,9 +196,15 @@ impl AuditStore {
                 sqlx::migrate!("migrations/sqlite")
                     .run(&pool)
                     .await
-                    .map_err(|source| AuditError::Migrate { url: display_url.clone(), source })?;
+                    .map_err(|source| AuditError::Migrate {
+                        url: display_url.clone(),
+                        source,
+                    })?;
             }
-            return Ok(AuditStore { pool: Pool::Sqlite(pool), display_url });
+            return Ok(AuditStore {
+                pool: Pool::Sqlite(pool),
+                display_url,
+            });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -206,11 +212,17 @@ impl AuditStore {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await
-                .map_err(|source| AuditError::Connect { url: display_url.clone(), source })?;
+                .map_err(|source| AuditError::Connect {
+                    url: display_url.clone(),
+                    source,
+                })?;
             if access == Access::ReadWrite {
                 migrate_postgres(&pool, &display_url).await?;
             }
-            return Ok(AuditStore { pool: Pool::Postgres(pool), display_url });
+            return Ok(AuditStore {
+                pool: Pool::Postgres(pool),
+                display_url,
+            });
         }
         Err(AuditError::UnsupportedUrl(display_url))
     }
@@ -233,7 +245,8 @@ impl AuditStore {
 
     /// Number of rows (all machines).
     pub async fn count_all(&self) -> Result<i64, AuditError> {
-        let n: i64 = on_pool!(&self.pool, p => sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(p).await?);
+        let n: i64 =
+            on_pool!(&self.pool, p => sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(p).await?);
         Ok(n)
     }
 }
@@ -242,7 +255,10 @@ pub(crate) async fn migrate_postgres(pool: &PgPool, display_url: &str) -> Result
     sqlx::migrate!("migrations/postgres")
         .run(pool)
         .await
-        .map_err(|source| AuditError::Migrate { url: display_url.to_string(), source })
+        .map_err(|source| AuditError::Migrate {
+            url: display_url.to_string(),
+            source,
+        })
 }
 
 /// `sqlite:///abs/path`, `sqlite://rel/path` or `sqlite:path` -> the path.
@@ -254,7 +270,9 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 /// Drops the password from `scheme://user:password@host/...`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
@@ -290,12 +308,18 @@ async fn open_sqlite(path: &Path, access: Access, sync: SyncMode) -> Result<Sqli
     }
     // Probe with the access we need so the error names the real cause
     // instead of SQLite's generic "unable to open database file".
-    let probe = std::fs::OpenOptions::new().read(true).write(access == Access::ReadWrite).open(path);
+    let probe = std::fs::OpenOptions::new()
+        .read(true)
+        .write(access == Access::ReadWrite)
+        .open(path);
     if let Err(e) = probe {
         if is_permission_denied(&e) {
             return Err(AuditError::PermissionDenied { path: path.into() });
         }
-        return Err(AuditError::Create { path: path.into(), source: e });
+        return Err(AuditError::Create {
+            path: path.into(),
+            source: e,
+        });
     }
     let options = SqliteConnectOptions::from_str("sqlite://")
         .expect("static sqlite URL parses")
@@ -338,7 +362,13 @@ fn create_sqlite_file(path: &Path) -> Result<(), AuditError> {
             }
         }
     }
-    std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o640).open(path).map_err(create_err(path))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(create_err(path))?;
     // SQLite gives the -wal and -shm files the main file's owner and mode.
     if let Some(gid) = group {
         chown_group(path, gid)?;
@@ -359,7 +389,10 @@ fn reader_gid() -> Option<u32> {
 }
 
 fn chown_group(path: &Path, gid: u32) -> Result<(), AuditError> {
-    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| AuditError::Create { path: path.into(), source })
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| AuditError::Create {
+        path: path.into(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -368,15 +401,24 @@ mod tests {
 
     #[test]
     fn sqlite_urls_map_to_paths() {
-        assert_eq!(sqlite_path("sqlite:///var/lib/promptwall/audit.db").unwrap(), Path::new("/var/lib/promptwall/audit.db"));
-        assert_eq!(sqlite_path("sqlite://audit.db?mode=rwc").unwrap(), Path::new("audit.db"));
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/promptwall/audit.db").unwrap(),
+            Path::new("/var/lib/promptwall/audit.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite://audit.db?mode=rwc").unwrap(),
+            Path::new("audit.db")
+        );
         assert_eq!(sqlite_path("sqlite:x.db").unwrap(), Path::new("x.db"));
         assert!(sqlite_path("postgres://h/db").is_none());
     }
 
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(redact_url("postgres://agent:s3cret@db.corp:5432/pw"), "postgres://agent@db.corp:5432/pw");
+        assert_eq!(
+            redact_url("postgres://agent:s3cret@db.corp:5432/pw"),
+            "postgres://agent@db.corp:5432/pw"
+        );
         assert_eq!(redact_url("postgres://db.corp/pw"), "postgres://db.corp/pw");
     }
 }

@@ -60,17 +60,37 @@ impl PgCluster {
                  run `cargo xtask setup` (installs the apt package postgresql), or set {SKIP_ENV}=1 to skip PostgreSQL tests"
             ))
         })?;
-        let dir = tempfile::Builder::new().prefix("promptwall-pg-").tempdir().map_err(|e| fail("create temp dir", e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("promptwall-pg-")
+            .tempdir()
+            .map_err(|e| fail("create temp dir", e))?;
         let run_as = server_identity()?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| fail("chown temp dir", e))?;
         }
         let port = free_port()?;
-        let mut cluster = PgCluster { dir, bin, port, run_as, running: false };
+        let mut cluster = PgCluster {
+            dir,
+            bin,
+            port,
+            run_as,
+            running: false,
+        };
         let data = cluster.data_dir();
         cluster.run(
             "initdb",
-            &["-D", path_str(&data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
         )?;
         cluster.start_server()?;
         Ok(cluster)
@@ -102,7 +122,21 @@ impl PgCluster {
             self.port,
             path_str(self.dir.path())
         );
-        self.run("pg_ctl", &["-D", path_str(&data), "-l", path_str(&log), "-o", &options, "-w", "-t", "60", "start"])?;
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
         self.running = true;
         Ok(())
     }
@@ -110,7 +144,10 @@ impl PgCluster {
     /// Fast shutdown: clients are disconnected, as when the central store goes down.
     pub fn stop(&mut self) -> Result<(), AuditError> {
         let data = self.data_dir();
-        self.run("pg_ctl", &["-D", path_str(&data), "-m", "fast", "-w", "-t", "60", "stop"])?;
+        self.run(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", "fast", "-w", "-t", "60", "stop"],
+        )?;
         self.running = false;
         Ok(())
     }
@@ -120,13 +157,18 @@ impl PgCluster {
         let mut cmd = match self.run_as {
             Some((uid, gid)) => {
                 let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}")).arg("--clear-groups").arg(&program);
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg(&program);
                 c
             }
             None => Command::new(&program),
         };
         cmd.args(args).env("LC_ALL", "C").current_dir(self.dir.path());
-        let out = cmd.output().map_err(|e| fail(&format!("run {}", program.display()), e))?;
+        let out = cmd
+            .output()
+            .map_err(|e| fail(&format!("run {}", program.display()), e))?;
         if !out.status.success() {
             let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
             return Err(AuditError::PgCluster(format!(
@@ -176,5 +218,7 @@ fn server_identity() -> Result<Option<(u32, u32)>, AuditError> {
             return Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }));
         }
     }
-    Err(AuditError::PgCluster("running as root but neither user postgres nor nobody exists to run the server".into()))
+    Err(AuditError::PgCluster(
+        "running as root but neither user postgres nor nobody exists to run the server".into(),
+    ))
 }

@@ -55,7 +55,9 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2025-03-10T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2025-03-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -68,8 +70,14 @@ mod tests {
 
     #[test]
     fn absolute_times_normalise_to_utc_millis() {
-        assert_eq!(parse_time_spec("2025-01-31T14:00:00+02:00", now()).unwrap(), "2025-01-31T12:00:00.000Z");
-        assert_eq!(parse_time_spec("2025-01-31", now()).unwrap(), "2025-01-31T00:00:00.000Z");
+        assert_eq!(
+            parse_time_spec("2025-01-31T14:00:00+02:00", now()).unwrap(),
+            "2025-01-31T12:00:00.000Z"
+        );
+        assert_eq!(
+            parse_time_spec("2025-01-31", now()).unwrap(),
+            "2025-01-31T00:00:00.000Z"
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ impl AuditWriter {
     /// `id`, `prev_hash`, `hash` and the body digests are set by the writer.
     pub async fn write(&self, rec: AuditRecord) -> Result<i64, AuditError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((rec, reply)).await.map_err(|_| AuditError::WriterClosed)?;
+        self.queue
+            .send((rec, reply))
+            .await
+            .map_err(|_| AuditError::WriterClosed)?;
         answer.await.map_err(|_| AuditError::WriterClosed)?
     }
 }
@@ -125,9 +128,10 @@ fn prepare(options: &WriterOptions, rec: &mut AuditRecord) {
             rec.cost_usd = options.prices.estimate(provider, model, usage);
         }
     }
-    for (body, digest) in
-        [(&mut rec.request_body, &mut rec.request_body_sha256), (&mut rec.response_body, &mut rec.response_body_sha256)]
-    {
+    for (body, digest) in [
+        (&mut rec.request_body, &mut rec.request_body_sha256),
+        (&mut rec.response_body, &mut rec.response_body_sha256),
+    ] {
         if !options.capture_bodies {
             *body = None;
         }
@@ -225,11 +229,23 @@ mod tests {
 
     #[test]
     fn bodies_are_dropped_unless_capture_is_on() {
-        let mut rec = AuditRecord { request_body: Some("x".into()), ..Default::default() };
+        let mut rec = AuditRecord {
+            request_body: Some("x".into()),
+            ..Default::default()
+        };
         prepare(&WriterOptions::new("m"), &mut rec);
         assert_eq!((rec.request_body, rec.request_body_sha256), (None, None));
-        let mut rec = AuditRecord { request_body: Some("x".into()), ..Default::default() };
-        prepare(&WriterOptions { capture_bodies: true, ..WriterOptions::new("m") }, &mut rec);
+        let mut rec = AuditRecord {
+            request_body: Some("x".into()),
+            ..Default::default()
+        };
+        prepare(
+            &WriterOptions {
+                capture_bodies: true,
+                ..WriterOptions::new("m")
+            },
+            &mut rec,
+        );
         assert_eq!(rec.request_body_sha256.as_deref(), Some(sha256_hex(b"x").as_str()));
         assert_eq!(rec.machine_id, "m");
     }

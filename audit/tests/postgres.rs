@@ -22,9 +22,16 @@ struct Agent {
 impl Agent {
     async fn new(machine: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let spool = AuditStore::open(&format!("sqlite://{}/spool.db", dir.path().display())).await.unwrap();
+        let spool = AuditStore::open(&format!("sqlite://{}/spool.db", dir.path().display()))
+            .await
+            .unwrap();
         let writer = AuditWriter::spawn(spool.clone(), WriterOptions::new(machine));
-        Agent { _dir: dir, spool, writer, written: 0 }
+        Agent {
+            _dir: dir,
+            spool,
+            writer,
+            written: 0,
+        }
     }
 
     /// Agent A: all claude-code/alice. Agent B: alternately claude-code/carol and cursor/bob.
@@ -32,11 +39,22 @@ impl Agent {
         for _ in 0..n {
             let i = self.written;
             let req = if mixed && i % 2 == 1 {
-                Req { user: "bob", tool: "cursor", exe: "/opt/cursor/cursor", ..Default::default() }
+                Req {
+                    user: "bob",
+                    tool: "cursor",
+                    exe: "/opt/cursor/cursor",
+                    ..Default::default()
+                }
             } else if mixed {
-                Req { user: "carol", ..Default::default() }
+                Req {
+                    user: "carol",
+                    ..Default::default()
+                }
             } else {
-                Req { user: "alice", ..Default::default() }
+                Req {
+                    user: "alice",
+                    ..Default::default()
+                }
             };
             self.writer.write(record(req)).await.unwrap();
             self.written += 1;
@@ -44,7 +62,13 @@ impl Agent {
     }
 
     async fn rows(&self) -> BTreeSet<(String, i64, String)> {
-        self.spool.export(&QueryFilter::default()).await.unwrap().into_iter().map(|r| (r.machine_id, r.id, r.hash)).collect()
+        self.spool
+            .export(&QueryFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.machine_id, r.id, r.hash))
+            .collect()
     }
 }
 
@@ -100,7 +124,10 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
     admin.close().await;
     // The owner creates the schema; then the documented roles are applied.
     let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
-    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql")).execute(pg_pool(&owner)).await.unwrap();
+    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql"))
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
     let agent_url = pg.url_as("promptwall_agent", "promptwall");
 
     let mut a = Agent::new("machine-a").await;
@@ -120,7 +147,10 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
     tokio::task::block_in_place(|| pg.stop()).unwrap();
     a.write(5, false).await;
     b.write(4, true).await;
-    assert!(ship_a.ship_once().await.is_err(), "shipping must fail while PostgreSQL is down");
+    assert!(
+        ship_a.ship_once().await.is_err(),
+        "shipping must fail while PostgreSQL is down"
+    );
     assert_eq!(ship_a.shipped_upto().await.unwrap(), 10);
     tokio::task::block_in_place(|| pg.start_server()).unwrap();
     assert_eq!(drain_after_restart(&mut ship_a).await, 5);
@@ -129,8 +159,13 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
 
     // A lost acknowledgement (crash after the central commit) re-sends rows:
     // idempotent, no duplicates.
-    let Pool::Sqlite(spool_a) = a.spool.pool() else { unreachable!() };
-    sqlx::query("UPDATE audit_shipping SET shipped_upto = 0").execute(spool_a).await.unwrap();
+    let Pool::Sqlite(spool_a) = a.spool.pool() else {
+        unreachable!()
+    };
+    sqlx::query("UPDATE audit_shipping SET shipped_upto = 0")
+        .execute(spool_a)
+        .await
+        .unwrap();
     assert_eq!(ship_a.drain().await.unwrap(), 15);
     assert_eq!(owner.count_all().await.unwrap(), 25);
 
@@ -166,23 +201,45 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
     assert_eq!(central, local);
 
     // The auditor queries the fleet store with the same code paths.
-    let auditor = AuditStore::open_read_only(&pg.url_as("promptwall_auditor", "promptwall")).await.unwrap();
+    let auditor = AuditStore::open_read_only(&pg.url_as("promptwall_auditor", "promptwall"))
+        .await
+        .unwrap();
     let agents = auditor.agents(&QueryFilter::default()).await.unwrap();
-    let summary: Vec<(Option<&str>, i64, i64, i64)> =
-        agents.iter().map(|s| (s.tool.as_deref(), s.requests, s.users, s.machines)).collect();
+    let summary: Vec<(Option<&str>, i64, i64, i64)> = agents
+        .iter()
+        .map(|s| (s.tool.as_deref(), s.requests, s.users, s.machines))
+        .collect();
     // A: 35 claude-code/alice. B: 30 rows, 15 claude-code/carol + 15 cursor/bob.
-    assert_eq!(summary, vec![(Some("claude-code"), 50, 2, 2), (Some("cursor"), 15, 1, 1)]);
+    assert_eq!(
+        summary,
+        vec![(Some("claude-code"), 50, 2, 2), (Some("cursor"), 15, 1, 1)]
+    );
 
     let by_machine = auditor.top(TopBy::Machine, &QueryFilter::default()).await.unwrap();
-    let m: Vec<(Option<&str>, i64, i64, i64)> =
-        by_machine.iter().map(|r| (r.key.as_deref(), r.requests, r.input_tokens, r.output_tokens)).collect();
-    assert_eq!(m, vec![(Some("machine-a"), 35, 35_000, 3_500), (Some("machine-b"), 30, 30_000, 3_000)]);
+    let m: Vec<(Option<&str>, i64, i64, i64)> = by_machine
+        .iter()
+        .map(|r| (r.key.as_deref(), r.requests, r.input_tokens, r.output_tokens))
+        .collect();
+    assert_eq!(
+        m,
+        vec![
+            (Some("machine-a"), 35, 35_000, 3_500),
+            (Some("machine-b"), 30, 30_000, 3_000)
+        ]
+    );
     let by_user = auditor.top(TopBy::User, &QueryFilter::default()).await.unwrap();
     let u: Vec<(Option<&str>, i64)> = by_user.iter().map(|r| (r.key.as_deref(), r.requests)).collect();
     assert_eq!(u, vec![(Some("alice"), 35), (Some("bob"), 15), (Some("carol"), 15)]);
     let alice_cost = by_user[0].cost_usd;
     assert!((alice_cost - 35.0 * (0.003 + 0.0015)).abs() < 1e-9, "{alice_cost}");
-    let cursor_rows = auditor.query(&QueryFilter { tool: Some("cursor".into()), machine: Some("machine-b".into()), ..Default::default() }).await.unwrap();
+    let cursor_rows = auditor
+        .query(&QueryFilter {
+            tool: Some("cursor".into()),
+            machine: Some("machine-b".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(cursor_rows.len(), 15);
 
     // And through the CLI, as the security team runs it against the fleet.
@@ -196,11 +253,20 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
 
     // Roles: agents cannot read or delete; auditors cannot write.
     let agent_pool = sqlx::PgPool::connect(&agent_url).await.unwrap();
-    let err = sqlx::query("SELECT COUNT(*) FROM audit_log").fetch_one(&agent_pool).await.unwrap_err();
+    let err = sqlx::query("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(&agent_pool)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
-    let err = sqlx::query("DELETE FROM audit_log").execute(&agent_pool).await.unwrap_err();
+    let err = sqlx::query("DELETE FROM audit_log")
+        .execute(&agent_pool)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
-    let err = sqlx::query("UPDATE audit_log SET \"user\" = 'x'").execute(pg_pool(&auditor)).await.unwrap_err();
+    let err = sqlx::query("UPDATE audit_log SET \"user\" = 'x'")
+        .execute(pg_pool(&auditor))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
     agent_pool.close().await;
     auditor.close().await;
@@ -211,7 +277,10 @@ async fn two_agents_ship_to_one_central_store_through_an_outage() {
 /// test` builds; PROMPTWALL_BIN) gives the numbers the library gave.
 fn fleet_cli_reports_the_same(auditor_url: &str) {
     let Some(bin) = std::env::var_os("PROMPTWALL_BIN") else {
-        assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "PROMPTWALL_BIN is not set");
+        assert!(
+            std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(),
+            "PROMPTWALL_BIN is not set"
+        );
         eprintln!("SKIP the CLI half: PROMPTWALL_BIN is not set");
         return;
     };
@@ -227,19 +296,41 @@ fn fleet_cli_reports_the_same(auditor_url: &str) {
             .args(["--db", auditor_url, "--json"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     let agents = run(&["agents"]);
     let got: Vec<(String, i64, i64, i64)> = agents
         .iter()
-        .map(|a| (a["tool"].as_str().unwrap().to_string(), a["requests"].as_i64().unwrap(), a["users"].as_i64().unwrap(), a["machines"].as_i64().unwrap()))
+        .map(|a| {
+            (
+                a["tool"].as_str().unwrap().to_string(),
+                a["requests"].as_i64().unwrap(),
+                a["users"].as_i64().unwrap(),
+                a["machines"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(got, vec![("claude-code".to_string(), 50, 2, 2), ("cursor".to_string(), 15, 1, 1)]);
+    assert_eq!(
+        got,
+        vec![("claude-code".to_string(), 50, 2, 2), ("cursor".to_string(), 15, 1, 1)]
+    );
     let machines = run(&["top", "--by", "machine"]);
-    let got: Vec<(String, i64)> = machines.iter().map(|m| (m["key"].as_str().unwrap().to_string(), m["requests"].as_i64().unwrap())).collect();
+    let got: Vec<(String, i64)> = machines
+        .iter()
+        .map(|m| (m["key"].as_str().unwrap().to_string(), m["requests"].as_i64().unwrap()))
+        .collect();
     assert_eq!(got, vec![("machine-a".to_string(), 35), ("machine-b".to_string(), 30)]);
     let cursor = run(&["query", "--tool", "cursor", "--machine", "machine-b", "--limit", "100"]);
     assert_eq!(cursor.len(), 15);
-    assert!(cursor.iter().all(|r| r["machine_id"] == "machine-b" && r["user"] == "bob"));
+    assert!(cursor
+        .iter()
+        .all(|r| r["machine_id"] == "machine-b" && r["user"] == "bob"));
 }

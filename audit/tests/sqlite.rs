@@ -21,14 +21,70 @@ async fn fresh() -> (tempfile::TempDir, String, AuditStore, AuditWriter) {
 /// Ids 1..=8 in this order; times relative to now.
 async fn seed(writer: &AuditWriter) {
     let reqs = [
-        Req { minutes_ago: 600, ..Default::default() },
-        Req { minutes_ago: 300, user: "bob", tool: "cursor", exe: "/opt/cursor/cursor", provider: "openai", model: "gpt-4o-2024-08-06", ..Default::default() },
-        Req { minutes_ago: 50, verdict: "blocked", status: 422, findings: &[("aws_access_key", 1)], tokens: (0, 0), ..Default::default() },
-        Req { minutes_ago: 40, user: "bob", verdict: "redacted", findings: &[("email", 2), ("phone", 1)], ..Default::default() },
-        Req { minutes_ago: 30, user: "carol", tool: "aider", exe: "/home/carol/.venv/bin/python3", provider: "openai", model: "gpt-4o-mini", ..Default::default() },
-        Req { minutes_ago: 20, user: "bob", tool: "cursor", exe: "/opt/cursor/cursor", provider: "openai", model: "gpt-4o", status: 500, verdict: "error", ..Default::default() },
-        Req { minutes_ago: 10, verdict: "redacted", findings: &[("email", 1)], model: "claude-opus-4-1", ..Default::default() },
-        Req { minutes_ago: 5, user: "carol", tool: "aider", exe: "/home/carol/.venv/bin/python3", provider: "anthropic", model: "claude-3-5-haiku-latest", ..Default::default() },
+        Req {
+            minutes_ago: 600,
+            ..Default::default()
+        },
+        Req {
+            minutes_ago: 300,
+            user: "bob",
+            tool: "cursor",
+            exe: "/opt/cursor/cursor",
+            provider: "openai",
+            model: "gpt-4o-2024-08-06",
+            ..Default::default()
+        },
+        Req {
+            minutes_ago: 50,
+            verdict: "blocked",
+            status: 422,
+            findings: &[("aws_access_key", 1)],
+            tokens: (0, 0),
+            ..Default::default()
+        },
+        Req {
+            minutes_ago: 40,
+            user: "bob",
+            verdict: "redacted",
+            findings: &[("email", 2), ("phone", 1)],
+            ..Default::default()
+        },
+        Req {
+            minutes_ago: 30,
+            user: "carol",
+            tool: "aider",
+            exe: "/home/carol/.venv/bin/python3",
+            provider: "openai",
+            model: "gpt-4o-mini",
+            ..Default::default()
+        },
+        Req {
+            minutes_ago: 20,
+            user: "bob",
+            tool: "cursor",
+            exe: "/opt/cursor/cursor",
+            provider: "openai",
+            model: "gpt-4o",
+            status: 500,
+            verdict: "error",
+            ..Default::default()
+        },
+        Req {
+            minutes_ago: 10,
+            verdict: "redacted",
+            findings: &[("email", 1)],
+            model: "claude-opus-4-1",
+            ..Default::default()
+        },
+        Req {
+            minutes_ago: 5,
+            user: "carol",
+            tool: "aider",
+            exe: "/home/carol/.venv/bin/python3",
+            provider: "anthropic",
+            model: "claude-3-5-haiku-latest",
+            ..Default::default()
+        },
     ];
     for r in reqs {
         writer.write(record(r)).await.unwrap();
@@ -56,7 +112,11 @@ async fn acknowledged_rows_are_committed_with_ids_hashes_and_cost() {
     assert_eq!(row.prev_hash, promptwall_audit::chain::GENESIS);
     assert_eq!(row.hash, promptwall_audit::chain::compute_hash(&row.prev_hash, &row));
     // sonnet-4: 1000 in * $3/M + 100 out * $15/M.
-    assert!((row.cost_usd.unwrap() - (0.003 + 0.0015)).abs() < 1e-12, "{:?}", row.cost_usd);
+    assert!(
+        (row.cost_usd.unwrap() - (0.003 + 0.0015)).abs() < 1e-12,
+        "{:?}",
+        row.cost_usd
+    );
 
     let path = dir.path().join("nested/dir/audit.db");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -64,7 +124,9 @@ async fn acknowledged_rows_are_committed_with_ids_hashes_and_cost() {
     let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o750, "store directory mode");
 
-    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else { panic!("sqlite expected") };
+    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else {
+        panic!("sqlite expected")
+    };
     let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
     let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
     assert_eq!((journal.as_str(), synchronous), ("wal", 2), "WAL with synchronous=FULL");
@@ -76,7 +138,14 @@ async fn concurrent_writes_get_unique_ids_and_one_intact_chain() {
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let w = writer.clone();
-            tokio::spawn(async move { w.write(record(Req { minutes_ago: i % 7, ..Default::default() })).await.unwrap() })
+            tokio::spawn(async move {
+                w.write(record(Req {
+                    minutes_ago: i % 7,
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+            })
         })
         .collect();
     let mut got = BTreeSet::new();
@@ -96,7 +165,9 @@ async fn concurrent_writes_get_unique_ids_and_one_intact_chain() {
 async fn writes_survive_a_concurrent_writer_on_another_connection() {
     let (_dir, url, store, writer) = fresh().await;
     let other = AuditStore::open(&url).await.unwrap();
-    let promptwall_audit::store::Pool::Sqlite(pool) = other.pool().clone() else { unreachable!() };
+    let promptwall_audit::store::Pool::Sqlite(pool) = other.pool().clone() else {
+        unreachable!()
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
     let marker = tokio::spawn(async move {
@@ -116,7 +187,13 @@ async fn writes_survive_a_concurrent_writer_on_another_connection() {
         n
     });
     for i in 0..300 {
-        writer.write(record(Req { minutes_ago: i % 7, ..Default::default() })).await.unwrap();
+        writer
+            .write(record(Req {
+                minutes_ago: i % 7,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(marker.await.unwrap() > 0, "the concurrent writer must have run");
@@ -127,17 +204,30 @@ async fn writes_survive_a_concurrent_writer_on_another_connection() {
 #[tokio::test]
 async fn bodies_are_captured_capped_and_shown_only_when_capture_is_on() {
     let dir = tempfile::tempdir().unwrap();
-    let store = AuditStore::open(&format!("sqlite://{}/a.db", dir.path().display())).await.unwrap();
+    let store = AuditStore::open(&format!("sqlite://{}/a.db", dir.path().display()))
+        .await
+        .unwrap();
     let writer = AuditWriter::spawn(
         store.clone(),
-        WriterOptions { capture_bodies: true, capture_max_bytes: 16, ..WriterOptions::new("m") },
+        WriterOptions {
+            capture_bodies: true,
+            capture_max_bytes: 16,
+            ..WriterOptions::new("m")
+        },
     );
     let mut rec = record(Req::default());
     rec.request_body = Some(r#"{"messages":[{"content":"hello [[EMAIL_001]]"}]}"#.into());
     rec.response_body = Some("ok".into());
     let id = writer.write(rec).await.unwrap();
     let row = store.show(id, None).await.unwrap();
-    assert!(row.request_body.as_deref().unwrap().starts_with("{\"messages\":[{\"c\n[promptwall: truncated"), "{:?}", row.request_body);
+    assert!(
+        row.request_body
+            .as_deref()
+            .unwrap()
+            .starts_with("{\"messages\":[{\"c\n[promptwall: truncated"),
+        "{:?}",
+        row.request_body
+    );
     assert_eq!(row.response_body.as_deref(), Some("ok"));
     let detail = render::record_detail(&row);
     assert!(detail.contains("--- response body ---\nok"), "{detail}");
@@ -159,38 +249,193 @@ async fn filters_select_the_right_rows() {
         async move { ids(&store.query(&f).await.unwrap()) }
     };
     assert_eq!(q(QueryFilter::default()).await, (1..=8).collect());
-    assert_eq!(q(QueryFilter { since: Some("1h".into()), ..Default::default() }).await, set(&[3, 4, 5, 6, 7, 8]));
     assert_eq!(
-        q(QueryFilter { since: Some("1h".into()), until: Some("25m".into()), ..Default::default() }).await,
+        q(QueryFilter {
+            since: Some("1h".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[3, 4, 5, 6, 7, 8])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            since: Some("1h".into()),
+            until: Some("25m".into()),
+            ..Default::default()
+        })
+        .await,
         set(&[3, 4, 5])
     );
-    assert_eq!(q(QueryFilter { user: Some("bob".into()), ..Default::default() }).await, set(&[2, 4, 6]));
-    assert_eq!(q(QueryFilter { tool: Some("aider".into()), ..Default::default() }).await, set(&[5, 8]));
-    assert_eq!(q(QueryFilter { exe: Some("cursor".into()), ..Default::default() }).await, set(&[2, 6]), "exe by file name");
-    assert_eq!(q(QueryFilter { exe: Some("/usr/bin/claude".into()), ..Default::default() }).await, set(&[1, 3, 4, 7]));
-    assert_eq!(q(QueryFilter { provider: Some("openai".into()), ..Default::default() }).await, set(&[2, 5, 6]));
-    assert_eq!(q(QueryFilter { model: Some("gpt-4o".into()), ..Default::default() }).await, set(&[2, 5, 6]), "model prefix");
-    assert_eq!(q(QueryFilter { model: Some("gpt-4o-mini".into()), ..Default::default() }).await, set(&[5]));
-    assert_eq!(q(QueryFilter { status: Some(422), ..Default::default() }).await, set(&[3]));
-    assert_eq!(q(QueryFilter { verdict: Some("redacted".into()), ..Default::default() }).await, set(&[4, 7]));
-    assert_eq!(q(QueryFilter { kind: Some("email".into()), ..Default::default() }).await, set(&[4, 7]));
-    assert_eq!(q(QueryFilter { kind: Some("aws_access_key".into()), ..Default::default() }).await, set(&[3]));
-    // LIKE wildcards in a kind are literal.
-    assert_eq!(q(QueryFilter { kind: Some("aws%".into()), ..Default::default() }).await.len(), 0);
-    assert_eq!(q(QueryFilter { kind: Some("e_ail".into()), ..Default::default() }).await.len(), 0);
-    assert_eq!(q(QueryFilter { machine: Some("machine-a".into()), ..Default::default() }).await.len(), 8);
-    assert_eq!(q(QueryFilter { machine: Some("machine-b".into()), ..Default::default() }).await.len(), 0);
     assert_eq!(
-        q(QueryFilter { user: Some("bob".into()), provider: Some("openai".into()), status: Some(200), ..Default::default() }).await,
+        q(QueryFilter {
+            user: Some("bob".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[2, 4, 6])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            tool: Some("aider".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[5, 8])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            exe: Some("cursor".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[2, 6]),
+        "exe by file name"
+    );
+    assert_eq!(
+        q(QueryFilter {
+            exe: Some("/usr/bin/claude".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[1, 3, 4, 7])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            provider: Some("openai".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[2, 5, 6])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            model: Some("gpt-4o".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[2, 5, 6]),
+        "model prefix"
+    );
+    assert_eq!(
+        q(QueryFilter {
+            model: Some("gpt-4o-mini".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[5])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            status: Some(422),
+            ..Default::default()
+        })
+        .await,
+        set(&[3])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            verdict: Some("redacted".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[4, 7])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            kind: Some("email".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[4, 7])
+    );
+    assert_eq!(
+        q(QueryFilter {
+            kind: Some("aws_access_key".into()),
+            ..Default::default()
+        })
+        .await,
+        set(&[3])
+    );
+    // LIKE wildcards in a kind are literal.
+    assert_eq!(
+        q(QueryFilter {
+            kind: Some("aws%".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        q(QueryFilter {
+            kind: Some("e_ail".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        q(QueryFilter {
+            machine: Some("machine-a".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        8
+    );
+    assert_eq!(
+        q(QueryFilter {
+            machine: Some("machine-b".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        q(QueryFilter {
+            user: Some("bob".into()),
+            provider: Some("openai".into()),
+            status: Some(200),
+            ..Default::default()
+        })
+        .await,
         set(&[2])
     );
 
-    let newest_two = store.query(&QueryFilter { limit: Some(2), ..Default::default() }).await.unwrap();
-    assert_eq!(newest_two.iter().map(|r| r.id).collect::<Vec<_>>(), vec![8, 7], "newest first");
-    let exported = store.export(&QueryFilter { since: Some("45m".into()), ..Default::default() }).await.unwrap();
-    assert_eq!(exported.iter().map(|r| r.id).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8], "export oldest first");
+    let newest_two = store
+        .query(&QueryFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        newest_two.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![8, 7],
+        "newest first"
+    );
+    let exported = store
+        .export(&QueryFilter {
+            since: Some("45m".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        exported.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7, 8],
+        "export oldest first"
+    );
 
-    let err = store.query(&QueryFilter { since: Some("last tuesday".into()), ..Default::default() }).await.unwrap_err();
+    let err = store
+        .query(&QueryFilter {
+            since: Some("last tuesday".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("7d"), "{err}");
 }
 
@@ -199,40 +444,99 @@ async fn agents_and_top_aggregate_correctly() {
     let (_dir, _url, store, writer) = fresh().await;
     seed(&writer).await;
     let agents = store.agents(&QueryFilter::default()).await.unwrap();
-    let summary: Vec<(Option<&str>, i64, i64, i64)> =
-        agents.iter().map(|a| (a.tool.as_deref(), a.requests, a.users, a.machines)).collect();
+    let summary: Vec<(Option<&str>, i64, i64, i64)> = agents
+        .iter()
+        .map(|a| (a.tool.as_deref(), a.requests, a.users, a.machines))
+        .collect();
     assert_eq!(
         summary,
-        vec![(Some("claude-code"), 4, 2, 1), (Some("aider"), 2, 1, 1), (Some("cursor"), 2, 1, 1)],
+        vec![
+            (Some("claude-code"), 4, 2, 1),
+            (Some("aider"), 2, 1, 1),
+            (Some("cursor"), 2, 1, 1)
+        ],
         "claude-code: alice+bob; ties ordered by name"
     );
     let aider = agents.iter().find(|a| a.tool.as_deref() == Some("aider")).unwrap();
     assert_eq!(aider.last_seen, store.show(8, None).await.unwrap().ts);
-    let recent = store.agents(&QueryFilter { since: Some("1h".into()), ..Default::default() }).await.unwrap();
+    let recent = store
+        .agents(&QueryFilter {
+            since: Some("1h".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(recent.iter().map(|a| a.requests).sum::<i64>(), 6);
 
     let by_user = store.top(TopBy::User, &QueryFilter::default()).await.unwrap();
     let bob = by_user.iter().find(|r| r.key.as_deref() == Some("bob")).unwrap();
-    assert_eq!((bob.requests, bob.input_tokens, bob.output_tokens, bob.blocked, bob.redacted), (3, 3000, 300, 0, 1));
+    assert_eq!(
+        (
+            bob.requests,
+            bob.input_tokens,
+            bob.output_tokens,
+            bob.blocked,
+            bob.redacted
+        ),
+        (3, 3000, 300, 0, 1)
+    );
     let alice = by_user.iter().find(|r| r.key.as_deref() == Some("alice")).unwrap();
-    assert_eq!((alice.requests, alice.input_tokens, alice.blocked, alice.redacted), (3, 2000, 1, 1));
+    assert_eq!(
+        (alice.requests, alice.input_tokens, alice.blocked, alice.redacted),
+        (3, 2000, 1, 1)
+    );
     assert_eq!(by_user[0].requests, 3);
     // Cost is the sum of the per-row estimates.
-    let rows = store.query(&QueryFilter { user: Some("bob".into()), ..Default::default() }).await.unwrap();
+    let rows = store
+        .query(&QueryFilter {
+            user: Some("bob".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let expected: f64 = rows.iter().filter_map(|r| r.cost_usd).sum();
     assert!(expected > 0.0 && (bob.cost_usd - expected).abs() < 1e-12);
 
     let by_kind = store.top(TopBy::Kind, &QueryFilter::default()).await.unwrap();
-    let kinds: Vec<(&str, i64, i64, i64)> =
-        by_kind.iter().map(|r| (r.key.as_deref().unwrap(), r.requests, r.blocked, r.redacted)).collect();
-    assert_eq!(kinds, vec![("email", 2, 0, 2), ("aws_access_key", 1, 1, 0), ("phone", 1, 0, 1)]);
+    let kinds: Vec<(&str, i64, i64, i64)> = by_kind
+        .iter()
+        .map(|r| (r.key.as_deref().unwrap(), r.requests, r.blocked, r.redacted))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("email", 2, 0, 2), ("aws_access_key", 1, 1, 0), ("phone", 1, 0, 1)]
+    );
 
-    let by_model = store.top(TopBy::Model, &QueryFilter { provider: Some("openai".into()), ..Default::default() }).await.unwrap();
+    let by_model = store
+        .top(
+            TopBy::Model,
+            &QueryFilter {
+                provider: Some("openai".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(by_model.len(), 3);
     let by_machine = store.top(TopBy::Machine, &QueryFilter::default()).await.unwrap();
-    assert_eq!((by_machine[0].key.as_deref(), by_machine[0].requests), (Some("machine-a"), 8));
-    let by_exe = store.top(TopBy::Exe, &QueryFilter { limit: Some(1), ..Default::default() }).await.unwrap();
-    assert_eq!((by_exe[0].key.as_deref(), by_exe[0].requests), (Some("/usr/bin/claude"), 4));
+    assert_eq!(
+        (by_machine[0].key.as_deref(), by_machine[0].requests),
+        (Some("machine-a"), 8)
+    );
+    let by_exe = store
+        .top(
+            TopBy::Exe,
+            &QueryFilter {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (by_exe[0].key.as_deref(), by_exe[0].requests),
+        (Some("/usr/bin/claude"), 4)
+    );
     let by_tool = store.top(TopBy::Tool, &QueryFilter::default()).await.unwrap();
     assert_eq!(by_tool.iter().map(|r| r.requests).sum::<i64>(), 8);
 }
@@ -241,27 +545,73 @@ async fn agents_and_top_aggregate_correctly() {
 async fn table_json_and_csv_output() {
     let (_dir, _url, store, writer) = fresh().await;
     seed(&writer).await;
-    let rows = store.query(&QueryFilter { limit: Some(3), ..Default::default() }).await.unwrap();
+    let rows = store
+        .query(&QueryFilter {
+            limit: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 
     let table = render::records(&rows, Format::Table);
     let lines: Vec<&str> = table.lines().collect();
-    for col in ["ID", "TIME (UTC)", "USER", "TOOL", "EXE", "MODEL", "STATUS", "IN", "OUT", "VERDICT", "FINDINGS", "COST"] {
+    for col in [
+        "ID",
+        "TIME (UTC)",
+        "USER",
+        "TOOL",
+        "EXE",
+        "MODEL",
+        "STATUS",
+        "IN",
+        "OUT",
+        "VERDICT",
+        "FINDINGS",
+        "COST",
+    ] {
         assert!(lines[1].contains(col), "header lacks {col}: {}", lines[1]);
     }
     assert!(!lines[1].contains("MACHINE"), "one machine: no machine column");
-    let row8 = lines.iter().find(|l| l.contains("claude-3-5-haiku-latest")).expect("row 8 rendered");
+    let row8 = lines
+        .iter()
+        .find(|l| l.contains("claude-3-5-haiku-latest"))
+        .expect("row 8 rendered");
     for cell in ["carol", "aider", "python3", "200", "1000", "100", "allowed"] {
         assert!(row8.contains(cell), "row lacks {cell}: {row8}");
     }
     assert!(table.contains("email×1"), "{table}");
-    assert_eq!(table.lines().filter(|l| [" claude-code ", " aider ", " cursor "].iter().any(|t| l.contains(t))).count(), 3);
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| [" claude-code ", " aider ", " cursor "].iter().any(|t| l.contains(t)))
+            .count(),
+        3
+    );
 
     let jsonl = render::records(&rows, Format::Jsonl);
     let objects: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(objects.len(), 3);
     for key in [
-        "id", "ts", "listener", "provider", "host", "method", "path", "shape", "model", "status", "input_tokens",
-        "output_tokens", "duration_ms", "ttfb_ms", "pid", "exe", "uid", "user", "tool", "verdict",
+        "id",
+        "ts",
+        "listener",
+        "provider",
+        "host",
+        "method",
+        "path",
+        "shape",
+        "model",
+        "status",
+        "input_tokens",
+        "output_tokens",
+        "duration_ms",
+        "ttfb_ms",
+        "pid",
+        "exe",
+        "uid",
+        "user",
+        "tool",
+        "verdict",
     ] {
         assert!(objects.iter().all(|o| o.get(key).is_some()), "missing {key}");
     }
@@ -277,22 +627,33 @@ async fn table_json_and_csv_output() {
     assert!(header.starts_with("id,machine_id,ts,listener,"), "{header}");
     let first = csv_lines.next().unwrap();
     assert!(first.starts_with("8,machine-a,"), "{first}");
-    assert!(first.contains(",\"{\"\"email\"\":1}\",") || csv.contains("\"{\"\"email\"\":1}\""), "JSON quoted: {csv}");
+    assert!(
+        first.contains(",\"{\"\"email\"\":1}\",") || csv.contains("\"{\"\"email\"\":1}\""),
+        "JSON quoted: {csv}"
+    );
     assert_eq!(csv.lines().count(), 4);
 
     let agents = store.agents(&QueryFilter::default()).await.unwrap();
     let t = render::agents(&agents, Format::Table);
-    assert!(t.contains("TOOL") && t.contains("USERS") && t.contains("claude-code"), "{t}");
+    assert!(
+        t.contains("TOOL") && t.contains("USERS") && t.contains("claude-code"),
+        "{t}"
+    );
     let top = store.top(TopBy::User, &QueryFilter::default()).await.unwrap();
     let t = render::top(TopBy::User, &top, Format::Table);
-    assert!(t.contains("USER") && t.contains("EST. COST") && t.contains("bob"), "{t}");
+    assert!(
+        t.contains("USER") && t.contains("EST. COST") && t.contains("bob"),
+        "{t}"
+    );
     let j = render::top(TopBy::User, &top, Format::Jsonl);
     let first: serde_json::Value = serde_json::from_str(j.lines().next().unwrap()).unwrap();
     assert_eq!(first["requests"], 3);
 }
 
 async fn exec(store: &AuditStore, sql: &str) {
-    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else { panic!() };
+    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else {
+        panic!()
+    };
     sqlx::query(sql).execute(pool).await.unwrap();
 }
 
@@ -313,13 +674,25 @@ async fn verify_detects_a_deleted_row() {
     let (_dir, _url, store, writer) = fresh().await;
     seed(&writer).await;
     exec(&store, "DELETE FROM audit_log WHERE id = 3").await;
-    let b = store.verify(None).await.unwrap().first_break().cloned().expect("break found");
+    let b = store
+        .verify(None)
+        .await
+        .unwrap()
+        .first_break()
+        .cloned()
+        .expect("break found");
     assert_eq!((b.id, b.kind), (4, BreakKind::Deleted), "{b:?}");
     // Deleting the first row is caught too (chain must start at genesis).
     let (_dir2, _url2, store2, writer2) = fresh().await;
     seed(&writer2).await;
     exec(&store2, "DELETE FROM audit_log WHERE id = 1").await;
-    let b = store2.verify(None).await.unwrap().first_break().cloned().expect("break found");
+    let b = store2
+        .verify(None)
+        .await
+        .unwrap()
+        .first_break()
+        .cloned()
+        .expect("break found");
     assert_eq!((b.id, b.kind), (2, BreakKind::Deleted), "{b:?}");
 }
 
@@ -335,18 +708,30 @@ async fn verify_detects_an_inserted_row() {
     forged.user = Some("nobody-was-here".into());
     forged.prev_hash = store.show(3, None).await.unwrap().hash;
     forged.hash = promptwall_audit::chain::compute_hash(&forged.prev_hash, &forged);
-    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else { panic!() };
+    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else {
+        panic!()
+    };
     insert_raw(pool, &forged).await;
     // ...but the real writer keeps chaining from row 3, exposing it.
     writer.write(record(Req::default())).await.unwrap();
-    let b = store.verify(None).await.unwrap().first_break().cloned().expect("break found");
+    let b = store
+        .verify(None)
+        .await
+        .unwrap()
+        .first_break()
+        .cloned()
+        .expect("break found");
     assert_eq!((b.id, b.kind), (4, BreakKind::Inserted), "{b:?}");
 }
 
 async fn insert_raw(pool: &sqlx::SqlitePool, r: &AuditRecord) {
     // Copy the row before it, then rewrite the fields the forger controls.
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM audit_log WHERE id = $1").bind(r.id - 1).execute(&mut *tx).await.unwrap();
+    sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM audit_log WHERE id = $1")
+        .bind(r.id - 1)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     sqlx::query("UPDATE forged SET id = $1, \"user\" = $2, prev_hash = $3, hash = $4")
         .bind(r.id)
         .bind(r.user.clone())
@@ -355,7 +740,10 @@ async fn insert_raw(pool: &sqlx::SqlitePool, r: &AuditRecord) {
         .execute(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO audit_log SELECT * FROM forged").execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO audit_log SELECT * FROM forged")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     sqlx::query("DROP TABLE forged").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
 }
@@ -381,7 +769,10 @@ async fn prune_keeps_rows_a_registered_central_store_has_not_received() {
     exec(&store, "UPDATE audit_shipping SET shipped_upto = 5").await;
     let reports = store.prune("9999-01-01T00:00:00.000Z", false).await.unwrap();
     assert_eq!(reports[0].deleted, 5);
-    assert_eq!(ids(&store.query(&QueryFilter::default()).await.unwrap()), set(&[6, 7, 8]));
+    assert_eq!(
+        ids(&store.query(&QueryFilter::default()).await.unwrap()),
+        set(&[6, 7, 8])
+    );
 }
 
 #[tokio::test]
@@ -391,10 +782,16 @@ async fn prune_keeps_the_chain_verifiable_and_refuses_to_destroy_evidence() {
     let cutoff = promptwall_audit::time::parse_time_spec("45m", chrono::Utc::now()).unwrap();
     let reports = store.prune(&cutoff, false).await.unwrap();
     assert_eq!((reports[0].deleted, reports[0].checkpoint_id), (3, 3));
-    assert_eq!(ids(&store.query(&QueryFilter::default()).await.unwrap()), set(&[4, 5, 6, 7, 8]));
+    assert_eq!(
+        ids(&store.query(&QueryFilter::default()).await.unwrap()),
+        set(&[4, 5, 6, 7, 8])
+    );
     let report = store.verify(None).await.unwrap();
     assert!(report.is_intact(), "{report:?}");
-    assert_eq!((report.machines[0].rows_checked, report.machines[0].pruned_rows), (5, 3));
+    assert_eq!(
+        (report.machines[0].rows_checked, report.machines[0].pruned_rows),
+        (5, 3)
+    );
 
     // New rows continue the chain after the prune.
     let id = writer.write(record(Req::default())).await.unwrap();
@@ -406,13 +803,21 @@ async fn prune_keeps_the_chain_verifiable_and_refuses_to_destroy_evidence() {
     let b = store.verify(None).await.unwrap().first_break().cloned().unwrap();
     assert_eq!((b.id, b.kind), (5, BreakKind::Deleted));
     // And prune will not erase that evidence without --force.
-    let err = store.prune("9999-01-01T00:00:00.000Z", false).await.unwrap_err().to_string();
+    let err = store
+        .prune("9999-01-01T00:00:00.000Z", false)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("refusing to prune") && err.contains("--force"), "{err}");
     let forced = store.prune("9999-01-01T00:00:00.000Z", true).await.unwrap();
     assert_eq!(forced[0].deleted, 5);
     assert_eq!(store.count_all().await.unwrap(), 0);
     assert!(store.verify(None).await.unwrap().is_intact());
-    assert_eq!(writer.write(record(Req::default())).await.unwrap(), 10, "ids never reused after a full prune");
+    assert_eq!(
+        writer.write(record(Req::default())).await.unwrap(),
+        10,
+        "ids never reused after a full prune"
+    );
     assert!(store.verify(None).await.unwrap().is_intact());
 }
 
@@ -425,34 +830,68 @@ async fn readers_get_clear_errors() {
     assert!(err.to_string().contains("promptwall up"), "{err}");
     let err = AuditStore::open("mysql://x/y").await.unwrap_err();
     assert!(err.to_string().contains("sqlite:///"), "{err}");
-    let denied = AuditError::PermissionDenied { path: "/var/lib/promptwall/audit.db".into() }.to_string();
-    assert!(denied.contains("readable only by root and the promptwall group") && denied.contains("sudo"), "{denied}");
+    let denied = AuditError::PermissionDenied {
+        path: "/var/lib/promptwall/audit.db".into(),
+    }
+    .to_string();
+    assert!(
+        denied.contains("readable only by root and the promptwall group") && denied.contains("sudo"),
+        "{denied}"
+    );
 }
 
 #[tokio::test]
 async fn retention_purges_bodies_then_prunes_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let store = AuditStore::open(&format!("sqlite://{}/r.db", dir.path().display())).await.unwrap();
-    let writer = AuditWriter::spawn(store.clone(), WriterOptions { capture_bodies: true, ..WriterOptions::new("m") });
+    let store = AuditStore::open(&format!("sqlite://{}/r.db", dir.path().display()))
+        .await
+        .unwrap();
+    let writer = AuditWriter::spawn(
+        store.clone(),
+        WriterOptions {
+            capture_bodies: true,
+            ..WriterOptions::new("m")
+        },
+    );
     for days in [40i64, 10, 0] {
-        let mut rec = record(Req { minutes_ago: days * 24 * 60, ..Default::default() });
+        let mut rec = record(Req {
+            minutes_ago: days * 24 * 60,
+            ..Default::default()
+        });
         rec.request_body = Some(format!("body {days}"));
         writer.write(rec).await.unwrap();
     }
-    let policy = promptwall_audit::RetentionPolicy { rows_days: Some(30), bodies_days: Some(7) };
-    assert_eq!(policy.apply(&store).await.unwrap(), (1, 2), "row 1 pruned; bodies of rows 1 and 2 purged");
+    let policy = promptwall_audit::RetentionPolicy {
+        rows_days: Some(30),
+        bodies_days: Some(7),
+    };
+    assert_eq!(
+        policy.apply(&store).await.unwrap(),
+        (1, 2),
+        "row 1 pruned; bodies of rows 1 and 2 purged"
+    );
     let rows = store.export(&QueryFilter::default()).await.unwrap();
-    assert_eq!(rows.iter().map(|r| (r.id, r.request_body.is_some())).collect::<Vec<_>>(), vec![(2, false), (3, true)]);
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.id, r.request_body.is_some()))
+            .collect::<Vec<_>>(),
+        vec![(2, false), (3, true)]
+    );
     assert!(store.verify(None).await.unwrap().is_intact());
 }
 
 #[tokio::test]
 async fn durability_is_fsync_per_commit_unless_configured_otherwise() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, sync, pragma) in [("full.db", promptwall_audit::SyncMode::Full, 2), ("normal.db", promptwall_audit::SyncMode::Normal, 1)] {
+    for (name, sync, pragma) in [
+        ("full.db", promptwall_audit::SyncMode::Full, 2),
+        ("normal.db", promptwall_audit::SyncMode::Normal, 1),
+    ] {
         let url = format!("sqlite://{}", dir.path().join(name).display());
         let store = AuditStore::open_for_writing(&url, sync).await.unwrap();
-        let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else { panic!() };
+        let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else {
+            panic!()
+        };
         let got: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
         assert_eq!(got, pragma, "{name}");
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();

@@ -40,17 +40,16 @@ impl DnsConstraints {
     /// Reads the constraints of `cert`; `None` when it has no dNSName subtrees.
     pub fn from_cert(cert: &X509Certificate<'_>) -> Option<DnsConstraints> {
         let ext = cert.name_constraints().ok().flatten()?;
-        let dns =
-            |subtrees: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| -> Vec<String> {
-                subtrees
-                    .iter()
-                    .flatten()
-                    .filter_map(|s| match s.base {
-                        GeneralName::DNSName(d) => Some(normalize_dns_name(d)),
-                        _ => None,
-                    })
-                    .collect()
-            };
+        let dns = |subtrees: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| -> Vec<String> {
+            subtrees
+                .iter()
+                .flatten()
+                .filter_map(|s| match s.base {
+                    GeneralName::DNSName(d) => Some(normalize_dns_name(d)),
+                    _ => None,
+                })
+                .collect()
+        };
         let c = DnsConstraints {
             permitted: dns(&ext.value.permitted_subtrees),
             excluded: dns(&ext.value.excluded_subtrees),

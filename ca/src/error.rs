@@ -43,9 +43,7 @@ pub enum CaError {
     #[error("refusing to mint a certificate for {name}: the org CA is name-constrained to {permitted}; add the domain with `promptwall ca init --force --domain ...`, or let this host pass through undecrypted")]
     NameNotPermitted { name: String, permitted: String },
 
-    #[error(
-        "{name:?} is not a valid DNS name for a certificate; only TLS SNI host names can be minted"
-    )]
+    #[error("{name:?} is not a valid DNS name for a certificate; only TLS SNI host names can be minted")]
     InvalidName { name: String },
 
     #[error("certificate generation failed: {0}; this is a bug in promptwall, please report it")]
@@ -57,7 +55,9 @@ pub enum CaError {
     #[error("no supported system trust store under {root}: found neither Debian (/usr/local/share/ca-certificates) nor RHEL (/etc/pki/ca-trust) layout; install ca-certificates, or add the CA from `promptwall ca export` to your trust store by hand")]
     UnknownTrustStore { root: PathBuf },
 
-    #[error("`{command}` failed ({status}): {stderr}; fix the trust store tooling and run `promptwall ca install` again")]
+    #[error(
+        "`{command}` failed ({status}): {stderr}; fix the trust store tooling and run `promptwall ca install` again"
+    )]
     TrustRefresh {
         command: String,
         status: String,
@@ -66,10 +66,7 @@ pub enum CaError {
 }
 
 impl CaError {
-    pub(crate) fn io<'p>(
-        action: &'static str,
-        path: &'p Path,
-    ) -> impl FnOnce(io::Error) -> CaError + 'p {
+    pub(crate) fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> CaError + 'p {
         move |source| CaError::Io {
             action,
             path: path.to_path_buf(),

@@ -11,12 +11,10 @@ use crate::CaError;
 /// Creates `dir` (and parents) and makes it 0700; root-owned when we are root.
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), CaError> {
     fs::create_dir_all(dir).map_err(CaError::io("create the CA directory", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(CaError::io("restrict permissions of", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(CaError::io("restrict permissions of", dir))?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        std::os::unix::fs::chown(dir, Some(0), Some(0))
-            .map_err(CaError::io("make root the owner of", dir))?;
+        std::os::unix::fs::chown(dir, Some(0), Some(0)).map_err(CaError::io("make root the owner of", dir))?;
     }
     Ok(())
 }

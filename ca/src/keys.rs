@@ -12,9 +12,7 @@ use crate::CaError;
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_RSA_ENCRYPTION: &[u8] = &[
-    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-];
+const OID_RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 const DER_NULL: &[u8] = &[0x05, 0x00];
 
 /// Parses the first private key in `pem` (file `path`, for messages).
@@ -25,9 +23,7 @@ pub(crate) fn key_pair_from_pem(pem: &str, path: &Path) -> Result<KeyPair, CaErr
     };
     let key = rustls_pemfile::private_key(&mut pem.as_bytes())
         .map_err(|e| bad(format!("unreadable PEM ({e})")))?
-        .ok_or_else(|| {
-            bad("no PRIVATE KEY block found (encrypted keys are not supported)".into())
-        })?;
+        .ok_or_else(|| bad("no PRIVATE KEY block found (encrypted keys are not supported)".into()))?;
     let candidates: Vec<Vec<u8>> = match &key {
         PrivateKeyDer::Pkcs8(k) => vec![k.secret_pkcs8_der().to_vec()],
         PrivateKeyDer::Sec1(k) => [OID_P256, OID_P384]
@@ -45,9 +41,7 @@ pub(crate) fn key_pair_from_pem(pem: &str, path: &Path) -> Result<KeyPair, CaErr
             return Ok(kp);
         }
     }
-    Err(bad(
-        "unsupported key type; use ECDSA P-256/P-384, RSA or Ed25519".into(),
-    ))
+    Err(bad("unsupported key type; use ECDSA P-256/P-384, RSA or Ed25519".into()))
 }
 
 /// PrivateKeyInfo ::= SEQUENCE { version 0, AlgorithmIdentifier, OCTET STRING key }
@@ -64,11 +58,7 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }

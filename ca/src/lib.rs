@@ -22,6 +22,4 @@ pub mod trust;
 pub use constraints::{normalize_dns_name, registrable_domains, DnsConstraints};
 pub use error::CaError;
 pub use minter::{Clock, LeafMinter};
-pub use org::{
-    default_common_name, fingerprint_sha256, CaStatus, InitOptions, OrgCa, CERT_FILE, KEY_FILE,
-};
+pub use org::{default_common_name, fingerprint_sha256, CaStatus, InitOptions, OrgCa, CERT_FILE, KEY_FILE};

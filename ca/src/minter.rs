@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -64,11 +64,7 @@ impl LeafMinter {
         Self::with_clock(ca, validity, Arc::new(OffsetDateTime::now_utc))
     }
 
-    pub fn with_clock(
-        ca: &OrgCa,
-        validity: std::time::Duration,
-        clock: Clock,
-    ) -> Result<Arc<Self>, CaError> {
+    pub fn with_clock(ca: &OrgCa, validity: std::time::Duration, clock: Clock) -> Result<Arc<Self>, CaError> {
         let validity = Duration::try_from(validity)
             .unwrap_or(Duration::days(1))
             .max(Duration::seconds(1));
@@ -101,12 +97,8 @@ impl LeafMinter {
     /// Checks that `sni` is a DNS name the CA may vouch for; returns it normalized.
     pub fn check_name(&self, sni: &str) -> Result<String, CaError> {
         let name = normalize_dns_name(sni);
-        if rustls_pki_types::DnsName::try_from(name.as_str()).is_err()
-            || name.parse::<std::net::IpAddr>().is_ok()
-        {
-            return Err(CaError::InvalidName {
-                name: sni.to_string(),
-            });
+        if rustls_pki_types::DnsName::try_from(name.as_str()).is_err() || name.parse::<std::net::IpAddr>().is_ok() {
+            return Err(CaError::InvalidName { name: sni.to_string() });
         }
         if let Some(c) = self.constraints.iter().find(|c| !c.allows(&name)) {
             let mut permitted = c.permitted.join(", ");
@@ -180,9 +172,7 @@ impl LeafMinter {
         let signing_key = self
             .provider
             .key_provider
-            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                key.serialize_der(),
-            )))?;
+            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))?;
         let mut chain = Vec::with_capacity(1 + self.served_chain.len());
         chain.push(cert.der().clone());
         chain.extend(self.served_chain.iter().cloned());

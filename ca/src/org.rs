@@ -10,8 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, NameConstraints, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, NameConstraints, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
@@ -97,9 +97,7 @@ impl OrgCa {
     /// Creates a new org root in `dir`.
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<OrgCa, CaError> {
         if Self::exists(dir) && !opts.force {
-            return Err(CaError::AlreadyExists {
-                dir: dir.to_path_buf(),
-            });
+            return Err(CaError::AlreadyExists { dir: dir.to_path_buf() });
         }
         let mut domains: Vec<String> = opts
             .permitted_domains
@@ -113,8 +111,7 @@ impl OrgCa {
             return Err(CaError::NoPermittedDomains);
         }
         for d in &domains {
-            rustls_pki_types::DnsName::try_from(d.as_str())
-                .map_err(|_| CaError::InvalidName { name: d.clone() })?;
+            rustls_pki_types::DnsName::try_from(d.as_str()).map_err(|_| CaError::InvalidName { name: d.clone() })?;
         }
 
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -133,10 +130,7 @@ impl OrgCa {
         params.use_authority_key_identifier_extension = true;
         if opts.name_constraints {
             params.name_constraints = Some(NameConstraints {
-                permitted_subtrees: domains
-                    .iter()
-                    .map(|d| GeneralSubtree::DnsName(d.clone()))
-                    .collect(),
+                permitted_subtrees: domains.iter().map(|d| GeneralSubtree::DnsName(d.clone())).collect(),
                 excluded_subtrees: Vec::new(),
             });
         }
@@ -154,30 +148,17 @@ impl OrgCa {
 
     /// Adopts an existing org CA or intermediate. `cert_path` may hold the
     /// certificate followed by its chain; leaves are then served with that chain.
-    pub fn import(
-        dir: &Path,
-        cert_path: &Path,
-        key_path: &Path,
-        force: bool,
-    ) -> Result<OrgCa, CaError> {
+    pub fn import(dir: &Path, cert_path: &Path, key_path: &Path, force: bool) -> Result<OrgCa, CaError> {
         if Self::exists(dir) && !force {
-            return Err(CaError::AlreadyExists {
-                dir: dir.to_path_buf(),
-            });
+            return Err(CaError::AlreadyExists { dir: dir.to_path_buf() });
         }
-        let certs = pem::parse_certs(
-            &read_to_string(cert_path, "read the certificate file")?,
-            cert_path,
-        )?;
-        let key =
-            keys::key_pair_from_pem(&read_to_string(key_path, "read the key file")?, key_path)?;
+        let certs = pem::parse_certs(&read_to_string(cert_path, "read the certificate file")?, cert_path)?;
+        let key = keys::key_pair_from_pem(&read_to_string(key_path, "read the key file")?, key_path)?;
         let issuing = certs
             .iter()
             .position(|c| {
                 parse(c)
-                    .map(|x| {
-                        x.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
-                    })
+                    .map(|x| x.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
                     .unwrap_or(false)
             })
             .ok_or_else(|| CaError::KeyMismatch {
@@ -210,7 +191,9 @@ impl OrgCa {
             });
         }
         if subject_key_identifier(&x).is_none() {
-            tracing::warn!("the imported CA has no SubjectKeyIdentifier; OpenSSL strict mode (Python 3.13+) may reject its leaves");
+            tracing::warn!(
+                "the imported CA has no SubjectKeyIdentifier; OpenSSL strict mode (Python 3.13+) may reject its leaves"
+            );
         }
         let ca = OrgCa {
             dir: dir.to_path_buf(),
@@ -230,9 +213,7 @@ impl OrgCa {
         match fs::metadata(&cert_path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CaError::NotFound {
-                    dir: dir.to_path_buf(),
-                })
+                return Err(CaError::NotFound { dir: dir.to_path_buf() })
             }
             Err(source) => {
                 return Err(CaError::Io {
@@ -242,12 +223,8 @@ impl OrgCa {
                 })
             }
         }
-        let chain = pem::parse_certs(
-            &read_to_string(&cert_path, "read the CA certificate")?,
-            &cert_path,
-        )?;
-        let key =
-            keys::key_pair_from_pem(&read_to_string(&key_path, "read the CA key")?, &key_path)?;
+        let chain = pem::parse_certs(&read_to_string(&cert_path, "read the CA certificate")?, &cert_path)?;
+        let key = keys::key_pair_from_pem(&read_to_string(&key_path, "read the CA key")?, &key_path)?;
         let first = parse(&chain[0]).map_err(|reason| CaError::BadCertificate {
             path: cert_path.clone(),
             reason,
@@ -272,16 +249,8 @@ impl OrgCa {
 
     fn write(&self) -> Result<(), CaError> {
         ensure_private_dir(&self.dir)?;
-        write_atomic(
-            &Self::key_path(&self.dir),
-            self.key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        write_atomic(
-            &Self::cert_path(&self.dir),
-            self.chain_pem().as_bytes(),
-            0o644,
-        )
+        write_atomic(&Self::key_path(&self.dir), self.key.serialize_pem().as_bytes(), 0o600)?;
+        write_atomic(&Self::cert_path(&self.dir), self.chain_pem().as_bytes(), 0o644)
     }
 
     pub fn dir(&self) -> &Path {
@@ -319,11 +288,7 @@ impl OrgCa {
     /// Certificates sent after a leaf: the chain minus self-signed roots
     /// (clients must already have those; sending them only costs bytes).
     pub fn served_chain(&self) -> Vec<CertificateDer<'static>> {
-        self.chain
-            .iter()
-            .filter(|c| !is_self_signed(c))
-            .cloned()
-            .collect()
+        self.chain.iter().filter(|c| !is_self_signed(c)).cloned().collect()
     }
 
     /// Name constraints of every certificate in the chain; a leaf must satisfy all.
@@ -437,14 +402,12 @@ fn is_self_signed(der: &CertificateDer<'_>) -> bool {
     // Same name and (no AKI, or AKI = own SKI): enough to tell roots from intermediates.
     parse(der)
         .map(|x| {
-            let aki = x
-                .iter_extensions()
-                .find_map(|e| match e.parsed_extension() {
-                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                        a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                    }
-                    _ => None,
-                });
+            let aki = x.iter_extensions().find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            });
             let ski = subject_key_identifier(&x);
             x.subject().as_raw() == x.issuer().as_raw() && (aki.is_none() || aki == ski)
         })
@@ -452,11 +415,10 @@ fn is_self_signed(der: &CertificateDer<'_>) -> bool {
 }
 
 pub(crate) fn subject_key_identifier(x: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    x.iter_extensions()
-        .find_map(|e| match e.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-            _ => None,
-        })
+    x.iter_extensions().find_map(|e| match e.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+        _ => None,
+    })
 }
 
 pub(crate) fn random_serial() -> SerialNumber {

@@ -8,10 +8,7 @@ use rustls_pki_types::CertificateDer;
 use crate::CaError;
 
 /// All CERTIFICATE blocks in `text`, in order; at least one.
-pub(crate) fn parse_certs(
-    text: &str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, CaError> {
+pub(crate) fn parse_certs(text: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
     let certs = rustls_pemfile::certs(&mut text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CaError::BadCertificate {

@@ -16,21 +16,17 @@ fn parse(der: &[u8]) -> X509Certificate<'_> {
 }
 
 fn ski(x: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    x.iter_extensions()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-            _ => None,
-        })
+    x.iter_extensions().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+        _ => None,
+    })
 }
 
 fn aki(x: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    x.iter_extensions()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
-            _ => None,
-        })
+    x.iter_extensions().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+        _ => None,
+    })
 }
 
 #[test]
@@ -40,10 +36,7 @@ fn root_is_a_name_constrained_p256_ca_with_key_ids() {
     let ca = common::init_constrained(&dir);
     let x = parse(ca.cert_der().as_ref());
 
-    let bc = x
-        .basic_constraints()
-        .unwrap()
-        .expect("BasicConstraints present");
+    let bc = x.basic_constraints().unwrap().expect("BasicConstraints present");
     assert!(bc.critical, "BasicConstraints must be critical");
     assert!(bc.value.ca);
     let ku = x.key_usage().unwrap().expect("KeyUsage present");
@@ -56,24 +49,11 @@ fn root_is_a_name_constrained_p256_ca_with_key_ids() {
         "a self-signed root's AKI is its own SKI"
     );
     // id-ecPublicKey with prime256v1.
-    assert_eq!(
-        x.public_key().algorithm.algorithm.to_id_string(),
-        "1.2.840.10045.2.1"
-    );
-    let curve = x
-        .public_key()
-        .algorithm
-        .parameters
-        .as_ref()
-        .unwrap()
-        .as_oid()
-        .unwrap();
+    assert_eq!(x.public_key().algorithm.algorithm.to_id_string(), "1.2.840.10045.2.1");
+    let curve = x.public_key().algorithm.parameters.as_ref().unwrap().as_oid().unwrap();
     assert_eq!(curve.to_id_string(), "1.2.840.10045.3.1.7");
 
-    let nc = x
-        .name_constraints()
-        .unwrap()
-        .expect("NameConstraints present");
+    let nc = x.name_constraints().unwrap().expect("NameConstraints present");
     assert!(nc.critical);
     let permitted: Vec<String> = nc
         .value
@@ -86,10 +66,7 @@ fn root_is_a_name_constrained_p256_ca_with_key_ids() {
             ref other => panic!("unexpected subtree {other:?}"),
         })
         .collect();
-    assert_eq!(
-        permitted,
-        vec!["anthropic.com", "chatgpt.com", "openai.com"]
-    );
+    assert_eq!(permitted, vec!["anthropic.com", "chatgpt.com", "openai.com"]);
     assert!(x.subject().to_string().contains("promptwall test CA"));
 }
 
@@ -112,11 +89,7 @@ fn key_is_0600_and_dir_0700_and_reload_matches() {
     let st = loaded.status();
     assert_eq!(st.key_mode.as_deref(), Some("0600"));
     assert!(st.self_signed);
-    assert!(
-        st.days_left >= 3649 && st.days_left <= 3650,
-        "{}",
-        st.days_left
-    );
+    assert!(st.days_left >= 3649 && st.days_left <= 3650, "{}", st.days_left);
     assert_eq!(st.fingerprint_sha256.len(), 32 * 3 - 1);
     assert_eq!(st.key_algorithm, "ECDSA P-256");
     assert_eq!(
@@ -143,14 +116,7 @@ fn init_refuses_to_overwrite_without_force() {
         "refused init must not touch the CA"
     );
 
-    let second = OrgCa::init(
-        &dir,
-        &InitOptions {
-            force: true,
-            ..opts
-        },
-    )
-    .unwrap();
+    let second = OrgCa::init(&dir, &InitOptions { force: true, ..opts }).unwrap();
     assert_ne!(second.cert_der(), first.cert_der());
     assert_eq!(OrgCa::load(&dir).unwrap().cert_der(), second.cert_der());
 }
@@ -169,10 +135,7 @@ fn constraints_need_a_domain_and_can_be_disabled() {
         },
     )
     .unwrap();
-    assert!(parse(ca.cert_der().as_ref())
-        .name_constraints()
-        .unwrap()
-        .is_none());
+    assert!(parse(ca.cert_der().as_ref()).name_constraints().unwrap().is_none());
     let minter = LeafMinter::new(&ca, Duration::from_secs(3600)).unwrap();
     minter
         .certified_key("example.com")
@@ -187,32 +150,19 @@ fn leaf_has_san_aki_ski_eku_and_short_backdated_validity() {
     let minter = LeafMinter::new(&ca, Duration::from_secs(24 * 3600)).unwrap();
     let before = time::OffsetDateTime::now_utc().unix_timestamp();
     let key = minter.certified_key("API.Anthropic.com.").unwrap();
-    assert_eq!(
-        key.cert.len(),
-        1,
-        "a self-signed root is not sent in the chain"
-    );
+    assert_eq!(key.cert.len(), 1, "a self-signed root is not sent in the chain");
     let x = parse(key.cert[0].as_ref());
 
     let san = x.subject_alternative_name().unwrap().expect("SAN present");
-    assert_eq!(
-        san.value.general_names,
-        vec![GeneralName::DNSName("api.anthropic.com")]
-    );
+    assert_eq!(san.value.general_names, vec![GeneralName::DNSName("api.anthropic.com")]);
     assert_eq!(aki(&x).expect("AKI present"), ca_ski);
     assert!(ski(&x).is_some(), "SKI present");
     let eku = x.extended_key_usage().unwrap().expect("EKU present");
     assert!(eku.value.server_auth && !eku.value.client_auth);
-    let bc = x
-        .basic_constraints()
-        .unwrap()
-        .expect("BasicConstraints present");
+    let bc = x.basic_constraints().unwrap().expect("BasicConstraints present");
     assert!(!bc.value.ca);
     assert!(x.key_usage().unwrap().unwrap().value.digital_signature());
-    assert_eq!(
-        x.issuer().as_raw(),
-        parse(ca.cert_der().as_ref()).subject().as_raw()
-    );
+    assert_eq!(x.issuer().as_raw(), parse(ca.cert_der().as_ref()).subject().as_raw());
     let nb = x.validity().not_before.timestamp();
     let na = x.validity().not_after.timestamp();
     assert!(
@@ -223,10 +173,7 @@ fn leaf_has_san_aki_ski_eku_and_short_backdated_validity() {
         (before + 24 * 3600 - 5..=before + 24 * 3600 + 5).contains(&na),
         "lives the configured hours"
     );
-    assert_eq!(
-        x.public_key().algorithm.algorithm.to_id_string(),
-        "1.2.840.10045.2.1"
-    );
+    assert_eq!(x.public_key().algorithm.algorithm.to_id_string(), "1.2.840.10045.2.1");
 }
 
 #[test]
@@ -236,10 +183,7 @@ fn names_outside_the_constraints_are_refused() {
     let minter = LeafMinter::new(&ca, Duration::from_secs(3600)).unwrap();
     for name in ["example.com", "anthropic.com.evil.net", "notopenai.com"] {
         let err = minter.certified_key(name).unwrap_err();
-        assert!(
-            matches!(err, CaError::NameNotPermitted { .. }),
-            "{name}: {err}"
-        );
+        assert!(matches!(err, CaError::NameNotPermitted { .. }), "{name}: {err}");
         assert!(
             err.to_string().contains("anthropic.com"),
             "message lists the permitted domains: {err}"
@@ -298,10 +242,7 @@ fn leaves_are_reminted_when_a_third_of_their_life_remains() {
     offset.store(2 * 3600 + 1, Ordering::SeqCst); // under a third left
     let second = minter.certified_key("api.anthropic.com").unwrap();
     assert!(!Arc::ptr_eq(&second, &first));
-    let (x1, x2) = (
-        parse(first.cert[0].as_ref()),
-        parse(second.cert[0].as_ref()),
-    );
+    let (x1, x2) = (parse(first.cert[0].as_ref()), parse(second.cert[0].as_ref()));
     assert_ne!(x1.raw_serial(), x2.raw_serial());
     assert_eq!(
         x2.validity().not_before.timestamp(),
@@ -329,10 +270,7 @@ fn leaves_never_outlive_the_ca() {
     let minter = LeafMinter::new(&ca, Duration::from_secs(72 * 3600)).unwrap();
     let leaf = minter.certified_key("api.anthropic.com").unwrap();
     let x = parse(leaf.cert[0].as_ref());
-    assert_eq!(
-        x.validity().not_after.timestamp(),
-        ca.not_after().unix_timestamp()
-    );
+    assert_eq!(x.validity().not_after.timestamp(), ca.not_after().unix_timestamp());
 }
 
 #[test]

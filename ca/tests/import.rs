@@ -13,11 +13,7 @@ use common::{have, python_ssl, rustls_get, serve, text, write_pem, BODY};
 use promptwall_ca::{CaError, LeafMinter, OrgCa};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -54,15 +50,7 @@ fn make_org_pki(dir: &Path) {
     );
     openssl(
         dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "int.key",
-        ],
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "int.key"],
     );
     openssl(
         dir,
@@ -105,8 +93,8 @@ fn make_org_pki(dir: &Path) {
             "int.pem",
         ],
     );
-    let chain = std::fs::read_to_string(dir.join("int.pem")).unwrap()
-        + &std::fs::read_to_string(dir.join("root.pem")).unwrap();
+    let chain =
+        std::fs::read_to_string(dir.join("int.pem")).unwrap() + &std::fs::read_to_string(dir.join("root.pem")).unwrap();
     std::fs::write(dir.join("chain.pem"), chain).unwrap();
 }
 
@@ -125,27 +113,14 @@ async fn imported_intermediate_serves_its_chain_and_keeps_its_constraints() {
         "SEC1 key"
     );
     let dir = tmp.path().join("ca");
-    let ca = OrgCa::import(
-        &dir,
-        &tmp.path().join("chain.pem"),
-        &tmp.path().join("int.key"),
-        false,
-    )
-    .unwrap();
+    let ca = OrgCa::import(&dir, &tmp.path().join("chain.pem"), &tmp.path().join("int.key"), false).unwrap();
     let root_pem = std::fs::read_to_string(tmp.path().join("root.pem")).unwrap();
-    assert_eq!(
-        ca.anchor_pem().trim(),
-        root_pem.trim(),
-        "export gives the org root"
-    );
+    assert_eq!(ca.anchor_pem().trim(), root_pem.trim(), "export gives the org root");
     let st = ca.status();
     assert!(!st.self_signed);
     assert_eq!(st.chain_len, 2);
     assert!(st.subject.contains("Intermediate"));
-    assert_eq!(
-        st.name_constraints.unwrap().permitted,
-        vec!["anthropic.com"]
-    );
+    assert_eq!(st.name_constraints.unwrap().permitted, vec!["anthropic.com"]);
 
     // Reload from disk, as the daemon does.
     let ca = OrgCa::load(&dir).unwrap();
@@ -181,10 +156,7 @@ async fn imported_rsa_root_with_pkcs1_key_mints_verifiable_leaves() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    openssl(
-        tmp.path(),
-        &["genrsa", "-traditional", "-out", "rsa.key", "2048"],
-    );
+    openssl(tmp.path(), &["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
     assert!(
         std::fs::read_to_string(tmp.path().join("rsa.key"))
             .unwrap()
@@ -279,10 +251,7 @@ fn import_rejects_wrong_key_non_ca_and_existing_ca() {
     let err = OrgCa::import(&p("ca"), &p("chain.pem"), &p("int.key"), false).unwrap_err();
     assert!(matches!(err, CaError::AlreadyExists { .. }), "{err}");
     OrgCa::import(&p("ca"), &p("chain.pem"), &p("int.key"), true).expect("--force replaces");
-    assert!(OrgCa::load(&p("ca"))
-        .unwrap()
-        .subject()
-        .contains("Intermediate"));
+    assert!(OrgCa::load(&p("ca")).unwrap().subject().contains("Intermediate"));
 
     let err = OrgCa::import(&p("ca2"), &p("nonexistent.pem"), &p("int.key"), false).unwrap_err();
     assert!(err.to_string().contains("nonexistent.pem"), "{err}");

@@ -42,10 +42,7 @@ fn install_with_update_ca_certificates_in_a_private_mount_namespace() {
         out.status.success() && all.contains("1 passed"),
         "inner run failed:\n{all}"
     );
-    assert!(
-        all.contains("INNER-RAN"),
-        "the inner test body must have run:\n{all}"
-    );
+    assert!(all.contains("INNER-RAN"), "the inner test body must have run:\n{all}");
 }
 
 fn mount_tmpfs(path: &str) {
@@ -66,8 +63,7 @@ fn inner() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = common::init_constrained(&tmp.path().join("ca"));
     assert!(!ca.status().trust.installed);
-    trust::install(root, ca.anchor_der(), &SystemRefresher)
-        .expect("install with update-ca-certificates");
+    trust::install(root, ca.anchor_der(), &SystemRefresher).expect("install with update-ca-certificates");
     let st = ca.status();
     assert!(st.trust.installed && st.trust.in_bundle, "{st:?}");
 
@@ -86,8 +82,7 @@ fn inner() {
             text(&trusted)
         );
 
-        trust::uninstall(root, &SystemRefresher)
-            .expect("uninstall with update-ca-certificates --fresh");
+        trust::uninstall(root, &SystemRefresher).expect("uninstall with update-ca-certificates --fresh");
         assert!(!ca.status().trust.in_bundle);
         let untrusted = python_system_store("api.anthropic.com", server.port).await;
         assert!(
@@ -110,12 +105,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10) as ra
         print("verified", tls.version())
 "#;
     let mut cmd = tokio::process::Command::new("python3");
-    for var in [
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-    ] {
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
         cmd.env_remove(var);
     }
     cmd.arg("-c")

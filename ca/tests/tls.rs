@@ -17,13 +17,8 @@ const ALPN: &[&[u8]] = &[b"http/1.1"];
 
 /// Signs a leaf for `name` with the CA key read from disk, bypassing the minter
 /// (what an attacker holding a stolen key could do).
-fn forge_leaf(
-    ca_dir: &Path,
-    name: &str,
-    with_aki: bool,
-) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    let ca_key =
-        KeyPair::from_pem(&std::fs::read_to_string(OrgCa::key_path(ca_dir)).unwrap()).unwrap();
+fn forge_leaf(ca_dir: &Path, name: &str, with_aki: bool) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(OrgCa::key_path(ca_dir)).unwrap()).unwrap();
     let ca = OrgCa::load(ca_dir).unwrap();
     let issuer = Issuer::from_ca_cert_der(ca.cert_der(), ca_key).unwrap();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -88,13 +83,9 @@ async fn clients_reject_a_leaf_without_the_trusted_ca() {
     let minter = LeafMinter::new(&ca, Duration::from_secs(3600)).unwrap();
     let server = serve(minter.server_config(ALPN)).await;
 
-    let err = rustls_get(
-        &[other.anchor_der().clone()],
-        "api.anthropic.com",
-        server.port,
-    )
-    .await
-    .unwrap_err();
+    let err = rustls_get(&[other.anchor_der().clone()], "api.anthropic.com", server.port)
+        .await
+        .unwrap_err();
     assert!(err.contains("UnknownIssuer"), "{err}");
     if have("curl") {
         let out = curl(&other_pem, "api.anthropic.com", server.port).await;
@@ -102,8 +93,7 @@ async fn clients_reject_a_leaf_without_the_trusted_ca() {
     }
     let out = python_ssl(&other_pem, "api.anthropic.com", server.port).await;
     assert!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("CERTIFICATE_VERIFY_FAILED"),
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("CERTIFICATE_VERIFY_FAILED"),
         "{}",
         text(&out)
     );
@@ -149,9 +139,7 @@ async fn name_constraints_make_clients_reject_a_forged_foreign_leaf() {
 
     let (chain, key) = forge_leaf(&dir, "example.com", true);
     let bad = serve(common::fixed_cert_config(chain, key)).await;
-    let err = rustls_get(&anchors, "example.com", bad.port)
-        .await
-        .unwrap_err();
+    let err = rustls_get(&anchors, "example.com", bad.port).await.unwrap_err();
     assert!(
         err.contains("NameConstraintViolation"),
         "webpki must cite the name constraints: {err}"

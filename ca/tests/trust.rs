@@ -15,9 +15,7 @@ struct Recorder(RefCell<Vec<(TrustLayout, PathBuf, bool)>>);
 
 impl StoreRefresher for Recorder {
     fn refresh(&self, layout: TrustLayout, root: &Path, removing: bool) -> Result<(), CaError> {
-        self.0
-            .borrow_mut()
-            .push((layout, root.to_path_buf(), removing));
+        self.0.borrow_mut().push((layout, root.to_path_buf(), removing));
         Ok(())
     }
 }
@@ -25,12 +23,8 @@ impl StoreRefresher for Recorder {
 fn scratch_root(layout: TrustLayout) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     match layout {
-        TrustLayout::Debian => {
-            std::fs::create_dir_all(root.path().join("usr/local/share/ca-certificates")).unwrap()
-        }
-        TrustLayout::Rhel => {
-            std::fs::create_dir_all(root.path().join("etc/pki/ca-trust/source/anchors")).unwrap()
-        }
+        TrustLayout::Debian => std::fs::create_dir_all(root.path().join("usr/local/share/ca-certificates")).unwrap(),
+        TrustLayout::Rhel => std::fs::create_dir_all(root.path().join("etc/pki/ca-trust/source/anchors")).unwrap(),
     }
     root
 }
@@ -50,11 +44,7 @@ fn round_trip(layout: TrustLayout, expected_anchor: &str) {
     let written = std::fs::read_to_string(&change.anchor_path).unwrap();
     assert_eq!(written, ca.anchor_pem());
     assert_eq!(
-        std::fs::metadata(&change.anchor_path)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
+        std::fs::metadata(&change.anchor_path).unwrap().permissions().mode() & 0o777,
         0o644
     );
     assert_eq!(*rec.0.borrow(), vec![(layout, r.to_path_buf(), false)]);
@@ -77,21 +67,11 @@ fn round_trip(layout: TrustLayout, expected_anchor: &str) {
     let change = trust::uninstall(r, &rec).unwrap();
     assert!(change.changed);
     assert!(!change.anchor_path.exists());
-    assert_eq!(
-        rec.0.borrow().last().unwrap(),
-        &(layout, r.to_path_buf(), true)
-    );
+    assert_eq!(rec.0.borrow().last().unwrap(), &(layout, r.to_path_buf(), true));
     assert!(!trust::is_installed(r, ca.anchor_der()));
     let calls = rec.0.borrow().len();
-    assert!(
-        !trust::uninstall(r, &rec).unwrap().changed,
-        "uninstall twice is fine"
-    );
-    assert_eq!(
-        rec.0.borrow().len(),
-        calls,
-        "nothing removed, nothing to refresh"
-    );
+    assert!(!trust::uninstall(r, &rec).unwrap().changed, "uninstall twice is fine");
+    assert_eq!(rec.0.borrow().len(), calls, "nothing removed, nothing to refresh");
 }
 
 #[test]
@@ -135,11 +115,7 @@ fn unknown_layout_is_a_clear_error() {
     let err = trust::install(empty.path(), ca.anchor_der(), &trust::NoRefresh).unwrap_err();
     assert!(matches!(err, CaError::UnknownTrustStore { .. }), "{err}");
     assert!(err.to_string().contains("promptwall ca export"), "{err}");
-    assert!(ca
-        .status_with_trust_root(empty.path())
-        .trust
-        .layout
-        .is_none());
+    assert!(ca.status_with_trust_root(empty.path()).trust.layout.is_none());
 }
 
 #[test]

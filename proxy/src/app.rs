@@ -18,7 +18,11 @@ use crate::upstream::Upstream;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("cannot listen on {addr} for the {what} listener: {source}; pick a free address in [listen] or stop what uses it")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("the inspection pipeline could not be built: {0}; fix [pipeline] in the config")]
@@ -53,7 +57,9 @@ impl Drop for Running {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr).await.map_err(|source| AppError::Bind { what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
 }
 
 pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
@@ -67,7 +73,14 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         config: config.clone(),
     });
     let mut tasks = Vec::new();
-    let mut running = Running { explicit: None, explicit_tls: None, transparent: None, stats, proxy: proxy.clone(), tasks: Vec::new() };
+    let mut running = Running {
+        explicit: None,
+        explicit_tls: None,
+        transparent: None,
+        stats,
+        proxy: proxy.clone(),
+        tasks: Vec::new(),
+    };
     if let Some(addr) = config.listen.explicit {
         let l = bind("explicit", addr).await?;
         running.explicit = l.local_addr().ok();
@@ -77,13 +90,22 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         let tls = deps.tls.clone().ok_or(AppError::NoTls("explicit_tls"))?;
         let l = bind("explicit_tls", addr).await?;
         running.explicit_tls = l.local_addr().ok();
-        tasks.push(tokio::spawn(crate::explicit::run(proxy.clone(), l, Some(TlsAcceptor::from(tls)))));
+        tasks.push(tokio::spawn(crate::explicit::run(
+            proxy.clone(),
+            l,
+            Some(TlsAcceptor::from(tls)),
+        )));
     }
     if let (Some(addr), Some(origins)) = (config.listen.transparent, deps.origins) {
         let tls = deps.tls.clone().ok_or(AppError::NoTls("transparent"))?;
         let l = bind("transparent", addr).await?;
         running.transparent = l.local_addr().ok();
-        tasks.push(tokio::spawn(crate::transparent::run(proxy.clone(), l, TlsAcceptor::from(tls), Arc::new(origins))));
+        tasks.push(tokio::spawn(crate::transparent::run(
+            proxy.clone(),
+            l,
+            TlsAcceptor::from(tls),
+            Arc::new(origins),
+        )));
     }
     running.tasks = tasks;
     Ok(running)

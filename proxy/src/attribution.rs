@@ -24,10 +24,14 @@ pub fn enrich_from(proc_root: &Path, identity: &mut ClientIdentity) {
         });
     }
     if identity.cmdline.is_none() {
-        identity.cmdline = std::fs::read(dir.join("cmdline")).ok().and_then(|raw| parse_cmdline(&raw));
+        identity.cmdline = std::fs::read(dir.join("cmdline"))
+            .ok()
+            .and_then(|raw| parse_cmdline(&raw));
     }
     if identity.comm.is_none() {
-        identity.comm = std::fs::read_to_string(dir.join("comm")).ok().map(|s| s.trim_end().to_string());
+        identity.comm = std::fs::read_to_string(dir.join("comm"))
+            .ok()
+            .map(|s| s.trim_end().to_string());
     }
     if identity.uid.is_none() || identity.gid.is_none() {
         if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
@@ -48,14 +52,19 @@ pub fn enrich_from(proc_root: &Path, identity: &mut ClientIdentity) {
         identity.user = identity.login_uid.or(identity.uid).and_then(user_name);
     }
     if identity.container_id.is_none() {
-        identity.container_id = std::fs::read_to_string(dir.join("cgroup")).ok().and_then(|s| container_id(&s));
+        identity.container_id = std::fs::read_to_string(dir.join("cgroup"))
+            .ok()
+            .and_then(|s| container_id(&s));
     }
 }
 
 /// NUL-separated argv joined with spaces; empty for kernel threads.
 pub fn parse_cmdline(raw: &[u8]) -> Option<String> {
-    let parts: Vec<String> =
-        raw.split(|b| *b == 0).filter(|p| !p.is_empty()).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let parts: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
@@ -139,8 +148,14 @@ pub fn identify_tool(identity: Option<&ClientIdentity>, headers: &HeaderMap) -> 
     let ua_lower = ua.to_ascii_lowercase();
     let exe = identity.and_then(|i| i.exe.as_deref()).unwrap_or("");
     let exe_name = basename(exe).to_ascii_lowercase();
-    let cmdline = identity.and_then(|i| i.cmdline.as_deref()).unwrap_or("").to_ascii_lowercase();
-    let comm = identity.and_then(|i| i.comm.as_deref()).unwrap_or("").to_ascii_lowercase();
+    let cmdline = identity
+        .and_then(|i| i.cmdline.as_deref())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let comm = identity
+        .and_then(|i| i.comm.as_deref())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let title = header(headers, "x-title").to_ascii_lowercase();
     let referer = header(headers, "http-referer").to_ascii_lowercase();
 
@@ -163,7 +178,8 @@ pub fn identify_tool(identity: Option<&ClientIdentity>, headers: &HeaderMap) -> 
     {
         return "codex";
     }
-    if title == "cline" || referer.contains("cline.bot") || ua_lower.contains("cline") || cmdline.contains("claude-dev") {
+    if title == "cline" || referer.contains("cline.bot") || ua_lower.contains("cline") || cmdline.contains("claude-dev")
+    {
         return "cline";
     }
     if title == "continue" || ua_lower.contains("continue/") || cmdline.contains("continue.continue") {
@@ -207,23 +223,48 @@ mod tests {
     }
 
     fn process(exe: &str, cmdline: &str) -> ClientIdentity {
-        ClientIdentity { exe: Some(exe.into()), cmdline: Some(cmdline.into()), ..Default::default() }
+        ClientIdentity {
+            exe: Some(exe.into()),
+            cmdline: Some(cmdline.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn tools_from_headers() {
         let cases: &[(&[(&'static str, &'static str)], &str)] = &[
-            (&[("user-agent", "claude-cli/2.1.113 (external, cli)"), ("x-stainless-lang", "js")], "claude-code"),
-            (&[("x-claude-code-session-id", "abc"), ("user-agent", "Bun/1.2")], "claude-code"),
+            (
+                &[
+                    ("user-agent", "claude-cli/2.1.113 (external, cli)"),
+                    ("x-stainless-lang", "js"),
+                ],
+                "claude-code",
+            ),
+            (
+                &[("x-claude-code-session-id", "abc"), ("user-agent", "Bun/1.2")],
+                "claude-code",
+            ),
             (&[("originator", "codex_exec"), ("user-agent", "reqwest")], "codex"),
             (&[("originator", "codex_cli_rs")], "codex"),
-            (&[("user-agent", "litellm/1.50.0"), ("x-stainless-lang", "python")], "aider"),
+            (
+                &[("user-agent", "litellm/1.50.0"), ("x-stainless-lang", "python")],
+                "aider",
+            ),
             (&[("x-title", "Cline"), ("x-stainless-lang", "js")], "cline"),
             (&[("x-title", "Continue")], "continue"),
             (&[("user-agent", "curl/8.5.0")], "curl"),
-            (&[("x-stainless-lang", "python"), ("user-agent", "Anthropic/Python 0.40.0")], "python-sdk"),
+            (
+                &[
+                    ("x-stainless-lang", "python"),
+                    ("user-agent", "Anthropic/Python 0.40.0"),
+                ],
+                "python-sdk",
+            ),
             (&[("user-agent", "OpenAI/Python 1.55.0")], "python-sdk"),
-            (&[("x-stainless-lang", "js"), ("user-agent", "OpenAI/JS 4.70.0")], "node-sdk"),
+            (
+                &[("x-stainless-lang", "js"), ("user-agent", "OpenAI/JS 4.70.0")],
+                "node-sdk",
+            ),
             (&[("user-agent", "Mozilla/5.0")], "unknown"),
         ];
         for (pairs, want) in cases {
@@ -235,9 +276,18 @@ mod tests {
     #[test]
     fn tools_from_process_when_headers_say_nothing() {
         let none = HeaderMap::new();
-        assert_eq!(identify_tool(Some(&process("/home/a/.local/bin/claude", "claude -p hi")), &none), "claude-code");
         assert_eq!(
-            identify_tool(Some(&process("/usr/bin/node", "node /usr/lib/node_modules/@openai/codex/bin/codex.js")), &none),
+            identify_tool(Some(&process("/home/a/.local/bin/claude", "claude -p hi")), &none),
+            "claude-code"
+        );
+        assert_eq!(
+            identify_tool(
+                Some(&process(
+                    "/usr/bin/node",
+                    "node /usr/lib/node_modules/@openai/codex/bin/codex.js"
+                )),
+                &none
+            ),
             "codex"
         );
         let bun = headers(&[("user-agent", "Bun/1.4.4")]);
@@ -246,21 +296,46 @@ mod tests {
             "/opt/npm/node_modules/@anthropic-ai/claude-code-linux-x64/claude",
             "/home/a/.local/share/claude/versions/2.1.330",
         ] {
-            assert_eq!(identify_tool(Some(&process(exe, "claude -p hi")), &bun), "claude-code", "{exe}");
+            assert_eq!(
+                identify_tool(Some(&process(exe, "claude -p hi")), &bun),
+                "claude-code",
+                "{exe}"
+            );
         }
-        assert_eq!(identify_tool(Some(&process("/usr/bin/bun", "bun run app.ts")), &bun), "node-sdk");
-        assert_eq!(identify_tool(Some(&process("/usr/bin/python3.12", "python3 /usr/bin/aider")), &none), "aider");
-        assert_eq!(identify_tool(Some(&process("/opt/cursor/cursor", "cursor")), &none), "cursor");
-        assert_eq!(identify_tool(Some(&process("/usr/bin/curl", "curl https://x")), &none), "curl");
-        assert_eq!(identify_tool(Some(&process("/usr/bin/python3", "python3 app.py")), &none), "python-sdk");
-        assert_eq!(identify_tool(Some(&process("/usr/bin/node", "node app.js")), &none), "node-sdk");
+        assert_eq!(
+            identify_tool(Some(&process("/usr/bin/bun", "bun run app.ts")), &bun),
+            "node-sdk"
+        );
+        assert_eq!(
+            identify_tool(Some(&process("/usr/bin/python3.12", "python3 /usr/bin/aider")), &none),
+            "aider"
+        );
+        assert_eq!(
+            identify_tool(Some(&process("/opt/cursor/cursor", "cursor")), &none),
+            "cursor"
+        );
+        assert_eq!(
+            identify_tool(Some(&process("/usr/bin/curl", "curl https://x")), &none),
+            "curl"
+        );
+        assert_eq!(
+            identify_tool(Some(&process("/usr/bin/python3", "python3 app.py")), &none),
+            "python-sdk"
+        );
+        assert_eq!(
+            identify_tool(Some(&process("/usr/bin/node", "node app.js")), &none),
+            "node-sdk"
+        );
         assert_eq!(identify_tool(Some(&process("/usr/bin/wget", "wget")), &none), "unknown");
     }
 
     #[test]
     fn python_sdk_inside_aider_is_aider() {
         let h = headers(&[("x-stainless-lang", "python"), ("user-agent", "OpenAI/Python 1.55.0")]);
-        assert_eq!(identify_tool(Some(&process("/usr/bin/python3", "python3 -m aider")), &h), "aider");
+        assert_eq!(
+            identify_tool(Some(&process("/usr/bin/python3", "python3 -m aider")), &h),
+            "aider"
+        );
     }
 
     #[test]
@@ -279,7 +354,10 @@ mod tests {
 
     #[test]
     fn cmdline_and_status_parsing() {
-        assert_eq!(parse_cmdline(b"curl\0-s\0https://x\0").as_deref(), Some("curl -s https://x"));
+        assert_eq!(
+            parse_cmdline(b"curl\0-s\0https://x\0").as_deref(),
+            Some("curl -s https://x")
+        );
         assert_eq!(parse_cmdline(b""), None);
         let status = "Name:\tcurl\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\n";
         assert_eq!(parse_status_ids(status), (Some(1000), Some(100)));
@@ -287,7 +365,10 @@ mod tests {
 
     #[test]
     fn enriches_the_current_process() {
-        let mut id = ClientIdentity { pid: Some(std::process::id()), ..Default::default() };
+        let mut id = ClientIdentity {
+            pid: Some(std::process::id()),
+            ..Default::default()
+        };
         enrich(&mut id);
         let exe = std::env::current_exe().unwrap();
         assert_eq!(id.exe.as_deref(), Some(exe.to_str().unwrap()));

@@ -106,7 +106,12 @@ pub struct UpstreamConfig {
 // SO_MARK and a 1 ms connect deadline).
 impl Default for UpstreamConfig {
     fn default() -> Self {
-        Self { extra_roots: vec![], resolve: BTreeMap::new(), mark: 0x1fa1, connect_timeout_ms: 10_000 }
+        Self {
+            extra_roots: vec![],
+            resolve: BTreeMap::new(),
+            mark: 0x1fa1,
+            connect_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -199,7 +204,11 @@ impl Default for ListenConfig {
 
 impl Default for CaConfig {
     fn default() -> Self {
-        Self { dir: "/var/lib/promptwall/ca".into(), name_constraints: true, leaf_validity_hours: 24 }
+        Self {
+            dir: "/var/lib/promptwall/ca".into(),
+            name_constraints: true,
+            leaf_validity_hours: 24,
+        }
     }
 }
 
@@ -220,7 +229,11 @@ impl Default for AuditConfig {
 
 impl Default for CentralAuditConfig {
     fn default() -> Self {
-        Self { url: String::new(), batch_size: 500, interval_ms: 2000 }
+        Self {
+            url: String::new(),
+            batch_size: 500,
+            interval_ms: 2000,
+        }
     }
 }
 
@@ -274,7 +287,12 @@ pub fn default_providers() -> Vec<ProviderConfig> {
             name: "anthropic".into(),
             hosts: vec!["api.anthropic.com".into()],
             upstream: "https://api.anthropic.com".into(),
-            paths: vec!["/v1/messages".into(), "/v1/complete".into(), "/v1/models".into(), "/api/".into()],
+            paths: vec![
+                "/v1/messages".into(),
+                "/v1/complete".into(),
+                "/v1/models".into(),
+                "/api/".into(),
+            ],
         },
         ProviderConfig {
             name: "openai".into(),
@@ -303,7 +321,10 @@ impl Config {
             Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        let config = Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.clone(), message })?;
+        let config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.clone(),
+            message,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -314,7 +335,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.providers.is_empty() {
-            return Err(ConfigError::Invalid("no [[providers]] configured; remove the key to use the defaults".into()));
+            return Err(ConfigError::Invalid(
+                "no [[providers]] configured; remove the key to use the defaults".into(),
+            ));
         }
         for p in &self.providers {
             if !(p.upstream.starts_with("https://") || p.upstream.starts_with("http://")) {
@@ -334,7 +357,9 @@ impl Config {
 
     pub fn provider_for_host(&self, host: &str) -> Option<&ProviderConfig> {
         let host = host.trim_end_matches('.');
-        self.providers.iter().find(|p| p.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+        self.providers
+            .iter()
+            .find(|p| p.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
     }
 
     /// Machine id for the fleet store: config, else /etc/machine-id, else hostname.
@@ -346,7 +371,11 @@ impl Config {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
             .unwrap_or_else(|| "unknown".into())
     }
 }
@@ -383,7 +412,10 @@ fail = "open"
 "#,
         )
         .unwrap();
-        assert_eq!(c.upstream.resolve["api.anthropic.com"], "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(
+            c.upstream.resolve["api.anthropic.com"],
+            "127.0.0.1:8443".parse().unwrap()
+        );
         assert_eq!(c.intercept.fail, FailMode::Open);
         assert_eq!(c.intercept.cgroup.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
     }

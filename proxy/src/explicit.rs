@@ -21,24 +21,42 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAccept
             }
         };
         let _ = stream.set_nodelay(true);
-        proxy.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        proxy
+            .stats
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let proxy = proxy.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let identity = local_identity(&stream, peer).await;
             match tls {
                 None => {
-                    let conn = ConnContext { listener: Listener::Explicit, peer, server_name: None, origin: None, identity };
+                    let conn = ConnContext {
+                        listener: Listener::Explicit,
+                        peer,
+                        server_name: None,
+                        origin: None,
+                        identity,
+                    };
                     serve_http(proxy, conn, stream).await
                 }
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(tls_stream) => {
                         // Explicit HTTPS is addressed by base URL, not by SNI; route by path.
-                        let conn = ConnContext { listener: Listener::Explicit, peer, server_name: None, origin: None, identity };
+                        let conn = ConnContext {
+                            listener: Listener::Explicit,
+                            peer,
+                            server_name: None,
+                            origin: None,
+                            identity,
+                        };
                         serve_http(proxy, conn, tls_stream).await
                     }
                     Err(e) => {
-                        proxy.stats.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        proxy
+                            .stats
+                            .tls_handshake_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::debug!(%peer, "explicit TLS handshake failed: {e}");
                     }
                 },
@@ -48,11 +66,17 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAccept
 }
 
 /// The process on this machine that opened the connection, if any.
-async fn local_identity(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) -> Option<crate::origin::ClientIdentity> {
+async fn local_identity(
+    stream: &tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<crate::origin::ClientIdentity> {
     let local = stream.local_addr().ok()?;
     tokio::task::spawn_blocking(move || {
         let pid = crate::peer::local_client_pid(peer, local)?;
-        let mut identity = crate::origin::ClientIdentity { pid: Some(pid), ..Default::default() };
+        let mut identity = crate::origin::ClientIdentity {
+            pid: Some(pid),
+            ..Default::default()
+        };
         crate::attribution::enrich(&mut identity);
         Some(identity)
     })

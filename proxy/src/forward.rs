@@ -20,10 +20,10 @@ use crate::audit_sink::{AuditSink, RequestLog};
 use crate::body::{self, BoxError, ProxyBody};
 use crate::config::{Config, ProviderConfig};
 use crate::inspect;
-use promptwall_llm::ApiShape;
 use crate::origin::ConnectionOrigin;
 use crate::pipeline::{Decision, Inspector, ResponseStage};
 use crate::upstream::Upstream;
+use promptwall_llm::ApiShape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
@@ -71,7 +71,11 @@ struct Route {
 }
 
 impl Proxy {
-    pub async fn handle(self: Arc<Self>, conn: Arc<ConnContext>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        conn: Arc<ConnContext>,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         self.stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut log = RequestLog {
@@ -79,7 +83,11 @@ impl Proxy {
             listener: conn.listener.as_str(),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
-            identity: conn.origin.as_ref().map(|o| o.identity.clone()).or_else(|| conn.identity.clone()),
+            identity: conn
+                .origin
+                .as_ref()
+                .map(|o| o.identity.clone())
+                .or_else(|| conn.identity.clone()),
             socket_cookie: conn.origin.as_ref().and_then(|o| o.socket_cookie),
             original_dst: conn.origin.as_ref().map(|o| o.original_dst.to_string()),
             verdict: "allowed".into(),
@@ -95,12 +103,28 @@ impl Proxy {
 
         if req.method() == http::Method::CONNECT {
             let msg = "promptwall: this listener is a base URL, not an HTTP proxy; set ANTHROPIC_BASE_URL=http://<listen.explicit> or OPENAI_BASE_URL=http://<listen.explicit>/v1 instead of HTTPS_PROXY";
-            return Ok(self.finish_local(log, started, inspect::error_shape(shape, None), StatusCode::METHOD_NOT_ALLOWED, msg).await);
+            return Ok(self
+                .finish_local(
+                    log,
+                    started,
+                    inspect::error_shape(shape, None),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    msg,
+                )
+                .await);
         }
         let route = match self.route(&conn, &req) {
             Ok(r) => r,
             Err(message) => {
-                return Ok(self.finish_local(log, started, inspect::error_shape(shape, None), StatusCode::NOT_FOUND, &message).await);
+                return Ok(self
+                    .finish_local(
+                        log,
+                        started,
+                        inspect::error_shape(shape, None),
+                        StatusCode::NOT_FOUND,
+                        &message,
+                    )
+                    .await);
             }
         };
         log.provider = route.provider.name.clone();
@@ -121,7 +145,9 @@ impl Proxy {
         // and so are other bodies that may carry text (checked for
         // credentials); uploads and bodiless requests stream through untouched.
         let mut stage: Option<ResponseStage> = None;
-        let upstream_body: ProxyBody = if shape.is_llm() || inspect::checks_other_body(&parts.method, parts.uri.path(), &parts.headers) {
+        let upstream_body: ProxyBody = if shape.is_llm()
+            || inspect::checks_other_body(&parts.method, parts.uri.path(), &parts.headers)
+        {
             let limit = self.config.limits.max_request_bytes;
             let read_timeout = Duration::from_secs(self.config.limits.client_read_timeout_secs.max(1));
             let collected = tokio::time::timeout(read_timeout, Limited::new(incoming, limit).collect()).await;
@@ -131,18 +157,24 @@ impl Proxy {
                         "promptwall: the request body did not arrive within {} s; the client is too slow or stalled — retry",
                         read_timeout.as_secs()
                     );
-                    return Ok(self.finish_local(log, started, error_shape, StatusCode::REQUEST_TIMEOUT, &msg).await);
+                    return Ok(self
+                        .finish_local(log, started, error_shape, StatusCode::REQUEST_TIMEOUT, &msg)
+                        .await);
                 }
                 Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                     let msg = format!(
                         "promptwall: request body exceeds the {limit}-byte limit ([limits] max_request_bytes); shorten the conversation or raise the limit"
                     );
-                    return Ok(self.finish_local(log, started, error_shape, StatusCode::PAYLOAD_TOO_LARGE, &msg).await);
+                    return Ok(self
+                        .finish_local(log, started, error_shape, StatusCode::PAYLOAD_TOO_LARGE, &msg)
+                        .await);
                 }
                 Ok(Err(e)) => {
                     log.error = Some(format!("client aborted while sending the body: {e}"));
                     let msg = "promptwall: the request body could not be read (client aborted); retry";
-                    return Ok(self.finish_local(log, started, error_shape, StatusCode::BAD_REQUEST, msg).await);
+                    return Ok(self
+                        .finish_local(log, started, error_shape, StatusCode::BAD_REQUEST, msg)
+                        .await);
                 }
                 Ok(Ok(c)) => c.to_bytes(),
             };
@@ -151,8 +183,16 @@ impl Proxy {
                 Decision::Reject { status, body, report } => {
                     // Outside the known shapes the pipeline cannot tell the
                     // client's error format; the route can.
-                    let body = if shape.is_llm() { body } else { inspect::reshape_error(error_shape, status, &body) };
-                    log.verdict = if report.verdict == "blocked" { "blocked".into() } else { "error".into() };
+                    let body = if shape.is_llm() {
+                        body
+                    } else {
+                        inspect::reshape_error(error_shape, status, &body)
+                    };
+                    log.verdict = if report.verdict == "blocked" {
+                        "blocked".into()
+                    } else {
+                        "error".into()
+                    };
                     log.findings = report.counts;
                     log.fingerprints = report.fingerprints;
                     log.status = status;
@@ -160,14 +200,24 @@ impl Proxy {
                     log.model = report.model;
                     log.duration_ms = ms(started.elapsed());
                     self.write_audit(log).await;
-                    return Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), body));
+                    return Ok(json_response(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                        body,
+                    ));
                 }
-                Decision::Forward { body, stage: response_stage, report } => {
+                Decision::Forward {
+                    body,
+                    stage: response_stage,
+                    report,
+                } => {
                     log.verdict = report.verdict.to_string();
                     log.findings = report.counts;
                     log.model = report.model;
                     if self.config.audit.capture_bodies {
-                        log.request_body = Some(capture(&body.clone().unwrap_or_else(|| bytes.clone()), self.config.audit.capture_max_bytes));
+                        log.request_body = Some(capture(
+                            &body.clone().unwrap_or_else(|| bytes.clone()),
+                            self.config.audit.capture_max_bytes,
+                        ));
                     }
                     stage = Some(response_stage);
                     // We restore placeholders and read usage from the answer, so ask
@@ -185,10 +235,16 @@ impl Proxy {
 
         let mut upstream_req = Request::builder().method(parts.method.clone()).uri(route.uri.clone());
         *upstream_req.headers_mut().expect("builder has no error yet") = upstream_headers;
-        let upstream_req = upstream_req.body(upstream_body).expect("method, uri and headers are valid");
+        let upstream_req = upstream_req
+            .body(upstream_body)
+            .expect("method, uri and headers are valid");
 
         let response_timeout = Duration::from_secs(self.config.limits.upstream_response_timeout_secs.max(1));
-        let mut on_drop = RowOnDrop { proxy: self.clone(), log: Some(log), started };
+        let mut on_drop = RowOnDrop {
+            proxy: self.clone(),
+            log: Some(log),
+            started,
+        };
         let answer = tokio::time::timeout(response_timeout, self.upstream.client.request(upstream_req)).await;
         let mut log = on_drop.log.take().expect("the row is only taken here or on drop");
         let resp = match answer {
@@ -201,13 +257,25 @@ impl Proxy {
                     route.host
                 );
                 log.verdict = "error".into();
-                return Ok(self.finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg).await);
+                return Ok(self
+                    .finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg)
+                    .await);
             }
             Err(_) => {
-                log.error = Some(format!("upstream {} sent no response within {} s", route.host, response_timeout.as_secs()));
-                let msg = format!("promptwall: the provider at {} did not answer within {} s; retry later", route.host, response_timeout.as_secs());
+                log.error = Some(format!(
+                    "upstream {} sent no response within {} s",
+                    route.host,
+                    response_timeout.as_secs()
+                ));
+                let msg = format!(
+                    "promptwall: the provider at {} did not answer within {} s; retry later",
+                    route.host,
+                    response_timeout.as_secs()
+                );
                 log.verdict = "error".into();
-                return Ok(self.finish_local(log, started, error_shape, StatusCode::GATEWAY_TIMEOUT, &msg).await);
+                return Ok(self
+                    .finish_local(log, started, error_shape, StatusCode::GATEWAY_TIMEOUT, &msg)
+                    .await);
             }
         };
         log.ttfb_ms = Some(ms(started.elapsed()));
@@ -250,7 +318,11 @@ impl Proxy {
         sse_error: Option<ApiShape>,
     ) -> ProxyBody {
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(32);
-        let capture_limit = self.config.audit.capture_bodies.then_some(self.config.audit.capture_max_bytes);
+        let capture_limit = self
+            .config
+            .audit
+            .capture_bodies
+            .then_some(self.config.audit.capture_max_bytes);
         // With a Content-Length the client knows the answer is complete at
         // its last byte, so that byte waits for the audit commit.
         let exact_len = upstream.size_hint().exact();
@@ -329,14 +401,18 @@ impl Proxy {
                 log.cache_read_tokens = usage.cache_read_tokens;
                 log.cache_write_tokens = usage.cache_write_tokens;
                 if let Some(err) = usage.stream_error {
-                    log.error.get_or_insert(format!("provider sent an error event mid-stream: {err}"));
+                    log.error
+                        .get_or_insert(format!("provider sent an error event mid-stream: {err}"));
                 }
             }
             if capture_limit.is_some() {
                 log.response_body = Some(String::from_utf8_lossy(&captured).into_owned());
             }
             if client_gone {
-                log.error = Some(format!("client disconnected after {} response bytes", log.response_bytes));
+                log.error = Some(format!(
+                    "client disconnected after {} response bytes",
+                    log.response_bytes
+                ));
             }
             if let Some(e) = &upstream_error {
                 log.error = Some(format!("upstream response broke off: {e}"));
@@ -345,7 +421,11 @@ impl Proxy {
             if !self.write_audit(log).await {
                 // No answer completes without its audit row: the client sees
                 // a broken response (and retries) instead of a clean one.
-                let _ = tx.send(Err("promptwall could not write the audit row; see the agent's log".into())).await;
+                let _ = tx
+                    .send(Err(
+                        "promptwall could not write the audit row; see the agent's log".into()
+                    ))
+                    .await;
                 return;
             }
             if !client_gone {
@@ -400,19 +480,28 @@ impl Proxy {
                 }
                 Err(e) => {
                     let msg = format!("promptwall: {e}; retry (clients fall back to HTTP streaming)");
-                    self.finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg).await
+                    self.finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg)
+                        .await
                 }
             };
         }
         let path = req.uri().path();
-        if !self.config.limits.websocket_passthrough_paths.iter().any(|p| path.starts_with(p.as_str())) {
+        if !self
+            .config
+            .limits
+            .websocket_passthrough_paths
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
+        {
             // A WebSocket we cannot inspect (Chat/Messages, Realtime, an API
             // we do not know yet) is refused, never passed through: the
             // client then falls back to HTTP, which we inspect.
             let msg = "promptwall: WebSocket transport for this API is not inspected; use HTTP streaming (clients fall back automatically), \
                        or list the path in [limits] websocket_passthrough_paths to relay it uninspected";
             log.verdict = "error".into();
-            return self.finish_local(log, started, error_shape, StatusCode::UPGRADE_REQUIRED, msg).await;
+            return self
+                .finish_local(log, started, error_shape, StatusCode::UPGRADE_REQUIRED, msg)
+                .await;
         }
         // Upgrades the operator chose to pass through are relayed as bytes.
         let client_upgrade = hyper::upgrade::on(&mut req);
@@ -432,8 +521,13 @@ impl Proxy {
             Err(e) => {
                 let detail = error_chain(&e);
                 log.error = Some(format!("upstream {} unreachable: {detail}", route.host));
-                let msg = format!("promptwall: cannot reach the provider at {} ({detail}); retry", route.host);
-                return self.finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg).await;
+                let msg = format!(
+                    "promptwall: cannot reach the provider at {} ({detail}); retry",
+                    route.host
+                );
+                return self
+                    .finish_local(log, started, error_shape, StatusCode::BAD_GATEWAY, &msg)
+                    .await;
             }
         };
         log.status = resp.status().as_u16();
@@ -473,13 +567,24 @@ impl Proxy {
             let provider = self.config.provider_for_host(name).cloned().ok_or_else(|| {
                 format!("promptwall: {name} is not a configured provider host; add it to [[providers]] hosts")
             })?;
-            let port = conn.origin.as_ref().map(|o| o.original_dst.port()).filter(|p| *p != 443);
+            let port = conn
+                .origin
+                .as_ref()
+                .map(|o| o.original_dst.port())
+                .filter(|p| *p != 443);
             let authority = match port {
                 Some(p) => format!("{name}:{p}"),
                 None => name.to_string(),
             };
-            let uri = format!("https://{authority}{path_and_query}").parse::<Uri>().map_err(|e| e.to_string())?;
-            return Ok(Route { provider, uri, host: name.to_string(), path: req.uri().path().to_string() });
+            let uri = format!("https://{authority}{path_and_query}")
+                .parse::<Uri>()
+                .map_err(|e| e.to_string())?;
+            return Ok(Route {
+                provider,
+                uri,
+                host: name.to_string(),
+                path: req.uri().path().to_string(),
+            });
         }
         // Explicit base-URL mode: `/<provider>/...` prefix, then headers, then paths.
         let path = req.uri().path();
@@ -492,7 +597,12 @@ impl Proxy {
             }
         }
         if chosen.is_none() && req.headers().contains_key("anthropic-version") {
-            chosen = self.config.providers.iter().find(|p| p.name == "anthropic").map(|p| (p, path_and_query));
+            chosen = self
+                .config
+                .providers
+                .iter()
+                .find(|p| p.name == "anthropic")
+                .map(|p| (p, path_and_query));
         }
         if chosen.is_none() {
             chosen = self
@@ -503,18 +613,35 @@ impl Proxy {
                 .map(|p| (p, path_and_query));
         }
         let (provider, rest) = chosen.ok_or_else(|| {
-            format!("promptwall: no provider serves path {path}; use a provider's API path or prefix it with /<provider>/")
+            format!(
+                "promptwall: no provider serves path {path}; use a provider's API path or prefix it with /<provider>/"
+            )
         })?;
-        let base: Uri = provider.upstream.parse().map_err(|e| format!("provider {} upstream is not a URI: {e}", provider.name))?;
+        let base: Uri = provider
+            .upstream
+            .parse()
+            .map_err(|e| format!("provider {} upstream is not a URI: {e}", provider.name))?;
         let host = base.host().unwrap_or_default().to_string();
         let base_str = provider.upstream.trim_end_matches('/');
         let uri = format!("{base_str}{rest}").parse::<Uri>().map_err(|e| e.to_string())?;
         let path = uri.path().to_string();
-        Ok(Route { provider: provider.clone(), uri, host, path })
+        Ok(Route {
+            provider: provider.clone(),
+            uri,
+            host,
+            path,
+        })
     }
 
     /// Answers locally (error) and writes the audit row first.
-    async fn finish_local(&self, mut log: RequestLog, started: Instant, shape: ApiShape, status: StatusCode, message: &str) -> Response<ProxyBody> {
+    async fn finish_local(
+        &self,
+        mut log: RequestLog,
+        started: Instant,
+        shape: ApiShape,
+        status: StatusCode,
+        message: &str,
+    ) -> Response<ProxyBody> {
         log.status = status.as_u16();
         if log.verdict == "allowed" {
             log.verdict = "error".into();
@@ -530,7 +657,9 @@ impl Proxy {
         match (self.audit)(log).await {
             Ok(()) => true,
             Err(e) => {
-                self.stats.audit_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats
+                    .audit_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!("audit row could not be written: {e}; check the audit store (disk space, permissions)");
                 false
             }
@@ -649,4 +778,3 @@ impl Body for ChannelBody {
         SizeHint::default()
     }
 }
-

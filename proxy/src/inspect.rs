@@ -18,7 +18,11 @@ pub fn error_shape(shape: ApiShape, provider: Option<&str>) -> ApiShape {
 pub fn error_body(shape: ApiShape, status: u16, message: &str) -> Bytes {
     let code = format!("promptwall_{status}");
     // Anthropic names its 413 type; OpenAI calls it an invalid request.
-    let kind = if shape.is_anthropic() && status == 413 { "request_too_large" } else { error_type_for_status(status) };
+    let kind = if shape.is_anthropic() && status == 413 {
+        "request_too_large"
+    } else {
+        error_type_for_status(status)
+    };
     error_body_with_code(shape, status, kind, Some(&code), message)
 }
 
@@ -48,14 +52,23 @@ pub fn checks_other_body(method: &http::Method, path: &str, headers: &http::Head
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let binary = ["multipart/", "application/octet-stream", "audio/", "image/", "video/", "application/zip"];
+    let binary = [
+        "multipart/",
+        "application/octet-stream",
+        "audio/",
+        "image/",
+        "video/",
+        "application/zip",
+    ];
     !binary.iter().any(|b| ct.starts_with(b))
 }
 
 /// Re-renders a pipeline error body (OpenAI envelope, as the pipeline uses
 /// for requests outside the known shapes) in the envelope of `shape`.
 pub fn reshape_error(shape: ApiShape, status: u16, body: &[u8]) -> Bytes {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return Bytes::copy_from_slice(body) };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Bytes::copy_from_slice(body);
+    };
     let err = &v["error"];
     let (Some(kind), Some(message)) = (err["type"].as_str(), err["message"].as_str()) else {
         return Bytes::copy_from_slice(body);
@@ -97,10 +110,26 @@ mod tests {
         };
         let post = http::Method::POST;
         assert!(checks_other_body(&post, "/v1/completions", &json("application/json")));
-        assert!(checks_other_body(&post, "/api/event_logging/v2/batch", &http::HeaderMap::new()));
-        assert!(!checks_other_body(&post, "/v1/files", &json("multipart/form-data; boundary=x")));
+        assert!(checks_other_body(
+            &post,
+            "/api/event_logging/v2/batch",
+            &http::HeaderMap::new()
+        ));
+        assert!(!checks_other_body(
+            &post,
+            "/v1/files",
+            &json("multipart/form-data; boundary=x")
+        ));
         assert!(!checks_other_body(&post, "/v1/oauth/token", &json("application/json")));
-        assert!(!checks_other_body(&post, "/api/oauth/claude_cli/create_api_key", &json("application/json")));
-        assert!(!checks_other_body(&http::Method::GET, "/v1/models", &json("application/json")));
+        assert!(!checks_other_body(
+            &post,
+            "/api/oauth/claude_cli/create_api_key",
+            &json("application/json")
+        ));
+        assert!(!checks_other_body(
+            &http::Method::GET,
+            "/v1/models",
+            &json("application/json")
+        ));
     }
 }

@@ -1,22 +1,22 @@
 //! promptwall's proxy: listeners, TLS, HTTP forwarding and the glue that runs
 //! every request through the inspection pipeline (`promptwall-llm`).
 
+pub mod app;
 pub mod attribution;
 pub mod audit_sink;
 pub mod body;
 pub mod config;
+pub mod detectors;
+pub mod explicit;
 pub mod forward;
 pub mod inspect;
 pub mod origin;
 pub mod passthrough;
+pub mod peer;
 pub mod pipeline;
+pub mod server;
 pub mod socket;
 pub mod stats;
-pub mod upstream;
-pub mod app;
-pub mod explicit;
-pub mod server;
 pub mod transparent;
+pub mod upstream;
 pub mod websocket;
-pub mod peer;
-pub mod detectors;

@@ -54,7 +54,9 @@ impl LearnedPassthrough {
     /// Should this (exe, server name) connection be spliced instead of intercepted?
     pub fn should_pass(&self, exe: &str, server_name: &str) -> bool {
         let entries = self.entries.lock().unwrap();
-        entries.get(&(exe.to_string(), server_name.to_string())).is_some_and(|e| e.passthrough)
+        entries
+            .get(&(exe.to_string(), server_name.to_string()))
+            .is_some_and(|e| e.passthrough)
     }
 
     /// Counts a certificate rejection; returns the entry when this one crossed `threshold`
@@ -72,14 +74,16 @@ impl LearnedPassthrough {
             return None;
         }
         let mut entries = self.entries.lock().unwrap();
-        let e = entries.entry((exe.to_string(), server_name.to_string())).or_insert_with(|| LearnedEntry {
-            exe: exe.to_string(),
-            server_name: server_name.to_string(),
-            failures: 0,
-            last_error: String::new(),
-            learned_at: None,
-            passthrough: false,
-        });
+        let e = entries
+            .entry((exe.to_string(), server_name.to_string()))
+            .or_insert_with(|| LearnedEntry {
+                exe: exe.to_string(),
+                server_name: server_name.to_string(),
+                failures: 0,
+                last_error: String::new(),
+                learned_at: None,
+                passthrough: false,
+            });
         e.last_error = error.to_string();
         if e.learned_at.is_some() {
             return None;
@@ -104,7 +108,13 @@ impl LearnedPassthrough {
 
     /// Pairs that crossed the threshold (for `status` and `doctor`).
     pub fn learned(&self) -> Vec<LearnedEntry> {
-        self.entries.lock().unwrap().values().filter(|e| e.learned_at.is_some()).cloned().collect()
+        self.entries
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| e.learned_at.is_some())
+            .cloned()
+            .collect()
     }
 }
 
@@ -119,13 +129,23 @@ mod tests {
     #[test]
     fn learns_after_threshold_per_exe_and_name() {
         let l = LearnedPassthrough::default();
-        assert!(l.record_rejection("/usr/bin/curl", "api.anthropic.com", "unknown ca", 3, false, now).is_none());
-        assert!(l.record_rejection("/usr/bin/curl", "api.anthropic.com", "unknown ca", 3, false, now).is_none());
+        assert!(l
+            .record_rejection("/usr/bin/curl", "api.anthropic.com", "unknown ca", 3, false, now)
+            .is_none());
+        assert!(l
+            .record_rejection("/usr/bin/curl", "api.anthropic.com", "unknown ca", 3, false, now)
+            .is_none());
         // Another tool or another name does not add to the count.
-        assert!(l.record_rejection("/usr/bin/node", "api.anthropic.com", "unknown ca", 3, false, now).is_none());
-        assert!(l.record_rejection("/usr/bin/curl", "api.openai.com", "unknown ca", 3, false, now).is_none());
+        assert!(l
+            .record_rejection("/usr/bin/node", "api.anthropic.com", "unknown ca", 3, false, now)
+            .is_none());
+        assert!(l
+            .record_rejection("/usr/bin/curl", "api.openai.com", "unknown ca", 3, false, now)
+            .is_none());
         assert!(!l.should_pass("/usr/bin/curl", "api.anthropic.com"));
-        let learned = l.record_rejection("/usr/bin/curl", "api.anthropic.com", "unknown ca", 3, false, now).unwrap();
+        let learned = l
+            .record_rejection("/usr/bin/curl", "api.anthropic.com", "unknown ca", 3, false, now)
+            .unwrap();
         assert_eq!((learned.failures, learned.passthrough), (3, true));
         assert!(l.should_pass("/usr/bin/curl", "api.anthropic.com"));
         assert!(!l.should_pass("/usr/bin/node", "api.anthropic.com"));

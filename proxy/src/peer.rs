@@ -6,11 +6,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Socket inode of the TCP connection `local` → `remote`, as the kernel lists it.
 pub fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
-    let table = if local.is_ipv4() { "/proc/net/tcp" } else { "/proc/net/tcp6" };
+    let table = if local.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
     let text = std::fs::read_to_string(table).ok()?;
     find_inode(&text, local, remote).or_else(|| {
         // A v4 client may appear in tcp6 as v4-mapped, and vice versa.
-        let other = if local.is_ipv4() { "/proc/net/tcp6" } else { "/proc/net/tcp" };
+        let other = if local.is_ipv4() {
+            "/proc/net/tcp6"
+        } else {
+            "/proc/net/tcp"
+        };
         find_inode(&std::fs::read_to_string(other).ok()?, local, remote)
     })
 }
@@ -21,7 +29,9 @@ fn find_inode(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u64>
         if f.len() < 10 {
             continue;
         }
-        let (Some(l), Some(r)) = (parse_addr(f[1]), parse_addr(f[2])) else { continue };
+        let (Some(l), Some(r)) = (parse_addr(f[1]), parse_addr(f[2])) else {
+            continue;
+        };
         if same(l, local) && same(r, remote) {
             return f[9].parse().ok().filter(|i| *i != 0);
         }
@@ -64,8 +74,12 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
 pub fn pid_of_inode(inode: u64) -> Option<u32> {
     let target = format!("socket:[{inode}]");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
                 return Some(pid);
@@ -95,8 +109,14 @@ mod tests {
     #[test]
     fn parses_proc_net_addresses() {
         assert_eq!(parse_addr("0100007F:1F90"), Some("127.0.0.1:8080".parse().unwrap()));
-        assert_eq!(parse_addr("00000000000000000000000001000000:01BB"), Some("[::1]:443".parse().unwrap()));
-        assert_eq!(parse_addr("0000000000000000FFFF00000100007F:0050"), Some("[::ffff:127.0.0.1]:80".parse().unwrap()));
+        assert_eq!(
+            parse_addr("00000000000000000000000001000000:01BB"),
+            Some("[::1]:443".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr("0000000000000000FFFF00000100007F:0050"),
+            Some("[::ffff:127.0.0.1]:80".parse().unwrap())
+        );
     }
 
     #[test]

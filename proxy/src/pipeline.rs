@@ -8,8 +8,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::HeaderMap;
 use promptwall_llm::{
-    ApiShape, Pipeline, PipelineSettings, Report as LlmReport, RequestContext, RequestOutcome, ResponseProcessor, Restorer,
-    Scanner, Vault, WsClientOutcome,
+    ApiShape, Pipeline, PipelineSettings, Report as LlmReport, RequestContext, RequestOutcome, ResponseProcessor,
+    Restorer, Scanner, Vault, WsClientOutcome,
 };
 
 use crate::audit_sink::{AuditSink, RequestLog};
@@ -40,7 +40,11 @@ impl From<&LlmReport> for Report {
 
 pub enum Decision {
     /// Forward `body` (None: the original bytes, unchanged).
-    Forward { body: Option<Bytes>, stage: ResponseStage, report: Report },
+    Forward {
+        body: Option<Bytes>,
+        stage: ResponseStage,
+        report: Report,
+    },
     /// Answer locally with `status` and a client-format error `body`.
     Reject { status: u16, body: Bytes, report: Report },
 }
@@ -76,8 +80,16 @@ impl Inspector {
             .pipeline
             .enabled
             .then(|| Pipeline::new(move |t: &str| shared.scan(t), PipelineSettings::default()));
-        let salt = config.pipeline.fingerprint_salt.clone().unwrap_or_else(|| default_salt(config));
-        Ok(Inspector { pipeline, scanner, salt })
+        let salt = config
+            .pipeline
+            .fingerprint_salt
+            .clone()
+            .unwrap_or_else(|| default_salt(config));
+        Ok(Inspector {
+            pipeline,
+            scanner,
+            salt,
+        })
     }
 
     /// `text` with every secret and personal datum replaced by a placeholder.
@@ -102,16 +114,28 @@ impl Inspector {
             return Decision::Forward {
                 body: None,
                 stage: ResponseStage::new(shape, None),
-                report: Report { verdict: "allowed", model, ..Default::default() },
+                report: Report {
+                    verdict: "allowed",
+                    model,
+                    ..Default::default()
+                },
             };
         };
-        let ctx = RequestContext { fingerprint_salt: &self.salt };
+        let ctx = RequestContext {
+            fingerprint_salt: &self.salt,
+        };
         match pipeline.inspect_request(shape, body, &ctx) {
-            RequestOutcome::Forward { body, restorer, report } => {
-                Decision::Forward { body, stage: ResponseStage::new(shape, restorer), report: Report::from(&report) }
-            }
+            RequestOutcome::Forward { body, restorer, report } => Decision::Forward {
+                body,
+                stage: ResponseStage::new(shape, restorer),
+                report: Report::from(&report),
+            },
             RequestOutcome::Block { status, body, report } | RequestOutcome::Reject { status, body, report } => {
-                Decision::Reject { status, body, report: Report::from(&report) }
+                Decision::Reject {
+                    status,
+                    body,
+                    report: Report::from(&report),
+                }
             }
         }
     }
@@ -119,7 +143,9 @@ impl Inspector {
     /// After a complete answer: a Responses answer's placeholders are kept
     /// for follow-ups that name it as `previous_response_id`.
     pub fn conclude(&self, stage: &ResponseStage) {
-        let (Some(pipeline), Some(restorer)) = (&self.pipeline, &stage.restorer) else { return };
+        let (Some(pipeline), Some(restorer)) = (&self.pipeline, &stage.restorer) else {
+            return;
+        };
         if stage.shape != ApiShape::OpenAiResponses || restorer.is_empty() {
             return;
         }
@@ -129,7 +155,13 @@ impl Inspector {
     }
 
     pub fn websocket_session(self: &std::sync::Arc<Self>, base: RequestLog, audit: AuditSink) -> WsSession {
-        WsSession { inspector: self.clone(), vault: Vault::new(), base, audit, pending: VecDeque::new() }
+        WsSession {
+            inspector: self.clone(),
+            vault: Vault::new(),
+            base,
+            audit,
+            pending: VecDeque::new(),
+        }
     }
 }
 
@@ -149,7 +181,11 @@ pub struct ResponseStage {
 
 impl ResponseStage {
     fn new(shape: ApiShape, restorer: Option<Restorer>) -> Self {
-        ResponseStage { shape, restorer, processor: None }
+        ResponseStage {
+            shape,
+            restorer,
+            processor: None,
+        }
     }
 
     /// Restores only in successful answers: provider errors go back unmodified.
@@ -179,7 +215,9 @@ impl ResponseStage {
     }
 
     pub fn usage(&self) -> Usage {
-        let Some(p) = &self.processor else { return Usage::default() };
+        let Some(p) = &self.processor else {
+            return Usage::default();
+        };
         let u = p.usage();
         Usage {
             model: u.model,
@@ -245,7 +283,9 @@ impl MessageInspector for WsSession {
             }
             return ClientVerdict::Forward(text);
         };
-        let ctx = RequestContext { fingerprint_salt: &self.inspector.salt };
+        let ctx = RequestContext {
+            fingerprint_salt: &self.inspector.salt,
+        };
         match pipeline.inspect_ws_client_message(&text, &mut self.vault, &ctx) {
             WsClientOutcome::Forward { text: changed, report } => {
                 if is_response_create(&text) {
@@ -256,7 +296,11 @@ impl MessageInspector for WsSession {
             }
             WsClientOutcome::Block { frame, report } | WsClientOutcome::Reject { frame, report } => {
                 let mut row = self.start_row(&text, Some(Report::from(&report)));
-                row.status = if report.verdict == promptwall_llm::Verdict::Blocked { 422 } else { 400 };
+                row.status = if report.verdict == promptwall_llm::Verdict::Blocked {
+                    422
+                } else {
+                    400
+                };
                 row.error = report.message.clone();
                 self.write(row);
                 ClientVerdict::Refuse(vec![frame])
@@ -268,7 +312,12 @@ impl MessageInspector for WsSession {
         if let Some((log, _)) = self.pending.front_mut() {
             log.response_bytes += text.len() as u64;
         }
-        let terminal = ["\"response.completed\"", "\"response.failed\"", "\"response.incomplete\"", "\"error\""];
+        let terminal = [
+            "\"response.completed\"",
+            "\"response.failed\"",
+            "\"response.incomplete\"",
+            "\"error\"",
+        ];
         if terminal.iter().any(|t| text.contains(t)) {
             self.finish_row(&text);
         }
@@ -280,7 +329,11 @@ impl MessageInspector for WsSession {
 
     fn finished(&mut self, _up: u64, _down: u64, error: Option<String>) {
         while let Some((mut log, started)) = self.pending.pop_front() {
-            log.error = Some(error.clone().unwrap_or_else(|| "WebSocket closed before the response completed".into()));
+            log.error = Some(
+                error
+                    .clone()
+                    .unwrap_or_else(|| "WebSocket closed before the response completed".into()),
+            );
             log.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             self.write(log);
         }
@@ -289,12 +342,19 @@ impl MessageInspector for WsSession {
 
 impl WsSession {
     fn finish_row(&mut self, text: &str) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+            return;
+        };
         let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        if !matches!(kind, "response.completed" | "response.failed" | "response.incomplete" | "error") {
+        if !matches!(
+            kind,
+            "response.completed" | "response.failed" | "response.incomplete" | "error"
+        ) {
             return;
         }
-        let Some((mut log, started)) = self.pending.pop_front() else { return };
+        let Some((mut log, started)) = self.pending.pop_front() else {
+            return;
+        };
         let resp = v.get("response");
         if let Some(m) = resp.and_then(|r| r.get("model")).and_then(|m| m.as_str()) {
             log.model = Some(m.to_string());
@@ -302,11 +362,20 @@ impl WsSession {
         if let Some(u) = resp.and_then(|r| r.get("usage")) {
             log.input_tokens = u.get("input_tokens").and_then(|x| x.as_i64());
             log.output_tokens = u.get("output_tokens").and_then(|x| x.as_i64());
-            log.cache_read_tokens = u.pointer("/input_tokens_details/cached_tokens").and_then(|x| x.as_i64());
+            log.cache_read_tokens = u
+                .pointer("/input_tokens_details/cached_tokens")
+                .and_then(|x| x.as_i64());
         }
         // A WebSocket `error` event carries the HTTP status it stands for (429, 400...).
-        let status = v.get("status").and_then(|s| s.as_u64()).filter(|s| (400..600).contains(s));
-        log.status = if kind == "response.completed" { 200 } else { status.map_or(500, |s| s as u16) };
+        let status = v
+            .get("status")
+            .and_then(|s| s.as_u64())
+            .filter(|s| (400..600).contains(s));
+        log.status = if kind == "response.completed" {
+            200
+        } else {
+            status.map_or(500, |s| s as u16)
+        };
         if kind != "response.completed" {
             log.error = Some(format!("provider ended the response with {kind}"));
         }

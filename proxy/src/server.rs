@@ -17,8 +17,15 @@ where
     let peer = conn.peer;
     let service = service_fn(move |req| proxy.clone().handle(conn.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(60));
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+    builder
+        .http1()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(60));
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await
+    {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }

@@ -57,7 +57,14 @@ pub fn original_dst(stream: &TcpStream) -> std::io::Result<SocketAddr> {
         if local.is_ipv4() {
             let mut addr: libc::sockaddr_in = std::mem::zeroed();
             let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            if libc::getsockopt(fd, libc::SOL_IP, SO_ORIGINAL_DST, &mut addr as *mut _ as *mut _, &mut len) != 0 {
+            if libc::getsockopt(
+                fd,
+                libc::SOL_IP,
+                SO_ORIGINAL_DST,
+                &mut addr as *mut _ as *mut _,
+                &mut len,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
@@ -65,11 +72,23 @@ pub fn original_dst(stream: &TcpStream) -> std::io::Result<SocketAddr> {
         } else {
             let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
             let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            if libc::getsockopt(fd, libc::SOL_IPV6, IP6T_SO_ORIGINAL_DST, &mut addr as *mut _ as *mut _, &mut len) != 0 {
+            if libc::getsockopt(
+                fd,
+                libc::SOL_IPV6,
+                IP6T_SO_ORIGINAL_DST,
+                &mut addr as *mut _ as *mut _,
+                &mut len,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             let ip = std::net::Ipv6Addr::from(addr.sin6_addr.s6_addr);
-            Ok(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(addr.sin6_port), 0, 0)))
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(addr.sin6_port),
+                0,
+                0,
+            )))
         }
     }
 }

@@ -78,7 +78,10 @@ pub async fn peek_client_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(
                 let hello = accepted.client_hello();
                 let info = ClientHelloInfo {
                     server_name: hello.server_name().map(|s| s.to_ascii_lowercase()),
-                    alpn: hello.alpn().map(|it| it.map(|p| p.to_vec()).collect()).unwrap_or_default(),
+                    alpn: hello
+                        .alpn()
+                        .map(|it| it.map(|p| p.to_vec()).collect())
+                        .unwrap_or_default(),
                 };
                 return Ok((info, buf));
             }
@@ -149,7 +152,10 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: TlsAcceptor, ori
             }
         };
         let _ = stream.set_nodelay(true);
-        proxy.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        proxy
+            .stats
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let proxy = proxy.clone();
         let tls = tls.clone();
         let origins = origins.clone();
@@ -161,7 +167,13 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: TlsAcceptor, ori
     }
 }
 
-async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls: TlsAcceptor, origins: Arc<OriginSource>) -> io::Result<()> {
+async fn handle(
+    proxy: Arc<Proxy>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: TlsAcceptor,
+    origins: Arc<OriginSource>,
+) -> io::Result<()> {
     let local = stream.local_addr()?;
     let origin: Option<ConnectionOrigin> = match origins.as_ref() {
         OriginSource::Lookup(lookup) => lookup.lookup(peer, local),
@@ -173,7 +185,8 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
                     let mut identity = crate::origin::ClientIdentity::default();
                     // NAT is invisible to the client's socket: it is still
                     // connected to the original destination, not to us.
-                    let pid = crate::peer::local_client_pid(peer, dst).or_else(|| crate::peer::local_client_pid(peer, local));
+                    let pid =
+                        crate::peer::local_client_pid(peer, dst).or_else(|| crate::peer::local_client_pid(peer, local));
                     if let Some(pid) = pid {
                         identity.pid = Some(pid);
                         crate::attribution::enrich(&mut identity);
@@ -182,7 +195,11 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
                 })
                 .await
                 .unwrap_or_default();
-                Some(ConnectionOrigin { original_dst: dst, identity, socket_cookie: None })
+                Some(ConnectionOrigin {
+                    original_dst: dst,
+                    identity,
+                    socket_cookie: None,
+                })
             }
         },
     };
@@ -205,35 +222,61 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
             return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
         }
     };
-    let provider_host = hello.server_name.as_deref().filter(|sni| proxy.config.provider_for_host(sni).is_some()).map(str::to_string);
+    let provider_host = hello
+        .server_name
+        .as_deref()
+        .filter(|sni| proxy.config.provider_for_host(sni).is_some())
+        .map(str::to_string);
     match (provider_host, origin) {
         (Some(host), origin) => {
             // Learned passthrough (crate::passthrough): keyed by executable.
             let exe = origin.as_ref().and_then(|o| o.identity.exe.clone());
             if let (Some(o), Some(exe)) = (&origin, &exe) {
                 if proxy.stats.learned.should_pass(exe, &host) {
-                    let reason = format!("learned passthrough: {exe} kept rejecting promptwall's certificate for {host}");
+                    let reason =
+                        format!("learned passthrough: {exe} kept rejecting promptwall's certificate for {host}");
                     return splice(proxy, stream, buffered, o.clone(), Some(host), &reason).await;
                 }
             }
-            proxy.stats.tls_intercepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            proxy
+                .stats
+                .tls_intercepted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(o) = &origin {
-                proxy.upstream.dialer.observe_original_destination(&host, o.original_dst);
+                proxy
+                    .upstream
+                    .dialer
+                    .observe_original_destination(&host, o.original_dst);
             }
             let tls_stream = match tls.accept(Rewind::new(buffered, stream)).await {
                 Ok(s) => s,
                 Err(e) => {
-                    proxy.stats.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if let Some(exe) = exe.as_deref().filter(|_| crate::passthrough::is_certificate_rejection(&e)) {
+                    proxy
+                        .stats
+                        .tls_handshake_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(exe) = exe
+                        .as_deref()
+                        .filter(|_| crate::passthrough::is_certificate_rejection(&e))
+                    {
                         learn_rejection(&proxy, exe, &host, &e);
                     }
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS handshake with the client for {host} failed: {e}")));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("TLS handshake with the client for {host} failed: {e}"),
+                    ));
                 }
             };
             if let Some(exe) = &exe {
                 proxy.stats.learned.record_success(exe, &host);
             }
-            let conn = ConnContext { listener: Listener::Transparent, peer, server_name: Some(host), origin, identity: None };
+            let conn = ConnContext {
+                listener: Listener::Transparent,
+                peer,
+                server_name: Some(host),
+                origin,
+                identity: None,
+            };
             serve_http(proxy, conn, tls_stream).await;
             Ok(())
         }
@@ -244,14 +287,21 @@ async fn handle(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr, tls:
             };
             splice(proxy, stream, buffered, origin, hello.server_name, reason).await
         }
-        (None, None) => Err(io::Error::new(io::ErrorKind::NotFound, "no original destination for a non-provider connection; closing")),
+        (None, None) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no original destination for a non-provider connection; closing",
+        )),
     }
 }
 
 fn learn_rejection(proxy: &Proxy, exe: &str, host: &str, e: &io::Error) {
     let threshold = proxy.config.intercept.learn_passthrough_after;
     let closed = proxy.config.intercept.fail == crate::config::FailMode::Closed;
-    if let Some(entry) = proxy.stats.learned.record_rejection(exe, host, &e.to_string(), threshold, closed, now_rfc3339) {
+    if let Some(entry) = proxy
+        .stats
+        .learned
+        .record_rejection(exe, host, &e.to_string(), threshold, closed, now_rfc3339)
+    {
         if entry.passthrough {
             tracing::warn!(exe, host, failures = entry.failures, "{exe} keeps rejecting promptwall's certificate for {host} (pinning or a private trust store); passing it through undecrypted from now on");
         } else {
@@ -269,7 +319,10 @@ async fn splice(
     server_name: Option<String>,
     reason: &str,
 ) -> io::Result<()> {
-    proxy.stats.tls_passthrough.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    proxy
+        .stats
+        .tls_passthrough
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let mut log = RequestLog {
         ts: now_rfc3339(),

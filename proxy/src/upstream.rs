@@ -46,10 +46,14 @@ pub struct Dialer {
 
 impl Dialer {
     pub fn new(config: &Config) -> Self {
-        let own = [config.listen.explicit, config.listen.explicit_tls, config.listen.transparent]
-            .into_iter()
-            .flatten()
-            .collect();
+        let own = [
+            config.listen.explicit,
+            config.listen.explicit_tls,
+            config.listen.transparent,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         Dialer {
             overrides: Arc::new(config.upstream.resolve.clone()),
             observed: Default::default(),
@@ -107,7 +111,9 @@ impl Dialer {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} resolved to no address"))))
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} resolved to no address"))
+        }))
     }
 }
 
@@ -162,7 +168,11 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             .build(connector);
-        Ok(Upstream { client, dialer, tls: Arc::new(tls) })
+        Ok(Upstream {
+            client,
+            dialer,
+            tls: Arc::new(tls),
+        })
     }
 }
 
@@ -175,7 +185,10 @@ fn root_store(extra: &[PathBuf]) -> Result<rustls::RootCertStore, UpstreamError>
         let _ = roots.add(cert);
     }
     for path in extra {
-        let pem = std::fs::read(path).map_err(|source| UpstreamError::ReadRoot { path: path.clone(), source })?;
+        let pem = std::fs::read(path).map_err(|source| UpstreamError::ReadRoot {
+            path: path.clone(),
+            source,
+        })?;
         let mut found = false;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
             found = true;
@@ -222,7 +235,10 @@ mod tests {
     async fn every_upstream_socket_carries_the_mark() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "needs root (CAP_NET_ADMIN)");
+            assert!(
+                std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(),
+                "needs root (CAP_NET_ADMIN)"
+            );
             return;
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

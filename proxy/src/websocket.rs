@@ -49,8 +49,15 @@ pub enum WsError {
 }
 
 /// Headers that belong to the WebSocket handshake itself, regenerated per side.
-const HANDSHAKE_HEADERS: &[&str] =
-    &["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept", "upgrade", "connection", "host"];
+const HANDSHAKE_HEADERS: &[&str] = &[
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-accept",
+    "upgrade",
+    "connection",
+    "host",
+];
 
 /// Opens the upstream WebSocket, answers the client's upgrade, and relays.
 /// Returns the 101 response to send to the client, or the provider's refusal.
@@ -76,8 +83,13 @@ pub async fn relay(
     copy_end_to_end(req.headers(), up_req.headers_mut());
 
     let port = upstream_uri.port_u16().unwrap_or(443);
-    let tcp = upstream.dialer.connect_host(host, port).await.map_err(|e| WsError::Connect(e.to_string()))?;
-    let server_name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| WsError::Connect(e.to_string()))?;
+    let tcp = upstream
+        .dialer
+        .connect_host(host, port)
+        .await
+        .map_err(|e| WsError::Connect(e.to_string()))?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| WsError::Connect(e.to_string()))?;
     let tls = tokio_rustls::TlsConnector::from(upstream.tls.clone())
         .connect(server_name, tcp)
         .await
@@ -218,7 +230,10 @@ mod tests {
         fn finished(&mut self, _: u64, _: u64, _: Option<String>) {}
     }
 
-    async fn pair() -> (WebSocketStream<tokio::io::DuplexStream>, WebSocketStream<tokio::io::DuplexStream>) {
+    async fn pair() -> (
+        WebSocketStream<tokio::io::DuplexStream>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    ) {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let a = WebSocketStream::from_raw_socket(a, Role::Client, None);
         let b = WebSocketStream::from_raw_socket(b, Role::Server, None);
@@ -239,16 +254,34 @@ mod tests {
         let (mut client, proxy_client_side) = pair().await;
         let (proxy_server_side, mut server) = pair().await;
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let relay = tokio::spawn(pump(proxy_client_side, proxy_server_side, Box::new(Refuser(seen.clone()))));
+        let relay = tokio::spawn(pump(
+            proxy_client_side,
+            proxy_server_side,
+            Box::new(Refuser(seen.clone())),
+        ));
 
-        client.send(Message::Binary(br#"{"type":"response.create","input":"SECRET"}"#.to_vec())).await.unwrap();
+        client
+            .send(Message::Binary(
+                br#"{"type":"response.create","input":"SECRET"}"#.to_vec(),
+            ))
+            .await
+            .unwrap();
         let reply = client.next().await.unwrap().unwrap();
         assert_eq!(reply, Message::Text(r#"{"type":"error","status":422}"#.into()));
 
-        client.send(Message::Binary(br#"{"input":"fine"}"#.to_vec())).await.unwrap();
-        assert_eq!(server.next().await.unwrap().unwrap(), Message::Text(r#"{"input":"fine"}"#.into()));
+        client
+            .send(Message::Binary(br#"{"input":"fine"}"#.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(
+            server.next().await.unwrap().unwrap(),
+            Message::Text(r#"{"input":"fine"}"#.into())
+        );
         server.send(Message::Binary(b"answer [[X]]".to_vec())).await.unwrap();
-        assert_eq!(client.next().await.unwrap().unwrap(), Message::Text("answer restored".into()));
+        assert_eq!(
+            client.next().await.unwrap().unwrap(),
+            Message::Text("answer restored".into())
+        );
 
         client.send(Message::Binary(vec![0xff, 0xfe, 0x00])).await.unwrap();
         match client.next().await.unwrap().unwrap() {
@@ -258,7 +291,10 @@ mod tests {
         relay.await.unwrap();
         // The provider got only the inspected text message, then the close.
         while let Some(Ok(msg)) = server.next().await {
-            assert!(matches!(msg, Message::Close(_)), "uninspected message reached the provider: {msg:?}");
+            assert!(
+                matches!(msg, Message::Close(_)),
+                "uninspected message reached the provider: {msg:?}"
+            );
         }
         assert_eq!(seen.lock().unwrap().len(), 2);
     }

@@ -14,7 +14,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn self_signed(name: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
     let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
-    (cert.cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())))
+    (
+        cert.cert.der().clone(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+    )
 }
 
 fn client_config(trusted: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
@@ -45,7 +48,9 @@ async fn hello_split_into_tiny_segments_is_reassembled_and_replayed() {
     let client_cfg = client_config(cert);
     let client = tokio::spawn(async move {
         // Produce the ClientHello by hand so it can be dribbled out 7 bytes at a time.
-        let mut conn = rustls::ClientConnection::new(client_cfg.clone(), ServerName::try_from("api.anthropic.com").unwrap()).unwrap();
+        let mut conn =
+            rustls::ClientConnection::new(client_cfg.clone(), ServerName::try_from("api.anthropic.com").unwrap())
+                .unwrap();
         let mut hello = Vec::new();
         conn.write_tls(&mut hello).unwrap();
         let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -79,7 +84,10 @@ async fn hello_split_into_tiny_segments_is_reassembled_and_replayed() {
     let (info, buffered) = peek_client_hello(&mut stream).await.unwrap();
     assert_eq!(info.server_name.as_deref(), Some("api.anthropic.com"));
     assert_eq!(info.alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
-    let tls = acceptor.accept(Rewind::new(buffered.clone(), stream)).await.expect("handshake over replayed bytes");
+    let tls = acceptor
+        .accept(Rewind::new(buffered.clone(), stream))
+        .await
+        .expect("handshake over replayed bytes");
     let hello_len = client.await.unwrap();
     assert_eq!(buffered.len(), hello_len, "exactly the ClientHello was consumed");
     assert_eq!(tls.get_ref().1.server_name(), Some("api.anthropic.com"));

@@ -45,11 +45,19 @@ async fn start_upstream(seen: Seen, release: Arc<Mutex<Option<oneshot::Receiver<
                             let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
                             let gate = release.lock().unwrap().take();
                             tokio::spawn(async move {
-                                tx.send(Ok(Frame::data(Bytes::from_static(b"event: ping\ndata: {\"type\":\"ping\"}\n\n")))).await.unwrap();
+                                tx.send(Ok(Frame::data(Bytes::from_static(
+                                    b"event: ping\ndata: {\"type\":\"ping\"}\n\n",
+                                ))))
+                                .await
+                                .unwrap();
                                 if let Some(gate) = gate {
                                     let _ = gate.await;
                                 }
-                                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"event: message_stop\ndata: {}\n\n")))).await;
+                                let _ = tx
+                                    .send(Ok(Frame::data(Bytes::from_static(
+                                        b"event: message_stop\ndata: {}\n\n",
+                                    ))))
+                                    .await;
                             });
                             let stream = tokio_stream(rx);
                             let resp = Response::builder()
@@ -70,19 +78,29 @@ async fn start_upstream(seen: Seen, release: Arc<Mutex<Option<oneshot::Receiver<
                         let resp = Response::builder()
                             .header("content-type", "application/json")
                             .header("x-upstream", "yes")
-                            .body(Full::new(Bytes::from_static(br#"{"id":"msg_1","type":"message","usage":{"input_tokens":3,"output_tokens":5}}"#)).map_err(|n| match n {}).boxed())
+                            .body(
+                                Full::new(Bytes::from_static(
+                                    br#"{"id":"msg_1","type":"message","usage":{"input_tokens":3,"output_tokens":5}}"#,
+                                ))
+                                .map_err(|n| match n {})
+                                .boxed(),
+                            )
                             .unwrap();
                         Ok(resp)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
     addr
 }
 
-fn tokio_stream(mut rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+fn tokio_stream(
+    mut rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -116,10 +134,22 @@ async fn harness_with_store(upstream_override: Option<&str>, store: Store) -> Ha
     config.listen.transparent = None;
     config.intercept.enabled = false;
     config.upstream.mark = 0;
-    let base = upstream_override.map(str::to_string).unwrap_or_else(|| format!("http://{upstream}"));
+    let base = upstream_override
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("http://{upstream}"));
     config.providers = vec![
-        ProviderConfig { name: "anthropic".into(), hosts: vec!["api.anthropic.com".into()], upstream: base.clone(), paths: vec!["/v1/messages".into(), "/v1/stream".into(), "/v1/ratelimited".into()] },
-        ProviderConfig { name: "openai".into(), hosts: vec!["api.openai.com".into()], upstream: base, paths: vec!["/v1/".into()] },
+        ProviderConfig {
+            name: "anthropic".into(),
+            hosts: vec!["api.anthropic.com".into()],
+            upstream: base.clone(),
+            paths: vec!["/v1/messages".into(), "/v1/stream".into(), "/v1/ratelimited".into()],
+        },
+        ProviderConfig {
+            name: "openai".into(),
+            hosts: vec!["api.openai.com".into()],
+            upstream: base,
+            paths: vec!["/v1/".into()],
+        },
     ];
     let rows = Arc::new(Mutex::new(Vec::new()));
     let sink_rows = rows.clone();
@@ -136,8 +166,23 @@ async fn harness_with_store(upstream_override: Option<&str>, store: Store) -> Ha
             Ok(())
         })
     });
-    let running = app::start(config, Deps { audit, tls: None, origins: None }).await.unwrap();
-    Harness { proxy: running.explicit.unwrap(), seen, rows, release: Some(release_tx), _running: running }
+    let running = app::start(
+        config,
+        Deps {
+            audit,
+            tls: None,
+            origins: None,
+        },
+    )
+    .await
+    .unwrap();
+    Harness {
+        proxy: running.explicit.unwrap(),
+        seen,
+        rows,
+        release: Some(release_tx),
+        _running: running,
+    }
 }
 
 /// Sends a raw HTTP/1.1 request and returns the raw response text.
@@ -145,7 +190,10 @@ async fn raw(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -163,13 +211,23 @@ async fn forwards_provider_headers_unchanged_and_strips_hop_by_hop() {
     let seen = h.seen.0.lock().unwrap();
     let (parts, got_body) = &seen[0];
     assert_eq!(parts.uri.path_and_query().unwrap().as_str(), "/v1/messages?beta=true");
-    assert_eq!(parts.headers["anthropic-beta"], "claude-code-20250219,context-1m-2025-08-07");
+    assert_eq!(
+        parts.headers["anthropic-beta"],
+        "claude-code-20250219,context-1m-2025-08-07"
+    );
     assert_eq!(parts.headers["anthropic-version"], "2023-06-01");
     assert_eq!(parts.headers["x-api-key"], "sk-ant-oat01-abc");
     assert_eq!(parts.headers["x-custom-unknown"], "kept");
-    assert!(!parts.headers.contains_key("x-drop-me"), "Connection-listed header must not be forwarded");
+    assert!(
+        !parts.headers.contains_key("x-drop-me"),
+        "Connection-listed header must not be forwarded"
+    );
     assert!(!parts.headers.contains_key("keep-alive"));
-    assert_eq!(got_body.as_ref(), body.as_bytes(), "unchanged body must be forwarded byte-exact");
+    assert_eq!(
+        got_body.as_ref(),
+        body.as_bytes(),
+        "unchanged body must be forwarded byte-exact"
+    );
     drop(seen);
     let rows = h.rows.lock().unwrap();
     assert_eq!(rows.len(), 1);
@@ -177,12 +235,19 @@ async fn forwards_provider_headers_unchanged_and_strips_hop_by_hop() {
     assert_eq!(rows[0].shape, "anthropic.messages");
     assert_eq!(rows[0].status, 200);
     assert_eq!(rows[0].model.as_deref(), Some("claude-x"));
-    assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (Some(3), Some(5)), "usage read from the JSON answer");
+    assert_eq!(
+        (rows[0].input_tokens, rows[0].output_tokens),
+        (Some(3), Some(5)),
+        "usage read from the JSON answer"
+    );
     assert_eq!(rows[0].listener, "explicit");
     // The explicit listener finds the local client process through /proc.
     let identity = rows[0].identity.as_ref().expect("local client is attributed");
     assert_eq!(identity.pid, Some(std::process::id()));
-    assert!(identity.exe.as_deref().unwrap_or("").contains("forwarding"), "{identity:?}");
+    assert!(
+        identity.exe.as_deref().unwrap_or("").contains("forwarding"),
+        "{identity:?}"
+    );
 }
 
 #[tokio::test]
@@ -191,20 +256,29 @@ async fn streams_events_as_they_arrive() {
     let mut s = TcpStream::connect(h.proxy).await.unwrap();
     let body = r#"{"model":"m","stream":true}"#;
     // /v1/stream is not an LLM shape, so this also covers pass-through streaming.
-    let req = format!("POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let req = format!(
+        "POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let mut got = String::new();
     // The first event must arrive while the upstream is still holding the rest.
     while !got.contains("event: ping") {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("first event was buffered").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("first event was buffered")
+            .unwrap();
         assert!(n > 0, "connection closed early: {got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(!got.contains("message_stop"));
     h.release.take().unwrap().send(()).unwrap();
     while !got.contains("message_stop") {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
@@ -238,11 +312,17 @@ async fn unreachable_upstream_is_a_502_in_openai_format() {
     // Port 9 on loopback: nothing listens there.
     let h = harness(Some("http://127.0.0.1:9")).await;
     let body = r#"{"model":"gpt-x","messages":[]}"#;
-    let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     let resp = raw(h.proxy, &req).await;
     assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
     let json: serde_json::Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert!(json["error"]["message"].as_str().unwrap().contains("cannot reach the provider"));
+    assert!(json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot reach the provider"));
     let rows = h.rows.lock().unwrap();
     assert_eq!(rows[0].status, 502);
     assert_eq!(rows[0].provider, "openai");
@@ -270,7 +350,10 @@ async fn client_disconnect_mid_stream_is_audited() {
     let h = harness(None).await;
     let mut s = TcpStream::connect(h.proxy).await.unwrap();
     let body = r#"{"model":"m"}"#;
-    let req = format!("POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let req = format!(
+        "POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let mut got = String::new();
@@ -317,12 +400,21 @@ async fn a_content_length_answer_completes_only_after_its_audit_row_commits() {
     let mut got = Vec::new();
     let closed = read_for(&mut s, &mut got, Duration::from_millis(700)).await;
     let text = String::from_utf8_lossy(&got).into_owned();
-    assert!(!closed && !text.ends_with(RATE_LIMIT_BODY), "the last byte went out before the row was committed: {text}");
+    assert!(
+        !closed && !text.ends_with(RATE_LIMIT_BODY),
+        "the last byte went out before the row was committed: {text}"
+    );
     assert!(h.rows.lock().unwrap().is_empty());
     permits.add_permits(1);
-    assert!(read_for(&mut s, &mut got, Duration::from_secs(10)).await, "the answer never completed after the commit");
+    assert!(
+        read_for(&mut s, &mut got, Duration::from_secs(10)).await,
+        "the answer never completed after the commit"
+    );
     let text = String::from_utf8_lossy(&got).into_owned();
-    assert!(text.starts_with("HTTP/1.1 429") && text.ends_with(RATE_LIMIT_BODY), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 429") && text.ends_with(RATE_LIMIT_BODY),
+        "{text}"
+    );
     assert_eq!(h.rows.lock().unwrap().len(), 1);
 }
 
@@ -336,8 +428,15 @@ async fn an_answer_whose_audit_row_cannot_be_written_does_not_complete() {
         let (head, got_body) = resp.split_once("\r\n\r\n").expect("headers arrive");
         let declared: usize = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .expect("content-length kept");
-        assert!(got_body.len() < declared, "{path}: a complete answer went out without its audit row: {resp}");
+        assert!(
+            got_body.len() < declared,
+            "{path}: a complete answer went out without its audit row: {resp}"
+        );
     }
 }

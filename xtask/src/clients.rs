@@ -14,12 +14,21 @@ use anyhow::{bail, Context, Result};
 
 /// PyPI pins for the SDK venv (`root/venv`). anthropic 2.x and openai 3.x are
 /// the versions the client research ran against.
-pub const PYTHON_SDKS: &[&str] = &["anthropic==2.12.0", "openai==3.54.0", "httpx==0.28.1", "requests==2.34.2"];
+pub const PYTHON_SDKS: &[&str] = &[
+    "anthropic==2.12.0",
+    "openai==3.54.0",
+    "httpx==0.28.1",
+    "requests==2.34.2",
+];
 
 /// npm pins for `root/npm`. A bare `@anthropic-ai/claude-code` resolved an
 /// older release here, hence exact versions everywhere.
-pub const NODE_CLIENTS: &[&str] =
-    &["@anthropic-ai/sdk@1.12.0", "openai@6.49.0", "@anthropic-ai/claude-code@2.1.330", "@openai/codex@0.169.0"];
+pub const NODE_CLIENTS: &[&str] = &[
+    "@anthropic-ai/sdk@1.12.0",
+    "openai@6.49.0",
+    "@anthropic-ai/claude-code@2.1.330",
+    "@openai/codex@0.169.0",
+];
 
 /// aider pins its own openai/httpx versions, so it gets a venv of its own
 /// (`root/venv-aider`, ~700 MB): only for the full suite.
@@ -61,7 +70,9 @@ fn stamp_matches(stamp: &Path, pins: &[&str]) -> bool {
 
 fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}; is the program installed?"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}; is the program installed?"))?;
     if !status.success() {
         bail!("{shown} failed with {status}; see its output above, fix the cause (network, registry, disk) and rerun");
     }
@@ -81,7 +92,9 @@ fn python_venv(venv: &Path, pins: &[&str], what: &str) -> Result<()> {
             .context("python3 -m venv failed; on Debian install python3-venv (cargo xtask setup does)")?;
     }
     progress(&format!("{what}: pip install {}", pins.join(" ")));
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(pins))?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(pins))?;
     std::fs::write(&stamp, stamp_text(pins)).with_context(|| format!("cannot write {}", stamp.display()))?;
     progress(&format!("{what}: installed"));
     Ok(())
@@ -94,7 +107,10 @@ fn node_prefix(prefix: &Path) -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(prefix).with_context(|| format!("cannot create {}", prefix.display()))?;
-    progress(&format!("node clients: npm install {} (about 1 GB, the first time)", NODE_CLIENTS.join(" ")));
+    progress(&format!(
+        "node clients: npm install {} (about 1 GB, the first time)",
+        NODE_CLIENTS.join(" ")
+    ));
     // Scripts must run: Claude Code's postinstall links its native binary.
     run(Command::new("npm")
         .arg("install")

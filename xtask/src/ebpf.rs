@@ -23,11 +23,18 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Idempotent: installs only what is missing or at the wrong version.
@@ -54,15 +61,22 @@ pub fn setup_toolchain() -> anyhow::Result<()> {
             bail!("missing {missing:?} and no apt-get here; install them with your package manager");
         }
         run(Command::new("apt-get").arg("update"))?;
-        run(Command::new("apt-get").args(["install", "-y"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     Ok(())
 }
 
 /// The nightly sysroot's lib dir and the name of its LLVM dylib (libLLVM-*-rust-*.so).
 fn nightly_llvm() -> anyhow::Result<(PathBuf, String)> {
-    let sysroot = output(Command::new("rustc").arg(format!("+{NIGHTLY}")).args(["--print", "sysroot"]))
-        .context("cannot find the nightly sysroot; run `rustup toolchain install nightly`")?;
+    let sysroot = output(
+        Command::new("rustc")
+            .arg(format!("+{NIGHTLY}"))
+            .args(["--print", "sysroot"]),
+    )
+    .context("cannot find the nightly sysroot; run `rustup toolchain install nightly`")?;
     let lib = Path::new(&sysroot).join("lib");
     for entry in std::fs::read_dir(&lib).with_context(|| format!("cannot list {}", lib.display()))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
@@ -72,17 +86,30 @@ fn nightly_llvm() -> anyhow::Result<(PathBuf, String)> {
             }
         }
     }
-    bail!("no libLLVM-*-rust-*.so in {}; add it with `rustup component add llvm-tools --toolchain nightly`", lib.display())
+    bail!(
+        "no libLLVM-*-rust-*.so in {}; add it with `rustup component add llvm-tools --toolchain nightly`",
+        lib.display()
+    )
 }
 
 fn install_bpf_linker() -> anyhow::Result<()> {
     let (lib, dylib) = nightly_llvm()?;
     // llvm-NN feature must match the nightly's LLVM major (LLVM-22-rust-... -> llvm-22).
-    let major = dylib.trim_start_matches("LLVM-").split(['-', '.']).next().unwrap_or("").to_string();
+    let major = dylib
+        .trim_start_matches("LLVM-")
+        .split(['-', '.'])
+        .next()
+        .unwrap_or("")
+        .to_string();
     let rustflags = format!("-L {l} -l dylib={dylib} -C link-arg=-Wl,-rpath,{l}", l = lib.display());
     run(Command::new("cargo")
         .arg(format!("+{NIGHTLY}"))
-        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--no-default-features", "--features"])
+        .args([
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--no-default-features",
+            "--features",
+        ])
         .arg(format!("llvm-{major},no-llvm-linking"))
         .env("RUSTFLAGS", rustflags))
 }
@@ -95,7 +122,15 @@ pub fn build_ebpf() -> anyhow::Result<()> {
     let rustflags = ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f");
     run(Command::new("cargo")
         .arg(format!("+{NIGHTLY}"))
-        .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         .current_dir(&crate_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags)

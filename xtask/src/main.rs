@@ -77,7 +77,10 @@ fn main() -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn step(msg: &str) {
@@ -94,11 +97,18 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn have(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Debian packages the build and the tests use.
@@ -118,11 +128,20 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 fn apt_install() -> Result<()> {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
-        .filter(|(probe, _)| if probe.starts_with('/') { !Path::new(probe).exists() } else { !have(probe) })
+        .filter(|(probe, _)| {
+            if probe.starts_with('/') {
+                !Path::new(probe).exists()
+            } else {
+                !have(probe)
+            }
+        })
         .map(|(_, pkg)| *pkg)
         .collect();
     // python3-venv is needed on Debian's python; pyenv pythons have venv built in.
-    let venv_ok = Command::new("python3").args(["-c", "import venv, ensurepip"]).status().is_ok_and(|s| s.success());
+    let venv_ok = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .status()
+        .is_ok_and(|s| s.success());
     let mut missing = missing;
     if !venv_ok {
         missing.push("python3-venv");
@@ -136,7 +155,10 @@ fn apt_install() -> Result<()> {
     }
     step(&format!("apt-get install {}", missing.join(" ")));
     run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq"])
+        .args(&missing))?;
     Ok(())
 }
 
@@ -166,7 +188,13 @@ fn test(full: bool, args: &[String]) -> Result<()> {
     setup(full)?;
     let root = root();
     step("building the promptwall binary");
-    run(Command::new("cargo").current_dir(&root).args(["build", "-p", "promptwall-agent", "-p", "promptwall-fake-provider"]))?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "-p",
+        "promptwall-agent",
+        "-p",
+        "promptwall-fake-provider",
+    ]))?;
     step("running the test suite");
     let mut cmd = Command::new("cargo");
     cmd.current_dir(&root).args(["test", "--workspace"]);
@@ -184,7 +212,9 @@ fn up(transparent: bool) -> Result<()> {
     setup_base()?;
     let root = root();
     step("building promptwall (release)");
-    run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "promptwall-agent"]))?;
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "promptwall-agent"]))?;
     let state = root.join("target/promptwall");
     std::fs::create_dir_all(&state)?;
     let config = state.join("config.toml");
@@ -201,7 +231,9 @@ fn up(transparent: bool) -> Result<()> {
         run(Command::new(&bin).arg("--config").arg(&config).args(["ca", "init"]))?;
     }
     step(&format!("promptwall up (config {})", config.display()));
-    eprintln!("    explicit listener: ANTHROPIC_BASE_URL=http://127.0.0.1:8787  OPENAI_BASE_URL=http://127.0.0.1:8787/v1");
+    eprintln!(
+        "    explicit listener: ANTHROPIC_BASE_URL=http://127.0.0.1:8787  OPENAI_BASE_URL=http://127.0.0.1:8787/v1"
+    );
     eprintln!("    audit: {} --config {} audit query", bin.display(), config.display());
     run(Command::new(&bin).arg("--config").arg(&config).arg("up"))
 }

@@ -19,7 +19,9 @@ pub fn run_package(bin: Option<PathBuf>, out: Option<PathBuf>) -> Result<PathBuf
         Some(b) => b,
         None => {
             step("building promptwall (release)");
-            run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "promptwall-agent"]))?;
+            run(Command::new("cargo")
+                .current_dir(&root)
+                .args(["build", "--release", "-p", "promptwall-agent"]))?;
             root.join("target/release/promptwall")
         }
     };
@@ -38,7 +40,13 @@ pub fn run_package(bin: Option<PathBuf>, out: Option<PathBuf>) -> Result<PathBuf
     if !output.status.success() {
         bail!("deploy/debian/build-deb.sh failed with {}", output.status);
     }
-    let deb = PathBuf::from(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim());
+    let deb = PathBuf::from(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim(),
+    );
     step(&format!("built {}", deb.display()));
     run(Command::new("dpkg-deb").arg("--info").arg(&deb))?;
     Ok(deb)

@@ -315,7 +315,9 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<()> {
             }
             if let (Some(central), true) = (&config.audit.central, args.db.db.is_none() && store.is_sqlite()) {
                 // Rows not yet shipped are kept even before the daemon's first batch.
-                CentralShipper::new(store.clone(), &central.url, 1, Duration::from_secs(1))?.register().await?;
+                CentralShipper::new(store.clone(), &central.url, 1, Duration::from_secs(1))?
+                    .register()
+                    .await?;
             }
             let reports = store.prune(&cutoff, args.force).await?;
             emit(&render::prune(&reports))
@@ -344,8 +346,11 @@ pub fn writer_options(config: &Config, machine_id: &str) -> anyhow::Result<Write
 
 /// Retention from `[audit]` (retention_days, body_retention_days), hourly.
 pub fn start_retention(store: &AuditStore, config: &Config) -> Option<tokio::task::JoinHandle<()>> {
-    RetentionPolicy { rows_days: config.audit.retention_days, bodies_days: config.audit.body_retention_days }
-        .spawn(store.clone(), Duration::from_secs(3600))
+    RetentionPolicy {
+        rows_days: config.audit.retention_days,
+        bodies_days: config.audit.body_retention_days,
+    }
+    .spawn(store.clone(), Duration::from_secs(3600))
 }
 
 /// Starts shipping the local spool to `[audit.central]`. Rows are never lost
@@ -363,7 +368,10 @@ pub async fn start_shipper(
     )
     .map_err(|e: AuditError| anyhow::anyhow!(e))
     .context("[audit.central] is misconfigured")?;
-    shipper.register().await.context("cannot record the central store in the local spool")?;
+    shipper
+        .register()
+        .await
+        .context("cannot record the central store in the local spool")?;
     tracing::info!(machine_id, central = %promptwall_audit::store::redact_url(&central.url), "shipping audit rows to the central store");
     Ok(shipper.spawn())
 }

@@ -89,14 +89,7 @@ pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
         }
         CaCommand::Export { chain } => {
             let ca = OrgCa::load(&dir)?;
-            print!(
-                "{}",
-                if chain {
-                    ca.chain_pem()
-                } else {
-                    ca.anchor_pem()
-                }
-            );
+            print!("{}", if chain { ca.chain_pem() } else { ca.anchor_pem() });
             Ok(())
         }
         CaCommand::Install(args) => {
@@ -116,7 +109,9 @@ pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
                 );
             }
             if args.no_env {
-                println!("machine-wide environment left alone (--no-env); Node and certifi-based clients won't trust the CA");
+                println!(
+                    "machine-wide environment left alone (--no-env); Node and certifi-based clients won't trust the CA"
+                );
             } else {
                 let env = super::trust_env::install(&args.root, change.layout)?;
                 for path in &env.written {
@@ -143,10 +138,7 @@ pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
                     change.layout
                 );
             } else {
-                println!(
-                    "not installed ({} absent); nothing to do",
-                    change.anchor_path.display()
-                );
+                println!("not installed ({} absent); nothing to do", change.anchor_path.display());
             }
             Ok(())
         }
@@ -170,22 +162,19 @@ fn init(args: InitArgs, config: &Config) -> anyhow::Result<()> {
         args.domains
     };
     let opts = InitOptions {
-        permitted_domains: if name_constraints {
-            domains
-        } else {
-            Vec::new()
-        },
+        permitted_domains: if name_constraints { domains } else { Vec::new() },
         name_constraints,
-        common_name: args
-            .common_name
-            .unwrap_or_else(promptwall_ca::default_common_name),
+        common_name: args.common_name.unwrap_or_else(promptwall_ca::default_common_name),
         validity_days: args.validity_days,
         force: args.force,
     };
     let ca = OrgCa::init(&config.ca.dir, &opts)?;
     report_created("created", &ca);
     if !name_constraints {
-        eprintln!("warning: the CA is not name-constrained; anyone who obtains {} can impersonate any site to this machine", OrgCa::key_path(&config.ca.dir).display());
+        eprintln!(
+            "warning: the CA is not name-constrained; anyone who obtains {} can impersonate any site to this machine",
+            OrgCa::key_path(&config.ca.dir).display()
+        );
     }
     Ok(())
 }
@@ -195,18 +184,16 @@ fn report_created(verb: &str, ca: &OrgCa) {
     println!("{verb} org CA {} in {}", st.subject, st.dir.display());
     println!("  SHA-256 fingerprint {}", st.fingerprint_sha256);
     println!("  name constraints    {}", constraints_text(&st));
-    println!("next: `sudo promptwall ca install` so this machine trusts it; restart a running `promptwall up` to use it");
+    println!(
+        "next: `sudo promptwall ca install` so this machine trusts it; restart a running `promptwall up` to use it"
+    );
 }
 
 fn constraints_text(st: &CaStatus) -> String {
     match &st.name_constraints {
         None => "none (unconstrained)".into(),
         Some(c) if c.excluded.is_empty() => c.permitted.join(", "),
-        Some(c) => format!(
-            "{}; excluded {}",
-            c.permitted.join(", "),
-            c.excluded.join(", ")
-        ),
+        Some(c) => format!("{}; excluded {}", c.permitted.join(", "), c.excluded.join(", ")),
     }
 }
 
@@ -274,11 +261,7 @@ fn status(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
         ("name constraints", constraints_text(&st)),
         (
             "chain",
-            format!(
-                "{} certificate(s) in {}",
-                st.chain_len,
-                st.cert_path.display()
-            ),
+            format!("{} certificate(s) in {}", st.chain_len, st.cert_path.display()),
         ),
         ("system trust", trust_text),
         ("trusted by bundle", yes_no(st.trust.in_bundle).into()),
@@ -291,9 +274,7 @@ fn status(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
 }
 
 fn path_text(p: &Option<PathBuf>) -> String {
-    p.as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
+    p.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// ALPN offered to intercepted clients; the proxy serves both.

@@ -68,7 +68,12 @@ pub struct Check {
 }
 
 fn check(id: &str, outcome: Outcome, detail: impl Into<String>, fix: Option<&str>) -> Check {
-    Check { id: id.into(), outcome, detail: detail.into(), fix: fix.map(str::to_string) }
+    Check {
+        id: id.into(),
+        outcome,
+        detail: detail.into(),
+        fix: fix.map(str::to_string),
+    }
 }
 
 pub async fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<()> {
@@ -84,7 +89,11 @@ pub async fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<()> {
     }
     let mut checks = Vec::new();
     checks.extend(kernel_checks());
-    checks.push(if args.no_ebpf { check("ebpf_attach", Outcome::Skip, "--no-ebpf", None) } else { ebpf_check(config) });
+    checks.push(if args.no_ebpf {
+        check("ebpf_attach", Outcome::Skip, "--no-ebpf", None)
+    } else {
+        ebpf_check(config)
+    });
     checks.push(nftables_check(config));
     checks.push(service_check());
     let status = crate::admin::query(&config.listen.admin_socket, "status").await;
@@ -92,7 +101,11 @@ pub async fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<()> {
         Ok(doc) => check(
             "agent",
             Outcome::Pass,
-            format!("running: pid {}, version {}", doc["pid"], doc["version"].as_str().unwrap_or("?")),
+            format!(
+                "running: pid {}, version {}",
+                doc["pid"],
+                doc["version"].as_str().unwrap_or("?")
+            ),
             None,
         ),
         Err(e) => check(
@@ -138,7 +151,11 @@ pub async fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<()> {
 }
 
 fn first_provider_host(config: &Config) -> String {
-    config.provider_hosts().next().unwrap_or("api.anthropic.com").to_string()
+    config
+        .provider_hosts()
+        .next()
+        .unwrap_or("api.anthropic.com")
+        .to_string()
 }
 
 fn print_table(checks: &[Check], machine_id: &str) {
@@ -153,7 +170,12 @@ fn print_table(checks: &[Check], machine_id: &str) {
             Outcome::Fail => "FAIL",
             Outcome::Skip => "skip",
         };
-        table.add_row(vec![c.id.clone(), result.into(), c.detail.clone(), c.fix.clone().unwrap_or_default()]);
+        table.add_row(vec![
+            c.id.clone(),
+            result.into(),
+            c.detail.clone(),
+            c.fix.clone().unwrap_or_default(),
+        ]);
     }
     println!("machine id: {machine_id}");
     println!("{table}");
@@ -183,10 +205,16 @@ fn learned_check(doc: &serde_json::Value) -> Check {
     let (passed, blocked): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e["passthrough"] == true);
     let mut parts = Vec::new();
     if !passed.is_empty() {
-        parts.push(format!("passed through UNINSPECTED: {}", passed.iter().map(text).collect::<Vec<_>>().join("; ")));
+        parts.push(format!(
+            "passed through UNINSPECTED: {}",
+            passed.iter().map(text).collect::<Vec<_>>().join("; ")
+        ));
     }
     if !blocked.is_empty() {
-        parts.push(format!("blocked (fail = \"closed\"): {}", blocked.iter().map(text).collect::<Vec<_>>().join("; ")));
+        parts.push(format!(
+            "blocked (fail = \"closed\"): {}",
+            blocked.iter().map(text).collect::<Vec<_>>().join("; ")
+        ));
     }
     check(
         "learned_passthrough",
@@ -197,8 +225,15 @@ fn learned_check(doc: &serde_json::Value) -> Check {
 }
 
 fn kernel_checks() -> Vec<Check> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let version: Vec<u32> = release.split(['.', '-']).take(2).filter_map(|p| p.parse().ok()).collect();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let version: Vec<u32> = release
+        .split(['.', '-'])
+        .take(2)
+        .filter_map(|p| p.parse().ok())
+        .collect();
     // 5.14: SO_NETNS_COOKIE, which the redirect uses to stay in its own namespace.
     let kernel = match version.as_slice() {
         [major, minor] if (*major, *minor) >= (5, 14) => {
@@ -210,7 +245,12 @@ fn kernel_checks() -> Vec<Check> {
             format!("Linux {release} is older than 5.14; eBPF interception may not load"),
             Some("upgrade the kernel, or set intercept.mode = \"nftables\""),
         ),
-        _ => check("kernel", Outcome::Warn, format!("cannot parse kernel release {release:?}"), None),
+        _ => check(
+            "kernel",
+            Outcome::Warn,
+            format!("cannot parse kernel release {release:?}"),
+            None,
+        ),
     };
     let cgroup = match crate::intercept::cgroup::cgroup2_mount() {
         Ok(p) => check("cgroup2", Outcome::Pass, format!("mounted at {}", p.display()), None),
@@ -244,7 +284,12 @@ fn ebpf_check(config: &Config) -> Check {
         );
     }
     if !is_root() {
-        return check("ebpf_attach", Outcome::Skip, "needs root", Some("run `sudo promptwall doctor`"));
+        return check(
+            "ebpf_attach",
+            Outcome::Skip,
+            "needs root",
+            Some("run `sudo promptwall doctor`"),
+        );
     }
     let result = (|| -> anyhow::Result<usize> {
         let mount = cgroup::cgroup2_mount()?;
@@ -298,7 +343,12 @@ fn nftables_check(config: &Config) -> Check {
     };
     let v = String::from_utf8_lossy(&version.stdout).trim().to_string();
     if !is_root() {
-        return check("nftables", Outcome::Pass, format!("{v} (kernel access not checked: not root)"), None);
+        return check(
+            "nftables",
+            Outcome::Pass,
+            format!("{v} (kernel access not checked: not root)"),
+            None,
+        );
     }
     match Command::new("nft").args(["list", "tables"]).output() {
         Ok(o) if o.status.success() => check("nftables", Outcome::Pass, v, None),
@@ -316,7 +366,10 @@ fn service_check() -> Check {
     if !Path::new("/run/systemd/system").exists() {
         return check("service", Outcome::Skip, "systemd is not running here", None);
     }
-    match Command::new("systemctl").args(["is-active", "promptwall.service"]).output() {
+    match Command::new("systemctl")
+        .args(["is-active", "promptwall.service"])
+        .output()
+    {
         Ok(o) => {
             let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
             if state == "active" {
@@ -351,7 +404,10 @@ fn ca_checks(config: &Config, root: &Path, layout: Option<TrustLayout>) -> Vec<C
         Some(c) => format!("constrained to {}", c.permitted.join(", ")),
         None => "not name-constrained".into(),
     };
-    let detail = format!("{}; valid until {} ({} days left); {constraints}", st.subject, st.not_after, st.days_left);
+    let detail = format!(
+        "{}; valid until {} ({} days left); {constraints}",
+        st.subject, st.not_after, st.days_left
+    );
     let ca_row = if st.days_left < 0 {
         check(
             "ca",
@@ -449,7 +505,10 @@ fn env_check(env: &BTreeMap<String, String>, layout: Option<TrustLayout>, root: 
 fn client_command(program: impl AsRef<std::ffi::OsStr>, machine_env: &BTreeMap<String, String>) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear();
-    cmd.env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()));
+    cmd.env(
+        "PATH",
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    );
     cmd.env("HOME", std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
     cmd.envs(machine_env.iter().filter(|(k, _)| k.as_str() != "PATH"));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -534,19 +593,30 @@ fn tls_checks(
 ) -> Vec<Check> {
     let mut ids = vec!["tls_curl".to_string()];
     for (i, py) in pythons.iter().enumerate() {
-        let suffix = if i == 0 { String::new() } else { format!("@{}", py.display()) };
+        let suffix = if i == 0 {
+            String::new()
+        } else {
+            format!("@{}", py.display())
+        };
         for m in ["ssl", "requests", "httpx"] {
             ids.push(format!("tls_python_{m}{suffix}"));
         }
     }
     ids.extend(["tls_node".to_string(), "tls_rustls".to_string()]);
     let Some(addr) = target else {
-        let why =
-            format!("no TLS listener to test: the agent is not reachable on {}", config.listen.admin_socket.display());
+        let why = format!(
+            "no TLS listener to test: the agent is not reachable on {}",
+            config.listen.admin_socket.display()
+        );
         return ids
             .iter()
             .map(|id| {
-                check(id, Outcome::Fail, why.clone(), Some("start the agent, or pass --proxy ADDR of a TLS listener"))
+                check(
+                    id,
+                    Outcome::Fail,
+                    why.clone(),
+                    Some("start the agent, or pass --proxy ADDR of a TLS listener"),
+                )
             })
             .collect();
     };
@@ -577,29 +647,49 @@ fn tls_checks(
         .arg(format!("https://{host}/"));
     out.push(match run_probe(curl) {
         None => check("tls_curl", Outcome::Skip, "curl not installed", None),
-        Some((0, code, _)) => check("tls_curl", Outcome::Pass, format!("handshake trusted (HTTP {code})"), None),
+        Some((0, code, _)) => check(
+            "tls_curl",
+            Outcome::Pass,
+            format!("handshake trusted (HTTP {code})"),
+            None,
+        ),
         // curl's first stderr line names the problem; the rest is boilerplate.
         Some((rc, _, err)) => check(
             "tls_curl",
             Outcome::Fail,
-            format!("curl exit {rc}: {}", err.lines().find(|l| !l.trim().is_empty()).unwrap_or("")),
+            format!(
+                "curl exit {rc}: {}",
+                err.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
+            ),
             Some(TRUST_FIX),
         ),
     });
 
     for (i, py) in pythons.iter().enumerate() {
-        let suffix = if i == 0 { String::new() } else { format!("@{}", py.display()) };
+        let suffix = if i == 0 {
+            String::new()
+        } else {
+            format!("@{}", py.display())
+        };
         for mode in ["ssl", "requests", "httpx"] {
             let id = format!("tls_python_{mode}{suffix}");
             let mut cmd = client_command(py, env);
             cmd.arg("-c").arg(PYTHON_PROBE).args([mode, host, &ip, &port]);
             out.push(match run_probe(cmd) {
-                None => check(&id, Outcome::Skip, format!("{} not found", py.display()), Some("pass --python PATH")),
+                None => check(
+                    &id,
+                    Outcome::Skip,
+                    format!("{} not found", py.display()),
+                    Some("pass --python PATH"),
+                ),
                 Some((0, msg, _)) => check(&id, Outcome::Pass, msg, None),
                 Some((3, _, err)) => check(&id, Outcome::Skip, err, None),
-                Some((rc, _, err)) => {
-                    check(&id, Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX))
-                }
+                Some((rc, _, err)) => check(
+                    &id,
+                    Outcome::Fail,
+                    format!("exit {rc}: {}", last_line(&err)),
+                    Some(TRUST_FIX),
+                ),
             });
         }
     }
@@ -609,22 +699,41 @@ fn tls_checks(
     out.push(match run_probe(node) {
         None => check("tls_node", Outcome::Skip, "node not installed", None),
         Some((0, msg, _)) => check("tls_node", Outcome::Pass, msg, None),
-        Some((rc, _, err)) => {
-            check("tls_node", Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX))
-        }
+        Some((rc, _, err)) => check(
+            "tls_node",
+            Outcome::Fail,
+            format!("exit {rc}: {}", last_line(&err)),
+            Some(TRUST_FIX),
+        ),
     });
 
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("promptwall"));
     let mut rustls = client_command(exe, env);
     // The probe needs no config; /dev/null (all defaults) keeps an unreadable
     // /etc/promptwall/config.toml from failing it.
-    rustls.args(["--config", "/dev/null", "doctor", "--server-name", host, "--rustls-probe", &addr.to_string()]);
+    rustls.args([
+        "--config",
+        "/dev/null",
+        "doctor",
+        "--server-name",
+        host,
+        "--rustls-probe",
+        &addr.to_string(),
+    ]);
     out.push(match run_probe(rustls) {
-        None => check("tls_rustls", Outcome::Fail, "cannot re-run this binary for the rustls probe", None),
+        None => check(
+            "tls_rustls",
+            Outcome::Fail,
+            "cannot re-run this binary for the rustls probe",
+            None,
+        ),
         Some((0, msg, _)) => check("tls_rustls", Outcome::Pass, msg, None),
-        Some((rc, _, err)) => {
-            check("tls_rustls", Outcome::Fail, format!("exit {rc}: {}", last_line(&err)), Some(TRUST_FIX))
-        }
+        Some((rc, _, err)) => check(
+            "tls_rustls",
+            Outcome::Fail,
+            format!("exit {rc}: {}", last_line(&err)),
+            Some(TRUST_FIX),
+        ),
     });
     out
 }
@@ -652,7 +761,8 @@ fn rustls_probe(addr: SocketAddr, host: &str) -> anyhow::Result<String> {
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     sock.set_write_timeout(Some(Duration::from_secs(10)))?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut sock).with_context(|| format!("TLS handshake with {addr} as {host} failed"))?;
+        conn.complete_io(&mut sock)
+            .with_context(|| format!("TLS handshake with {addr} as {host} failed"))?;
     }
     Ok(format!(
         "{:?} via rustls with {added} native roots",

@@ -19,7 +19,9 @@ pub fn overlay_dir(config_path: &Path) -> PathBuf {
 /// Loads the config and its drop-ins. Without drop-ins this is exactly
 /// [`Config::load`].
 pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-    let base_path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let base_path = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let overlays = overlay_files(&overlay_dir(&base_path))?;
     if overlays.is_empty() {
         return Ok(Config::load(path)?);
@@ -27,7 +29,13 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     let mut merged = match std::fs::read_to_string(&base_path) {
         Ok(text) => parse_table(&text, &base_path)?,
         Err(e) if path.is_none() && e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
-        Err(source) => return Err(ConfigError::Read { path: base_path, source }.into()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: base_path,
+                source,
+            }
+            .into())
+        }
     };
     for file in &overlays {
         let text =
@@ -64,8 +72,13 @@ fn overlay_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn parse_table(text: &str, path: &Path) -> anyhow::Result<toml::Table> {
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() }.into())
+    text.parse::<toml::Table>().map_err(|e| {
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+        .into()
+    })
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -103,8 +116,14 @@ mod tests {
         let c = load(Some(&base)).unwrap();
         assert_eq!(c.machine_id.as_deref(), Some("laptop-7"));
         assert_eq!(c.listen.explicit, Some("127.0.0.1:2222".parse().unwrap()));
-        assert!(c.audit.capture_bodies, "keys the drop-ins don't name keep the base value");
-        assert_eq!(c.audit.central.as_ref().map(|x| x.url.as_str()), Some("postgres://central/x"));
+        assert!(
+            c.audit.capture_bodies,
+            "keys the drop-ins don't name keep the base value"
+        );
+        assert_eq!(
+            c.audit.central.as_ref().map(|x| x.url.as_str()),
+            Some("postgres://central/x")
+        );
         assert_eq!(c.listen.admin_socket, Config::default().listen.admin_socket);
     }
 
@@ -114,7 +133,10 @@ mod tests {
         let base = dir.path().join("config.toml");
         std::fs::write(&base, "[listen]\nexplicit = \"127.0.0.1:1111\"\n").unwrap();
         assert_eq!(load(Some(&base)).unwrap(), Config::load(Some(&base)).unwrap());
-        assert!(load(Some(&dir.path().join("missing.toml"))).is_err(), "an explicit path must exist");
+        assert!(
+            load(Some(&dir.path().join("missing.toml"))).is_err(),
+            "an explicit path must exist"
+        );
     }
 
     #[test]
@@ -123,7 +145,11 @@ mod tests {
         let base = dir.path().join("config.toml");
         std::fs::write(&base, "").unwrap();
         std::fs::create_dir(dir.path().join("config.d")).unwrap();
-        std::fs::write(dir.path().join("config.d/50-typo.toml"), "[listen]\nexplicitt = \"127.0.0.1:1\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("config.d/50-typo.toml"),
+            "[listen]\nexplicitt = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
         let err = format!("{:#}", load(Some(&base)).unwrap_err());
         assert!(err.contains("explicitt") && err.contains("50-typo.toml"), "{err}");
     }

@@ -94,12 +94,13 @@ fn scan(args: ScanArgs, config: &Config) -> anyhow::Result<bool> {
 
 fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
     match file {
-        Some(p) if p.as_os_str() != "-" => {
-            std::fs::read(p).with_context(|| format!("cannot read {}; pass an existing file or - for stdin", p.display()))
-        }
+        Some(p) if p.as_os_str() != "-" => std::fs::read(p)
+            .with_context(|| format!("cannot read {}; pass an existing file or - for stdin", p.display())),
         _ => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("cannot read stdin; pipe the text in or pass a FILE")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read stdin; pipe the text in or pass a FILE")?;
             Ok(buf)
         }
     }
@@ -122,7 +123,13 @@ fn table(text: &str, findings: &[Finding], show: bool) -> comfy_table::Table {
         }
         pos = f.start;
         let col = text[line_start..f.start].chars().count() + 1;
-        let mut row = vec![line.to_string(), col.to_string(), f.kind.to_string(), f.category.as_str().into(), f.action.as_str().into()];
+        let mut row = vec![
+            line.to_string(),
+            col.to_string(),
+            f.kind.to_string(),
+            f.category.as_str().into(),
+            f.action.as_str().into(),
+        ];
         if show {
             row.push(f.value(text).replace('\n', "\\n"));
         }

@@ -29,7 +29,11 @@ pub async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<()> {
     for key in ["version", "pid", "uptime_secs", "machine_id"] {
         row(&mut table, key, &doc[key]);
     }
-    for (section, value) in [("listeners", &doc["listeners"]), ("counts", &doc["counts"]), ("intercept", &doc["intercept"])] {
+    for (section, value) in [
+        ("listeners", &doc["listeners"]),
+        ("counts", &doc["counts"]),
+        ("intercept", &doc["intercept"]),
+    ] {
         match value {
             serde_json::Value::Object(map) => {
                 for (k, v) in map {

@@ -85,7 +85,9 @@ pub fn install(root: &Path, layout: TrustLayout) -> anyhow::Result<EnvChange> {
     for line in outside.lines() {
         if let Some((k, _)) = parse_assignment(line) {
             if vars.iter().any(|(name, _)| *name == k) {
-                change.conflicts.push(format!("{} sets {k} outside the promptwall block", env_path.display()));
+                change
+                    .conflicts
+                    .push(format!("{} sets {k} outside the promptwall block", env_path.display()));
             }
         }
     }
@@ -118,7 +120,10 @@ pub fn install(root: &Path, layout: TrustLayout) -> anyhow::Result<EnvChange> {
     for (k, v) in &vars {
         profile += &format!("export {k}=\"${{{k}:-{v}}}\"\n");
     }
-    let envd = format!("{OWNED_HEADER}\n{}", vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>());
+    let envd = format!(
+        "{OWNED_HEADER}\n{}",
+        vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>()
+    );
     for (rel, content) in [(PROFILE_SCRIPT, profile), (ENVIRONMENT_D, envd)] {
         let path = root.join(rel);
         if fs::read_to_string(&path).ok().as_deref() == Some(content.as_str()) {
@@ -246,7 +251,10 @@ fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Temp file + rename, world-readable (these files hold no secrets).
 fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
-    let tmp = path.with_file_name(format!(".{}.promptwall-tmp", path.file_name().unwrap().to_string_lossy()));
+    let tmp = path.with_file_name(format!(
+        ".{}.promptwall-tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
     let _ = fs::remove_file(&tmp);
     let result = (|| {
         let mut f = fs::OpenOptions::new()
@@ -306,11 +314,17 @@ mod tests {
         let env = machine_environment(root.path());
         assert_eq!(env["SSL_CERT_FILE"], "/etc/ssl/certs/ca-certificates.crt");
         assert_eq!(env["REQUESTS_CA_BUNDLE"], "/etc/ssl/certs/ca-certificates.crt");
-        assert_eq!(env["NODE_EXTRA_CA_CERTS"], "/usr/local/share/ca-certificates/promptwall-org-ca.crt");
+        assert_eq!(
+            env["NODE_EXTRA_CA_CERTS"],
+            "/usr/local/share/ca-certificates/promptwall-org-ca.crt"
+        );
         assert_eq!(env["NODE_USE_SYSTEM_CA"], "1");
         if let Some(t) = original_environment {
             let now = fs::read_to_string(root.path().join(ENVIRONMENT)).unwrap();
-            assert!(now.starts_with(t.trim_end_matches('\n')), "original content kept first: {now}");
+            assert!(
+                now.starts_with(t.trim_end_matches('\n')),
+                "original content kept first: {now}"
+            );
         }
         let profile = fs::read_to_string(root.path().join(PROFILE_SCRIPT)).unwrap();
         assert!(profile.contains("export SSL_CERT_FILE=\"${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}\""));
@@ -338,8 +352,14 @@ mod tests {
     #[test]
     fn rhel_values_name_the_rhel_bundle() {
         let vars: BTreeMap<_, _> = variables(TrustLayout::Rhel).into_iter().collect();
-        assert_eq!(vars["SSL_CERT_FILE"], "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem");
-        assert_eq!(vars["NODE_EXTRA_CA_CERTS"], "/etc/pki/ca-trust/source/anchors/promptwall-org-ca.pem");
+        assert_eq!(
+            vars["SSL_CERT_FILE"],
+            "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"
+        );
+        assert_eq!(
+            vars["NODE_EXTRA_CA_CERTS"],
+            "/etc/pki/ca-trust/source/anchors/promptwall-org-ca.pem"
+        );
     }
 
     #[test]
@@ -349,7 +369,10 @@ mod tests {
         fs::write(root.path().join(PROFILE_SCRIPT), "echo mine\n").unwrap();
         let change = uninstall(root.path()).unwrap();
         assert!(change.removed.is_empty());
-        assert_eq!(fs::read_to_string(root.path().join(PROFILE_SCRIPT)).unwrap(), "echo mine\n");
+        assert_eq!(
+            fs::read_to_string(root.path().join(PROFILE_SCRIPT)).unwrap(),
+            "echo mine\n"
+        );
     }
 
     #[test]

@@ -28,13 +28,20 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
         promptwall_proxy::config::AuditSync::Full => promptwall_audit::SyncMode::Full,
         promptwall_proxy::config::AuditSync::Normal => promptwall_audit::SyncMode::Normal,
     };
-    let store = AuditStore::open_for_writing(&config.audit.url, sync).await.with_context(|| {
-        format!("cannot open the audit store {}", promptwall_audit::store::redact_url(&config.audit.url))
-    })?;
+    let store = AuditStore::open_for_writing(&config.audit.url, sync)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the audit store {}",
+                promptwall_audit::store::redact_url(&config.audit.url)
+            )
+        })?;
     let writer = AuditWriter::spawn(store.clone(), crate::cli::audit::writer_options(&config, &machine_id)?);
     let _retention = crate::cli::audit::start_retention(&store, &config);
     let shipper = match &config.audit.central {
-        Some(central) if !central.url.is_empty() => Some(crate::cli::audit::start_shipper(&store, central, &machine_id).await?),
+        Some(central) if !central.url.is_empty() => {
+            Some(crate::cli::audit::start_shipper(&store, central, &machine_id).await?)
+        }
         _ => None,
     };
     let audit = audit_sink(writer, machine_id.clone());
@@ -56,7 +63,11 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
         )?;
     }
 
-    let intercept = if config.intercept.enabled { Some(crate::intercept::start(&config).await?) } else { None };
+    let intercept = if config.intercept.enabled {
+        Some(crate::intercept::start(&config).await?)
+    } else {
+        None
+    };
     let origins = intercept.as_ref().map(|i| i.origin_source());
 
     let running = app::start(config.clone(), Deps { audit, tls, origins }).await?;
@@ -129,7 +140,10 @@ async fn wait_for_shutdown() {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROMPTWALL_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Turns the proxy's request log into a durable audit row.
@@ -171,14 +185,24 @@ pub fn to_record(log: RequestLog, machine_id: &str) -> AuditRecord {
         cmdline: id.cmdline,
         uid: id.uid,
         user: id.user,
-        login_user: id.login_uid.and_then(|u| if Some(u) == id.uid { None } else { promptwall_proxy::attribution::user_name(u) }),
+        login_user: id.login_uid.and_then(|u| {
+            if Some(u) == id.uid {
+                None
+            } else {
+                promptwall_proxy::attribution::user_name(u)
+            }
+        }),
         tool: none_if_empty(log.tool),
         container_id: id.container_id,
         socket_cookie: log.socket_cookie,
         original_dst: log.original_dst,
         verdict: log.verdict,
         findings: log.findings.into_iter().collect(),
-        fingerprints: log.fingerprints.into_iter().map(|(kind, fp)| Fingerprint { kind, fp }).collect(),
+        fingerprints: log
+            .fingerprints
+            .into_iter()
+            .map(|(kind, fp)| Fingerprint { kind, fp })
+            .collect(),
         error: log.error,
         llm: log.llm,
         request_body: log.request_body,

@@ -16,7 +16,10 @@ pub struct Prefix {
 impl Prefix {
     pub fn host(addr: IpAddr) -> Self {
         let addr = canonical(addr);
-        Prefix { addr, len: if addr.is_ipv4() { 32 } else { 128 } }
+        Prefix {
+            addr,
+            len: if addr.is_ipv4() { 32 } else { 128 },
+        }
     }
 
     /// Address bytes in network order with host bits cleared.
@@ -38,7 +41,12 @@ impl Prefix {
         if ip.is_ipv4() != self.addr.is_ipv4() {
             return false;
         }
-        Prefix { addr: ip, len: self.len }.masked_octets() == self.masked_octets()
+        Prefix {
+            addr: ip,
+            len: self.len,
+        }
+        .masked_octets()
+            == self.masked_octets()
     }
 }
 
@@ -56,15 +64,17 @@ impl std::str::FromStr for Prefix {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or prefix; write e.g. 160.79.104.0/23 or 2607:6bc0::/48"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("{s:?} is not an IP address or prefix; write e.g. 160.79.104.0/23 or 2607:6bc0::/48")
+        })?;
         let addr = canonical(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len {
-            Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
-                format!("{s:?} has an invalid prefix length; it must be 0..={max}")
-            })?,
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| format!("{s:?} has an invalid prefix length; it must be 0..={max}"))?,
             None => max,
         };
         Ok(Prefix { addr, len })
@@ -82,7 +92,10 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 pub fn parse_prefixes<'a>(items: impl IntoIterator<Item = &'a String>) -> anyhow::Result<Vec<Prefix>> {
     items
         .into_iter()
-        .map(|s| s.parse::<Prefix>().map_err(|e| anyhow::anyhow!("intercept.addresses: {e}")))
+        .map(|s| {
+            s.parse::<Prefix>()
+                .map_err(|e| anyhow::anyhow!("intercept.addresses: {e}"))
+        })
         .collect()
 }
 

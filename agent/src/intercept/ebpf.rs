@@ -97,7 +97,9 @@ fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf.take_map(name).ok_or_else(|| anyhow::anyhow!("eBPF object has no map {name}; rebuild the agent"))?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow::anyhow!("eBPF object has no map {name}; rebuild the agent"))?;
     T::try_from(map).with_context(|| format!("eBPF map {name} has an unexpected type; rebuild the agent"))
 }
 
@@ -124,15 +126,22 @@ pub fn load(settings: &EbpfSettings) -> anyhow::Result<Loaded> {
     // Borrow, don't take: a taken map's fd closes on drop, and the programs
     // (loaded below) reference maps by fd.
     {
-        let map = ebpf.map_mut(maps::CAPTURE_PORTS).context("eBPF object has no CAPTURE_PORTS map; rebuild the agent")?;
+        let map = ebpf
+            .map_mut(maps::CAPTURE_PORTS)
+            .context("eBPF object has no CAPTURE_PORTS map; rebuild the agent")?;
         let mut ports: HashMap<&mut MapData, u16, u8> = HashMap::try_from(map)?;
         for port in &settings.ports {
-            ports.insert(port, 1, 0).with_context(|| format!("cannot add capture port {port}"))?;
+            ports
+                .insert(port, 1, 0)
+                .with_context(|| format!("cannot add capture port {port}"))?;
         }
     }
 
     let cgroup = std::fs::File::open(&settings.cgroup).with_context(|| {
-        format!("cannot open cgroup {}; set intercept.cgroup to a cgroup2 directory", settings.cgroup.display())
+        format!(
+            "cannot open cgroup {}; set intercept.cgroup to a cgroup2 directory",
+            settings.cgroup.display()
+        )
     })?;
     if let Some(dir) = &settings.pin_dir {
         prepare_pin_dir(dir)?;
@@ -140,13 +149,19 @@ pub fn load(settings: &EbpfSettings) -> anyhow::Result<Loaded> {
     let mut attached = Vec::new();
     let mut pinned = Vec::new();
     for (name, hook) in PROGRAMS {
-        let program = ebpf.program_mut(name).ok_or_else(|| anyhow::anyhow!("eBPF object has no program {name}"))?;
+        let program = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow::anyhow!("eBPF object has no program {name}"))?;
         let link: FdLink = match program {
             aya::programs::Program::CgroupSockAddr(p) => {
                 load_program(name, p.load())?;
                 let id = attach_program(name, p.attach(&cgroup, ATTACH_MODE))?;
                 if settings.pin_dir.is_none() {
-                    attached.push(AttachedProgram { name: name.into(), hook: hook.into(), pinned: None });
+                    attached.push(AttachedProgram {
+                        name: name.into(),
+                        hook: hook.into(),
+                        pinned: None,
+                    });
                     continue;
                 }
                 p.take_link(id)?.try_into()?
@@ -156,7 +171,11 @@ pub fn load(settings: &EbpfSettings) -> anyhow::Result<Loaded> {
                 load_program(name, p.load())?;
                 let id = attach_program(name, p.attach(&cgroup, ATTACH_MODE))?;
                 if settings.pin_dir.is_none() {
-                    attached.push(AttachedProgram { name: name.into(), hook: hook.into(), pinned: None });
+                    attached.push(AttachedProgram {
+                        name: name.into(),
+                        hook: hook.into(),
+                        pinned: None,
+                    });
                     continue;
                 }
                 p.take_link(id)?.try_into()?
@@ -166,7 +185,11 @@ pub fn load(settings: &EbpfSettings) -> anyhow::Result<Loaded> {
                 load_program(name, p.load())?;
                 let id = attach_program(name, p.attach(&cgroup, ATTACH_MODE))?;
                 if settings.pin_dir.is_none() {
-                    attached.push(AttachedProgram { name: name.into(), hook: hook.into(), pinned: None });
+                    attached.push(AttachedProgram {
+                        name: name.into(),
+                        hook: hook.into(),
+                        pinned: None,
+                    });
                     continue;
                 }
                 p.take_link(id)?.try_into()?
@@ -175,8 +198,14 @@ pub fn load(settings: &EbpfSettings) -> anyhow::Result<Loaded> {
         };
         let dir = settings.pin_dir.as_ref().expect("pin_dir checked above");
         let path = dir.join(name);
-        let pinned_link = link.pin(&path).with_context(|| format!("cannot pin link {}", path.display()))?;
-        attached.push(AttachedProgram { name: name.into(), hook: hook.into(), pinned: Some(path.clone()) });
+        let pinned_link = link
+            .pin(&path)
+            .with_context(|| format!("cannot pin link {}", path.display()))?;
+        attached.push(AttachedProgram {
+            name: name.into(),
+            hook: hook.into(),
+            pinned: Some(path.clone()),
+        });
         pinned.push((path, pinned_link));
     }
     let _: &CgroupSockAddr; // (type named for readers: connect/sendmsg hooks)
@@ -197,9 +226,9 @@ pub fn load(settings: &EbpfSettings) -> anyhow::Result<Loaded> {
 
 fn load_program(name: &str, result: Result<(), aya::programs::ProgramError>) -> anyhow::Result<()> {
     result.map_err(|e| match e {
-        aya::programs::ProgramError::LoadError { io_error, verifier_log } => anyhow::anyhow!(
-            "the kernel rejected eBPF program {name}: {io_error}; verifier output:\n{verifier_log}"
-        ),
+        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+            anyhow::anyhow!("the kernel rejected eBPF program {name}: {io_error}; verifier output:\n{verifier_log}")
+        }
         other => anyhow::Error::new(other).context(format!("cannot load eBPF program {name}")),
     })
 }
@@ -213,15 +242,28 @@ fn prepare_pin_dir(dir: &Path) -> anyhow::Result<()> {
     let fs_root = dir.parent().unwrap_or(Path::new("/sys/fs/bpf"));
     if !is_bpffs(fs_root) {
         std::fs::create_dir_all(fs_root).ok();
-        nix::mount::mount(Some("bpf"), fs_root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("cannot mount a bpf filesystem at {}; needed for fail = \"closed\"", fs_root.display()))?;
+        nix::mount::mount(
+            Some("bpf"),
+            fs_root,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| {
+            format!(
+                "cannot mount a bpf filesystem at {}; needed for fail = \"closed\"",
+                fs_root.display()
+            )
+        })?;
     }
     remove_pins(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create pin directory {}", dir.display()))
 }
 
 pub fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC).unwrap_or(false)
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+        .unwrap_or(false)
 }
 
 /// Removes pinned links/maps left in `dir` (unpinning detaches a link whose
@@ -244,13 +286,22 @@ pub fn remove_pins(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 impl Loaded {
     pub fn write_heartbeat(&mut self, monotonic_ns: u64) -> anyhow::Result<()> {
-        self.heartbeat.set(0, monotonic_ns, 0).context("cannot write the eBPF heartbeat")
+        self.heartbeat
+            .set(0, monotonic_ns, 0)
+            .context("cannot write the eBPF heartbeat")
     }
 
     /// Points the redirect at the proxy; until this is called nothing is redirected.
     pub fn set_listener(&mut self, v4: SocketAddrV4, v6: SocketAddrV6) -> anyhow::Result<()> {
-        let value = Listener { v6_addr: ip6_raw(*v6.ip()), v4_addr: ip4_raw(*v4.ip()), v4_port: v4.port(), v6_port: v6.port() };
-        self.listener.set(0, value, 0).context("cannot write the listener address to the eBPF map")
+        let value = Listener {
+            v6_addr: ip6_raw(*v6.ip()),
+            v4_addr: ip4_raw(*v4.ip()),
+            v4_port: v4.port(),
+            v6_port: v6.port(),
+        };
+        self.listener
+            .set(0, value, 0)
+            .context("cannot write the listener address to the eBPF map")
     }
 
     pub fn heartbeat(&self) -> Option<u64> {
@@ -261,11 +312,17 @@ impl Loaded {
         let bytes = prefix.masked_octets();
         let result = match prefix.addr {
             IpAddr::V4(_) => {
-                let key = Key::new(prefix.len as u32, <[u8; 4]>::try_from(bytes.as_slice()).expect("4 bytes"));
+                let key = Key::new(
+                    prefix.len as u32,
+                    <[u8; 4]>::try_from(bytes.as_slice()).expect("4 bytes"),
+                );
                 self.providers_v4.insert(&key, source as u32, 0)
             }
             IpAddr::V6(_) => {
-                let key = Key::new(prefix.len as u32, <[u8; 16]>::try_from(bytes.as_slice()).expect("16 bytes"));
+                let key = Key::new(
+                    prefix.len as u32,
+                    <[u8; 16]>::try_from(bytes.as_slice()).expect("16 bytes"),
+                );
                 self.providers_v6.insert(&key, source as u32, 0)
             }
         };
@@ -276,11 +333,17 @@ impl Loaded {
         let bytes = prefix.masked_octets();
         let result = match prefix.addr {
             IpAddr::V4(_) => {
-                let key = Key::new(prefix.len as u32, <[u8; 4]>::try_from(bytes.as_slice()).expect("4 bytes"));
+                let key = Key::new(
+                    prefix.len as u32,
+                    <[u8; 4]>::try_from(bytes.as_slice()).expect("4 bytes"),
+                );
                 self.providers_v4.remove(&key)
             }
             IpAddr::V6(_) => {
-                let key = Key::new(prefix.len as u32, <[u8; 16]>::try_from(bytes.as_slice()).expect("16 bytes"));
+                let key = Key::new(
+                    prefix.len as u32,
+                    <[u8; 16]>::try_from(bytes.as_slice()).expect("16 bytes"),
+                );
                 self.providers_v6.remove(&key)
             }
         };
@@ -297,7 +360,11 @@ impl Loaded {
     pub fn counters(&self) -> BTreeMap<String, u64> {
         (0..counters::COUNT)
             .map(|i| {
-                let total = self.counters.get(&i, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0);
+                let total = self
+                    .counters
+                    .get(&i, 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .unwrap_or(0);
                 (counters::NAMES[i as usize].to_string(), total)
             })
             .collect()
@@ -305,10 +372,22 @@ impl Loaded {
 
     pub fn map_sizes(&self) -> BTreeMap<String, usize> {
         let mut sizes = BTreeMap::new();
-        sizes.insert(maps::PROVIDERS_V4.to_string(), self.providers_v4.keys().filter(Result::is_ok).count());
-        sizes.insert(maps::PROVIDERS_V6.to_string(), self.providers_v6.keys().filter(Result::is_ok).count());
-        sizes.insert(maps::PEER_META.to_string(), self.peer_meta.keys().filter(Result::is_ok).count());
-        sizes.insert(maps::COOKIE_META.to_string(), self.cookie_meta.keys().filter(Result::is_ok).count());
+        sizes.insert(
+            maps::PROVIDERS_V4.to_string(),
+            self.providers_v4.keys().filter(Result::is_ok).count(),
+        );
+        sizes.insert(
+            maps::PROVIDERS_V6.to_string(),
+            self.providers_v6.keys().filter(Result::is_ok).count(),
+        );
+        sizes.insert(
+            maps::PEER_META.to_string(),
+            self.peer_meta.keys().filter(Result::is_ok).count(),
+        );
+        sizes.insert(
+            maps::COOKIE_META.to_string(),
+            self.cookie_meta.keys().filter(Result::is_ok).count(),
+        );
         sizes
     }
 
@@ -339,10 +418,22 @@ impl Drop for Loaded {
 pub fn peer_key(peer: SocketAddr) -> PeerKey {
     let port = peer.port();
     match peer.ip() {
-        IpAddr::V4(v4) => PeerKey { family: AF_INET, port, addr: [ip4_raw(v4), 0, 0, 0] },
+        IpAddr::V4(v4) => PeerKey {
+            family: AF_INET,
+            port,
+            addr: [ip4_raw(v4), 0, 0, 0],
+        },
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => PeerKey { family: AF_INET, port, addr: [ip4_raw(v4), 0, 0, 0] },
-            None => PeerKey { family: AF_INET6, port, addr: ip6_raw(v6) },
+            Some(v4) => PeerKey {
+                family: AF_INET,
+                port,
+                addr: [ip4_raw(v4), 0, 0, 0],
+            },
+            None => PeerKey {
+                family: AF_INET6,
+                port,
+                addr: ip6_raw(v6),
+            },
         },
     }
 }
@@ -356,7 +447,10 @@ pub fn original_dst(meta: &ConnMeta) -> SocketAddr {
         }
         SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), meta.orig_port)
     } else {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(meta.orig_addr[0].to_ne_bytes())), meta.orig_port)
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(meta.orig_addr[0].to_ne_bytes())),
+            meta.orig_port,
+        )
     }
 }
 

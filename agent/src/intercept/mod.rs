@@ -182,7 +182,11 @@ impl OriginLookup for EbpfLookup {
             ..Default::default()
         };
         attribution::enrich(&mut identity);
-        Some(ConnectionOrigin { original_dst: ebpf::original_dst(&meta), identity, socket_cookie: Some(meta.socket_cookie) })
+        Some(ConnectionOrigin {
+            original_dst: ebpf::original_dst(&meta),
+            identity,
+            socket_cookie: Some(meta.socket_cookie),
+        })
     }
 }
 
@@ -192,11 +196,18 @@ pub struct ProcLookup;
 impl OriginLookup for ProcLookup {
     fn lookup(&self, peer: SocketAddr, local: SocketAddr) -> Option<ConnectionOrigin> {
         let entry = proc_net::find_client(peer, local)?;
-        let mut identity =
-            ClientIdentity { uid: Some(entry.uid), pid: proc_net::pid_of_inode(entry.inode), ..Default::default() };
+        let mut identity = ClientIdentity {
+            uid: Some(entry.uid),
+            pid: proc_net::pid_of_inode(entry.inode),
+            ..Default::default()
+        };
         attribution::enrich(&mut identity);
         let remote = SocketAddr::new(addresses::canonical(entry.remote.ip()), entry.remote.port());
-        Some(ConnectionOrigin { original_dst: remote, identity, socket_cookie: None })
+        Some(ConnectionOrigin {
+            original_dst: remote,
+            identity,
+            socket_cookie: None,
+        })
     }
 }
 
@@ -224,47 +235,58 @@ pub async fn start_with(config: &Config, options: StartOptions) -> anyhow::Resul
     let fail = config.intercept.fail;
     let ports = config.intercept.ports.clone();
 
-    let (backend, cgroup, sink): (Backend, Option<PathBuf>, Arc<dyn resolver::AddressSink>) = match config.intercept.mode {
-        InterceptMode::Ebpf => {
-            let mount = cgroup::cgroup2_mount()?;
-            let cgroup_path = options.cgroup.clone().unwrap_or_else(|| mount.clone());
-            let settings = ebpf::EbpfSettings {
-                cgroup: cgroup_path.clone(),
-                mark: config.upstream.mark,
-                agent_cgroup_id: cgroup::agent_cgroup_id(&mount).unwrap_or(0),
-                netns_cookie: sys::own_netns_cookie()?,
-                fail_closed: fail == FailMode::Closed,
-                block_quic: config.intercept.block_quic,
-                heartbeat_max_age: options.heartbeat_max_age,
-                ports: ports.clone(),
-                pin_dir: (fail == FailMode::Closed).then(|| options.pin_dir.clone()),
-            };
-            let mut loaded = ebpf::load(&settings)?;
-            for (prefix, source) in addresses.lock().unwrap().entries() {
-                loaded.insert_prefix(prefix, source)?;
+    let (backend, cgroup, sink): (Backend, Option<PathBuf>, Arc<dyn resolver::AddressSink>) =
+        match config.intercept.mode {
+            InterceptMode::Ebpf => {
+                let mount = cgroup::cgroup2_mount()?;
+                let cgroup_path = options.cgroup.clone().unwrap_or_else(|| mount.clone());
+                let settings = ebpf::EbpfSettings {
+                    cgroup: cgroup_path.clone(),
+                    mark: config.upstream.mark,
+                    agent_cgroup_id: cgroup::agent_cgroup_id(&mount).unwrap_or(0),
+                    netns_cookie: sys::own_netns_cookie()?,
+                    fail_closed: fail == FailMode::Closed,
+                    block_quic: config.intercept.block_quic,
+                    heartbeat_max_age: options.heartbeat_max_age,
+                    ports: ports.clone(),
+                    pin_dir: (fail == FailMode::Closed).then(|| options.pin_dir.clone()),
+                };
+                let mut loaded = ebpf::load(&settings)?;
+                for (prefix, source) in addresses.lock().unwrap().entries() {
+                    loaded.insert_prefix(prefix, source)?;
+                }
+                tracing::info!(
+                    cgroup = %cgroup_path.display(),
+                    sha256 = %ebpf::object_sha256(),
+                    fail = ?fail,
+                    "eBPF redirect attached"
+                );
+                let loaded = Arc::new(Mutex::new(Some(loaded)));
+                (
+                    Backend::Ebpf(loaded.clone()),
+                    Some(cgroup_path),
+                    Arc::new(EbpfSink(loaded)),
+                )
             }
-            tracing::info!(
-                cgroup = %cgroup_path.display(),
-                sha256 = %ebpf::object_sha256(),
-                fail = ?fail,
-                "eBPF redirect attached"
-            );
-            let loaded = Arc::new(Mutex::new(Some(loaded)));
-            (Backend::Ebpf(loaded.clone()), Some(cgroup_path), Arc::new(EbpfSink(loaded)))
-        }
-        InterceptMode::Nftables => {
-            // QUIC is blocked now; the redirect rule follows once the listener is known.
-            nft::apply(&nft::NftSettings {
-                redirect_port_v4: None,
-                redirect_port_v6: None,
-                block_quic: config.intercept.block_quic,
-                mark: config.upstream.mark,
-                ports: ports.clone(),
-                prefixes,
-            })?;
-            (Backend::Nftables { installed: Mutex::new(true) }, None, Arc::new(NftSink))
-        }
-    };
+            InterceptMode::Nftables => {
+                // QUIC is blocked now; the redirect rule follows once the listener is known.
+                nft::apply(&nft::NftSettings {
+                    redirect_port_v4: None,
+                    redirect_port_v6: None,
+                    block_quic: config.intercept.block_quic,
+                    mark: config.upstream.mark,
+                    ports: ports.clone(),
+                    prefixes,
+                })?;
+                (
+                    Backend::Nftables {
+                        installed: Mutex::new(true),
+                    },
+                    None,
+                    Arc::new(NftSink),
+                )
+            }
+        };
     let handle = InterceptHandle {
         inner: Arc::new(Inner {
             backend,
@@ -305,7 +327,11 @@ impl InterceptHandle {
     /// Points the redirect at `listener` and starts the heartbeat.
     pub fn set_listener(&self, listener: SocketAddr) -> anyhow::Result<()> {
         let v4 = listener_v4(listener)?;
-        let v6 = self.inner.options.listener_v6.unwrap_or_else(|| SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0));
+        let v6 = self
+            .inner
+            .options
+            .listener_v6
+            .unwrap_or_else(|| SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0));
         match &self.inner.backend {
             Backend::Ebpf(loaded) => {
                 {
@@ -318,7 +344,15 @@ impl InterceptHandle {
             }
             Backend::Nftables { .. } => {
                 let (block_quic, mark, ports) = self.inner.nft_base.clone();
-                let prefixes: Vec<Prefix> = self.inner.addresses.lock().unwrap().entries().into_iter().map(|(p, _)| p).collect();
+                let prefixes: Vec<Prefix> = self
+                    .inner
+                    .addresses
+                    .lock()
+                    .unwrap()
+                    .entries()
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .collect();
                 nft::apply(&nft::NftSettings {
                     redirect_port_v4: Some(v4.port()),
                     redirect_port_v6: self.inner.options.listener_v6.map(|a| a.port()),
@@ -417,7 +451,14 @@ impl Inner {
             maps: BTreeMap::new(),
             counters: BTreeMap::new(),
             heartbeat_age_ms: None,
-            provider_prefixes: self.addresses.lock().unwrap().entries().iter().map(|(p, _)| p.to_string()).collect(),
+            provider_prefixes: self
+                .addresses
+                .lock()
+                .unwrap()
+                .entries()
+                .iter()
+                .map(|(p, _)| p.to_string())
+                .collect(),
             nftables_table: None,
         };
         match &self.backend {
@@ -427,8 +468,9 @@ impl Inner {
                     status.programs = loaded.attached.clone();
                     status.maps = loaded.map_sizes();
                     status.counters = loaded.counters();
-                    status.heartbeat_age_ms =
-                        loaded.heartbeat().map(|beat| sys::monotonic_ns().saturating_sub(beat) / 1_000_000);
+                    status.heartbeat_age_ms = loaded
+                        .heartbeat()
+                        .map(|beat| sys::monotonic_ns().saturating_sub(beat) / 1_000_000);
                 }
             }
             Backend::Nftables { installed } => {
@@ -504,7 +546,10 @@ pub fn cleanup_all(pin_dir: &Path, test_cgroups: bool) -> anyhow::Result<Vec<Str
 /// Test cgroups are named `promptwall-test-<pid of the test process>[-…]`;
 /// one whose creator still runs is not leftover.
 fn test_cgroup_owner_alive(name: &str) -> bool {
-    let digits: String = name[TEST_CGROUP_PREFIX.len()..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = name[TEST_CGROUP_PREFIX.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let Ok(pid) = digits.parse::<u32>() else { return false };
     pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -512,7 +557,9 @@ fn test_cgroup_owner_alive(name: &str) -> bool {
 /// Test cgroups hold short-lived helpers; move any survivors to the parent and remove the directory.
 fn remove_test_cgroups(mount: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(mount) else { return Ok(removed) };
+    let Ok(entries) = std::fs::read_dir(mount) else {
+        return Ok(removed);
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with(TEST_CGROUP_PREFIX) || !entry.path().is_dir() {
@@ -540,8 +587,17 @@ mod tests {
 
     #[test]
     fn a_crash_in_fail_closed_keeps_the_redirect_and_nothing_else_does() {
-        for crash in [None, Some("signal"), Some("exit-code"), Some("core-dump"), Some("watchdog")] {
-            assert!(keep_redirect_after_stop(FailMode::Closed, crash), "closed after {crash:?}");
+        for crash in [
+            None,
+            Some("signal"),
+            Some("exit-code"),
+            Some("core-dump"),
+            Some("watchdog"),
+        ] {
+            assert!(
+                keep_redirect_after_stop(FailMode::Closed, crash),
+                "closed after {crash:?}"
+            );
             assert!(!keep_redirect_after_stop(FailMode::Open, crash), "open after {crash:?}");
         }
         // A requested stop (systemctl stop, package removal) always detaches.

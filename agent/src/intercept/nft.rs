@@ -79,8 +79,14 @@ pub fn ruleset(settings: &NftSettings) -> Value {
     let ports = json!({"set": settings.ports.clone()});
     let mut cmds = vec![
         add("table", json!({"family": FAMILY, "name": TABLE})),
-        add("set", base(json!({"name": SET_V4, "type": "ipv4_addr", "flags": ["interval"]}))),
-        add("set", base(json!({"name": SET_V6, "type": "ipv6_addr", "flags": ["interval"]}))),
+        add(
+            "set",
+            base(json!({"name": SET_V4, "type": "ipv4_addr", "flags": ["interval"]})),
+        ),
+        add(
+            "set",
+            base(json!({"name": SET_V6, "type": "ipv6_addr", "flags": ["interval"]})),
+        ),
     ];
     for (set, items) in [(SET_V4, &v4), (SET_V6, &v6)] {
         if !items.is_empty() {
@@ -88,9 +94,7 @@ pub fn ruleset(settings: &NftSettings) -> Value {
             cmds.push(add("element", base(json!({"name": set, "elem": elems}))));
         }
     }
-    let daddr = |proto: &str, set: &str| {
-        json!({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "daddr"}}, "right": format!("@{set}")}})
-    };
+    let daddr = |proto: &str, set: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "daddr"}}, "right": format!("@{set}")}});
     let dport = |proto: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": ports.clone()}});
     if settings.block_quic {
         cmds.push(add(
@@ -113,7 +117,10 @@ pub fn ruleset(settings: &NftSettings) -> Value {
             "chain",
             base(json!({"name": "redirect", "type": "nat", "hook": "output", "prio": -100, "policy": "accept"})),
         ));
-        for (proto, set, port) in [("ip", SET_V4, settings.redirect_port_v4), ("ip6", SET_V6, settings.redirect_port_v6)] {
+        for (proto, set, port) in [
+            ("ip", SET_V4, settings.redirect_port_v4),
+            ("ip6", SET_V6, settings.redirect_port_v6),
+        ] {
             let Some(port) = port else { continue };
             cmds.push(add(
                 "rule",
@@ -131,7 +138,8 @@ pub fn ruleset(settings: &NftSettings) -> Value {
 
 /// Parses the document through the crate's schema (catches malformed rules without root).
 pub fn typed(document: &Value) -> anyhow::Result<Nftables<'static>> {
-    serde_json::from_value(document.clone()).context("generated nftables ruleset does not match the nftables JSON schema")
+    serde_json::from_value(document.clone())
+        .context("generated nftables ruleset does not match the nftables JSON schema")
 }
 
 /// Installs the table, replacing any previous copy atomically (one nft batch).
@@ -190,10 +198,16 @@ mod tests {
 
     #[test]
     fn nested_prefixes_collapse() {
-        let ps: Vec<Prefix> = ["160.79.104.0/23", "160.79.104.7", "127.0.0.2", "2607:6bc0::/48", "2607:6bc0::1"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let ps: Vec<Prefix> = [
+            "160.79.104.0/23",
+            "160.79.104.7",
+            "127.0.0.2",
+            "2607:6bc0::/48",
+            "2607:6bc0::1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         let n = normalise(&ps);
         let shown: Vec<String> = n.iter().map(|p| p.to_string()).collect();
         assert_eq!(shown, ["127.0.0.2/32", "160.79.104.0/23", "2607:6bc0::/48"]);
@@ -210,14 +224,21 @@ mod golden {
         // Round-trip through the typed schema: the golden file is what nft receives.
         let typed = typed(&doc).unwrap();
         let text = serde_json::to_string_pretty(&typed).unwrap() + "\n";
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &text).unwrap();
         }
         let want = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("missing golden file {}: {e}; run with UPDATE_GOLDEN=1", path.display()));
-        assert_eq!(text, want, "ruleset differs from {}; rerun with UPDATE_GOLDEN=1 if intended", path.display());
+        assert_eq!(
+            text,
+            want,
+            "ruleset differs from {}; rerun with UPDATE_GOLDEN=1 if intended",
+            path.display()
+        );
     }
 
     fn prefixes(items: &[&str]) -> Vec<Prefix> {

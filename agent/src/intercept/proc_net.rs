@@ -59,7 +59,9 @@ fn same(a: SocketAddr, b: SocketAddr) -> bool {
 pub fn find_client(peer: SocketAddr, listener: SocketAddr) -> Option<TcpEntry> {
     ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|path| {
         let text = std::fs::read_to_string(path).ok()?;
-        parse_table(&text).into_iter().find(|e| same(e.local, peer) && !same(e.local, listener) && e.inode != 0)
+        parse_table(&text)
+            .into_iter()
+            .find(|e| same(e.local, peer) && !same(e.local, listener) && e.inode != 0)
     })
 }
 
@@ -67,10 +69,17 @@ pub fn find_client(peer: SocketAddr, listener: SocketAddr) -> Option<TcpEntry> {
 pub fn pid_of_inode(inode: u64) -> Option<u32> {
     let needle = format!("socket:[{inode}]");
     for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else { continue };
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).map(|l| l.as_os_str() == needle.as_str()).unwrap_or(false) {
+            if std::fs::read_link(fd.path())
+                .map(|l| l.as_os_str() == needle.as_str())
+                .unwrap_or(false)
+            {
                 return Some(pid);
             }
         }

@@ -28,7 +28,9 @@ pub fn spawn(
         let resolver = match TokioAsyncResolver::tokio_from_system_conf() {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!("cannot read the system resolver config ({e}); only static provider addresses are redirected");
+                tracing::error!(
+                    "cannot read the system resolver config ({e}); only static provider addresses are redirected"
+                );
                 return;
             }
         };
@@ -54,7 +56,11 @@ pub fn spawn(
             }
             let removed = set.lock().unwrap().expire(now, keep);
             if !added.is_empty() || !removed.is_empty() {
-                tracing::info!(added = added.len(), removed = removed.len(), "provider address set updated");
+                tracing::info!(
+                    added = added.len(),
+                    removed = removed.len(),
+                    "provider address set updated"
+                );
                 sink.apply(&added, &removed);
             }
             tokio::time::sleep(next).await;

@@ -24,7 +24,10 @@ const FAKE_PROVIDER: &str = "127.0.0.2:443";
 fn run_in_namespace(test_name: &str) -> bool {
     if !sys::is_root() {
         // `cargo xtask test` (and so CI) must run them: there a skip is a failure.
-        assert!(std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(), "{test_name} needs root; run the suite as root");
+        assert!(
+            std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(),
+            "{test_name} needs root; run the suite as root"
+        );
         eprintln!("SKIP {test_name}: needs root (CI runs these as root)");
         return false;
     }
@@ -38,8 +41,14 @@ fn run_in_namespace(test_name: &str) -> bool {
         .expect("cannot run unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{test_name} failed in its namespace:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "{test_name} did not run in its namespace:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{test_name} failed in its namespace:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{test_name} did not run in its namespace:\n{stdout}\n{stderr}"
+    );
     true
 }
 
@@ -80,7 +89,14 @@ fn setup_namespace() {
     assert!(status.success(), "ip link set lo up failed");
     // A private bpffs: pins made by fail = "closed" tests stay in this namespace.
     let bpf = Path::new("/sys/fs/bpf");
-    nix::mount::mount(Some("bpf"), bpf, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+    nix::mount::mount(
+        Some("bpf"),
+        bpf,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
 }
 
 /// Serves `reply` to every connection; reports each peer address.
@@ -93,7 +109,10 @@ fn serve(listener: TcpListener, reply: &'static str, on_accept: impl Fn(SocketAd
             on_accept(peer, local);
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf);
-            let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}", reply.len());
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
             let _ = stream.write_all(response.as_bytes());
         }
     });
@@ -109,13 +128,25 @@ struct Client {
 fn curl(cgroup: Option<&Path>) -> Client {
     let url = format!("http://{FAKE_PROVIDER}/v1/messages");
     let script = match cgroup {
-        Some(cg) => format!("echo $$ > {}/cgroup.procs && exec curl -s --max-time 5 --noproxy '*' {url}", cg.display()),
+        Some(cg) => format!(
+            "echo $$ > {}/cgroup.procs && exec curl -s --max-time 5 --noproxy '*' {url}",
+            cg.display()
+        ),
         None => format!("exec curl -s --max-time 5 --noproxy '*' {url}"),
     };
-    let child = Command::new("sh").arg("-c").arg(script).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
-    Client { body: String::from_utf8_lossy(&out.stdout).into_owned(), pid, ok: out.status.success() }
+    Client {
+        body: String::from_utf8_lossy(&out.stdout).into_owned(),
+        pid,
+        ok: out.status.success(),
+    }
 }
 
 /// Python client in the cgroup whose socket carries SO_MARK = `mark`.
@@ -125,17 +156,36 @@ fn marked_client(cgroup: &Path, mark: u32) -> String {
          s.connect(('127.0.0.2', 443))\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
          data=b''\nwhile True:\n    c=s.recv(4096)\n    if not c: break\n    data+=c\nprint(data.decode().split('\\r\\n\\r\\n',1)[1])\n"
     );
-    let script = format!("echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c \"$PY\"", cgroup.display());
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c \"$PY\"",
+        cgroup.display()
+    );
     let out = Command::new("sh").arg("-c").arg(script).env("PY", py).output().unwrap();
-    assert!(out.status.success(), "marked client failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "marked client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Python in the cgroup; prints what `code` prints.
 fn python_client(cgroup: &Path, code: &str) -> String {
-    let script = format!("echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c \"$PY\"", cgroup.display());
-    let out = Command::new("sh").arg("-c").arg(script).env("PY", code).output().unwrap();
-    assert!(out.status.success(), "python client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c \"$PY\"",
+        cgroup.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("PY", code)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -162,7 +212,11 @@ fn test_config(fail: FailMode) -> Config {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -189,11 +243,17 @@ fn load_in_namespace() {
         assert_eq!(names, ebpf::PROGRAMS.iter().map(|(n, _)| *n).collect::<Vec<_>>());
         assert_eq!(status.maps["PROVIDERS_V4"], 1);
         if fail == FailMode::Closed {
-            assert!(status.programs.iter().all(|p| p.pinned.is_some()), "closed mode pins links");
+            assert!(
+                status.programs.iter().all(|p| p.pinned.is_some()),
+                "closed mode pins links"
+            );
             assert!(Path::new("/sys/fs/bpf/promptwall-test/pw_connect4").exists());
         }
         drop(handle);
-        assert!(!Path::new("/sys/fs/bpf/promptwall-test").exists(), "shutdown removes pins");
+        assert!(
+            !Path::new("/sys/fs/bpf/promptwall-test").exists(),
+            "shutdown removes pins"
+        );
     }
     println!("all {} programs loaded and attached", ebpf::PROGRAMS.len());
 }
@@ -226,7 +286,11 @@ fn redirect_in_namespace() {
     assert_eq!(handle.status().maps["PROVIDERS_V4"], 2);
 
     // Before the proxy is ready there is no heartbeat: fail open, go direct.
-    assert_eq!(curl(Some(&cg.path)).body, "direct", "no heartbeat yet: must not redirect");
+    assert_eq!(
+        curl(Some(&cg.path)).body,
+        "direct",
+        "no heartbeat yet: must not redirect"
+    );
 
     handle.set_listener(proxy_addr).unwrap();
     let (tx, rx) = mpsc::channel::<Option<ConnectionOrigin>>();
@@ -237,20 +301,38 @@ fn redirect_in_namespace() {
 
     let client = curl(Some(&cg.path));
     assert!(client.ok, "curl in the cgroup failed");
-    assert_eq!(client.body, "proxy", "connection from the test cgroup must land on the proxy");
-    let origin = rx.recv_timeout(Duration::from_secs(5)).unwrap().expect("lookup by peer address finds the record");
+    assert_eq!(
+        client.body, "proxy",
+        "connection from the test cgroup must land on the proxy"
+    );
+    let origin = rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("lookup by peer address finds the record");
     assert_eq!(origin.original_dst, FAKE_PROVIDER.parse::<SocketAddr>().unwrap());
     assert_eq!(origin.identity.pid, Some(client.pid));
     assert_eq!(origin.identity.uid, Some(0));
     assert_eq!(origin.identity.comm.as_deref(), Some("curl"));
-    assert!(origin.identity.exe.as_deref().unwrap_or("").ends_with("/curl"), "{:?}", origin.identity.exe);
+    assert!(
+        origin.identity.exe.as_deref().unwrap_or("").ends_with("/curl"),
+        "{:?}",
+        origin.identity.exe
+    );
     assert_eq!(origin.identity.cgroup_id, Some(cgroup::cgroup_id(&cg.path).unwrap()));
     assert!(origin.socket_cookie.is_some());
 
     // Same destination from outside the cgroup: untouched.
-    assert_eq!(curl(None).body, "direct", "a process outside the test cgroup must not be redirected");
+    assert_eq!(
+        curl(None).body,
+        "direct",
+        "a process outside the test cgroup must not be redirected"
+    );
     // A socket carrying the proxy's mark: untouched (loop guard).
-    assert_eq!(marked_client(&cg.path, 0x1fa1), "direct", "marked sockets must not be redirected");
+    assert_eq!(
+        marked_client(&cg.path, 0x1fa1),
+        "direct",
+        "marked sockets must not be redirected"
+    );
     // Another mark is not ours.
     assert_eq!(marked_client(&cg.path, 0x1234), "proxy");
 
@@ -259,7 +341,11 @@ fn redirect_in_namespace() {
     assert!(counters["skipped_mark"] >= 1, "{counters:?}");
 
     // connect6 with a v4-mapped provider address is redirected too.
-    assert_eq!(python_client(&cg.path, V4_MAPPED_CONNECT), "proxy", "v4-mapped IPv6 connect must be redirected");
+    assert_eq!(
+        python_client(&cg.path, V4_MAPPED_CONNECT),
+        "proxy",
+        "v4-mapped IPv6 connect must be redirected"
+    );
     // QUIC to a provider is refused so the client falls back to TCP; other UDP is not.
     assert_eq!(python_client(&cg.path, &udp_send(443)), "EPERM");
     assert_eq!(python_client(&cg.path, &udp_send(8443)), "sent");
@@ -271,17 +357,31 @@ fn redirect_in_namespace() {
     );
     assert!(Command::new("sh").arg("-c").arg(nested).status().unwrap().success());
     let after = handle.status().counters;
-    assert_eq!(after["redirected"], before["redirected"], "the nested namespace's connect was redirected: {after:?}");
+    assert_eq!(
+        after["redirected"], before["redirected"],
+        "the nested namespace's connect was redirected: {after:?}"
+    );
     assert_eq!(after["redirected"], 3, "{after:?}");
-    assert!(after["skipped_other_netns"] > before["skipped_other_netns"], "{after:?}");
+    assert!(
+        after["skipped_other_netns"] > before["skipped_other_netns"],
+        "{after:?}"
+    );
     assert!(after["rejected_quic"] >= 1, "{after:?}");
     // Every redirected client has exited: sock_release dropped their records.
     assert!(after["released"] >= after["redirected"], "{after:?}");
-    assert_eq!(handle.status().maps["PEER_META"], 0, "sock_release must empty PEER_META");
+    assert_eq!(
+        handle.status().maps["PEER_META"],
+        0,
+        "sock_release must empty PEER_META"
+    );
 
     // Agent gone (links closed, as on kill -9 with fail = "open"): direct again.
     handle.shutdown();
-    assert_eq!(curl(Some(&cg.path)).body, "direct", "after detach, traffic must go direct");
+    assert_eq!(
+        curl(Some(&cg.path)).body,
+        "direct",
+        "after detach, traffic must go direct"
+    );
     drop(handle);
     drop(rx);
 }
@@ -309,14 +409,22 @@ fn fail_closed_in_namespace() {
 
     // Proxy not ready (no heartbeat): provider connections are refused...
     let refused = curl(Some(&cg.path));
-    assert!(!refused.ok && refused.body.is_empty(), "fail = closed must refuse provider connections: {:?}", refused.body);
+    assert!(
+        !refused.ok && refused.body.is_empty(),
+        "fail = closed must refuse provider connections: {:?}",
+        refused.body
+    );
     // ...but nothing else is touched.
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec curl -s --max-time 5 --noproxy '*' http://127.0.0.3:443/",
         cg.path.display()
     );
     let other = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&other.stdout), "other", "non-provider traffic must pass in fail = closed");
+    assert_eq!(
+        String::from_utf8_lossy(&other.stdout),
+        "other",
+        "non-provider traffic must pass in fail = closed"
+    );
     assert_eq!(handle.status().counters["rejected_fail_closed"], 1);
 
     // Links are pinned: they outlive the loader's fds (a crashed agent).
@@ -325,5 +433,9 @@ fn fail_closed_in_namespace() {
     let report = cleanup_all(Path::new("/sys/fs/bpf/promptwall-test"), false).unwrap();
     assert!(report.iter().any(|l| l.contains("pw_connect4")), "{report:?}");
     drop(handle);
-    assert_eq!(curl(Some(&cg.path)).body, "direct", "after cleanup provider traffic flows again");
+    assert_eq!(
+        curl(Some(&cg.path)).body,
+        "direct",
+        "after cleanup provider traffic flows again"
+    );
 }

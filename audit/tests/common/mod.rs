@@ -43,7 +43,14 @@ pub fn record(r: Req<'_>) -> AuditRecord {
         ts,
         listener: "transparent".into(),
         provider: Some(r.provider.into()),
-        host: Some(if r.provider == "openai" { "api.openai.com" } else { "api.anthropic.com" }.into()),
+        host: Some(
+            if r.provider == "openai" {
+                "api.openai.com"
+            } else {
+                "api.anthropic.com"
+            }
+            .into(),
+        ),
         method: Some("POST".into()),
         path: Some("/v1/messages".into()),
         shape: Some("anthropic_messages".into()),
@@ -65,7 +72,10 @@ pub fn record(r: Req<'_>) -> AuditRecord {
         fingerprints: findings
             .keys()
             .filter(|k| k.contains("key"))
-            .map(|k| Fingerprint { kind: k.clone(), fp: format!("fp-{k}") })
+            .map(|k| Fingerprint {
+                kind: k.clone(),
+                fp: format!("fp-{k}"),
+            })
             .collect(),
         findings,
         llm: true,

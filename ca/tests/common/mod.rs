@@ -21,11 +21,7 @@ pub fn init_constrained(dir: &Path) -> OrgCa {
     OrgCa::init(
         dir,
         &InitOptions {
-            permitted_domains: vec![
-                "anthropic.com".into(),
-                "openai.com".into(),
-                "chatgpt.com".into(),
-            ],
+            permitted_domains: vec!["anthropic.com".into(), "openai.com".into(), "chatgpt.com".into()],
             common_name: "promptwall test CA".into(),
             ..InitOptions::default()
         },
@@ -98,11 +94,7 @@ pub fn fixed_cert_config(
 }
 
 /// Handshake + GET with a rustls client trusting only `anchors`; returns the body or the error text.
-pub async fn rustls_get(
-    anchors: &[CertificateDer<'static>],
-    sni: &str,
-    port: u16,
-) -> Result<String, String> {
+pub async fn rustls_get(anchors: &[CertificateDer<'static>], sni: &str, port: u16) -> Result<String, String> {
     let mut roots = rustls::RootCertStore::empty();
     for a in anchors {
         roots.add(a.clone()).unwrap();
@@ -117,10 +109,7 @@ pub async fn rustls_get(
         .await
         .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    let mut tls = connector.connect(name, tcp).await.map_err(|e| format!("{e:?}"))?;
     tls.write_all(format!("GET / HTTP/1.1\r\nhost: {sni}\r\nconnection: close\r\n\r\n").as_bytes())
         .await
         .map_err(|e| e.to_string())?;
@@ -189,11 +178,7 @@ with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
 "#;
     let mut cmd = tokio::process::Command::new("python3");
     clean_trust_env(&mut cmd);
-    cmd.arg("-c")
-        .arg(SCRIPT)
-        .arg(cafile)
-        .arg(sni)
-        .arg(port.to_string());
+    cmd.arg("-c").arg(SCRIPT).arg(cafile).arg(sni).arg(port.to_string());
     cmd.output().await.unwrap()
 }
 

@@ -266,7 +266,12 @@ fn handle6(ctx: &SockAddrContext) -> i32 {
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
     let (addr, port, sock_type) = unsafe {
         (
-            [(*sa).user_ip6[0], (*sa).user_ip6[1], (*sa).user_ip6[2], (*sa).user_ip6[3]],
+            [
+                (*sa).user_ip6[0],
+                (*sa).user_ip6[1],
+                (*sa).user_ip6[2],
+                (*sa).user_ip6[3],
+            ],
             u16::from_be((*sa).user_port as u16),
             (*sa).type_,
         )
@@ -351,14 +356,23 @@ pub fn pw_sendmsg6(ctx: SockAddrContext) -> i32 {
     let sa = ctx.sock_addr;
     let (addr, port) = unsafe {
         (
-            [(*sa).user_ip6[0], (*sa).user_ip6[1], (*sa).user_ip6[2], (*sa).user_ip6[3]],
+            [
+                (*sa).user_ip6[0],
+                (*sa).user_ip6[1],
+                (*sa).user_ip6[2],
+                (*sa).user_ip6[3],
+            ],
             u16::from_be((*sa).user_port as u16),
         )
     };
     if !is_captured_port(port) {
         return ALLOW;
     }
-    let provider = if is_v4_mapped(&addr) { is_provider_v4(addr[3]) } else { is_provider_v6(&addr) };
+    let provider = if is_v4_mapped(&addr) {
+        is_provider_v4(addr[3])
+    } else {
+        is_provider_v6(&addr)
+    };
     if !provider {
         return ALLOW;
     }
@@ -376,7 +390,9 @@ pub fn pw_sock_ops(ctx: SockOpsContext) -> u32 {
         return 1;
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops as *mut _) };
-    let Some(meta) = (unsafe { COOKIE_META.get(&cookie) }) else { return 1 };
+    let Some(meta) = (unsafe { COOKIE_META.get(&cookie) }) else {
+        return 1;
+    };
     let meta = *meta;
     // local_port is host order in bpf_sock_ops; addresses are network order.
     // Volatile loads, one per field: LLVM otherwise merges the two branches'
@@ -385,7 +401,11 @@ pub fn pw_sock_ops(ctx: SockOpsContext) -> u32 {
     let port = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*ops).local_port)) } as u16;
     let key = if meta.redirected_v4 != 0 {
         let ip4 = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*ops).local_ip4)) };
-        PeerKey { family: AF_INET, port, addr: [ip4, 0, 0, 0] }
+        PeerKey {
+            family: AF_INET,
+            port,
+            addr: [ip4, 0, 0, 0],
+        }
     } else {
         let addr = unsafe {
             [
@@ -395,7 +415,11 @@ pub fn pw_sock_ops(ctx: SockOpsContext) -> u32 {
                 core::ptr::read_volatile(core::ptr::addr_of!((*ops).local_ip6[3])),
             ]
         };
-        PeerKey { family: AF_INET6, port, addr }
+        PeerKey {
+            family: AF_INET6,
+            port,
+            addr,
+        }
     };
     let _ = PEER_META.insert(&key, &meta, 0);
     let _ = COOKIE_PEER.insert(&cookie, &key, 0);

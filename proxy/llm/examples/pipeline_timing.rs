@@ -77,6 +77,11 @@ fn main() {
             continue;
         }
         v.sort();
-        println!("{name}: min {:?}, median {:?} ({} rounds)", v[0], v[v.len() / 2], v.len());
+        println!(
+            "{name}: min {:?}, median {:?} ({} rounds)",
+            v[0],
+            v[v.len() / 2],
+            v.len()
+        );
     }
 }

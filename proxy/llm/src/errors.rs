@@ -35,7 +35,9 @@ pub fn error_body_with_code(
     let value = if shape.is_anthropic() {
         serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}})
     } else {
-        let code = code.map(str::to_string).unwrap_or_else(|| format!("promptwall_{status}"));
+        let code = code
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("promptwall_{status}"));
         serde_json::json!({"error": {"message": message, "type": error_type, "param": null, "code": code}})
     };
     Bytes::from(serde_json::to_vec(&value).expect("json values serialize"))
@@ -59,7 +61,10 @@ mod tests {
     fn envelopes_match_each_provider() {
         let a: serde_json::Value =
             serde_json::from_slice(&error_body(ApiShape::AnthropicMessages, 502, "api_error", "m")).unwrap();
-        assert_eq!(a, serde_json::json!({"type":"error","error":{"type":"api_error","message":"m"}}));
+        assert_eq!(
+            a,
+            serde_json::json!({"type":"error","error":{"type":"api_error","message":"m"}})
+        );
         let o: serde_json::Value =
             serde_json::from_slice(&error_body(ApiShape::OpenAiChat, 413, "invalid_request_error", "m")).unwrap();
         assert_eq!(

@@ -38,7 +38,13 @@ impl<'a> Lit<'a> {
     /// keep every other byte (and escape) as the client sent it.
     pub fn raw_offsets(&self, decoded: &[usize]) -> Vec<Option<usize>> {
         let b = self.raw.as_bytes();
-        let next_escape = |from: usize| if self.escaped { memchr::memchr(b'\\', &b[from..]).map_or(b.len(), |i| from + i) } else { b.len() };
+        let next_escape = |from: usize| {
+            if self.escaped {
+                memchr::memchr(b'\\', &b[from..]).map_or(b.len(), |i| from + i)
+            } else {
+                b.len()
+            }
+        };
         // Invariant: decoding raw[..r] gives d bytes.
         let (mut r, mut d) = (0, 0);
         let mut esc = next_escape(0);
@@ -128,7 +134,11 @@ pub struct JsonError {
 }
 
 pub fn parse(src: &str) -> Result<Node<'_>, JsonError> {
-    let mut p = Parser { src, bytes: src.as_bytes(), pos: 0 };
+    let mut p = Parser {
+        src,
+        bytes: src.as_bytes(),
+        pos: 0,
+    };
     p.ws();
     let node = p.value(0)?;
     p.ws();
@@ -334,7 +344,8 @@ fn next_special(b: &[u8], mut i: usize) -> usize {
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
-    h.iter().try_fold(0u32, |acc, &c| Some(acc * 16 + (c as char).to_digit(16)?))
+    h.iter()
+        .try_fold(0u32, |acc, &c| Some(acc * 16 + (c as char).to_digit(16)?))
 }
 
 /// The code point of the `\\u` escape (or surrogate pair) at the start of
@@ -350,7 +361,10 @@ fn unicode_escape(b: &[u8]) -> (char, usize) {
         _ => None,
     };
     match pair {
-        Some(lo) => (char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).unwrap_or('\u{FFFD}'), 12),
+        Some(lo) => (
+            char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).unwrap_or('\u{FFFD}'),
+            12,
+        ),
         None => (char::from_u32(hi).unwrap_or('\u{FFFD}'), 6),
     }
 }
@@ -440,7 +454,13 @@ mod tests {
         let node = parse(src).unwrap();
         let mut seen = Vec::new();
         node.for_each_string(&mut |l| seen.push((src[l.range()].to_string(), l.decode().into_owned())));
-        assert_eq!(seen, vec![(r#""x\ny""#.into(), "x\ny".into()), (r#""plain""#.into(), "plain".into())]);
+        assert_eq!(
+            seen,
+            vec![
+                (r#""x\ny""#.into(), "x\ny".into()),
+                (r#""plain""#.into(), "plain".into())
+            ]
+        );
     }
 
     #[test]
@@ -457,7 +477,12 @@ mod tests {
     #[test]
     fn decode_matches_serde_json() {
         let cases = [
-            r#"plain"#, r#"a\nb\t\"q\"\\ \/ \b\f\r"#, r#"\u00e9\u0041"#, r#"\ud83d\ude00 smile"#, r#"x\u0000y"#, "日本\\n語",
+            r#"plain"#,
+            r#"a\nb\t\"q\"\\ \/ \b\f\r"#,
+            r#"\u00e9\u0041"#,
+            r#"\ud83d\ude00 smile"#,
+            r#"x\u0000y"#,
+            "日本\\n語",
         ];
         for raw in cases {
             let src = format!("\"{raw}\"");
@@ -465,7 +490,11 @@ mod tests {
             assert_eq!(lit.decode(), serde_json::from_str::<String>(&src).unwrap(), "{raw}");
         }
         // serde_json refuses lone surrogates; they decode to U+FFFD here.
-        for (raw, want) in [(r#"a\ud800b"#, "a\u{FFFD}b"), (r#"\udc00"#, "\u{FFFD}"), (r#"\ud800\u0041"#, "\u{FFFD}A")] {
+        for (raw, want) in [
+            (r#"a\ud800b"#, "a\u{FFFD}b"),
+            (r#"\udc00"#, "\u{FFFD}"),
+            (r#"\ud800\u0041"#, "\u{FFFD}A"),
+        ] {
             let src = format!("\"{raw}\"");
             assert_eq!(parse(&src).unwrap().as_lit().unwrap().decode(), want, "{raw}");
         }
@@ -511,7 +540,14 @@ mod tests {
             node.for_each_string(&mut |l| seen.push(l.decode().into_owned()));
             assert_eq!(seen, vec![format!("{body}\n{body}é\"\\"), body.clone()]);
             let bad = format!("\"{body}\u{1}{body}\"");
-            assert_eq!(parse(&bad).unwrap_err(), JsonError { what: "control character inside a string", line: 1, column: pad + 2 });
+            assert_eq!(
+                parse(&bad).unwrap_err(),
+                JsonError {
+                    what: "control character inside a string",
+                    line: 1,
+                    column: pad + 2
+                }
+            );
             assert_eq!(parse(&format!("\"{body}")).unwrap_err().what, "unterminated string");
             assert!(parse(&format!("\"{body}\u{7f}é\"")).is_ok());
         }

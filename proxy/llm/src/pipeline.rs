@@ -28,7 +28,10 @@ pub struct PipelineSettings {
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        PipelineSettings { cache_entries: 100_000, max_locations_in_message: 5 }
+        PipelineSettings {
+            cache_entries: 100_000,
+            max_locations_in_message: 5,
+        }
     }
 }
 
@@ -83,7 +86,11 @@ pub struct Report {
 pub enum RequestOutcome {
     /// Send upstream: `body` None means the original bytes unchanged.
     /// `restorer` is Some when reversible placeholders were issued.
-    Forward { body: Option<Bytes>, restorer: Option<Restorer>, report: Report },
+    Forward {
+        body: Option<Bytes>,
+        restorer: Option<Restorer>,
+        report: Report,
+    },
     /// Policy block: answer locally (422) in the client's error format.
     Block { status: u16, body: Bytes, report: Report },
     /// The body cannot be inspected (not JSON / not UTF-8): answer 400.
@@ -104,10 +111,19 @@ impl RequestOutcome {
 #[derive(Debug)]
 pub enum WsClientOutcome {
     /// Send upstream: `text` None means unchanged.
-    Forward { text: Option<String>, report: Report },
+    Forward {
+        text: Option<String>,
+        report: Report,
+    },
     /// Do not send; answer the client with this `error` event frame.
-    Block { frame: String, report: Report },
-    Reject { frame: String, report: Report },
+    Block {
+        frame: String,
+        report: Report,
+    },
+    Reject {
+        frame: String,
+        report: Report,
+    },
 }
 
 /// Blocks only when a text block is at least this long are cached; shorter
@@ -125,9 +141,18 @@ pub struct Pipeline {
 const CONVERSATIONS: usize = 4096;
 
 enum Core {
-    Pass { body: Option<String>, report: Report },
-    Blocked { message: String, any_secret: bool, report: Report },
-    Malformed { message: String },
+    Pass {
+        body: Option<String>,
+        report: Report,
+    },
+    Blocked {
+        message: String,
+        any_secret: bool,
+        report: Report,
+    },
+    Malformed {
+        message: String,
+    },
 }
 
 impl Pipeline {
@@ -188,10 +213,22 @@ impl Pipeline {
                 restorer: vault.restore_map().map(|map| Restorer { map }),
                 report,
             },
-            Core::Blocked { message, any_secret, report } => {
-                let code = if any_secret { "secret_detected" } else { "sensitive_data_detected" };
+            Core::Blocked {
+                message,
+                any_secret,
+                report,
+            } => {
+                let code = if any_secret {
+                    "secret_detected"
+                } else {
+                    "sensitive_data_detected"
+                };
                 let body = errors::error_body_with_code(shape, 422, "invalid_request_error", Some(code), &message);
-                RequestOutcome::Block { status: 422, body, report }
+                RequestOutcome::Block {
+                    status: 422,
+                    body,
+                    report,
+                }
             }
             Core::Malformed { message } => self.reject(shape, message),
         }
@@ -209,9 +246,16 @@ impl Pipeline {
                 continue;
             }
             *report.counts.entry(hit.kind.to_string()).or_default() += 1;
-            report.findings.push(FindingRecord { kind: hit.kind.to_string(), location: "body".into(), action: hit.action });
+            report.findings.push(FindingRecord {
+                kind: hit.kind.to_string(),
+                location: "body".into(),
+                action: hit.action,
+            });
             if hit.action == Action::Block {
-                let fp = (hit.kind.to_string(), crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]));
+                let fp = (
+                    hit.kind.to_string(),
+                    crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]),
+                );
                 if !report.fingerprints.contains(&fp) {
                     report.fingerprints.push(fp);
                 }
@@ -219,13 +263,21 @@ impl Pipeline {
             }
         }
         if blocked.is_empty() {
-            return RequestOutcome::Forward { body: None, restorer: None, report };
+            return RequestOutcome::Forward {
+                body: None,
+                restorer: None,
+                report,
+            };
         }
         report.verdict = Verdict::Blocked;
         let message = self.block_message(&blocked);
         report.message = Some(message.clone());
         let body = errors::error_body_with_code(shape, 422, "invalid_request_error", Some("secret_detected"), &message);
-        RequestOutcome::Block { status: 422, body, report }
+        RequestOutcome::Block {
+            status: 422,
+            body,
+            report,
+        }
     }
 
     fn reject(&self, shape: ApiShape, what: String) -> RequestOutcome {
@@ -233,18 +285,39 @@ impl Pipeline {
             "promptwall could not inspect this request: {what}. It was not sent to the provider; send a valid JSON body."
         );
         let body = errors::error_body_with_code(shape, 400, "invalid_request_error", Some("invalid_json"), &message);
-        RequestOutcome::Reject { status: 400, body, report: Report { message: Some(message), ..Default::default() } }
+        RequestOutcome::Reject {
+            status: 400,
+            body,
+            report: Report {
+                message: Some(message),
+                ..Default::default()
+            },
+        }
     }
 
     /// Inspect one client message of a Codex Responses WebSocket. The vault
     /// keeps placeholders across the connection's messages.
     pub fn inspect_ws_client_message(&self, text: &str, vault: &mut Vault, ctx: &RequestContext) -> WsClientOutcome {
-        let is_create = json::parse(text).map(|n| n.field_is("type", "response.create")).unwrap_or(false);
-        let shape = if is_create { ApiShape::OpenAiResponses } else { ApiShape::Other };
+        let is_create = json::parse(text)
+            .map(|n| n.field_is("type", "response.create"))
+            .unwrap_or(false);
+        let shape = if is_create {
+            ApiShape::OpenAiResponses
+        } else {
+            ApiShape::Other
+        };
         match self.inspect_core(shape, text, ctx, vault) {
             Core::Pass { body, report } => WsClientOutcome::Forward { text: body, report },
-            Core::Blocked { message, any_secret, report } => {
-                let code = if any_secret { "secret_detected" } else { "sensitive_data_detected" };
+            Core::Blocked {
+                message,
+                any_secret,
+                report,
+            } => {
+                let code = if any_secret {
+                    "secret_detected"
+                } else {
+                    "sensitive_data_detected"
+                };
                 WsClientOutcome::Block {
                     frame: errors::ws_error_frame(422, "invalid_request_error", code, &message),
                     report,
@@ -254,7 +327,10 @@ impl Pipeline {
                 let message = format!("promptwall could not inspect this message: {message}. It was not sent.");
                 WsClientOutcome::Reject {
                     frame: errors::ws_error_frame(400, "invalid_request_error", "invalid_json", &message),
-                    report: Report { message: Some(message), ..Default::default() },
+                    report: Report {
+                        message: Some(message),
+                        ..Default::default()
+                    },
                 }
             }
         }
@@ -281,14 +357,21 @@ impl Pipeline {
     fn inspect_core(&self, shape: ApiShape, text: &str, ctx: &RequestContext, vault: &mut Vault) -> Core {
         let root = match json::parse(text) {
             Ok(r) => r,
-            Err(e) => return Core::Malformed { message: format!("the body is not valid JSON ({e})") },
+            Err(e) => {
+                return Core::Malformed {
+                    message: format!("the body is not valid JSON ({e})"),
+                }
+            }
         };
         let model = root.str_field("model").map(Cow::into_owned);
         let walk = Walk::new(shape, &root);
         let results = self.scan_places(&walk.places);
 
         // Pass 1: which findings apply, and does any of them block?
-        let mut report = Report { model, ..Default::default() };
+        let mut report = Report {
+            model,
+            ..Default::default()
+        };
         let mut blocked: Vec<(String, String)> = Vec::new();
         let mut any_secret_block = false;
         let mut needs_edit = false;
@@ -302,13 +385,20 @@ impl Pipeline {
                 for hit in applicable(place.mode, &seg.hits) {
                     let action = effective_action(place.mode, hit);
                     *report.counts.entry(hit.kind.to_string()).or_default() += 1;
-                    report.findings.push(FindingRecord { kind: hit.kind.to_string(), location: location.clone(), action });
+                    report.findings.push(FindingRecord {
+                        kind: hit.kind.to_string(),
+                        location: location.clone(),
+                        action,
+                    });
                     if hit.category == Category::Secret {
                         let text: &str = match &seg.text {
                             Some(t) => t,
                             None => decoded.get_or_insert_with(|| place.lit.decode()),
                         };
-                        let fp = (hit.kind.to_string(), crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]));
+                        let fp = (
+                            hit.kind.to_string(),
+                            crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]),
+                        );
                         if !report.fingerprints.contains(&fp) {
                             report.fingerprints.push(fp);
                         }
@@ -333,7 +423,11 @@ impl Pipeline {
             report.verdict = Verdict::Blocked;
             let message = self.block_message(&blocked);
             report.message = Some(message.clone());
-            return Core::Blocked { message, any_secret: any_secret_block, report };
+            return Core::Blocked {
+                message,
+                any_secret: any_secret_block,
+                report,
+            };
         }
         if !needs_edit {
             return Core::Pass { body: None, report };
@@ -344,8 +438,12 @@ impl Pipeline {
         // Placeholders inside signed model output (thinking) are the model
         // quoting ours from an earlier turn; they cannot be restored there,
         // and counting them as typed would renumber the next turn.
-        let mut protected: Vec<Range<usize>> =
-            walk.places.iter().filter(|p| p.mode == Mode::Protected).map(|p| p.lit.range()).collect();
+        let mut protected: Vec<Range<usize>> = walk
+            .places
+            .iter()
+            .filter(|p| p.mode == Mode::Protected)
+            .map(|p| p.lit.range())
+            .collect();
         protected.sort_by_key(|r| r.start);
         let taken = vault::literal_placeholders_outside(text, &protected);
         let mut edits: Vec<(Range<usize>, String)> = Vec::new();
@@ -356,7 +454,10 @@ impl Pipeline {
             rewrite_place(place, hits, vault, &taken, &mut edits);
         }
         report.verdict = Verdict::Redacted;
-        Core::Pass { body: Some(json::splice(text, &mut edits)), report }
+        Core::Pass {
+            body: Some(json::splice(text, &mut edits)),
+            report,
+        }
     }
 
     fn block_message(&self, blocked: &[(String, String)]) -> String {
@@ -412,7 +513,11 @@ impl Pipeline {
                 return out;
             }
         }
-        self.scanner.scan(&text).into_iter().map(|hit| SubHit { sub: u32::MAX, hit }).collect()
+        self.scanner
+            .scan(&text)
+            .into_iter()
+            .map(|hit| SubHit { sub: u32::MAX, hit })
+            .collect()
     }
 }
 
@@ -428,10 +533,18 @@ struct Segment<'s> {
 }
 
 fn segments<'s>(place: &Place<'s, '_>, hits: &[SubHit]) -> Vec<Segment<'s>> {
-    let whole: Vec<Hit> = hits.iter().filter(|h| h.sub == u32::MAX).map(|h| h.hit.clone()).collect();
+    let whole: Vec<Hit> = hits
+        .iter()
+        .filter(|h| h.sub == u32::MAX)
+        .map(|h| h.hit.clone())
+        .collect();
     let mut out = Vec::new();
     if !whole.is_empty() || hits.is_empty() {
-        out.push(Segment { text: None, inner: None, hits: whole });
+        out.push(Segment {
+            text: None,
+            inner: None,
+            hits: whole,
+        });
     }
     if hits.iter().any(|h| h.sub != u32::MAX) {
         let args = place.lit.decode();
@@ -445,7 +558,11 @@ fn segments<'s>(place: &Place<'s, '_>, hits: &[SubHit]) -> Vec<Segment<'s>> {
             for (lit, idx) in leaves {
                 let leaf_hits: Vec<Hit> = hits.iter().filter(|h| h.sub == idx).map(|h| h.hit.clone()).collect();
                 if !leaf_hits.is_empty() {
-                    out.push(Segment { text: Some(Cow::Owned(lit.decode().into_owned())), inner: Some(lit.range()), hits: leaf_hits });
+                    out.push(Segment {
+                        text: Some(Cow::Owned(lit.decode().into_owned())),
+                        inner: Some(lit.range()),
+                        hits: leaf_hits,
+                    });
                 }
             }
         }
@@ -481,7 +598,12 @@ fn effective_action(mode: Mode, hit: &Hit) -> Action {
 }
 
 /// Replace the hits of `text` with placeholders.
-fn redact_text(text: &str, hits: &[&Hit], vault: &mut Vault, taken: &std::collections::HashSet<String>) -> Option<String> {
+fn redact_text(
+    text: &str,
+    hits: &[&Hit],
+    vault: &mut Vault,
+    taken: &std::collections::HashSet<String>,
+) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     let mut changed = false;
@@ -489,7 +611,9 @@ fn redact_text(text: &str, hits: &[&Hit], vault: &mut Vault, taken: &std::collec
         if hit.end > text.len() || !text.is_char_boundary(hit.start) || !text.is_char_boundary(hit.end) {
             continue;
         }
-        let Some(new) = replacement(hit, &text[hit.start..hit.end], vault, taken) else { continue };
+        let Some(new) = replacement(hit, &text[hit.start..hit.end], vault, taken) else {
+            continue;
+        };
         out.push_str(&text[at..hit.start]);
         out.push_str(&new);
         at = hit.end;
@@ -539,9 +663,18 @@ fn rewrite_place(
                 // Content starts after the opening quote.
                 let base = place.lit.start + 1;
                 for (hit, pair) in hs.iter().zip(raw.chunks(2)) {
-                    let (Some(start), Some(end)) = (pair[0], pair[1]) else { continue };
-                    let Some(raw_value) = place.lit.raw.get(start..end) else { continue };
-                    let value = json::Lit { start: 0, raw: raw_value, escaped: raw_value.contains('\\') }.decode();
+                    let (Some(start), Some(end)) = (pair[0], pair[1]) else {
+                        continue;
+                    };
+                    let Some(raw_value) = place.lit.raw.get(start..end) else {
+                        continue;
+                    };
+                    let value = json::Lit {
+                        start: 0,
+                        raw: raw_value,
+                        escaped: raw_value.contains('\\'),
+                    }
+                    .decode();
                     if let Some(new) = replacement(hit, &value, vault, taken) {
                         edits.push((base + start..base + end, json::escape_inner(&new).into_owned()));
                     }

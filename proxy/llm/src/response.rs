@@ -22,8 +22,16 @@ const MAX_OBSERVED_EVENT: usize = 16 << 20;
 enum Kind {
     /// Not JSON or SSE: bytes pass, nothing is read.
     Opaque,
-    Sse { splitter: SseSplitter, restorer: Option<EventRestorer>, overflow: bool },
-    Json { buf: Vec<u8>, map: Option<Arc<RestoreMap>>, overflow: bool },
+    Sse {
+        splitter: SseSplitter,
+        restorer: Option<EventRestorer>,
+        overflow: bool,
+    },
+    Json {
+        buf: Vec<u8>,
+        map: Option<Arc<RestoreMap>>,
+        overflow: bool,
+    },
 }
 
 pub struct ResponseProcessor {
@@ -42,13 +50,25 @@ impl ResponseProcessor {
     pub(crate) fn new(shape: ApiShape, content_type: &str, map: Option<Arc<RestoreMap>>) -> Self {
         let ct = content_type.to_ascii_lowercase();
         let kind = if ct.contains("text/event-stream") {
-            Kind::Sse { splitter: SseSplitter::default(), restorer: map.map(|m| EventRestorer::new(shape, m)), overflow: false }
+            Kind::Sse {
+                splitter: SseSplitter::default(),
+                restorer: map.map(|m| EventRestorer::new(shape, m)),
+                overflow: false,
+            }
         } else if ct.contains("json") {
-            Kind::Json { buf: Vec::new(), map, overflow: false }
+            Kind::Json {
+                buf: Vec::new(),
+                map,
+                overflow: false,
+            }
         } else {
             Kind::Opaque
         };
-        ResponseProcessor { shape, kind, tracker: UsageTracker::default() }
+        ResponseProcessor {
+            shape,
+            kind,
+            tracker: UsageTracker::default(),
+        }
     }
 
     /// Whether output bytes can differ from input (the caller must then drop
@@ -66,7 +86,11 @@ impl ResponseProcessor {
         let shape = self.shape;
         match &mut self.kind {
             Kind::Opaque => chunk,
-            Kind::Sse { splitter, restorer: None, overflow } => {
+            Kind::Sse {
+                splitter,
+                restorer: None,
+                overflow,
+            } => {
                 if !*overflow {
                     splitter.push(&chunk);
                     while let Some(event) = splitter.next_event() {
@@ -84,7 +108,11 @@ impl ResponseProcessor {
                 }
                 chunk
             }
-            Kind::Sse { splitter, restorer: Some(restorer), .. } => {
+            Kind::Sse {
+                splitter,
+                restorer: Some(restorer),
+                ..
+            } => {
                 splitter.push(&chunk);
                 let mut out = Vec::with_capacity(chunk.len() + 64);
                 while let Some(event) = splitter.next_event() {
@@ -117,14 +145,22 @@ impl ResponseProcessor {
         let shape = self.shape;
         match &mut self.kind {
             Kind::Opaque => Bytes::new(),
-            Kind::Sse { splitter, restorer: None, .. } => {
+            Kind::Sse {
+                splitter,
+                restorer: None,
+                ..
+            } => {
                 let rest = splitter.take_rest();
                 if !rest.is_empty() {
                     observe(&mut self.tracker, shape, &rest);
                 }
                 Bytes::new()
             }
-            Kind::Sse { splitter, restorer: Some(restorer), .. } => {
+            Kind::Sse {
+                splitter,
+                restorer: Some(restorer),
+                ..
+            } => {
                 let mut out = Vec::new();
                 let rest = splitter.take_rest();
                 if !rest.is_empty() {
@@ -142,7 +178,10 @@ impl ResponseProcessor {
                 let body = std::mem::take(buf);
                 self.tracker.observe_json(&body);
                 let Some(map) = map else { return Bytes::new() };
-                match std::str::from_utf8(&body).ok().and_then(|t| restore::restore_json(t, map)) {
+                match std::str::from_utf8(&body)
+                    .ok()
+                    .and_then(|t| restore::restore_json(t, map))
+                {
                     Some(restored) => Bytes::from(restored),
                     None => Bytes::from(body),
                 }
@@ -168,7 +207,13 @@ fn observe(tracker: &mut UsageTracker, shape: ApiShape, raw: &[u8]) {
     }
 }
 
-fn restore_event(tracker: &mut UsageTracker, shape: ApiShape, restorer: &mut EventRestorer, raw: &[u8], out: &mut Vec<u8>) {
+fn restore_event(
+    tracker: &mut UsageTracker,
+    shape: ApiShape,
+    restorer: &mut EventRestorer,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+) {
     let Some(ev) = sse::parse_event(raw).filter(|e| e.has_data) else {
         out.extend_from_slice(raw); // comments, pings without data, keep-alives
         return;

@@ -93,7 +93,9 @@ pub struct Restorer {
 
 impl std::fmt::Debug for Restorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Restorer").field("placeholders", &self.map.map.len()).finish()
+        f.debug_struct("Restorer")
+            .field("placeholders", &self.map.map.len())
+            .finish()
     }
 }
 
@@ -106,7 +108,9 @@ impl Restorer {
 
     /// Restore a whole text (for callers outside HTTP, e.g. tests).
     pub fn restore_text(&self, text: &str) -> String {
-        self.map.restore(text, EscapeMode::Plain).unwrap_or_else(|| text.to_string())
+        self.map
+            .restore(text, EscapeMode::Plain)
+            .unwrap_or_else(|| text.to_string())
     }
 
     /// Number of placeholders this restorer knows.
@@ -121,7 +125,10 @@ impl Restorer {
 
 /// Object types whose content is signed or encrypted model state.
 fn is_protected_type(t: &str) -> bool {
-    matches!(t, "thinking" | "redacted_thinking" | "reasoning" | "thinking_delta" | "signature_delta")
+    matches!(
+        t,
+        "thinking" | "redacted_thinking" | "reasoning" | "thinking_delta" | "signature_delta"
+    )
 }
 
 /// Keys never touched anywhere.
@@ -185,16 +192,25 @@ mod tests {
 
     fn map() -> RestoreMap {
         RestoreMap::new(
-            [("[[EMAIL_001]]".to_string(), "a\"b@x.io".to_string()), ("[[PHONE_001]]".into(), "+1 555".into())]
-                .into_iter(),
+            [
+                ("[[EMAIL_001]]".to_string(), "a\"b@x.io".to_string()),
+                ("[[PHONE_001]]".into(), "+1 555".into()),
+            ]
+            .into_iter(),
         )
     }
 
     #[test]
     fn restores_only_issued_placeholders() {
         let m = map();
-        assert_eq!(m.restore("x [[[EMAIL_001]] [[EMAIL_002]]", EscapeMode::Plain).unwrap(), "x [a\"b@x.io [[EMAIL_002]]");
-        assert_eq!(m.restore("{\"to\":\"[[EMAIL_001]]\"}", EscapeMode::JsonInner).unwrap(), "{\"to\":\"a\\\"b@x.io\"}");
+        assert_eq!(
+            m.restore("x [[[EMAIL_001]] [[EMAIL_002]]", EscapeMode::Plain).unwrap(),
+            "x [a\"b@x.io [[EMAIL_002]]"
+        );
+        assert_eq!(
+            m.restore("{\"to\":\"[[EMAIL_001]]\"}", EscapeMode::JsonInner).unwrap(),
+            "{\"to\":\"a\\\"b@x.io\"}"
+        );
         assert!(m.restore("nothing [[ here ]]", EscapeMode::Plain).is_none());
     }
 

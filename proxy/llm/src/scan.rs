@@ -140,7 +140,13 @@ mod scrub_tests {
     use super::*;
 
     fn hit(kind: &str, start: usize, end: usize) -> Hit {
-        Hit { kind: kind.into(), category: Category::Secret, start, end, action: Action::Block }
+        Hit {
+            kind: kind.into(),
+            category: Category::Secret,
+            start,
+            end,
+            action: Action::Block,
+        }
     }
 
     #[test]
@@ -148,7 +154,11 @@ mod scrub_tests {
         let scanner = |t: &str| {
             let a = t.find("SECRET").unwrap();
             let b = t.find("me@x.io").unwrap();
-            vec![hit("email", b, b + 7), hit("aws_access_key_id", a, a + 6), hit("inner", a + 1, a + 3)]
+            vec![
+                hit("email", b, b + 7),
+                hit("aws_access_key_id", a, a + 6),
+                hit("inner", a + 1, a + 3),
+            ]
         };
         let out = scrub(&scanner, "curl -d 'SECRET to me@x.io'").unwrap();
         assert_eq!(out, "curl -d '[[REDACTED_AWS_ACCESS_KEY_ID]] to [[REDACTED_EMAIL]]'");

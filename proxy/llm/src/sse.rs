@@ -98,13 +98,21 @@ pub(crate) fn parse_event(raw: &[u8]) -> Option<ParsedEvent<'_>> {
     let has_data = !data_ranges.is_empty();
     let (data, single_data) = match data_ranges.len() {
         0 => (std::borrow::Cow::Borrowed(""), None),
-        1 => (std::borrow::Cow::Borrowed(&text[data_ranges[0].clone()]), Some(data_ranges[0].clone())),
+        1 => (
+            std::borrow::Cow::Borrowed(&text[data_ranges[0].clone()]),
+            Some(data_ranges[0].clone()),
+        ),
         _ => {
             let joined: Vec<&str> = data_ranges.iter().map(|r| &text[r.clone()]).collect();
             (std::borrow::Cow::Owned(joined.join("\n")), None)
         }
     };
-    Some(ParsedEvent { name, data, single_data, has_data })
+    Some(ParsedEvent {
+        name,
+        data,
+        single_data,
+        has_data,
+    })
 }
 
 /// `raw` with its data replaced by `data`.

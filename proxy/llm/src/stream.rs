@@ -47,7 +47,12 @@ pub(crate) struct EventRestorer {
 
 impl EventRestorer {
     pub fn new(shape: ApiShape, map: Arc<RestoreMap>) -> Self {
-        EventRestorer { shape, map, streams: HashMap::new(), order: Vec::new() }
+        EventRestorer {
+            shape,
+            map,
+            streams: HashMap::new(),
+            order: Vec::new(),
+        }
     }
 
     pub fn set_map(&mut self, map: Arc<RestoreMap>) {
@@ -67,7 +72,9 @@ impl EventRestorer {
         let ty = root.str_field("type");
         let ty = ty.as_deref().unwrap_or("");
         match self.shape {
-            ApiShape::AnthropicMessages | ApiShape::AnthropicCountTokens => self.anthropic(name, data, &root, ty, &mut result),
+            ApiShape::AnthropicMessages | ApiShape::AnthropicCountTokens => {
+                self.anthropic(name, data, &root, ty, &mut result)
+            }
             ApiShape::OpenAiChat => self.chat(name, data, &root, &mut result),
             ApiShape::OpenAiResponses => self.responses(name, data, &root, ty, &mut result),
             _ => result.replaced = restore::restore_json(data, &self.map),
@@ -116,14 +123,17 @@ impl EventRestorer {
         let mut edits = Vec::new();
         for choice in choices {
             let ci = choice.get("index").map(|n| raw_scalar(data, n)).unwrap_or_default();
-            let finished = choice.get("finish_reason").is_some_and(|f| !matches!(f, Node::Scalar(r) if &data[r.clone()] == "null"));
+            let finished = choice
+                .get("finish_reason")
+                .is_some_and(|f| !matches!(f, Node::Scalar(r) if &data[r.clone()] == "null"));
             let prefix = format!("c:{ci}:");
             let delta = choice.get("delta");
             // Streams of a finishing choice that get no text in this chunk
             // are flushed before it; the others are fed without hold-back.
             if finished {
                 let present: Vec<String> = delta.map(|d| chat_stream_keys(d, &prefix, data)).unwrap_or_default();
-                out.before.extend(self.flush_where(|k| k.starts_with(&prefix) && !present.iter().any(|p| p == k)));
+                out.before
+                    .extend(self.flush_where(|k| k.starts_with(&prefix) && !present.iter().any(|p| p == k)));
             }
             let Some(delta) = delta else { continue };
             for (key, lit, mode) in chat_delta_fields(delta, &prefix, data) {
@@ -139,7 +149,10 @@ impl EventRestorer {
 
     fn responses(&mut self, name: Option<&str>, data: &str, root: &Node<'_>, ty: &str, out: &mut EventResult) {
         let item = root.str_field("item_id").map(|s| s.into_owned()).unwrap_or_default();
-        let content = root.get("content_index").map(|n| raw_scalar(data, n)).unwrap_or_default();
+        let content = root
+            .get("content_index")
+            .map(|n| raw_scalar(data, n))
+            .unwrap_or_default();
         let delta_stream = match ty {
             "response.output_text.delta" => Some((format!("t:{item}:{content}"), EscapeMode::Plain)),
             "response.refusal.delta" => Some((format!("r:{item}:{content}"), EscapeMode::Plain)),
@@ -149,8 +162,9 @@ impl EventRestorer {
         };
         if let Some((key, mode)) = delta_stream {
             if let Some(lit) = root.get("delta").and_then(Node::as_lit) {
-                out.replaced =
-                    self.feed(key, item, mode, name, data, lit, false).map(|new| json::splice(data, &mut [(lit.range(), new)]));
+                out.replaced = self
+                    .feed(key, item, mode, name, data, lit, false)
+                    .map(|new| json::splice(data, &mut [(lit.range(), new)]));
             }
             return;
         }
@@ -164,10 +178,22 @@ impl EventRestorer {
         if let Some(key) = flush_key {
             out.before = self.flush_where(|k| k == key);
         } else if ty == "response.output_item.done" || ty == "response.content_part.done" {
-            let owner = root.get("item").and_then(|i| i.str_field("id")).map(|s| s.into_owned()).unwrap_or(item);
-            let owned: Vec<String> = self.streams.iter().filter(|(_, s)| s.owner == owner).map(|(k, _)| k.clone()).collect();
+            let owner = root
+                .get("item")
+                .and_then(|i| i.str_field("id"))
+                .map(|s| s.into_owned())
+                .unwrap_or(item);
+            let owned: Vec<String> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.owner == owner)
+                .map(|(k, _)| k.clone())
+                .collect();
             out.before = self.flush_where(|k| owned.iter().any(|o| o == k));
-        } else if matches!(ty, "response.completed" | "response.failed" | "response.incomplete" | "error") {
+        } else if matches!(
+            ty,
+            "response.completed" | "response.failed" | "response.incomplete" | "error"
+        ) {
             out.before = self.flush_where(|_| true);
         }
         out.replaced = restore::restore_json(data, &self.map);
@@ -176,7 +202,16 @@ impl EventRestorer {
     /// Feed one delta literal into its stream; returns the new literal (or
     /// None when the event can go out unchanged).
     #[allow(clippy::too_many_arguments)]
-    fn feed(&mut self, key: String, owner: String, mode: EscapeMode, name: Option<&str>, data: &str, lit: &Lit<'_>, last: bool) -> Option<String> {
+    fn feed(
+        &mut self,
+        key: String,
+        owner: String,
+        mode: EscapeMode,
+        name: Option<&str>,
+        data: &str,
+        lit: &Lit<'_>,
+        last: bool,
+    ) -> Option<String> {
         let text = lit.decode();
         let template = (name.map(str::to_string), data.to_string(), lit.range());
         let stream = match self.streams.get_mut(&key) {
@@ -190,7 +225,12 @@ impl EventRestorer {
                     return None;
                 }
                 self.order.push(key.clone());
-                self.streams.entry(key).or_insert(Stream { held: String::new(), mode, template, owner })
+                self.streams.entry(key).or_insert(Stream {
+                    held: String::new(),
+                    mode,
+                    template,
+                    owner,
+                })
             }
         };
         if stream.held.is_empty() && !text.contains('[') {
@@ -214,7 +254,9 @@ impl EventRestorer {
             if !pred(key) {
                 continue;
             }
-            let Some(stream) = self.streams.get_mut(key) else { continue };
+            let Some(stream) = self.streams.get_mut(key) else {
+                continue;
+            };
             if stream.held.is_empty() {
                 continue;
             }
@@ -222,7 +264,10 @@ impl EventRestorer {
             let text = self.map.restore(&held, stream.mode).unwrap_or(held);
             let (name, data, range) = &stream.template;
             let mut edits = vec![(range.clone(), json::quote(&text))];
-            out.push(Synthetic { name: name.clone(), data: json::splice(data, &mut edits) });
+            out.push(Synthetic {
+                name: name.clone(),
+                data: json::splice(data, &mut edits),
+            });
         }
         out
     }
@@ -248,7 +293,11 @@ fn chat_delta_fields<'t, 'a>(delta: &'t Node<'a>, prefix: &str, data: &str) -> V
     if let Some(Node::Arr(calls)) = delta.get("tool_calls") {
         for call in calls {
             let ti = call.get("index").map(|n| raw_scalar(data, n)).unwrap_or_default();
-            if let Some(lit) = call.get("function").and_then(|f| f.get("arguments")).and_then(Node::as_lit) {
+            if let Some(lit) = call
+                .get("function")
+                .and_then(|f| f.get("arguments"))
+                .and_then(Node::as_lit)
+            {
                 out.push((format!("{prefix}tool:{ti}"), lit, EscapeMode::JsonInner));
             }
         }
@@ -257,5 +306,8 @@ fn chat_delta_fields<'t, 'a>(delta: &'t Node<'a>, prefix: &str, data: &str) -> V
 }
 
 fn chat_stream_keys(delta: &Node<'_>, prefix: &str, data: &str) -> Vec<String> {
-    chat_delta_fields(delta, prefix, data).into_iter().map(|(k, _, _)| k).collect()
+    chat_delta_fields(delta, prefix, data)
+        .into_iter()
+        .map(|(k, _, _)| k)
+        .collect()
 }

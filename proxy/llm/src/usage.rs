@@ -38,7 +38,9 @@ impl UsageTracker {
         if !interesting {
             return;
         }
-        let Ok(v) = serde_json::from_str::<Value>(data) else { return };
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
         let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
         if ty == "error" || name == Some("error") || (shape == ApiShape::OpenAiChat && v.get("error").is_some()) {
             self.stream_error = Some(describe_error(&v));
@@ -88,7 +90,9 @@ impl UsageTracker {
                 self.usage.response_id = Some(id.to_string());
             }
         }
-        let Some(u) = obj.get("usage").filter(|u| u.is_object()) else { return };
+        let Some(u) = obj.get("usage").filter(|u| u.is_object()) else {
+            return;
+        };
         let num = |keys: &[&str]| keys.iter().find_map(|k| u.pointer(k).and_then(Value::as_u64));
         let u_ = &mut self.usage;
         if let Some(n) = num(&["/input_tokens", "/prompt_tokens"]) {
@@ -97,7 +101,11 @@ impl UsageTracker {
         if let Some(n) = num(&["/output_tokens", "/completion_tokens"]) {
             u_.output_tokens = Some(n);
         }
-        if let Some(n) = num(&["/cache_read_input_tokens", "/input_tokens_details/cached_tokens", "/prompt_tokens_details/cached_tokens"]) {
+        if let Some(n) = num(&[
+            "/cache_read_input_tokens",
+            "/input_tokens_details/cached_tokens",
+            "/prompt_tokens_details/cached_tokens",
+        ]) {
             u_.cache_read_tokens = Some(n);
         }
         if let Some(n) = num(&["/cache_creation_input_tokens"]) {
@@ -108,8 +116,16 @@ impl UsageTracker {
 
 fn describe_error(v: &Value) -> String {
     let e = v.get("error").unwrap_or(v);
-    let ty = e.get("type").or_else(|| e.get("code")).and_then(Value::as_str).unwrap_or("error");
-    let msg = e.get("message").or_else(|| v.get("message")).and_then(Value::as_str).unwrap_or("");
+    let ty = e
+        .get("type")
+        .or_else(|| e.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("error");
+    let msg = e
+        .get("message")
+        .or_else(|| v.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if msg.is_empty() {
         ty.to_string()
     } else {

@@ -29,7 +29,9 @@ pub struct Vault {
 impl std::fmt::Debug for Vault {
     // Never print the mapped values.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("placeholders", &self.by_placeholder.len()).finish()
+        f.debug_struct("Vault")
+            .field("placeholders", &self.by_placeholder.len())
+            .finish()
     }
 }
 
@@ -54,7 +56,9 @@ impl Vault {
             };
             let next = vault.next.entry(label.clone()).or_insert(0);
             *next = (*next).max(number);
-            vault.by_value.insert((label, value.to_string()), placeholder.to_string());
+            vault
+                .by_value
+                .insert((label, value.to_string()), placeholder.to_string());
             vault.by_placeholder.insert(placeholder.to_string(), value.to_string());
         }
         vault
@@ -112,7 +116,15 @@ impl Vault {
 
 /// The placeholder label of a detector kind: `phone_number` -> `PHONE_NUMBER`.
 pub fn label(kind: &str) -> String {
-    kind.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    kind.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Irreversible placeholder for the `redact` action.
@@ -163,7 +175,10 @@ mod tests {
     #[test]
     fn numbering_follows_first_appearance_and_skips_typed_ones() {
         let taken = literal_placeholders_outside("I typed [[EMAIL_001]] and [[x]] and [[[PHONE_007]]", &[]);
-        assert_eq!(taken, HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_007]]".to_string()]));
+        assert_eq!(
+            taken,
+            HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_007]]".to_string()])
+        );
         let mut v = Vault::new();
         assert_eq!(v.placeholder_for("email", "a@x.io", &taken), "[[EMAIL_002]]");
         assert_eq!(v.placeholder_for("email", "b@x.io", &taken), "[[EMAIL_003]]");
@@ -177,7 +192,10 @@ mod tests {
         let text = "a [[EMAIL_001]] b [[EMAIL_002]] c [[PHONE_001]]";
         let second = text.find("[[EMAIL_002]]").unwrap();
         let taken = literal_placeholders_outside(text, &[0..1, second..second + 13]);
-        assert_eq!(taken, HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_001]]".to_string()]));
+        assert_eq!(
+            taken,
+            HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_001]]".to_string()])
+        );
     }
 }
 
@@ -192,7 +210,10 @@ pub(crate) struct ConversationMemory {
 
 impl ConversationMemory {
     pub fn new(capacity: usize) -> Self {
-        ConversationMemory { capacity: capacity.max(1), inner: Default::default() }
+        ConversationMemory {
+            capacity: capacity.max(1),
+            inner: Default::default(),
+        }
     }
 
     pub fn remember(&self, response_id: &str, map: Arc<RestoreMap>) {

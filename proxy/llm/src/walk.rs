@@ -46,7 +46,10 @@ pub(crate) struct Walk<'t, 'a> {
 
 impl<'t, 'a> Walk<'t, 'a> {
     pub fn new(shape: ApiShape, root: &'t Node<'a>) -> Self {
-        let mut w = Walk { places: Vec::new(), arena: vec![(0, Seg::Root)] };
+        let mut w = Walk {
+            places: Vec::new(),
+            arena: vec![(0, Seg::Root)],
+        };
         match shape {
             ApiShape::AnthropicMessages | ApiShape::AnthropicCountTokens => w.anthropic(root),
             ApiShape::OpenAiChat => w.chat(root),
@@ -186,11 +189,22 @@ impl<'t, 'a> Walk<'t, 'a> {
 
     /// Top-level fields in a fixed order: `first` ones, then the rest except
     /// `last`, then `last` (the growing conversation), each via `visit`.
-    fn top_level(&mut self, root: &'t Node<'a>, first: &[&str], last: &str, visit: fn(&mut Self, &'t str, &'t Node<'a>, u32)) {
+    fn top_level(
+        &mut self,
+        root: &'t Node<'a>,
+        first: &[&str],
+        last: &str,
+        visit: fn(&mut Self, &'t str, &'t Node<'a>, u32),
+    ) {
         let Node::Obj(fs) = root else {
             return self.generic(root, 0);
         };
-        let rank = |k: &str| first.iter().position(|f| *f == k).unwrap_or(if k == last { first.len() + 1 } else { first.len() });
+        let rank = |k: &str| {
+            first
+                .iter()
+                .position(|f| *f == k)
+                .unwrap_or(if k == last { first.len() + 1 } else { first.len() })
+        };
         let mut order: Vec<&'t (Lit<'a>, Node<'a>)> = fs.iter().collect();
         order.sort_by_key(|(k, _)| rank(k.raw));
         for (k, v) in order {
@@ -288,7 +302,11 @@ impl<'t, 'a> Walk<'t, 'a> {
                 // Custom tool calls carry free text in `input`.
                 for (ck, cv) in fields(v) {
                     let pc = self.key(p, ck);
-                    let mode = if ck.raw == "input" { Mode::Text } else { Mode::SecretsOnly };
+                    let mode = if ck.raw == "input" {
+                        Mode::Text
+                    } else {
+                        Mode::SecretsOnly
+                    };
                     self.place(cv, mode, pc);
                 }
             } else {
@@ -355,7 +373,9 @@ impl<'t, 'a> Walk<'t, 'a> {
 
     fn responses_item(&mut self, item: &'t Node<'a>, path: u32) {
         let ty = item.str_field("type");
-        let ty = ty.as_deref().unwrap_or(if item.get("role").is_some() { "message" } else { "" });
+        let ty = ty
+            .as_deref()
+            .unwrap_or(if item.get("role").is_some() { "message" } else { "" });
         if matches!(ty, "reasoning" | "compaction" | "compaction_summary") {
             return self.protected(item, path);
         }

@@ -71,7 +71,10 @@ struct Sample {
 }
 
 fn plain(v: String) -> Sample {
-    Sample { secret: v.clone(), insert: v }
+    Sample {
+        secret: v.clone(),
+        insert: v,
+    }
 }
 
 fn github_like(r: &mut Rng, prefix: &str) -> String {
@@ -88,7 +91,18 @@ fn luhn_complete(r: &mut Rng, prefix: &str, len: usize) -> String {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 0 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
         .sum();
     digits.push((10 - sum % 10) % 10);
     digits.iter().map(|d| char::from(b'0' + *d as u8)).collect()
@@ -103,12 +117,25 @@ fn iban(r: &mut Rng) -> String {
     let rearranged = format!("{bban}{country}00");
     let mut rem = 0u32;
     for c in rearranged.bytes() {
-        let v = if c.is_ascii_digit() { (c - b'0') as u32 } else { (c - b'A') as u32 + 10 };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        let v = if c.is_ascii_digit() {
+            (c - b'0') as u32
+        } else {
+            (c - b'A') as u32 + 10
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     let compact = format!("{country}{:02}{bban}", 98 - rem);
     if r.below(2) == 0 {
-        compact.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(" ")
+        compact
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(" ")
     } else {
         compact
     }
@@ -122,12 +149,19 @@ fn b64url(s: &str) -> String {
 fn pem(r: &mut Rng, label: &str, json_escaped: bool) -> String {
     let nl = if json_escaped { "\\n" } else { "\n" };
     let lines: Vec<String> = (0..12).map(|_| r.fill("{b:64}")).collect();
-    format!("-----BEGIN {label}-----{nl}{}{nl}{}=={nl}-----END {label}-----", lines.join(nl), r.fill("{b:30}"))
+    format!(
+        "-----BEGIN {label}-----{nl}{}{nl}{}=={nl}-----END {label}-----",
+        lines.join(nl),
+        r.fill("{b:30}")
+    )
 }
 
 fn context_sample(r: &mut Rng, contexts: &[&str], value: String) -> Sample {
     let ctx = *r.pick(contexts);
-    Sample { insert: ctx.replace("{V}", &value), secret: value }
+    Sample {
+        insert: ctx.replace("{V}", &value),
+        secret: value,
+    }
 }
 
 /// One positive for `kind`.
@@ -511,7 +545,8 @@ struct Baseline {
 }
 
 fn baseline() -> Baseline {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/detect_baseline.json")).expect("baseline file");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/detect_baseline.json"))
+        .expect("baseline file");
     serde_json::from_str(&text).expect("baseline parses")
 }
 
@@ -519,7 +554,11 @@ fn baseline() -> Baseline {
 fn catalogue_has_enough_secret_kinds_and_a_generator_for_each() {
     let b = baseline();
     let secret = KINDS.iter().filter(|k| k.category == Category::Secret).count();
-    assert!(secret >= b.min_secret_kinds, "{secret} secret kinds < {}", b.min_secret_kinds);
+    assert!(
+        secret >= b.min_secret_kinds,
+        "{secret} secret kinds < {}",
+        b.min_secret_kinds
+    );
     let unique: BTreeSet<_> = KINDS.iter().map(|k| k.kind).collect();
     assert_eq!(unique.len(), KINDS.len(), "duplicate kinds in catalogue");
     let mut r = Rng(b.seed);
@@ -534,7 +573,10 @@ fn recall_and_false_positive_rate_do_not_regress() {
     let b = baseline();
     let detector = Detector::new(&DetectPolicy::default()).expect("default policy");
     // DETECT_CORPUS_SEED explores other corpora locally; CI uses the baseline's.
-    let seed = std::env::var("DETECT_CORPUS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(b.seed);
+    let seed = std::env::var("DETECT_CORPUS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(b.seed);
     let mut r = Rng(seed);
     let mut report = Vec::new();
     let mut failures = Vec::new();
@@ -543,23 +585,42 @@ fn recall_and_false_positive_rate_do_not_regress() {
         let mut misses = Vec::new();
         for _ in 0..b.positives_per_kind {
             let s = positive(&mut r, k.kind);
-            let ctx = *r.pick(if k.category == Category::Pii { PII_CONTEXTS } else { SECRET_CONTEXTS });
+            let ctx = *r.pick(if k.category == Category::Pii {
+                PII_CONTEXTS
+            } else {
+                SECRET_CONTEXTS
+            });
             let doc = ctx.replace("{V}", &s.insert);
             let at = doc.find(&s.insert).unwrap() + s.insert.find(&s.secret).unwrap();
             let span = at..at + s.secret.len();
             let found = detector.scan(&doc);
-            if found.iter().any(|f| &*f.kind == k.kind && f.start < span.end && span.start < f.end) {
+            if found
+                .iter()
+                .any(|f| &*f.kind == k.kind && f.start < span.end && span.start < f.end)
+            {
                 hit += 1;
             } else {
-                let got: Vec<String> = found.iter().map(|f| format!("{}@{}..{}", f.kind, f.start, f.end)).collect();
+                let got: Vec<String> = found
+                    .iter()
+                    .map(|f| format!("{}@{}..{}", f.kind, f.start, f.end))
+                    .collect();
                 misses.push(format!("{doc:?} -> {got:?}"));
             }
         }
         let recall = hit as f64 / b.positives_per_kind as f64;
         let floor = b.recall_overrides.get(k.kind).copied().unwrap_or(b.min_recall_per_kind);
-        report.push(format!("{:<36} {:<6} recall {:.3}", k.kind, k.category.as_str(), recall));
+        report.push(format!(
+            "{:<36} {:<6} recall {:.3}",
+            k.kind,
+            k.category.as_str(),
+            recall
+        ));
         if recall < floor {
-            failures.push(format!("{}: recall {recall:.3} < {floor}; e.g. {}", k.kind, misses.first().cloned().unwrap_or_default()));
+            failures.push(format!(
+                "{}: recall {recall:.3} < {floor}; e.g. {}",
+                k.kind,
+                misses.first().cloned().unwrap_or_default()
+            ));
         }
     }
     let mut fp_docs = 0;
@@ -573,7 +634,10 @@ fn recall_and_false_positive_rate_do_not_regress() {
             if !found.is_empty() {
                 fp_docs += 1;
                 if fp_examples.len() < 10 {
-                    let got: Vec<String> = found.iter().map(|f| format!("{}={:?}", f.kind, &doc[f.start..f.end])).collect();
+                    let got: Vec<String> = found
+                        .iter()
+                        .map(|f| format!("{}={:?}", f.kind, &doc[f.start..f.end]))
+                        .collect();
                     fp_examples.push(format!("template {template}: {got:?}"));
                 }
             }
@@ -586,7 +650,14 @@ fn recall_and_false_positive_rate_do_not_regress() {
         println!("  FP {e}");
     }
     if fp_rate > b.max_false_positive_rate {
-        failures.push(format!("false-positive rate {fp_rate:.4} > {}; {fp_examples:?}", b.max_false_positive_rate));
+        failures.push(format!(
+            "false-positive rate {fp_rate:.4} > {}; {fp_examples:?}",
+            b.max_false_positive_rate
+        ));
     }
-    assert!(failures.is_empty(), "detection quality regressed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "detection quality regressed:\n{}",
+        failures.join("\n")
+    );
 }

@@ -25,7 +25,8 @@ fn check(path: &Path, actual: &[u8]) {
         std::fs::write(path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read(path).unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+    let expected =
+        std::fs::read(path).unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
     if expected != actual {
         panic!(
             "{} differs from the golden file.\n--- expected\n{}\n--- actual\n{}",
@@ -38,7 +39,11 @@ fn check(path: &Path, actual: &[u8]) {
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 8, "golden cases missing");
     dirs
@@ -47,7 +52,14 @@ fn cases() -> Vec<PathBuf> {
 fn report_json(outcome: &RequestOutcome) -> String {
     let r = outcome.report();
     let (kind, status) = match outcome {
-        RequestOutcome::Forward { body, .. } => (if body.is_some() { "forward_changed" } else { "forward_unchanged" }, 200),
+        RequestOutcome::Forward { body, .. } => (
+            if body.is_some() {
+                "forward_changed"
+            } else {
+                "forward_unchanged"
+            },
+            200,
+        ),
         RequestOutcome::Block { status, .. } => ("block", *status),
         RequestOutcome::Reject { status, .. } => ("reject", *status),
     };
@@ -82,17 +94,23 @@ fn golden_cases() {
     // Default policy, except GitHub tokens are redacted (not blocked) so one
     // case shows an irreversible placeholder.
     let mut policy = promptwall_llm::detect::DetectPolicy::default();
-    policy.actions.insert("github_pat".into(), promptwall_llm::Action::Redact);
+    policy
+        .actions
+        .insert("github_pat".into(), promptwall_llm::Action::Redact);
     let detector = promptwall_llm::detect::Detector::new(&policy).unwrap();
     let pipeline = promptwall_llm::Pipeline::new(detector, promptwall_llm::PipelineSettings::default());
-    let ctx = RequestContext { fingerprint_salt: "golden-salt" };
+    let ctx = RequestContext {
+        fingerprint_salt: "golden-salt",
+    };
     for dir in cases() {
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();
         let shape = common::shape_from_name(&name);
         let request = std::fs::read(dir.join("request.json")).unwrap();
         let outcome = pipeline.inspect_request(shape, &request, &ctx);
         let provider: Vec<u8> = match &outcome {
-            RequestOutcome::Forward { body, .. } => body.as_ref().map(|b| b.to_vec()).unwrap_or_else(|| request.clone()),
+            RequestOutcome::Forward { body, .. } => {
+                body.as_ref().map(|b| b.to_vec()).unwrap_or_else(|| request.clone())
+            }
             RequestOutcome::Block { body, .. } | RequestOutcome::Reject { body, .. } => {
                 let v: serde_json::Value = serde_json::from_slice(body).unwrap();
                 (serde_json::to_string_pretty(&v).unwrap() + "\n").into_bytes()
@@ -105,17 +123,30 @@ fn golden_cases() {
             RequestOutcome::Forward { restorer, .. } => restorer.clone(),
             _ => None,
         };
-        for (file, ct, out_name) in [("response.sse", "text/event-stream", "client.sse"), ("response.json", "application/json", "client.json")] {
-            let Ok(response) = std::fs::read(dir.join(file)) else { continue };
+        for (file, ct, out_name) in [
+            ("response.sse", "text/event-stream", "client.sse"),
+            ("response.json", "application/json", "client.json"),
+        ] {
+            let Ok(response) = std::fs::read(dir.join(file)) else {
+                continue;
+            };
             let whole = run_response(restorer.as_ref(), shape, ct, &[&response]);
             check(&dir.join(out_name), &whole);
             // Every chunk boundary gives the same bytes as one chunk.
             for split in 0..=response.len() {
                 let got = run_response(restorer.as_ref(), shape, ct, &[&response[..split], &response[split..]]);
-                assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&whole), "{name}: split at byte {split}");
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&whole),
+                    "{name}: split at byte {split}"
+                );
             }
             let bytewise: Vec<&[u8]> = response.chunks(1).collect();
-            assert_eq!(run_response(restorer.as_ref(), shape, ct, &bytewise), whole, "{name}: one byte per chunk");
+            assert_eq!(
+                run_response(restorer.as_ref(), shape, ct, &bytewise),
+                whole,
+                "{name}: one byte per chunk"
+            );
         }
     }
 }

@@ -13,7 +13,9 @@ const CTX: RequestContext<'static> = RequestContext { fingerprint_salt: "s" };
 
 fn forward(outcome: RequestOutcome) -> (String, Option<promptwall_llm::Restorer>) {
     match outcome {
-        RequestOutcome::Forward { body, restorer, .. } => (String::from_utf8(body.expect("changed").to_vec()).unwrap(), restorer),
+        RequestOutcome::Forward { body, restorer, .. } => {
+            (String::from_utf8(body.expect("changed").to_vec()).unwrap(), restorer)
+        }
         other => panic!("expected forward, got {other:?}"),
     }
 }
@@ -28,11 +30,19 @@ fn restore_sse(r: &promptwall_llm::Restorer, shape: ApiShape, sse: &str) -> Stri
 #[test]
 fn typed_placeholder_is_never_restored_into_another_value() {
     let p = common::pipeline();
-    let body = json!({"model":"m","messages":[{"role":"user","content":"I typed [[EMAIL_001]] and mean zed@example.com"}]});
-    let (provider, restorer) = forward(p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
-    assert!(provider.contains("I typed [[EMAIL_001]] and mean [[EMAIL_002]]"), "{provider}");
+    let body =
+        json!({"model":"m","messages":[{"role":"user","content":"I typed [[EMAIL_001]] and mean zed@example.com"}]});
+    let (provider, restorer) =
+        forward(p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
+    assert!(
+        provider.contains("I typed [[EMAIL_001]] and mean [[EMAIL_002]]"),
+        "{provider}"
+    );
     let r = restorer.unwrap();
-    assert_eq!(r.restore_text("[[EMAIL_001]] vs [[EMAIL_002]] vs [[EMAIL_003]]"), "[[EMAIL_001]] vs zed@example.com vs [[EMAIL_003]]");
+    assert_eq!(
+        r.restore_text("[[EMAIL_001]] vs [[EMAIL_002]] vs [[EMAIL_003]]"),
+        "[[EMAIL_001]] vs zed@example.com vs [[EMAIL_003]]"
+    );
 }
 
 #[test]
@@ -43,9 +53,11 @@ fn numbering_is_stable_across_turns_and_restarts() {
         {"role":"user","content":"mail b@example.com and c@example.com"},
         {"role":"assistant","content":"done, c@example.com notified"},
         {"role":"user","content":"now d@example.com and b@example.com"}]});
-    let (p1, _) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn1.to_string().as_bytes(), &CTX));
+    let (p1, _) =
+        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn1.to_string().as_bytes(), &CTX));
     // A fresh pipeline (agent restart) numbers the resent prefix the same way.
-    let (p2, r2) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
+    let (p2, r2) =
+        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
     let prefix_end = p1.find("}]").unwrap();
     assert_eq!(&p2[..prefix_end], &p1[..prefix_end]);
     assert!(p2.contains("done, [[EMAIL_003]] notified"), "{p2}");
@@ -63,11 +75,21 @@ fn a_placeholder_the_model_quoted_in_signed_thinking_keeps_its_number_next_turn(
             {"type":"thinking","thinking":"The user wants [[EMAIL_001]] mailed.","signature":"c2lnbmVk"},
             {"type":"text","text":"Mailing a@example.com now."}]},
         {"role":"user","content":"thanks"}]});
-    let (provider, restorer) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
-    assert!(provider.contains(r#""content":"mail [[EMAIL_001]]""#), "renumbered: {provider}");
+    let (provider, restorer) =
+        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
+    assert!(
+        provider.contains(r#""content":"mail [[EMAIL_001]]""#),
+        "renumbered: {provider}"
+    );
     assert!(provider.contains("Mailing [[EMAIL_001]] now."), "{provider}");
-    assert!(provider.contains(r#""thinking":"The user wants [[EMAIL_001]] mailed.","signature":"c2lnbmVk""#), "{provider}");
-    assert_eq!(restorer.unwrap().restore_text("sent to [[EMAIL_001]]"), "sent to a@example.com");
+    assert!(
+        provider.contains(r#""thinking":"The user wants [[EMAIL_001]] mailed.","signature":"c2lnbmVk""#),
+        "{provider}"
+    );
+    assert_eq!(
+        restorer.unwrap().restore_text("sent to [[EMAIL_001]]"),
+        "sent to a@example.com"
+    );
 }
 
 #[test]
@@ -78,7 +100,10 @@ fn non_json_bodies_on_unknown_endpoints_are_checked_for_credentials() {
         RequestOutcome::Block { status, body, report } => {
             assert_eq!(status, 422);
             let text = String::from_utf8(body.to_vec()).unwrap();
-            assert!(text.contains("aws_access_key_id at body") && !text.contains("AKIAZ7QK3MPLW2XQ4R5T"), "{text}");
+            assert!(
+                text.contains("aws_access_key_id at body") && !text.contains("AKIAZ7QK3MPLW2XQ4R5T"),
+                "{text}"
+            );
             assert_eq!(report.verdict, Verdict::Blocked);
             assert_eq!(report.fingerprints.len(), 1);
         }
@@ -100,7 +125,11 @@ fn unchanged_requests_are_forwarded_as_the_original_bytes() {
     let p = common::pipeline();
     let body = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
     match p.inspect_request(ApiShape::AnthropicMessages, body, &CTX) {
-        RequestOutcome::Forward { body: None, restorer: None, report } => assert_eq!(report.verdict, Verdict::Allowed),
+        RequestOutcome::Forward {
+            body: None,
+            restorer: None,
+            report,
+        } => assert_eq!(report.verdict, Verdict::Allowed),
         other => panic!("{other:?}"),
     }
 }
@@ -117,7 +146,10 @@ fn block_names_kind_and_location_never_the_value() {
             assert!(!text.contains(key));
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v["error"]["code"], "secret_detected");
-            assert!(v["error"]["message"].as_str().unwrap().contains("aws_access_key_id at messages[0].content"));
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("aws_access_key_id at messages[0].content"));
             assert_eq!(report.verdict, Verdict::Blocked);
             assert_eq!(report.counts["aws_access_key_id"], 1);
             assert_eq!(report.fingerprints.len(), 1);
@@ -167,7 +199,11 @@ fn cache_scans_only_new_blocks_on_the_next_turn() {
     let out = p.inspect_request(ApiShape::AnthropicMessages, body2.to_string().as_bytes(), &CTX);
     assert_eq!(out.report().verdict, Verdict::Redacted);
     assert!(first_bytes > 200_000);
-    assert!(bytes.load(Ordering::Relaxed) < 200, "rescanned {} bytes", bytes.load(Ordering::Relaxed));
+    assert!(
+        bytes.load(Ordering::Relaxed) < 200,
+        "rescanned {} bytes",
+        bytes.load(Ordering::Relaxed)
+    );
     // Cached findings still apply: same request again redacts identically.
     let again = p.inspect_request(ApiShape::AnthropicMessages, body2.to_string().as_bytes(), &CTX);
     assert_eq!(again.report().findings, out.report().findings);
@@ -185,7 +221,10 @@ fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() 
     processor.push(Bytes::from_static(
         b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_abc\",\"object\":\"response\",\"model\":\"gpt-5\"}}\n\n",
     ));
-    let id = processor.usage().response_id.expect("response id read from response.created");
+    let id = processor
+        .usage()
+        .response_id
+        .expect("response id read from response.created");
     assert_eq!(id, "resp_abc");
     p.remember_response(&id, &restorer);
 
@@ -193,9 +232,15 @@ fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() 
     let follow = json!({"model":"gpt-5","previous_response_id":"resp_abc","input":[
         {"type":"function_call_output","call_id":"c","output":"bo@example.com replied; ann@example.com cc"}]});
     let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, follow.to_string().as_bytes(), &CTX));
-    assert!(sent.contains("[[EMAIL_002]] replied; [[EMAIL_001]] cc"), "numbers reused across the conversation: {sent}");
+    assert!(
+        sent.contains("[[EMAIL_002]] replied; [[EMAIL_001]] cc"),
+        "numbers reused across the conversation: {sent}"
+    );
     let r = restorer.unwrap();
-    assert_eq!(r.restore_text("[[EMAIL_001]] / [[EMAIL_002]]"), "ann@example.com / bo@example.com");
+    assert_eq!(
+        r.restore_text("[[EMAIL_001]] / [[EMAIL_002]]"),
+        "ann@example.com / bo@example.com"
+    );
 
     // An id this pipeline never saw (another agent, a restart) starts afresh.
     let unknown = json!({"model":"gpt-5","previous_response_id":"resp_zzz","input":"to bo@example.com"});
@@ -209,19 +254,41 @@ fn websocket_follow_ups_reuse_the_connection_vault() {
     let p = common::pipeline();
     let mut vault = Vault::new();
     let first = json!({"type":"response.create","model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]});
-    let WsClientOutcome::Forward { text: Some(t1), .. } = p.inspect_ws_client_message(&first.to_string(), &mut vault, &CTX) else { panic!() };
+    let WsClientOutcome::Forward { text: Some(t1), .. } =
+        p.inspect_ws_client_message(&first.to_string(), &mut vault, &CTX)
+    else {
+        panic!()
+    };
     assert!(t1.contains("mail [[EMAIL_001]]"));
     let follow = json!({"type":"response.create","previous_response_id":"resp_1","input":[
         {"type":"custom_tool_call_output","call_id":"c","output":"sent to ann@example.com and bo@example.com"}]});
-    let WsClientOutcome::Forward { text: Some(t2), .. } = p.inspect_ws_client_message(&follow.to_string(), &mut vault, &CTX) else { panic!() };
+    let WsClientOutcome::Forward { text: Some(t2), .. } =
+        p.inspect_ws_client_message(&follow.to_string(), &mut vault, &CTX)
+    else {
+        panic!()
+    };
     assert!(t2.contains("sent to [[EMAIL_001]] and [[EMAIL_002]]"), "{t2}");
 
     // Server frames: a placeholder split across two delta frames.
-    let d1 = json!({"type":"response.output_text.delta","item_id":"m","content_index":0,"delta":"hi [[EMAIL_0"}).to_string();
+    let d1 =
+        json!({"type":"response.output_text.delta","item_id":"m","content_index":0,"delta":"hi [[EMAIL_0"}).to_string();
     let d2 = json!({"type":"response.output_text.delta","item_id":"m","content_index":0,"delta":"02]]!"}).to_string();
-    let done = json!({"type":"response.output_text.done","item_id":"m","content_index":0,"text":"hi [[EMAIL_002]]!"}).to_string();
-    let out: Vec<String> = [d1, d2, done].iter().flat_map(|f| p.restore_ws_server_message(f, &mut vault)).collect();
-    let deltas: String = out.iter().take(2).map(|f| serde_json::from_str::<serde_json::Value>(f).unwrap()["delta"].as_str().unwrap().to_string()).collect();
+    let done = json!({"type":"response.output_text.done","item_id":"m","content_index":0,"text":"hi [[EMAIL_002]]!"})
+        .to_string();
+    let out: Vec<String> = [d1, d2, done]
+        .iter()
+        .flat_map(|f| p.restore_ws_server_message(f, &mut vault))
+        .collect();
+    let deltas: String = out
+        .iter()
+        .take(2)
+        .map(|f| {
+            serde_json::from_str::<serde_json::Value>(f).unwrap()["delta"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     assert_eq!(deltas, "hi bo@example.com!");
     assert!(out[2].contains("\"text\":\"hi bo@example.com!\""));
 
@@ -254,13 +321,25 @@ fn observe_only_passes_bytes_through_and_reads_usage() {
             assert_eq!((out_a, out_b), (a, b));
             assert!(p.finish().is_empty());
             let u = p.usage();
-            assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens), (Some(i), Some(o), Some(cr), cw), "{shape:?} split {split}");
+            assert_eq!(
+                (
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens
+                ),
+                (Some(i), Some(o), Some(cr), cw),
+                "{shape:?} split {split}"
+            );
             assert_eq!(u.model.as_deref(), Some(model));
             assert!(p.stream_error().is_none());
         }
     }
     let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicCountTokens, "application/json");
-    assert_eq!(p.push(Bytes::from_static(b"{\"input_tokens\":")), Bytes::from_static(b"{\"input_tokens\":"));
+    assert_eq!(
+        p.push(Bytes::from_static(b"{\"input_tokens\":")),
+        Bytes::from_static(b"{\"input_tokens\":")
+    );
     p.push(Bytes::from_static(b"77}"));
     p.finish();
     assert_eq!(p.usage().input_tokens, Some(77));
@@ -270,12 +349,16 @@ fn observe_only_passes_bytes_through_and_reads_usage() {
 fn mid_stream_error_event_is_reported_and_passed_unmodified() {
     let sse = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
     let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicMessages, "text/event-stream");
-    assert_eq!(p.push(Bytes::from_static(sse.as_bytes())), Bytes::from_static(sse.as_bytes()));
+    assert_eq!(
+        p.push(Bytes::from_static(sse.as_bytes())),
+        Bytes::from_static(sse.as_bytes())
+    );
     assert_eq!(p.stream_error(), Some("overloaded_error: Overloaded"));
 
     // Also through a restoring processor.
     let body = json!({"model":"m","messages":[{"role":"user","content":"x@example.com"}]});
-    let (_, r) = forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
+    let (_, r) =
+        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
     let out = restore_sse(r.as_ref().unwrap(), ApiShape::AnthropicMessages, sse);
     assert_eq!(out, sse);
 }
@@ -286,7 +369,15 @@ fn restored_values_are_json_escaped_inside_tool_arguments() {
     let p = promptwall_llm::Pipeline::new(
         |text: &str| {
             text.find("q\"b\\s")
-                .map(|i| vec![promptwall_llm::Hit { kind: "odd".into(), category: promptwall_llm::Category::Pii, start: i, end: i + 5, action: promptwall_llm::Action::Reversible }])
+                .map(|i| {
+                    vec![promptwall_llm::Hit {
+                        kind: "odd".into(),
+                        category: promptwall_llm::Category::Pii,
+                        start: i,
+                        end: i + 5,
+                        action: promptwall_llm::Action::Reversible,
+                    }]
+                })
                 .unwrap_or_default()
         },
         Default::default(),

@@ -53,16 +53,19 @@ impl Dialer {
                 for path in &target.ca {
                     let pem = std::fs::read(path).with_context(|| format!("cannot read CA file {}", path.display()))?;
                     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                        roots.add(cert.context("bad certificate in CA file")?).context("cannot trust CA")?;
+                        roots
+                            .add(cert.context("bad certificate in CA file")?)
+                            .context("cannot trust CA")?;
                     }
                 }
                 if roots.is_empty() {
                     bail!("--tls-name needs at least one --ca file with a certificate");
                 }
-                let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+                let mut cfg =
+                    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                        .with_safe_default_protocol_versions()?
+                        .with_root_certificates(roots)
+                        .with_no_client_auth();
                 cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
                 let server = rustls_pki_types::ServerName::try_from(name.clone())
                     .with_context(|| format!("--tls-name {name:?} is not a valid server name"))?;
@@ -78,12 +81,16 @@ impl Dialer {
             .with_context(|| format!("cannot connect to {}; is the server up?", self.target.connect))?;
         tcp.set_nodelay(true)?;
         if let Some(dest) = &self.target.tunnel_to {
-            tcp.write_all(format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n\r\n").as_bytes()).await?;
+            tcp.write_all(format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n\r\n").as_bytes())
+                .await?;
             let mut head = Vec::new();
             let mut byte = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") {
                 if tcp.read(&mut byte).await? == 0 || head.len() > 8192 {
-                    bail!("the proxy at {} closed or garbled the CONNECT answer", self.target.connect);
+                    bail!(
+                        "the proxy at {} closed or garbled the CONNECT answer",
+                        self.target.connect
+                    );
                 }
                 head.push(byte[0]);
             }
@@ -94,7 +101,12 @@ impl Dialer {
         }
         Ok(match &self.tls {
             None => Box::new(tcp),
-            Some((connector, name)) => Box::new(connector.connect(name.clone(), tcp).await.context("TLS handshake failed")?),
+            Some((connector, name)) => Box::new(
+                connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .context("TLS handshake failed")?,
+            ),
         })
     }
 

@@ -44,13 +44,19 @@ pub async fn run(args: HoldArgs) -> Result<Value> {
                 let permit = gate.acquire().await?;
                 let mut sender = dialer.connect().await?;
                 // Paced by the fake (500 ms per event in the bench): open for minutes.
-                let req = dialer.request(stream_body(2000), &[("x-fake-events", "2000".into()), ("x-fake-slow", "1".into())])?;
+                let req = dialer.request(
+                    stream_body(2000),
+                    &[("x-fake-events", "2000".into()), ("x-fake-slow", "1".into())],
+                )?;
                 let resp = sender.send_request(req).await?;
                 anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
                 let mut body = resp.into_body();
                 while let Some(frame) = body.frame().await {
                     let frame = frame?;
-                    if frame.data_ref().is_some_and(|d| crate::stream::find(d, b"content_block_delta").is_some()) {
+                    if frame
+                        .data_ref()
+                        .is_some_and(|d| crate::stream::find(d, b"content_block_delta").is_some())
+                    {
                         flowing.fetch_add(1, Ordering::SeqCst);
                         drop(permit);
                         break;
@@ -70,7 +76,9 @@ pub async fn run(args: HoldArgs) -> Result<Value> {
         }));
     }
     let deadline = started + std::time::Duration::from_secs(args.timeout_secs);
-    while flowing.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst) < args.streams && std::time::Instant::now() < deadline {
+    while flowing.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst) < args.streams
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let report = json!({

@@ -38,7 +38,9 @@ fn stats(mut v: Vec<f64>) -> Value {
 pub fn run(args: PipelineArgs) -> Result<Value> {
     let t = generate(args.bytes, args.next_turn_bytes);
     let detector = Arc::new(Detector::new(&PipelineConfig::default()).context("default detectors must compile")?);
-    let ctx = RequestContext { fingerprint_salt: "bench" };
+    let ctx = RequestContext {
+        fingerprint_salt: "bench",
+    };
     let (mut cold, mut next) = (Vec::new(), Vec::new());
     let mut verdicts = Vec::new();
     // One unmeasured pair warms the allocator and lazy statics.
@@ -53,7 +55,10 @@ pub fn run(args: PipelineArgs) -> Result<Value> {
         let next_t = start.elapsed();
         for outcome in [&a, &b] {
             if !matches!(outcome, RequestOutcome::Forward { .. }) {
-                bail!("the generated transcript was not forwarded ({:?}); the generator must avoid credentials", outcome.report());
+                bail!(
+                    "the generated transcript was not forwarded ({:?}); the generator must avoid credentials",
+                    outcome.report()
+                );
             }
         }
         if i == 0 {

@@ -88,8 +88,16 @@ pub async fn one_stream(
     let resp = sender.send_request(req).await.context("request failed")?;
     if !resp.status().is_success() {
         let status = resp.status();
-        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        bail!("status {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        bail!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
     }
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
@@ -109,7 +117,11 @@ pub async fn one_stream(
             scanned += end + 2;
         }
     }
-    Ok(Timed { delta_arrivals: arrivals, total_ns: start.elapsed().as_nanos() as u64, body: buf })
+    Ok(Timed {
+        delta_arrivals: arrivals,
+        total_ns: start.elapsed().as_nanos() as u64,
+        body: buf,
+    })
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -35,11 +35,23 @@ const WORDS: &[&str] = &[
     "parser", "token", "frame", "state", "retry", "budget", "window", "offset", "record", "schema", "batch", "queue",
     "worker", "limit", "header", "payload", "cursor", "reader", "writer", "metric", "span", "event", "policy",
 ];
-const TYPES: &[&str] = &["Request", "Config", "Session", "Frame", "Batch", "Cursor", "Policy", "Metric", "Record"];
-const METHODS: &[&str] = &["parse", "flush", "insert", "lookup", "validate", "encode", "decode", "spawn", "merge"];
+const TYPES: &[&str] = &[
+    "Request", "Config", "Session", "Frame", "Batch", "Cursor", "Policy", "Metric", "Record",
+];
+const METHODS: &[&str] = &[
+    "parse", "flush", "insert", "lookup", "validate", "encode", "decode", "spawn", "merge",
+];
 const FILES: &[&str] = &[
-    "src/server/handler.rs", "src/server/router.rs", "src/cache/mod.rs", "src/cache/lru.rs", "src/proto/frame.rs",
-    "src/proto/codec.rs", "src/config.rs", "src/metrics.rs", "src/worker/pool.rs", "tests/integration.rs",
+    "src/server/handler.rs",
+    "src/server/router.rs",
+    "src/cache/mod.rs",
+    "src/cache/lru.rs",
+    "src/proto/frame.rs",
+    "src/proto/codec.rs",
+    "src/config.rs",
+    "src/metrics.rs",
+    "src/worker/pool.rs",
+    "tests/integration.rs",
 ];
 const AUTHORS: &[(&str, &str)] = &[
     ("Priya Raman", "priya.raman@globex-systems.com"),
@@ -57,19 +69,61 @@ fn code_file(r: &mut Rng, target: usize) -> String {
     let mut n = 1;
     while out.len() < target {
         let ty = r.pick(TYPES);
-        out += &format!("/// Keeps the {} of each {} until the {} is flushed.\n", r.pick(WORDS), r.pick(WORDS), r.pick(WORDS));
+        out += &format!(
+            "/// Keeps the {} of each {} until the {} is flushed.\n",
+            r.pick(WORDS),
+            r.pick(WORDS),
+            r.pick(WORDS)
+        );
         out += &format!("pub struct {ty}{n} {{\n");
         for _ in 0..3 + r.below(4) {
-            out += &format!("    pub {}: {},\n", ident(r), r.pick(&["u64", "usize", "String", "Vec<u8>", "Option<Arc<str>>"]));
+            out += &format!(
+                "    pub {}: {},\n",
+                ident(r),
+                r.pick(&["u64", "usize", "String", "Vec<u8>", "Option<Arc<str>>"])
+            );
         }
         out += "}\n\n";
-        out += &format!("impl {ty}{n} {{\n    pub fn {}(&mut self, {}: &[u8]) -> Result<usize, Error> {{\n", r.pick(METHODS), ident(r));
+        out += &format!(
+            "impl {ty}{n} {{\n    pub fn {}(&mut self, {}: &[u8]) -> Result<usize, Error> {{\n",
+            r.pick(METHODS),
+            ident(r)
+        );
         for _ in 0..4 + r.below(8) {
             match r.below(4) {
-                0 => out += &format!("        let {} = self.{}.{}({})?;\n", ident(r), ident(r), r.pick(METHODS), r.below(4096)),
-                1 => out += &format!("        if {} > self.{} {{\n            return Err(Error::{}Overflow);\n        }}\n", ident(r), ident(r), r.pick(TYPES)),
-                2 => out += &format!("        // {} the {} before the {} moves on.\n", r.pick(METHODS), r.pick(WORDS), r.pick(WORDS)),
-                _ => out += &format!("        self.{}.insert({}, {});\n", ident(r), r.below(1 << 16), ident(r)),
+                0 => {
+                    out += &format!(
+                        "        let {} = self.{}.{}({})?;\n",
+                        ident(r),
+                        ident(r),
+                        r.pick(METHODS),
+                        r.below(4096)
+                    )
+                }
+                1 => {
+                    out += &format!(
+                        "        if {} > self.{} {{\n            return Err(Error::{}Overflow);\n        }}\n",
+                        ident(r),
+                        ident(r),
+                        r.pick(TYPES)
+                    )
+                }
+                2 => {
+                    out += &format!(
+                        "        // {} the {} before the {} moves on.\n",
+                        r.pick(METHODS),
+                        r.pick(WORDS),
+                        r.pick(WORDS)
+                    )
+                }
+                _ => {
+                    out += &format!(
+                        "        self.{}.insert({}, {});\n",
+                        ident(r),
+                        r.below(1 << 16),
+                        ident(r)
+                    )
+                }
             }
         }
         out += "        Ok(0)\n    }\n}\n\n";
@@ -101,7 +155,12 @@ fn build_log(r: &mut Rng, target: usize) -> String {
         }
         i += 1;
         if i % 40 == 0 {
-            out += &format!("\ntest result: ok. {} passed; 0 failed; 2 ignored; finished in {}.{:02}s\n\n", r.below(300), r.below(9), r.below(100));
+            out += &format!(
+                "\ntest result: ok. {} passed; 0 failed; 2 ignored; finished in {}.{:02}s\n\n",
+                r.below(300),
+                r.below(9),
+                r.below(100)
+            );
         }
     }
     out
@@ -110,7 +169,14 @@ fn build_log(r: &mut Rng, target: usize) -> String {
 fn grep_hits(r: &mut Rng, target: usize) -> String {
     let mut out = String::new();
     while out.len() < target {
-        out += &format!("{}:{}:    let {} = self.{}.{}()?;\n", r.pick(FILES), r.below(900), ident(r), ident(r), r.pick(METHODS));
+        out += &format!(
+            "{}:{}:    let {} = self.{}.{}()?;\n",
+            r.pick(FILES),
+            r.below(900),
+            ident(r),
+            ident(r),
+            r.pick(METHODS)
+        );
     }
     out
 }
@@ -120,7 +186,11 @@ fn git_log(r: &mut Rng, target: usize) -> String {
     while out.len() < target {
         let (name, email) = AUTHORS[r.below(AUTHORS.len())];
         // `--format` without addresses, except for a few merge commits.
-        let author = if r.below(8) == 0 { format!("{name} <{email}>") } else { name.to_string() };
+        let author = if r.below(8) == 0 {
+            format!("{name} <{email}>")
+        } else {
+            name.to_string()
+        };
         out += &format!(
             "commit {:016x}{:08x}\nAuthor: {author}\nDate:   Thu Jun 12 10:{:02}:{:02} 2025 +0200\n\n    {}: {} the {} when the {} is full\n\n",
             r.next(), r.next() as u32, r.below(60), r.below(60), r.pick(WORDS), r.pick(METHODS), r.pick(WORDS), r.pick(WORDS)
@@ -171,19 +241,37 @@ fn system_prompt(r: &mut Rng) -> Value {
 fn turn(r: &mut Rng, n: usize, size: usize) -> [Value; 2] {
     let id = format!("toolu_01{:020}", n);
     let (call, result) = match r.below(5) {
-        0 => (json!({"name": "Read", "input": {"file_path": format!("/home/dev/service/{}", r.pick(FILES))}}), code_file(r, size)),
-        1 => (json!({"name": "Bash", "input": {"command": "cargo test --workspace 2>&1 | tail -400", "description": "Run the test suite"}}), build_log(r, size)),
-        2 => (json!({"name": "Grep", "input": {"pattern": format!("{}\\(", r.pick(METHODS)), "path": "src"}}), grep_hits(r, size)),
-        3 => (json!({"name": "Bash", "input": {"command": "git log -n 40", "description": "Recent history"}}), git_log(r, size)),
+        0 => (
+            json!({"name": "Read", "input": {"file_path": format!("/home/dev/service/{}", r.pick(FILES))}}),
+            code_file(r, size),
+        ),
+        1 => (
+            json!({"name": "Bash", "input": {"command": "cargo test --workspace 2>&1 | tail -400", "description": "Run the test suite"}}),
+            build_log(r, size),
+        ),
+        2 => (
+            json!({"name": "Grep", "input": {"pattern": format!("{}\\(", r.pick(METHODS)), "path": "src"}}),
+            grep_hits(r, size),
+        ),
+        3 => (
+            json!({"name": "Bash", "input": {"command": "git log -n 40", "description": "Recent history"}}),
+            git_log(r, size),
+        ),
         _ => {
             let file = r.pick(FILES);
             let old = code_file(r, size / 3);
             let new = old.replace("Ok(0)", "Ok(written)");
-            (json!({"name": "Edit", "input": {"file_path": format!("/home/dev/service/{file}"), "old_string": old, "new_string": new}}), format!("The file /home/dev/service/{file} has been updated."))
+            (
+                json!({"name": "Edit", "input": {"file_path": format!("/home/dev/service/{file}"), "old_string": old, "new_string": new}}),
+                format!("The file /home/dev/service/{file} has been updated."),
+            )
         }
     };
     let mut tool_use = json!({"type": "tool_use", "id": id});
-    tool_use.as_object_mut().unwrap().extend(call.as_object().unwrap().clone());
+    tool_use
+        .as_object_mut()
+        .unwrap()
+        .extend(call.as_object().unwrap().clone());
     let assistant = json!({"role": "assistant", "content": [
         {"type": "text", "text": format!("Let me {} the {} next to see how the {} is handled.", r.pick(METHODS), r.pick(WORDS), r.pick(WORDS))},
         tool_use,

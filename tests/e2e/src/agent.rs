@@ -72,9 +72,16 @@ impl AgentConfig {
         }
         t += "\n";
         t += &format!("[ca]\ndir = {}\n\n", q(&dir.join("ca")));
-        t += &format!("[audit]\nurl = {}\n{}\n", toml_str(&format!("sqlite://{}", dir.join("audit.db").display())), self.audit_extra);
+        t += &format!(
+            "[audit]\nurl = {}\n{}\n",
+            toml_str(&format!("sqlite://{}", dir.join("audit.db").display())),
+            self.audit_extra
+        );
         let roots: Vec<String> = self.extra_roots.iter().map(|p| q(p)).collect();
-        t += &format!("[upstream]\nextra_roots = [{}]\n\n[upstream.resolve]\n", roots.join(", "));
+        t += &format!(
+            "[upstream]\nextra_roots = [{}]\n\n[upstream.resolve]\n",
+            roots.join(", ")
+        );
         for (host, addr) in &self.resolve {
             t += &format!("{} = {}\n", toml_str(host), toml_str(&addr.to_string()));
         }
@@ -136,8 +143,10 @@ impl Agent {
     }
 
     pub fn start(config: &AgentConfig) -> Agent {
-        let dir =
-            tempfile::Builder::new().prefix("promptwall-e2e").tempdir().expect("cannot create a tempdir for the agent");
+        let dir = tempfile::Builder::new()
+            .prefix("promptwall-e2e")
+            .tempdir()
+            .expect("cannot create a tempdir for the agent");
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config.to_toml(dir.path())).expect("cannot write the test config");
         if config.ca_init || config.explicit_tls.is_some() {
@@ -168,7 +177,14 @@ impl Agent {
             }
             for _ in lines {} // keep draining so the daemon never blocks on stdout
         });
-        let mut agent = Agent { dir, config_path, explicit: config.explicit, explicit_tls: None, child, stderr_path };
+        let mut agent = Agent {
+            dir,
+            config_path,
+            explicit: config.explicit,
+            explicit_tls: None,
+            child,
+            stderr_path,
+        };
         let line = match rx.recv_timeout(READY_TIMEOUT) {
             Ok(line) => line,
             Err(_) => panic!(

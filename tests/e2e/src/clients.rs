@@ -23,11 +23,14 @@ impl TestClients {
     pub fn find() -> Option<TestClients> {
         let root = test_clients_root();
         let c = TestClients { root };
-        let missing: Vec<PathBuf> =
-            [c.python(), c.node_modules().join("@anthropic-ai/sdk"), c.node_modules().join("openai")]
-                .into_iter()
-                .filter(|p| !p.exists())
-                .collect();
+        let missing: Vec<PathBuf> = [
+            c.python(),
+            c.node_modules().join("@anthropic-ai/sdk"),
+            c.node_modules().join("openai"),
+        ]
+        .into_iter()
+        .filter(|p| !p.exists())
+        .collect();
         if missing.is_empty() {
             return Some(c);
         }

@@ -26,14 +26,17 @@ pub use agent::{Agent, AgentConfig, AuditRow};
 pub use clients::TestClients;
 pub use netns::Namespace;
 pub use process::{run_bounded, RunOutput};
-pub use transparent::{TransparentEnv, TransparentOptions};
 pub use promptwall_fake_provider::{FakeHandle, FakeOptions, FakeProvider, RecordedRequest};
+pub use transparent::{TransparentEnv, TransparentOptions};
 
 /// Provider hosts every test maps to the fake.
 pub const PROVIDER_HOSTS: &[&str] = &["api.anthropic.com", "api.openai.com", "chatgpt.com", "ab.chatgpt.com"];
 
 /// Starts a TLS fake provider on its own runtime (for synchronous tests).
 pub fn start_fake(ws: bool) -> FakeHandle {
-    FakeProvider::start_background(FakeOptions { ws, ..Default::default() })
-        .unwrap_or_else(|e| panic!("cannot start the fake provider: {e}"))
+    FakeProvider::start_background(FakeOptions {
+        ws,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("cannot start the fake provider: {e}"))
 }

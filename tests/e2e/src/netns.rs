@@ -40,7 +40,10 @@ impl Namespace {
     pub fn available() -> bool {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
-        root && Command::new("unshare").arg("--version").output().is_ok_and(|o| o.status.success())
+        root && Command::new("unshare")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     /// Adds an `/etc/hosts` line.

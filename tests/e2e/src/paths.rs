@@ -13,13 +13,19 @@ pub fn workspace_root() -> PathBuf {
 
 /// `CARGO_TARGET_DIR` or `<workspace>/target`.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn built(env: &str, name: &str, package: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "{env}={} does not exist; build it with `cargo build -p {package}`", p.display());
+        assert!(
+            p.is_file(),
+            "{env}={} does not exist; build it with `cargo build -p {package}`",
+            p.display()
+        );
         return p;
     }
     let p = target_dir().join("debug").join(name);
@@ -38,10 +44,16 @@ pub fn promptwall_bin() -> PathBuf {
 
 /// The `fake-provider` binary (for scripts run inside a namespace).
 pub fn fake_provider_bin() -> PathBuf {
-    built("PROMPTWALL_FAKE_PROVIDER_BIN", "fake-provider", "promptwall-fake-provider")
+    built(
+        "PROMPTWALL_FAKE_PROVIDER_BIN",
+        "fake-provider",
+        "promptwall-fake-provider",
+    )
 }
 
 /// Root of the installed test clients: `$PROMPTWALL_TEST_CLIENTS` or `target/test-clients`.
 pub fn test_clients_root() -> PathBuf {
-    std::env::var_os("PROMPTWALL_TEST_CLIENTS").map(PathBuf::from).unwrap_or_else(|| target_dir().join("test-clients"))
+    std::env::var_os("PROMPTWALL_TEST_CLIENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("test-clients"))
 }

@@ -25,7 +25,11 @@ impl RunOutput {
         assert!(
             self.success(),
             "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            if self.timed_out { "timed out".to_string() } else { format!("{:?}", self.status) },
+            if self.timed_out {
+                "timed out".to_string()
+            } else {
+                format!("{:?}", self.status)
+            },
             self.stdout,
             self.stderr
         );
@@ -36,7 +40,10 @@ impl RunOutput {
     pub fn last_json(&self) -> serde_json::Value {
         let line = self.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         serde_json::from_str(line).unwrap_or_else(|e| {
-            panic!("expected a JSON line on stdout ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+            panic!(
+                "expected a JSON line on stdout ({e}):\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
         })
     }
 }
@@ -52,7 +59,10 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
 /// Runs `cmd` with stdin from /dev/null (clients block on an open stdin),
 /// killing its process group after `timeout`.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> RunOutput {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
@@ -81,7 +91,12 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> RunOutput {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    RunOutput { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default(), timed_out }
+    RunOutput {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        timed_out,
+    }
 }
 
 /// SIGKILL to the process group led by `pid`.

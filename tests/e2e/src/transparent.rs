@@ -134,7 +134,11 @@ exec sleep 100000
 impl TransparentEnv {
     /// Whether this machine can run the namespace (root, unshare, nsenter).
     pub fn available() -> bool {
-        Namespace::available() && Command::new("nsenter").arg("--version").output().is_ok_and(|o| o.status.success())
+        Namespace::available()
+            && Command::new("nsenter")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
     }
 
     /// `start`, or None (after printing why) when namespaces are unavailable
@@ -142,7 +146,10 @@ impl TransparentEnv {
     pub fn start_or_skip(options: TransparentOptions) -> Option<TransparentEnv> {
         if !Self::available() {
             let msg = "transparent tests need root, unshare and nsenter (private namespaces, eBPF on a child cgroup)";
-            assert!(std::env::var("PROMPTWALL_REQUIRE_CLIENTS").map_or(true, |v| v != "1"), "{msg}");
+            assert!(
+                std::env::var("PROMPTWALL_REQUIRE_CLIENTS").map_or(true, |v| v != "1"),
+                "{msg}"
+            );
             eprintln!("SKIPPED: {msg}");
             return None;
         }
@@ -151,9 +158,15 @@ impl TransparentEnv {
 
     pub fn start(options: TransparentOptions) -> TransparentEnv {
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = tempfile::Builder::new().prefix("promptwall-tp").tempdir().expect("cannot create a tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("promptwall-tp")
+            .tempdir()
+            .expect("cannot create a tempdir");
         let d = dir.path();
-        let hosts = format!("127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {}\n", crate::PROVIDER_HOSTS.join(" "));
+        let hosts = format!(
+            "127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {}\n",
+            crate::PROVIDER_HOSTS.join(" ")
+        );
         std::fs::write(d.join("hosts"), hosts).expect("cannot write the hosts file");
         for sub in ["home", "work"] {
             std::fs::create_dir(d.join(sub)).unwrap();
@@ -177,7 +190,15 @@ impl TransparentEnv {
             .process_group(0);
         die_with_parent(&mut cmd);
         let holder = cmd.spawn().expect("cannot start unshare");
-        let mut env = TransparentEnv { dir, holder, cgroup, cgroup_parent, fake: None, agent: None, options };
+        let mut env = TransparentEnv {
+            dir,
+            holder,
+            cgroup,
+            cgroup_parent,
+            fake: None,
+            agent: None,
+            options,
+        };
         env.wait_for("the namespace holder", |e| e.path("holder.ready").exists());
 
         // The fake provider, on its own CA (the agent trusts it as an extra upstream root).
@@ -194,7 +215,8 @@ impl TransparentEnv {
 
         std::fs::write(env.config_path(), env.config_toml()).expect("cannot write the agent config");
         env.cli(&["ca", "init"]).expect_success("promptwall ca init");
-        env.cli(&["ca", "install", "--no-env"]).expect_success("promptwall ca install --no-env");
+        env.cli(&["ca", "install", "--no-env"])
+            .expect_success("promptwall ca install --no-env");
         if env.options.start_agent {
             env.start_agent();
         }
@@ -212,7 +234,10 @@ impl TransparentEnv {
         let deadline = Instant::now() + READY_TIMEOUT;
         while !self.read("agent.out").contains('{') {
             if let Some(Ok(Some(status))) = self.agent.as_mut().map(|a| a.try_wait()) {
-                panic!("promptwall up exited ({status}) before it was ready; log:\n{}", self.agent_log());
+                panic!(
+                    "promptwall up exited ({status}) before it was ready; log:\n{}",
+                    self.agent_log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -301,7 +326,10 @@ fail = "{fail}"
     /// of proxy/trust variables.
     pub fn ns_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg("-t").arg(self.holder.id().to_string()).args(["-m", "-n", "--"]).arg(program);
+        cmd.arg("-t")
+            .arg(self.holder.id().to_string())
+            .args(["-m", "-n", "--"])
+            .arg(program);
         clean_env(&mut cmd);
         cmd.current_dir(self.path("work"));
         cmd
@@ -321,7 +349,8 @@ fail = "{fail}"
         w.arg("-t").arg(self.holder.id().to_string()).args(["-m", "-n", "--"]);
         if in_cgroup {
             // Join the cgroup before exec, so the client's first connect is already redirected.
-            w.args(["sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""]).arg(&self.cgroup);
+            w.args(["sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+                .arg(&self.cgroup);
         }
         w.arg(cmd.get_program()).args(cmd.get_args());
         clean_env(&mut w);
@@ -336,7 +365,11 @@ fail = "{fail}"
                 None => w.env_remove(k),
             };
         }
-        w.current_dir(cmd.get_current_dir().map(Path::to_path_buf).unwrap_or_else(|| self.path("work")));
+        w.current_dir(
+            cmd.get_current_dir()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| self.path("work")),
+        );
         w
     }
 

@@ -71,11 +71,23 @@ fn claude(prompt: &str, args: &[&str]) -> Step {
 /// An SDK script run with no base-URL variable: the real host names, reached
 /// only through the redirect.
 fn sdk(client: Client, script: &str) -> Step {
-    Step { client, prompt: script.into(), args: vec![], timeout_secs: 60, as_nobody: false }
+    Step {
+        client,
+        prompt: script.into(),
+        args: vec![],
+        timeout_secs: 60,
+        as_nobody: false,
+    }
 }
 
 fn codex(prompt: &str) -> Step {
-    Step { client: Client::Codex, prompt: prompt.into(), args: vec![], timeout_secs: 60, as_nobody: false }
+    Step {
+        client: Client::Codex,
+        prompt: prompt.into(),
+        args: vec![],
+        timeout_secs: 60,
+        as_nobody: false,
+    }
 }
 
 #[derive(Debug)]
@@ -92,11 +104,17 @@ impl StepResult {
         format!("{}\n{}", self.stdout, self.stderr)
     }
     fn show(&self) -> String {
-        format!("rc {:?}\n--- stdout\n{}\n--- stderr\n{}", self.rc, self.stdout, self.stderr)
+        format!(
+            "rc {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.rc, self.stdout, self.stderr
+        )
     }
     /// The rows for LLM calls (not the clients' settings/telemetry calls).
     fn llm_rows(&self) -> Vec<&AuditRow> {
-        self.rows.iter().filter(|r| r.rest.get("llm").and_then(Value::as_bool) == Some(true)).collect()
+        self.rows
+            .iter()
+            .filter(|r| r.rest.get("llm").and_then(Value::as_bool) == Some(true))
+            .collect()
     }
 }
 
@@ -110,7 +128,10 @@ struct Outcome {
 impl Outcome {
     /// Fake-provider records whose body contains `marker`.
     fn fake_with(&self, marker: &str) -> Vec<&Value> {
-        self.fake.iter().filter(|r| r["body"].as_str().is_some_and(|b| b.contains(marker))).collect()
+        self.fake
+            .iter()
+            .filter(|r| r["body"].as_str().is_some_and(|b| b.contains(marker)))
+            .collect()
     }
     fn fake_contains(&self, needle: &str) -> bool {
         self.fake.iter().any(|r| {
@@ -136,11 +157,16 @@ impl ClientCgroup {
             .lines()
             .find_map(|l| {
                 let (left, right) = l.split_once(" - ")?;
-                right.starts_with("cgroup2 ").then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
+                right
+                    .starts_with("cgroup2 ")
+                    .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
             })
             .expect("no cgroup2 mount: the eBPF redirect needs cgroup v2");
-        let path =
-            parent.join(format!("promptwall-e2e-agents-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let path = parent.join(format!(
+            "promptwall-e2e-agents-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         ClientCgroup { path, parent }
     }
@@ -239,7 +265,11 @@ done
 fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> String {
     let prompt_file = dir.join(format!("step-{i:02}.prompt"));
     std::fs::write(&prompt_file, &step.prompt).unwrap();
-    let args: Vec<String> = step.args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+    let args: Vec<String> = step
+        .args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
     let t = step.timeout_secs;
     // As nobody: own HOME and cwd, and a traversable (not readable) $NS_DIR.
     let (user_setup, home, drop) = if step.as_nobody {
@@ -315,10 +345,17 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
     let budget: u64 = 60 + steps.iter().map(|s| s.timeout_secs + 5).sum::<u64>();
     let out = ns.run(SETUP, Duration::from_secs(budget));
     let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
-    assert!(out.success(), "namespace run failed:\n{}\n{}\nagent log:\n{log}", out.stdout, out.stderr);
+    assert!(
+        out.success(),
+        "namespace run failed:\n{}\n{}\nagent log:\n{log}",
+        out.stdout,
+        out.stderr
+    );
 
     let mut q = Command::new(promptwall_bin());
-    q.arg("--config").arg(dir.join("config.toml")).args(["audit", "query", "--json", "--limit", "10000"]);
+    q.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(["audit", "query", "--json", "--limit", "10000"]);
     let aq = run_bounded(&mut q, Duration::from_secs(60));
     aq.expect_success("promptwall audit query");
     let mut all_rows: Vec<AuditRow> = aq
@@ -332,8 +369,10 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
     let read = |name: String| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let steps = (0..steps.len())
         .map(|i| {
-            let (start, end) =
-                (norm_ts(&read(format!("step-{i:02}.start"))), norm_ts(&read(format!("step-{i:02}.end"))));
+            let (start, end) = (
+                norm_ts(&read(format!("step-{i:02}.start"))),
+                norm_ts(&read(format!("step-{i:02}.end"))),
+            );
             let rows = all_rows
                 .iter()
                 .filter(|r| {
@@ -382,9 +421,22 @@ fn assert_llm_row_as(row: &AuditRow, client: Client, user: &str) {
 
 /// The fake's reported usage for a record equals the row's tokens.
 fn assert_tokens(row: &AuditRow, rec: &Value) {
-    assert_eq!(row.input_tokens, rec["reply_usage"]["input_tokens"].as_i64(), "input tokens {row:#?}");
-    assert_eq!(row.output_tokens, rec["reply_usage"]["output_tokens"].as_i64(), "output tokens {row:#?}");
-    assert_eq!(row.model.as_deref(), rec["json"]["model"].as_str().or(rec["json"]["response"]["model"].as_str()));
+    assert_eq!(
+        row.input_tokens,
+        rec["reply_usage"]["input_tokens"].as_i64(),
+        "input tokens {row:#?}"
+    );
+    assert_eq!(
+        row.output_tokens,
+        rec["reply_usage"]["output_tokens"].as_i64(),
+        "output tokens {row:#?}"
+    );
+    assert_eq!(
+        row.model.as_deref(),
+        rec["json"]["model"]
+            .as_str()
+            .or(rec["json"]["response"]["model"].as_str())
+    );
 }
 
 fn findings(row: &AuditRow) -> Value {
@@ -425,18 +477,38 @@ fn claude_code_plain_pii_and_tool_round() {
     let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     assert_eq!(header("x-api-key"), Some("sk-ant-api03-e2e-agents-test-key"));
     assert_eq!(header("anthropic-version"), Some("2023-06-01"));
-    assert!(header("anthropic-beta").is_some_and(|b| b.contains("claude-code-")), "{headers:?}");
+    assert!(
+        header("anthropic-beta").is_some_and(|b| b.contains("claude-code-")),
+        "{headers:?}"
+    );
     assert!(header("x-claude-code-session-id").is_some(), "{headers:?}");
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     // Run as nobody: the row names the client's user, not the agent's (root).
     assert_llm_row_as(rows[0], Client::Claude, "nobody");
-    assert_eq!(rows[0].rest.get("uid").and_then(Value::as_u64), Some(65534), "{:#?}", rows[0]);
+    assert_eq!(
+        rows[0].rest.get("uid").and_then(Value::as_u64),
+        Some(65534),
+        "{:#?}",
+        rows[0]
+    );
     assert_tokens(rows[0], seen[0]);
-    assert_eq!(rows[0].verdict, "allowed", "Claude Code's own prompt must pass untouched: {:#?}", rows[0]);
+    assert_eq!(
+        rows[0].verdict, "allowed",
+        "Claude Code's own prompt must pass untouched: {:#?}",
+        rows[0]
+    );
     // Its non-LLM calls went through and are audited as such, under its name.
-    let settings: Vec<_> = s.rows.iter().filter(|r| r.path.as_deref() == Some("/api/claude_code/settings")).collect();
-    assert!(!settings.is_empty() && settings.iter().all(|r| r.tool.as_deref() == Some("claude-code")), "{:#?}", s.rows);
+    let settings: Vec<_> = s
+        .rows
+        .iter()
+        .filter(|r| r.path.as_deref() == Some("/api/claude_code/settings"))
+        .collect();
+    assert!(
+        !settings.is_empty() && settings.iter().all(|r| r.tool.as_deref() == Some("claude-code")),
+        "{:#?}",
+        s.rows
+    );
     assert!(
         s.rows.iter().all(|r| r.tool.as_deref() == Some("claude-code")),
         "every call is Claude Code's: {:#?}",
@@ -447,7 +519,10 @@ fn claude_code_plain_pii_and_tool_round() {
     let s = &o.steps[1];
     assert_eq!(s.rc, Some(0), "{}", s.show());
     assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
-    assert!(!o.fake_contains(EMAIL) && !o.fake_contains("555 0134"), "PII reached the provider");
+    assert!(
+        !o.fake_contains(EMAIL) && !o.fake_contains("555 0134"),
+        "PII reached the provider"
+    );
     let seen = o.fake_with("agents-pii write to [[EMAIL_");
     assert_eq!(seen.len(), 1);
     let rows = s.llm_rows();
@@ -455,7 +530,10 @@ fn claude_code_plain_pii_and_tool_round() {
     assert_llm_row(rows[0], Client::Claude);
     assert_tokens(rows[0], seen[0]);
     assert_eq!(rows[0].verdict, "redacted");
-    assert_eq!((findings(rows[0])["email"].as_u64(), findings(rows[0])["phone"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (findings(rows[0])["email"].as_u64(), findings(rows[0])["phone"].as_u64()),
+        (Some(1), Some(1))
+    );
 
     // Tool round: tool_use arguments streamed as input_json_delta carry
     // placeholders; Bash ran with the originals (its output echoes them).
@@ -465,7 +543,10 @@ fn claude_code_plain_pii_and_tool_round() {
     let seen = o.fake_with("agents-tool ECHOARGS");
     assert_eq!(seen.len(), 2, "tool_use turn, then tool_result turn: {seen:#?}");
     let result_turn = seen[1]["body"].as_str().unwrap();
-    assert!(result_turn.contains("tool_result") && result_turn.contains("[[EMAIL_"), "{result_turn}");
+    assert!(
+        result_turn.contains("tool_result") && result_turn.contains("[[EMAIL_"),
+        "{result_turn}"
+    );
     // The signed thinking block came back intact (the fake, like the API,
     // answers 400 to an altered one).
     let thinking: Vec<&Value> = seen[1]["json"]["messages"]
@@ -477,7 +558,10 @@ fn claude_code_plain_pii_and_tool_round() {
         .filter(|b| b["type"] == "thinking")
         .collect();
     assert_eq!(thinking.len(), 1, "{result_turn}");
-    assert_eq!(thinking[0]["thinking"], promptwall_fake_provider::anthropic::THINKING_TEXT);
+    assert_eq!(
+        thinking[0]["thinking"],
+        promptwall_fake_provider::anthropic::THINKING_TEXT
+    );
     assert_eq!(
         thinking[0]["signature"],
         promptwall_fake_provider::scenario::thinking_signature(promptwall_fake_provider::anthropic::THINKING_TEXT)
@@ -512,20 +596,36 @@ fn claude_code_blocked_secret_and_upstream_errors() {
     // Secret: blocked before it leaves; the error names the kind, not the value.
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(1), "{}", s.show());
-    assert!(s.all().contains("422") && s.all().contains("aws_access_key_id"), "{}", s.show());
+    assert!(
+        s.all().contains("422") && s.all().contains("aws_access_key_id"),
+        "{}",
+        s.show()
+    );
     assert!(!s.all().contains(&key), "the key value is echoed: {}", s.show());
-    assert!(!o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(), "the secret reached the provider");
+    assert!(
+        !o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(),
+        "the secret reached the provider"
+    );
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_llm_row(rows[0], Client::Claude);
     assert_eq!((rows[0].status, rows[0].verdict.as_str()), (422, "blocked"));
-    assert_eq!(findings(rows[0])["aws_access_key_id"].as_u64(), Some(1), "{:#?}", rows[0]);
+    assert_eq!(
+        findings(rows[0])["aws_access_key_id"].as_u64(),
+        Some(1),
+        "{:#?}",
+        rows[0]
+    );
 
     // 429 / 529 come back as the provider sent them.
     for (i, status, text) in [(1, 429, "Rate limited by the fake provider"), (2, 529, "Overloaded")] {
         let s = &o.steps[i];
         assert_eq!(s.rc, Some(1), "{}", s.show());
-        assert!(s.all().contains(&status.to_string()) && s.all().contains(text), "{}", s.show());
+        assert!(
+            s.all().contains(&status.to_string()) && s.all().contains(text),
+            "{}",
+            s.show()
+        );
         let rows = s.llm_rows();
         assert_eq!(rows.len(), 1, "CLAUDE_CODE_MAX_RETRIES=0: one attempt: {rows:#?}");
         assert_llm_row(rows[0], Client::Claude);
@@ -537,10 +637,17 @@ fn claude_code_blocked_secret_and_upstream_errors() {
     // the error (it asks to resume, sending the partial answer back).
     let s = &o.steps[3];
     let seen = o.fake_with("agents-mid MIDSTREAMERROR");
-    assert!(seen.len() >= 2, "Claude Code resumes after a mid-stream error: {seen:#?}\n{}", s.show());
+    assert!(
+        seen.len() >= 2,
+        "Claude Code resumes after a mid-stream error: {seen:#?}\n{}",
+        s.show()
+    );
     // (It drops the partial answer and asks the model to resume.)
     let resumed = seen[1]["json"]["messages"].to_string();
-    assert!(resumed.contains("cut off mid-stream"), "Claude Code did not see the error: {resumed}");
+    assert!(
+        resumed.contains("cut off mid-stream"),
+        "Claude Code did not see the error: {resumed}"
+    );
     assert_eq!(s.rc, Some(0), "{}", s.show());
     let rows = s.llm_rows();
     assert_eq!(rows.len(), seen.len(), "{rows:#?}");
@@ -554,38 +661,60 @@ fn codex_websocket_plain_pii_and_tool_round() {
     };
     let pii = format!("agents-pii write to {EMAIL} or call {PHONE}");
     let tool = format!("agents-tool ECHOARGS {EMAIL} {PHONE}");
-    let o = run(&clients, true, &[codex("agents-plain say hi"), codex(&pii), codex(&tool)]);
+    let o = run(
+        &clients,
+        true,
+        &[codex("agents-plain say hi"), codex(&pii), codex(&tool)],
+    );
 
     // Plain turn over the Responses WebSocket: prewarm + response.create.
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(0), "{}", s.show());
     assert_eq!(s.stdout.trim(), "You said: agents-plain say hi", "{}", s.show());
     let seen = o.fake_with("agents-plain say hi");
-    assert!(!seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"), "{seen:#?}");
     assert!(
-        o.fake.iter().all(|r| !(r["method"] == "POST" && r["path"] == "/v1/responses")),
+        !seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"),
+        "{seen:#?}"
+    );
+    assert!(
+        o.fake
+            .iter()
+            .all(|r| !(r["method"] == "POST" && r["path"] == "/v1/responses")),
         "no SSE fallback expected"
     );
     // The handshake the provider got: Codex's own headers, but no
     // permessage-deflate (compressed frames could not be inspected).
-    let upgrade = o.fake.iter().find(|r| r["method"] == "GET" && r["path"] == "/v1/responses").expect("an upgrade");
+    let upgrade = o
+        .fake
+        .iter()
+        .find(|r| r["method"] == "GET" && r["path"] == "/v1/responses")
+        .expect("an upgrade");
     assert_eq!(upgrade["status"], 101);
     let headers: Vec<(String, String)> = serde_json::from_value(upgrade["headers"].clone()).unwrap();
     let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-    assert!(header("openai-beta").is_some_and(|v| v.contains("responses_websockets")), "{headers:?}");
+    assert!(
+        header("openai-beta").is_some_and(|v| v.contains("responses_websockets")),
+        "{headers:?}"
+    );
     assert_eq!(header("authorization"), Some("Bearer sk-proj-e2e-agents-test-key"));
     assert_eq!(header("originator"), Some("codex_exec"));
     assert_eq!(header("sec-websocket-extensions"), None, "{headers:?}");
     let answered = seen.last().unwrap();
-    let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.output_tokens.unwrap_or(0) > 0).collect();
+    let rows: Vec<_> = s
+        .llm_rows()
+        .into_iter()
+        .filter(|r| r.output_tokens.unwrap_or(0) > 0)
+        .collect();
     assert_eq!(rows.len(), 1, "{:#?}", s.rows);
     assert_llm_row(rows[0], Client::Codex);
     assert_eq!(rows[0].path.as_deref(), Some("/v1/responses"));
     assert_tokens(rows[0], answered);
     assert!(
-        s.rows.iter().any(|r| r.path.as_deref() == Some("/backend-api/codex/models")
-            && r.rest.get("llm").and_then(Value::as_bool) == Some(false)
-            && r.status == 200),
+        s.rows
+            .iter()
+            .any(|r| r.path.as_deref() == Some("/backend-api/codex/models")
+                && r.rest.get("llm").and_then(Value::as_bool) == Some(false)
+                && r.status == 200),
         "{:#?}",
         s.rows
     );
@@ -594,7 +723,10 @@ fn codex_websocket_plain_pii_and_tool_round() {
     let s = &o.steps[1];
     assert_eq!(s.rc, Some(0), "{}", s.show());
     assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
-    assert!(!o.fake_contains(EMAIL) && !o.fake_contains("555 0134"), "PII reached the provider");
+    assert!(
+        !o.fake_contains(EMAIL) && !o.fake_contains("555 0134"),
+        "PII reached the provider"
+    );
     let seen = o.fake_with("agents-pii write to [[EMAIL_");
     assert!(!seen.is_empty() && seen.iter().all(|r| r["transport"] == "ws"));
     let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.verdict == "redacted").collect();
@@ -607,23 +739,41 @@ fn codex_websocket_plain_pii_and_tool_round() {
     // back (only the new input, over the same socket) is redacted again.
     let s = &o.steps[2];
     assert_eq!(s.rc, Some(0), "{}", s.show());
-    assert!(s.stdout.contains("Tool said:") && s.stdout.contains(&tool), "{}", s.show());
+    assert!(
+        s.stdout.contains("Tool said:") && s.stdout.contains(&tool),
+        "{}",
+        s.show()
+    );
     assert!(!o.fake_contains(EMAIL), "PII reached the provider");
     let outputs: Vec<_> = o
         .fake
         .iter()
         .filter(|r| r["transport"] == "ws")
         .filter_map(|r| {
-            let req = if r["json"]["response"].is_object() { &r["json"]["response"] } else { &r["json"] };
+            let req = if r["json"]["response"].is_object() {
+                &r["json"]["response"]
+            } else {
+                &r["json"]
+            };
             let items = req["input"].as_array()?;
-            items.iter().any(|i| i["type"] == "custom_tool_call_output").then_some((req, items))
+            items
+                .iter()
+                .any(|i| i["type"] == "custom_tool_call_output")
+                .then_some((req, items))
         })
         .collect();
     assert_eq!(outputs.len(), 1, "one tool output message expected");
     let (req, items) = outputs[0];
-    assert_eq!(items.len(), 1, "over the socket a follow-up carries only the new input: {items:#?}");
+    assert_eq!(
+        items.len(),
+        1,
+        "over the socket a follow-up carries only the new input: {items:#?}"
+    );
     assert!(items[0].to_string().contains("[[EMAIL_"), "{items:#?}");
-    assert!(req["previous_response_id"].is_string(), "a follow-up on the same socket");
+    assert!(
+        req["previous_response_id"].is_string(),
+        "a follow-up on the same socket"
+    );
     assert!(s.llm_rows().iter().all(|r| r.tool.as_deref() == Some("codex")));
 }
 
@@ -649,13 +799,26 @@ fn codex_blocked_secret_and_upstream_errors() {
     assert_eq!(s.rc, Some(1), "{}", s.show());
     let errors: Vec<&str> = s.stderr.lines().filter(|l| l.contains("promptwall blocked")).collect();
     assert!(
-        !errors.is_empty() && errors.iter().all(|l| l.contains("aws_access_key_id") && l.contains("422")),
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|l| l.contains("aws_access_key_id") && l.contains("422")),
         "{}",
         s.show()
     );
-    assert!(errors.iter().all(|l| !l.contains(&key)), "the error echoes the key: {errors:#?}");
-    assert!(!o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(), "the secret reached the provider");
-    assert!(s.stderr.contains("Falling back from WebSockets to HTTPS"), "{}", s.show());
+    assert!(
+        errors.iter().all(|l| !l.contains(&key)),
+        "the error echoes the key: {errors:#?}"
+    );
+    assert!(
+        !o.fake_contains(&key) && o.fake_with("agents-secret").is_empty(),
+        "the secret reached the provider"
+    );
+    assert!(
+        s.stderr.contains("Falling back from WebSockets to HTTPS"),
+        "{}",
+        s.show()
+    );
     let blocked: Vec<_> = s.rows.iter().filter(|r| r.verdict == "blocked").collect();
     assert!(!blocked.is_empty(), "{:#?}", s.rows);
     for row in &blocked {
@@ -695,13 +858,23 @@ fn codex_falls_back_to_sse_when_the_websocket_is_refused() {
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(0), "{}", s.show());
     assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
-    assert!(o.fake.iter().any(|r| r["method"] == "GET" && r["path"] == "/v1/responses" && r["status"] == 426));
+    assert!(o
+        .fake
+        .iter()
+        .any(|r| r["method"] == "GET" && r["path"] == "/v1/responses" && r["status"] == 426));
     let seen: Vec<_> = o.fake_with("agents-sse write to [[EMAIL_");
-    assert!(!seen.is_empty() && seen.iter().all(|r| r["method"] == "POST" && r["transport"] == "http"), "{seen:#?}");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|r| r["method"] == "POST" && r["transport"] == "http"),
+        "{seen:#?}"
+    );
     assert!(!o.fake_contains(EMAIL));
     let refused: Vec<_> = s.rows.iter().filter(|r| r.status == 426).collect();
     assert!(!refused.is_empty(), "the refused upgrade is audited: {:#?}", s.rows);
-    let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.method.as_deref() == Some("POST")).collect();
+    let rows: Vec<_> = s
+        .llm_rows()
+        .into_iter()
+        .filter(|r| r.method.as_deref() == Some("POST"))
+        .collect();
     assert_eq!(rows.len(), 1, "{:#?}", s.rows);
     assert_llm_row(rows[0], Client::Codex);
     assert_eq!(rows[0].verdict, "redacted");
@@ -739,7 +912,11 @@ const OpenAI = require("openai");
 #[test]
 fn official_sdks_without_base_url() {
     let Some(clients) = prerequisites() else { return };
-    let o = run(&clients, false, &[sdk(Client::PythonSdk, PY_SDKS), sdk(Client::NodeSdk, NODE_SDKS)]);
+    let o = run(
+        &clients,
+        false,
+        &[sdk(Client::PythonSdk, PY_SDKS), sdk(Client::NodeSdk, NODE_SDKS)],
+    );
 
     let s = &o.steps[0];
     assert_eq!(s.rc, Some(0), "{}", s.show());
@@ -750,14 +927,20 @@ fn official_sdks_without_base_url() {
     let a = o.fake_with("agents-py-a mail [[EMAIL_");
     let b = o.fake_with("agents-py-o hello");
     assert_eq!((a.len(), b.len()), (1, 1));
-    assert_eq!((a[0]["sni"].as_str(), b[0]["sni"].as_str()), (Some("api.anthropic.com"), Some("api.openai.com")));
+    assert_eq!(
+        (a[0]["sni"].as_str(), b[0]["sni"].as_str()),
+        (Some("api.anthropic.com"), Some("api.openai.com"))
+    );
     let rows = s.llm_rows();
     assert_eq!(rows.len(), 2, "{rows:#?}");
     for (row, rec) in rows.iter().zip([a[0], b[0]]) {
         assert_llm_row(row, Client::PythonSdk);
         assert_tokens(row, rec);
     }
-    assert_eq!((rows[0].verdict.as_str(), rows[1].verdict.as_str()), ("redacted", "allowed"));
+    assert_eq!(
+        (rows[0].verdict.as_str(), rows[1].verdict.as_str()),
+        ("redacted", "allowed")
+    );
 
     let s = &o.steps[1];
     assert_eq!(s.rc, Some(0), "{}", s.show());
@@ -784,7 +967,10 @@ fn aider_openai_and_anthropic_models() {
     let Some(clients) = prerequisites() else { return };
     if clients.aider().is_none() {
         let msg = "aider not installed; `cargo xtask setup --full` installs it";
-        assert!(std::env::var("PROMPTWALL_FULL_TESTS").map_or(true, |v| v != "1"), "{msg}");
+        assert!(
+            std::env::var("PROMPTWALL_FULL_TESTS").map_or(true, |v| v != "1"),
+            "{msg}"
+        );
         eprintln!("SKIPPED: {msg}");
         return;
     }
@@ -803,13 +989,19 @@ fn aider_openai_and_anthropic_models() {
             step("anthropic/claude-sonnet-4-5", &format!("agents-aider-a call {PHONE}")),
         ],
     );
-    for (i, (marker, original, placeholder, provider)) in
-        [("agents-aider-o mail", EMAIL, "[[EMAIL_", "openai"), ("agents-aider-a call", PHONE, "[[PHONE_", "anthropic")]
-            .into_iter()
-            .enumerate()
+    for (i, (marker, original, placeholder, provider)) in [
+        ("agents-aider-o mail", EMAIL, "[[EMAIL_", "openai"),
+        ("agents-aider-a call", PHONE, "[[PHONE_", "anthropic"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let s = &o.steps[i];
-        assert!(s.stdout.contains(&format!("You said: {marker} {original}")), "{}", s.show());
+        assert!(
+            s.stdout.contains(&format!("You said: {marker} {original}")),
+            "{}",
+            s.show()
+        );
         let seen = o.fake_with(&format!("{marker} {placeholder}"));
         assert_eq!(seen.len(), 1, "{}", s.show());
         let rows = s.llm_rows();

@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use promptwall_e2e::process::clean_env;
-use promptwall_e2e::{run_bounded, start_fake, Agent, AgentConfig, AuditRow, FakeOptions, FakeProvider, RunOutput, TestClients};
+use promptwall_e2e::{
+    run_bounded, start_fake, Agent, AgentConfig, AuditRow, FakeOptions, FakeProvider, RunOutput, TestClients,
+};
 use serde_json::{json, Value};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -25,13 +27,26 @@ fn curl_status(args: &[&str]) -> (u16, String) {
     all.extend_from_slice(args);
     let out = curl(&all);
     out.expect_success("curl");
-    let (body, code) = out.stdout.trim_end().rsplit_once('\n').unwrap_or(("", out.stdout.trim()));
-    (code.parse().unwrap_or_else(|_| panic!("no status code in {:?}", out.stdout)), body.to_string())
+    let (body, code) = out
+        .stdout
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", out.stdout.trim()));
+    (
+        code.parse()
+            .unwrap_or_else(|_| panic!("no status code in {:?}", out.stdout)),
+        body.to_string(),
+    )
 }
 
 fn anthropic_post(agent: &Agent, body: &str, extra: &[&str]) -> (u16, String) {
     let url = format!("{}/v1/messages", agent.anthropic_base_url());
-    let mut args = vec!["-H", "content-type: application/json", "-H", "anthropic-version: 2023-06-01"];
+    let mut args = vec![
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+    ];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--data-binary", body, &url]);
     curl_status(&args)
@@ -108,11 +123,20 @@ fn malformed_json_gets_400_in_the_client_format() {
     assert_eq!(status, 400, "{body}");
     assert!(openai_error(&body).contains("UTF-8"), "{body}");
 
-    assert!(fake.recorded().is_empty(), "nothing malformed may reach the provider: {:#?}", fake.recorded());
+    assert!(
+        fake.recorded().is_empty(),
+        "nothing malformed may reach the provider: {:#?}",
+        fake.recorded()
+    );
     let rows = agent.wait_audit_rows(3);
     for row in &rows {
         assert_eq!((row.status, row.verdict.as_str()), (400, "error"), "{row:#?}");
-        assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("could not inspect")), "{row:#?}");
+        assert!(
+            row.rest["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("could not inspect")),
+            "{row:#?}"
+        );
     }
     assert_eq!(rows[0].provider.as_deref(), Some("anthropic"));
     assert_eq!(rows[1].provider.as_deref(), Some("openai"));
@@ -131,7 +155,11 @@ fn unknown_paths_get_404() {
     assert!(msg.contains("no provider serves path /nope/v9/thing"), "{msg}");
     assert!(fake.recorded().is_empty());
     let row = last_row(&agent, 1);
-    assert_eq!((row.status, row.verdict.as_str(), row.provider.as_deref()), (404, "error", None), "{row:#?}");
+    assert_eq!(
+        (row.status, row.verdict.as_str(), row.provider.as_deref()),
+        (404, "error", None),
+        "{row:#?}"
+    );
 
     // A provider path the provider does not know: its own 404 comes back unmodified.
     let (status, body) = curl_status(&[
@@ -145,7 +173,10 @@ fn unknown_paths_get_404() {
     assert!(body.contains("error"), "{body}");
     assert_eq!(fake.recorded_for("/v1/does-not-exist").len(), 1);
     let rows = agent.wait_audit_rows(2);
-    let row = rows.iter().find(|r| r.path.as_deref() == Some("/v1/does-not-exist")).expect("row for the unknown path");
+    let row = rows
+        .iter()
+        .find(|r| r.path.as_deref() == Some("/v1/does-not-exist"))
+        .expect("row for the unknown path");
     assert_eq!((row.status, row.provider.as_deref()), (404, Some("openai")), "{row:#?}");
     assert_follow_up_ok(&agent, "after unknown path");
 }
@@ -178,7 +209,8 @@ fn unreachable_upstream_gets_502_in_the_client_format() {
     let agent = Agent::start(&cfg);
 
     let mut cmd = clients.python_cmd(PY_UNREACHABLE);
-    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url()).env("ANTHROPIC_API_KEY", "sk-ant-e2e");
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e");
     let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
     out.expect_success("python anthropic SDK");
     let r = out.last_json();
@@ -190,7 +222,10 @@ fn unreachable_upstream_gets_502_in_the_client_format() {
     let rows = agent.wait_audit_rows(2);
     for row in &rows {
         assert_eq!((row.status, row.verdict.as_str()), (502, "error"), "{row:#?}");
-        assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("unreachable")), "{row:#?}");
+        assert!(
+            row.rest["error"].as_str().is_some_and(|e| e.contains("unreachable")),
+            "{row:#?}"
+        );
     }
     // OpenAI still resolves to the fake: the proxy keeps serving.
     let (status, body) = chat_post(&agent, &chat_body("still here"));
@@ -201,7 +236,11 @@ fn unreachable_upstream_gets_502_in_the_client_format() {
 #[test]
 fn upstream_timeout_gets_504_in_the_client_format() {
     // The Anthropic host answers only after a long pause; OpenAI is prompt.
-    let slow = FakeProvider::start_background(FakeOptions { think_delay_ms: 30_000, ..Default::default() }).unwrap();
+    let slow = FakeProvider::start_background(FakeOptions {
+        think_delay_ms: 30_000,
+        ..Default::default()
+    })
+    .unwrap();
     let fast = start_fake(false);
     let mut cfg = AgentConfig::explicit_to(&fast);
     cfg.resolve.insert("api.anthropic.com".into(), slow.addr);
@@ -253,9 +292,16 @@ fn body_over_the_limit_gets_413_in_the_client_format() {
     std::fs::write(&file, &big).unwrap();
     let (status, body) = anthropic_post(&agent, &format!("@{}", file.display()), &[]);
     assert_eq!(status, 413, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["type"], "request_too_large", "Anthropic's 413 type");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["type"],
+        "request_too_large",
+        "Anthropic's 413 type"
+    );
     let msg = anthropic_error(&body);
-    assert!(msg.contains("65536-byte limit") && msg.contains("max_request_bytes"), "{msg}");
+    assert!(
+        msg.contains("65536-byte limit") && msg.contains("max_request_bytes"),
+        "{msg}"
+    );
 
     if let Some(clients) = TestClients::find() {
         let mut cmd = clients.python_cmd(PY_TOO_BIG);
@@ -273,7 +319,10 @@ fn body_over_the_limit_gets_413_in_the_client_format() {
     }
     assert!(fake.recorded().is_empty(), "an oversized body must not be forwarded");
     let rows = agent.audit_rows(&[]);
-    assert!(!rows.is_empty() && rows.iter().all(|r| r.status == 413 && r.verdict == "error"), "{rows:#?}");
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r.status == 413 && r.verdict == "error"),
+        "{rows:#?}"
+    );
     assert_follow_up_ok(&agent, "after a giant body");
 }
 
@@ -296,7 +345,8 @@ fn client_that_disconnects_mid_stream_is_audited_and_the_proxy_goes_on() {
     let fake = start_fake(false);
     let agent = Agent::start_explicit(&fake);
     let mut cmd = clients.python_cmd(PY_DISCONNECT);
-    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url()).env("ANTHROPIC_API_KEY", "sk-ant-e2e");
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e");
     let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
     out.expect_success("python SDK that hangs up");
     assert_eq!(out.last_json()["first"], "You ");
@@ -304,7 +354,10 @@ fn client_that_disconnects_mid_stream_is_audited_and_the_proxy_goes_on() {
     let row = last_row(&agent, 1);
     assert_eq!(row.status, 200, "{row:#?}");
     let err = row.rest["error"].as_str().unwrap_or_default();
-    assert!(err.contains("client disconnected"), "the row must say the client left: {row:#?}");
+    assert!(
+        err.contains("client disconnected"),
+        "the row must say the client left: {row:#?}"
+    );
     assert_follow_up_ok(&agent, "after a hang-up");
     assert_eq!(agent.wait_audit_rows(2).len(), 2);
 }
@@ -325,8 +378,15 @@ fn a_raw_socket_that_sends_half_a_request_and_leaves() {
     let _ = s.read_to_string(&mut answer);
     drop(s);
     let row = last_row(&agent, 1);
-    assert_eq!((row.status, row.verdict.as_str()), (400, "error"), "{row:#?}\nanswer: {answer}");
-    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("client aborted")), "{row:#?}");
+    assert_eq!(
+        (row.status, row.verdict.as_str()),
+        (400, "error"),
+        "{row:#?}\nanswer: {answer}"
+    );
+    assert!(
+        row.rest["error"].as_str().is_some_and(|e| e.contains("client aborted")),
+        "{row:#?}"
+    );
     assert!(fake.recorded().is_empty());
     assert_follow_up_ok(&agent, "after a half request");
 }
@@ -347,14 +407,22 @@ fn broken_tls_on_the_explicit_https_listener_closes_cleanly() {
     let mut cfg = AgentConfig::explicit_to(&fake);
     cfg.explicit_tls = Some("127.0.0.1:0".parse().unwrap());
     let agent = Agent::start(&cfg);
-    let tls = agent.explicit_tls.expect("the readiness line names the explicit_tls address");
+    let tls = agent
+        .explicit_tls
+        .expect("the readiness line names the explicit_tls address");
     let ca = agent.dir.path().join("exported-ca.pem");
     let export = agent.cli(&["ca", "export"]);
     export.expect_success("promptwall ca export");
     std::fs::write(&ca, &export.stdout).unwrap();
 
     // Plain HTTP to the TLS port.
-    let out = curl(&["-H", "content-type: application/json", "-d", &messages_body("x"), &format!("http://{tls}/v1/messages")]);
+    let out = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &messages_body("x"),
+        &format!("http://{tls}/v1/messages"),
+    ]);
     assert!(!out.success(), "plain HTTP on the TLS port must fail: {out:?}");
     // Garbage bytes.
     let mut s = TcpStream::connect(tls).unwrap();
@@ -364,8 +432,16 @@ fn broken_tls_on_the_explicit_https_listener_closes_cleanly() {
     let _ = s.read_to_end(&mut buf); // an alert or EOF, but it returns
     drop(s);
     // A client that trusts another CA aborts the handshake.
-    let out = https_curl(&agent, "api.anthropic.com", &fake.ca_pem_path, &["-d", &messages_body("x")]);
-    assert!(!out.success() && out.stderr.to_lowercase().contains("certificate"), "{out:?}");
+    let out = https_curl(
+        &agent,
+        "api.anthropic.com",
+        &fake.ca_pem_path,
+        &["-d", &messages_body("x")],
+    );
+    assert!(
+        !out.success() && out.stderr.to_lowercase().contains("certificate"),
+        "{out:?}"
+    );
     // A server name the CA may not vouch for: the proxy refuses to mint.
     let out = https_curl(&agent, "intranet.example.com", &ca, &["-d", &messages_body("x")]);
     assert!(!out.success(), "{out:?}");
@@ -382,7 +458,14 @@ fn broken_tls_on_the_explicit_https_listener_closes_cleanly() {
         &agent,
         "api.anthropic.com",
         &ca,
-        &["-H", "content-type: application/json", "-H", "anthropic-version: 2023-06-01", "-d", &messages_body("over tls")],
+        &[
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "anthropic-version: 2023-06-01",
+            "-d",
+            &messages_body("over tls"),
+        ],
     );
     out.expect_success("curl over the explicit HTTPS listener");
     assert_eq!(out.last_json()["content"][0]["text"], "You said: over tls");
@@ -393,7 +476,11 @@ fn broken_tls_on_the_explicit_https_listener_closes_cleanly() {
 #[test]
 fn client_that_gives_up_before_the_answer_is_still_audited() {
     // The provider thinks for a long time; curl gives up after a second.
-    let slow = FakeProvider::start_background(FakeOptions { think_delay_ms: 120_000, ..Default::default() }).unwrap();
+    let slow = FakeProvider::start_background(FakeOptions {
+        think_delay_ms: 120_000,
+        ..Default::default()
+    })
+    .unwrap();
     let fast = start_fake(false);
     let mut cfg = AgentConfig::explicit_to(&fast);
     cfg.resolve.insert("api.anthropic.com".into(), slow.addr);
@@ -415,7 +502,12 @@ fn client_that_gives_up_before_the_answer_is_still_audited() {
     let row = last_row(&agent, 1);
     assert_eq!(row.status, 499, "{row:#?}");
     assert_eq!(row.model.as_deref(), Some("claude-sonnet-4-5"));
-    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("client disconnected before")), "{row:#?}");
+    assert!(
+        row.rest["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("client disconnected before")),
+        "{row:#?}"
+    );
 
     let (status, body) = chat_post(&agent, &chat_body("fast one"));
     assert_eq!(status, 200, "{body}");
@@ -437,10 +529,15 @@ print(json.dumps({"seen": seen}))
 fn client_that_hangs_up_during_a_pause_is_audited_at_once() {
     let Some(clients) = TestClients::find() else { return };
     // Two minutes between streamed events: a long "thinking" gap.
-    let fake = FakeProvider::start_background(FakeOptions { slow_delay_ms: 120_000, ..Default::default() }).unwrap();
+    let fake = FakeProvider::start_background(FakeOptions {
+        slow_delay_ms: 120_000,
+        ..Default::default()
+    })
+    .unwrap();
     let agent = Agent::start_explicit(&fake);
     let mut cmd = clients.python_cmd(PY_HANGUP_IN_PAUSE);
-    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url()).env("ANTHROPIC_API_KEY", "sk-ant-e2e");
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e");
     let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
     out.expect_success("python SDK that hangs up in a pause");
     assert_eq!(out.last_json()["seen"], json!(["message_start"]));
@@ -448,8 +545,16 @@ fn client_that_hangs_up_during_a_pause_is_audited_at_once() {
     // speaks again (two minutes later, beyond wait_audit_rows' bound).
     let row = last_row(&agent, 1);
     assert_eq!(row.status, 200, "{row:#?}");
-    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("client disconnected")), "{row:#?}");
-    assert_eq!(row.input_tokens, fake.recorded()[0].reply_usage.map(|u| u.input_tokens as i64));
+    assert!(
+        row.rest["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("client disconnected")),
+        "{row:#?}"
+    );
+    assert_eq!(
+        row.input_tokens,
+        fake.recorded()[0].reply_usage.map(|u| u.input_tokens as i64)
+    );
 }
 
 #[test]
@@ -504,13 +609,27 @@ fn a_large_body_under_the_limit_is_forwarded_whole() {
         &format!("{}/v1/messages", agent.anthropic_base_url()),
     ]);
     out.expect_success("curl with a 2 MB body");
-    assert!(out.stderr.contains("Expect: 100-continue"), "curl should have asked to continue: {}", out.stderr);
+    assert!(
+        out.stderr.contains("Expect: 100-continue"),
+        "curl should have asked to continue: {}",
+        out.stderr
+    );
     let answer: Value = serde_json::from_str(out.stdout.trim()).unwrap();
-    assert_eq!(answer["content"][0]["text"], format!("You said: {text}"), "restored in a large answer");
+    assert_eq!(
+        answer["content"][0]["text"],
+        format!("You said: {text}"),
+        "restored in a large answer"
+    );
     let seen = fake.recorded_for("/v1/messages");
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].header("expect").is_none(), "the proxy buffered the body; Expect must not go upstream");
-    assert_eq!(seen[0].header("content-length").map(|v| v.parse::<usize>().unwrap()), Some(seen[0].body.len()));
+    assert!(
+        seen[0].header("expect").is_none(),
+        "the proxy buffered the body; Expect must not go upstream"
+    );
+    assert_eq!(
+        seen[0].header("content-length").map(|v| v.parse::<usize>().unwrap()),
+        Some(seen[0].body.len())
+    );
     assert!(seen[0].body_text().contains("mail [[EMAIL_001]]"));
     assert_eq!(last_row(&agent, 1).verdict, "redacted");
 }
@@ -527,19 +646,37 @@ fn a_client_that_closes_after_a_complete_answer_is_not_a_hang_up() {
     }
     let rows = agent.wait_audit_rows(12);
     let flagged: Vec<&AuditRow> = rows.iter().filter(|r| !r.rest["error"].is_null()).collect();
-    assert!(flagged.is_empty(), "complete exchanges recorded as errors: {flagged:#?}");
+    assert!(
+        flagged.is_empty(),
+        "complete exchanges recorded as errors: {flagged:#?}"
+    );
 }
 
 #[test]
 fn used_as_an_https_proxy_it_says_to_use_a_base_url() {
     let fake = start_fake(false);
     let agent = Agent::start_explicit(&fake);
-    let out = curl(&["-x", &format!("http://{}", agent.explicit), "https://api.anthropic.com/v1/messages", "-d", "{}"]);
+    let out = curl(&[
+        "-x",
+        &format!("http://{}", agent.explicit),
+        "https://api.anthropic.com/v1/messages",
+        "-d",
+        "{}",
+    ]);
     assert!(!out.success());
-    assert!(out.stderr.contains("405"), "CONNECT is refused with 405: {}", out.stderr);
+    assert!(
+        out.stderr.contains("405"),
+        "CONNECT is refused with 405: {}",
+        out.stderr
+    );
     let row = last_row(&agent, 1);
     assert_eq!((row.status, row.method.as_deref()), (405, Some("CONNECT")), "{row:#?}");
-    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("not an HTTP proxy")), "{row:#?}");
+    assert!(
+        row.rest["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an HTTP proxy")),
+        "{row:#?}"
+    );
     assert!(fake.recorded().is_empty());
     assert_follow_up_ok(&agent, "after CONNECT");
 }
@@ -573,7 +710,11 @@ print(json.dumps({"got": got, "err": err}))
 /// parse (its own API's error event), not a truncated body.
 fn provider_dies_mid_stream(api: &str) -> Option<(Value, Agent)> {
     let clients = TestClients::find()?;
-    let fake = FakeProvider::start_background(FakeOptions { slow_delay_ms: 200, ..Default::default() }).unwrap();
+    let fake = FakeProvider::start_background(FakeOptions {
+        slow_delay_ms: 200,
+        ..Default::default()
+    })
+    .unwrap();
     let agent = Agent::start_explicit(&fake);
     let marker = agent.dir.path().join(format!("{api}-streaming"));
     let mut cmd = clients.python_cmd(PY_BROKEN_STREAM);
@@ -600,20 +741,30 @@ fn provider_dies_mid_stream(api: &str) -> Option<(Value, Agent)> {
 
 fn assert_broken_stream_reported(r: &Value, agent: &Agent, error_class: &str) {
     assert!(r["got"].as_str().is_some_and(|t| t.starts_with("You")), "{r}");
-    assert_eq!(r["err"]["cls"], error_class, "the SDK must see an API error event, not a cut connection: {r}");
+    assert_eq!(
+        r["err"]["cls"], error_class,
+        "the SDK must see an API error event, not a cut connection: {r}"
+    );
     assert!(r["err"]["msg"].as_str().unwrap().contains("stream broke off"), "{r}");
     let row = last_row(agent, 1);
-    assert!(row.rest["error"].as_str().is_some_and(|e| e.contains("broke off")), "{row:#?}");
+    assert!(
+        row.rest["error"].as_str().is_some_and(|e| e.contains("broke off")),
+        "{row:#?}"
+    );
 }
 
 #[test]
 fn provider_dying_mid_stream_gives_anthropic_clients_an_error_event() {
-    let Some((r, agent)) = provider_dies_mid_stream("anthropic") else { return };
+    let Some((r, agent)) = provider_dies_mid_stream("anthropic") else {
+        return;
+    };
     assert_broken_stream_reported(&r, &agent, "APIStatusError");
 }
 
 #[test]
 fn provider_dying_mid_stream_gives_openai_clients_an_error_chunk() {
-    let Some((r, agent)) = provider_dies_mid_stream("openai") else { return };
+    let Some((r, agent)) = provider_dies_mid_stream("openai") else {
+        return;
+    };
     assert_broken_stream_reported(&r, &agent, "APIError");
 }

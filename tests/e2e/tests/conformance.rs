@@ -38,19 +38,30 @@ fn curl(args: &[&str]) -> Http {
     let dir = tempfile::tempdir().unwrap();
     let head = dir.path().join("head");
     let mut cmd = Command::new("curl");
-    clean_env(&mut cmd).args(["-sS", "--max-time", "60", "-D"]).arg(&head).args(args);
+    clean_env(&mut cmd)
+        .args(["-sS", "--max-time", "60", "-D"])
+        .arg(&head)
+        .args(args);
     let out = run_bounded(&mut cmd, Duration::from_secs(90));
     out.expect_success("curl");
     let head = std::fs::read_to_string(&head).unwrap_or_default();
     // The last header block (after any 100 Continue).
     let block = head.trim_end().rsplit("\r\n\r\n").next().unwrap_or("");
     let mut lines = block.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Http { status, headers, body: out.stdout }
+    Http {
+        status,
+        headers,
+        body: out.stdout,
+    }
 }
 
 /// POST through the explicit listener (`path` may carry a `/<provider>/` prefix).
@@ -70,7 +81,14 @@ fn direct(fake: &FakeHandle, host: &str, path: &str, body: &str, headers: &[&str
     let resolve = format!("{host}:{port}:{}", fake.addr.ip());
     let url = format!("https://{host}:{port}{path}");
     let ca = fake.ca_pem_path.display().to_string();
-    let mut args: Vec<&str> = vec!["--cacert", &ca, "--resolve", &resolve, "-H", "content-type: application/json"];
+    let mut args: Vec<&str> = vec![
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "-H",
+        "content-type: application/json",
+    ];
     for h in headers {
         args.extend(["-H", h]);
     }
@@ -99,7 +117,10 @@ fn mask_ids(s: &str) -> String {
             if i == 0 {
                 part.to_string()
             } else {
-                format!("\"created_at\":0{}", part.trim_start_matches(|c: char| c.is_ascii_digit()))
+                format!(
+                    "\"created_at\":0{}",
+                    part.trim_start_matches(|c: char| c.is_ascii_digit())
+                )
             }
         })
         .collect::<Vec<_>>()
@@ -109,16 +130,32 @@ fn mask_ids(s: &str) -> String {
 fn sse_events(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter_map(|block| {
-            let name = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_default().to_string();
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_string();
             let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((name, serde_json::from_str(data).unwrap_or(Value::String(data.to_string()))))
+            Some((
+                name,
+                serde_json::from_str(data).unwrap_or(Value::String(data.to_string())),
+            ))
         })
         .collect()
 }
 
 fn only(fake: &FakeHandle, path: &str, marker: &str) -> RecordedRequest {
-    let hits: Vec<_> = fake.recorded_for(path).into_iter().filter(|r| r.body_text().contains(marker)).collect();
-    assert_eq!(hits.len(), 1, "one {path} request with {marker:?} expected: {:#?}", fake.recorded());
+    let hits: Vec<_> = fake
+        .recorded_for(path)
+        .into_iter()
+        .filter(|r| r.body_text().contains(marker))
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "one {path} request with {marker:?} expected: {:#?}",
+        fake.recorded()
+    );
     hits.into_iter().next().unwrap()
 }
 
@@ -142,11 +179,19 @@ fn count_tokens_with_beta_query_reaches_the_provider() {
     let body = json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "count these tokens"}]})
         .to_string();
     let beta = "anthropic-beta: token-counting-2024-11-01,claude-code-20250219";
-    let got = via(&agent, "/v1/messages/count_tokens?beta=true", &body, &[AV, beta, "x-api-key: sk-ant-api03-test"]);
+    let got = via(
+        &agent,
+        "/v1/messages/count_tokens?beta=true",
+        &body,
+        &[AV, beta, "x-api-key: sk-ant-api03-test"],
+    );
     assert_eq!(got.status, 200, "{}", got.body);
     let seen = only(&fake, "/v1/messages/count_tokens", "count these tokens");
     assert_eq!(seen.query.as_deref(), Some("beta=true"));
-    assert_eq!(seen.header("anthropic-beta"), Some("token-counting-2024-11-01,claude-code-20250219"));
+    assert_eq!(
+        seen.header("anthropic-beta"),
+        Some("token-counting-2024-11-01,claude-code-20250219")
+    );
     let want = promptwall_fake_provider::scenario::input_tokens(seen.body.len());
     assert_eq!(got.json(), json!({"input_tokens": want}));
     let row = row_for(&agent, 1, "/v1/messages/count_tokens");
@@ -162,7 +207,10 @@ fn provider_headers_oauth_bearer_and_account_id_are_forwarded_untouched() {
     let sent = [
         ("authorization", oat),
         ("anthropic-version", "2023-06-01"),
-        ("anthropic-beta", "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14"),
+        (
+            "anthropic-beta",
+            "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14",
+        ),
         ("anthropic-dangerous-direct-browser-access", "true"),
         ("x-claude-code-session-id", "5b0e1c9e-7e43-4d7a-9d43-1f0b3f7a2b11"),
         ("x-unknown-vendor-header", "Keep Me; exactly=as-is"),
@@ -196,8 +244,14 @@ fn provider_headers_oauth_bearer_and_account_id_are_forwarded_untouched() {
     assert_eq!(seen.conn.sni.as_deref(), Some("chatgpt.com"));
 
     let rows = agent.wait_audit_rows(2);
-    assert_eq!(rows.iter().map(|r| r.tool.as_deref().unwrap_or("")).collect::<Vec<_>>(), ["claude-code", "codex"]);
-    assert!(rows.iter().all(|r| r.verdict == "allowed" && r.status == 200), "{rows:#?}");
+    assert_eq!(
+        rows.iter().map(|r| r.tool.as_deref().unwrap_or("")).collect::<Vec<_>>(),
+        ["claude-code", "codex"]
+    );
+    assert!(
+        rows.iter().all(|r| r.verdict == "allowed" && r.status == 200),
+        "{rows:#?}"
+    );
 }
 
 #[test]
@@ -215,19 +269,40 @@ fn upstream_429_and_529_come_back_byte_for_byte() {
             "/v1/messages",
             json!({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "FAKESTATUS529"}]}),
         ),
-        ("api.openai.com", "/v1/responses", json!({"model": "gpt-5", "stream": true, "input": "FAKESTATUS429"})),
-        ("api.openai.com", "/v1/responses", json!({"model": "gpt-5", "input": "FAKESTATUS529"})),
+        (
+            "api.openai.com",
+            "/v1/responses",
+            json!({"model": "gpt-5", "stream": true, "input": "FAKESTATUS429"}),
+        ),
+        (
+            "api.openai.com",
+            "/v1/responses",
+            json!({"model": "gpt-5", "input": "FAKESTATUS529"}),
+        ),
     ];
     for (host, path, body) in &cases {
         let body = body.to_string();
         let hs = if host.contains("anthropic") { vec![AV] } else { vec![] };
         let ours = via(&agent, path, &body, &hs);
         let theirs = direct(&fake, host, path, &body, &hs);
-        assert!(matches!(ours.status, 429 | 529), "{path}: {} {}", ours.status, ours.body);
+        assert!(
+            matches!(ours.status, 429 | 529),
+            "{path}: {} {}",
+            ours.status,
+            ours.body
+        );
         assert_eq!(ours.status, theirs.status, "{path}");
-        assert_eq!(mask_ids(&ours.body), mask_ids(&theirs.body), "{path}: error body changed");
+        assert_eq!(
+            mask_ids(&ours.body),
+            mask_ids(&theirs.body),
+            "{path}: error body changed"
+        );
         for h in ["retry-after", "x-should-retry", "content-type"] {
-            assert_eq!(ours.header(h).is_some(), theirs.header(h).is_some(), "{path}: header {h}");
+            assert_eq!(
+                ours.header(h).is_some(),
+                theirs.header(h).is_some(),
+                "{path}: header {h}"
+            );
             if h != "content-type" {
                 assert_eq!(ours.header(h), theirs.header(h), "{path}: header {h}");
             }
@@ -254,7 +329,11 @@ fn anthropic_stream_events_order_ping_tool_json_and_usage_are_intact() {
     let ours = via(&agent, "/v1/messages", &body, &[AV]);
     let theirs = direct(&fake, "api.anthropic.com", "/v1/messages", &body, &[AV]);
     assert_eq!(ours.status, 200, "{}", ours.body);
-    assert_eq!(mask_ids(&ours.body), mask_ids(&theirs.body), "the stream changed on its way through");
+    assert_eq!(
+        mask_ids(&ours.body),
+        mask_ids(&theirs.body),
+        "the stream changed on its way through"
+    );
 
     let ev = sse_events(&ours.body);
     let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
@@ -265,7 +344,10 @@ fn anthropic_stream_events_order_ping_tool_json_and_usage_are_intact() {
         .filter_map(|(_, v)| v["content_block"]["type"].as_str())
         .collect();
     assert_eq!(starts, ["thinking", "text", "tool_use"]);
-    let json_parts: Vec<&str> = ev.iter().filter_map(|(_, v)| v["delta"]["partial_json"].as_str()).collect();
+    let json_parts: Vec<&str> = ev
+        .iter()
+        .filter_map(|(_, v)| v["delta"]["partial_json"].as_str())
+        .collect();
     assert!(json_parts.len() >= 3, "{json_parts:?}");
     let input: Value = serde_json::from_str(&json_parts.concat()).unwrap();
     assert_eq!(input["command"], "echo 'hello-from-tool'");
@@ -278,7 +360,11 @@ fn anthropic_stream_events_order_ping_tool_json_and_usage_are_intact() {
     // cache_control reached the provider everywhere it was set.
     let sent: Value = serde_json::from_str(&body).unwrap();
     let got = seen.json.as_ref().unwrap();
-    for ptr in ["/system/0/cache_control", "/tools/0/cache_control", "/messages/0/content/0/cache_control"] {
+    for ptr in [
+        "/system/0/cache_control",
+        "/tools/0/cache_control",
+        "/messages/0/content/0/cache_control",
+    ] {
         assert_eq!(got.pointer(ptr), sent.pointer(ptr), "{ptr}");
     }
     let row = agent.wait_audit_rows(1).remove(0);
@@ -302,9 +388,16 @@ fn signed_thinking_blocks_are_byte_exact_both_ways() {
     assert_eq!(got.status, 200, "{}", got.body);
     let sig = thinking_signature(THINKING_TEXT);
     let block = format!(r#"{{"type":"thinking","thinking":"{THINKING_TEXT}","signature":"{sig}"}}"#);
-    assert!(got.body.contains(&block), "the client did not get the block as signed: {}", got.body);
+    assert!(
+        got.body.contains(&block),
+        "the client did not get the block as signed: {}",
+        got.body
+    );
     let answer = got.json();
-    assert!(answer["content"][1]["text"].as_str().unwrap().contains(EMAIL), "restored: {answer}");
+    assert!(
+        answer["content"][1]["text"].as_str().unwrap().contains(EMAIL),
+        "restored: {answer}"
+    );
 
     // Follow-up sends the block back verbatim (raw text, not re-serialized).
     let text_block = answer["content"][1].to_string();
@@ -312,7 +405,11 @@ fn signed_thinking_blocks_are_byte_exact_both_ways() {
         r#"{{"model":"claude-sonnet-4-5","max_tokens":256,"thinking":{{"type":"enabled","budget_tokens":1024}},"messages":[{{"role":"user","content":"thinking turn for {EMAIL}"}},{{"role":"assistant","content":[{block},{text_block}]}},{{"role":"user","content":"second turn for {EMAIL}"}}]}}"#
     );
     let got = via(&agent, "/v1/messages", &follow, &[AV]);
-    assert_eq!(got.status, 200, "the provider rejected the thinking block: {}", got.body);
+    assert_eq!(
+        got.status, 200,
+        "the provider rejected the thinking block: {}",
+        got.body
+    );
     let seen = only(&fake, "/v1/messages", "second turn for");
     let raw = seen.body_text();
     assert!(!raw.contains(EMAIL), "the email reached the provider");
@@ -366,7 +463,10 @@ fn responses_lifecycle_restores_done_payloads_and_keeps_store_false() {
     let by = |n: &str| &ev.iter().find(|(k, _)| k == n).unwrap().1;
     assert_eq!(by("response.output_text.done")["text"], want.as_str());
     assert_eq!(by("response.content_part.done")["part"]["text"], want.as_str());
-    assert_eq!(by("response.output_item.done")["item"]["content"][0]["text"], want.as_str());
+    assert_eq!(
+        by("response.output_item.done")["item"]["content"][0]["text"],
+        want.as_str()
+    );
     let done = &by("response.completed")["response"];
     assert_eq!(done["output"][0]["content"][0]["text"], want.as_str());
     assert_eq!(done["store"], false);
@@ -384,7 +484,13 @@ fn non_llm_paths_pass_through_and_are_audited_as_non_llm() {
     let agent = Agent::start_explicit(&fake);
     let base = format!("http://{}", agent.explicit);
     let oat = "authorization: Bearer sk-ant-oat01-NonLlmPathToken0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL";
-    let settings = curl(&["-H", oat, "-H", AV, &format!("{base}/anthropic/api/claude_code/settings")]);
+    let settings = curl(&[
+        "-H",
+        oat,
+        "-H",
+        AV,
+        &format!("{base}/anthropic/api/claude_code/settings"),
+    ]);
     let direct_settings = {
         let port = fake.addr.port();
         let resolve = format!("api.anthropic.com:{port}:{}", fake.addr.ip());
@@ -396,16 +502,32 @@ fn non_llm_paths_pass_through_and_are_audited_as_non_llm() {
             &format!("https://api.anthropic.com:{port}/api/claude_code/settings"),
         ])
     };
-    assert_eq!(settings.status, 404, "the fake does not serve settings: its 404 comes back");
+    assert_eq!(
+        settings.status, 404,
+        "the fake does not serve settings: its 404 comes back"
+    );
     assert_eq!(mask_ids(&settings.body), mask_ids(&direct_settings.body));
-    let oauth = via(&agent, "/anthropic/api/oauth/claude_cli/create_api_key", "{\"name\":\"cli\"}", &[oat]);
+    let oauth = via(
+        &agent,
+        "/anthropic/api/oauth/claude_cli/create_api_key",
+        "{\"name\":\"cli\"}",
+        &[oat],
+    );
     assert_eq!(oauth.status, 404, "{}", oauth.body);
-    let models = curl(&[&format!("{base}/chatgpt/backend-api/codex/models?client_version=0.169.0")]);
+    let models = curl(&[&format!(
+        "{base}/chatgpt/backend-api/codex/models?client_version=0.169.0"
+    )]);
     assert_eq!((models.status, models.json()), (200, json!({"models": []})));
 
     let seen = fake.recorded();
-    let settings_seen = seen.iter().find(|r| r.path == "/api/claude_code/settings").expect("settings reached the fake");
-    assert_eq!(settings_seen.header("authorization"), Some(&oat["authorization: ".len()..]));
+    let settings_seen = seen
+        .iter()
+        .find(|r| r.path == "/api/claude_code/settings")
+        .expect("settings reached the fake");
+    assert_eq!(
+        settings_seen.header("authorization"),
+        Some(&oat["authorization: ".len()..])
+    );
     assert!(seen
         .iter()
         .any(|r| r.path == "/api/oauth/claude_cli/create_api_key" && r.body_text() == "{\"name\":\"cli\"}"));
@@ -428,7 +550,12 @@ fn non_llm_paths_pass_through_and_are_audited_as_non_llm() {
 fn websocket_on_an_uninspected_path_is_refused() {
     let fake = start_fake(true);
     let agent = Agent::start_explicit(&fake);
-    for path in ["/v1/chat/completions", "/anthropic/v1/messages", "/v1/realtime?model=gpt-realtime", "/anthropic/api/ws"] {
+    for path in [
+        "/v1/chat/completions",
+        "/anthropic/v1/messages",
+        "/v1/realtime?model=gpt-realtime",
+        "/anthropic/api/ws",
+    ] {
         let got = curl(&[
             "-H",
             "connection: Upgrade",
@@ -443,7 +570,11 @@ fn websocket_on_an_uninspected_path_is_refused() {
         assert_eq!(got.status, 426, "{path}: {}", got.body);
         assert!(got.body.contains("not inspected"), "{path}: {}", got.body);
     }
-    assert!(fake.recorded().is_empty(), "an uninspected WebSocket reached the provider: {:#?}", fake.recorded());
+    assert!(
+        fake.recorded().is_empty(),
+        "an uninspected WebSocket reached the provider: {:#?}",
+        fake.recorded()
+    );
 }
 
 /// The upstream leg negotiates h2 by ALPN with a provider that offers it and
@@ -455,15 +586,27 @@ fn the_upstream_leg_speaks_h2_and_reuses_its_connection() {
     let agent = Agent::start_explicit(&fake);
     let body = r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"pooled"}]}"#;
     for _ in 0..3 {
-        let got = via(&agent, "/anthropic/v1/messages", body, &["anthropic-version: 2023-06-01", "x-api-key: sk-ant-test"]);
+        let got = via(
+            &agent,
+            "/anthropic/v1/messages",
+            body,
+            &["anthropic-version: 2023-06-01", "x-api-key: sk-ant-test"],
+        );
         assert_eq!(got.status, 200, "{}", got.body);
     }
     let seen = fake.recorded();
     assert_eq!(seen.len(), 3);
     for r in &seen {
-        assert_eq!((r.conn.alpn.as_deref(), r.version.as_str()), (Some("h2"), "HTTP/2.0"), "{r:?}");
+        assert_eq!(
+            (r.conn.alpn.as_deref(), r.version.as_str()),
+            (Some("h2"), "HTTP/2.0"),
+            "{r:?}"
+        );
         assert_eq!(r.conn.alpn_offered, vec!["h2", "http/1.1"], "{r:?}");
     }
-    assert!(seen.iter().all(|r| r.conn.conn_id == seen[0].conn.conn_id), "a new provider connection per request: {:?}",
-        seen.iter().map(|r| r.conn.conn_id).collect::<Vec<_>>());
+    assert!(
+        seen.iter().all(|r| r.conn.conn_id == seen[0].conn.conn_id),
+        "a new provider connection per request: {:?}",
+        seen.iter().map(|r| r.conn.conn_id).collect::<Vec<_>>()
+    );
 }

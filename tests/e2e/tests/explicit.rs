@@ -24,8 +24,11 @@ fn curl(args: &[&str]) -> RunOutput {
 
 /// The single recorded request to `path` whose body contains `marker`.
 fn recorded_with(fake: &FakeHandle, path: &str, marker: &str) -> RecordedRequest {
-    let hits: Vec<RecordedRequest> =
-        fake.recorded_for(path).into_iter().filter(|r| r.body_text().contains(marker)).collect();
+    let hits: Vec<RecordedRequest> = fake
+        .recorded_for(path)
+        .into_iter()
+        .filter(|r| r.body_text().contains(marker))
+        .collect();
     assert_eq!(
         hits.len(),
         1,
@@ -39,16 +42,31 @@ fn recorded_with(fake: &FakeHandle, path: &str, marker: &str) -> RecordedRequest
 /// Audit row tokens equal what the provider reported.
 fn assert_tokens_match(row: &AuditRow, seen: &RecordedRequest) {
     let usage = seen.reply_usage.expect("the fake reports usage for LLM answers");
-    assert_eq!(row.input_tokens, Some(usage.input_tokens as i64), "input tokens of {row:#?}");
-    assert_eq!(row.output_tokens, Some(usage.output_tokens as i64), "output tokens of {row:#?}");
+    assert_eq!(
+        row.input_tokens,
+        Some(usage.input_tokens as i64),
+        "input tokens of {row:#?}"
+    );
+    assert_eq!(
+        row.output_tokens,
+        Some(usage.output_tokens as i64),
+        "output tokens of {row:#?}"
+    );
 }
 
 fn sse_events(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter_map(|block| {
-            let name = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_default().to_string();
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_string();
             let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((name, serde_json::from_str(data).unwrap_or(Value::String(data.to_string()))))
+            Some((
+                name,
+                serde_json::from_str(data).unwrap_or(Value::String(data.to_string())),
+            ))
         })
         .collect()
 }
@@ -82,9 +100,16 @@ fn curl_anthropic_messages_json() {
     assert_eq!(answer["content"][0]["text"], "You said: hello from curl", "{answer}");
 
     let seen = recorded_with(&fake, "/v1/messages", "hello from curl");
-    assert_eq!(seen.conn.sni.as_deref(), Some("api.anthropic.com"), "upstream TLS must use the provider name");
+    assert_eq!(
+        seen.conn.sni.as_deref(),
+        Some("api.anthropic.com"),
+        "upstream TLS must use the provider name"
+    );
     assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(seen.header("anthropic-beta"), Some("prompt-caching-2024-07-31,context-1m-2025-08-07"));
+    assert_eq!(
+        seen.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31,context-1m-2025-08-07")
+    );
     assert_eq!(seen.header("x-api-key"), Some(API_KEY));
     assert_eq!(seen.header("x-e2e-unknown-header"), Some("keep-me"));
     let body = seen.json.as_ref().expect("JSON body upstream");
@@ -121,7 +146,12 @@ fn curl_anthropic_messages_stream() {
     out.expect_success("curl streaming /v1/messages");
     let events = sse_events(&out.stdout);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(&names[..3], ["message_start", "content_block_start", "ping"], "{}", out.stdout);
+    assert_eq!(
+        &names[..3],
+        ["message_start", "content_block_start", "ping"],
+        "{}",
+        out.stdout
+    );
     assert_eq!(names.last(), Some(&"message_stop"));
     let text: String = events.iter().filter_map(|(_, v)| v["delta"]["text"].as_str()).collect();
     assert_eq!(text, "You said: stream from curl");
@@ -169,7 +199,10 @@ fn curl_upstream_errors_come_back_unmodified() {
     ]);
     let (body, code) = out.stdout.trim_end().rsplit_once('\n').expect("body then status code");
     assert_eq!(code, "429");
-    assert_eq!(serde_json::from_str::<Value>(body).unwrap()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap()["error"]["code"],
+        "rate_limit_exceeded"
+    );
 
     let rows = agent.wait_audit_rows(2);
     let statuses: Vec<u16> = rows.iter().map(|r| r.status).collect();
@@ -197,7 +230,8 @@ fn python_anthropic_sdk_create_stream_and_count_tokens() {
     let fake = start_fake(false);
     let agent = Agent::start_explicit(&fake);
     let mut cmd = clients.python_cmd(PY_ANTHROPIC);
-    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url()).env("ANTHROPIC_API_KEY", API_KEY);
+    cmd.env("ANTHROPIC_BASE_URL", agent.anthropic_base_url())
+        .env("ANTHROPIC_API_KEY", API_KEY);
     let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
     out.expect_success("python anthropic SDK");
     let r = out.last_json();
@@ -209,11 +243,20 @@ fn python_anthropic_sdk_create_stream_and_count_tokens() {
     let streamed = recorded_with(&fake, "/v1/messages", "stream python sdk");
     let counted = recorded_with(&fake, "/v1/messages/count_tokens", "count python sdk");
     for seen in [&created, &streamed, &counted] {
-        assert!(seen.header("anthropic-version").is_some(), "anthropic-version must reach the provider");
+        assert!(
+            seen.header("anthropic-version").is_some(),
+            "anthropic-version must reach the provider"
+        );
         let auth_ok = seen.header("x-api-key") == Some(API_KEY)
             || seen.header("authorization") == Some(format!("Bearer {API_KEY}").as_str());
-        assert!(auth_ok, "the SDK's credentials must reach the provider unchanged: {:?}", seen.headers);
-        assert!(seen.header("user-agent").is_some_and(|ua| ua.contains("Anthropic") || ua.contains("anthropic")));
+        assert!(
+            auth_ok,
+            "the SDK's credentials must reach the provider unchanged: {:?}",
+            seen.headers
+        );
+        assert!(seen
+            .header("user-agent")
+            .is_some_and(|ua| ua.contains("Anthropic") || ua.contains("anthropic")));
     }
     assert_eq!(streamed.json.as_ref().unwrap()["stream"], true);
     let usage = created.reply_usage.unwrap();
@@ -267,7 +310,8 @@ fn python_openai_sdk_chat_stream_responses_and_embeddings() {
     let fake = start_fake(false);
     let agent = Agent::start_explicit(&fake);
     let mut cmd = clients.python_cmd(PY_OPENAI);
-    cmd.env("OPENAI_BASE_URL", agent.openai_base_url()).env("OPENAI_API_KEY", "sk-e2e-openai-test");
+    cmd.env("OPENAI_BASE_URL", agent.openai_base_url())
+        .env("OPENAI_API_KEY", "sk-e2e-openai-test");
     let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
     out.expect_success("python openai SDK");
     let r = out.last_json();
@@ -289,7 +333,11 @@ fn python_openai_sdk_chat_stream_responses_and_embeddings() {
 
     let rows = agent.wait_audit_rows(4);
     assert_eq!(rows.len(), 4, "{rows:#?}");
-    assert!(rows.iter().all(|r| r.status == 200 && r.provider.as_deref() == Some("openai")), "{rows:#?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.status == 200 && r.provider.as_deref() == Some("openai")),
+        "{rows:#?}"
+    );
     assert_eq!(rows[0].model.as_deref(), Some("gpt-4o"));
     assert_tokens_match(&rows[0], &chat);
     assert_eq!(rows[1].model.as_deref(), Some("gpt-5"));

@@ -9,12 +9,17 @@ use promptwall_e2e::{run_bounded, start_fake, Namespace};
 
 #[test]
 fn bounded_run_kills_on_timeout_and_keeps_output() {
-    let out =
-        run_bounded(Command::new("bash").args(["-c", "echo started; sleep 30 & sleep 30"]), Duration::from_millis(300));
+    let out = run_bounded(
+        Command::new("bash").args(["-c", "echo started; sleep 30 & sleep 30"]),
+        Duration::from_millis(300),
+    );
     assert!(out.timed_out);
     assert!(!out.success());
     assert_eq!(out.stdout.trim(), "started");
-    let ok = run_bounded(Command::new("bash").args(["-c", "echo '{\"a\":1}'"]), Duration::from_secs(20));
+    let ok = run_bounded(
+        Command::new("bash").args(["-c", "echo '{\"a\":1}'"]),
+        Duration::from_secs(20),
+    );
     assert_eq!(ok.last_json()["a"], 1);
 }
 
@@ -23,7 +28,10 @@ fn config_maps_every_provider_host_to_the_fake() {
     let fake = start_fake(false);
     let cfg = AgentConfig::explicit_to(&fake);
     let text = cfg.to_toml(std::path::Path::new("/tmp/x"));
-    assert!(text.contains(&format!("\"api.anthropic.com\" = \"{}\"", fake.addr)), "{text}");
+    assert!(
+        text.contains(&format!("\"api.anthropic.com\" = \"{}\"", fake.addr)),
+        "{text}"
+    );
     assert!(text.contains(&format!("\"api.openai.com\" = \"{}\"", fake.addr)));
     assert!(text.contains(&format!("extra_roots = [\"{}\"]", fake.ca_pem_path.display())));
     assert!(text.contains("url = \"sqlite:///tmp/x/audit.db\""));
@@ -54,7 +62,16 @@ kill %1
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines[0].starts_with("127.0.0.1"), "{}", out.stdout);
     assert!(out.stdout.contains("You said: in ns"), "{}", out.stdout);
-    assert_eq!(lines.last().unwrap().trim(), "1", "only lo in the namespace: {}", out.stdout);
-    assert_eq!(std::fs::read("/etc/hosts").unwrap(), hosts_before, "the host's /etc/hosts must stay untouched");
+    assert_eq!(
+        lines.last().unwrap().trim(),
+        "1",
+        "only lo in the namespace: {}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read("/etc/hosts").unwrap(),
+        hosts_before,
+        "the host's /etc/hosts must stay untouched"
+    );
     assert!(ns.dir().join("fake.jsonl").exists());
 }

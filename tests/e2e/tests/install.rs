@@ -37,8 +37,10 @@ fn have_root(test: &str) -> bool {
 }
 
 fn have_tool(tool: &str) -> bool {
-    let found =
-        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         let msg = format!("{tool} is not installed (cargo xtask setup installs it)");
         assert!(!required(), "{msg}");
@@ -78,7 +80,12 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
             } else {
                 fs::read(&p).unwrap()
             };
-            let entry = Entry { mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid(), content };
+            let entry = Entry {
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                content,
+            };
             out.insert(p.strip_prefix(root).unwrap().to_path_buf(), entry);
         }
     }
@@ -105,7 +112,11 @@ fn scratch_root() -> tempfile::TempDir {
         fs::copy(Path::new("/etc").join(f), r.join("etc").join(f)).unwrap();
     }
     fs::write(r.join("etc/environment"), "LANG=C.UTF-8\n").unwrap();
-    fs::copy("/etc/ssl/certs/ca-certificates.crt", r.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        r.join("etc/ssl/certs/ca-certificates.crt"),
+    )
+    .unwrap();
     if Path::new("/usr/lib/systemd/system").is_dir() {
         fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
         let ok = Command::new("cp")
@@ -122,7 +133,10 @@ fn group_id(root: &Path, name: &str) -> Option<u32> {
     fs::read_to_string(root.join("etc/group"))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")).and_then(|rest| rest.split(':').nth(1)?.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .and_then(|rest| rest.split(':').nth(1)?.parse().ok())
+        })
 }
 
 /// `systemd-analyze verify` of `unit` inside `root`: no errors and no warnings.
@@ -141,7 +155,10 @@ fn verify_unit(root: &Path, unit: &Path) {
 
 fn expect_machine_env(root: &Path) {
     let env = fs::read_to_string(root.join("etc/environment")).unwrap();
-    assert!(env.starts_with("LANG=C.UTF-8\n# >>> promptwall trust"), "the admin's line stays first:\n{env}");
+    assert!(
+        env.starts_with("LANG=C.UTF-8\n# >>> promptwall trust"),
+        "the admin's line stays first:\n{env}"
+    );
     for line in [
         "NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/promptwall-org-ca.crt",
         "NODE_USE_SYSTEM_CA=1",
@@ -149,7 +166,9 @@ fn expect_machine_env(root: &Path) {
         "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
     ] {
         assert!(env.lines().any(|l| l == line), "/etc/environment lacks {line}:\n{env}");
-        assert!(fs::read_to_string(root.join("etc/environment.d/90-promptwall.conf")).unwrap().contains(line));
+        assert!(fs::read_to_string(root.join("etc/environment.d/90-promptwall.conf"))
+            .unwrap()
+            .contains(line));
         let (k, v) = line.split_once('=').unwrap();
         let profile = fs::read_to_string(root.join("etc/profile.d/promptwall.sh")).unwrap();
         assert!(profile.contains(&format!("export {k}=\"${{{k}:-{v}}}\"")), "{profile}");
@@ -172,7 +191,10 @@ fn install_sh_into_a_scratch_root_and_back() {
 
     let gid = group_id(r, "promptwall").expect("install.sh created the promptwall group");
     let after = snapshot(r);
-    let added: BTreeSet<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p) && !ignore(p)).collect();
+    let added: BTreeSet<&PathBuf> = after
+        .keys()
+        .filter(|p| !before.contains_key(*p) && !ignore(p))
+        .collect();
     // (path, mode, gid) of everything install.sh adds, and nothing else.
     let expected: Vec<(&str, u32, u32)> = vec![
         ("usr/bin/promptwall", 0o755, 0),
@@ -191,7 +213,11 @@ fn install_sh_into_a_scratch_root_and_back() {
         ("etc/environment.d/90-promptwall.conf", 0o644, 0),
     ];
     let expected_paths: BTreeSet<PathBuf> = expected.iter().map(|(p, ..)| PathBuf::from(p)).collect();
-    assert_eq!(added.into_iter().cloned().collect::<BTreeSet<_>>(), expected_paths, "files added by install.sh");
+    assert_eq!(
+        added.into_iter().cloned().collect::<BTreeSet<_>>(),
+        expected_paths,
+        "files added by install.sh"
+    );
     for (path, mode, group) in &expected {
         let e = &after[Path::new(path)];
         assert_eq!((e.mode, e.uid, e.gid), (*mode, 0, *group), "mode/owner of {path}");
@@ -206,15 +232,29 @@ fn install_sh_into_a_scratch_root_and_back() {
         fs::read(workspace_root().join("deploy/config.example.toml")).unwrap()
     );
     let ca_pem = String::from_utf8(after[Path::new("var/lib/promptwall/ca/ca.pem")].content.clone()).unwrap();
-    let anchor =
-        String::from_utf8(after[Path::new("usr/local/share/ca-certificates/promptwall-org-ca.crt")].content.clone())
-            .unwrap();
-    assert!(anchor.contains("BEGIN CERTIFICATE") && ca_pem.contains(anchor.trim()), "the anchor is the org CA");
+    let anchor = String::from_utf8(
+        after[Path::new("usr/local/share/ca-certificates/promptwall-org-ca.crt")]
+            .content
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        anchor.contains("BEGIN CERTIFICATE") && ca_pem.contains(anchor.trim()),
+        "the anchor is the org CA"
+    );
     expect_machine_env(r);
-    let changed: Vec<&PathBuf> = before.iter().filter(|(p, e)| after.get(*p) != Some(e)).map(|(p, _)| p).collect();
+    let changed: Vec<&PathBuf> = before
+        .iter()
+        .filter(|(p, e)| after.get(*p) != Some(e))
+        .map(|(p, _)| p)
+        .collect();
     assert_eq!(
         changed,
-        vec![Path::new("etc/environment"), Path::new("etc/group"), Path::new("etc/gshadow")],
+        vec![
+            Path::new("etc/environment"),
+            Path::new("etc/group"),
+            Path::new("etc/gshadow")
+        ],
         "files install.sh modified"
     );
     if have_tool("systemd-analyze") && r.join("usr/lib/systemd/system").is_dir() {
@@ -223,7 +263,11 @@ fn install_sh_into_a_scratch_root_and_back() {
 
     // Again: idempotent, and the CA is kept, not regenerated.
     sh(&script, &["--root", root_arg, "--bin", bin.to_str().unwrap()]).expect_success("install.sh again");
-    assert_eq!(fs::read_to_string(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(), ca_pem, "CA kept on reinstall");
+    assert_eq!(
+        fs::read_to_string(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(),
+        ca_pem,
+        "CA kept on reinstall"
+    );
     assert_eq!(snapshot(r).len(), after.len(), "a second install adds nothing");
 
     // Uninstall keeps config, CA and group; purge leaves the tree as it was.
@@ -239,11 +283,21 @@ fn install_sh_into_a_scratch_root_and_back() {
     }
     assert_eq!(fs::read_to_string(r.join("etc/environment")).unwrap(), "LANG=C.UTF-8\n");
     assert!(r.join("var/lib/promptwall/ca/ca.key").exists() && group_id(r, "promptwall").is_some());
-    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", root_arg, "--purge"])
-        .expect_success("uninstall --purge");
+    sh(
+        &workspace_root().join("deploy/uninstall.sh"),
+        &["--root", root_arg, "--purge"],
+    )
+    .expect_success("uninstall --purge");
     let restored: BTreeMap<_, _> = snapshot(r).into_iter().filter(|(p, _)| !ignore(p)).collect();
-    let diff: Vec<_> = restored.keys().chain(before.keys()).filter(|p| restored.get(*p) != before.get(*p)).collect();
-    assert!(diff.is_empty(), "purge did not restore the scratch root; differing paths: {diff:?}");
+    let diff: Vec<_> = restored
+        .keys()
+        .chain(before.keys())
+        .filter(|p| restored.get(*p) != before.get(*p))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "purge did not restore the scratch root; differing paths: {diff:?}"
+    );
 }
 
 #[test]
@@ -256,7 +310,9 @@ fn install_sh_imports_an_org_issued_ca() {
     let cfg = org.path().join("config.toml");
     fs::write(&cfg, format!("[ca]\ndir = \"{}\"\n", org.path().join("ca").display())).unwrap();
     let mut init = Command::new(promptwall_bin());
-    init.arg("--config").arg(&cfg).args(["ca", "init", "--common-name", "Example Corp fleet CA"]);
+    init.arg("--config")
+        .arg(&cfg)
+        .args(["ca", "init", "--common-name", "Example Corp fleet CA"]);
     run_bounded(&mut init, STEP_TIMEOUT).expect_success("ca init (org CA)");
     let root = scratch_root();
     let r = root.path();
@@ -275,11 +331,17 @@ fn install_sh_imports_an_org_issued_ca() {
         ],
     )
     .expect_success("install.sh --ca-cert --ca-key");
-    assert_eq!(fs::read(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(), fs::read(&cert).unwrap());
+    assert_eq!(
+        fs::read(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(),
+        fs::read(&cert).unwrap()
+    );
     let anchor = fs::read_to_string(r.join("usr/local/share/ca-certificates/promptwall-org-ca.crt")).unwrap();
     assert!(fs::read_to_string(&cert).unwrap().contains(anchor.trim()));
-    sh(&workspace_root().join("deploy/uninstall.sh"), &["--root", r.to_str().unwrap(), "--purge"])
-        .expect_success("purge");
+    sh(
+        &workspace_root().join("deploy/uninstall.sh"),
+        &["--root", r.to_str().unwrap(), "--purge"],
+    )
+    .expect_success("purge");
 }
 
 /// `dpkg-deb -c` line: (mode string, owner/group, path).
@@ -292,7 +354,10 @@ fn deb_listing(deb: &Path) -> BTreeMap<String, (String, String)> {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[5].trim_start_matches("./").trim_end_matches('/').to_string(), (f[0].to_string(), f[1].to_string()))
+            (
+                f[5].trim_start_matches("./").trim_end_matches('/').to_string(),
+                (f[0].to_string(), f[1].to_string()),
+            )
         })
         .collect()
 }
@@ -332,13 +397,21 @@ fn debian_package_contents_and_scripts() {
         ("usr/share/doc/promptwall/copyright", "-rw-r--r--"),
     ];
     for (path, mode) in expected {
-        let (m, owner) = listing.get(path).unwrap_or_else(|| panic!("{path} missing from the .deb: {listing:#?}"));
+        let (m, owner) = listing
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing from the .deb: {listing:#?}"));
         assert_eq!((m.as_str(), owner.as_str()), (mode, "root/root"), "{path}");
     }
-    let files: BTreeSet<&str> =
-        listing.iter().filter(|(_, (m, _))| !m.starts_with('d')).map(|(p, _)| p.as_str()).collect();
-    let expected_files: BTreeSet<&str> =
-        expected.iter().filter(|(_, m)| !m.starts_with('d')).map(|(p, _)| *p).collect();
+    let files: BTreeSet<&str> = listing
+        .iter()
+        .filter(|(_, (m, _))| !m.starts_with('d'))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let expected_files: BTreeSet<&str> = expected
+        .iter()
+        .filter(|(_, m)| !m.starts_with('d'))
+        .map(|(p, _)| *p)
+        .collect();
     assert_eq!(files, expected_files, "files in the .deb");
 
     let mut info = Command::new("dpkg-deb");
@@ -354,7 +427,11 @@ fn debian_package_contents_and_scripts() {
         "postrm",
         "conffiles",
     ] {
-        assert!(info.stdout.contains(needle), "dpkg-deb -I lacks {needle}:\n{}", info.stdout);
+        assert!(
+            info.stdout.contains(needle),
+            "dpkg-deb -I lacks {needle}:\n{}",
+            info.stdout
+        );
     }
 
     // Control files: scripts executable and valid sh; the config is a conffile.
@@ -362,7 +439,10 @@ fn debian_package_contents_and_scripts() {
     let mut extract = Command::new("dpkg-deb");
     extract.arg("-R").arg(&deb).arg(raw.path());
     run_bounded(&mut extract, STEP_TIMEOUT).expect_success("dpkg-deb -R");
-    assert_eq!(fs::read_to_string(raw.path().join("DEBIAN/conffiles")).unwrap(), "/etc/promptwall/config.toml\n");
+    assert_eq!(
+        fs::read_to_string(raw.path().join("DEBIAN/conffiles")).unwrap(),
+        "/etc/promptwall/config.toml\n"
+    );
     for s in ["postinst", "prerm", "postrm"] {
         let p = raw.path().join("DEBIAN").join(s);
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o755, "{s}");
@@ -380,7 +460,9 @@ fn debian_package_contents_and_scripts() {
     ] {
         assert!(postinst.contains(step), "postinst lacks {step}");
     }
-    assert!(fs::read_to_string(raw.path().join("DEBIAN/prerm")).unwrap().contains("promptwall ca uninstall"));
+    assert!(fs::read_to_string(raw.path().join("DEBIAN/prerm"))
+        .unwrap()
+        .contains("promptwall ca uninstall"));
     let postrm = fs::read_to_string(raw.path().join("DEBIAN/postrm")).unwrap();
     for step in ["rm -rf /var/lib/promptwall /etc/promptwall", "groupdel promptwall"] {
         assert!(postrm.contains(step), "postrm lacks {step}");
@@ -388,7 +470,9 @@ fn debian_package_contents_and_scripts() {
     // The packaged binary runs, and the packaged config is the documented default.
     let mut version = Command::new(raw.path().join("usr/bin/promptwall"));
     version.arg("--version");
-    assert!(run_bounded(&mut version, STEP_TIMEOUT).stdout.starts_with("promptwall "));
+    assert!(run_bounded(&mut version, STEP_TIMEOUT)
+        .stdout
+        .starts_with("promptwall "));
     assert_eq!(
         fs::read(raw.path().join("etc/promptwall/config.toml")).unwrap(),
         fs::read(workspace_root().join("deploy/config.example.toml")).unwrap()
@@ -397,7 +481,8 @@ fn debian_package_contents_and_scripts() {
         fs::remove_dir_all(raw.path().join("DEBIAN")).unwrap();
         let units = raw.path().join("usr/lib/systemd/system");
         let mut cp = Command::new("sh");
-        cp.arg("-c").arg(format!("cp -an /usr/lib/systemd/system/. '{}'", units.display()));
+        cp.arg("-c")
+            .arg(format!("cp -an /usr/lib/systemd/system/. '{}'", units.display()));
         run_bounded(&mut cp, STEP_TIMEOUT).expect_success("copy the systemd unit tree");
         verify_unit(raw.path(), &units.join("promptwall.service"));
     }
@@ -445,7 +530,10 @@ fn doctor_rows(doc: &Value) -> BTreeMap<String, (String, String)> {
         .map(|c| {
             (
                 c["id"].as_str().unwrap().to_string(),
-                (c["outcome"].as_str().unwrap().to_string(), c["detail"].as_str().unwrap_or("").to_string()),
+                (
+                    c["outcome"].as_str().unwrap().to_string(),
+                    c["detail"].as_str().unwrap_or("").to_string(),
+                ),
             )
         })
         .collect()
@@ -469,7 +557,8 @@ fn doctor_sees_trust_through_the_machine_environment_only() {
         return;
     }
     let mut ns = Namespace::new();
-    ns.env("PW", promptwall_bin().display().to_string()).env("PY", clients.python().display().to_string());
+    ns.env("PW", promptwall_bin().display().to_string())
+        .env("PY", clients.python().display().to_string());
     let script = r#"
 cp -a /etc "$NS_DIR/etc"
 mount --bind "$NS_DIR/etc" /etc
@@ -511,12 +600,30 @@ for _ in $(seq 1 300); do [ -s "$NS_DIR/up.out" ] && break; sleep 0.1; done
     let trusted = doctor_rows(&read("trusted.json"));
     let untrusted = doctor_rows(&read("untrusted.json"));
     eprintln!("with trust: {trusted:#?}\nwithout: {untrusted:#?}");
-    let tls = ["tls_curl", "tls_python_ssl", "tls_python_requests", "tls_python_httpx", "tls_node", "tls_rustls"];
-    for id in tls.iter().chain(&["ca", "system_trust", "machine_env", "agent", "cgroup2"]) {
+    let tls = [
+        "tls_curl",
+        "tls_python_ssl",
+        "tls_python_requests",
+        "tls_python_httpx",
+        "tls_node",
+        "tls_rustls",
+    ];
+    for id in tls
+        .iter()
+        .chain(&["ca", "system_trust", "machine_env", "agent", "cgroup2"])
+    {
         assert_eq!(trusted[*id].0, "pass", "{id} with trust installed: {trusted:#?}");
     }
-    assert!(trusted["tls_python_requests"].1.contains("/etc/ssl/certs/ca-certificates.crt"), "{trusted:#?}");
-    assert_eq!(trusted["ebpf_attach"].0, "pass", "eBPF attach to a throwaway cgroup: {trusted:#?}");
+    assert!(
+        trusted["tls_python_requests"]
+            .1
+            .contains("/etc/ssl/certs/ca-certificates.crt"),
+        "{trusted:#?}"
+    );
+    assert_eq!(
+        trusted["ebpf_attach"].0, "pass",
+        "eBPF attach to a throwaway cgroup: {trusted:#?}"
+    );
     for id in tls.iter().chain(&["system_trust", "machine_env"]) {
         assert_eq!(untrusted[*id].0, "fail", "{id} after ca uninstall: {untrusted:#?}");
     }
@@ -527,7 +634,9 @@ for _ in $(seq 1 300); do [ -s "$NS_DIR/up.out" ] && break; sleep 0.1; done
         .iter()
         .all(|c| c["outcome"] != "fail" || c["fix"].is_string()));
     assert_eq!(read("untrusted.json")["ok"], false);
-    assert!(read("trusted.json")["machine_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(read("trusted.json")["machine_id"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
 }
 
 /// The issue's end-to-end promise: after `promptwall ca install`, curl,
@@ -551,7 +660,10 @@ fn installed_trust_carries_real_clients_through_transparent_interception() {
     let mut ns = Namespace::new();
     ns.env("PW", promptwall_bin().display().to_string())
         .env("PY", clients.python().display().to_string())
-        .env("FAKE_BIN", promptwall_e2e::paths::fake_provider_bin().display().to_string())
+        .env(
+            "FAKE_BIN",
+            promptwall_e2e::paths::fake_provider_bin().display().to_string(),
+        )
         .env("CG", cgroup.path.display().to_string());
     let script = r#"
 cp -a /etc "$NS_DIR/etc"
@@ -635,14 +747,26 @@ run_clients untrusted
     out.expect_success("transparent install namespace script");
     let dir = ns.dir();
     let result = |label: &str, client: &str| -> (i32, String) {
-        let rc = fs::read_to_string(dir.join(format!("{label}.{client}.rc"))).unwrap().trim().parse().unwrap();
+        let rc = fs::read_to_string(dir.join(format!("{label}.{client}.rc")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         (rc, fs::read_to_string(dir.join(format!("{label}.{client}"))).unwrap())
     };
     let log = || fs::read_to_string(dir.join("up.log")).unwrap_or_default();
     for client in ["curl", "requests", "node"] {
         let (rc, text) = result("trusted", client);
-        assert_eq!(rc, 0, "{client} with the installed trust failed:\n{text}\nagent log:\n{}", log());
-        assert!(text.contains(&format!("You said: hello from {client}-trusted")), "{client} answer: {text}");
+        assert_eq!(
+            rc,
+            0,
+            "{client} with the installed trust failed:\n{text}\nagent log:\n{}",
+            log()
+        );
+        assert!(
+            text.contains(&format!("You said: hello from {client}-trusted")),
+            "{client} answer: {text}"
+        );
     }
     let (rc, text) = result("trusted", "rustls");
     assert_eq!(rc, 0, "rustls client with the installed trust failed:\n{text}");
@@ -652,22 +776,37 @@ run_clients untrusted
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let transparent = audit.iter().filter(|r| r["listener"] == "transparent" && r["path"] == "/v1/messages").count();
-    assert_eq!(transparent, 3, "curl, requests and node each audited once via the transparent listener: {audit:#?}");
+    let transparent = audit
+        .iter()
+        .filter(|r| r["listener"] == "transparent" && r["path"] == "/v1/messages")
+        .count();
+    assert_eq!(
+        transparent, 3,
+        "curl, requests and node each audited once via the transparent listener: {audit:#?}"
+    );
 
     for client in ["curl", "requests", "node", "rustls"] {
         let (rc, text) = result("untrusted", client);
         assert_ne!(rc, 0, "{client} still succeeded after ca uninstall:\n{text}");
         let lower = text.to_lowercase();
         assert!(
-            ["certificate", "unknownissuer", "unable to verify", "self-signed", "issuer"]
-                .iter()
-                .any(|w| lower.contains(w)),
+            [
+                "certificate",
+                "unknownissuer",
+                "unable to verify",
+                "self-signed",
+                "issuer"
+            ]
+            .iter()
+            .any(|w| lower.contains(w)),
             "{client} failed for a reason other than trust:\n{text}"
         );
     }
     let fake_log = fs::read_to_string(dir.join("fake.jsonl")).unwrap_or_default();
-    assert!(!fake_log.contains("untrusted"), "no request may reach the provider without trust: {fake_log}");
+    assert!(
+        !fake_log.contains("untrusted"),
+        "no request may reach the provider without trust: {fake_log}"
+    );
 }
 
 /// The .deb for real: `dpkg -i`, `dpkg -r`, `dpkg --purge` inside a private
@@ -704,7 +843,8 @@ fn debian_package_installs_removes_and_purges() {
     built.expect_success("build-deb.sh");
     let deb = built.stdout.lines().last().unwrap().trim().to_string();
     let mut ns = Namespace::new();
-    ns.env("DEB", deb).env("PW_FOR_ORG_CA", promptwall_bin().display().to_string());
+    ns.env("DEB", deb)
+        .env("PW_FOR_ORG_CA", promptwall_bin().display().to_string());
     let script = r#"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 T="$NS_DIR/overlay"
@@ -800,7 +940,10 @@ fn learned_passthrough_after_repeated_certificate_rejections() {
     let cgroup = ClientCgroup::create("learn");
     let mut ns = Namespace::new();
     ns.env("PW", promptwall_bin().display().to_string())
-        .env("FAKE_BIN", promptwall_e2e::paths::fake_provider_bin().display().to_string())
+        .env(
+            "FAKE_BIN",
+            promptwall_e2e::paths::fake_provider_bin().display().to_string(),
+        )
         .env("CG", cgroup.path.display().to_string());
     let script = r#"
 cp -a /etc "$NS_DIR/etc"
@@ -876,12 +1019,25 @@ set -e
             read(&format!("curl.{i}"))
         );
     }
-    assert_eq!(rc("curl.3"), 0, "attempt 3 must pass through: {}\nagent log:\n{}", read("curl.3"), log());
+    assert_eq!(
+        rc("curl.3"),
+        0,
+        "attempt 3 must pass through: {}\nagent log:\n{}",
+        read("curl.3"),
+        log()
+    );
     assert!(read("curl.3").contains("You said: attempt 3"), "{}", read("curl.3"));
-    assert_ne!(rc("node"), 0, "node rejected the leaf once; it must still be intercepted: {}", read("node"));
+    assert_ne!(
+        rc("node"),
+        0,
+        "node rejected the leaf once; it must still be intercepted: {}",
+        read("node")
+    );
 
     let status: Value = serde_json::from_str(&read("status.json")).unwrap();
-    let learned = status["learned_passthrough"].as_array().expect("status lists learned pairs");
+    let learned = status["learned_passthrough"]
+        .as_array()
+        .expect("status lists learned pairs");
     assert_eq!(learned.len(), 1, "{learned:#?}");
     assert!(learned[0]["exe"].as_str().unwrap().ends_with("/curl"), "{learned:#?}");
     assert_eq!(
@@ -902,10 +1058,16 @@ set -e
     let passthrough: Vec<&Value> = rows.iter().filter(|r| r["verdict"] == "passthrough").collect();
     assert_eq!(passthrough.len(), 1, "one spliced connection audited: {rows:#?}");
     let row = passthrough[0];
-    assert!(row["error"].as_str().unwrap_or("").contains("learned passthrough"), "{row:#?}");
+    assert!(
+        row["error"].as_str().unwrap_or("").contains("learned passthrough"),
+        "{row:#?}"
+    );
     assert!(row["exe"].as_str().unwrap_or("").ends_with("/curl"), "{row:#?}");
     let fake = read("fake.jsonl");
-    assert!(fake.contains("attempt 3") && !fake.contains("attempt 1") && !fake.contains("attempt 2"), "{fake}");
+    assert!(
+        fake.contains("attempt 3") && !fake.contains("attempt 1") && !fake.contains("attempt 2"),
+        "{fake}"
+    );
 }
 
 /// install.sh on a live root (no --root): real groupadd, real

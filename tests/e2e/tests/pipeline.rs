@@ -70,7 +70,11 @@ fn finding_count(row: &AuditRow, kind: &str) -> u64 {
 }
 
 fn assert_fake_saw_nothing(fake: &FakeHandle) {
-    assert!(fake.recorded().is_empty(), "a blocked request must not reach the provider: {:#?}", fake.recorded());
+    assert!(
+        fake.recorded().is_empty(),
+        "a blocked request must not reach the provider: {:#?}",
+        fake.recorded()
+    );
 }
 
 const PY_ANTHROPIC_SECRET: &str = r#"
@@ -103,9 +107,15 @@ fn python_anthropic_secret_is_blocked_with_422_and_never_leaves() {
     cfg.env.push(("PROMPTWALL_LOG".into(), "debug".into()));
     let agent = Agent::start(&cfg);
     let out = run_python(&clients, &agent, PY_ANTHROPIC_SECRET);
-    assert!(!out.stdout.contains(AWS_KEY) && !out.stderr.contains(AWS_KEY), "the client was told the secret: {out:?}");
+    assert!(
+        !out.stdout.contains(AWS_KEY) && !out.stderr.contains(AWS_KEY),
+        "the client was told the secret: {out:?}"
+    );
     let r = out.last_json();
-    for (call, location) in [("create", "messages[0].content"), ("stream", "messages[2].content[0].text")] {
+    for (call, location) in [
+        ("create", "messages[0].content"),
+        ("stream", "messages[2].content[0].text"),
+    ] {
         let res = &r[call];
         assert_eq!(res["status"], 422, "{call}: {res}");
         assert_eq!(res["cls"], "UnprocessableEntityError", "{call}: {res}");
@@ -114,7 +124,10 @@ fn python_anthropic_secret_is_blocked_with_422_and_never_leaves() {
         assert!(body["error"]["type"].is_string(), "{body}");
         let msg = body["error"]["message"].as_str().unwrap();
         assert!(msg.contains("aws_access_key_id"), "the message names the kind: {msg}");
-        assert!(msg.contains(location), "the message names the location {location}: {msg}");
+        assert!(
+            msg.contains(location),
+            "the message names the location {location}: {msg}"
+        );
     }
     // curl carries the prompt on its command line, which the audit row
     // records for attribution: that copy must be scrubbed too.
@@ -138,7 +151,9 @@ fn python_anthropic_secret_is_blocked_with_422_and_never_leaves() {
 
     let rows = agent.wait_audit_rows(3);
     assert_eq!(rows.len(), 3, "{rows:#?}");
-    let cmdline = rows[2].rest["cmdline"].as_str().expect("the explicit listener attributes curl");
+    let cmdline = rows[2].rest["cmdline"]
+        .as_str()
+        .expect("the explicit listener attributes curl");
     assert!(cmdline.contains("[[REDACTED_AWS_ACCESS_KEY_ID]]"), "{cmdline}");
     for row in &rows {
         assert_eq!(row.verdict, "blocked", "{row:#?}");
@@ -154,9 +169,15 @@ fn python_anthropic_secret_is_blocked_with_422_and_never_leaves() {
     assert_eq!(fps[0][0]["kind"], "aws_access_key_id");
     let fp = fps[0][0]["fp"].as_str().expect("fingerprint string");
     assert!(fp.len() >= 16 && fp.chars().all(|c| c.is_ascii_hexdigit()), "{fp}");
-    assert!(fps.iter().all(|f| f[0]["fp"] == fp), "one key, one fingerprint: {fps:?}");
+    assert!(
+        fps.iter().all(|f| f[0]["fp"] == fp),
+        "one key, one fingerprint: {fps:?}"
+    );
     let log = agent.log();
-    assert!(log.contains("DEBUG") || log.contains("debug"), "debug logging was on: {log}");
+    assert!(
+        log.contains("DEBUG") || log.contains("debug"),
+        "debug logging was on: {log}"
+    );
     assert_nowhere_on_disk(&agent, AWS_KEY);
 }
 
@@ -192,24 +213,44 @@ fn python_openai_secret_is_blocked_with_422_in_openai_envelope() {
     let fake = start_fake(false);
     let agent = Agent::start_explicit(&fake);
     let out = run_python(&clients, &agent, PY_OPENAI_SECRET);
-    assert!(!out.stdout.contains(AWS_KEY), "the client was told the secret: {}", out.stdout);
+    assert!(
+        !out.stdout.contains(AWS_KEY),
+        "the client was told the secret: {}",
+        out.stdout
+    );
     let r = out.last_json();
     for call in ["chat", "chat_stream", "responses"] {
         let res = &r[call];
         assert_eq!(res["status"], 422, "{call}: {res}");
         assert_eq!(res["cls"], "UnprocessableEntityError", "{call}: {res}");
         let body: Value = serde_json::from_str(res["body"].as_str().unwrap()).expect("JSON error body");
-        assert!(body.get("type").is_none(), "OpenAI envelope has no top-level type: {body}");
+        assert!(
+            body.get("type").is_none(),
+            "OpenAI envelope has no top-level type: {body}"
+        );
         let msg = body["error"]["message"].as_str().expect("error.message");
         assert!(msg.contains("aws_access_key_id"), "{msg}");
-        assert!(msg.contains(if call == "responses" { "input" } else { "messages[0].content" }), "{msg}");
+        assert!(
+            msg.contains(if call == "responses" {
+                "input"
+            } else {
+                "messages[0].content"
+            }),
+            "{msg}"
+        );
         assert!(body["error"]["type"].is_string(), "{body}");
         assert_eq!(body["error"]["code"], "secret_detected", "{body}");
     }
     assert_fake_saw_nothing(&fake);
     let rows = agent.wait_audit_rows(3);
-    assert!(rows.iter().all(|r| r.verdict == "blocked" && r.status == 422), "{rows:#?}");
-    assert!(rows.iter().all(|r| finding_count(r, "aws_access_key_id") == 1), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.verdict == "blocked" && r.status == 422),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter().all(|r| finding_count(r, "aws_access_key_id") == 1),
+        "{rows:#?}"
+    );
     assert_nowhere_on_disk(&agent, AWS_KEY);
 }
 
@@ -240,18 +281,33 @@ fn python_anthropic_pii_is_placeholdered_upstream_and_restored_in_text_and_tool_
     let out = run_python(&clients, &agent, PY_ANTHROPIC_PII);
     let r = out.last_json();
     let prompt = format!("Write to {EMAIL} or call {PHONE} about it");
-    assert_eq!(r["text"], format!("You said: {prompt}"), "streamed text must come back restored");
+    assert_eq!(
+        r["text"],
+        format!("You said: {prompt}"),
+        "streamed text must come back restored"
+    );
     assert_eq!(r["stop"], "tool_use");
-    let args: Value = serde_json::from_str(r["partial"].as_str().unwrap()).expect("input_json_delta concatenates to JSON");
-    assert_eq!(args["text"], format!("ECHOARGS {prompt}"), "tool arguments restored across input_json_delta chunks");
+    let args: Value =
+        serde_json::from_str(r["partial"].as_str().unwrap()).expect("input_json_delta concatenates to JSON");
+    assert_eq!(
+        args["text"],
+        format!("ECHOARGS {prompt}"),
+        "tool arguments restored across input_json_delta chunks"
+    );
     assert_eq!(r["input"]["text"], format!("ECHOARGS {prompt}"));
 
     let seen = fake.recorded_for("/v1/messages");
     assert_eq!(seen.len(), 2);
     for req in &seen {
         let body = req.body_text();
-        assert!(!body.contains(EMAIL) && !body.contains(PHONE), "PII reached the provider: {body}");
-        assert!(body.contains("[[EMAIL_001]]") && body.contains("[[PHONE_001]]"), "placeholders expected: {body}");
+        assert!(
+            !body.contains(EMAIL) && !body.contains(PHONE),
+            "PII reached the provider: {body}"
+        );
+        assert!(
+            body.contains("[[EMAIL_001]]") && body.contains("[[PHONE_001]]"),
+            "placeholders expected: {body}"
+        );
     }
     let rows = agent.wait_audit_rows(2);
     for row in &rows {
@@ -316,13 +372,23 @@ fn python_openai_pii_restored_in_chat_and_responses_tool_arguments() {
 
     for req in fake.recorded() {
         let body = req.body_text();
-        assert!(!body.contains(EMAIL) && !body.contains(PHONE), "PII reached the provider: {body}");
+        assert!(
+            !body.contains(EMAIL) && !body.contains(PHONE),
+            "PII reached the provider: {body}"
+        );
         assert!(body.contains("[[EMAIL_001]]"), "{body}");
     }
     assert_eq!(fake.recorded().len(), 4);
     let rows = agent.wait_audit_rows(4);
-    assert!(rows.iter().all(|r| r.verdict == "redacted" && r.status == 200), "{rows:#?}");
-    assert!(rows.iter().all(|r| finding_count(r, "email") == 1 && finding_count(r, "phone") == 1), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.verdict == "redacted" && r.status == 200),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| finding_count(r, "email") == 1 && finding_count(r, "phone") == 1),
+        "{rows:#?}"
+    );
 }
 
 const NODE_PII: &str = r#"
@@ -351,7 +417,11 @@ fn node_anthropic_tool_use_arguments_restored() {
     let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
     out.expect_success("node anthropic SDK");
     let r = out.last_json();
-    assert_eq!(r["input"]["command"], format!("echo 'ECHOARGS reach {EMAIL} please'"), "{r}");
+    assert_eq!(
+        r["input"]["command"],
+        format!("echo 'ECHOARGS reach {EMAIL} please'"),
+        "{r}"
+    );
     let seen = fake.recorded_for("/v1/messages");
     assert_eq!(seen.len(), 1);
     assert!(!seen[0].body_text().contains(EMAIL));
@@ -367,10 +437,12 @@ fn curl(args: &[&str]) -> RunOutput {
 fn custom_detector_from_config_is_reversible() {
     let fake = start_fake(false);
     let mut cfg = AgentConfig::explicit_to(&fake);
-    cfg.toml_extra = "[pipeline]\n[[pipeline.custom]]\nkind = \"customer_id\"\npattern = 'CUST-\\d{6}'\naction = \"reversible\"\n"
-        .to_string();
+    cfg.toml_extra =
+        "[pipeline]\n[[pipeline.custom]]\nkind = \"customer_id\"\npattern = 'CUST-\\d{6}'\naction = \"reversible\"\n"
+            .to_string();
     let agent = Agent::start(&cfg);
-    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "refund CUST-123456 and CUST-654321"}]});
+    let body =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "refund CUST-123456 and CUST-654321"}]});
     let out = curl(&[
         "-H",
         "content-type: application/json",
@@ -380,12 +452,24 @@ fn custom_detector_from_config_is_reversible() {
     ]);
     out.expect_success("curl chat completions");
     let answer = out.last_json();
-    assert_eq!(answer["choices"][0]["message"]["content"], "You said: refund CUST-123456 and CUST-654321", "{answer}");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"], "You said: refund CUST-123456 and CUST-654321",
+        "{answer}"
+    );
     let seen = fake.recorded_for("/v1/chat/completions");
     assert_eq!(seen.len(), 1);
-    let upstream = seen[0].json.as_ref().unwrap()["messages"][0]["content"].as_str().unwrap().to_string();
-    assert!(!upstream.contains("CUST-"), "custom detector must redact upstream: {upstream}");
-    assert!(upstream.contains("[[CUSTOMER_ID_001]]") && upstream.contains("[[CUSTOMER_ID_002]]"), "{upstream}");
+    let upstream = seen[0].json.as_ref().unwrap()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !upstream.contains("CUST-"),
+        "custom detector must redact upstream: {upstream}"
+    );
+    assert!(
+        upstream.contains("[[CUSTOMER_ID_001]]") && upstream.contains("[[CUSTOMER_ID_002]]"),
+        "{upstream}"
+    );
     let rows = agent.wait_audit_rows(1);
     assert_eq!(rows[0].verdict, "redacted");
     assert_eq!(finding_count(&rows[0], "customer_id"), 2, "{:#?}", rows[0]);
@@ -462,11 +546,19 @@ fn endpoints_outside_the_known_shapes_are_still_checked_for_credentials() {
     let r = run_python(&clients, &agent, PY_LEGACY).last_json();
     assert_eq!(r["secret"]["status"], 422, "{r}");
     let body: Value = serde_json::from_str(r["secret"]["body"].as_str().unwrap()).unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("aws_access_key_id at prompt"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aws_access_key_id at prompt"),
+        "{body}"
+    );
     // A clean one goes through (the fake does not serve the path: its own 404 comes back).
     assert_eq!(r["clean"]["status"], 404, "{r}");
     assert_eq!(fake.recorded_for("/v1/completions").len(), 1);
-    assert!(fake.recorded_for("/v1/completions")[0].body_text().contains("just words"));
+    assert!(fake.recorded_for("/v1/completions")[0]
+        .body_text()
+        .contains("just words"));
 
     // Anthropic's legacy text completions, in Anthropic's envelope.
     let body = json!({"model": "claude-2.1", "max_tokens_to_sample": 5, "prompt": format!("\n\nHuman: {AWS_KEY}\n\nAssistant:")});
@@ -488,11 +580,21 @@ fn endpoints_outside_the_known_shapes_are_still_checked_for_credentials() {
 
     // Codex's history compaction is a Responses request: PII is placeholdered too.
     let body = json!({"model": "gpt-5", "instructions": "compact", "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": format!("mail {EMAIL}")}]}]});
-    let out = curl(&["-H", "content-type: application/json", "-d", &body.to_string(), &format!("{}/responses/compact", agent.openai_base_url())]);
+    let out = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body.to_string(),
+        &format!("{}/responses/compact", agent.openai_base_url()),
+    ]);
     out.expect_success("curl compact");
     let seen = fake.recorded_for("/v1/responses/compact");
     assert_eq!(seen.len(), 1);
-    assert!(!seen[0].body_text().contains(EMAIL) && seen[0].body_text().contains("[[EMAIL_001]]"), "{}", seen[0].body_text());
+    assert!(
+        !seen[0].body_text().contains(EMAIL) && seen[0].body_text().contains("[[EMAIL_001]]"),
+        "{}",
+        seen[0].body_text()
+    );
 
     // A body that is not JSON at all (a form post to an API promptwall does
     // not know): checked as text, blocked in the provider's envelope.
@@ -507,13 +609,18 @@ fn endpoints_outside_the_known_shapes_are_still_checked_for_credentials() {
     ]);
     let (text, code) = out.stdout.trim_end().rsplit_once('\n').unwrap();
     assert_eq!(code, "422", "{text}");
-    assert!(text.contains("aws_access_key_id at body") && !text.contains(AWS_KEY), "{text}");
+    assert!(
+        text.contains("aws_access_key_id at body") && !text.contains(AWS_KEY),
+        "{text}"
+    );
     assert!(fake.recorded_for("/v1/vector_stores/form").is_empty());
 
     let rows = agent.wait_audit_rows(5);
     let blocked: Vec<&AuditRow> = rows.iter().filter(|r| r.verdict == "blocked").collect();
     assert_eq!(blocked.len(), 3, "{rows:#?}");
-    assert!(blocked.iter().all(|r| r.status == 422 && finding_count(r, "aws_access_key_id") == 1));
+    assert!(blocked
+        .iter()
+        .all(|r| r.status == 422 && finding_count(r, "aws_access_key_id") == 1));
     assert_nowhere_on_disk(&agent, AWS_KEY);
 }
 
@@ -554,11 +661,26 @@ fn node_sdks_surface_the_422_as_api_errors() {
     assert!(!out.stdout.contains(AWS_KEY), "{}", out.stdout);
     let r = out.last_json();
     assert_eq!(r["anthropic"]["status"], 422, "{r}");
-    assert_eq!(r["anthropic"]["type"], "error", "the SDK parsed Anthropic's envelope: {r}");
-    assert!(r["anthropic"]["error"]["error"]["message"].as_str().unwrap().contains("aws_access_key_id"), "{r}");
+    assert_eq!(
+        r["anthropic"]["type"], "error",
+        "the SDK parsed Anthropic's envelope: {r}"
+    );
+    assert!(
+        r["anthropic"]["error"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aws_access_key_id"),
+        "{r}"
+    );
     assert_eq!(r["openai"]["status"], 422, "{r}");
-    assert_eq!(r["openai"]["code"], "secret_detected", "the SDK parsed OpenAI's envelope: {r}");
-    assert!(r["openai"]["message"].as_str().unwrap().contains("aws_access_key_id"), "{r}");
+    assert_eq!(
+        r["openai"]["code"], "secret_detected",
+        "the SDK parsed OpenAI's envelope: {r}"
+    );
+    assert!(
+        r["openai"]["message"].as_str().unwrap().contains("aws_access_key_id"),
+        "{r}"
+    );
     assert_fake_saw_nothing(&fake);
 }
 
@@ -592,8 +714,14 @@ fn multi_turn_tool_round_keeps_placeholders_stable_and_restores_the_result() {
     // The history the model saw in turn 1 is byte-identical in turn 2
     // (prompt caching depends on a stable prefix).
     assert_eq!(one["messages"][0], two["messages"][0], "turn-2 prefix differs");
-    assert_eq!(two["messages"][1]["content"][1]["input"]["text"], "ECHOARGS write to [[EMAIL_001]]", "{two}");
-    assert_eq!(two["messages"][2]["content"][0]["content"], "sent to [[EMAIL_001]]", "{two}");
+    assert_eq!(
+        two["messages"][1]["content"][1]["input"]["text"], "ECHOARGS write to [[EMAIL_001]]",
+        "{two}"
+    );
+    assert_eq!(
+        two["messages"][2]["content"][0]["content"], "sent to [[EMAIL_001]]",
+        "{two}"
+    );
     assert!(!seen[1].body_text().contains(EMAIL));
 }
 
@@ -627,7 +755,9 @@ fn responses_follow_ups_by_previous_response_id_keep_one_numbering() {
     assert!(seen[0].contains("mail [[EMAIL_001]]"), "{}", seen[0]);
     assert!(seen[1].contains("also [[EMAIL_002]] and [[EMAIL_001]]"), "{}", seen[1]);
     assert!(seen[2].contains("and [[EMAIL_003]]"), "{}", seen[2]);
-    assert!(seen.iter().all(|b| !b.contains(EMAIL) && !b.contains("@example.org") && !b.contains("@example.net")));
+    assert!(seen
+        .iter()
+        .all(|b| !b.contains(EMAIL) && !b.contains("@example.org") && !b.contains("@example.net")));
 }
 
 /// With `[audit] capture_bodies = true` the row keeps the bodies as the
@@ -640,7 +770,8 @@ fn captured_bodies_are_what_the_provider_saw() {
     cfg.audit_extra = "capture_bodies = true\n".into();
     let agent = Agent::start(&cfg);
     let post = |content: String| {
-        let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": content}]});
+        let body =
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": content}]});
         let out = curl(&[
             "-w",
             "\n%{http_code}",
@@ -652,7 +783,12 @@ fn captured_bodies_are_what_the_provider_saw() {
             &body.to_string(),
             &format!("{}/v1/messages", agent.anthropic_base_url()),
         ]);
-        let (text, code) = out.stdout.trim_end().rsplit_once('\n').map(|(t, c)| (t.to_string(), c.to_string())).unwrap();
+        let (text, code) = out
+            .stdout
+            .trim_end()
+            .rsplit_once('\n')
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+            .unwrap();
         (text, code)
     };
     let (answer, code) = post(format!("mail {EMAIL}"));
@@ -671,11 +807,17 @@ fn captured_bodies_are_what_the_provider_saw() {
     let req = redacted["request_body"].as_str().expect("request body captured");
     let resp = redacted["response_body"].as_str().expect("response body captured");
     assert!(req.contains("mail [[EMAIL_001]]") && !req.contains(EMAIL), "{req}");
-    assert!(resp.contains("[[EMAIL_001]]") && !resp.contains(EMAIL), "the provider's answer, before restoring: {resp}");
+    assert!(
+        resp.contains("[[EMAIL_001]]") && !resp.contains(EMAIL),
+        "the provider's answer, before restoring: {resp}"
+    );
     assert_eq!(redacted["request_body_sha256"].as_str().map(str::len), Some(64));
     let blocked = show("2");
     assert_eq!(blocked["verdict"], "blocked");
-    assert!(blocked["request_body"].is_null() && blocked["response_body"].is_null(), "{blocked}");
+    assert!(
+        blocked["request_body"].is_null() && blocked["response_body"].is_null(),
+        "{blocked}"
+    );
     assert_nowhere_on_disk(&agent, AWS_KEY);
     assert_nowhere_on_disk(&agent, EMAIL);
 }

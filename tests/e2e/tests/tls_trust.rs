@@ -83,7 +83,11 @@ fn tls_agent() -> (promptwall_e2e::FakeHandle, Agent, PathBuf) {
     let agent = Agent::start(&cfg);
     let export = agent.cli(&["ca", "export"]);
     export.expect_success("promptwall ca export");
-    assert!(export.stdout.starts_with("-----BEGIN CERTIFICATE-----"), "{}", export.stdout);
+    assert!(
+        export.stdout.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}",
+        export.stdout
+    );
     let ca = agent.dir.path().join("exported-ca.pem");
     std::fs::write(&ca, &export.stdout).unwrap();
     (fake, agent, ca)
@@ -99,7 +103,14 @@ fn curl_and_python_verify_the_minted_leaf_against_the_exported_ca() {
         "api.anthropic.com",
         port,
         "/v1/messages",
-        &["-H", "content-type: application/json", "-H", "anthropic-version: 2023-06-01", "-d", &messages_body("curl over tls")],
+        &[
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "anthropic-version: 2023-06-01",
+            "-d",
+            &messages_body("curl over tls"),
+        ],
     );
     out.expect_success("curl --cacert <exported CA>");
     assert_eq!(out.last_json()["content"][0]["text"], "You said: curl over tls");
@@ -108,27 +119,61 @@ fn curl_and_python_verify_the_minted_leaf_against_the_exported_ca() {
         "api.openai.com",
         port,
         "/v1/chat/completions",
-        &["-H", "content-type: application/json", "-d", r#"{"model":"gpt-4o","messages":[{"role":"user","content":"openai over tls"}]}"#],
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"openai over tls"}]}"#,
+        ],
     );
     out.expect_success("curl --cacert <exported CA> (openai name)");
-    assert_eq!(out.last_json()["choices"][0]["message"]["content"], "You said: openai over tls");
+    assert_eq!(
+        out.last_json()["choices"][0]["message"]["content"],
+        "You said: openai over tls"
+    );
 
     if let Some(clients) = TestClients::find() {
-        let r = python_ssl(&clients, &ca, "api.anthropic.com", port, &messages_body("python over tls"));
+        let r = python_ssl(
+            &clients,
+            &ca,
+            "api.anthropic.com",
+            port,
+            &messages_body("python over tls"),
+        );
         assert_eq!(r["ok"], true, "strict Python ssl must accept the minted leaf: {r}");
         assert_eq!(r["san"], json!(["api.anthropic.com"]), "{r}");
         assert_eq!(r["status"], "200", "{r}");
         assert!(r["body"].as_str().unwrap().contains("You said: python over tls"), "{r}");
         // Negative control: trusting a different CA (the fake provider's) fails verification.
-        let r = python_ssl(&clients, &fake.ca_pem_path, "api.anthropic.com", port, &messages_body("x"));
+        let r = python_ssl(
+            &clients,
+            &fake.ca_pem_path,
+            "api.anthropic.com",
+            port,
+            &messages_body("x"),
+        );
         assert_eq!(r["ok"], false, "{r}");
-        assert!(r["verify_error"].as_str().is_some_and(|m| m.contains("unable to get local issuer")), "{r}");
+        assert!(
+            r["verify_error"]
+                .as_str()
+                .is_some_and(|m| m.contains("unable to get local issuer")),
+            "{r}"
+        );
     }
-    let out = curl_tls(&fake.ca_pem_path, "api.anthropic.com", port, "/v1/messages", &["-d", "{}"]);
+    let out = curl_tls(
+        &fake.ca_pem_path,
+        "api.anthropic.com",
+        port,
+        "/v1/messages",
+        &["-d", "{}"],
+    );
     assert!(!out.success(), "curl trusting another CA must refuse the leaf: {out:?}");
 
     let rows = agent.wait_audit_rows(2);
-    assert!(rows.iter().all(|r| r.listener == "explicit" && r.status == 200), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.listener == "explicit" && r.status == 200),
+        "{rows:#?}"
+    );
     let texts: Vec<String> = fake.recorded().iter().map(|r| r.body_text()).collect();
     assert!(texts.iter().any(|t| t.contains("curl over tls")), "{texts:?}");
 }
@@ -186,13 +231,19 @@ fn serve_forged(cert_pem: &str, key_pem: &str) -> ForgedServer {
             }
             let Ok(tcp) = stream else { continue };
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
-            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                continue;
+            };
             let mut tls = rustls::StreamOwned::new(conn, tcp);
             let mut buf = [0u8; 4096];
             // A refused handshake ends here with an error; that is the point.
             if matches!(tls.read(&mut buf), Ok(n) if n > 0) {
                 let body = "forged-ok";
-                let _ = write!(tls, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
             }
@@ -207,7 +258,11 @@ fn clients_refuse_a_leaf_outside_the_name_constraints() {
     let ca_dir = agent.dir.path().join("ca");
     let status = agent.cli(&["ca", "status", "--json"]);
     status.expect_success("promptwall ca status --json");
-    assert!(status.stdout.contains("anthropic.com"), "the CA is constrained to the provider domains: {}", status.stdout);
+    assert!(
+        status.stdout.contains("anthropic.com"),
+        "the CA is constrained to the provider domains: {}",
+        status.stdout
+    );
 
     // The proxy itself will not mint for a foreign name.
     let tls_port = agent.explicit_tls.unwrap().port();
@@ -232,12 +287,24 @@ fn clients_refuse_a_leaf_outside_the_name_constraints() {
     let (cert, key) = forge_leaf(&ca_dir, "bank.example.com");
     let server = serve_forged(&cert, &key);
     let out = curl_tls(&ca, "bank.example.com", server.addr.port(), "/", &[]);
-    assert!(!out.success(), "curl must refuse a leaf outside the CA's name constraints: {out:?}");
-    assert!(out.stderr.contains("subtree violation"), "curl names the constraint violation: {}", out.stderr);
+    assert!(
+        !out.success(),
+        "curl must refuse a leaf outside the CA's name constraints: {out:?}"
+    );
+    assert!(
+        out.stderr.contains("subtree violation"),
+        "curl names the constraint violation: {}",
+        out.stderr
+    );
     if let Some(c) = &clients {
         let r = python_ssl(c, &ca, "bank.example.com", server.addr.port(), "{}");
         assert_eq!(r["ok"], false, "Python ssl must refuse it: {r}");
-        assert!(r["verify_error"].as_str().is_some_and(|m| m.contains("subtree violation")), "{r}");
+        assert!(
+            r["verify_error"]
+                .as_str()
+                .is_some_and(|m| m.contains("subtree violation")),
+            "{r}"
+        );
     }
 }
 
@@ -265,7 +332,10 @@ fn the_upstream_leg_refuses_a_provider_certificate_it_cannot_verify() {
     let v: Value = serde_json::from_str(body).unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("certificate"), "the client learns why: {msg}");
-    assert!(fake.recorded().is_empty(), "no request may be sent over an unverified connection");
+    assert!(
+        fake.recorded().is_empty(),
+        "no request may be sent over an unverified connection"
+    );
     let rows = agent.wait_audit_rows(1);
     assert_eq!((rows[0].status, rows[0].verdict.as_str()), (502, "error"), "{rows:#?}");
 }

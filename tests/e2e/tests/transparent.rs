@@ -42,7 +42,9 @@ fn curl_messages(prompt: &str, stream: bool) -> String {
 }
 
 fn fake_with<'a>(reqs: &'a [Value], marker: &str) -> Vec<&'a Value> {
-    reqs.iter().filter(|r| r["body"].as_str().is_some_and(|b| b.contains(marker))).collect()
+    reqs.iter()
+        .filter(|r| r["body"].as_str().is_some_and(|b| b.contains(marker)))
+        .collect()
 }
 
 /// The row of an LLM call by `tool`, attributed to the client process.
@@ -58,10 +60,21 @@ fn assert_row(row: &AuditRow, tool: &str, exe_part: &str) {
 #[test]
 fn curl_in_the_cgroup_is_intercepted_and_attributed() {
     let Some(env) = env() else { return };
-    let out = env.sh_in_cgroup(&format!("echo PID=$$ >&2; {}", curl_messages("tp-curl hello", false)), secs(30));
+    let out = env.sh_in_cgroup(
+        &format!("echo PID=$$ >&2; {}", curl_messages("tp-curl hello", false)),
+        secs(30),
+    );
     out.expect_success("curl through the redirect");
-    let pid: u32 = out.stderr.lines().find_map(|l| l.strip_prefix("PID=")?.parse().ok()).expect("the client's pid");
-    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}\nagent log:\n{}", env.agent_log());
+    let pid: u32 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("PID=")?.parse().ok())
+        .expect("the client's pid");
+    assert!(
+        out.stdout.ends_with("HTTP 200"),
+        "{out:?}\nagent log:\n{}",
+        env.agent_log()
+    );
     assert!(out.stdout.contains("You said: tp-curl hello"), "{out:?}");
     let reqs = env.fake_requests();
     let seen = fake_with(&reqs, "tp-curl hello");
@@ -70,7 +83,11 @@ fn curl_in_the_cgroup_is_intercepted_and_attributed() {
     let rows = env.wait_audit_rows(1);
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_row(&rows[0], "curl", "/curl");
-    assert_eq!(rows[0].pid, Some(pid), "the row names the client process (exec'd in place of the shell)");
+    assert_eq!(
+        rows[0].pid,
+        Some(pid),
+        "the row names the client process (exec'd in place of the shell)"
+    );
     assert_eq!(rows[0].verdict, "allowed");
 }
 
@@ -112,14 +129,18 @@ fn python_and_node_sdks_in_the_cgroup_are_intercepted_and_attributed() {
     assert_eq!(py_out["text"], format!("You said: tp-py mail {EMAIL}"), "{out:?}");
 
     let mut node = env.command("node", &["-e", NODE_OPENAI]);
-    node.env("OPENAI_API_KEY", "sk-proj-e2e-transparent").env("NODE_PATH", clients.node_modules());
+    node.env("OPENAI_API_KEY", "sk-proj-e2e-transparent")
+        .env("NODE_PATH", clients.node_modules());
     let out = env.run_in_cgroup(&node, secs(60));
     out.expect_success("node openai SDK");
     let node_out = out.last_json();
     assert_eq!(node_out["text"], "You said: tp-node hello", "{out:?}");
 
     let reqs = env.fake_requests();
-    assert!(fake_with(&reqs, EMAIL).is_empty(), "the email reached the provider: {reqs:#?}");
+    assert!(
+        fake_with(&reqs, EMAIL).is_empty(),
+        "the email reached the provider: {reqs:#?}"
+    );
     let py_seen = fake_with(&reqs, "tp-py mail [[EMAIL_001]]");
     let node_seen = fake_with(&reqs, "tp-node hello");
     assert_eq!((py_seen.len(), node_seen.len()), (1, 1), "{reqs:#?}");
@@ -130,12 +151,21 @@ fn python_and_node_sdks_in_the_cgroup_are_intercepted_and_attributed() {
     let rows = env.wait_audit_rows(2);
     assert_eq!(rows.len(), 2, "{rows:#?}");
     assert_row(&rows[0], "python-sdk", "python");
-    assert_eq!((rows[0].provider.as_deref(), rows[0].verdict.as_str()), (Some("anthropic"), "redacted"));
+    assert_eq!(
+        (rows[0].provider.as_deref(), rows[0].verdict.as_str()),
+        (Some("anthropic"), "redacted")
+    );
     assert_row(&rows[1], "node-sdk", "node");
-    assert_eq!((rows[1].provider.as_deref(), rows[1].verdict.as_str()), (Some("openai"), "allowed"));
+    assert_eq!(
+        (rows[1].provider.as_deref(), rows[1].verdict.as_str()),
+        (Some("openai"), "allowed")
+    );
     assert_eq!(rows[0].pid.map(u64::from), py_out["pid"].as_u64(), "{rows:#?}");
     assert_eq!(rows[1].pid.map(u64::from), node_out["pid"].as_u64(), "{rows:#?}");
-    assert!(rows[1].exe.as_deref().is_some_and(|e| e.ends_with("/node")), "{rows:#?}");
+    assert!(
+        rows[1].exe.as_deref().is_some_and(|e| e.ends_with("/node")),
+        "{rows:#?}"
+    );
 }
 
 /// Streaming over curl: the provider gets the placeholder, the client's SSE
@@ -158,7 +188,11 @@ fn email_is_redacted_upstream_and_restored_and_an_aws_key_is_blocked() {
         .filter_map(|v| v["delta"]["text"].as_str().map(str::to_string))
         .collect();
     assert_eq!(text, format!("You said: tp-stream mail {EMAIL}"), "{}", out.stdout);
-    assert!(!out.stdout.contains("[[EMAIL_"), "a placeholder reached the client: {}", out.stdout);
+    assert!(
+        !out.stdout.contains("[[EMAIL_"),
+        "a placeholder reached the client: {}",
+        out.stdout
+    );
     let reqs = env.fake_requests();
     assert_eq!(fake_with(&reqs, "tp-stream mail [[EMAIL_001]]").len(), 1, "{reqs:#?}");
     assert!(fake_with(&reqs, EMAIL).is_empty(), "the email reached the provider");
@@ -175,9 +209,18 @@ fn email_is_redacted_upstream_and_restored_and_an_aws_key_is_blocked() {
     assert!(msg.contains("aws_access_key_id"), "{msg}");
     assert!(!body.contains(&key), "the key is echoed: {body}");
     let after = env.fake_requests();
-    assert_eq!(after.len(), reqs.len(), "the provider received something: {:#?}", &after[reqs.len()..]);
+    assert_eq!(
+        after.len(),
+        reqs.len(),
+        "the provider received something: {:#?}",
+        &after[reqs.len()..]
+    );
     let rows = env.wait_audit_rows(2);
-    assert_eq!((rows[1].status, rows[1].verdict.as_str()), (422, "blocked"), "{rows:#?}");
+    assert_eq!(
+        (rows[1].status, rows[1].verdict.as_str()),
+        (422, "blocked"),
+        "{rows:#?}"
+    );
     assert_row(&rows[1], "curl", "/curl");
 }
 
@@ -185,11 +228,20 @@ fn email_is_redacted_upstream_and_restored_and_an_aws_key_is_blocked() {
 fn issuer(env: &TransparentEnv, sni: &str, in_cgroup: bool) -> String {
     let script =
         format!("curl -sSk -v --max-time 10 -o /dev/null --resolve {sni}:443:127.0.0.2 https://{sni}/v1/models");
-    let out = if in_cgroup { env.sh_in_cgroup(&script, secs(20)) } else { env.sh_outside(&script, secs(20)) };
+    let out = if in_cgroup {
+        env.sh_in_cgroup(&script, secs(20))
+    } else {
+        env.sh_outside(&script, secs(20))
+    };
     out.expect_success("curl -v for the issuer");
     out.stderr
         .lines()
-        .find_map(|l| l.trim_start_matches('*').trim().strip_prefix("issuer:").map(|i| i.trim().to_string()))
+        .find_map(|l| {
+            l.trim_start_matches('*')
+                .trim()
+                .strip_prefix("issuer:")
+                .map(|i| i.trim().to_string())
+        })
         .unwrap_or_else(|| panic!("no issuer line in curl -v: {}", out.stderr))
 }
 
@@ -211,7 +263,10 @@ fn outside_the_cgroup_and_other_names_are_not_intercepted() {
     let i = issuer(&env, "api.anthropic.com", false);
     assert!(i.contains(FAKE_CA_CN), "{i}");
     let out = env.sh_outside(&direct_curl(&env, "tp-outside hi"), secs(20));
-    assert!(out.stdout.ends_with("HTTP 200") && out.stdout.contains("You said: tp-outside hi"), "{out:?}");
+    assert!(
+        out.stdout.ends_with("HTTP 200") && out.stdout.contains("You said: tp-outside hi"),
+        "{out:?}"
+    );
 
     // A non-provider SNI inside the cgroup: spliced to the fake untouched.
     let i = issuer(&env, "example.test", true);
@@ -221,16 +276,35 @@ fn outside_the_cgroup_and_other_names_are_not_intercepted() {
     assert_eq!(fake_with(&reqs, "tp-outside hi").len(), 1);
     // The fake saw the client's own TLS (its SNI), not a proxy connection.
     let spliced: Vec<_> = reqs.iter().filter(|r| r["sni"] == "example.test").collect();
-    assert!(!spliced.is_empty() && spliced.iter().all(|r| r["path"] == "/v1/models"), "{reqs:#?}");
+    assert!(
+        !spliced.is_empty() && spliced.iter().all(|r| r["path"] == "/v1/models"),
+        "{reqs:#?}"
+    );
     // The outside call never reached the proxy; the spliced one is audited
     // as metadata only (no path: it was not decrypted), under its process.
     let rows = env.audit_rows();
-    assert!(rows.iter().all(|r| r.path.as_deref() != Some("/v1/messages")), "{rows:#?}");
-    let spliced: Vec<_> = rows.iter().filter(|r| r.host.as_deref() == Some("example.test")).collect();
+    assert!(
+        rows.iter().all(|r| r.path.as_deref() != Some("/v1/messages")),
+        "{rows:#?}"
+    );
+    let spliced: Vec<_> = rows
+        .iter()
+        .filter(|r| r.host.as_deref() == Some("example.test"))
+        .collect();
     assert_eq!(spliced.len(), 1, "{rows:#?}");
-    assert_eq!((spliced[0].verdict.as_str(), spliced[0].path.as_deref()), ("passthrough", None), "{rows:#?}");
-    assert!(spliced[0].exe.as_deref().is_some_and(|e| e.ends_with("/curl")), "{rows:#?}");
-    assert_eq!(spliced[0].rest.get("original_dst").and_then(Value::as_str), Some("127.0.0.2:443"));
+    assert_eq!(
+        (spliced[0].verdict.as_str(), spliced[0].path.as_deref()),
+        ("passthrough", None),
+        "{rows:#?}"
+    );
+    assert!(
+        spliced[0].exe.as_deref().is_some_and(|e| e.ends_with("/curl")),
+        "{rows:#?}"
+    );
+    assert_eq!(
+        spliced[0].rest.get("original_dst").and_then(Value::as_str),
+        Some("127.0.0.2:443")
+    );
 }
 
 /// curl to the provider name in the cgroup trusting ONLY the fake's CA: it
@@ -252,7 +326,10 @@ fn went_direct(out: &promptwall_e2e::RunOutput, marker: &str) -> bool {
 
 /// The programs attached to the test cgroup (`bpftool -j cgroup show`).
 fn attached(env: &TransparentEnv) -> Vec<Value> {
-    let out = env.sh_outside(&format!("bpftool -j cgroup show '{}'", env.cgroup().display()), secs(10));
+    let out = env.sh_outside(
+        &format!("bpftool -j cgroup show '{}'", env.cgroup().display()),
+        secs(10),
+    );
     out.expect_success("bpftool cgroup show");
     let text = out.stdout.trim();
     if text.is_empty() {
@@ -267,14 +344,19 @@ fn attached(env: &TransparentEnv) -> Vec<Value> {
 
 /// Whether the eBPF program with this id still exists anywhere.
 fn prog_exists(env: &TransparentEnv, id: u64) -> bool {
-    env.sh_outside(&format!("bpftool prog show id {id}"), secs(10)).success()
+    env.sh_outside(&format!("bpftool prog show id {id}"), secs(10))
+        .success()
 }
 
 /// The ids of the programs attached to the test cgroup (which exist now).
 fn attached_prog_ids(env: &TransparentEnv) -> Vec<u64> {
     let ids: Vec<u64> = attached(env)
         .iter()
-        .map(|p| p["id"].as_u64().unwrap_or_else(|| panic!("bpftool entry without id: {p}")))
+        .map(|p| {
+            p["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("bpftool entry without id: {p}"))
+        })
         .collect();
     assert!(!ids.is_empty() && ids.iter().all(|id| prog_exists(env, *id)), "{ids:?}");
     ids
@@ -300,11 +382,18 @@ fn eventually(attempts: u32, mut f: impl FnMut() -> bool) -> bool {
 /// The agent intercepts at all (so a later "direct" is a change).
 fn assert_intercepted(env: &TransparentEnv, marker: &str) {
     let out = env.sh_in_cgroup(&curl_messages(marker, false), secs(30));
-    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}\nagent log:\n{}", env.agent_log());
+    assert!(
+        out.stdout.ends_with("HTTP 200"),
+        "{out:?}\nagent log:\n{}",
+        env.agent_log()
+    );
     // And trusting only the fake's CA fails: the leaf is the org CA's.
     let out = env.sh_in_cgroup(&direct_curl(env, marker), secs(30));
     assert!(!went_direct(&out, marker), "not intercepted: {out:?}");
-    assert!(!attached(env).is_empty(), "nothing attached to the test cgroup while running");
+    assert!(
+        !attached(env).is_empty(),
+        "nothing attached to the test cgroup while running"
+    );
 }
 
 /// fail = "open": after kill -9 the kernel drops the unpinned links with the
@@ -325,15 +414,25 @@ fn fail_open_crash_goes_direct_and_leaves_nothing() {
         last = Some(out);
         ok
     });
-    assert!(direct, "provider connections did not go direct after the crash: {last:?}");
+    assert!(
+        direct,
+        "provider connections did not go direct after the crash: {last:?}"
+    );
     let after = killed.elapsed();
     eprintln!("fail = open: direct on connection attempt {tries}, {after:?} after kill -9");
     // The links die with the process: the very first connection goes direct.
     assert_eq!(tries, 1, "connections after the crash were still redirected: {last:?}");
     assert!(after < Duration::from_secs(1), "direct only {after:?} after the crash");
-    assert!(eventually(50, || attached(&env).is_empty()), "still attached after the crash: {:?}", attached(&env));
+    assert!(
+        eventually(50, || attached(&env).is_empty()),
+        "still attached after the crash: {:?}",
+        attached(&env)
+    );
     // The programs themselves are gone (freed with their last reference).
-    assert!(eventually(50, || ids.iter().all(|id| !prog_exists(&env, *id))), "programs {ids:?} outlive the agent");
+    assert!(
+        eventually(50, || ids.iter().all(|id| !prog_exists(&env, *id))),
+        "programs {ids:?} outlive the agent"
+    );
     assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
     let pins = env.sh_outside("ls -A /sys/fs/bpf/promptwall 2>/dev/null || true", secs(10));
     assert_eq!(pins.stdout.trim(), "", "fail = open pinned something");
@@ -344,8 +443,10 @@ fn fail_open_crash_goes_direct_and_leaves_nothing() {
 /// namespace is untouched; `promptwall cleanup` then removes everything.
 #[test]
 fn fail_closed_crash_refuses_until_cleanup() {
-    let Some(mut env) = TransparentEnv::start_or_skip(TransparentOptions { fail_closed: true, ..Default::default() })
-    else {
+    let Some(mut env) = TransparentEnv::start_or_skip(TransparentOptions {
+        fail_closed: true,
+        ..Default::default()
+    }) else {
         return;
     };
     assert_intercepted(&env, "tp-closed before");
@@ -355,7 +456,10 @@ fn fail_closed_crash_refuses_until_cleanup() {
     // listener) and once it is stale (EPERM from connect): 40 tries, 4 s+.
     for i in 0..40 {
         let out = env.sh_in_cgroup(&direct_curl(&env, "tp-closed after"), secs(10));
-        assert!(!went_direct(&out, "tp-closed after"), "attempt {i}: went direct with fail = closed: {out:?}");
+        assert!(
+            !went_direct(&out, "tp-closed after"),
+            "attempt {i}: went direct with fail = closed: {out:?}"
+        );
         // curl exit 7: could not connect.
         assert_eq!(out.status.and_then(|s| s.code()), Some(7), "attempt {i}: {out:?}");
         std::thread::sleep(Duration::from_millis(100));
@@ -379,19 +483,33 @@ fn fail_closed_crash_refuses_until_cleanup() {
     let out = env.sh_outside(&direct_curl(&env, "tp-closed outside"), secs(20));
     assert!(went_direct(&out, "tp-closed outside"), "{out:?}");
     let fake_before = env.fake_requests().len();
-    assert_eq!(attached_prog_ids(&env), ids, "fail = closed must keep the programs attached after a crash");
+    assert_eq!(
+        attached_prog_ids(&env),
+        ids,
+        "fail = closed must keep the programs attached after a crash"
+    );
 
     let out = env.cli(&["cleanup"]);
     out.expect_success("promptwall cleanup");
     assert!(out.stdout.contains("removed pinned eBPF link"), "{out:?}");
-    assert!(eventually(50, || attached(&env).is_empty()), "still attached after cleanup: {:?}", attached(&env));
-    assert!(eventually(50, || ids.iter().all(|id| !prog_exists(&env, *id))), "programs {ids:?} outlive cleanup");
+    assert!(
+        eventually(50, || attached(&env).is_empty()),
+        "still attached after cleanup: {:?}",
+        attached(&env)
+    );
+    assert!(
+        eventually(50, || ids.iter().all(|id| !prog_exists(&env, *id))),
+        "programs {ids:?} outlive cleanup"
+    );
     let pins = env.sh_outside("ls -A /sys/fs/bpf/promptwall 2>/dev/null || true", secs(10));
     assert_eq!(pins.stdout.trim(), "", "pins left after cleanup");
     assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
     let out = env.sh_in_cgroup(&direct_curl(&env, "tp-closed cleaned"), secs(20));
     assert!(went_direct(&out, "tp-closed cleaned"), "{out:?}");
-    assert_eq!(fake_with(&env.fake_requests()[fake_before..], "tp-closed cleaned").len(), 1);
+    assert_eq!(
+        fake_with(&env.fake_requests()[fake_before..], "tp-closed cleaned").len(),
+        1
+    );
     // A second cleanup finds nothing.
     let out = env.cli(&["cleanup"]);
     out.expect_success("promptwall cleanup (again)");
@@ -415,9 +533,20 @@ fn nftables_fallback_redirects_attributes_and_is_cleaned_up() {
     let ruleset = nft_ruleset(&env);
     assert!(ruleset.contains("table inet promptwall"), "{ruleset}");
     // Not scoped to the cgroup: a process outside it is redirected too.
-    let out = env.sh_outside(&format!("echo PID=$$ >&2; {}", curl_messages("tp-nft hello", false)), secs(30));
-    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}\nagent log:\n{}", env.agent_log());
-    let pid: u32 = out.stderr.lines().find_map(|l| l.strip_prefix("PID=")?.parse().ok()).expect("the client's pid");
+    let out = env.sh_outside(
+        &format!("echo PID=$$ >&2; {}", curl_messages("tp-nft hello", false)),
+        secs(30),
+    );
+    assert!(
+        out.stdout.ends_with("HTTP 200"),
+        "{out:?}\nagent log:\n{}",
+        env.agent_log()
+    );
+    let pid: u32 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("PID=")?.parse().ok())
+        .expect("the client's pid");
     // The leaf is the org CA's: trusting only the fake's CA fails.
     let out = env.sh_outside(&direct_curl(&env, "tp-nft direct?"), secs(30));
     assert!(!went_direct(&out, "tp-nft direct?"), "not intercepted: {out:?}");
@@ -429,7 +558,10 @@ fn nftables_fallback_redirects_attributes_and_is_cleaned_up() {
 
     env.kill_agent();
     let out = env.sh_outside(&direct_curl(&env, "tp-nft crashed"), secs(20));
-    assert!(!went_direct(&out, "tp-nft crashed"), "a crashed nftables agent let traffic go direct: {out:?}");
+    assert!(
+        !went_direct(&out, "tp-nft crashed"),
+        "a crashed nftables agent let traffic go direct: {out:?}"
+    );
     let out = env.cli(&["cleanup"]);
     out.expect_success("promptwall cleanup");
     assert!(out.stdout.contains("removed nftables table"), "{out:?}");

@@ -20,15 +20,27 @@ pub struct LastUser {
 }
 
 pub fn last_user(body: &Value) -> LastUser {
-    let Some(msg) = body["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")) else {
+    let Some(msg) = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+    else {
         return LastUser::default();
     };
     match &msg["content"] {
-        Value::String(s) => LastUser { text: s.clone(), tool_result: None },
+        Value::String(s) => LastUser {
+            text: s.clone(),
+            tool_result: None,
+        },
         Value::Array(blocks) => {
-            let tool_result = blocks.iter().find(|b| b["type"] == "tool_result").map(|b| content_text(&b["content"]));
-            let texts: Vec<&str> =
-                blocks.iter().filter(|b| b["type"] == "text").filter_map(|b| b["text"].as_str()).collect();
+            let tool_result = blocks
+                .iter()
+                .find(|b| b["type"] == "tool_result")
+                .map(|b| content_text(&b["content"]));
+            let texts: Vec<&str> = blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect();
             // Claude Code puts <system-reminder> blocks next to the prompt.
             let text = texts
                 .iter()
@@ -47,7 +59,11 @@ pub fn last_user(body: &Value) -> LastUser {
 fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(""),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
         _ => String::new(),
     }
 }
@@ -62,7 +78,9 @@ fn check_thinking_signatures(body: &Value) -> Result<(), String> {
             if block["type"] == "thinking" {
                 let thinking = block["thinking"].as_str().unwrap_or_default();
                 if block["signature"].as_str() != Some(scenario::thinking_signature(thinking).as_str()) {
-                    return Err(format!("messages.{i}.content.{j}: Invalid `signature` in `thinking` block"));
+                    return Err(format!(
+                        "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                    ));
                 }
             }
         }
@@ -77,8 +95,17 @@ enum Block {
 }
 
 fn tool_call(body: &Value, sc: &Scenario, user_text: &str) -> (String, Value) {
-    let names: Vec<&str> = body["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
-    let name = if names.contains(&"Bash") { "Bash" } else { names.first().copied().unwrap_or("echo_text") };
+    let names: Vec<&str> = body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let name = if names.contains(&"Bash") {
+        "Bash"
+    } else {
+        names.first().copied().unwrap_or("echo_text")
+    };
     let text = if sc.echo_args { user_text } else { "hello-from-tool" };
     let input = if name == "Bash" {
         json!({"command": format!("echo {}", scenario::shell_quote(text)), "description": "Print the text"})
@@ -90,7 +117,11 @@ fn tool_call(body: &Value, sc: &Scenario, user_text: &str) -> (String, Value) {
 
 pub fn messages(inc: &Incoming) -> Reply {
     let Some(body) = inc.json else {
-        return error_reply(Flavor::Anthropic, 400, "The request body is not valid JSON; send a Messages API object.");
+        return error_reply(
+            Flavor::Anthropic,
+            400,
+            "The request body is not valid JSON; send a Messages API object.",
+        );
     };
     if let Err(msg) = check_thinking_signatures(body) {
         return error_reply(Flavor::Anthropic, 400, &msg);
@@ -113,7 +144,11 @@ pub fn messages(inc: &Incoming) -> Reply {
     } else if sc.wants_tool() {
         blocks.push(Block::Text(split_words("I'll run a tool.")));
         let (name, input) = tool_call(body, &sc, &user.text);
-        blocks.push(Block::ToolUse { id: next_id("toolu"), name, input });
+        blocks.push(Block::ToolUse {
+            id: next_id("toolu"),
+            name,
+            input,
+        });
         "tool_use"
     } else {
         blocks.push(Block::Text(sc.text_chunks(&echo(&user.text))));
@@ -137,7 +172,9 @@ pub fn messages(inc: &Incoming) -> Reply {
     let id = next_id("msg");
     if body["stream"].as_bool() == Some(true) {
         let events = stream_events(&id, &model, &blocks, stop_reason, &usage, sc.midstream_error);
-        Reply::sse(events, inc.pacing(&sc), sc.pad_bytes).with_usage(usage).header("request-id", next_id("req"))
+        Reply::sse(events, inc.pacing(&sc), sc.pad_bytes)
+            .with_usage(usage)
+            .header("request-id", next_id("req"))
     } else {
         let content: Vec<Value> = blocks
             .iter()
@@ -155,7 +192,9 @@ pub fn messages(inc: &Incoming) -> Reply {
             "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop_reason, "stop_sequence": null, "usage": usage_json(&usage, usage.output_tokens),
         });
-        Reply::json_padded(200, value, sc.pad_bytes).with_usage(usage).header("request-id", next_id("req"))
+        Reply::json_padded(200, value, sc.pad_bytes)
+            .with_usage(usage)
+            .header("request-id", next_id("req"))
     }
 }
 
@@ -186,7 +225,10 @@ fn stream_events(
     let mut deltas = 0usize;
     for (index, block) in blocks.iter().enumerate() {
         let delta = |d: Value| {
-            Event::named("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": d}))
+            Event::named(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": d}),
+            )
         };
         let start = match block {
             Block::Thinking(_) => json!({"type": "thinking", "thinking": "", "signature": ""}),
@@ -205,7 +247,9 @@ fn stream_events(
                 for chunk in split_words(t) {
                     ev.push(delta(json!({"type": "thinking_delta", "thinking": chunk})));
                 }
-                ev.push(delta(json!({"type": "signature_delta", "signature": scenario::thinking_signature(t)})));
+                ev.push(delta(
+                    json!({"type": "signature_delta", "signature": scenario::thinking_signature(t)}),
+                ));
             }
             Block::Text(chunks) => {
                 for chunk in chunks {
@@ -227,7 +271,10 @@ fn stream_events(
                 }
             }
         }
-        ev.push(Event::named("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        ev.push(Event::named(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
     }
     ev.push(Event::named(
         "message_delta",
@@ -239,7 +286,11 @@ fn stream_events(
 
 pub fn count_tokens(inc: &Incoming) -> Reply {
     if inc.json.is_none() {
-        return error_reply(Flavor::Anthropic, 400, "The request body is not valid JSON; send a count_tokens object.");
+        return error_reply(
+            Flavor::Anthropic,
+            400,
+            "The request body is not valid JSON; send a count_tokens object.",
+        );
     }
     Reply::json(200, &json!({"input_tokens": scenario::input_tokens(inc.body.len())}))
 }

@@ -12,7 +12,11 @@ use crate::Incoming;
 /// Deterministic 8-dimensional vector for `text`.
 fn embed(text: &str) -> Vec<f32> {
     let sig = scenario::thinking_signature(text);
-    sig.bytes().take(8).enumerate().map(|(i, b)| ((b as f32) + i as f32) / 256.0).collect()
+    sig.bytes()
+        .take(8)
+        .enumerate()
+        .map(|(i, b)| ((b as f32) + i as f32) / 256.0)
+        .collect()
 }
 
 pub fn embeddings(inc: &Incoming) -> Reply {
@@ -21,10 +25,17 @@ pub fn embeddings(inc: &Incoming) -> Reply {
     };
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(items) => {
-            items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect()
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+            .collect(),
+        _ => {
+            return error_reply(
+                Flavor::OpenAi,
+                400,
+                "'input' is a required property; send a string or an array.",
+            )
         }
-        _ => return error_reply(Flavor::OpenAi, 400, "'input' is a required property; send a string or an array."),
     };
     let sc = Scenario::from(inc.headers, &inputs.join(" "));
     if let Some(status) = sc.status {
@@ -46,7 +57,10 @@ pub fn embeddings(inc: &Incoming) -> Reply {
         })
         .collect();
     let tokens = scenario::input_tokens(inc.body.len());
-    let usage = ReplyUsage { input_tokens: tokens, ..Default::default() };
+    let usage = ReplyUsage {
+        input_tokens: tokens,
+        ..Default::default()
+    };
     let value = json!({
         "object": "list", "data": data, "model": body["model"].as_str().unwrap_or("text-embedding-fake"),
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},

@@ -130,7 +130,10 @@ impl FakeProvider {
                 let tmp = tempfile::Builder::new()
                     .prefix("fake-provider-ca")
                     .tempdir()
-                    .map_err(|source| FakeError::Io { path: std::env::temp_dir(), source })?;
+                    .map_err(|source| FakeError::Io {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
                 let dir = tmp.path().to_path_buf();
                 (Some(tmp), dir)
             }
@@ -138,8 +141,14 @@ impl FakeProvider {
         let ca = Arc::new(tls::TestCa::load_or_create(&ca_dir, &opts.alpn)?);
         let listener = tokio::net::TcpListener::bind(opts.bind)
             .await
-            .map_err(|source| FakeError::Bind { addr: opts.bind, source })?;
-        let addr = listener.local_addr().map_err(|source| FakeError::Bind { addr: opts.bind, source })?;
+            .map_err(|source| FakeError::Bind {
+                addr: opts.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| FakeError::Bind {
+            addr: opts.bind,
+            source,
+        })?;
         let recorder = Arc::new(record::Recorder::new(opts.log.as_deref())?);
         let shared = Arc::new(server::Shared {
             ca: (!opts.plain).then(|| ca.clone()),

@@ -12,7 +12,11 @@ use crate::Incoming;
 pub fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(""),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
         _ => String::new(),
     }
 }
@@ -25,9 +29,16 @@ struct Turn {
 
 fn turn(body: &Value) -> Turn {
     let messages = body["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let user_text =
-        messages.iter().rev().find(|m| m["role"] == "user").map(|m| content_text(&m["content"])).unwrap_or_default();
-    let tool_result = messages.last().filter(|m| m["role"] == "tool").map(|m| content_text(&m["content"]));
+    let user_text = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| content_text(&m["content"]))
+        .unwrap_or_default();
+    let tool_result = messages
+        .last()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| content_text(&m["content"]));
     Turn { user_text, tool_result }
 }
 
@@ -44,8 +55,15 @@ pub fn completions(inc: &Incoming) -> Reply {
     let (chunks, tool) = if let Some(result) = &t.tool_result {
         (sc.text_chunks(&tool_said(result)), None)
     } else if sc.wants_tool() {
-        let name = body["tools"][0]["function"]["name"].as_str().unwrap_or("echo_text").to_string();
-        let text = if sc.echo_args { t.user_text.as_str() } else { "hello-from-tool" };
+        let name = body["tools"][0]["function"]["name"]
+            .as_str()
+            .unwrap_or("echo_text")
+            .to_string();
+        let text = if sc.echo_args {
+            t.user_text.as_str()
+        } else {
+            "hello-from-tool"
+        };
         let args = json!({"text": text, "command": format!("echo {}", scenario::shell_quote(text))}).to_string();
         (vec![], Some((next_id("call"), name, args)))
     } else {
@@ -76,7 +94,9 @@ pub fn completions(inc: &Incoming) -> Reply {
             "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
             "usage": usage_json, "system_fingerprint": "fp_fake",
         });
-        return Reply::json_padded(200, value, sc.pad_bytes).with_usage(usage).header("x-request-id", next_id("req"));
+        return Reply::json_padded(200, value, sc.pad_bytes)
+            .with_usage(usage)
+            .header("x-request-id", next_id("req"));
     }
 
     let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
@@ -90,7 +110,10 @@ pub fn completions(inc: &Incoming) -> Reply {
         }
         Event::data(c.to_string())
     };
-    let mut ev = vec![chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null)];
+    let mut ev = vec![chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        Value::Null,
+    )];
     for (i, text) in chunks.iter().enumerate() {
         if sc.midstream_error && i == 2 {
             ev.push(Event::data(
@@ -107,7 +130,10 @@ pub fn completions(inc: &Incoming) -> Reply {
             Value::Null,
         ));
         for part in split_n(args, 3) {
-            ev.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}), Value::Null));
+            ev.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                Value::Null,
+            ));
         }
     }
     ev.push(chunk(json!({}), json!(finish)));
@@ -118,5 +144,7 @@ pub fn completions(inc: &Incoming) -> Reply {
         ));
     }
     ev.push(Event::data("[DONE]"));
-    Reply::sse(ev, inc.pacing(&sc), sc.pad_bytes).with_usage(usage).header("x-request-id", next_id("req"))
+    Reply::sse(ev, inc.pacing(&sc), sc.pad_bytes)
+        .with_usage(usage)
+        .header("x-request-id", next_id("req"))
 }

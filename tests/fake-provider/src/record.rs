@@ -67,12 +67,19 @@ fn body_as_text<S: Serializer>(body: &Bytes, s: S) -> Result<S::Ok, S::Error> {
 impl RecordedRequest {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// All values of header `name`, in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn body_text(&self) -> String {
@@ -94,11 +101,17 @@ impl Recorder {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|source| FakeError::Io { path: path.to_path_buf(), source })?,
+                    .map_err(|source| FakeError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    })?,
             )),
             None => None,
         };
-        Ok(Recorder { entries: Mutex::new(Vec::new()), log })
+        Ok(Recorder {
+            entries: Mutex::new(Vec::new()),
+            log,
+        })
     }
 
     /// Stores `req` (its `seq` is assigned here) and appends it to the log.

@@ -27,7 +27,10 @@ pub fn next_id(prefix: &str) -> String {
 }
 
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// One server-sent event (or WebSocket text frame: `data` only).
@@ -39,11 +42,17 @@ pub struct Event {
 
 impl Event {
     pub fn named(name: &str, data: Value) -> Event {
-        Event { name: Some(name.to_string()), data: data.to_string() }
+        Event {
+            name: Some(name.to_string()),
+            data: data.to_string(),
+        }
     }
 
     pub fn data(data: impl Into<String>) -> Event {
-        Event { name: None, data: data.into() }
+        Event {
+            name: None,
+            data: data.into(),
+        }
     }
 
     pub fn to_sse(&self) -> Bytes {
@@ -140,7 +149,8 @@ impl Reply {
                 resp.headers_mut().append(name, v);
             }
         }
-        resp.headers_mut().insert("x-fake-provider", HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert("x-fake-provider", HeaderValue::from_static("1"));
         resp
     }
 }
@@ -204,8 +214,11 @@ pub fn error_reply(flavor: Flavor, status: u16, message: &str) -> Reply {
                 429 => ("requests", json!("rate_limit_exceeded")),
                 _ => ("server_error", Value::Null),
             };
-            Reply::json(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
-                .header("x-request-id", next_id("req"))
+            Reply::json(
+                status,
+                &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+            )
+            .header("x-request-id", next_id("req"))
         }
     };
     if retry {

@@ -54,8 +54,14 @@ enum Output {
 fn tool_output(body: &Value, sc: &Scenario, user_text: &str) -> Output {
     let text = if sc.echo_args { user_text } else { "hello-from-tool" };
     let tools: Vec<&Value> = body["tools"].as_array().into_iter().flatten().collect();
-    let custom = tools.iter().find(|t| t["type"] == "custom").and_then(|t| t["name"].as_str());
-    let function = tools.iter().find(|t| t["type"] == "function").and_then(|t| t["name"].as_str());
+    let custom = tools
+        .iter()
+        .find(|t| t["type"] == "custom")
+        .and_then(|t| t["name"].as_str());
+    let function = tools
+        .iter()
+        .find(|t| t["type"] == "function")
+        .and_then(|t| t["name"].as_str());
     match (custom, function) {
         (None, Some(name)) => Output::Function {
             name: name.to_string(),
@@ -150,7 +156,12 @@ pub fn answer(body: &Value, headers: &http::HeaderMap, body_len: usize) -> Resul
                     response["status"] = json!("failed");
                     response["error"] = json!({"code": "server_error", "message": "The server had an error while processing your request (injected mid-stream)."});
                     push(&mut ev, "response.failed", json!({"response": response}));
-                    return Ok(Answer { events: ev, response, usage, scenario: sc });
+                    return Ok(Answer {
+                        events: ev,
+                        response,
+                        usage,
+                        scenario: sc,
+                    });
                 }
                 push(
                     &mut ev,
@@ -171,7 +182,11 @@ pub fn answer(body: &Value, headers: &http::HeaderMap, body_len: usize) -> Resul
                 json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": part}),
             );
             let item = json!({"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]});
-            push(&mut ev, "response.output_item.done", json!({"output_index": 0, "item": item}));
+            push(
+                &mut ev,
+                "response.output_item.done",
+                json!({"output_index": 0, "item": item}),
+            );
             items.push(item);
         }
         Some(Output::Custom { name, input }) => {
@@ -195,7 +210,11 @@ pub fn answer(body: &Value, headers: &http::HeaderMap, body_len: usize) -> Resul
                 json!({"item_id": item_id, "output_index": 0, "input": input}),
             );
             let item = json!({"id": item_id, "type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": name, "input": input});
-            push(&mut ev, "response.output_item.done", json!({"output_index": 0, "item": item}));
+            push(
+                &mut ev,
+                "response.output_item.done",
+                json!({"output_index": 0, "item": item}),
+            );
             items.push(item);
         }
         Some(Output::Function { name, arguments }) => {
@@ -219,7 +238,11 @@ pub fn answer(body: &Value, headers: &http::HeaderMap, body_len: usize) -> Resul
                 json!({"item_id": item_id, "output_index": 0, "name": name, "arguments": arguments}),
             );
             let item = json!({"id": item_id, "type": "function_call", "status": "completed", "call_id": call_id, "name": name, "arguments": arguments});
-            push(&mut ev, "response.output_item.done", json!({"output_index": 0, "item": item}));
+            push(
+                &mut ev,
+                "response.output_item.done",
+                json!({"output_index": 0, "item": item}),
+            );
             items.push(item);
         }
     }
@@ -231,7 +254,12 @@ pub fn answer(body: &Value, headers: &http::HeaderMap, body_len: usize) -> Resul
         "total_tokens": usage.input_tokens + usage.output_tokens,
     });
     push(&mut ev, "response.completed", json!({"response": response}));
-    Ok(Answer { events: ev, response, usage, scenario: sc })
+    Ok(Answer {
+        events: ev,
+        response,
+        usage,
+        scenario: sc,
+    })
 }
 
 pub fn create(inc: &Incoming) -> Reply {

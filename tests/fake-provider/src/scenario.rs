@@ -170,7 +170,10 @@ mod tests {
         let s = Scenario::from(&h, "BIGANSWER");
         assert_eq!(s.status, Some(429));
         assert_eq!(s.events, Some(7));
-        assert_eq!(Scenario::from(&HeaderMap::new(), "BIGANSWER").events, Some(BIG_ANSWER_EVENTS));
+        assert_eq!(
+            Scenario::from(&HeaderMap::new(), "BIGANSWER").events,
+            Some(BIG_ANSWER_EVENTS)
+        );
         assert_eq!(Scenario::from(&HeaderMap::new(), "hi"), Scenario::default());
     }
 

@@ -66,10 +66,25 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
         Ok(tls) => tls,
         Err(e) => return tracing::debug!("TLS handshake failed for {sni:?}: {e}"),
     };
-    let alpn = tls.get_ref().1.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+    let alpn = tls
+        .get_ref()
+        .1
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let conn_id = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    serve_http(TokioIo::new(tls), shared, ConnInfo { tls: true, sni, alpn_offered, alpn, conn_id }).await
+    serve_http(
+        TokioIo::new(tls),
+        shared,
+        ConnInfo {
+            tls: true,
+            sni,
+            alpn_offered,
+            alpn,
+            conn_id,
+        },
+    )
+    .await
 }
 
 async fn serve_http<IO>(io: TokioIo<IO>, shared: Arc<Shared>, conn: ConnInfo)
@@ -84,7 +99,15 @@ where
 }
 
 pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers.iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 async fn handle(req: Request<HyperBody>, shared: Arc<Shared>, conn: ConnInfo) -> Result<Response<Body>, Infallible> {
@@ -116,7 +139,9 @@ async fn handle(req: Request<HyperBody>, shared: Arc<Shared>, conn: ConnInfo) ->
                 ws::refuse()
             });
         };
-        shared.recorder.push(record(Default::default(), None, reply.status, None));
+        shared
+            .recorder
+            .push(record(Default::default(), None, reply.status, None));
         return Ok(reply.into_response());
     }
 
@@ -128,15 +153,25 @@ async fn handle(req: Request<HyperBody>, shared: Arc<Shared>, conn: ConnInfo) ->
         }
     };
     let json = serde_json::from_slice(&body).ok();
-    let inc = Incoming { headers: &headers, body: &body, json: json.as_ref(), opts: &shared.opts };
+    let inc = Incoming {
+        headers: &headers,
+        body: &body,
+        json: json.as_ref(),
+        opts: &shared.opts,
+    };
     if shared.opts.think_delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(shared.opts.think_delay_ms)).await;
     }
     let mut reply = route(&method, uri.path(), &inc);
-    if let Some(n) = headers.get("x-fake-split-bytes").and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+    if let Some(n) = headers
+        .get("x-fake-split-bytes")
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    {
         reply.body = crate::reply::split_frames(reply.body, n.max(1));
     }
-    shared.recorder.push(record(body.clone(), json.clone(), reply.status, reply.usage));
+    shared
+        .recorder
+        .push(record(body.clone(), json.clone(), reply.status, reply.usage));
     Ok(reply.into_response())
 }
 
@@ -149,7 +184,12 @@ fn route(method: &Method, path: &str, inc: &Incoming) -> Reply {
         ("POST", "/v1/responses" | "/backend-api/codex/responses") => responses::create(inc),
         ("POST", "/v1/embeddings") => embeddings::embeddings(inc),
         ("GET", "/backend-api/codex/models") => Reply::json(200, &json!({"models": []})),
-        ("HEAD", "/" | "/api/hello") => Reply { status: 200, headers: vec![], body: full(""), usage: None },
+        ("HEAD", "/" | "/api/hello") => Reply {
+            status: 200,
+            headers: vec![],
+            body: full(""),
+            usage: None,
+        },
         ("GET", "/" | "/api/hello") => Reply::json(200, &json!({"ok": true})),
         _ => {
             let flavor = if path.starts_with("/v1/messages") || path.starts_with("/api/") {
@@ -158,8 +198,11 @@ fn route(method: &Method, path: &str, inc: &Incoming) -> Reply {
                 Flavor::OpenAi
             };
             let status = inc.opts.unknown_status;
-            let mut reply =
-                error_reply(flavor, status, &format!("{method} {path} is not served by the fake provider."));
+            let mut reply = error_reply(
+                flavor,
+                status,
+                &format!("{method} {path} is not served by the fake provider."),
+            );
             if *method == Method::HEAD {
                 reply.body = full("");
             }

@@ -51,8 +51,11 @@ impl TestCa {
             dn.push(DnType::OrganizationName, "promptwall tests");
             params.distinguished_name = dn;
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages =
-                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             let now = OffsetDateTime::now_utc();
             params.not_before = now - Duration::days(1);
             params.not_after = now + Duration::days(3650);

@@ -29,7 +29,11 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Answers the handshake (no extensions: permessage-deflate is declined)
 /// and serves the socket in the background.
 pub fn accept<B: Send + 'static>(mut req: Request<B>, shared: Arc<Shared>, conn: ConnInfo, path: String) -> Reply {
-    let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {
+    let Some(key) = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| derive_accept_key(k.as_bytes()))
+    else {
         return error_reply(
             Flavor::OpenAi,
             400,
@@ -47,10 +51,15 @@ pub fn accept<B: Send + 'static>(mut req: Request<B>, shared: Arc<Shared>, conn:
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
     });
-    Reply { status: 101, headers: vec![], body: full(""), usage: None }
-        .header("upgrade", "websocket")
-        .header("connection", "Upgrade")
-        .header("sec-websocket-accept", key)
+    Reply {
+        status: 101,
+        headers: vec![],
+        body: full(""),
+        usage: None,
+    }
+    .header("upgrade", "websocket")
+    .header("connection", "Upgrade")
+    .header("sec-websocket-accept", key)
 }
 
 async fn serve<S>(mut ws: WebSocketStream<S>, shared: Arc<Shared>, headers: HeaderMap, conn: ConnInfo, path: String)
@@ -80,7 +89,11 @@ where
             status,
             reply_usage: usage,
         });
-        let delay = if frames.1 { shared.opts.slow_delay() } else { std::time::Duration::ZERO };
+        let delay = if frames.1 {
+            shared.opts.slow_delay()
+        } else {
+            std::time::Duration::ZERO
+        };
         for (i, frame) in frames.0.into_iter().enumerate() {
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -107,27 +120,59 @@ fn frames_for(
     };
     let Some(msg) = msg else {
         return (
-            (vec![error_frame(400, "The message is not valid JSON; send a response.create object.")], false),
+            (
+                vec![error_frame(
+                    400,
+                    "The message is not valid JSON; send a response.create object.",
+                )],
+                false,
+            ),
             400,
             None,
         );
     };
     if msg["type"] != "response.create" {
-        return ((vec![error_frame(400, "Unsupported message type; send response.create.")], false), 400, None);
+        return (
+            (
+                vec![error_frame(400, "Unsupported message type; send response.create.")],
+                false,
+            ),
+            400,
+            None,
+        );
     }
     // Newer clients nest the request under `response`; older ones inline it.
-    let body = if msg["response"].is_object() { &msg["response"] } else { msg };
+    let body = if msg["response"].is_object() {
+        &msg["response"]
+    } else {
+        msg
+    };
     match responses::answer(body, headers, len) {
-        Ok(a) => ((a.events.into_iter().map(|e| e.data).collect(), a.scenario.slow), 200, Some(a.usage)),
+        Ok(a) => (
+            (a.events.into_iter().map(|e| e.data).collect(), a.scenario.slow),
+            200,
+            Some(a.usage),
+        ),
         Err(reply) => {
             let status = reply.status;
-            ((vec![error_frame(status, &crate::reply::injected_message(status))], false), status, None)
+            (
+                (
+                    vec![error_frame(status, &crate::reply::injected_message(status))],
+                    false,
+                ),
+                status,
+                None,
+            )
         }
     }
 }
 
 /// `GET /v1/responses` without WebSocket support: Codex falls back to SSE.
 pub fn refuse() -> Response<Body> {
-    error_reply(Flavor::OpenAi, 426, "WebSockets are disabled on this fake provider; use POST /v1/responses.")
-        .into_response()
+    error_reply(
+        Flavor::OpenAi,
+        426,
+        "WebSockets are disabled on this fake provider; use POST /v1/responses.",
+    )
+    .into_response()
 }

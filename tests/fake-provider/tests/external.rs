@@ -8,7 +8,12 @@ use promptwall_fake_provider::{FakeOptions, FakeProvider};
 use serde_json::Value;
 
 fn have(program: &str) -> bool {
-    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }
 
 #[test]
@@ -25,12 +30,23 @@ fn curl_verifies_the_leaf_and_streams() {
         .arg("--resolve")
         .arg(format!("api.anthropic.com:{port}:127.0.0.1"))
         .arg(format!("https://api.anthropic.com:{port}/v1/messages"))
-        .args(["-H", "content-type: application/json", "-H", "anthropic-version: 2023-06-01", "-d"])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "anthropic-version: 2023-06-01",
+            "-d",
+        ])
         .arg(r#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"via curl"}]}"#)
         .output()
         .unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "curl failed: {}{}", body, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}{}",
+        body,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(body.starts_with("event: message_start\ndata: "), "{body}");
     assert!(body.contains("event: message_stop"));
     let rec = fake.recorded();
@@ -73,7 +89,11 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=20) as s:
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("http/1.1 HTTP/1.1 200"), "{stdout}");
     assert!(stdout.contains(r#"{"models":[]}"#), "{stdout}");
 }
@@ -91,10 +111,15 @@ fn binary_prints_ready_line_and_logs_requests() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
     let addr = ready["addr"].as_str().unwrap().to_string();
-    assert_eq!(ready["ca"].as_str().unwrap(), dir.path().join("ca/ca.pem").to_str().unwrap());
+    assert_eq!(
+        ready["ca"].as_str().unwrap(),
+        dir.path().join("ca/ca.pem").to_str().unwrap()
+    );
     assert!(dir.path().join("ca/ca.pem").exists());
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "20", "-H", "content-type: application/json", "-d"])

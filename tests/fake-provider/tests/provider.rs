@@ -37,16 +37,27 @@ async fn anthropic_stream_over_h2_has_the_full_event_order_and_echoes() {
         .unwrap();
     let a = send(&fake, ANTHROPIC, true, req).await;
     assert_eq!(a.status, 200);
-    assert!(a.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(a.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let ev = a.sse();
     let n = names(&ev);
     assert_eq!(&n[..3], ["message_start", "content_block_start", "ping"]);
-    assert_eq!(&n[n.len() - 3..], ["content_block_stop", "message_delta", "message_stop"]);
+    assert_eq!(
+        &n[n.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
     assert!(n[3..n.len() - 3].iter().all(|e| e == "content_block_delta"));
     assert_eq!(anthropic_text(&ev), "You said: hello there");
     let start: Value = serde_json::from_str(&ev[0].1).unwrap();
     assert_eq!(start["message"]["model"], "claude-test-1");
-    for k in ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"] {
+    for k in [
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+    ] {
         assert!(start["message"]["usage"][k].is_u64(), "message_start usage lacks {k}");
     }
     let delta: Value = serde_json::from_str(&ev[ev.len() - 2].1).unwrap();
@@ -55,12 +66,18 @@ async fn anthropic_stream_over_h2_has_the_full_event_order_and_echoes() {
     let rec = fake.recorded();
     assert_eq!(rec.len(), 1);
     let r = &rec[0];
-    assert_eq!((r.method.as_str(), r.path.as_str(), r.query.as_deref()), ("POST", "/v1/messages", Some("beta=true")));
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str(), r.query.as_deref()),
+        ("POST", "/v1/messages", Some("beta=true"))
+    );
     assert_eq!(r.conn.sni.as_deref(), Some(ANTHROPIC));
     assert_eq!(r.conn.alpn.as_deref(), Some("h2"));
     assert_eq!(r.conn.alpn_offered, ["h2"]);
     assert_eq!(r.version, "HTTP/2.0");
-    assert_eq!(r.header("anthropic-beta"), Some("claude-code-20250219,context-1m-2025-08-07"));
+    assert_eq!(
+        r.header("anthropic-beta"),
+        Some("claude-code-20250219,context-1m-2025-08-07")
+    );
     assert_eq!(r.json.as_ref().unwrap()["messages"][0]["content"], "hello there");
     let usage = r.reply_usage.unwrap();
     assert_eq!(start["message"]["usage"]["input_tokens"], usage.input_tokens);
@@ -103,10 +120,15 @@ async fn anthropic_thinking_blocks_are_signed_and_checked_on_the_way_back() {
         .filter(|d| d["delta"]["type"] == "thinking_delta")
         .map(|d| d["delta"]["thinking"].as_str().unwrap())
         .collect();
-    let sig = deltas.iter().find(|d| d["delta"]["type"] == "signature_delta").expect("signature_delta")["delta"]
-        ["signature"]
+    let sig = deltas
+        .iter()
+        .find(|d| d["delta"]["type"] == "signature_delta")
+        .expect("signature_delta")["delta"]["signature"]
         .clone();
-    assert_eq!(deltas.iter().find(|d| d["delta"]["type"] == "text_delta").unwrap()["index"], 1);
+    assert_eq!(
+        deltas.iter().find(|d| d["delta"]["type"] == "text_delta").unwrap()["index"],
+        1
+    );
     assert_eq!(anthropic_text(&ev), "You said: think please");
 
     let follow = |thinking: &str| {
@@ -130,7 +152,10 @@ async fn anthropic_tool_round_streams_input_json_and_answers_the_result() {
     body["tools"] = json!([{"name": "Read", "input_schema": {}}, {"name": "Bash", "input_schema": {}}]);
     let ev = post_json(&fake, ANTHROPIC, "/v1/messages", body).await.sse();
     let parsed: Vec<Value> = ev.iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
-    let tool_start = parsed.iter().find(|v| v["content_block"]["type"] == "tool_use").expect("tool_use block");
+    let tool_start = parsed
+        .iter()
+        .find(|v| v["content_block"]["type"] == "tool_use")
+        .expect("tool_use block");
     assert_eq!(tool_start["content_block"]["name"], "Bash");
     assert_eq!(tool_start["content_block"]["input"], json!({}));
     let json_parts: Vec<&str> = parsed
@@ -156,7 +181,9 @@ async fn anthropic_tool_round_streams_input_json_and_answers_the_result() {
 async fn echoargs_puts_the_user_text_into_tool_arguments() {
     let fake = fake().await;
     let text = "ECHOARGS mail [[EMAIL_001]] it's";
-    let a = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body(text, false)).await.json();
+    let a = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body(text, false))
+        .await
+        .json();
     assert_eq!(a["stop_reason"], "tool_use");
     assert_eq!(a["content"][1]["input"]["text"], text);
 
@@ -172,7 +199,13 @@ async fn echoargs_puts_the_user_text_into_tool_arguments() {
 #[tokio::test]
 async fn count_tokens_with_beta_query() {
     let fake = fake().await;
-    let a = post_json(&fake, ANTHROPIC, "/v1/messages/count_tokens?beta=true", msg_body("count me", false)).await;
+    let a = post_json(
+        &fake,
+        ANTHROPIC,
+        "/v1/messages/count_tokens?beta=true",
+        msg_body("count me", false),
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert!(a.json()["input_tokens"].as_u64().unwrap() > 0);
     assert_eq!(fake.recorded()[0].query.as_deref(), Some("beta=true"));
@@ -184,8 +217,14 @@ async fn chat_completions_stream_with_usage_and_done() {
     let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi chat"}]});
     let ev = post_json(&fake, OPENAI, "/v1/chat/completions", body).await.sse();
     assert_eq!(ev.last().unwrap().1, "[DONE]");
-    let chunks: Vec<Value> = ev[..ev.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "You said: hi chat");
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
@@ -219,7 +258,10 @@ async fn chat_completions_json_and_tool_round() {
 
     let body = json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "TOOLTEST"}], "tools": [{"type": "function", "function": {"name": "run"}}]});
     let ev = post_json(&fake, OPENAI, "/v1/chat/completions", body).await.sse();
-    let chunks: Vec<Value> = ev[..ev.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
     let args: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
@@ -263,19 +305,32 @@ async fn responses_sse_lifecycle_with_sequence_numbers() {
         .map(|v| v["delta"].as_str().unwrap())
         .collect();
     assert_eq!(text, "You said: hi resp");
-    let done = parsed.iter().find(|v| v["type"] == "response.output_text.done").unwrap();
+    let done = parsed
+        .iter()
+        .find(|v| v["type"] == "response.output_text.done")
+        .unwrap();
     assert_eq!(done["text"], "You said: hi resp");
     let completed = parsed.last().unwrap();
     assert_eq!(completed["response"]["status"], "completed");
     assert_eq!(completed["response"]["store"], false);
-    assert_eq!(completed["response"]["output"][0]["content"][0]["text"], "You said: hi resp");
+    assert_eq!(
+        completed["response"]["output"][0]["content"][0]["text"],
+        "You said: hi resp"
+    );
     assert!(completed["response"]["usage"]["input_tokens"].as_u64().unwrap() > 0);
 }
 
 #[tokio::test]
 async fn responses_json_custom_and_function_tool_calls() {
     let fake = fake().await;
-    let v = post_json(&fake, OPENAI, "/v1/responses", json!({"model": "gpt-5", "input": "plain string"})).await.json();
+    let v = post_json(
+        &fake,
+        OPENAI,
+        "/v1/responses",
+        json!({"model": "gpt-5", "input": "plain string"}),
+    )
+    .await
+    .json();
     assert_eq!(v["object"], "response");
     assert_eq!(v["output"][0]["content"][0]["text"], "You said: plain string");
 
@@ -285,7 +340,10 @@ async fn responses_json_custom_and_function_tool_calls() {
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "TOOLTEST run"}]}]});
     let ev = post_json(&fake, OPENAI, "/v1/responses", codex).await.sse();
     let parsed: Vec<Value> = ev.iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
-    let item = &parsed.iter().find(|v| v["type"] == "response.output_item.done").unwrap()["item"];
+    let item = &parsed
+        .iter()
+        .find(|v| v["type"] == "response.output_item.done")
+        .unwrap()["item"];
     assert_eq!(item["type"], "custom_tool_call");
     assert_eq!(item["name"], "exec");
     assert_eq!(item["input"], "text(\"hello-from-tool\")");
@@ -313,18 +371,29 @@ async fn responses_json_custom_and_function_tool_calls() {
 #[tokio::test]
 async fn embeddings_float_and_base64() {
     let fake = fake().await;
-    let v = post_json(&fake, OPENAI, "/v1/embeddings", json!({"model": "text-embedding-3-small", "input": ["a", "b"]}))
-        .await
-        .json();
+    let v = post_json(
+        &fake,
+        OPENAI,
+        "/v1/embeddings",
+        json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+    )
+    .await
+    .json();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
     assert_eq!(v["data"][1]["index"], 1);
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
-    let v =
-        post_json(&fake, OPENAI, "/v1/embeddings", json!({"model": "m", "input": "a", "encoding_format": "base64"}))
-            .await
-            .json();
+    let v = post_json(
+        &fake,
+        OPENAI,
+        "/v1/embeddings",
+        json!({"model": "m", "input": "a", "encoding_format": "base64"}),
+    )
+    .await
+    .json();
     use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD.decode(v["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
     assert_eq!(raw.len(), 8 * 4);
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
 }
@@ -332,14 +401,27 @@ async fn embeddings_float_and_base64() {
 #[tokio::test]
 async fn injected_statuses_use_each_providers_error_format() {
     let fake = fake().await;
-    let a = post_with(&fake, ANTHROPIC, "/v1/messages", msg_body("x", true), &[("x-fake-status", "529")]).await;
+    let a = post_with(
+        &fake,
+        ANTHROPIC,
+        "/v1/messages",
+        msg_body("x", true),
+        &[("x-fake-status", "529")],
+    )
+    .await;
     assert_eq!(a.status, 529);
     assert_eq!(a.json()["type"], "error");
     assert_eq!(a.json()["error"]["type"], "overloaded_error");
     assert_eq!(a.headers["retry-after"], "1");
     assert!(a.headers.contains_key("request-id"));
 
-    let a = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body("please FAKESTATUS429", false)).await;
+    let a = post_json(
+        &fake,
+        ANTHROPIC,
+        "/v1/messages",
+        msg_body("please FAKESTATUS429", false),
+    )
+    .await;
     assert_eq!(a.status, 429);
     assert_eq!(a.json()["error"]["type"], "rate_limit_error");
 
@@ -347,27 +429,50 @@ async fn injected_statuses_use_each_providers_error_format() {
     let a = post_json(&fake, OPENAI, "/v1/chat/completions", chat).await;
     assert_eq!(a.status, 429);
     assert_eq!(a.json()["error"]["code"], "rate_limit_exceeded");
-    let a = post_with(&fake, OPENAI, "/v1/responses", json!({"model": "m", "input": "x"}), &[("x-fake-status", "500")])
-        .await;
+    let a = post_with(
+        &fake,
+        OPENAI,
+        "/v1/responses",
+        json!({"model": "m", "input": "x"}),
+        &[("x-fake-status", "500")],
+    )
+    .await;
     assert_eq!(a.status, 500);
     assert_eq!(a.json()["error"]["type"], "server_error");
-    assert_eq!(fake.recorded().iter().map(|r| r.status).collect::<Vec<_>>(), [529, 429, 429, 500]);
+    assert_eq!(
+        fake.recorded().iter().map(|r| r.status).collect::<Vec<_>>(),
+        [529, 429, 429, 500]
+    );
 }
 
 #[tokio::test]
 async fn midstream_error_cuts_each_stream_after_two_deltas() {
     let fake = fake().await;
-    let ev = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body("MIDSTREAMERROR please", true)).await.sse();
+    let ev = post_json(
+        &fake,
+        ANTHROPIC,
+        "/v1/messages",
+        msg_body("MIDSTREAMERROR please", true),
+    )
+    .await
+    .sse();
     let n = names(&ev);
     assert_eq!(n.last().unwrap(), "error");
     assert_eq!(n.iter().filter(|e| *e == "content_block_delta").count(), 2);
     assert!(!n.contains(&"message_stop".to_string()));
-    assert_eq!(serde_json::from_str::<Value>(&ev.last().unwrap().1).unwrap()["error"]["type"], "overloaded_error");
+    assert_eq!(
+        serde_json::from_str::<Value>(&ev.last().unwrap().1).unwrap()["error"]["type"],
+        "overloaded_error"
+    );
 
-    let ev =
-        post_json(&fake, OPENAI, "/v1/responses", json!({"model": "m", "stream": true, "input": "MIDSTREAMERROR x"}))
-            .await
-            .sse();
+    let ev = post_json(
+        &fake,
+        OPENAI,
+        "/v1/responses",
+        json!({"model": "m", "stream": true, "input": "MIDSTREAMERROR x"}),
+    )
+    .await
+    .sse();
     let n = names(&ev);
     assert_eq!(n.last().unwrap(), "response.failed");
     assert_eq!(n[n.len() - 2], "error");
@@ -389,15 +494,31 @@ async fn midstream_error_cuts_each_stream_after_two_deltas() {
 async fn event_count_big_answer_and_padding() {
     let fake = fake().await;
     let count = |ev: &[(Option<String>, String)]| ev.iter().filter(|(_, d)| d.contains("\"text_delta\"")).count();
-    let ev = post_with(&fake, ANTHROPIC, "/v1/messages", msg_body("hi", true), &[("x-fake-events", "50")]).await.sse();
+    let ev = post_with(
+        &fake,
+        ANTHROPIC,
+        "/v1/messages",
+        msg_body("hi", true),
+        &[("x-fake-events", "50")],
+    )
+    .await
+    .sse();
     assert_eq!(count(&ev), 50);
-    let ev = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body("BIGANSWER now", true)).await.sse();
+    let ev = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body("BIGANSWER now", true))
+        .await
+        .sse();
     assert_eq!(count(&ev), 200);
     assert!(anthropic_text(&ev).starts_with("You said: BIGANSWER now"));
 
     let plain = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body("hi", true)).await;
-    let padded =
-        post_with(&fake, ANTHROPIC, "/v1/messages", msg_body("hi", true), &[("x-fake-body-bytes", "100000")]).await;
+    let padded = post_with(
+        &fake,
+        ANTHROPIC,
+        "/v1/messages",
+        msg_body("hi", true),
+        &[("x-fake-body-bytes", "100000")],
+    )
+    .await;
     assert!(padded.body.len() >= plain.body.len() + 100_000);
     assert_eq!(anthropic_text(&padded.sse()), "You said: hi");
     let padded = post_with(
@@ -467,15 +588,24 @@ async fn non_llm_routes_and_unknown_paths() {
 
 #[tokio::test]
 async fn responses_websocket_prewarm_then_turns() {
-    let fake = FakeProvider::start(FakeOptions { ws: true, ..Default::default() }).await.unwrap();
+    let fake = FakeProvider::start(FakeOptions {
+        ws: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let tls = tls_connect(&fake, OPENAI, &[]).await;
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         "wss://api.openai.com/v1/responses",
     )
     .unwrap();
-    req.headers_mut().insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
-    req.headers_mut().insert("authorization", "Bearer sk-fake".parse().unwrap());
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.expect("websocket handshake");
+    req.headers_mut()
+        .insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", "Bearer sk-fake".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("websocket handshake");
     assert_eq!(resp.status(), 101);
 
     async fn frames_until_done<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Vec<Value>
@@ -511,7 +641,10 @@ async fn responses_websocket_prewarm_then_turns() {
     let mut kinds: Vec<&str> = turn.iter().map(|v| v["type"].as_str().unwrap()).collect();
     kinds.dedup();
     assert_eq!(kinds, RESPONSES_LIFECYCLE);
-    assert_eq!(turn.last().unwrap()["response"]["output"][0]["content"][0]["text"], "You said: over ws");
+    assert_eq!(
+        turn.last().unwrap()["response"]["output"][0]["content"][0]["text"],
+        "You said: over ws"
+    );
     assert_eq!(turn.last().unwrap()["response"]["previous_response_id"], prev);
     ws.close(None).await.unwrap();
 
@@ -528,13 +661,20 @@ async fn responses_websocket_prewarm_then_turns() {
 /// Codex signed in with ChatGPT uses the same API on chatgpt.com's backend path.
 #[tokio::test]
 async fn responses_websocket_on_the_chatgpt_backend_path() {
-    let fake = FakeProvider::start(FakeOptions { ws: true, ..Default::default() }).await.unwrap();
+    let fake = FakeProvider::start(FakeOptions {
+        ws: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let tls = tls_connect(&fake, "chatgpt.com", &[]).await;
     let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         "wss://chatgpt.com/backend-api/codex/responses",
     )
     .unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.expect("websocket handshake");
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("websocket handshake");
     assert_eq!(resp.status(), 101);
     let create = json!({"type": "response.create", "model": "gpt-5", "input": "backend ws"});
     ws.send(Message::Text(create.to_string())).await.unwrap();
@@ -546,7 +686,10 @@ async fn responses_websocket_on_the_chatgpt_backend_path() {
             break;
         }
     }
-    assert_eq!(last["response"]["output"][0]["content"][0]["text"], "You said: backend ws");
+    assert_eq!(
+        last["response"]["output"][0]["content"][0]["text"],
+        "You said: backend ws"
+    );
     let msgs: Vec<_> = fake.recorded().into_iter().filter(|r| r.transport == "ws").collect();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].path, "/backend-api/codex/responses");
@@ -555,14 +698,21 @@ async fn responses_websocket_on_the_chatgpt_backend_path() {
 #[tokio::test]
 async fn plain_mode_and_ca_dir_reuse() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = FakeOptions { plain: true, ca_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    let opts = FakeOptions {
+        plain: true,
+        ca_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
     let fake = FakeProvider::start(opts.clone()).await.unwrap();
     assert!(fake.base_url().starts_with("http://"));
     let a = post_json(&fake, ANTHROPIC, "/v1/messages", msg_body("plain", false)).await;
     assert_eq!(a.json()["content"][0]["text"], "You said: plain");
     assert!(!fake.recorded()[0].conn.tls);
     let again = FakeProvider::start(opts).await.unwrap();
-    assert_eq!(fake.ca_pem, again.ca_pem, "a CA in ca_dir must be reused, not regenerated");
+    assert_eq!(
+        fake.ca_pem, again.ca_pem,
+        "a CA in ca_dir must be reused, not regenerated"
+    );
     assert_eq!(fake.ca_pem_path, dir.path().join("ca.pem"));
 }
 
@@ -570,15 +720,40 @@ async fn plain_mode_and_ca_dir_reuse() {
 async fn recording_appends_jsonl() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log.jsonl");
-    let fake = FakeProvider::start(FakeOptions { log: Some(log.clone()), ..Default::default() }).await.unwrap();
-    post_with(&fake, ANTHROPIC, "/v1/messages", msg_body("logged", false), &[("x-api-key", "sk-ant-fake")]).await;
-    post_json(&fake, OPENAI, "/v1/chat/completions", json!({"model": "m", "messages": []})).await;
-    let lines: Vec<Value> =
-        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let fake = FakeProvider::start(FakeOptions {
+        log: Some(log.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    post_with(
+        &fake,
+        ANTHROPIC,
+        "/v1/messages",
+        msg_body("logged", false),
+        &[("x-api-key", "sk-ant-fake")],
+    )
+    .await;
+    post_json(
+        &fake,
+        OPENAI,
+        "/v1/chat/completions",
+        json!({"model": "m", "messages": []}),
+    )
+    .await;
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["sni"], ANTHROPIC);
     assert_eq!(lines[0]["json"]["messages"][0]["content"], "logged");
-    assert!(lines[0]["headers"].as_array().unwrap().iter().any(|h| h[0] == "x-api-key"));
+    assert!(lines[0]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h[0] == "x-api-key"));
     assert_eq!(lines[1]["seq"], 1);
     assert_eq!(lines[1]["path"], "/v1/chat/completions");
 }

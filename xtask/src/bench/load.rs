@@ -28,7 +28,15 @@ pub fn ensure_oha(root: &Path) -> Result<PathBuf> {
     crate::step(&format!("installing oha {OHA_VERSION} into target/bench/tools (once)"));
     crate::run(
         Command::new("cargo")
-            .args(["install", "--locked", "--quiet", "oha", "--version", OHA_VERSION, "--root"])
+            .args([
+                "install",
+                "--locked",
+                "--quiet",
+                "oha",
+                "--version",
+                OHA_VERSION,
+                "--root",
+            ])
             .arg(root.join("target/bench/tools")),
     )
     .context("cannot install oha; install it yourself (cargo install oha) or set PROMPTWALL_BENCH_OHA")?;
@@ -98,7 +106,10 @@ pub fn run(oha: &Path, load: &Load) -> Result<LoadResult> {
         // The shell joins the cgroup, then becomes oha.
         Some(cg) => {
             let mut c = Command::new("sh");
-            c.arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", cg.display())).arg(oha).args(&args);
+            c.arg("-c")
+                .arg(format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", cg.display()))
+                .arg(oha)
+                .args(&args);
             c
         }
         None => {
@@ -119,7 +130,10 @@ pub fn run(oha: &Path, load: &Load) -> Result<LoadResult> {
 
 fn parse(v: &Value) -> Result<LoadResult> {
     let f = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    let codes = v.get("statusCodeDistribution").and_then(Value::as_object).context("oha JSON lacks statusCodeDistribution")?;
+    let codes = v
+        .get("statusCodeDistribution")
+        .and_then(Value::as_object)
+        .context("oha JSON lacks statusCodeDistribution")?;
     let ok = codes.get("200").and_then(Value::as_u64).unwrap_or(0);
     let errors: u64 = v
         .get("errorDistribution")

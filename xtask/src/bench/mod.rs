@@ -58,9 +58,23 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
 
     let fake_bind = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let first_fake = services::fake(&bins, &work, &fake_bind, 1)?;
-    let pw = services::promptwall(&bins, &work, &first_fake, true, "full", "[intercept]\nenabled = false\n")?;
+    let pw = services::promptwall(
+        &bins,
+        &work,
+        &first_fake,
+        true,
+        "full",
+        "[intercept]\nenabled = false\n",
+    )?;
     // The same proxy with `[audit] sync = "normal"`: what the per-commit fsync costs.
-    let pw_normal = services::promptwall(&bins, &work.join("sync-normal"), &first_fake, true, "normal", "[intercept]\nenabled = false\n")?;
+    let pw_normal = services::promptwall(
+        &bins,
+        &work.join("sync-normal"),
+        &first_fake,
+        true,
+        "normal",
+        "[intercept]\nenabled = false\n",
+    )?;
     let fake_ca = first_fake.ca.clone();
     let fake_addr = first_fake.addr.clone();
     let mut fake = Some(first_fake);
@@ -92,13 +106,23 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
         proxy: None,
         cgroup: None,
         pid: Some(pw_pid),
-        stream_target: vec!["--connect".into(), pw.explicit.clone(), "--host".into(), pw.explicit.clone()],
+        stream_target: vec![
+            "--connect".into(),
+            pw.explicit.clone(),
+            "--host".into(),
+            pw.explicit.clone(),
+        ],
     };
     let explicit_normal = Route {
         name: "explicit, sync=normal",
         url: format!("http://{}/v1/messages", pw_normal.explicit),
         pid: Some(pw_normal.guard.pid()),
-        stream_target: vec!["--connect".into(), pw_normal.explicit.clone(), "--host".into(), pw_normal.explicit.clone()],
+        stream_target: vec![
+            "--connect".into(),
+            pw_normal.explicit.clone(),
+            "--host".into(),
+            pw_normal.explicit.clone(),
+        ],
         ..explicit.clone()
     };
     let mut routes = vec![explicit.clone(), explicit_normal];
@@ -118,8 +142,11 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
         }
     }
 
-    let bodies: Vec<(Size, PathBuf)> =
-        plan.sizes.iter().map(|s| Ok((*s, scenario::body_file(&work, s.bytes)?))).collect::<Result<_>>()?;
+    let bodies: Vec<(Size, PathBuf)> = plan
+        .sizes
+        .iter()
+        .map(|s| Ok((*s, scenario::body_file(&work, s.bytes)?)))
+        .collect::<Result<_>>()?;
     // A fresh fake per group keeps its in-memory request log small.
     let restart = |fake: &mut Option<services::Fake>, slow_ms: u64| -> Result<()> {
         *fake = None;
@@ -136,7 +163,8 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
     crate::step(&format!("memory with {} open streams", plan.hold_streams));
     restart(&mut fake, 500)?;
     let held = hold(&bins, &explicit, pw_pid, plan.hold_streams);
-    report["memory"] = json!({"idle": idle, "open_streams": held.unwrap_or_else(|e| json!({"error": format!("{e:#}")}))});
+    report["memory"] =
+        json!({"idle": idle, "open_streams": held.unwrap_or_else(|e| json!({"error": format!("{e:#}")}))});
     drop(pw);
     drop(pw_normal);
     drop(fake);
@@ -158,7 +186,10 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
     let md = report::markdown(&report);
     // The smoke run must not overwrite a full run's report.
     let stem = if quick { "report-quick" } else { "report" };
-    std::fs::write(bench_dir.join(format!("{stem}.json")), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        bench_dir.join(format!("{stem}.json")),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     std::fs::write(bench_dir.join(format!("{stem}.md")), &md)?;
     println!("{md}");
     crate::step(&format!("wrote {}.md and {stem}.json", bench_dir.join(stem).display()));
@@ -167,26 +198,49 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
 
 fn build(root: &Path, quick: bool) -> Result<Bins> {
     let profile = if quick { "debug" } else { "release" };
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     // PROMPTWALL_BENCH_NO_BUILD=1: use the binaries already built.
     if std::env::var_os("PROMPTWALL_BENCH_NO_BUILD").is_some() {
-        return Ok(Bins { dir: target.join(profile) });
+        return Ok(Bins {
+            dir: target.join(profile),
+        });
     }
-    crate::step(&format!("building promptwall, the fake provider and bench-client ({profile})"));
+    crate::step(&format!(
+        "building promptwall, the fake provider and bench-client ({profile})"
+    ));
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root).arg("build");
     if !quick {
         cmd.arg("--release");
     }
-    cmd.args(["-p", "promptwall-agent", "-p", "promptwall-fake-provider", "-p", "promptwall-bench-client"]);
+    cmd.args([
+        "-p",
+        "promptwall-agent",
+        "-p",
+        "promptwall-fake-provider",
+        "-p",
+        "promptwall-bench-client",
+    ]);
     crate::run(&mut cmd)?;
-    Ok(Bins { dir: target.join(profile) })
+    Ok(Bins {
+        dir: target.join(profile),
+    })
 }
 
 /// Runs bench-client and parses its JSON line.
 pub fn client_json(bins: &Bins, args: &[&str]) -> Result<Value> {
-    let out = Command::new(bins.client()).args(args).stdin(Stdio::null()).output().context("cannot run bench-client")?;
-    anyhow::ensure!(out.status.success(), "bench-client {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bins.client())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run bench-client")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "bench-client {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).context("bench-client printed no JSON")
 }
 

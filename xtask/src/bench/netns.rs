@@ -27,7 +27,9 @@ const FAKE_IP: &str = "127.0.0.2";
 pub fn outer(bins: &Bins, oha: &Path, work: &Path, quick: bool) -> Result<Value> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("needs root (a private network namespace and a child cgroup for the eBPF programs); run the bench as root");
+        bail!(
+            "needs root (a private network namespace and a child cgroup for the eBPF programs); run the bench as root"
+        );
     }
     let out = work.join("netns.json");
     let log = work.join("netns.log");
@@ -37,14 +39,22 @@ pub fn outer(bins: &Bins, oha: &Path, work: &Path, quick: bool) -> Result<Value>
     if quick {
         cmd.arg("--quick");
     }
-    cmd.env(INNER_ENV, &out).env(BINS_ENV, &bins.dir).env(OHA_ENV, oha).env(WORK_ENV, work.join("netns"));
-    cmd.stdout(std::fs::File::create(&log)?).stderr(std::fs::File::create(work.join("netns.err"))?).stdin(Stdio::null());
+    cmd.env(INNER_ENV, &out)
+        .env(BINS_ENV, &bins.dir)
+        .env(OHA_ENV, oha)
+        .env(WORK_ENV, work.join("netns"));
+    cmd.stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(work.join("netns.err"))?)
+        .stdin(Stdio::null());
     procs::detach(&mut cmd);
     let status = cmd.status().context("cannot run unshare (util-linux)")?;
     if !status.success() {
         let err = std::fs::read_to_string(work.join("netns.err")).unwrap_or_default();
         let tail: Vec<&str> = err.lines().rev().take(6).collect();
-        bail!("the namespace run failed ({status}): {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+        bail!(
+            "the namespace run failed ({status}): {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
     }
     let v: Value = serde_json::from_slice(&std::fs::read(&out)?).context("the namespace run wrote no results")?;
     Ok(v)
@@ -63,7 +73,11 @@ impl TestCgroup {
             .lines()
             .find_map(|l| {
                 let (left, right) = l.split_once(" - ")?;
-                if right.starts_with("cgroup2 ") { left.split_whitespace().nth(4).map(PathBuf::from) } else { None }
+                if right.starts_with("cgroup2 ") {
+                    left.split_whitespace().nth(4).map(PathBuf::from)
+                } else {
+                    None
+                }
             })
             .context("no cgroup2 mount; the eBPF redirect needs cgroup v2")?;
         let path = mount.join(format!("promptwall-test-bench-{}", std::process::id()));
@@ -85,7 +99,10 @@ impl Drop for TestCgroup {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("WARNING: cannot remove {}; `promptwall cleanup` removes it", self.path.display());
+        eprintln!(
+            "WARNING: cannot remove {}; `promptwall cleanup` removes it",
+            self.path.display()
+        );
     }
 }
 
@@ -103,12 +120,18 @@ fn connect_cost(bins: &Bins, cg: &Path, batches: usize) -> Result<Value> {
         .arg(bins.client())
         .args(["connect", "--addr", "127.0.0.3:9", "--batches", &batches.to_string()])
         .output()?;
-    anyhow::ensure!(out.status.success(), "bench-client connect failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "bench-client connect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 pub fn inner(quick: bool, out: &Path) -> Result<()> {
-    let bins = Bins { dir: PathBuf::from(std::env::var(BINS_ENV)?) };
+    let bins = Bins {
+        dir: PathBuf::from(std::env::var(BINS_ENV)?),
+    };
     let oha = PathBuf::from(std::env::var(OHA_ENV)?);
     let work = PathBuf::from(std::env::var(WORK_ENV)?);
     std::fs::create_dir_all(&work)?;
@@ -140,11 +163,27 @@ pub fn inner(quick: bool, out: &Path) -> Result<()> {
     });
 
     let url = "https://api.anthropic.com/v1/messages".to_string();
-    let direct = Route { name: "direct", url: url.clone(), proxy: None, cgroup: None, pid: None, stream_target: vec![] };
-    let transparent =
-        Route { name: "transparent", url, proxy: None, cgroup: Some(cg.path.clone()), pid: Some(pw.guard.pid()), stream_target: vec![] };
-    let bodies: Vec<(Size, PathBuf)> =
-        plan.sizes.iter().map(|s| Ok((*s, scenario::body_file(&work, s.bytes)?))).collect::<Result<_>>()?;
+    let direct = Route {
+        name: "direct",
+        url: url.clone(),
+        proxy: None,
+        cgroup: None,
+        pid: None,
+        stream_target: vec![],
+    };
+    let transparent = Route {
+        name: "transparent",
+        url,
+        proxy: None,
+        cgroup: Some(cg.path.clone()),
+        pid: Some(pw.guard.pid()),
+        stream_target: vec![],
+    };
+    let bodies: Vec<(Size, PathBuf)> = plan
+        .sizes
+        .iter()
+        .map(|s| Ok((*s, scenario::body_file(&work, s.bytes)?)))
+        .collect::<Result<_>>()?;
     let rows = scenario::nonstreaming(&oha, &plan, &bodies, &direct, &[transparent], || {
         // A fresh fake per group keeps its in-memory request log small.
         fake = None;
@@ -153,7 +192,12 @@ pub fn inner(quick: bool, out: &Path) -> Result<()> {
     })?;
     // Did the redirect really carry the traffic through promptwall?
     let intercepted = std::fs::read_to_string(work.join("promptwall.log")).unwrap_or_default();
-    std::fs::write(out, serde_json::to_string(&json!({"connect": connect, "nonstreaming": rows, "log_tail": intercepted.lines().rev().take(3).collect::<Vec<_>>()}))?)?;
+    std::fs::write(
+        out,
+        serde_json::to_string(
+            &json!({"connect": connect, "nonstreaming": rows, "log_tail": intercepted.lines().rev().take(3).collect::<Vec<_>>()}),
+        )?,
+    )?;
     drop(pw);
     drop(fake);
     drop(cg);

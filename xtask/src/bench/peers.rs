@@ -41,7 +41,10 @@ fn venv(bench: &Path, name: &str, pin: &str) -> Result<PathBuf> {
 }
 
 pub fn start(bench: &Path, work: &Path, fake_addr: &str, fake_ca: &Path) -> Result<Started> {
-    let mut started = Started { routes: vec![], skipped: vec![] };
+    let mut started = Started {
+        routes: vec![],
+        skipped: vec![],
+    };
     match mitmproxy(bench, work, fake_addr, fake_ca) {
         Ok(r) => started.routes.push(r),
         Err(e) => started.skipped.push(("mitmproxy", format!("{e:#}"))),
@@ -56,7 +59,17 @@ pub fn start(bench: &Path, work: &Path, fake_addr: &str, fake_ca: &Path) -> Resu
 fn python_env(cmd: &mut Command) {
     // The machine's trust variables point at the system bundle; the peers
     // get exactly the trust set below.
-    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"] {
+    for var in [
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("NO_PROXY", "*");
@@ -68,13 +81,36 @@ fn mitmproxy(bench: &Path, work: &Path, fake_addr: &str, fake_ca: &Path) -> Resu
     let confdir = work.join("mitmproxy");
     std::fs::create_dir_all(&confdir)?;
     let mut cmd = Command::new(venv.join("bin/mitmdump"));
-    cmd.args(["--mode", "regular", "--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
-        .args(["--set", &format!("confdir={}", confdir.display())])
-        .args(["--set", &format!("ssl_verify_upstream_trusted_ca={}", fake_ca.display())])
-        .args(["--set", "flow_detail=0", "--set", "termlog_verbosity=error", "--set", "connection_strategy=lazy"]);
+    cmd.args([
+        "--mode",
+        "regular",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        &port.to_string(),
+    ])
+    .args(["--set", &format!("confdir={}", confdir.display())])
+    .args([
+        "--set",
+        &format!("ssl_verify_upstream_trusted_ca={}", fake_ca.display()),
+    ])
+    .args([
+        "--set",
+        "flow_detail=0",
+        "--set",
+        "termlog_verbosity=error",
+        "--set",
+        "connection_strategy=lazy",
+    ]);
     python_env(&mut cmd);
     let addr = format!("127.0.0.1:{port}");
-    let guard = procs::spawn_listening("mitmproxy", cmd, &work.join("mitmproxy.log"), &addr, Duration::from_secs(60))?;
+    let guard = procs::spawn_listening(
+        "mitmproxy",
+        cmd,
+        &work.join("mitmproxy.log"),
+        &addr,
+        Duration::from_secs(60),
+    )?;
     let ca = confdir.join("mitmproxy-ca-cert.pem");
     let route = Route {
         name: "mitmproxy",
@@ -108,7 +144,9 @@ fn litellm(bench: &Path, work: &Path, fake_addr: &str, fake_ca: &Path) -> Result
         ),
     )?;
     let mut cmd = Command::new(venv.join("bin/litellm"));
-    cmd.arg("--config").arg(&config).args(["--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", "1"]);
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", "1"]);
     python_env(&mut cmd);
     cmd.env("SSL_CERT_FILE", fake_ca)
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -116,7 +154,13 @@ fn litellm(bench: &Path, work: &Path, fake_addr: &str, fake_ca: &Path) -> Result
         .env("LITELLM_TELEMETRY", "False")
         .env("DISABLE_ADMIN_UI", "True");
     let addr = format!("127.0.0.1:{port}");
-    let guard = procs::spawn_listening("litellm", cmd, &work.join("litellm.log"), &addr, Duration::from_secs(120))?;
+    let guard = procs::spawn_listening(
+        "litellm",
+        cmd,
+        &work.join("litellm.log"),
+        &addr,
+        Duration::from_secs(120),
+    )?;
     let route = Route {
         name: "litellm",
         url: format!("http://{addr}/passthrough/v1/messages"),

@@ -68,7 +68,9 @@ pub fn spawn_ready(name: &str, mut cmd: Command, log: &Path, timeout: Duration) 
     let err = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     cmd.stdout(Stdio::piped()).stderr(err).stdin(Stdio::null());
     detach(&mut cmd);
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {name} ({cmd:?}); was it built?"))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name} ({cmd:?}); was it built?"))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -79,7 +81,11 @@ pub fn spawn_ready(name: &str, mut cmd: Command, log: &Path, timeout: Duration) 
             }
         }
     });
-    let mut guard = Guard { name: name.to_string(), child, lines: None };
+    let mut guard = Guard {
+        name: name.to_string(),
+        child,
+        lines: None,
+    };
     match rx.recv_timeout(timeout) {
         Ok(line) => {
             guard.lines = Some(rx);
@@ -104,7 +110,11 @@ pub fn spawn_listening(name: &str, mut cmd: Command, log: &Path, addr: &str, tim
     cmd.stdout(out).stderr(err).stdin(Stdio::null());
     detach(&mut cmd);
     let child = cmd.spawn().with_context(|| format!("cannot start {name} ({cmd:?})"))?;
-    let mut guard = Guard { name: name.to_string(), child, lines: None };
+    let mut guard = Guard {
+        name: name.to_string(),
+        child,
+        lines: None,
+    };
     let deadline = Instant::now() + timeout;
     loop {
         if std::net::TcpStream::connect(addr).is_ok() {
@@ -114,7 +124,10 @@ pub fn spawn_listening(name: &str, mut cmd: Command, log: &Path, addr: &str, tim
             bail!("{name} exited before listening on {addr}; see {}", log.display());
         }
         if Instant::now() > deadline {
-            bail!("{name} did not listen on {addr} within {timeout:?}; see {}", log.display());
+            bail!(
+                "{name} did not listen on {addr} within {timeout:?}; see {}",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -128,7 +141,8 @@ pub fn free_port(ip: &str) -> Result<u16> {
 
 /// utime + stime of `pid`, in seconds.
 pub fn cpu_secs(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
     let after = &stat[stat.rfind(')').context("malformed /proc stat")? + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
@@ -139,9 +153,17 @@ pub fn cpu_secs(pid: u32) -> Result<f64> {
 
 /// A `VmXXX:` field of /proc/<pid>/status, in MiB.
 pub fn status_mib(pid: u32, field: &str) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid} is gone"))?;
-    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field} for {pid}"))?;
-    let kb: f64 = line.split_whitespace().nth(1).context("malformed status line")?.parse()?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid} is gone"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field} for {pid}"))?;
+    let kb: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed status line")?
+        .parse()?;
     Ok(kb / 1024.0)
 }
 

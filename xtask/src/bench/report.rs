@@ -8,12 +8,18 @@ use serde_json::{json, Value};
 
 fn cmd_out(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub fn machine_info(root: &Path) -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string());
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string());
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok());
@@ -59,7 +65,19 @@ fn nonstream_table(md: &mut String, rows: &[Value]) {
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         if let Some(err) = r.get("error") {
-            let _ = writeln!(md, "| {} | {} | {} | error: {} |||||||| |", r["body"].as_str().unwrap_or(""), load_label(r), r["path"].as_str().unwrap_or(""), err.as_str().unwrap_or("").replace('|', "/").chars().take(160).collect::<String>());
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | error: {} |||||||| |",
+                r["body"].as_str().unwrap_or(""),
+                load_label(r),
+                r["path"].as_str().unwrap_or(""),
+                err.as_str()
+                    .unwrap_or("")
+                    .replace('|', "/")
+                    .chars()
+                    .take(160)
+                    .collect::<String>()
+            );
             continue;
         }
         let _ = writeln!(
@@ -86,7 +104,11 @@ pub fn markdown(r: &Value) -> String {
     let _ = writeln!(
         md,
         "## promptwall bench{} — {}\n\n{} ({} cores), kernel {}, {} GiB RAM; {}; build profile {}; git {}.\n",
-        if r["quick"].as_bool() == Some(true) { " (--quick smoke run: numbers are not meaningful)" } else { "" },
+        if r["quick"].as_bool() == Some(true) {
+            " (--quick smoke run: numbers are not meaningful)"
+        } else {
+            ""
+        },
         m["date"].as_str().unwrap_or("?"),
         m["cpu_model"].as_str().unwrap_or("?"),
         m["cores"],
@@ -115,7 +137,18 @@ pub fn markdown(r: &Value) -> String {
     md.push_str("| conc. | path | streams | TTFT p50 µs | TTFT p99 µs | added TTFT p50 µs | inter-event p99 µs | added inter-event p99 µs | email restored | CPU µs/stream | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for s in r["streaming"].as_array().cloned().unwrap_or_default() {
         if let Some(err) = s.get("error") {
-            let _ = writeln!(md, "| {} | {} | error: {} |||||||| |", s["concurrency"], s["path"].as_str().unwrap_or(""), err.as_str().unwrap_or("").replace('|', "/").chars().take(160).collect::<String>());
+            let _ = writeln!(
+                md,
+                "| {} | {} | error: {} |||||||| |",
+                s["concurrency"],
+                s["path"].as_str().unwrap_or(""),
+                err.as_str()
+                    .unwrap_or("")
+                    .replace('|', "/")
+                    .chars()
+                    .take(160)
+                    .collect::<String>()
+            );
             continue;
         }
         // All deltas in one chunk: the path held the stream back until it ended.
@@ -129,8 +162,16 @@ pub fn markdown(r: &Value) -> String {
             fmt(num(&s, "/ttft_us/p50"), 0),
             fmt(num(&s, "/ttft_us/p99"), 0),
             signed(num(&s, "/added_ttft_p50_us"), 0),
-            if buffered { "0 (buffered whole)".to_string() } else { fmt(num(&s, "/inter_event_us/p99"), 0) },
-            if buffered { "n/a".to_string() } else { signed(num(&s, "/added_inter_event_p99_us"), 0) },
+            if buffered {
+                "0 (buffered whole)".to_string()
+            } else {
+                fmt(num(&s, "/inter_event_us/p99"), 0)
+            },
+            if buffered {
+                "n/a".to_string()
+            } else {
+                signed(num(&s, "/added_inter_event_p99_us"), 0)
+            },
             s["email_restored"],
             s["streams"],
             fmt(num(&s, "/cpu_us_per_stream"), 0),
@@ -169,7 +210,8 @@ pub fn markdown(r: &Value) -> String {
         md,
         "| idle RSS MiB | streams open | RSS with them MiB | peak MiB |\n|---|---|---|---|\n| {} | {}/{} | {} | {} |",
         fmt(num(mem, "/idle/rss_mib"), 1),
-        mem["open_streams"]["open"], mem["open_streams"]["streams"],
+        mem["open_streams"]["open"],
+        mem["open_streams"]["streams"],
         fmt(num(mem, "/open_streams/rss_mib"), 1),
         fmt(num(mem, "/open_streams/hwm_mib"), 1),
     );

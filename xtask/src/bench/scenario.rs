@@ -55,8 +55,16 @@ impl Plan {
             Plan {
                 seconds: 1.0,
                 sizes: vec![
-                    Size { label: "1 KB", bytes: 1024, requests: None },
-                    Size { label: "256 KB", bytes: 256 * 1024, requests: Some(40) },
+                    Size {
+                        label: "1 KB",
+                        bytes: 1024,
+                        requests: None,
+                    },
+                    Size {
+                        label: "256 KB",
+                        bytes: 256 * 1024,
+                        requests: Some(40),
+                    },
                 ],
                 concurrency: vec![1, 32],
                 rated: vec![(32, 500)],
@@ -69,8 +77,16 @@ impl Plan {
             Plan {
                 seconds: 10.0,
                 sizes: vec![
-                    Size { label: "1 KB", bytes: 1024, requests: None },
-                    Size { label: "256 KB", bytes: 256 * 1024, requests: Some(2000) },
+                    Size {
+                        label: "1 KB",
+                        bytes: 1024,
+                        requests: None,
+                    },
+                    Size {
+                        label: "256 KB",
+                        bytes: 256 * 1024,
+                        requests: Some(2000),
+                    },
                 ],
                 concurrency: vec![1, 32],
                 rated: vec![(32, 1000), (32, 3000)],
@@ -92,7 +108,10 @@ pub fn body_file(dir: &Path, bytes: usize) -> Result<PathBuf> {
     let mut text = String::new();
     let mut i = 0u64;
     while text.len() < bytes.saturating_sub(head.len() + tail.len()) {
-        text += &format!("fn handler_{i}(req: Request) -> Result<Response> {{ let n = req.len() * {}; Ok(n) }} ", i % 97);
+        text += &format!(
+            "fn handler_{i}(req: Request) -> Result<Response> {{ let n = req.len() * {}; Ok(n) }} ",
+            i % 97
+        );
         i += 1;
     }
     text.truncate(bytes.saturating_sub(head.len() + tail.len()));
@@ -101,7 +120,15 @@ pub fn body_file(dir: &Path, bytes: usize) -> Result<PathBuf> {
 }
 
 /// Runs `load` on `path` after a short unmeasured warm-up.
-pub fn measure(oha: &Path, path: &Route, body: &Path, size: Size, concurrency: usize, rate: Option<u32>, seconds: f64) -> Result<Value> {
+pub fn measure(
+    oha: &Path,
+    path: &Route,
+    body: &Path,
+    size: Size,
+    concurrency: usize,
+    rate: Option<u32>,
+    seconds: f64,
+) -> Result<Value> {
     let mut l = Load {
         url: path.url.clone(),
         body,
@@ -186,18 +213,34 @@ pub fn stream(client: &Path, path: &Route, concurrency: usize, streams: usize) -
     let out = Command::new(client)
         .arg("stream")
         .args(&path.stream_target)
-        .args(["--concurrency", &concurrency.to_string(), "--streams", &streams.to_string(), "--events", "200", "--paced"])
+        .args([
+            "--concurrency",
+            &concurrency.to_string(),
+            "--streams",
+            &streams.to_string(),
+            "--events",
+            "200",
+            "--paced",
+        ])
         .stdin(Stdio::null())
         .output()
         .context("cannot run bench-client")?;
     let cpu1 = path.pid.map(procs::cpu_secs).transpose()?;
     if !out.status.success() {
-        bail!("bench-client stream through {} failed: {}", path.name, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "bench-client stream through {} failed: {}",
+            path.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let mut v: Value = serde_json::from_slice(&out.stdout).context("bench-client printed no JSON")?;
     let n = v.get("streams").and_then(Value::as_u64).unwrap_or(0);
     if n == 0 {
-        bail!("no stream through {} completed: {}", path.name, v.get("first_error").unwrap_or(&Value::Null));
+        bail!(
+            "no stream through {} completed: {}",
+            path.name,
+            v.get("first_error").unwrap_or(&Value::Null)
+        );
     }
     let o = v.as_object_mut().unwrap();
     o.insert("path".into(), json!(path.name));
@@ -221,9 +264,18 @@ pub fn streaming(client: &Path, plan: &Plan, baseline: &Route, paths: &[Route]) 
                 Ok(mut v) => {
                     let o = v.as_object_mut().unwrap();
                     let r = Value::Object(o.clone());
-                    o.insert("added_ttft_p50_us".into(), json!(f(&r, "/ttft_us/p50") - f(&base, "/ttft_us/p50")));
-                    o.insert("added_ttft_p99_us".into(), json!(f(&r, "/ttft_us/p99") - f(&base, "/ttft_us/p99")));
-                    o.insert("added_inter_event_p99_us".into(), json!(f(&r, "/inter_event_us/p99") - f(&base, "/inter_event_us/p99")));
+                    o.insert(
+                        "added_ttft_p50_us".into(),
+                        json!(f(&r, "/ttft_us/p50") - f(&base, "/ttft_us/p50")),
+                    );
+                    o.insert(
+                        "added_ttft_p99_us".into(),
+                        json!(f(&r, "/ttft_us/p99") - f(&base, "/ttft_us/p99")),
+                    );
+                    o.insert(
+                        "added_inter_event_p99_us".into(),
+                        json!(f(&r, "/inter_event_us/p99") - f(&base, "/inter_event_us/p99")),
+                    );
                     rows.push(v);
                 }
                 Err(e) => rows.push(json!({"path": p.name, "concurrency": c, "error": format!("{e:#}")})),

@@ -38,14 +38,36 @@ pub struct Fake {
 /// streams that ask for it.
 pub fn fake(bins: &Bins, work: &Path, bind: &str, slow_ms: u64) -> Result<Fake> {
     let mut cmd = Command::new(bins.fake());
-    cmd.args(["--bind", bind, "--slow-delay-ms", &slow_ms.to_string(), "--think-delay-ms", "0", "--alpn", "http/1.1"])
-        .arg("--ca-dir")
-        .arg(work.join("fake-ca"));
-    let (guard, line) = procs::spawn_ready("fake-provider", cmd, &work.join("fake-provider.log"), Duration::from_secs(20))?;
-    let v: Value = serde_json::from_str(&line).with_context(|| format!("fake-provider readiness line is not JSON: {line}"))?;
-    let addr = v["addr"].as_str().context("fake-provider did not report addr")?.to_string();
+    cmd.args([
+        "--bind",
+        bind,
+        "--slow-delay-ms",
+        &slow_ms.to_string(),
+        "--think-delay-ms",
+        "0",
+        "--alpn",
+        "http/1.1",
+    ])
+    .arg("--ca-dir")
+    .arg(work.join("fake-ca"));
+    let (guard, line) = procs::spawn_ready(
+        "fake-provider",
+        cmd,
+        &work.join("fake-provider.log"),
+        Duration::from_secs(20),
+    )?;
+    let v: Value =
+        serde_json::from_str(&line).with_context(|| format!("fake-provider readiness line is not JSON: {line}"))?;
+    let addr = v["addr"]
+        .as_str()
+        .context("fake-provider did not report addr")?
+        .to_string();
     let ca = PathBuf::from(v["ca"].as_str().context("fake-provider did not report its CA")?);
-    Ok(Fake { _process: guard, addr, ca })
+    Ok(Fake {
+        _process: guard,
+        addr,
+        ca,
+    })
 }
 
 pub struct Promptwall {
@@ -55,11 +77,22 @@ pub struct Promptwall {
 
 /// Extra config for promptwall (e.g. the [intercept] table); `audit_sync`
 /// is `[audit] sync`.
-pub fn promptwall(bins: &Bins, work: &Path, fake: &Fake, resolve: bool, audit_sync: &str, extra: &str) -> Result<Promptwall> {
+pub fn promptwall(
+    bins: &Bins,
+    work: &Path,
+    fake: &Fake,
+    resolve: bool,
+    audit_sync: &str,
+    extra: &str,
+) -> Result<Promptwall> {
     std::fs::create_dir_all(work)?;
     let explicit = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let transparent = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
-    let resolve = if resolve { format!("\"api.anthropic.com\" = \"{}\"\n", fake.addr) } else { String::new() };
+    let resolve = if resolve {
+        format!("\"api.anthropic.com\" = \"{}\"\n", fake.addr)
+    } else {
+        String::new()
+    };
     let config = format!(
         "[listen]\nexplicit = \"{explicit}\"\ntransparent = \"{transparent}\"\nadmin_socket = \"{sock}\"\n\
          [ca]\ndir = \"{ca}\"\n[audit]\nurl = \"sqlite://{db}\"\nsync = \"{audit_sync}\"\n\
@@ -72,13 +105,22 @@ pub fn promptwall(bins: &Bins, work: &Path, fake: &Fake, resolve: bool, audit_sy
     let path = work.join("promptwall.toml");
     std::fs::write(&path, config)?;
     if !work.join("promptwall-ca/ca.pem").exists() {
-        let out = Command::new(bins.promptwall()).arg("--config").arg(&path).args(["ca", "init"]).output()?;
-        anyhow::ensure!(out.status.success(), "promptwall ca init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bins.promptwall())
+            .arg("--config")
+            .arg(&path)
+            .args(["ca", "init"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "promptwall ca init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let mut cmd = Command::new(bins.promptwall());
     cmd.arg("--config").arg(&path).arg("up").env("PROMPTWALL_LOG", "warn");
     let (guard, line) = procs::spawn_ready("promptwall", cmd, &work.join("promptwall.log"), Duration::from_secs(30))?;
-    let v: Value = serde_json::from_str(&line).with_context(|| format!("promptwall readiness line is not JSON: {line}"))?;
+    let v: Value =
+        serde_json::from_str(&line).with_context(|| format!("promptwall readiness line is not JSON: {line}"))?;
     let explicit = v["explicit"].as_str().map(str::to_string).unwrap_or(explicit);
     Ok(Promptwall { guard, explicit })
 }

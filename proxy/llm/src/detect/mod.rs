@@ -75,12 +75,17 @@ pub enum DetectError {
     CustomPattern { kind: String, source: Box<regex::Error> },
     #[error("custom detector kind {0:?} is not usable; use a non-empty name of letters, digits, '_' or '-' that is not a built-in kind")]
     CustomKind(String),
-    #[error("allowlist pattern {pattern:?} is invalid: {source}; fix [pipeline] allowlist_patterns (Rust regex syntax)")]
+    #[error(
+        "allowlist pattern {pattern:?} is invalid: {source}; fix [pipeline] allowlist_patterns (Rust regex syntax)"
+    )]
     AllowlistPattern { pattern: String, source: Box<regex::Error> },
     #[error("[pipeline.actions] names unknown detector kind {0:?}; use a kind listed by `promptwall scan --list-kinds` or a custom detector's kind")]
     UnknownKind(String),
     #[error("built-in detector {kind} does not compile: {source}; this is a promptwall bug, please report it")]
-    Builtin { kind: &'static str, source: Box<regex::Error> },
+    Builtin {
+        kind: &'static str,
+        source: Box<regex::Error>,
+    },
 }
 
 /// A detector kind in the built-in catalogue.
@@ -97,11 +102,19 @@ pub static KINDS: LazyLock<Vec<KindInfo>> = LazyLock::new(|| {
     let mut kinds = Vec::new();
     for r in rules::builtin_rules() {
         if seen.insert(r.kind) {
-            kinds.push(KindInfo { kind: r.kind, category: Category::Secret, description: r.description });
+            kinds.push(KindInfo {
+                kind: r.kind,
+                category: Category::Secret,
+                description: r.description,
+            });
         }
     }
     for p in PiiKind::ALL {
-        kinds.push(KindInfo { kind: p.kind(), category: Category::Pii, description: p.description() });
+        kinds.push(KindInfo {
+            kind: p.kind(),
+            category: Category::Pii,
+            description: p.description(),
+        });
     }
     kinds
 });
@@ -207,7 +220,10 @@ pub struct Detector {
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Detector").field("rules", &self.rules.len()).field("custom", &self.custom.len()).finish_non_exhaustive()
+        f.debug_struct("Detector")
+            .field("rules", &self.rules.len())
+            .field("custom", &self.custom.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,7 +263,10 @@ impl Detector {
     pub fn new(policy: &DetectPolicy) -> Result<Detector, DetectError> {
         let builtin: HashSet<&str> = KINDS.iter().map(|k| k.kind).collect();
         for c in &policy.custom {
-            let name_ok = !c.kind.is_empty() && c.kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let name_ok = !c.kind.is_empty()
+                && c.kind
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !name_ok || builtin.contains(c.kind.as_str()) {
                 return Err(DetectError::CustomKind(c.kind.clone()));
             }
@@ -265,13 +284,27 @@ impl Detector {
                 continue;
             }
             let anchored = rule.back == 0;
-            let pattern = if anchored { format!("^(?:{})", rule.pattern) } else { rule.pattern.clone() };
+            let pattern = if anchored {
+                format!("^(?:{})", rule.pattern)
+            } else {
+                rule.pattern.clone()
+            };
             let regex = RegexBuilder::new(&pattern)
                 .size_limit(64 << 20)
                 .build()
-                .map_err(|e| DetectError::Builtin { kind: rule.kind, source: Box::new(e) })?;
+                .map_err(|e| DetectError::Builtin {
+                    kind: rule.kind,
+                    source: Box::new(e),
+                })?;
             let has_group = regex.capture_names().any(|n| n == Some("s"));
-            rules.push(CompiledRule { kind: Arc::from(rule.kind), rule, regex, action, has_group, anchored });
+            rules.push(CompiledRule {
+                kind: Arc::from(rule.kind),
+                rule,
+                regex,
+                action,
+                has_group,
+                anchored,
+            });
         }
         let prefilter = Prefilter::build(&rules);
 
@@ -284,10 +317,17 @@ impl Detector {
             if action == Action::Off {
                 continue;
             }
-            let regex = Regex::new(&c.pattern)
-                .map_err(|e| DetectError::CustomPattern { kind: c.kind.clone(), source: Box::new(e) })?;
+            let regex = Regex::new(&c.pattern).map_err(|e| DetectError::CustomPattern {
+                kind: c.kind.clone(),
+                source: Box::new(e),
+            })?;
             let category = if c.secret { Category::Secret } else { Category::Pii };
-            custom.push(CompiledCustom { kind: Arc::from(c.kind.as_str()), regex, category, action });
+            custom.push(CompiledCustom {
+                kind: Arc::from(c.kind.as_str()),
+                regex,
+                category,
+                action,
+            });
         }
 
         let mut allow_literals: HashSet<String> = BUILTIN_ALLOWLIST.iter().map(|s| s.to_string()).collect();
@@ -295,7 +335,12 @@ impl Detector {
         let allow_patterns = policy
             .allowlist_patterns
             .iter()
-            .map(|p| Regex::new(p).map_err(|e| DetectError::AllowlistPattern { pattern: p.clone(), source: Box::new(e) }))
+            .map(|p| {
+                Regex::new(p).map_err(|e| DetectError::AllowlistPattern {
+                    pattern: p.clone(),
+                    source: Box::new(e),
+                })
+            })
             .collect::<Result<_, _>>()?;
 
         Ok(Detector {
@@ -318,12 +363,24 @@ impl Detector {
         self.pii.scan(
             text,
             |k| pii_actions[k as usize] != Action::Off,
-            &mut |k: PiiKind, start, end| raw.push(Raw { start, end, tier: PII_TIER, source: Source::Pii(k as usize) }),
+            &mut |k: PiiKind, start, end| {
+                raw.push(Raw {
+                    start,
+                    end,
+                    tier: PII_TIER,
+                    source: Source::Pii(k as usize),
+                })
+            },
         );
         for (i, c) in self.custom.iter().enumerate() {
             for m in c.regex.find_iter(text) {
                 if m.end() > m.start() {
-                    raw.push(Raw { start: m.start(), end: m.end(), tier: CUSTOM_TIER, source: Source::Custom(i) });
+                    raw.push(Raw {
+                        start: m.start(),
+                        end: m.end(),
+                        tier: CUSTOM_TIER,
+                        source: Source::Custom(i),
+                    });
                 }
             }
         }
@@ -400,7 +457,12 @@ impl Detector {
         };
         let m = start + m.start..start + m.end;
         if self.accept(rule, text, m.clone()) {
-            raw.push(Raw { start: m.start, end: m.end, tier: rule.rule.tier, source: Source::Rule(r) });
+            raw.push(Raw {
+                start: m.start,
+                end: m.end,
+                tier: rule.rule.tier,
+                source: Source::Rule(r),
+            });
         }
     }
 
@@ -411,7 +473,9 @@ impl Detector {
         let mut pos = floor_boundary(text, start);
         while pos < end {
             let (whole, m) = if rule.has_group {
-                let Some(caps) = rule.regex.captures_at(hay, pos) else { break };
+                let Some(caps) = rule.regex.captures_at(hay, pos) else {
+                    break;
+                };
                 let whole = caps.get(0).expect("group 0");
                 match caps.name("s") {
                     Some(m) => (whole, m),
@@ -425,7 +489,12 @@ impl Detector {
             // (`KEY="token": "…"`), so retry one character further on.
             let retry = ceil_boundary(text, whole.start() + 1);
             if self.accept(rule, text, m.range()) {
-                raw.push(Raw { start: m.start(), end: m.end(), tier: rule.rule.tier, source: Source::Rule(r) });
+                raw.push(Raw {
+                    start: m.start(),
+                    end: m.end(),
+                    tier: rule.rule.tier,
+                    source: Source::Rule(r),
+                });
                 pos = whole.end().max(retry);
             } else {
                 pos = retry;
@@ -435,7 +504,12 @@ impl Detector {
 
     /// Most specific first, then longest; keep what does not overlap.
     fn resolve(&self, mut raw: Vec<Raw>) -> Vec<Finding> {
-        raw.sort_by(|a, b| b.tier.cmp(&a.tier).then((b.end - b.start).cmp(&(a.end - a.start))).then(a.start.cmp(&b.start)));
+        raw.sort_by(|a, b| {
+            b.tier
+                .cmp(&a.tier)
+                .then((b.end - b.start).cmp(&(a.end - a.start)))
+                .then(a.start.cmp(&b.start))
+        });
         let mut taken: Vec<(usize, usize, Source)> = Vec::new();
         for r in raw {
             let at = taken.partition_point(|t| t.0 < r.start);
@@ -451,9 +525,19 @@ impl Detector {
                 let (kind, category, action) = match source {
                     Source::Rule(i) => (self.rules[i].kind.clone(), Category::Secret, self.rules[i].action),
                     Source::Pii(i) => (self.pii_kinds[i].clone(), Category::Pii, self.pii_actions[i]),
-                    Source::Custom(i) => (self.custom[i].kind.clone(), self.custom[i].category, self.custom[i].action),
+                    Source::Custom(i) => (
+                        self.custom[i].kind.clone(),
+                        self.custom[i].category,
+                        self.custom[i].action,
+                    ),
                 };
-                Finding { kind, category, start, end, action }
+                Finding {
+                    kind,
+                    category,
+                    start,
+                    end,
+                    action,
+                }
             })
             .collect()
     }
@@ -467,7 +551,13 @@ impl crate::scan::Scanner for Detector {
     fn scan(&self, text: &str) -> Vec<crate::scan::Hit> {
         Detector::scan(self, text)
             .into_iter()
-            .map(|f| crate::scan::Hit { kind: f.kind, category: f.category, start: f.start, end: f.end, action: f.action })
+            .map(|f| crate::scan::Hit {
+                kind: f.kind,
+                category: f.category,
+                start: f.start,
+                end: f.end,
+                action: f.action,
+            })
             .collect()
     }
 }

@@ -28,8 +28,15 @@ pub(crate) enum PiiKind {
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 7] =
-        [PiiKind::Email, PiiKind::Phone, PiiKind::CreditCard, PiiKind::Iban, PiiKind::UsSsn, PiiKind::Ipv4, PiiKind::Ipv6];
+    pub const ALL: [PiiKind; 7] = [
+        PiiKind::Email,
+        PiiKind::Phone,
+        PiiKind::CreditCard,
+        PiiKind::Iban,
+        PiiKind::UsSsn,
+        PiiKind::Ipv4,
+        PiiKind::Ipv6,
+    ];
 
     pub fn kind(self) -> &'static str {
         match self {
@@ -75,7 +82,10 @@ pub(crate) fn left_ok(b: &[u8], start: usize) -> bool {
     if start == 0 || !is_word(b[start - 1]) {
         return true;
     }
-    start >= 2 && b[start - 2] == b'\\' && matches!(b[start - 1], b'n' | b't' | b'r') && (start < 3 || b[start - 3] != b'\\')
+    start >= 2
+        && b[start - 2] == b'\\'
+        && matches!(b[start - 1], b'n' | b't' | b'r')
+        && (start < 3 || b[start - 3] != b'\\')
 }
 
 pub(crate) fn right_ok(b: &[u8], end: usize) -> bool {
@@ -90,7 +100,10 @@ fn number_right_ok(b: &[u8], end: usize) -> bool {
 fn number_left_ok(b: &[u8], start: usize) -> bool {
     left_ok(b, start)
         && !(start >= 1 && matches!(b[start - 1], b'.' | b'-' | b'+' | b'/' | b'#' | b'$'))
-        && !(start >= 2 && b[start - 1] == b' ' && b[start - 2].is_ascii_digit() && b.get(start.wrapping_sub(3)) == Some(&b' '))
+        && !(start >= 2
+            && b[start - 1] == b' '
+            && b[start - 2].is_ascii_digit()
+            && b.get(start.wrapping_sub(3)) == Some(&b' '))
 }
 
 const FILE_EXTENSIONS: &[&str] = &[
@@ -131,7 +144,12 @@ impl PiiScanner {
             enabled(PiiKind::Ipv4),
         );
         if phone || ssn || card || iban || ipv4 {
-            for Run { range: run, digits, dots } in (NumericRuns { b, pos: 0 }) {
+            for Run {
+                range: run,
+                digits,
+                dots,
+            } in (NumericRuns { b, pos: 0 })
+            {
                 let base = run.start;
                 // IBAN check digits follow two capitals; the rest may be letters.
                 if iban && base >= 2 && b[base - 2].is_ascii_uppercase() && b[base - 1].is_ascii_uppercase() {
@@ -197,7 +215,11 @@ impl PiiScanner {
                 pos = m.end();
                 let v = m.as_str();
                 let (area, sep1, group, sep2, serial) = (&v[..3], &v[3..4], &v[4..6], &v[6..7], &v[7..]);
-                if sep1 == sep2 && ssn_ok(area, group, serial) && number_left_ok(b, m.start()) && number_right_ok(b, m.end()) {
+                if sep1 == sep2
+                    && ssn_ok(area, group, serial)
+                    && number_left_ok(b, m.start())
+                    && number_right_ok(b, m.end())
+                {
                     out(PiiKind::UsSsn, m.start(), m.end());
                 }
             }
@@ -224,7 +246,10 @@ impl PiiScanner {
         while let Some(m) = self.ipv4.find_at(&text[..run.end], pos) {
             pos = m.end();
             let (s, e) = (m.start(), m.end());
-            if !(number_left_ok(b, s) && number_right_ok(b, e)) || (s > 0 && b[s - 1] == b'.') || looks_like_version(b, s) {
+            if !(number_left_ok(b, s) && number_right_ok(b, e))
+                || (s > 0 && b[s - 1] == b'.')
+                || looks_like_version(b, s)
+            {
                 continue;
             }
             // `8.1.3.3`: clause numbers of specs (X.690, RFCs) share the shape.
@@ -290,7 +315,11 @@ impl Iterator for NumericRuns<'_> {
         self.pos = end;
         // Trailing separators are not part of the run (a trailing dot counts
         // only towards the cheap IPv4 pre-check, never a finding).
-        Some(Run { range: start..last_digit + 1, digits, dots })
+        Some(Run {
+            range: start..last_digit + 1,
+            digits,
+            dots,
+        })
     }
 }
 
@@ -322,29 +351,56 @@ fn looks_like_version(b: &[u8], start: usize) -> bool {
     let from = start.saturating_sub(12);
     let before = String::from_utf8_lossy(&b[from..start]).to_ascii_lowercase();
     let before = before.trim_end();
-    before.ends_with("version") || before.ends_with("ver") || before.ends_with("==") || before.ends_with("@")
-        || before.ends_with("v") || before.ends_with("release") || before.ends_with("build")
-        || before.ends_with('§') || before.ends_with("section") || before.ends_with("sec.") || before.ends_with("oid")
+    before.ends_with("version")
+        || before.ends_with("ver")
+        || before.ends_with("==")
+        || before.ends_with("@")
+        || before.ends_with("v")
+        || before.ends_with("release")
+        || before.ends_with("build")
+        || before.ends_with('§')
+        || before.ends_with("section")
+        || before.ends_with("sec.")
+        || before.ends_with("oid")
 }
 
 /// ASN.1 object identifiers share the dotted-quad shape; these arcs
 /// (iso.member-body, iso.org, joint-iso-itu-t.ds, …) start almost all of them.
 fn looks_like_oid(s: &str) -> bool {
-    ["1.2.", "1.3.", "2.5.", "2.16.", "2.23."].iter().any(|p| s.starts_with(p))
+    ["1.2.", "1.3.", "2.5.", "2.16.", "2.23."]
+        .iter()
+        .any(|p| s.starts_with(p))
 }
 
 /// Public resolvers named in docs and configs everywhere: infrastructure,
 /// not anyone's personal data.
 const WELL_KNOWN_PUBLIC_IPS: &[&str] = &[
-    "8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112", "208.67.222.222", "208.67.220.220",
-    "2001:4860:4860::8888", "2001:4860:4860::8844", "2606:4700:4700::1111", "2606:4700:4700::1001", "2620:fe::fe",
-    "2620:fe::9", "2620:fe::fe:9",
+    "8.8.8.8",
+    "8.8.4.4",
+    "1.1.1.1",
+    "1.0.0.1",
+    "9.9.9.9",
+    "149.112.112.112",
+    "208.67.222.222",
+    "208.67.220.220",
+    "2001:4860:4860::8888",
+    "2001:4860:4860::8844",
+    "2606:4700:4700::1111",
+    "2606:4700:4700::1001",
+    "2620:fe::fe",
+    "2620:fe::9",
+    "2620:fe::fe:9",
 ];
 
 /// Longest prefix (by separator groups) of `s` that is a valid card number.
 fn card_prefix(s: &str) -> Option<usize> {
     let sep = s.bytes().find(|b| *b == b' ' || *b == b'-');
-    let mut ends: Vec<usize> = s.bytes().enumerate().filter(|(_, b)| Some(*b) == sep).map(|(i, _)| i).collect();
+    let mut ends: Vec<usize> = s
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| Some(*b) == sep)
+        .map(|(i, _)| i)
+        .collect();
     ends.push(s.len());
     if let Some(sep) = sep {
         // One separator kind throughout.
@@ -462,11 +518,16 @@ fn scan_intl_phones(b: &[u8], mut out: impl FnMut(usize, usize)) {
         }
         let s = &b[plus + 1..end];
         let digits: String = s.iter().filter(|c| c.is_ascii_digit()).map(|&c| c as char).collect();
-        if !(8..=15).contains(&digits.len()) || !right_ok(b, end) || (end < b.len() && matches!(b[end], b'.' | b'-') && b.get(end + 1).is_some_and(u8::is_ascii_digit)) {
+        if !(8..=15).contains(&digits.len())
+            || !right_ok(b, end)
+            || (end < b.len() && matches!(b[end], b'.' | b'-') && b.get(end + 1).is_some_and(u8::is_ascii_digit))
+        {
             continue;
         }
         // Separators single, parentheses balanced, and the country code valid.
-        let seps_ok = s.windows(2).all(|w| w[0].is_ascii_digit() || w[1].is_ascii_digit() || matches!(w, [b')', b' '] | [b' ', b'(']));
+        let seps_ok = s
+            .windows(2)
+            .all(|w| w[0].is_ascii_digit() || w[1].is_ascii_digit() || matches!(w, [b')', b' '] | [b' ', b'(']));
         let opens = s.iter().filter(|c| **c == b'(').count();
         let closes = s.iter().filter(|c| **c == b')').count();
         if !seps_ok || opens != closes || opens > 1 || country_code_len(&digits).is_none() {
@@ -566,7 +627,9 @@ mod tests {
 
     fn found(text: &str, private: bool) -> Vec<(&'static str, String)> {
         let mut v = Vec::new();
-        PiiScanner::new(private).scan(text, |_| true, &mut |k: PiiKind, s, e| v.push((k.kind(), text[s..e].to_string())));
+        PiiScanner::new(private).scan(text, |_| true, &mut |k: PiiKind, s, e| {
+            v.push((k.kind(), text[s..e].to_string()))
+        });
         v
     }
 
@@ -585,37 +648,86 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(found("mail alice.smith+tag@mail.example.co.uk now", false), vec![("email", "alice.smith+tag@mail.example.co.uk".into())]);
-        assert_eq!(found(r#"{"text":"hi\nbob@corp.io"}"#, false), vec![("email", "bob@corp.io".into())]);
-        for neg in ["@types/node", "logo@2x.png", "lodash@4.17.21", "git@github.com:org/repo.git", "@Override", "user@localhost", "a@b.c1"] {
+        assert_eq!(
+            found("mail alice.smith+tag@mail.example.co.uk now", false),
+            vec![("email", "alice.smith+tag@mail.example.co.uk".into())]
+        );
+        assert_eq!(
+            found(r#"{"text":"hi\nbob@corp.io"}"#, false),
+            vec![("email", "bob@corp.io".into())]
+        );
+        for neg in [
+            "@types/node",
+            "logo@2x.png",
+            "lodash@4.17.21",
+            "git@github.com:org/repo.git",
+            "@Override",
+            "user@localhost",
+            "a@b.c1",
+        ] {
             assert!(kinds(neg).is_empty(), "{neg}: {:?}", found(neg, false));
         }
     }
 
     #[test]
     fn phones() {
-        for p in ["+1 415 555 2671", "+44 20 7946 0958", "+49 (30) 901820", "+14155552671", "(415) 555-2671", "415-555-2671", "020 7946 0958"] {
+        for p in [
+            "+1 415 555 2671",
+            "+44 20 7946 0958",
+            "+49 (30) 901820",
+            "+14155552671",
+            "(415) 555-2671",
+            "415-555-2671",
+            "020 7946 0958",
+        ] {
             assert_eq!(kinds(&format!("call {p} today")), vec!["phone"], "{p}");
         }
-        for n in ["datetime!(+9999-12-31 23:59:59)", "+999999-12-31", "2024-01-15", "v1.2.3", "build 20240115123045", "+0 123 456", "x+12345678", "id 123-456-78901", "1.415.555.2671.5", "+999 12"] {
+        for n in [
+            "datetime!(+9999-12-31 23:59:59)",
+            "+999999-12-31",
+            "2024-01-15",
+            "v1.2.3",
+            "build 20240115123045",
+            "+0 123 456",
+            "x+12345678",
+            "id 123-456-78901",
+            "1.415.555.2671.5",
+            "+999 12",
+        ] {
             assert!(!kinds(n).contains(&"phone"), "{n}: {:?}", found(n, false));
         }
     }
 
     #[test]
     fn cards() {
-        assert_eq!(found("card 4539 1488 0343 6467 exp", false), vec![("credit_card", "4539 1488 0343 6467".into())]);
-        assert_eq!(kinds("amex 3714-496353-98431? no: 3782-822463-10005"), Vec::<&str>::new());
+        assert_eq!(
+            found("card 4539 1488 0343 6467 exp", false),
+            vec![("credit_card", "4539 1488 0343 6467".into())]
+        );
+        assert_eq!(
+            kinds("amex 3714-496353-98431? no: 3782-822463-10005"),
+            Vec::<&str>::new()
+        );
         assert_eq!(kinds("ts 1700000000000 and 4539148803436468"), Vec::<&str>::new());
         assert_eq!(kinds("stripe test 4242 4242 4242 4242"), Vec::<&str>::new());
     }
 
     #[test]
     fn iban_and_ssn() {
-        assert_eq!(found("IBAN DE89 3704 0044 0532 0130 00 thanks", false), vec![("iban", "DE89 3704 0044 0532 0130 00".into())]);
+        assert_eq!(
+            found("IBAN DE89 3704 0044 0532 0130 00 thanks", false),
+            vec![("iban", "DE89 3704 0044 0532 0130 00".into())]
+        );
         assert!(kinds("DE89 3704 0044 0532 0130 01").is_empty());
         assert_eq!(found("ssn 536-22-1234.", false), vec![("us_ssn", "536-22-1234".into())]);
-        for n in ["000-12-3456", "666-12-3456", "912-12-3456", "536-00-1234", "536-22-0000", "536-22 1234"] {
+        for n in [
+            "000-12-3456",
+            "666-12-3456",
+            "912-12-3456",
+            "536-00-1234",
+            "536-22-0000",
+            "536-22 1234",
+        ] {
             assert!(kinds(n).is_empty(), "{n}");
         }
     }
@@ -623,12 +735,38 @@ mod tests {
     #[test]
     fn ips() {
         assert_eq!(kinds("connect to 81.2.69.160 now"), vec!["ipv4"]);
-        for n in ["8.8.8.8", "\"1.3.101.112\".parse()", "RFC 5280 §5.1.2.4", "Section 5.1.2.1", "(X.690 8.1.3.3)", "10.1.2.3", "127.0.0.1", "192.168.1.20", "169.254.1.1", "192.0.2.55", "version 1.2.3.4", "1.3.6.1.4.1", "999.1.1.1"] {
+        for n in [
+            "8.8.8.8",
+            "\"1.3.101.112\".parse()",
+            "RFC 5280 §5.1.2.4",
+            "Section 5.1.2.1",
+            "(X.690 8.1.3.3)",
+            "10.1.2.3",
+            "127.0.0.1",
+            "192.168.1.20",
+            "169.254.1.1",
+            "192.0.2.55",
+            "version 1.2.3.4",
+            "1.3.6.1.4.1",
+            "999.1.1.1",
+        ] {
             assert!(kinds(n).is_empty(), "{n}");
         }
         assert_eq!(found("host 10.20.30.40", true), vec![("ipv4", "10.20.30.40".into())]);
-        assert_eq!(found("v6 [2606:4700:4700::1234]:53", false), vec![("ipv6", "2606:4700:4700::1234".into())]);
-        for n in ["2001:4860:4860::8888", "::1", "fe80::1%eth0", "2001:db8::1", "12:30:45", "std::io::Result", "00:1a:2b:3c:4d:5e", "fd00::1:2:3"] {
+        assert_eq!(
+            found("v6 [2606:4700:4700::1234]:53", false),
+            vec![("ipv6", "2606:4700:4700::1234".into())]
+        );
+        for n in [
+            "2001:4860:4860::8888",
+            "::1",
+            "fe80::1%eth0",
+            "2001:db8::1",
+            "12:30:45",
+            "std::io::Result",
+            "00:1a:2b:3c:4d:5e",
+            "fd00::1:2:3",
+        ] {
             assert!(kinds(n).is_empty(), "{n}");
         }
     }

@@ -5,7 +5,11 @@ fn det() -> Detector {
 }
 
 fn found(text: &str) -> Vec<(String, String)> {
-    det().scan(text).iter().map(|f| (f.kind.to_string(), f.value(text).to_string())).collect()
+    det()
+        .scan(text)
+        .iter()
+        .map(|f| (f.kind.to_string(), f.value(text).to_string()))
+        .collect()
 }
 
 fn kinds(text: &str) -> Vec<String> {
@@ -26,7 +30,10 @@ fn default_policy_compiles_and_has_60_secret_kinds() {
 #[test]
 fn github_tokens_need_a_valid_checksum() {
     let good = gh("ghp_");
-    assert_eq!(found(&format!("token {good} here")), vec![("github_pat".into(), good.clone())]);
+    assert_eq!(
+        found(&format!("token {good} here")),
+        vec![("github_pat".into(), good.clone())]
+    );
     let mut bad = good.clone();
     bad.pop();
     bad.push(if good.ends_with('a') { 'b' } else { 'a' });
@@ -41,7 +48,13 @@ fn aws_keys_and_documented_examples() {
     assert_eq!(kinds("id AKIAZ7QWERTYUI2345AB ok"), vec!["aws_access_key_id"]);
     assert!(kinds("id AKIAIOSFODNN7EXAMPLE ok").is_empty());
     let secret = "aws_secret_access_key = Zq3/Xv9+Lm2Kp8Rt4Wy6Bn1Hc5Jd7Fg0Ae2Ts4Uo";
-    assert_eq!(found(secret), vec![("aws_secret_access_key".into(), "Zq3/Xv9+Lm2Kp8Rt4Wy6Bn1Hc5Jd7Fg0Ae2Ts4Uo".into())]);
+    assert_eq!(
+        found(secret),
+        vec![(
+            "aws_secret_access_key".into(),
+            "Zq3/Xv9+Lm2Kp8Rt4Wy6Bn1Hc5Jd7Fg0Ae2Ts4Uo".into()
+        )]
+    );
     assert!(kinds("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").is_empty());
     // 40 base64 chars without the key name are just a blob.
     assert!(kinds("Zq3/Xv9+Lm2Kp8Rt4Wy6Bn1Hc5Jd7Fg0Ae2Ts4Uo").is_empty());
@@ -60,13 +73,21 @@ fn provider_keys_in_raw_json_bodies() {
 
 #[test]
 fn private_keys_with_real_or_escaped_newlines() {
-    let body: String = (0..6).map(|i| format!("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC{i}x7Hk2Lm9Pq\n")).collect();
+    let body: String = (0..6)
+        .map(|i| format!("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC{i}x7Hk2Lm9Pq\n"))
+        .collect();
     let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{body}-----END RSA PRIVATE KEY-----");
-    assert_eq!(found(&format!("key:\n{pem}\n")), vec![("rsa_private_key".into(), pem.clone())]);
+    assert_eq!(
+        found(&format!("key:\n{pem}\n")),
+        vec![("rsa_private_key".into(), pem.clone())]
+    );
     let escaped = pem.replace('\n', "\\n");
     assert_eq!(kinds(&format!(r#"{{"text":"{escaped}"}}"#)), vec!["rsa_private_key"]);
     assert!(kinds("-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----").is_empty());
-    assert!(kinds("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----").is_empty());
+    assert!(kinds(
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----"
+    )
+    .is_empty());
 }
 
 #[test]
@@ -78,16 +99,30 @@ fn jwt_needs_a_json_header_with_alg() {
 
 #[test]
 fn urls_and_connection_strings() {
-    assert_eq!(found("DATABASE_URL=postgres://app:Vq8rT2mX9kLp@db:5432/app"), vec![("connection_string".into(), "Vq8rT2mX9kLp".into())]);
-    assert_eq!(found("git clone https://bot:Zx81mQ0pLr@git.corp.net/r.git"), vec![("url_credentials".into(), "Zx81mQ0pLr".into())]);
-    for neg in ["postgres://user:password@localhost/db", "redis://:${REDIS_PASSWORD}@cache:6379", "https://user:<token>@host/x", "mysql://root:****@db"] {
+    assert_eq!(
+        found("DATABASE_URL=postgres://app:Vq8rT2mX9kLp@db:5432/app"),
+        vec![("connection_string".into(), "Vq8rT2mX9kLp".into())]
+    );
+    assert_eq!(
+        found("git clone https://bot:Zx81mQ0pLr@git.corp.net/r.git"),
+        vec![("url_credentials".into(), "Zx81mQ0pLr".into())]
+    );
+    for neg in [
+        "postgres://user:password@localhost/db",
+        "redis://:${REDIS_PASSWORD}@cache:6379",
+        "https://user:<token>@host/x",
+        "mysql://root:****@db",
+    ] {
         assert!(kinds(neg).is_empty(), "{neg}: {:?}", found(neg));
     }
 }
 
 #[test]
 fn generic_assignments_need_entropy_and_no_placeholder() {
-    assert_eq!(found(r#"DB_PASSWORD="r8#Tq2!mZ7vL""#), vec![("generic_password".into(), "r8#Tq2!mZ7vL".into())]);
+    assert_eq!(
+        found(r#"DB_PASSWORD="r8#Tq2!mZ7vL""#),
+        vec![("generic_password".into(), "r8#Tq2!mZ7vL".into())]
+    );
     assert_eq!(kinds("client_secret: 9f2Kq7Lm3Xw8Pz1Rt6Yv4Bn0"), vec!["generic_secret"]);
     for neg in [
         "password = getpass.getpass()",
@@ -116,14 +151,24 @@ fn specific_beats_generic_and_secret_beats_pii() {
     let tok = gh("ghp_");
     assert_eq!(kinds(&format!("GITHUB_TOKEN={tok}")), vec!["github_pat"]);
     // The password of a URL is a secret even though it looks like an email's local part.
-    assert_eq!(kinds("amqp://svc:Pq7xW2zR9m@broker.example.com/vhost"), vec!["connection_string"]);
+    assert_eq!(
+        kinds("amqp://svc:Pq7xW2zR9m@broker.example.com/vhost"),
+        vec!["connection_string"]
+    );
 }
 
 #[test]
 fn findings_are_sorted_and_disjoint() {
-    let text = format!("a {} b alice@corp.io c +44 20 7946 0958 d {}", gh("ghp_"), "4539 1488 0343 6467");
+    let text = format!(
+        "a {} b alice@corp.io c +44 20 7946 0958 d {}",
+        gh("ghp_"),
+        "4539 1488 0343 6467"
+    );
     let f = det().scan(&text);
-    assert_eq!(f.iter().map(|f| &*f.kind).collect::<Vec<_>>(), vec!["github_pat", "email", "phone", "credit_card"]);
+    assert_eq!(
+        f.iter().map(|f| &*f.kind).collect::<Vec<_>>(),
+        vec!["github_pat", "email", "phone", "credit_card"]
+    );
     assert!(f.windows(2).all(|w| w[0].end <= w[1].start));
     assert_eq!(f[0].action, Action::Block);
     assert_eq!(f[1].action, Action::Reversible);
@@ -135,13 +180,30 @@ fn policy_actions_custom_detectors_and_allowlists() {
     let mut p = DetectPolicy::default();
     p.actions.insert("email".into(), Action::Off);
     p.actions.insert("github_pat".into(), Action::Redact);
-    p.custom.push(CustomDetector { kind: "customer_id".into(), pattern: r"\bCUST-[0-9]{8}\b".into(), action: Action::Reversible, secret: false });
-    p.custom.push(CustomDetector { kind: "internal_key".into(), pattern: r"\bIK_[A-Z0-9]{12}\b".into(), action: Action::Block, secret: true });
+    p.custom.push(CustomDetector {
+        kind: "customer_id".into(),
+        pattern: r"\bCUST-[0-9]{8}\b".into(),
+        action: Action::Reversible,
+        secret: false,
+    });
+    p.custom.push(CustomDetector {
+        kind: "internal_key".into(),
+        pattern: r"\bIK_[A-Z0-9]{12}\b".into(),
+        action: Action::Block,
+        secret: true,
+    });
     p.allowlist.push("52.14.3.9".into());
     p.allowlist_patterns.push(r"^203\.".into());
     let d = Detector::new(&p).unwrap();
-    let text = format!("{} bob@corp.io CUST-12345678 IK_ABCDEF123456 52.14.3.9 203.0.114.7 81.2.69.160", gh("ghp_"));
-    let got: Vec<(String, Category, Action)> = d.scan(&text).iter().map(|f| (f.kind.to_string(), f.category, f.action)).collect();
+    let text = format!(
+        "{} bob@corp.io CUST-12345678 IK_ABCDEF123456 52.14.3.9 203.0.114.7 81.2.69.160",
+        gh("ghp_")
+    );
+    let got: Vec<(String, Category, Action)> = d
+        .scan(&text)
+        .iter()
+        .map(|f| (f.kind.to_string(), f.category, f.action))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -161,11 +223,21 @@ fn bad_policies_are_errors_that_say_what_to_fix() {
     assert!(e.contains("emial") && e.contains("promptwall scan --list-kinds"), "{e}");
 
     let mut p = DetectPolicy::default();
-    p.custom.push(CustomDetector { kind: "x".into(), pattern: "(".into(), action: Action::Block, secret: true });
+    p.custom.push(CustomDetector {
+        kind: "x".into(),
+        pattern: "(".into(),
+        action: Action::Block,
+        secret: true,
+    });
     assert!(matches!(Detector::new(&p), Err(DetectError::CustomPattern { .. })));
 
     let mut p = DetectPolicy::default();
-    p.custom.push(CustomDetector { kind: "email".into(), pattern: "x".into(), action: Action::Block, secret: true });
+    p.custom.push(CustomDetector {
+        kind: "email".into(),
+        pattern: "x".into(),
+        action: Action::Block,
+        secret: true,
+    });
     assert!(matches!(Detector::new(&p), Err(DetectError::CustomKind(_))));
 
     let mut p = DetectPolicy::default();
@@ -200,12 +272,20 @@ fn non_ascii_text_and_offsets_on_char_boundaries() {
 #[test]
 #[ignore]
 fn scan_speed_1mb() {
-    let chunk = [include_str!("mod.rs"), include_str!("pii.rs"), include_str!("validate.rs"), include_str!("fingerprint.rs")].join("\n");
+    let chunk = [
+        include_str!("mod.rs"),
+        include_str!("pii.rs"),
+        include_str!("validate.rs"),
+        include_str!("fingerprint.rs"),
+    ]
+    .join("\n");
     let mut text = String::new();
     let mut i = 0;
     while text.len() < 1 << 20 {
         text.push_str(&chunk);
-        text.push_str(&format!("\nlet url = \"https://api.service.io/v{i}/items\"; // token count {i}\n"));
+        text.push_str(&format!(
+            "\nlet url = \"https://api.service.io/v{i}/items\"; // token count {i}\n"
+        ));
         i += 1;
     }
     // SCAN_BENCH_FILE=path: measure on a real file instead (first 1 MiB).
@@ -222,9 +302,22 @@ fn scan_speed_1mb() {
         n += d.scan(&text).len();
     }
     let per = t.elapsed() / runs;
-    println!("scan of {} bytes: {:?} per run ({} findings per run)", text.len(), per, n / runs as usize);
-    for (name, secrets, pii) in [("secrets only", Action::Block, Action::Off), ("pii only", Action::Off, Action::Reversible)] {
-        let d = Detector::new(&DetectPolicy { secrets, pii, ..Default::default() }).unwrap();
+    println!(
+        "scan of {} bytes: {:?} per run ({} findings per run)",
+        text.len(),
+        per,
+        n / runs as usize
+    );
+    for (name, secrets, pii) in [
+        ("secrets only", Action::Block, Action::Off),
+        ("pii only", Action::Off, Action::Reversible),
+    ] {
+        let d = Detector::new(&DetectPolicy {
+            secrets,
+            pii,
+            ..Default::default()
+        })
+        .unwrap();
         let t = std::time::Instant::now();
         for _ in 0..runs {
             d.scan(&text);
@@ -238,9 +331,17 @@ fn scan_speed_1mb() {
             pf.each_hit(&text, |_, _| hits += 1);
         }
     }
-    println!("  keyword prefilter alone: {:?} per run ({} hits)", t.elapsed() / runs, hits / runs as usize);
+    println!(
+        "  keyword prefilter alone: {:?} per run ({} hits)",
+        t.elapsed() / runs,
+        hits / runs as usize
+    );
     for kind in ["email", "phone", "credit_card", "iban", "us_ssn", "ipv4", "ipv6"] {
-        let mut p = DetectPolicy { secrets: Action::Off, pii: Action::Off, ..Default::default() };
+        let mut p = DetectPolicy {
+            secrets: Action::Off,
+            pii: Action::Off,
+            ..Default::default()
+        };
         p.actions.insert(kind.into(), Action::Reversible);
         let d = Detector::new(&p).unwrap();
         let t = std::time::Instant::now();

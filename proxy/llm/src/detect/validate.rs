@@ -36,16 +36,69 @@ fn longest_run(s: &str) -> usize {
 
 /// Words that mark documentation, fixtures and templates, not live values.
 const PLACEHOLDER_WORDS: &[&str] = &[
-    "example", "sample", "dummy", "placeholder", "changeme", "change_me", "change-me", "your_", "your-", "yourtoken",
-    "yourkey", "yoursecret", "yourpassword", "redacted", "insert", "replace", "fake", "notreal", "not_real", "xxxx",
-    "****", "....", "<", ">", "${", "{{", "}}", "%(", "$(", "process.env", "os.environ", "getenv", "env[", "env(",
-    "env.", "secrets.", "vault(", "lookup(", "password123", "hunter2", "letmein", "qwerty", "secret123", "abcdef123",
-    "1234567890", "0123456789", "abcdefghij",
+    "example",
+    "sample",
+    "dummy",
+    "placeholder",
+    "changeme",
+    "change_me",
+    "change-me",
+    "your_",
+    "your-",
+    "yourtoken",
+    "yourkey",
+    "yoursecret",
+    "yourpassword",
+    "redacted",
+    "insert",
+    "replace",
+    "fake",
+    "notreal",
+    "not_real",
+    "xxxx",
+    "****",
+    "....",
+    "<",
+    ">",
+    "${",
+    "{{",
+    "}}",
+    "%(",
+    "$(",
+    "process.env",
+    "os.environ",
+    "getenv",
+    "env[",
+    "env(",
+    "env.",
+    "secrets.",
+    "vault(",
+    "lookup(",
+    "password123",
+    "hunter2",
+    "letmein",
+    "qwerty",
+    "secret123",
+    "abcdef123",
+    "1234567890",
+    "0123456789",
+    "abcdefghij",
 ];
 
 /// Whole values (case-insensitive) that stand for "nothing here"; matched
 /// whole because short words occur by chance inside random tokens.
-const PLACEHOLDER_VALUES: &[&str] = &["none", "null", "nil", "undefined", "todo", "tbd", "true", "false", "empty", "unset"];
+const PLACEHOLDER_VALUES: &[&str] = &[
+    "none",
+    "null",
+    "nil",
+    "undefined",
+    "todo",
+    "tbd",
+    "true",
+    "false",
+    "empty",
+    "unset",
+];
 
 /// True for values that are obviously not live secrets: templates, env
 /// lookups, masked values and documentation markers.
@@ -114,7 +167,9 @@ pub fn github_checksum(random: &str) -> String {
 /// `gh?_` + 30 random + 6 checksum. Both base62 digit orders in use by
 /// implementations are accepted; a random string passes with p ≈ 4e-11.
 pub fn github_token_ok(token: &str) -> bool {
-    let Some((_, body)) = token.split_once('_') else { return false };
+    let Some((_, body)) = token.split_once('_') else {
+        return false;
+    };
     if body.len() != 36 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return false;
     }
@@ -132,9 +187,13 @@ fn b64url_decode(s: &str) -> Option<Vec<u8>> {
 /// A JWT: base64url JSON header with `alg`, base64url JSON payload.
 pub fn jwt_ok(token: &str) -> bool {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(_sig)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let (Some(h), Some(p), Some(_sig)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
     let Some(header) = b64url_decode(h) else { return false };
-    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&header) else { return false };
+    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&header) else {
+        return false;
+    };
     if header.get("alg").and_then(|a| a.as_str()).is_none() {
         return false;
     }
@@ -144,7 +203,11 @@ pub fn jwt_ok(token: &str) -> bool {
 /// Luhn mod-10 over the digits of `s` (other characters ignored).
 #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; MSRV is 1.85
 pub fn luhn_ok(s: &str) -> bool {
-    let digits: Vec<u32> = s.bytes().filter(u8::is_ascii_digit).map(|b| (b - b'0') as u32).collect();
+    let digits: Vec<u32> = s
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| (b - b'0') as u32)
+        .collect();
     if digits.len() < 2 {
         return false;
     }
@@ -152,7 +215,18 @@ pub fn luhn_ok(s: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
         .sum();
     sum % 10 == 0
 }
@@ -174,23 +248,103 @@ pub fn card_iin_ok(digits: &str) -> bool {
 
 /// Card numbers published for testing by payment providers.
 pub const TEST_CARD_NUMBERS: &[&str] = &[
-    "4242424242424242", "4111111111111111", "4000056655665556", "5555555555554444", "5105105105105100",
-    "2223003122003222", "378282246310005", "371449635398431", "6011111111111117", "6011000990139424",
-    "3056930009020004", "36227206271667", "3566002020360505", "6200000000000005", "4012888888881881",
+    "4242424242424242",
+    "4111111111111111",
+    "4000056655665556",
+    "5555555555554444",
+    "5105105105105100",
+    "2223003122003222",
+    "378282246310005",
+    "371449635398431",
+    "6011111111111117",
+    "6011000990139424",
+    "3056930009020004",
+    "36227206271667",
+    "3566002020360505",
+    "6200000000000005",
+    "4012888888881881",
 ];
 
 /// IBAN length per country (ISO 13616 registry).
 pub fn iban_length(country: &str) -> Option<usize> {
     Some(match country {
-        "AD" => 24, "AE" => 23, "AL" => 28, "AT" => 20, "AZ" => 28, "BA" => 20, "BE" => 16, "BG" => 22, "BH" => 22,
-        "BR" => 29, "BY" => 28, "CH" => 21, "CR" => 22, "CY" => 28, "CZ" => 24, "DE" => 22, "DK" => 18, "DO" => 28,
-        "EE" => 20, "EG" => 29, "ES" => 24, "FI" => 18, "FO" => 18, "FR" => 27, "GB" => 22, "GE" => 22, "GI" => 23,
-        "GL" => 18, "GR" => 27, "GT" => 28, "HR" => 21, "HU" => 28, "IE" => 22, "IL" => 23, "IQ" => 23, "IS" => 26,
-        "IT" => 27, "JO" => 30, "KW" => 30, "KZ" => 20, "LB" => 28, "LC" => 32, "LI" => 21, "LT" => 20, "LU" => 20,
-        "LV" => 21, "MC" => 27, "MD" => 24, "ME" => 22, "MK" => 19, "MR" => 27, "MT" => 31, "MU" => 30, "NL" => 18,
-        "NO" => 15, "PK" => 24, "PL" => 28, "PS" => 29, "PT" => 25, "QA" => 29, "RO" => 24, "RS" => 22, "SA" => 24,
-        "SC" => 31, "SE" => 24, "SI" => 19, "SK" => 24, "SM" => 27, "ST" => 25, "SV" => 28, "TL" => 23, "TN" => 24,
-        "TR" => 26, "UA" => 29, "VA" => 22, "VG" => 24, "XK" => 20,
+        "AD" => 24,
+        "AE" => 23,
+        "AL" => 28,
+        "AT" => 20,
+        "AZ" => 28,
+        "BA" => 20,
+        "BE" => 16,
+        "BG" => 22,
+        "BH" => 22,
+        "BR" => 29,
+        "BY" => 28,
+        "CH" => 21,
+        "CR" => 22,
+        "CY" => 28,
+        "CZ" => 24,
+        "DE" => 22,
+        "DK" => 18,
+        "DO" => 28,
+        "EE" => 20,
+        "EG" => 29,
+        "ES" => 24,
+        "FI" => 18,
+        "FO" => 18,
+        "FR" => 27,
+        "GB" => 22,
+        "GE" => 22,
+        "GI" => 23,
+        "GL" => 18,
+        "GR" => 27,
+        "GT" => 28,
+        "HR" => 21,
+        "HU" => 28,
+        "IE" => 22,
+        "IL" => 23,
+        "IQ" => 23,
+        "IS" => 26,
+        "IT" => 27,
+        "JO" => 30,
+        "KW" => 30,
+        "KZ" => 20,
+        "LB" => 28,
+        "LC" => 32,
+        "LI" => 21,
+        "LT" => 20,
+        "LU" => 20,
+        "LV" => 21,
+        "MC" => 27,
+        "MD" => 24,
+        "ME" => 22,
+        "MK" => 19,
+        "MR" => 27,
+        "MT" => 31,
+        "MU" => 30,
+        "NL" => 18,
+        "NO" => 15,
+        "PK" => 24,
+        "PL" => 28,
+        "PS" => 29,
+        "PT" => 25,
+        "QA" => 29,
+        "RO" => 24,
+        "RS" => 22,
+        "SA" => 24,
+        "SC" => 31,
+        "SE" => 24,
+        "SI" => 19,
+        "SK" => 24,
+        "SM" => 27,
+        "ST" => 25,
+        "SV" => 28,
+        "TL" => 23,
+        "TN" => 24,
+        "TR" => 26,
+        "UA" => 29,
+        "VA" => 22,
+        "VG" => 24,
+        "XK" => 20,
         _ => return None,
     })
 }
@@ -211,7 +365,11 @@ pub fn iban_ok(compact: &str) -> bool {
             b'A'..=b'Z' => (c - b'A') as u32 + 10,
             _ => return false,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     rem == 1
 }
@@ -220,7 +378,12 @@ pub fn iban_ok(compact: &str) -> bool {
 /// plus the famous advertising number 078-05-1120.
 pub fn ssn_ok(area: &str, group: &str, serial: &str) -> bool {
     let a: u32 = area.parse().unwrap_or(0);
-    a != 0 && a != 666 && a < 900 && group != "00" && serial != "0000" && !(area == "078" && group == "05" && serial == "1120")
+    a != 0
+        && a != 666
+        && a < 900
+        && group != "00"
+        && serial != "0000"
+        && !(area == "078" && group == "05" && serial == "1120")
         && !(area == "123" && group == "45" && serial == "6789")
 }
 
@@ -228,9 +391,9 @@ pub fn ssn_ok(area: &str, group: &str, serial: &str) -> bool {
 pub fn country_code_len(digits: &str) -> Option<usize> {
     const ONE: &[&str] = &["1", "7"];
     const TWO: &[&str] = &[
-        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49", "51",
-        "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84", "86", "90",
-        "91", "92", "93", "94", "95", "98",
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49",
+        "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84",
+        "86", "90", "91", "92", "93", "94", "95", "98",
     ];
     if ONE.iter().any(|c| digits.starts_with(c)) {
         return Some(1);
@@ -263,7 +426,16 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        for p in ["changeme", "<your-token>", "${API_KEY}", "xxxxxxxxxxxx", "************", "{{ secrets.TOKEN }}", "process.env.TOKEN", "$TOKEN"] {
+        for p in [
+            "changeme",
+            "<your-token>",
+            "${API_KEY}",
+            "xxxxxxxxxxxx",
+            "************",
+            "{{ secrets.TOKEN }}",
+            "process.env.TOKEN",
+            "$TOKEN",
+        ] {
             assert!(is_placeholder(p), "{p}");
         }
         for v in ["Zr8#pQ2!vL9m", "q7Wm3Xk2Lp9Rt4Yz", "x1tbdqe8Kq", "Anone7Xq"] {
@@ -300,7 +472,13 @@ mod tests {
     #[test]
     fn ssn_rules() {
         assert!(ssn_ok("536", "22", "1234"));
-        for (a, g, s) in [("000", "12", "3456"), ("666", "12", "3456"), ("912", "12", "3456"), ("536", "00", "1234"), ("536", "22", "0000")] {
+        for (a, g, s) in [
+            ("000", "12", "3456"),
+            ("666", "12", "3456"),
+            ("912", "12", "3456"),
+            ("536", "00", "1234"),
+            ("536", "22", "0000"),
+        ] {
             assert!(!ssn_ok(a, g, s));
         }
     }
@@ -308,7 +486,11 @@ mod tests {
     #[test]
     fn jwt_header_must_have_alg() {
         let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let good = format!("{}.{}.c2lnbmF0dXJlc2lnbmF0dXJl", enc(r#"{"alg":"HS256","typ":"JWT"}"#), enc(r#"{"sub":"1"}"#));
+        let good = format!(
+            "{}.{}.c2lnbmF0dXJlc2lnbmF0dXJl",
+            enc(r#"{"alg":"HS256","typ":"JWT"}"#),
+            enc(r#"{"sub":"1"}"#)
+        );
         assert!(jwt_ok(&good));
         let bad = format!("{}.{}.c2lnbmF0dXJl", enc(r#"{"typ":"JWT"}"#), enc(r#"{"sub":"1"}"#));
         assert!(!jwt_ok(&bad));

@@ -19,10 +19,30 @@ impl TestScanner {
         let rule = |k: &str, c, a, re: &str| (Arc::from(k), c, a, Regex::new(re).unwrap());
         TestScanner {
             rules: vec![
-                rule("email", Category::Pii, Action::Reversible, r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
-                rule("phone", Category::Pii, Action::Reversible, r"\+\d{1,3} \d{3} \d{3} \d{4}"),
-                rule("aws_access_key_id", Category::Secret, Action::Block, r"\bAKIA[0-9A-Z]{16}\b"),
-                rule("github_token", Category::Secret, Action::Redact, r"\bghp_[A-Za-z0-9]{36}\b"),
+                rule(
+                    "email",
+                    Category::Pii,
+                    Action::Reversible,
+                    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+                ),
+                rule(
+                    "phone",
+                    Category::Pii,
+                    Action::Reversible,
+                    r"\+\d{1,3} \d{3} \d{3} \d{4}",
+                ),
+                rule(
+                    "aws_access_key_id",
+                    Category::Secret,
+                    Action::Block,
+                    r"\bAKIA[0-9A-Z]{16}\b",
+                ),
+                rule(
+                    "github_token",
+                    Category::Secret,
+                    Action::Redact,
+                    r"\bghp_[A-Za-z0-9]{36}\b",
+                ),
             ],
             calls: Arc::default(),
             bytes: Arc::default(),
@@ -37,7 +57,13 @@ impl Scanner for TestScanner {
         let mut hits = Vec::new();
         for (kind, category, action, re) in &self.rules {
             for m in re.find_iter(text) {
-                hits.push(Hit { kind: kind.clone(), category: *category, start: m.start(), end: m.end(), action: *action });
+                hits.push(Hit {
+                    kind: kind.clone(),
+                    category: *category,
+                    start: m.start(),
+                    end: m.end(),
+                    action: *action,
+                });
             }
         }
         hits.sort_by_key(|h| h.start);

@@ -11,7 +11,10 @@ use clap::Parser;
 use promptwall_fake_provider::{FakeOptions, FakeProvider};
 
 #[derive(Parser)]
-#[command(name = "fake-provider", about = "Fake Anthropic/OpenAI provider over TLS (or plain HTTP) for tests")]
+#[command(
+    name = "fake-provider",
+    about = "Fake Anthropic/OpenAI provider over TLS (or plain HTTP) for tests"
+)]
 struct Args {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -60,8 +63,13 @@ async fn main() -> anyhow::Result<()> {
         unknown_status: args.unknown_status,
         log: args.log,
     };
-    let fake = FakeProvider::start(opts).await.context("cannot start the fake provider")?;
-    println!("{}", serde_json::json!({"addr": fake.addr.to_string(), "ca": fake.ca_pem_path, "plain": fake.plain}));
+    let fake = FakeProvider::start(opts)
+        .await
+        .context("cannot start the fake provider")?;
+    println!(
+        "{}",
+        serde_json::json!({"addr": fake.addr.to_string(), "ca": fake.ca_pem_path, "plain": fake.plain})
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
     tokio::select! {

@@ -84,8 +84,9 @@ pub async fn send(fake: &FakeHandle, sni: &str, h2: bool, req: Request<Full<Byte
     } else if h2 {
         let tls = tls_connect(fake, sni, &[b"h2"]).await;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-        let (mut s, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         s.send_request(req).await.unwrap()
     } else {
@@ -101,7 +102,9 @@ pub async fn send(fake: &FakeHandle, sni: &str, h2: bool, req: Request<Full<Byte
 }
 
 pub fn post(host: &str, path: &str) -> http::request::Builder {
-    Request::post(format!("https://{host}{path}")).header("host", host).header("content-type", "application/json")
+    Request::post(format!("https://{host}{path}"))
+        .header("host", host)
+        .header("content-type", "application/json")
 }
 
 /// POST `body` as JSON to `host` + `path` over h1.
@@ -114,7 +117,13 @@ pub async fn post_with(fake: &FakeHandle, host: &str, path: &str, body: Value, h
     for (n, v) in headers {
         b = b.header(*n, *v);
     }
-    send(fake, host, false, b.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await
+    send(
+        fake,
+        host,
+        false,
+        b.body(Full::new(Bytes::from(body.to_string()))).unwrap(),
+    )
+    .await
 }
 
 /// Concatenated Anthropic text deltas.
