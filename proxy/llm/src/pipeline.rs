@@ -82,6 +82,16 @@ pub struct Report {
     pub message: Option<String>,
 }
 
+impl Report {
+    /// Records the salted fingerprint of a secret once per distinct value.
+    fn add_fingerprint(&mut self, kind: &str, salt: &str, value: &str) {
+        let fp = (kind.to_string(), crate::detect_api::fingerprint(salt, value));
+        if !self.fingerprints.contains(&fp) {
+            self.fingerprints.push(fp);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum RequestOutcome {
     /// Send upstream: `body` None means the original bytes unchanged.
@@ -193,21 +203,17 @@ impl Pipeline {
     }
 
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
-        if shape == ApiShape::Other {
+        let mut vault = self.starting_vault(shape, body);
+        let core = match std::str::from_utf8(body) {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
             // Other text (form posts, plain text) is checked as a whole.
-            let is_json = std::str::from_utf8(body).ok().is_some_and(|t| json::parse(t).is_ok());
-            if !is_json {
-                return self.inspect_opaque(shape, body, ctx);
-            }
-        }
-        let mut vault = self.starting_vault(shape, body);
-        let text = match std::str::from_utf8(body) {
-            Ok(t) => t,
+            Ok(t) if shape == ApiShape::Other && json::parse(t).is_err() => self.inspect_opaque(t, ctx),
+            Ok(t) => self.inspect_core(shape, t, ctx, &mut vault),
+            Err(_) if shape == ApiShape::Other => self.inspect_opaque(&String::from_utf8_lossy(body), ctx),
             Err(_) => return self.reject(shape, "the request body is not valid UTF-8".into()),
         };
-        match self.inspect_core(shape, text, ctx, &mut vault) {
+        match core {
             Core::Pass { body, report } => RequestOutcome::Forward {
                 body: body.map(Bytes::from),
                 restorer: vault.restore_map().map(|map| Restorer { map }),
@@ -237,11 +243,10 @@ impl Pipeline {
     /// A body outside the JSON shapes: blocked when it carries a credential
     /// whose action is `block`; otherwise forwarded byte for byte (there is no
     /// structure to rewrite placeholders into safely).
-    fn inspect_opaque(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
-        let text = String::from_utf8_lossy(body);
+    fn inspect_opaque(&self, text: &str, ctx: &RequestContext) -> Core {
         let mut report = Report::default();
         let mut blocked = Vec::new();
-        for hit in self.scanner.scan(&text) {
+        for hit in self.scanner.scan(text) {
             if hit.category != Category::Secret || hit.action == Action::Off {
                 continue;
             }
@@ -252,30 +257,19 @@ impl Pipeline {
                 action: hit.action,
             });
             if hit.action == Action::Block {
-                let fp = (
-                    hit.kind.to_string(),
-                    crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]),
-                );
-                if !report.fingerprints.contains(&fp) {
-                    report.fingerprints.push(fp);
-                }
+                report.add_fingerprint(&hit.kind, ctx.fingerprint_salt, &text[hit.start..hit.end]);
                 blocked.push((hit.kind.to_string(), "body".to_string()));
             }
         }
         if blocked.is_empty() {
-            return RequestOutcome::Forward {
-                body: None,
-                restorer: None,
-                report,
-            };
+            return Core::Pass { body: None, report };
         }
         report.verdict = Verdict::Blocked;
         let message = self.block_message(&blocked);
         report.message = Some(message.clone());
-        let body = errors::error_body_with_code(shape, 422, "invalid_request_error", Some("secret_detected"), &message);
-        RequestOutcome::Block {
-            status: 422,
-            body,
+        Core::Blocked {
+            message,
+            any_secret: true,
             report,
         }
     }
@@ -395,13 +389,7 @@ impl Pipeline {
                             Some(t) => t,
                             None => decoded.get_or_insert_with(|| place.lit.decode()),
                         };
-                        let fp = (
-                            hit.kind.to_string(),
-                            crate::detect_api::fingerprint(ctx.fingerprint_salt, &text[hit.start..hit.end]),
-                        );
-                        if !report.fingerprints.contains(&fp) {
-                            report.fingerprints.push(fp);
-                        }
+                        report.add_fingerprint(&hit.kind, ctx.fingerprint_salt, &text[hit.start..hit.end]);
                     }
                     match action {
                         Action::Block => {
