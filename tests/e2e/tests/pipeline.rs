@@ -133,18 +133,7 @@ fn python_anthropic_secret_is_blocked_with_422_and_never_leaves() {
     // records for attribution: that copy must be scrubbed too.
     let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
         "messages": [{"role": "user", "content": format!("key {AWS_KEY}")}]});
-    let out = curl(&[
-        "-w",
-        "\n%{http_code}",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "anthropic-version: 2023-06-01",
-        "-d",
-        &body.to_string(),
-        &format!("{}/v1/messages", agent.anthropic_base_url()),
-    ]);
-    let (text, code) = out.stdout.trim_end().rsplit_once('\n').expect("body then status code");
+    let (text, code) = curl_anthropic(&agent, "/v1/messages", &body);
     assert_eq!(code, "422", "{text}");
     assert!(!text.contains(AWS_KEY));
     assert_fake_saw_nothing(&fake);
@@ -433,6 +422,23 @@ fn curl(args: &[&str]) -> RunOutput {
     run_bounded(&mut cmd, CLIENT_TIMEOUT)
 }
 
+/// curl POSTs `body` as JSON to the agent's Anthropic `path`; (body, status).
+fn curl_anthropic(agent: &Agent, path: &str, body: &Value) -> (String, String) {
+    let out = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-d",
+        &body.to_string(),
+        &format!("{}{path}", agent.anthropic_base_url()),
+    ]);
+    let (text, code) = out.stdout.trim_end().rsplit_once('\n').expect("body then status code");
+    (text.to_string(), code.to_string())
+}
+
 #[test]
 fn custom_detector_from_config_is_reversible() {
     let fake = start_fake(false);
@@ -562,20 +568,9 @@ fn endpoints_outside_the_known_shapes_are_still_checked_for_credentials() {
 
     // Anthropic's legacy text completions, in Anthropic's envelope.
     let body = json!({"model": "claude-2.1", "max_tokens_to_sample": 5, "prompt": format!("\n\nHuman: {AWS_KEY}\n\nAssistant:")});
-    let out = curl(&[
-        "-w",
-        "\n%{http_code}",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "anthropic-version: 2023-06-01",
-        "-d",
-        &body.to_string(),
-        &format!("{}/v1/complete", agent.anthropic_base_url()),
-    ]);
-    let (text, code) = out.stdout.trim_end().rsplit_once('\n').unwrap();
+    let (text, code) = curl_anthropic(&agent, "/v1/complete", &body);
     assert_eq!(code, "422", "{text}");
-    assert_eq!(serde_json::from_str::<Value>(text).unwrap()["type"], "error", "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["type"], "error", "{text}");
     assert!(fake.recorded_for("/v1/complete").is_empty());
 
     // Codex's history compaction is a Responses request: PII is placeholdered too.
@@ -772,24 +767,7 @@ fn captured_bodies_are_what_the_provider_saw() {
     let post = |content: String| {
         let body =
             json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": content}]});
-        let out = curl(&[
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "content-type: application/json",
-            "-H",
-            "anthropic-version: 2023-06-01",
-            "-d",
-            &body.to_string(),
-            &format!("{}/v1/messages", agent.anthropic_base_url()),
-        ]);
-        let (text, code) = out
-            .stdout
-            .trim_end()
-            .rsplit_once('\n')
-            .map(|(t, c)| (t.to_string(), c.to_string()))
-            .unwrap();
-        (text, code)
+        curl_anthropic(&agent, "/v1/messages", &body)
     };
     let (answer, code) = post(format!("mail {EMAIL}"));
     assert_eq!(code, "200", "{answer}");
