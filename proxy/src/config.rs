@@ -150,9 +150,16 @@ pub struct InterceptConfig {
     pub address_keep_secs: u64,
     /// Block UDP/443 (QUIC) to provider addresses so clients use TCP.
     pub block_quic: bool,
-    /// Splice (exe, server name) pairs undecrypted after this many rejections
-    /// of our certificate (pinning); 0 never does. fail = "closed" keeps blocking.
+    /// Splice (user, exe, server name) triples undecrypted after this many
+    /// rejections of our certificate (pinning); 0 never does. fail = "closed" keeps blocking.
     pub learn_passthrough_after: u32,
+    /// A learned passthrough is forgotten after this long (then counted afresh).
+    pub learned_passthrough_ttl_secs: u64,
+    /// Server names (exact, or `*.example.com` for subdomains) that may be
+    /// spliced undecrypted when they reach a provider address (CDN addresses
+    /// shared with other sites). Any other non-provider name, or no name at
+    /// all, is refused there: it could carry a provider's API inside.
+    pub splice_server_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -250,6 +257,8 @@ impl Default for InterceptConfig {
             address_keep_secs: 24 * 3600,
             block_quic: true,
             learn_passthrough_after: 3,
+            learned_passthrough_ttl_secs: 3600,
+            splice_server_names: Vec::new(),
         }
     }
 }
@@ -355,6 +364,22 @@ impl Config {
         self.providers.iter().flat_map(|p| p.hosts.iter().map(String::as_str))
     }
 
+    /// Whether a non-provider server name may be spliced at a provider address.
+    pub fn may_splice(&self, server_name: &str) -> bool {
+        let name = server_name.trim_end_matches('.');
+        self.intercept
+            .splice_server_names
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(suffix) => {
+                    name.len() > suffix.len() + 1
+                        && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                        && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+                }
+                None => name.eq_ignore_ascii_case(pattern),
+            })
+    }
+
     pub fn provider_for_host(&self, host: &str) -> Option<&ProviderConfig> {
         let host = host.trim_end_matches('.');
         self.providers
@@ -439,6 +464,18 @@ mod example_tests {
     use super::*;
 
     /// The documented example must stay loadable and equal to the defaults.
+    #[test]
+    fn splice_names_match_exactly_or_by_subdomain_wildcard() {
+        let c = Config::parse("[intercept]\nsplice_server_names = [\"cdn.example.com\", \"*.shared.test\"]").unwrap();
+        assert!(c.may_splice("cdn.example.com"));
+        assert!(c.may_splice("CDN.example.com."));
+        assert!(c.may_splice("a.shared.test"));
+        assert!(!c.may_splice("shared.test"));
+        assert!(!c.may_splice("evilshared.test"));
+        assert!(!c.may_splice("example.com"));
+        assert!(!Config::default().may_splice("example.test"));
+    }
+
     #[test]
     fn example_config_parses_to_defaults() {
         let text = include_str!("../../deploy/config.example.toml");

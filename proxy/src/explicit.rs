@@ -66,7 +66,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAccept
 }
 
 /// The process on this machine that opened the connection, if any.
-async fn local_identity(
+pub(crate) async fn local_identity(
     stream: &tokio::net::TcpStream,
     peer: std::net::SocketAddr,
 ) -> Option<crate::origin::ClientIdentity> {

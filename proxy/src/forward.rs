@@ -97,22 +97,36 @@ impl Proxy {
         if let Some(identity) = log.identity.as_mut() {
             self.inspector.scrub_identity(identity);
         }
-        let shape = inspect::classify(req.method(), req.uri().path());
-        log.shape = shape.as_str().into();
-        log.llm = shape.is_llm();
-
         if req.method() == http::Method::CONNECT {
             let msg = "promptwall: this listener is a base URL, not an HTTP proxy; set ANTHROPIC_BASE_URL=http://<listen.explicit> or OPENAI_BASE_URL=http://<listen.explicit>/v1 instead of HTTPS_PROXY";
             return Ok(self
                 .finish_local(
                     log,
                     started,
-                    inspect::error_shape(shape, None),
+                    envelope_guess(req.headers()),
                     StatusCode::METHOD_NOT_ALLOWED,
                     msg,
                 )
                 .await);
         }
+        // Classified and forwarded in one canonical form: what is inspected
+        // is what the provider reads (crate docs of promptwall_llm::path).
+        let fallback_envelope = envelope_guess(req.headers());
+        let req = match with_canonical_path(req) {
+            Ok(req) => req,
+            Err(e) => {
+                let msg = format!(
+                    "promptwall: refused request path: {e}; send the path without dot segments or encoded separators"
+                );
+                return Ok(self
+                    .finish_local(log, started, fallback_envelope, StatusCode::BAD_REQUEST, &msg)
+                    .await);
+            }
+        };
+        log.path = req.uri().path().to_string();
+        let shape = inspect::classify(req.method(), req.uri().path());
+        log.shape = shape.as_str().into();
+        log.llm = shape.is_llm();
         let route = match self.route(&conn, &req) {
             Ok(r) => r,
             Err(message) => {
@@ -133,6 +147,9 @@ impl Proxy {
         let error_shape = inspect::error_shape(shape, Some(&route.provider.name));
 
         if is_websocket_upgrade(req.headers()) {
+            if self.audit_unhealthy() {
+                return Ok(self.refuse_unaudited(log, started, error_shape).await);
+            }
             return Ok(self.websocket(conn, req, route, log, started, error_shape).await);
         }
 
@@ -145,8 +162,7 @@ impl Proxy {
         // and so are other bodies that may carry text (checked for
         // credentials); uploads and bodiless requests stream through untouched.
         let mut stage: Option<ResponseStage> = None;
-        let upstream_body: ProxyBody = if shape.is_llm()
-            || inspect::checks_other_body(&parts.method, parts.uri.path(), &parts.headers)
+        let upstream_body: ProxyBody = if shape.is_llm() || inspect::checks_other_body(&parts.method, parts.uri.path())
         {
             let limit = self.config.limits.max_request_bytes;
             let read_timeout = Duration::from_secs(self.config.limits.client_read_timeout_secs.max(1));
@@ -179,6 +195,24 @@ impl Proxy {
                 Ok(Ok(c)) => c.to_bytes(),
             };
             log.request_bytes = bytes.len() as u64;
+            // What is inspected is what is forwarded: a compressed body goes
+            // on decoded (every provider accepts identity).
+            let bytes = match crate::encoding::decode_request_body(&parts.headers, &bytes, limit) {
+                Ok(None) => bytes,
+                Ok(Some(decoded)) => {
+                    upstream_headers.remove(header::CONTENT_ENCODING);
+                    decoded
+                }
+                Err(e) => {
+                    let status = match e {
+                        crate::encoding::EncodingError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        crate::encoding::EncodingError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                        crate::encoding::EncodingError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+                    };
+                    let msg = format!("promptwall: {e}");
+                    return Ok(self.finish_local(log, started, error_shape, status, &msg).await);
+                }
+            };
             match self.inspector.inspect_request(shape, &bytes, &parts.headers) {
                 Decision::Reject { status, body, report } => {
                     // Outside the known shapes the pipeline cannot tell the
@@ -233,6 +267,9 @@ impl Proxy {
             incoming.map_err(|e| Box::new(e) as BoxError).boxed()
         };
 
+        if self.audit_unhealthy() {
+            return Ok(self.refuse_unaudited(log, started, error_shape).await);
+        }
         let mut upstream_req = Request::builder().method(parts.method.clone()).uri(route.uri.clone());
         *upstream_req.headers_mut().expect("builder has no error yet") = upstream_headers;
         let upstream_req = upstream_req
@@ -633,6 +670,14 @@ impl Proxy {
         })
     }
 
+    /// 503 before anything leaves, while the audit store refuses rows.
+    async fn refuse_unaudited(&self, log: RequestLog, started: Instant, shape: ApiShape) -> Response<ProxyBody> {
+        let msg = "promptwall cannot write its audit log (see the agent's log: disk full or store unreachable), \
+                   so nothing was sent to the provider; retry once the audit store is writable";
+        self.finish_local(log, started, shape, StatusCode::SERVICE_UNAVAILABLE, msg)
+            .await
+    }
+
     /// Answers locally (error) and writes the audit row first.
     async fn finish_local(
         &self,
@@ -652,9 +697,20 @@ impl Proxy {
         json_response(status, inspect::error_body(shape, status.as_u16(), message))
     }
 
+    /// Whether the audit store refused its last row: then nothing new may
+    /// reach a provider (it would leave unaudited). A refusal's own row is
+    /// the probe that closes the gate again once the store recovers.
+    fn audit_unhealthy(&self) -> bool {
+        self.stats.audit_unhealthy.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Commits the row; false (and logged, counted) if the store refused it.
     async fn write_audit(&self, log: RequestLog) -> bool {
-        match (self.audit)(log).await {
+        let result = (self.audit)(log).await;
+        self.stats
+            .audit_unhealthy
+            .store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+        match result {
             Ok(()) => true,
             Err(e) => {
                 self.stats
@@ -665,6 +721,36 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The error envelope for a request refused before its path is classified.
+fn envelope_guess(headers: &HeaderMap) -> ApiShape {
+    if headers.contains_key("anthropic-version") {
+        ApiShape::AnthropicMessages
+    } else {
+        ApiShape::OpenAiChat
+    }
+}
+
+/// `req` with its path in canonical form (query untouched).
+fn with_canonical_path(req: Request<Incoming>) -> Result<Request<Incoming>, promptwall_llm::path::PathError> {
+    let canonical = promptwall_llm::path::normalize(req.uri().path())?;
+    if canonical == req.uri().path() {
+        return Ok(req);
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{canonical}?{q}"),
+        None => canonical.into_owned(),
+    };
+    let (mut parts, body) = req.into_parts();
+    let mut uri = parts.uri.clone().into_parts();
+    uri.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| promptwall_llm::path::PathError::ForbiddenByte)?,
+    );
+    parts.uri = Uri::from_parts(uri).map_err(|_| promptwall_llm::path::PathError::ForbiddenByte)?;
+    Ok(Request::from_parts(parts, body))
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response<ProxyBody> {

@@ -35,32 +35,19 @@ pub fn classify(method: &http::Method, path: &str) -> ApiShape {
 }
 
 /// Whether the body of a request outside the known LLM shapes is read and
-/// checked for credentials before it leaves (legacy completions, telemetry,
-/// APIs added after this release). Uploads of files and media stream through.
-/// Sign-in endpoints are exempt: the credentials in them belong to the provider.
-pub fn checks_other_body(method: &http::Method, path: &str, headers: &http::HeaderMap) -> bool {
+/// checked before it leaves (legacy completions, batches, telemetry, uploads,
+/// APIs added after this release). The client's `Content-Type` is not
+/// trusted: a "binary" upload is scanned like any other body. Sign-in
+/// endpoints are exempt: the credentials in them belong to the provider.
+/// `path` is the normalised path ([`promptwall_llm::path::normalize`]).
+pub fn checks_other_body(method: &http::Method, path: &str) -> bool {
     if !matches!(*method, http::Method::POST | http::Method::PUT | http::Method::PATCH) {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("/oauth") || lower.trim_end_matches('/').ends_with("/token") {
-        return false;
-    }
-    let ct = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let binary = [
-        "multipart/",
-        "application/octet-stream",
-        "audio/",
-        "image/",
-        "video/",
-        "application/zip",
-    ];
-    !binary.iter().any(|b| ct.starts_with(b))
+    let key = promptwall_llm::path::classification_key(path);
+    let mut segments = key.split('/').filter(|s| !s.is_empty());
+    let sign_in = segments.clone().any(|s| s == "oauth") || segments.next_back() == Some("token");
+    !sign_in
 }
 
 /// Re-renders a pipeline error body (OpenAI envelope, as the pipeline uses
@@ -102,34 +89,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn other_bodies_checked_except_uploads_and_sign_in() {
-        let json = |ct: &str| {
-            let mut h = http::HeaderMap::new();
-            h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
-            h
-        };
+    fn other_bodies_are_checked_except_sign_in_whatever_their_content_type() {
         let post = http::Method::POST;
-        assert!(checks_other_body(&post, "/v1/completions", &json("application/json")));
-        assert!(checks_other_body(
-            &post,
-            "/api/event_logging/v2/batch",
-            &http::HeaderMap::new()
-        ));
-        assert!(!checks_other_body(
-            &post,
-            "/v1/files",
-            &json("multipart/form-data; boundary=x")
-        ));
-        assert!(!checks_other_body(&post, "/v1/oauth/token", &json("application/json")));
-        assert!(!checks_other_body(
-            &post,
-            "/api/oauth/claude_cli/create_api_key",
-            &json("application/json")
-        ));
-        assert!(!checks_other_body(
-            &http::Method::GET,
-            "/v1/models",
-            &json("application/json")
-        ));
+        assert!(checks_other_body(&post, "/v1/completions"));
+        assert!(checks_other_body(&post, "/api/event_logging/v2/batch"));
+        assert!(checks_other_body(&post, "/v1/files"), "uploads are scanned too");
+        assert!(!checks_other_body(&post, "/v1/oauth/token"));
+        assert!(!checks_other_body(&post, "/api/oauth/claude_cli/create_api_key"));
+        assert!(!checks_other_body(&http::Method::GET, "/v1/models"));
+        assert!(
+            checks_other_body(&post, "/v1/messages;oauth"),
+            "an oauth parameter is not a sign-in path"
+        );
     }
 }

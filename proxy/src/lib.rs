@@ -7,6 +7,7 @@ pub mod audit_sink;
 pub mod body;
 pub mod config;
 pub mod detectors;
+pub mod encoding;
 pub mod explicit;
 pub mod forward;
 pub mod inspect;

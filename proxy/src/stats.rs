@@ -1,6 +1,6 @@
 //! Counters shown by `promptwall status`.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 #[derive(Debug, Default, Clone)]
@@ -14,7 +14,10 @@ pub struct Counters {
     pub tls_passthrough: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub audit_errors: AtomicU64,
-    /// (exe, server name) pairs that keep rejecting our certificate.
+    /// The last audit write failed: new exchanges are refused before they
+    /// reach a provider until a row commits again.
+    pub audit_unhealthy: AtomicBool,
+    /// (uid, exe, server name) triples that keep rejecting our certificate.
     pub learned: crate::passthrough::LearnedPassthrough,
 }
 

@@ -1,7 +1,8 @@
 //! The transparent listener: connections redirected by eBPF or nftables.
 //! It peeks the TLS ClientHello; a provider SNI is terminated with a minted
-//! leaf and inspected, anything else is spliced to its original destination
-//! without decrypting.
+//! leaf and inspected; a name the operator lists is spliced to its original
+//! destination without decrypting; anything else is refused
+//! ([`route_connection`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::audit_sink::RequestLog;
 use crate::forward::{now_rfc3339, ConnContext, Listener, Proxy};
 use crate::origin::{ConnectionOrigin, OriginLookup};
+use crate::passthrough::PassthroughKey;
 use crate::server::serve_http;
 
 /// A ClientHello larger than this is not plausible; stop peeking.
@@ -175,34 +177,7 @@ async fn handle(
     origins: Arc<OriginSource>,
 ) -> io::Result<()> {
     let local = stream.local_addr()?;
-    let origin: Option<ConnectionOrigin> = match origins.as_ref() {
-        OriginSource::Lookup(lookup) => lookup.lookup(peer, local),
-        OriginSource::SoOriginalDst => match crate::socket::original_dst(&stream).ok().filter(|dst| *dst != local) {
-            None => None,
-            Some(dst) => {
-                // No kernel record of the process: find it through /proc.
-                let identity = tokio::task::spawn_blocking(move || {
-                    let mut identity = crate::origin::ClientIdentity::default();
-                    // NAT is invisible to the client's socket: it is still
-                    // connected to the original destination, not to us.
-                    let pid =
-                        crate::peer::local_client_pid(peer, dst).or_else(|| crate::peer::local_client_pid(peer, local));
-                    if let Some(pid) = pid {
-                        identity.pid = Some(pid);
-                        crate::attribution::enrich(&mut identity);
-                    }
-                    identity
-                })
-                .await
-                .unwrap_or_default();
-                Some(ConnectionOrigin {
-                    original_dst: dst,
-                    identity,
-                    socket_cookie: None,
-                })
-            }
-        },
-    };
+    let origin = find_origin(&origins, &stream, peer, local).await;
     // Self-call guard: a connection "originally" for one of our own listeners
     // would loop forever.
     if let Some(o) = &origin {
@@ -211,106 +186,261 @@ async fn handle(
             return Ok(());
         }
     }
-    let (hello, buffered) = match peek_client_hello(&mut stream).await {
-        Ok(r) => r,
-        Err(e) => {
-            // Not TLS (or broken TLS): splice to where it was going, if known.
-            if let Some(o) = &origin {
-                let buffered = Vec::new();
-                return splice(proxy, stream, buffered, o.clone(), None, &e.to_string()).await;
-            }
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
-        }
-    };
-    let provider_host = hello
-        .server_name
-        .as_deref()
-        .filter(|sni| proxy.config.provider_for_host(sni).is_some())
-        .map(str::to_string);
-    match (provider_host, origin) {
-        (Some(host), origin) => {
-            // Learned passthrough (crate::passthrough): keyed by executable.
-            let exe = origin.as_ref().and_then(|o| o.identity.exe.clone());
-            if let (Some(o), Some(exe)) = (&origin, &exe) {
-                if proxy.stats.learned.should_pass(exe, &host) {
-                    let reason =
-                        format!("learned passthrough: {exe} kept rejecting promptwall's certificate for {host}");
-                    return splice(proxy, stream, buffered, o.clone(), Some(host), &reason).await;
-                }
-            }
-            proxy
-                .stats
-                .tls_intercepted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(o) = &origin {
-                proxy
-                    .upstream
-                    .dialer
-                    .observe_original_destination(&host, o.original_dst);
-            }
-            let tls_stream = match tls.accept(Rewind::new(buffered, stream)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    proxy
-                        .stats
-                        .tls_handshake_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if let Some(exe) = exe
-                        .as_deref()
-                        .filter(|_| crate::passthrough::is_certificate_rejection(&e))
-                    {
-                        learn_rejection(&proxy, exe, &host, &e);
-                    }
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("TLS handshake with the client for {host} failed: {e}"),
-                    ));
-                }
+    let hello = peek_client_hello(&mut stream).await;
+    let decision = route_connection(&proxy.config, hello.as_ref().map(|(h, _)| h), origin.as_ref());
+    match decision {
+        ConnectionRoute::Intercept { host } => {
+            let Ok((_, buffered)) = hello else {
+                return Err(io::Error::other("interception without a ClientHello"));
             };
-            if let Some(exe) = &exe {
-                proxy.stats.learned.record_success(exe, &host);
-            }
-            let conn = ConnContext {
-                listener: Listener::Transparent,
-                peer,
-                server_name: Some(host),
-                origin,
-                identity: None,
+            // A connection made straight to this port (no redirect record)
+            // is attributed through /proc like the explicit listener's.
+            let identity = match &origin {
+                Some(o) => Some(o.identity.clone()),
+                None => crate::explicit::local_identity(&stream, peer).await,
             };
-            serve_http(proxy, conn, tls_stream).await;
-            Ok(())
-        }
-        (None, Some(origin)) => {
-            let reason = match &hello.server_name {
-                Some(_) => "server name is not a provider",
-                None => "no server name (SNI)",
+            let Some(identity) = identity else {
+                let reason = format!("a connection for {host} with no redirect record and no local process behind it");
+                return refuse(&proxy, peer, origin, Some(host), &reason).await;
             };
-            splice(proxy, stream, buffered, origin, hello.server_name, reason).await
+            intercept(proxy, stream, peer, tls, origin, identity, host, buffered).await
         }
-        (None, None) => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no original destination for a non-provider connection; closing",
-        )),
+        ConnectionRoute::Splice { server_name } => {
+            let (Some(origin), Ok((_, buffered))) = (origin, hello) else {
+                return Err(io::Error::other("splicing without an original destination"));
+            };
+            let reason = "server name is not a provider (listed in [intercept] splice_server_names)";
+            splice(proxy, stream, buffered, origin, Some(server_name), reason).await
+        }
+        ConnectionRoute::Refuse { server_name, reason } => refuse(&proxy, peer, origin, server_name, &reason).await,
+        ConnectionRoute::Close { reason } => Err(io::Error::new(io::ErrorKind::InvalidData, reason)),
     }
 }
 
-fn learn_rejection(proxy: &Proxy, exe: &str, host: &str, e: &io::Error) {
+/// What happens to a redirected connection, decided from its ClientHello
+/// and redirect record alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionRoute {
+    /// A provider name: terminate TLS with a minted leaf and inspect.
+    Intercept { host: String },
+    /// A name the operator allows at provider addresses: relay undecrypted.
+    Splice { server_name: String },
+    /// Refused and audited: a path around inspection if it were relayed.
+    Refuse {
+        server_name: Option<String>,
+        reason: String,
+    },
+    /// Not worth a row (no TLS and no redirect record: a stray connection).
+    Close { reason: String },
+}
+
+/// Every connection here was bound for a provider address (that is what the
+/// redirect captures), so anything that is not a provider name is refused
+/// unless listed: no SNI, another name (the `Host` inside could still be the
+/// API), or not TLS at all.
+pub fn route_connection(
+    config: &crate::config::Config,
+    hello: Result<&ClientHelloInfo, &PeekError>,
+    origin: Option<&ConnectionOrigin>,
+) -> ConnectionRoute {
+    let hello = match hello {
+        Ok(h) => h,
+        Err(e) if origin.is_some() => {
+            return ConnectionRoute::Refuse {
+                server_name: None,
+                reason: format!("refused a non-TLS connection to a provider address ({e})"),
+            }
+        }
+        Err(e) => return ConnectionRoute::Close { reason: e.to_string() },
+    };
+    match hello.server_name.as_deref() {
+        Some(name) if config.provider_for_host(name).is_some() => ConnectionRoute::Intercept { host: name.to_string() },
+        Some(name) if origin.is_some() && config.may_splice(name) => ConnectionRoute::Splice {
+            server_name: name.to_string(),
+        },
+        Some(name) => ConnectionRoute::Refuse {
+            server_name: Some(name.to_string()),
+            reason: format!(
+                "refused: server name {name} is not a provider, at a provider address; \
+                 list it in [intercept] splice_server_names if this site shares the provider's addresses"
+            ),
+        },
+        None => ConnectionRoute::Refuse {
+            server_name: None,
+            reason: "refused: a TLS connection without a server name (SNI) to a provider address".into(),
+        },
+    }
+}
+
+/// The redirect record of an accepted connection. `/proc` and user lookups
+/// block, so they run off the async workers.
+async fn find_origin(
+    origins: &Arc<OriginSource>,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<ConnectionOrigin> {
+    match origins.as_ref() {
+        OriginSource::Lookup(lookup) => {
+            let lookup = lookup.clone();
+            tokio::task::spawn_blocking(move || lookup.lookup(peer, local))
+                .await
+                .ok()
+                .flatten()
+        }
+        OriginSource::SoOriginalDst => {
+            let dst = crate::socket::original_dst(stream).ok().filter(|dst| *dst != local)?;
+            // No kernel record of the process: find it through /proc.
+            let identity = tokio::task::spawn_blocking(move || {
+                let mut identity = crate::origin::ClientIdentity::default();
+                // NAT is invisible to the client's socket: it is still
+                // connected to the original destination, not to us.
+                let pid =
+                    crate::peer::local_client_pid(peer, dst).or_else(|| crate::peer::local_client_pid(peer, local));
+                if let Some(pid) = pid {
+                    identity.pid = Some(pid);
+                    crate::attribution::enrich(&mut identity);
+                }
+                identity
+            })
+            .await
+            .unwrap_or_default();
+            Some(ConnectionOrigin {
+                original_dst: dst,
+                identity,
+                socket_cookie: None,
+            })
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn intercept(
+    proxy: Arc<Proxy>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: TlsAcceptor,
+    origin: Option<ConnectionOrigin>,
+    identity: crate::origin::ClientIdentity,
+    host: String,
+    buffered: Vec<u8>,
+) -> io::Result<()> {
+    // Learned passthrough (crate::passthrough): per user and executable.
+    let learn_key = match (identity.uid, &identity.exe) {
+        (Some(uid), Some(exe)) => Some(PassthroughKey {
+            uid,
+            exe: exe.clone(),
+            server_name: host.clone(),
+        }),
+        _ => None,
+    };
+    if let (Some(o), Some(key)) = (&origin, &learn_key) {
+        let ttl = Duration::from_secs(proxy.config.intercept.learned_passthrough_ttl_secs);
+        if proxy.stats.learned.should_pass(key, Instant::now(), ttl) {
+            let reason = format!(
+                "learned passthrough: {} (uid {}) kept rejecting promptwall's certificate for {host}",
+                key.exe, key.uid
+            );
+            return splice(proxy, stream, buffered, o.clone(), Some(host), &reason).await;
+        }
+    }
+    proxy
+        .stats
+        .tls_intercepted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(o) = &origin {
+        proxy
+            .upstream
+            .dialer
+            .observe_original_destination(&host, o.original_dst);
+    }
+    let tls_stream = match tls.accept(Rewind::new(buffered, stream)).await {
+        Ok(s) => s,
+        Err(e) => {
+            proxy
+                .stats
+                .tls_handshake_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(key) = learn_key
+                .as_ref()
+                .filter(|_| crate::passthrough::is_certificate_rejection(&e))
+            {
+                learn_rejection(&proxy, key, &e);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("TLS handshake with the client for {host} failed: {e}"),
+            ));
+        }
+    };
+    if let Some(key) = &learn_key {
+        proxy.stats.learned.record_success(key);
+    }
+    let (origin, identity) = match origin {
+        Some(o) => (Some(o), None),
+        None => (None, Some(identity)),
+    };
+    let conn = ConnContext {
+        listener: Listener::Transparent,
+        peer,
+        server_name: Some(host),
+        origin,
+        identity,
+    };
+    serve_http(proxy, conn, tls_stream).await;
+    Ok(())
+}
+
+/// Closes a connection that would bypass inspection, leaving a row.
+async fn refuse(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    origin: Option<ConnectionOrigin>,
+    server_name: Option<String>,
+    reason: &str,
+) -> io::Result<()> {
+    tracing::warn!(%peer, server_name = server_name.as_deref().unwrap_or(""), "{reason}");
+    let log = RequestLog {
+        ts: now_rfc3339(),
+        listener: Listener::Transparent.as_str(),
+        host: server_name.unwrap_or_default(),
+        method: "CONNECT".into(),
+        shape: "refused".into(),
+        identity: origin.as_ref().map(|o| o.identity.clone()),
+        socket_cookie: origin.as_ref().and_then(|o| o.socket_cookie),
+        original_dst: origin.as_ref().map(|o| o.original_dst.to_string()),
+        verdict: "blocked".into(),
+        status: 403,
+        error: Some(reason.to_string()),
+        ..Default::default()
+    };
+    if let Err(e) = (proxy.audit)(log).await {
+        tracing::error!("audit row for a refused connection could not be written: {e}");
+    }
+    Ok(())
+}
+
+fn learn_rejection(proxy: &Proxy, key: &PassthroughKey, e: &io::Error) {
     let threshold = proxy.config.intercept.learn_passthrough_after;
     let closed = proxy.config.intercept.fail == crate::config::FailMode::Closed;
-    if let Some(entry) = proxy
-        .stats
-        .learned
-        .record_rejection(exe, host, &e.to_string(), threshold, closed, now_rfc3339)
+    let (exe, host, uid) = (key.exe.as_str(), key.server_name.as_str(), key.uid);
+    if let Some(entry) =
+        proxy
+            .stats
+            .learned
+            .record_rejection(key, &e.to_string(), threshold, closed, Instant::now(), now_rfc3339)
     {
         if entry.passthrough {
-            tracing::warn!(exe, host, failures = entry.failures, "{exe} keeps rejecting promptwall's certificate for {host} (pinning or a private trust store); passing it through undecrypted from now on");
+            tracing::warn!(exe, host, uid, failures = entry.failures, "{exe} (uid {uid}) keeps rejecting promptwall's certificate for {host} (pinning or a private trust store); passing it through undecrypted for this user");
         } else {
             tracing::warn!(exe, host, failures = entry.failures, "{exe} keeps rejecting promptwall's certificate for {host}; fail = \"closed\", so it stays blocked: make it trust the org CA");
         }
     }
 }
 
-/// Passes bytes both ways without decrypting; audits metadata only.
+/// Passes bytes both ways without decrypting; audits metadata only. The row
+/// is committed before the first byte is relayed (a long-lived splice is on
+/// record from its start, and one that cannot be recorded is not relayed).
 async fn splice(
     proxy: Arc<Proxy>,
     mut client: TcpStream,
@@ -342,17 +472,116 @@ async fn splice(
         Err(e) => {
             log.error = Some(format!("passthrough to {} failed: {e}", origin.original_dst));
             log.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let _ = (proxy.audit)(log).await;
+            if let Err(e) = (proxy.audit)(log).await {
+                tracing::error!("audit row for a failed passthrough could not be written: {e}");
+            }
             return Err(e);
         }
     };
+    log.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Err(e) = (proxy.audit)(log).await {
+        proxy
+            .stats
+            .audit_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        proxy
+            .stats
+            .audit_unhealthy
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!("audit row for a passthrough could not be written: {e}; not relaying it");
+        return Err(io::Error::other(format!(
+            "passthrough not relayed: its audit row failed: {e}"
+        )));
+    }
+    proxy
+        .stats
+        .audit_unhealthy
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     server.write_all(&buffered).await?;
     let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     if let Ok((up, down)) = &result {
-        log.request_bytes = *up + buffered.len() as u64;
-        log.response_bytes = *down;
+        tracing::debug!(
+            host = server_name.as_deref().unwrap_or(""),
+            up = *up + buffered.len() as u64,
+            down,
+            secs = started.elapsed().as_secs_f64(),
+            "passthrough closed"
+        );
     }
-    log.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let _ = (proxy.audit)(log).await;
     result.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn hello(name: Option<&str>) -> ClientHelloInfo {
+        ClientHelloInfo {
+            server_name: name.map(str::to_string),
+            alpn: Vec::new(),
+        }
+    }
+
+    fn redirected() -> ConnectionOrigin {
+        ConnectionOrigin {
+            original_dst: "160.79.104.10:443".parse().unwrap(),
+            identity: Default::default(),
+            socket_cookie: None,
+        }
+    }
+
+    fn config(splice: &[&str]) -> Config {
+        let mut c = Config::default();
+        c.intercept.splice_server_names = splice.iter().map(|s| s.to_string()).collect();
+        c
+    }
+
+    #[test]
+    fn a_provider_name_is_intercepted() {
+        let route = route_connection(&config(&[]), Ok(&hello(Some("api.anthropic.com"))), Some(&redirected()));
+        assert_eq!(
+            route,
+            ConnectionRoute::Intercept {
+                host: "api.anthropic.com".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_server_name_at_a_provider_address_is_refused_not_spliced() {
+        let route = route_connection(&config(&[]), Ok(&hello(None)), Some(&redirected()));
+        assert!(
+            matches!(route, ConnectionRoute::Refuse { server_name: None, .. }),
+            "{route:?}"
+        );
+    }
+
+    #[test]
+    fn another_name_at_a_provider_address_is_refused_unless_listed() {
+        let other = hello(Some("front.example.com"));
+        let route = route_connection(&config(&[]), Ok(&other), Some(&redirected()));
+        assert!(matches!(route, ConnectionRoute::Refuse { .. }), "{route:?}");
+        let route = route_connection(&config(&["*.example.com"]), Ok(&other), Some(&redirected()));
+        assert_eq!(
+            route,
+            ConnectionRoute::Splice {
+                server_name: "front.example.com".into()
+            }
+        );
+    }
+
+    #[test]
+    fn non_tls_at_a_provider_address_is_refused_and_stray_bytes_are_closed() {
+        let route = route_connection(&config(&[]), Err(&PeekError::NotTls("x".into())), Some(&redirected()));
+        assert!(matches!(route, ConnectionRoute::Refuse { .. }), "{route:?}");
+        let route = route_connection(&config(&[]), Err(&PeekError::Eof), None);
+        assert!(matches!(route, ConnectionRoute::Close { .. }), "{route:?}");
+    }
+
+    #[test]
+    fn a_listed_name_without_a_redirect_record_is_not_spliced() {
+        let route = route_connection(&config(&["example.test"]), Ok(&hello(Some("example.test"))), None);
+        assert!(matches!(route, ConnectionRoute::Refuse { .. }), "{route:?}");
+    }
 }

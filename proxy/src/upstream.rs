@@ -32,7 +32,7 @@ pub enum UpstreamError {
 }
 
 /// Where to dial for a host: the configured override (like curl --resolve),
-/// else the original destination seen on the transparent listener, else DNS.
+/// else DNS, else the original destination seen on the transparent listener.
 #[derive(Clone, Default)]
 pub struct Dialer {
     overrides: Arc<BTreeMap<String, SocketAddr>>,
@@ -85,10 +85,21 @@ impl Dialer {
         if let Some(addr) = self.overrides.get(host) {
             return Ok(vec![*addr]);
         }
+        // DNS first: an observed destination is whatever some client chose
+        // (any local user can send one provider's SNI to another address),
+        // so it only stands in where the name does not resolve here.
+        let resolved = tokio::net::lookup_host((host, port))
+            .await
+            .map(|addrs| addrs.collect::<Vec<_>>());
+        if let Ok(addrs) = &resolved {
+            if !addrs.is_empty() {
+                return resolved;
+            }
+        }
         if let Some(addr) = self.observed.read().unwrap_or_else(|e| e.into_inner()).get(host) {
             return Ok(vec![*addr]);
         }
-        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+        resolved
     }
 
     /// Connects to `addr` directly (used for TLS passthrough splicing).

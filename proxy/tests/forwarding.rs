@@ -119,6 +119,8 @@ enum Store {
     /// Commits once the test adds a permit.
     WaitsFor(Arc<tokio::sync::Semaphore>),
     Fails,
+    /// Fails while the flag is set.
+    FailsWhile(Arc<std::sync::atomic::AtomicBool>),
 }
 
 async fn harness(upstream_override: Option<&str>) -> Harness {
@@ -161,6 +163,10 @@ async fn harness_with_store(upstream_override: Option<&str>, store: Store) -> Ha
                 Store::Commits => {}
                 Store::WaitsFor(permits) => permits.acquire().await.unwrap().forget(),
                 Store::Fails => return Err("disk full".to_string()),
+                Store::FailsWhile(flag) if flag.load(std::sync::atomic::Ordering::SeqCst) => {
+                    return Err("disk full".to_string())
+                }
+                Store::FailsWhile(_) => {}
             }
             sink_rows.lock().unwrap().push(row);
             Ok(())
@@ -421,22 +427,54 @@ async fn a_content_length_answer_completes_only_after_its_audit_row_commits() {
 #[tokio::test]
 async fn an_answer_whose_audit_row_cannot_be_written_does_not_complete() {
     let h = harness_with_store(None, Store::Fails).await;
-    for path in ["/v1/ratelimited", "/v1/messages"] {
+    let body = r#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#;
+    let req = format!("POST /v1/ratelimited HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let resp = raw(h.proxy, &req).await;
+    let (head, got_body) = resp.split_once("\r\n\r\n").expect("headers arrive");
+    let declared: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length kept");
+    assert!(
+        got_body.len() < declared,
+        "a complete answer went out without its audit row: {resp}"
+    );
+}
+
+/// The full-disk case: once a row fails, nothing more reaches the provider
+/// (it would leave unaudited) until a row commits again.
+#[tokio::test]
+async fn while_the_audit_store_fails_new_requests_are_refused_before_forwarding() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let h = harness_with_store(None, Store::FailsWhile(failing.clone())).await;
+    let post = |path: &str| {
         let body = r#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#;
-        let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-        let resp = raw(h.proxy, &req).await;
-        let (head, got_body) = resp.split_once("\r\n\r\n").expect("headers arrive");
-        let declared: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .expect("content-length kept");
-        assert!(
-            got_body.len() < declared,
-            "{path}: a complete answer went out without its audit row: {resp}"
-        );
-    }
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    };
+    // The first failure is only known after the exchange.
+    raw(h.proxy, &post("/v1/ratelimited")).await;
+    assert_eq!(h.seen.0.lock().unwrap().len(), 1);
+    let resp = raw(h.proxy, &post("/v1/messages")).await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(
+        resp.contains("\"type\":\"error\"") && resp.contains("audit"),
+        "Anthropic envelope naming the cause: {resp}"
+    );
+    assert_eq!(
+        h.seen.0.lock().unwrap().len(),
+        1,
+        "the refused request never reached the provider"
+    );
+
+    // The store recovers: the next refusal's row commits, and requests flow again.
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let resp = raw(h.proxy, &post("/v1/messages")).await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    let resp = raw(h.proxy, &post("/v1/messages")).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert_eq!(h.seen.0.lock().unwrap().len(), 2);
 }

@@ -13,6 +13,7 @@ pub use detect::policy;
 mod detect_api;
 pub mod errors;
 pub mod json;
+pub mod path;
 mod pipeline;
 mod response;
 mod restore;

@@ -208,9 +208,9 @@ impl Pipeline {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
             // Other text (form posts, plain text) is checked as a whole.
-            Ok(t) if shape == ApiShape::Other && json::parse(t).is_err() => self.inspect_opaque(t, ctx),
+            Ok(t) if shape == ApiShape::Other && json::parse(t).is_err() => self.inspect_opaque(t, true, ctx),
             Ok(t) => self.inspect_core(shape, t, ctx, &mut vault),
-            Err(_) if shape == ApiShape::Other => self.inspect_opaque(&String::from_utf8_lossy(body), ctx),
+            Err(_) if shape == ApiShape::Other => self.inspect_opaque(&String::from_utf8_lossy(body), false, ctx),
             Err(_) => return self.reject(shape, "the request body is not valid UTF-8".into()),
         };
         match core {
@@ -241,11 +241,16 @@ impl Pipeline {
     }
 
     /// A body outside the JSON shapes: blocked when it carries a credential
-    /// whose action is `block`; otherwise forwarded byte for byte (there is no
-    /// structure to rewrite placeholders into safely).
-    fn inspect_opaque(&self, text: &str, ctx: &RequestContext) -> Core {
+    /// whose action is `block`; a credential whose action is `redact` or
+    /// `reversible` is replaced by `[[REDACTED_KIND]]` (there is no structure
+    /// to restore into, so never reversibly); otherwise forwarded byte for
+    /// byte. `lossless` is false when `text` is a lossy view of a body that
+    /// is not UTF-8: a finding to rewrite there blocks instead (the bytes
+    /// cannot be rewritten without changing the rest).
+    fn inspect_opaque(&self, text: &str, lossless: bool, ctx: &RequestContext) -> Core {
         let mut report = Report::default();
         let mut blocked = Vec::new();
+        let mut edits: Vec<(Range<usize>, String)> = Vec::new();
         for hit in self.scanner.scan(text) {
             if hit.category != Category::Secret || hit.action == Action::Off {
                 continue;
@@ -256,20 +261,42 @@ impl Pipeline {
                 location: "body".into(),
                 action: hit.action,
             });
-            if hit.action == Action::Block {
-                report.add_fingerprint(&hit.kind, ctx.fingerprint_salt, &text[hit.start..hit.end]);
+            report.add_fingerprint(&hit.kind, ctx.fingerprint_salt, &text[hit.start..hit.end]);
+            if hit.action == Action::Block || !lossless {
                 blocked.push((hit.kind.to_string(), "body".to_string()));
+            } else {
+                edits.push((hit.start..hit.end, vault::redacted_placeholder(&hit.kind)));
             }
         }
-        if blocked.is_empty() {
+        if !blocked.is_empty() {
+            report.verdict = Verdict::Blocked;
+            let message = self.block_message(&blocked);
+            report.message = Some(message.clone());
+            return Core::Blocked {
+                message,
+                any_secret: true,
+                report,
+            };
+        }
+        if edits.is_empty() {
             return Core::Pass { body: None, report };
         }
-        report.verdict = Verdict::Blocked;
-        let message = self.block_message(&blocked);
-        report.message = Some(message.clone());
-        Core::Blocked {
-            message,
-            any_secret: true,
+        // Overlapping hits: keep the first of each overlapping run.
+        edits.sort_by_key(|(r, _)| r.start);
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (range, placeholder) in edits {
+            if range.start < at {
+                continue;
+            }
+            out.push_str(&text[at..range.start]);
+            out.push_str(&placeholder);
+            at = range.end;
+        }
+        out.push_str(&text[at..]);
+        report.verdict = Verdict::Redacted;
+        Core::Pass {
+            body: Some(out),
             report,
         }
     }
@@ -373,7 +400,11 @@ impl Pipeline {
             if hits.is_empty() {
                 continue;
             }
+            // A location names object keys, and a key may be the secret
+            // itself: it goes back to the client and into the audit only
+            // with findings replaced.
             let location = walk.location(place.path);
+            let location = crate::scan::scrub(self.scanner.as_ref(), &location).unwrap_or(location);
             for seg in segments(place, hits) {
                 let mut decoded: Option<Cow<'_, str>> = None;
                 for hit in applicable(place.mode, &seg.hits) {

@@ -17,8 +17,12 @@ impl ApiShape {
     /// `/backend-api/codex/responses`) still match. The caller strips the
     /// query (`/v1/messages?beta=true`). `GET .../responses` is the Codex
     /// WebSocket upgrade and counts as Responses.
+    /// The path is matched by its [`crate::path::classification_key`]
+    /// (case-folded, `;parameters` dropped), so spellings a server might
+    /// still route to an LLM endpoint are inspected as one.
     pub fn classify(method: &str, path_without_query: &str) -> ApiShape {
-        let path = path_without_query.trim_end_matches('/');
+        let key = crate::path::classification_key(path_without_query);
+        let path = key.as_str();
         let post = method.eq_ignore_ascii_case("POST");
         if path.ends_with("/responses") && (post || method.eq_ignore_ascii_case("GET")) {
             return ApiShape::OpenAiResponses;
@@ -88,6 +92,9 @@ mod tests {
             ("GET", "/v1/messages", Other),
             ("POST", "/api/event_logging/v2/batch", Other),
             ("GET", "/api/claude_code/settings", Other),
+            ("POST", "/V1/Messages", AnthropicMessages),
+            ("POST", "/v1/messages;x=1", AnthropicMessages),
+            ("POST", "/v1/messages/", AnthropicMessages),
         ];
         for (method, path, want) in cases {
             assert_eq!(ApiShape::classify(method, path), want, "{method} {path}");

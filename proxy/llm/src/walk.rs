@@ -42,20 +42,34 @@ const MIN_SECRET_LEN: usize = 8;
 pub(crate) struct Walk<'t, 'a> {
     pub places: Vec<Place<'t, 'a>>,
     arena: Vec<(u32, Seg<'t>)>,
+    /// Set for endpoints without a walker of their own.
+    prompt_keys_are_text: bool,
 }
+
+/// Keys whose values are prompt text in every LLM API seen so far.
+const PROMPT_KEYS: &[&str] = &[
+    "prompt",
+    "messages",
+    "input",
+    "content",
+    "text",
+    "system",
+    "instructions",
+];
 
 impl<'t, 'a> Walk<'t, 'a> {
     pub fn new(shape: ApiShape, root: &'t Node<'a>) -> Self {
         let mut w = Walk {
             places: Vec::new(),
             arena: vec![(0, Seg::Root)],
+            prompt_keys_are_text: false,
         };
         match shape {
             ApiShape::AnthropicMessages | ApiShape::AnthropicCountTokens => w.anthropic(root),
             ApiShape::OpenAiChat => w.chat(root),
             ApiShape::OpenAiResponses => w.responses(root),
             ApiShape::OpenAiEmbeddings => w.embeddings(root),
-            ApiShape::Other => w.generic(root, 0),
+            ApiShape::Other => w.unknown_endpoint(root),
         }
         w
     }
@@ -93,8 +107,12 @@ impl<'t, 'a> Walk<'t, 'a> {
         (self.arena.len() - 1) as u32
     }
 
+    /// The path of `key` below `parent`; every key a walker descends
+    /// through is itself checked for secrets here.
     fn key(&mut self, parent: u32, key: &'t Lit<'a>) -> u32 {
-        self.child(parent, Seg::Key(key.raw))
+        let path = self.child(parent, Seg::Key(key.raw));
+        self.key_place(key, path);
+        path
     }
 
     fn place(&mut self, node: &'t Node<'a>, mode: Mode, path: u32) {
@@ -128,9 +146,37 @@ impl<'t, 'a> Walk<'t, 'a> {
         }
     }
 
+    /// An object key, checked for secrets like a value (a tool can put a
+    /// credential in a key: `{"AKIA…": "x"}`).
+    /// Field names (`tool_use_id`, `cache_control`: lower case and `_`
+    /// only) cannot be credentials and are skipped, which keeps this off the
+    /// hot path of large transcripts.
+    fn key_place(&mut self, key: &'t Lit<'a>, path: u32) {
+        let field_name = key.raw.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if key.raw.len() >= MIN_SECRET_LEN && !field_name {
+            self.places.push(Place {
+                lit: key,
+                mode: Mode::SecretsOnly,
+                path,
+            });
+        }
+    }
+
     /// Fields not known to carry prompt text: scanned for secrets only, with
     /// signatures, encrypted state and binary data skipped.
     fn generic(&mut self, node: &'t Node<'a>, path: u32) {
+        self.generic_as(node, path, Mode::SecretsOnly);
+    }
+
+    /// A body of an endpoint without its own walker (Message Batches, legacy
+    /// completions, APIs newer than this release): values under the keys
+    /// that carry prompts anywhere get every detector, the rest secrets only.
+    fn unknown_endpoint(&mut self, root: &'t Node<'a>) {
+        self.prompt_keys_are_text = true;
+        self.generic(root, 0);
+    }
+
+    fn generic_as(&mut self, node: &'t Node<'a>, path: u32, mode: Mode) {
         match node {
             Node::Obj(fields) => {
                 let ty = node.str_field("type");
@@ -146,19 +192,24 @@ impl<'t, 'a> Walk<'t, 'a> {
                         continue;
                     }
                     let p = self.key(path, k);
-                    self.generic(v, p);
+                    let child_mode = if self.prompt_keys_are_text && PROMPT_KEYS.contains(&key) {
+                        Mode::Text
+                    } else {
+                        mode
+                    };
+                    self.generic_as(v, p, child_mode);
                 }
             }
             Node::Arr(items) => {
                 for (i, v) in items.iter().enumerate() {
                     let p = self.child(path, Seg::Idx(i));
-                    self.generic(v, p);
+                    self.generic_as(v, p, mode);
                 }
             }
             Node::Str(lit) => {
                 // Inline binary (data: URLs, base64 file contents) is skipped.
                 if !lit.raw.starts_with("data:") {
-                    self.place(node, Mode::SecretsOnly, path);
+                    self.place(node, mode, path);
                 }
             }
             Node::Scalar(_) => {}

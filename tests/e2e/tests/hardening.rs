@@ -1,0 +1,187 @@
+//! Exploits against inspection, each written as the attack and asserted as
+//! refused: the key never reaches the provider, the client gets an answer in
+//! its own API format, and the audit has a row. (Issue: security hardening.)
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use promptwall_e2e::process::clean_env;
+use promptwall_e2e::{run_bounded, start_fake, Agent, FakeHandle, RunOutput};
+use serde_json::{json, Value};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// An AWS key id the detectors block (not a documented example).
+fn aws_key() -> String {
+    ["AKIA", "Z7QK3MPL", "W2XQ4R5T"].concat()
+}
+
+fn curl(args: &[&str]) -> RunOutput {
+    let mut cmd = Command::new("curl");
+    clean_env(&mut cmd).args(["-sS", "--max-time", "60"]).args(args);
+    run_bounded(&mut cmd, CLIENT_TIMEOUT)
+}
+
+/// (status, body) of a curl run with `-w '\n%{http_code}'`.
+fn curl_status(args: &[&str]) -> (u16, String) {
+    let mut all = vec!["-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let out = curl(&all);
+    out.expect_success("curl");
+    let (body, code) = out
+        .stdout
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", out.stdout.trim()));
+    (
+        code.parse().unwrap_or_else(|_| panic!("no status in {:?}", out.stdout)),
+        body.to_string(),
+    )
+}
+
+fn messages_body(text: &str) -> String {
+    json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}).to_string()
+}
+
+fn assert_key_never_reached(fake: &FakeHandle) {
+    let key = aws_key();
+    let leaked: Vec<_> = fake
+        .recorded()
+        .into_iter()
+        .filter(|r| r.body_text().contains(&key))
+        .collect();
+    assert!(leaked.is_empty(), "the key reached the provider: {leaked:#?}");
+}
+
+#[test]
+fn dot_segments_and_escapes_in_the_path_do_not_skip_inspection() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let body = messages_body(&format!("deploy with {}", aws_key()));
+    let base = agent.anthropic_base_url();
+    for path in [
+        "/v1/oauth/../messages",
+        "/v1/oauth/%2e%2e/messages",
+        "/v1/%6dessages",
+        "/v1//messages",
+        "/V1/Messages",
+    ] {
+        let url = format!("{base}{path}");
+        let (status, answer) = curl_status(&[
+            "--path-as-is",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "anthropic-version: 2023-06-01",
+            "--data-binary",
+            &body,
+            &url,
+        ]);
+        assert_eq!(status, 422, "{path}: {answer}");
+        let v: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["type"], "error", "{path}: Anthropic envelope expected: {v}");
+        assert!(!answer.contains(&aws_key()), "{path}: the refusal echoed the key");
+    }
+    // An encoded separator is refused outright, in the client's format.
+    let url = format!("{base}/v1/oauth%2f..%2fmessages");
+    let (status, answer) = curl_status(&[
+        "--path-as-is",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "--data-binary",
+        &body,
+        &url,
+    ]);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("\"type\":\"error\""), "{answer}");
+    assert_key_never_reached(&fake);
+    let rows = agent.wait_audit_rows(6);
+    assert_eq!(rows.iter().filter(|r| r.verdict == "blocked").count(), 5, "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.path.as_deref() != Some("/v1/oauth/../messages")),
+        "rows carry the path as forwarded"
+    );
+}
+
+#[test]
+fn a_compressed_or_binary_labelled_body_on_another_endpoint_is_still_checked() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let url = format!("{}/v1/complete", agent.anthropic_base_url());
+    let payload = json!({"model": "claude-2", "prompt": format!("Human: use {} Assistant:", aws_key())}).to_string();
+
+    let gz = agent.dir.path().join("body.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(payload.as_bytes()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let at = format!("@{}", gz.display());
+    let (status, answer) = curl_status(&[
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "content-encoding: gzip",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "--data-binary",
+        &at,
+        &url,
+    ]);
+    assert_eq!(status, 422, "gzip: {answer}");
+
+    let (status, answer) = curl_status(&[
+        "-H",
+        "content-type: application/octet-stream",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "--data-binary",
+        &payload,
+        &url,
+    ]);
+    assert_eq!(status, 422, "octet-stream: {answer}");
+
+    let (status, answer) = curl_status(&[
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "content-encoding: br",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "--data-binary",
+        &payload,
+        &url,
+    ]);
+    assert_eq!(status, 415, "an encoding promptwall cannot read is refused: {answer}");
+    assert_key_never_reached(&fake);
+}
+
+#[test]
+fn personal_data_in_a_batch_or_legacy_completion_is_redacted() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let url = format!("{}/v1/messages/batches", agent.anthropic_base_url());
+    let batch = json!({"requests": [{"custom_id": "a", "params": {"model": "claude-sonnet-4-5", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "write to maria.gonzalez@example.org"}]}}]})
+    .to_string();
+    let (status, _) = curl_status(&[
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "--data-binary",
+        &batch,
+        &url,
+    ]);
+    assert!(status < 500, "{status}");
+    let seen: Vec<_> = fake
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path.contains("batches"))
+        .collect();
+    assert_eq!(seen.len(), 1, "{:#?}", fake.recorded());
+    let text = seen[0].body_text();
+    assert!(
+        !text.contains("maria.gonzalez@example.org") && text.contains("[[EMAIL_001]]"),
+        "{text}"
+    );
+}
