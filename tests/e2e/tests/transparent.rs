@@ -249,11 +249,16 @@ fn issuer(env: &TransparentEnv, sni: &str, in_cgroup: bool) -> String {
 const ORG_CA_CN: &str = "CN=promptwall org CA";
 const FAKE_CA_CN: &str = "CN=promptwall fake provider test CA";
 
-/// Only the cgroup is intercepted; non-provider names are spliced through
-/// undecrypted; provider names inside the cgroup get the org CA's leaf.
+/// Only the cgroup is intercepted; names the operator lists are spliced
+/// through undecrypted; provider names inside the cgroup get the org CA's leaf.
 #[test]
-fn outside_the_cgroup_and_other_names_are_not_intercepted() {
-    let Some(env) = env() else { return };
+fn outside_the_cgroup_and_listed_names_are_not_intercepted() {
+    let Some(env) = TransparentEnv::start_or_skip(TransparentOptions {
+        toml_extra: "splice_server_names = [\"example.test\"]".into(),
+        ..Default::default()
+    }) else {
+        return;
+    };
     // Inside the cgroup, a provider name: the org CA's leaf (intercepted).
     let i = issuer(&env, "api.anthropic.com", true);
     assert!(i.contains(ORG_CA_CN), "{i}");
@@ -305,6 +310,60 @@ fn outside_the_cgroup_and_other_names_are_not_intercepted() {
         spliced[0].rest.get("original_dst").and_then(Value::as_str),
         Some("127.0.0.2:443")
     );
+}
+
+/// At a provider address, only provider names are served: another name (the
+/// `Host` inside could still be the API), no name at all, or plain bytes are
+/// refused and audited, never spliced around inspection.
+#[test]
+fn an_unlisted_name_no_sni_or_plain_bytes_at_a_provider_address_are_refused_and_audited() {
+    let Some(env) = env() else { return };
+    let key = aws_key();
+    let body = format!(r#"{{"model":"m","max_tokens":8,"messages":[{{"role":"user","content":"use {key}"}}]}}"#);
+    let attempts = [
+        // Domain fronting: another name in the handshake, the API's Host inside.
+        format!(
+            "curl -sSk --max-time 10 --resolve front.example.test:443:127.0.0.2 -H 'Host: api.anthropic.com' \
+             -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' -d '{body}' https://front.example.test/v1/messages"
+        ),
+        // An IP literal sends no SNI.
+        format!(
+            "curl -sSk --max-time 10 -H 'Host: api.anthropic.com' -H 'anthropic-version: 2023-06-01' \
+             -H 'content-type: application/json' -d '{body}' https://127.0.0.2/v1/messages"
+        ),
+        // Plain HTTP to the TLS port.
+        format!(
+            "curl -sS --max-time 10 -H 'Host: api.anthropic.com' -H 'content-type: application/json' -d '{body}' http://127.0.0.2:443/v1/messages"
+        ),
+    ];
+    for script in &attempts {
+        let out = env.sh_in_cgroup(script, secs(20));
+        assert!(!out.status.is_some_and(|s| s.success()), "the connection was served: {out:?}");
+    }
+    let reqs = env.fake_requests();
+    assert!(fake_with(&reqs, &key).is_empty(), "the key reached the provider: {reqs:#?}");
+    let rows = env.wait_audit_rows(3);
+    let refused: Vec<_> = rows.iter().filter(|r| r.verdict == "blocked" && r.shape.as_deref() == Some("refused")).collect();
+    assert_eq!(refused.len(), 3, "{rows:#?}");
+    assert_eq!(refused[0].host.as_deref(), Some("front.example.test"), "{rows:#?}");
+    assert!(refused.iter().all(|r| r.exe.as_deref().is_some_and(|e| e.ends_with("/curl"))), "{rows:#?}");
+}
+
+/// The `--path-as-is` bypass through the transparent listener: a dot segment
+/// no longer hides a Messages call behind a sign-in path.
+#[test]
+fn a_dot_segment_path_through_the_redirect_is_inspected() {
+    let Some(env) = env() else { return };
+    let key = aws_key();
+    let body = format!(r#"{{"model":"m","max_tokens":8,"messages":[{{"role":"user","content":"use {key}"}}]}}"#);
+    let script = format!(
+        "exec curl -sS --max-time 20 --path-as-is -w '\\nHTTP %{{http_code}}' https://api.anthropic.com/v1/oauth/../messages \
+         -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' -d '{body}'"
+    );
+    let out = env.sh_in_cgroup(&script, secs(30));
+    assert!(out.stdout.ends_with("HTTP 422"), "{out:?}");
+    assert!(!out.stdout.contains(&key), "{out:?}");
+    assert!(fake_with(&env.fake_requests(), &key).is_empty());
 }
 
 /// curl to the provider name in the cgroup trusting ONLY the fake's CA: it
