@@ -239,6 +239,23 @@ mod tests {
         assert!(!d.is_own_listener("127.0.0.1:8788".parse().unwrap()));
     }
 
+    /// Any local user can send one provider's SNI to another address; that
+    /// must not move everyone's upstream for the name while DNS answers.
+    #[tokio::test]
+    async fn a_clients_original_destination_does_not_override_dns() {
+        let d = dialer(0, ["127.0.0.1:8787", "127.0.0.1:15443"]);
+        d.observe_original_destination("localhost", "10.9.9.9:443".parse().unwrap());
+        let addrs = d.resolve("localhost", 443).await.unwrap();
+        assert!(
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()),
+            "{addrs:?}"
+        );
+        // Where the name does not resolve here, the observed address stands in.
+        d.observe_original_destination("promptwall-unresolvable.invalid", "10.9.9.9:443".parse().unwrap());
+        let addrs = d.resolve("promptwall-unresolvable.invalid", 443).await.unwrap();
+        assert_eq!(addrs, vec!["10.9.9.9:443".parse().unwrap()]);
+    }
+
     /// Upstream sockets carry `[upstream] mark`, whichever way they are dialled
     /// (hyper's connector, or a passthrough splice). Setting a mark needs
     /// CAP_NET_ADMIN, which `cargo xtask test` (root) has.

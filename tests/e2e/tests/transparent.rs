@@ -338,15 +338,51 @@ fn an_unlisted_name_no_sni_or_plain_bytes_at_a_provider_address_are_refused_and_
     ];
     for script in &attempts {
         let out = env.sh_in_cgroup(script, secs(20));
-        assert!(!out.status.is_some_and(|s| s.success()), "the connection was served: {out:?}");
+        assert!(
+            !out.status.is_some_and(|s| s.success()),
+            "the connection was served: {out:?}"
+        );
     }
     let reqs = env.fake_requests();
-    assert!(fake_with(&reqs, &key).is_empty(), "the key reached the provider: {reqs:#?}");
+    assert!(
+        fake_with(&reqs, &key).is_empty(),
+        "the key reached the provider: {reqs:#?}"
+    );
     let rows = env.wait_audit_rows(3);
-    let refused: Vec<_> = rows.iter().filter(|r| r.verdict == "blocked" && r.shape.as_deref() == Some("refused")).collect();
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r.verdict == "blocked" && r.shape.as_deref() == Some("refused"))
+        .collect();
     assert_eq!(refused.len(), 3, "{rows:#?}");
     assert_eq!(refused[0].host.as_deref(), Some("front.example.test"), "{rows:#?}");
-    assert!(refused.iter().all(|r| r.exe.as_deref().is_some_and(|e| e.ends_with("/curl"))), "{rows:#?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.exe.as_deref().is_some_and(|e| e.ends_with("/curl"))),
+        "{rows:#?}"
+    );
+}
+
+/// A connection made straight to the transparent port (no redirect record)
+/// is still attributed to its process, through /proc.
+#[test]
+fn a_direct_connection_to_the_transparent_port_is_attributed() {
+    let Some(env) = env() else { return };
+    let script = format!(
+        "exec curl -sSk --max-time 20 -w '\\nHTTP %{{http_code}}' --resolve api.anthropic.com:15443:127.0.0.1 \
+         https://api.anthropic.com:15443/v1/messages -H 'anthropic-version: 2023-06-01' \
+         -H 'content-type: application/json' -d '{}'",
+        r#"{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"tp-direct hi"}]}"#
+    );
+    let out = env.sh_outside(&script, secs(30));
+    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}");
+    let rows = env.wait_audit_rows(1);
+    let row = rows
+        .iter()
+        .find(|r| r.path.as_deref() == Some("/v1/messages"))
+        .expect("a row");
+    assert!(row.exe.as_deref().is_some_and(|e| e.ends_with("/curl")), "{row:#?}");
+    assert!(row.pid.is_some_and(|p| p > 1), "{row:#?}");
 }
 
 /// The `--path-as-is` bypass through the transparent listener: a dot segment
