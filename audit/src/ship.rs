@@ -260,6 +260,12 @@ impl CentralShipper {
                     machine_id: machine_id.to_string(),
                 };
             }
+            // undefined_column: the agent was upgraded before the central schema.
+            if db.code().as_deref() == Some("42703") {
+                return AuditError::SchemaOutdated {
+                    url: self.central_key.clone(),
+                };
+            }
         }
         AuditError::Database(e)
     }

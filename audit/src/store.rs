@@ -203,10 +203,12 @@ impl AuditStore {
                         source,
                     })?;
             }
-            return Ok(AuditStore {
+            let store = AuditStore {
                 pool: Pool::Sqlite(pool),
                 display_url,
-            });
+            };
+            store.check_schema().await?;
+            return Ok(store);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -221,12 +223,28 @@ impl AuditStore {
             if access == Access::ReadWrite {
                 migrate_postgres(&pool, &display_url).await?;
             }
-            return Ok(AuditStore {
+            let store = AuditStore {
                 pool: Pool::Postgres(pool),
                 display_url,
-            });
+            };
+            store.check_schema().await?;
+            return Ok(store);
         }
         Err(AuditError::UnsupportedUrl(display_url))
+    }
+
+    /// A store opened read-only is not migrated: say so when it predates
+    /// the columns this version reads, instead of failing every query.
+    async fn check_schema(&self) -> Result<(), AuditError> {
+        let probe = "SELECT install_id FROM audit_log WHERE 1 = 0";
+        let result = on_pool!(&self.pool, p => sqlx::query(probe).fetch_all(p).await.map(|_| ()));
+        match result {
+            Err(sqlx::Error::Database(db)) if db.message().contains("install_id") => Err(AuditError::SchemaOutdated {
+                url: self.display_url.clone(),
+            }),
+            // Anything else (no table yet, no privilege) shows up in the query itself.
+            _ => Ok(()),
+        }
     }
 
     pub fn url(&self) -> &str {

@@ -617,6 +617,8 @@ async fn an_existing_fleet_store_migrates_and_keeps_its_rows() {
         insert_legacy!(&old, r);
     }
     old.close().await;
+    let err = AuditStore::open_read_only(&pg.url("promptwall")).await.unwrap_err();
+    assert!(err.to_string().contains("promptwall audit migrate"), "{err}");
 
     let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
     sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql"))

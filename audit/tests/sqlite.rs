@@ -909,6 +909,7 @@ async fn a_store_from_before_install_ids_migrates_and_its_chain_continues() {
     {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
         common::sqlite_before_install_ids(&pool).await;
@@ -924,7 +925,14 @@ async fn a_store_from_before_install_ids_migrates_and_its_chain_continues() {
             .unwrap();
         pool.close().await;
     }
-    let store = AuditStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    let url = format!("sqlite://{}", path.display());
+    // `promptwall audit` (read-only, never migrates) before the agent restarted.
+    let err = AuditStore::open_read_only(&url).await.unwrap_err();
+    assert!(
+        matches!(err, AuditError::SchemaOutdated { .. }) && err.to_string().contains("restart the agent"),
+        "{err}"
+    );
+    let store = AuditStore::open(&url).await.unwrap();
     assert_eq!(store.install_id().await.unwrap(), "");
     let report = store.verify(None).await.unwrap();
     assert!(report.is_intact(), "{report:?}");
