@@ -353,19 +353,6 @@ fn url_user(url: &str) -> Option<&str> {
     in_query.or(in_authority)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_role_named_in_a_url_is_found() {
-        assert_eq!(url_user("postgres://agent:pw@db/pw"), Some("agent"));
-        assert_eq!(url_user("postgres://db:5432/pw?sslmode=require&user=m1"), Some("m1"));
-        assert_eq!(url_user("postgres://db/pw"), None);
-        assert_eq!(url_user("postgresql://@db/pw"), None);
-    }
-}
-
 pub struct ShipperHandle {
     poke: Arc<Notify>,
     stop: watch::Sender<bool>,
@@ -390,5 +377,18 @@ impl ShipperHandle {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_named_in_a_url_is_found() {
+        assert_eq!(url_user("postgres://agent:pw@db/pw"), Some("agent"));
+        assert_eq!(url_user("postgres://db:5432/pw?sslmode=require&user=m1"), Some("m1"));
+        assert_eq!(url_user("postgres://db/pw"), None);
+        assert_eq!(url_user("postgresql://@db/pw"), None);
     }
 }
