@@ -239,3 +239,121 @@ async fn a_user_outside_the_group_is_told_why_and_what_to_do() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// Cells of a CSV line, unquoted (RFC 4180; no embedded newlines here).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cells.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells
+}
+
+/// Whoever sends a request chooses the model name (and names the binary):
+/// a spreadsheet opening the export must not run them as formulas.
+#[tokio::test]
+async fn csv_export_neutralises_formula_cells() {
+    let s = seeded().await;
+    let store = AuditStore::open(&format!("sqlite://{}", s.db.display())).await.unwrap();
+    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("laptop-7"));
+    let mut evil = row("=cmd|' /C calc'!A0", "+tool", "@SUM(A1:A9)", "allowed", (1, 1));
+    evil.cmdline = Some("-2+3+cmd|' /C calc'!A0".into());
+    evil.error = Some("\t=1+1".into());
+    writer.write(evil).await.unwrap();
+    drop(writer);
+    store.close().await;
+
+    for args in [
+        &["export", "--format", "csv"][..],
+        &["query", "--format", "csv"][..],
+        &["top", "--by", "model", "--format", "csv"][..],
+    ] {
+        let csv = ok_stdout(audit(&s, args));
+        assert!(
+            csv.contains("'=cmd|' /C calc'!A0") || csv.contains("'@SUM(A1:A9)"),
+            "{args:?}: {csv}"
+        );
+        for line in csv.lines() {
+            for cell in csv_cells(line) {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{args:?}: formula cell {cell:?} in {line}"
+                );
+            }
+        }
+    }
+}
+
+/// A stored field holding terminal escapes (a binary named with one, or a
+/// row from a writer that did not escape them) is shown escaped.
+#[tokio::test]
+async fn table_output_never_prints_terminal_escapes() {
+    let s = seeded().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE audit_log SET user = 'bob' || char(27) || '[2J' || char(27) || ']0;owned' || char(7), \
+         model = 'gpt-5' || char(13) || 'fake', tool = 'codex' || char(8238) WHERE id = 4",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    for args in [
+        &["query"][..],
+        &["show", "4"][..],
+        &["agents"][..],
+        &["top", "--by", "user"][..],
+        &["top", "--by", "model"][..],
+    ] {
+        let out = ok_stdout(audit(&s, args));
+        assert!(
+            !out.contains(['\u{1b}', '\r', '\u{7}', '\u{202e}']),
+            "{args:?} printed a raw escape: {out:?}"
+        );
+    }
+    let table = ok_stdout(audit(&s, &["query"]));
+    assert!(table.contains("bob\\u{1b}[2J"), "{table}");
+}
+
+/// `export -o` in a shared directory: a planted symlink (or any existing
+/// file) is refused, never followed; a new file is readable by its owner only.
+#[tokio::test]
+async fn export_onto_a_symlink_refuses_and_new_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = seeded().await;
+    let shared = tempfile::tempdir().unwrap();
+    let victim = shared.path().join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let link = shared.path().join("export.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let dangling = shared.path().join("dangling.csv");
+    let created_through_link = shared.path().join("created");
+    std::os::unix::fs::symlink(&created_through_link, &dangling).unwrap();
+
+    for target in [&link, &dangling, &victim] {
+        let out = audit(&s, &["export", "-o", target.to_str().unwrap()]);
+        assert!(!out.status.success(), "export onto {} must fail", target.display());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("already exists"), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert!(!created_through_link.exists());
+
+    let fresh = shared.path().join("rows.jsonl");
+    ok_stdout(audit(&s, &["export", "-o", fresh.to_str().unwrap()]));
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(json_lines(&std::fs::read_to_string(&fresh).unwrap()).len(), 5);
+}

@@ -1,8 +1,9 @@
 //! Tamper evidence: each row's `hash` = SHA-256(prev_hash || canonical JSON
 //! of the row without `prev_hash`, `hash` and the body texts; the body
 //! digests are covered instead, so retention may purge bodies). Chains are
-//! per machine, in id order, starting at [`GENESIS`] or at the checkpoint
-//! left by `prune`.
+//! per (machine, install), in id order, starting at [`GENESIS`] or at the
+//! checkpoint left by `prune`. The install id is covered when it is set
+//! (rows of stores older than install ids have none and hash as before).
 //!
 //! An unkeyed chain proves order and integrity of what lies between anchors:
 //! an edit, a deletion or an insertion in the middle breaks a link. Rows
@@ -29,6 +30,9 @@ pub fn canonical_json(rec: &AuditRecord) -> String {
     if let Value::Object(map) = &mut value {
         for key in ["prev_hash", "hash", "request_body", "response_body"] {
             map.remove(key);
+        }
+        if rec.install_id.is_empty() {
+            map.remove("install_id");
         }
     }
     serde_json::to_string(&sorted(value)).expect("value serialises")
@@ -62,11 +66,16 @@ pub enum BreakKind {
     Deleted,
     /// The row before this one does not belong to the chain.
     Inserted,
+    /// Two different rows claim the same (machine, install, id): a cloned
+    /// install (VM image copied with its store) or a forged row. Both are
+    /// kept in the store.
+    Conflict,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainBreak {
     pub machine_id: String,
+    pub install_id: String,
     /// The offending row (edited/inserted) or the first row after the gap (deleted).
     pub id: i64,
     pub kind: BreakKind,
@@ -76,6 +85,8 @@ pub struct ChainBreak {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MachineVerify {
     pub machine_id: String,
+    /// Empty for rows written before install ids existed.
+    pub install_id: String,
     pub rows_checked: i64,
     /// Rows pruned before the checkpoint the chain starts from.
     pub pruned_rows: i64,
@@ -84,7 +95,24 @@ pub struct MachineVerify {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifyReport {
+    /// One entry per chain: (machine, install).
     pub machines: Vec<MachineVerify>,
+    /// Rows the shipper could not store centrally (local spool only).
+    pub quarantined: Vec<QuarantinedRow>,
+}
+
+/// A row a central store rejected; the shipper skipped it and went on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct QuarantinedRow {
+    /// The central store (URL without password).
+    pub central: String,
+    pub id: i64,
+    pub machine_id: String,
+    pub install_id: String,
+    /// PostgreSQL's error code, e.g. 22021 (invalid byte sequence).
+    pub sqlstate: Option<String>,
+    pub reason: String,
+    pub ts: String,
 }
 
 impl VerifyReport {
@@ -100,6 +128,7 @@ impl VerifyReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PruneReport {
     pub machine_id: String,
+    pub install_id: String,
     pub deleted: u64,
     /// Last pruned row: the chain now continues from its hash.
     pub checkpoint_id: i64,
@@ -113,6 +142,9 @@ pub(crate) struct Checkpoint {
 
 const VERIFY_PAGE: i64 = 2000;
 
+/// One hash chain: a machine's rows from one install.
+type Chain = (String, String);
+
 impl AuditStore {
     pub async fn machines(&self) -> Result<Vec<String>, AuditError> {
         let sql = "SELECT machine_id FROM audit_log GROUP BY machine_id UNION SELECT machine_id FROM audit_checkpoint ORDER BY 1";
@@ -120,10 +152,34 @@ impl AuditStore {
         Ok(ids)
     }
 
-    pub(crate) async fn checkpoint(&self, machine_id: &str) -> Result<Option<Checkpoint>, AuditError> {
-        let sql = "SELECT last_id, last_hash, pruned_rows FROM audit_checkpoint WHERE machine_id = $1";
-        let row: Option<(i64, String, i64)> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(machine_id).fetch_optional(p).await?);
+    /// Every (machine_id, install_id) with rows or a checkpoint.
+    async fn chains(&self, machine: Option<&str>) -> Result<Vec<Chain>, AuditError> {
+        let sql = "SELECT machine_id, install_id FROM audit_log GROUP BY machine_id, install_id \
+                   UNION SELECT machine_id, install_id FROM audit_checkpoint ORDER BY 1, 2";
+        let chains: Vec<Chain> = on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await?);
+        Ok(chains
+            .into_iter()
+            .filter(|(m, _)| machine.is_none_or(|want| want == m))
+            .collect())
+    }
+
+    /// Rows a shipper quarantined (SQLite spool; empty elsewhere), oldest first.
+    pub async fn quarantined(&self) -> Result<Vec<QuarantinedRow>, AuditError> {
+        let crate::store::Pool::Sqlite(p) = &self.pool else {
+            return Ok(Vec::new());
+        };
+        Ok(sqlx::query_as(
+            "SELECT central, id, machine_id, install_id, sqlstate, reason, ts FROM audit_quarantine ORDER BY id, central",
+        )
+        .fetch_all(p)
+        .await?)
+    }
+
+    pub(crate) async fn checkpoint(&self, (machine_id, install_id): &Chain) -> Result<Option<Checkpoint>, AuditError> {
+        let sql =
+            "SELECT last_id, last_hash, pruned_rows FROM audit_checkpoint WHERE machine_id = $1 AND install_id = $2";
+        let row: Option<(i64, String, i64)> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(machine_id).bind(install_id).fetch_optional(p).await?);
         Ok(row.map(|(last_id, last_hash, pruned_rows)| Checkpoint {
             last_id,
             last_hash,
@@ -131,33 +187,56 @@ impl AuditStore {
         }))
     }
 
-    async fn rows_after(&self, machine_id: &str, after_id: i64, limit: i64) -> Result<Vec<AuditRecord>, AuditError> {
+    /// Rows of a chain with id > `after_id` (and the rest of `after_id` past
+    /// `after_hash`, for pages that end inside a conflicting pair).
+    async fn rows_after(
+        &self,
+        (machine_id, install_id): &Chain,
+        after_id: i64,
+        after_hash: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
         let sql = format!(
-            "SELECT {} FROM audit_log WHERE machine_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT {} FROM audit_log WHERE machine_id = $1 AND install_id = $2 AND (id > $3 OR (id = $3 AND hash > $4)) \
+             ORDER BY id, hash LIMIT $5",
             COLUMNS.join(", ")
         );
         on_pool!(&self.pool, p => {
-            let rows = sqlx::query(&sql).bind(machine_id).bind(after_id).bind(limit).fetch_all(p).await?;
+            let rows = sqlx::query(&sql).bind(machine_id).bind(install_id).bind(after_id).bind(after_hash)
+                .bind(limit).fetch_all(p).await?;
             rows.iter().map(|r| decode_record!(r)).collect()
         })
     }
 
-    /// Walks every machine's chain (or one) and reports the first broken link.
+    /// Walks every chain (or one machine's) and reports the first broken
+    /// link of each, plus the rows a shipper had to quarantine.
     pub async fn verify(&self, machine: Option<&str>) -> Result<VerifyReport, AuditError> {
-        let machines = match machine {
-            Some(m) => vec![m.to_string()],
-            None => self.machines().await?,
+        let mut report = VerifyReport {
+            machines: Vec::new(),
+            quarantined: self.quarantined().await?,
         };
-        let mut report = VerifyReport { machines: Vec::new() };
-        for machine_id in machines {
-            report.machines.push(self.verify_machine(&machine_id, i64::MAX).await?);
+        for chain in self.chains(machine).await? {
+            report.machines.push(self.verify_chain(&chain, i64::MAX).await?);
+        }
+        if let Some(m) = machine {
+            if report.machines.is_empty() {
+                report.machines.push(MachineVerify {
+                    machine_id: m.to_string(),
+                    install_id: String::new(),
+                    rows_checked: 0,
+                    pruned_rows: 0,
+                    first_break: None,
+                });
+            }
+            report.quarantined.retain(|q| q.machine_id == m);
         }
         Ok(report)
     }
 
     /// Verifies rows with id <= `upto_id`.
-    async fn verify_machine(&self, machine_id: &str, upto_id: i64) -> Result<MachineVerify, AuditError> {
-        let checkpoint = self.checkpoint(machine_id).await?;
+    async fn verify_chain(&self, chain: &Chain, upto_id: i64) -> Result<MachineVerify, AuditError> {
+        let (machine_id, install_id) = chain;
+        let checkpoint = self.checkpoint(chain).await?;
         let (mut after_id, mut expected_prev, pruned_rows) = match &checkpoint {
             Some(c) => (c.last_id, c.last_hash.clone(), c.pruned_rows),
             None => (i64::MIN, GENESIS.to_string(), 0),
@@ -166,14 +245,23 @@ impl AuditStore {
         let mut before_prev: Option<String> = None;
         let mut prev_id: Option<i64> = None;
         let mut checked = 0i64;
+        let mut after_hash = String::new();
+        let brk = |id: i64, kind: BreakKind, detail: String| ChainBreak {
+            machine_id: machine_id.clone(),
+            install_id: install_id.clone(),
+            id,
+            kind,
+            detail,
+        };
         let mut result = MachineVerify {
             machine_id: machine_id.to_string(),
+            install_id: install_id.to_string(),
             rows_checked: 0,
             pruned_rows,
             first_break: None,
         };
         'pages: loop {
-            let page = self.rows_after(machine_id, after_id, VERIFY_PAGE).await?;
+            let page = self.rows_after(chain, after_id, &after_hash, VERIFY_PAGE).await?;
             if page.is_empty() {
                 break;
             }
@@ -182,29 +270,34 @@ impl AuditStore {
                     break 'pages;
                 }
                 checked += 1;
-                if let Some(kind_detail) = link_break(row, &expected_prev, before_prev.as_deref(), prev_id) {
-                    let (kind, id, detail) = kind_detail;
-                    result.first_break = Some(ChainBreak {
-                        machine_id: machine_id.to_string(),
-                        id,
-                        kind,
-                        detail,
-                    });
+                if prev_id == Some(row.id) {
+                    result.first_break = Some(brk(
+                        row.id,
+                        BreakKind::Conflict,
+                        format!(
+                            "two different rows claim id {} (hashes {} and {}): a cloned install (a VM image \
+                             copied with its audit store) or a forged row; both are kept, compare them with \
+                             `promptwall audit query --machine {machine_id}`",
+                            row.id,
+                            short(&expected_prev),
+                            short(&row.hash)
+                        ),
+                    ));
+                    break 'pages;
+                }
+                if let Some((kind, id, detail)) = link_break(row, &expected_prev, before_prev.as_deref(), prev_id) {
+                    result.first_break = Some(brk(id, kind, detail));
                     break 'pages;
                 }
                 if let Some(detail) = content_break(row) {
-                    result.first_break = Some(ChainBreak {
-                        machine_id: machine_id.to_string(),
-                        id: row.id,
-                        kind: BreakKind::Edited,
-                        detail,
-                    });
+                    result.first_break = Some(brk(row.id, BreakKind::Edited, detail));
                     break 'pages;
                 }
                 before_prev = Some(row.prev_hash.clone());
                 expected_prev = row.hash.clone();
                 prev_id = Some(row.id);
                 after_id = row.id;
+                after_hash = row.hash.clone();
             }
         }
         result.rows_checked = checked;
@@ -220,26 +313,28 @@ impl AuditStore {
     pub async fn prune(&self, cutoff_ts: &str, force: bool) -> Result<Vec<PruneReport>, AuditError> {
         let mut reports = Vec::new();
         let shipped_upto = self.min_shipped_upto().await?;
-        for machine_id in self.machines().await? {
+        for chain in self.chains(None).await? {
+            let (machine_id, install_id) = &chain;
             let first_kept: Option<i64> = on_pool!(&self.pool, p => sqlx::query_scalar(
-                "SELECT MIN(id) FROM audit_log WHERE machine_id = $1 AND ts >= $2")
-                .bind(&machine_id).bind(cutoff_ts).fetch_one(p).await?);
+                "SELECT MIN(id) FROM audit_log WHERE machine_id = $1 AND install_id = $2 AND ts >= $3")
+                .bind(machine_id).bind(install_id).bind(cutoff_ts).fetch_one(p).await?);
             let mut cutoff_id = match first_kept {
                 Some(id) => id - 1,
                 None => on_pool!(&self.pool, p => sqlx::query_scalar::<_, Option<i64>>(
-                    "SELECT MAX(id) FROM audit_log WHERE machine_id = $1")
-                    .bind(&machine_id).fetch_one(p).await?)
+                    "SELECT MAX(id) FROM audit_log WHERE machine_id = $1 AND install_id = $2")
+                    .bind(machine_id).bind(install_id).fetch_one(p).await?)
                 .unwrap_or(i64::MIN),
             };
             if let Some(upto) = shipped_upto {
                 cutoff_id = cutoff_id.min(upto);
             }
             let last: Option<(i64, String)> = on_pool!(&self.pool, p => sqlx::query_as(
-                "SELECT id, hash FROM audit_log WHERE machine_id = $1 AND id <= $2 ORDER BY id DESC LIMIT 1")
-                .bind(&machine_id).bind(cutoff_id).fetch_optional(p).await?);
+                "SELECT id, hash FROM audit_log WHERE machine_id = $1 AND install_id = $2 AND id <= $3 \
+                 ORDER BY id DESC, hash DESC LIMIT 1")
+                .bind(machine_id).bind(install_id).bind(cutoff_id).fetch_optional(p).await?);
             let Some((last_id, last_hash)) = last else { continue };
             if !force {
-                if let Some(b) = self.verify_machine(&machine_id, last_id).await?.first_break {
+                if let Some(b) = self.verify_chain(&chain, last_id).await?.first_break {
                     return Err(AuditError::BadFilter(format!(
                         "refusing to prune machine {machine_id}: the chain is broken at row {} ({:?}: {}); \
                          pruning would destroy the evidence — investigate with `promptwall audit verify`, \
@@ -251,19 +346,22 @@ impl AuditStore {
             let now = crate::time::now_ts();
             let deleted = on_pool!(&self.pool, p => {
                 let mut tx = p.begin().await?;
-                let deleted = sqlx::query("DELETE FROM audit_log WHERE machine_id = $1 AND id <= $2")
-                    .bind(&machine_id).bind(last_id).execute(&mut *tx).await?.rows_affected();
+                let deleted = sqlx::query("DELETE FROM audit_log WHERE machine_id = $1 AND install_id = $2 AND id <= $3")
+                    .bind(machine_id).bind(install_id).bind(last_id).execute(&mut *tx).await?.rows_affected();
                 sqlx::query(
-                    "INSERT INTO audit_checkpoint (machine_id, last_id, last_hash, pruned_rows, ts) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (machine_id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash, \
+                    "INSERT INTO audit_checkpoint (machine_id, install_id, last_id, last_hash, pruned_rows, ts) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (machine_id, install_id) DO UPDATE SET last_id = excluded.last_id, \
+                     last_hash = excluded.last_hash, \
                      pruned_rows = audit_checkpoint.pruned_rows + excluded.pruned_rows, ts = excluded.ts")
-                    .bind(&machine_id).bind(last_id).bind(&last_hash).bind(deleted as i64).bind(&now)
+                    .bind(machine_id).bind(install_id).bind(last_id).bind(&last_hash).bind(deleted as i64).bind(&now)
                     .execute(&mut *tx).await?;
                 tx.commit().await?;
                 deleted
             });
             reports.push(PruneReport {
-                machine_id,
+                machine_id: machine_id.clone(),
+                install_id: install_id.clone(),
                 deleted,
                 checkpoint_id: last_id,
             });
@@ -288,6 +386,10 @@ impl AuditStore {
         let v: Option<i64> = on_pool!(&self.pool, p => sqlx::query_scalar("SELECT MIN(shipped_upto) FROM audit_shipping").fetch_one(p).await?);
         Ok(v)
     }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 fn link_break(

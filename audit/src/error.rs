@@ -36,6 +36,10 @@ pub enum AuditError {
     NotFound(i64),
     #[error("corrupt audit row {id}: {message}; run `promptwall audit verify`")]
     CorruptRow { id: i64, message: String },
+    #[error("the central audit store {central} refused rows of machine {machine_id:?} (row-level security): each agent must log in as the PostgreSQL role named exactly after its machine id; create it with CREATE ROLE \"{machine_id}\" LOGIN IN ROLE promptwall_agent and leave the user out of [audit.central] url (see deploy/README.md, \"Fleet audit store\"); the rows stay in the local spool until then")]
+    CentralRefused { central: String, machine_id: String },
+    #[error("audit store {url} has an older schema than this promptwall; restart the agent (it upgrades its local store when it starts), or for a central store run `promptwall audit migrate --db URL` once as its owner role")]
+    SchemaOutdated { url: String },
     #[error("test PostgreSQL cluster: {0}")]
     PgCluster(String),
 }

@@ -8,7 +8,9 @@
 //!   broken link, [`AuditStore::prune`] keeps the chain verifiable through a
 //!   checkpoint.
 //! * The local SQLite store is the spool for the fleet store: [`CentralShipper`]
-//!   copies rows to PostgreSQL idempotently (`ON CONFLICT DO NOTHING`).
+//!   copies rows to PostgreSQL idempotently, keyed by machine, install, id
+//!   and hash so that no row is ever swallowed, quarantining rows PostgreSQL
+//!   rejects instead of stalling.
 //! * The same queries ([`QueryFilter`], `agents`, `top`, ...) run on both.
 
 pub mod chain;
@@ -24,7 +26,7 @@ pub mod testing;
 pub mod time;
 pub mod writer;
 
-pub use chain::{ChainBreak, VerifyReport};
+pub use chain::{ChainBreak, QuarantinedRow, VerifyReport};
 pub use cost::{estimate_cost, PriceTable, Usage};
 pub use error::AuditError;
 pub use query::{AgentSummary, QueryFilter, TopBy, TopRow};

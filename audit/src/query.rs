@@ -275,9 +275,15 @@ impl AuditStore {
             0 => Err(AuditError::NotFound(id)),
             1 => Ok(rows.remove(0)),
             n => Err(AuditError::BadFilter(format!(
-                "row {id} exists on {n} machines ({}); pass --machine ID",
+                "row {id} exists {n} times ({}); pass --machine ID, or list them all with \
+                 `promptwall audit export --machine ID` (rows of one machine with the same id come from \
+                 different installs, or conflict: see `promptwall audit verify`)",
                 rows.iter()
-                    .map(|r| r.machine_id.as_str())
+                    .map(|r| if r.install_id.is_empty() {
+                        format!("machine {}", r.machine_id)
+                    } else {
+                        format!("machine {} install {}", r.machine_id, r.install_id)
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),

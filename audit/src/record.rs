@@ -73,6 +73,13 @@ pub struct AuditRecord {
     /// Hash chain: hash = SHA-256(prev_hash || canonical JSON of the row).
     pub prev_hash: String,
     pub hash: String,
+    /// Random id of the local store that wrote the row, generated once when
+    /// the store is created (set by the writer, ignored on input). Ids
+    /// restart at 1 in a new store, so the fleet key is (machine_id,
+    /// install_id, id): a purge and reinstall with the same /etc/machine-id
+    /// cannot collide with the old install's rows. Empty on rows of stores
+    /// created before install ids existed (their hashes do not cover it).
+    pub install_id: String,
 }
 
 /// Columns in storage order; shared by inserts and selects on both databases.
@@ -118,6 +125,7 @@ pub(crate) const COLUMNS: &[&str] = &[
     "response_body_sha256",
     "prev_hash",
     "hash",
+    "install_id",
 ];
 
 pub(crate) fn column_list() -> String {
@@ -129,4 +137,141 @@ pub(crate) fn placeholders(first: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Longest stored text of an identifier-like field (model, user, tool, ...),
+/// in bytes: keeps index entries far below PostgreSQL's ~2.7 KB B-tree limit.
+pub const MAX_SHORT_FIELD: usize = 256;
+/// Longest stored host, path, executable, command line or error, in bytes.
+pub const MAX_LONG_FIELD: usize = 8192;
+
+/// Text as it may be stored: every control character (C0, DEL, C1) written
+/// as a visible `\u{..}` escape, except newline, carriage return and tab when
+/// `multiline`. A local user chooses the model name, the executable name and
+/// the command line; raw NUL makes PostgreSQL reject the row, and escape
+/// sequences would drive an auditor's terminal.
+pub fn escape_controls(s: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
+    let keep = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
+    if !s.chars().any(|c| c.is_control() && !keep(c)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && !keep(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary, saying so.
+fn bound(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let marker = "…[truncated]";
+    let mut cut = max.saturating_sub(marker.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(marker);
+}
+
+fn clean(s: &mut String, max: usize) {
+    if let std::borrow::Cow::Owned(escaped) = escape_controls(s, false) {
+        *s = escaped;
+    }
+    bound(s, max);
+}
+
+fn clean_opt(s: &mut Option<String>, max: usize) {
+    if let Some(s) = s {
+        clean(s, max);
+    }
+}
+
+impl AuditRecord {
+    /// Makes every text field storable and displayable: control characters
+    /// escaped, lengths bounded. Bodies keep their line structure and only
+    /// lose NUL (PostgreSQL text cannot hold it); their size is capped by
+    /// the writer's capture limit. The writer calls this before hashing.
+    pub fn sanitize(&mut self) {
+        for s in [&mut self.machine_id, &mut self.listener, &mut self.verdict] {
+            clean(s, MAX_SHORT_FIELD);
+        }
+        bound(&mut self.ts, 64);
+        for s in [
+            &mut self.provider,
+            &mut self.method,
+            &mut self.shape,
+            &mut self.model,
+            &mut self.user,
+            &mut self.login_user,
+            &mut self.tool,
+            &mut self.container_id,
+            &mut self.original_dst,
+        ] {
+            clean_opt(s, MAX_SHORT_FIELD);
+        }
+        for s in [
+            &mut self.host,
+            &mut self.path,
+            &mut self.exe,
+            &mut self.cmdline,
+            &mut self.error,
+        ] {
+            clean_opt(s, MAX_LONG_FIELD);
+        }
+        if self
+            .findings
+            .keys()
+            .any(|k| escape_controls(k, false).len() != k.len() || k.len() > MAX_SHORT_FIELD)
+        {
+            self.findings = std::mem::take(&mut self.findings)
+                .into_iter()
+                .map(|(mut k, n)| {
+                    clean(&mut k, MAX_SHORT_FIELD);
+                    (k, n)
+                })
+                .collect();
+        }
+        for f in &mut self.fingerprints {
+            clean(&mut f.kind, MAX_SHORT_FIELD);
+            clean(&mut f.fp, MAX_SHORT_FIELD);
+        }
+        for body in [&mut self.request_body, &mut self.response_body].into_iter().flatten() {
+            if body.contains('\0') {
+                *body = body.replace('\0', "\\u{0}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_lengths_bounded() {
+        let mut r = AuditRecord {
+            model: Some("gpt\0\x1b[31mx\u{9b}".into()),
+            cmdline: Some("a\nb".into()),
+            user: Some("é".repeat(300)),
+            request_body: Some("{\"a\":\n\"\0\"}".into()),
+            ..Default::default()
+        };
+        r.sanitize();
+        assert_eq!(r.model.as_deref(), Some("gpt\\u{0}\\u{1b}[31mx\\u{9b}"));
+        assert_eq!(r.cmdline.as_deref(), Some("a\\u{a}b"));
+        let user = r.user.unwrap();
+        assert!(
+            user.len() <= MAX_SHORT_FIELD && user.ends_with("…[truncated]"),
+            "{user}"
+        );
+        assert_eq!(r.request_body.as_deref(), Some("{\"a\":\n\"\\u{0}\"}"));
+        assert_eq!(escape_controls("plain", false), "plain");
+    }
 }

@@ -29,6 +29,33 @@ impl Format {
     }
 }
 
+/// Text for a terminal: control characters (ANSI escape sequences, carriage
+/// returns that overwrite a line, ...) and bidirectional overrides (which
+/// reorder what the eye reads) shown as `\u{..}`. Stored rows are sanitised
+/// by the writer; this also covers rows from older or foreign writers.
+pub fn for_terminal(s: &str, multiline: bool) -> String {
+    let bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let escaped = crate::record::escape_controls(s, multiline);
+    if !escaped.chars().any(bidi) {
+        return escaped.into_owned();
+    }
+    escaped
+        .chars()
+        .map(|c| {
+            if bidi(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A table cell with its text made safe for a terminal.
+fn cell(s: impl AsRef<str>) -> Cell {
+    Cell::new(for_terminal(s.as_ref(), false))
+}
+
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
@@ -42,7 +69,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 }
 
 fn right(s: String) -> Cell {
-    Cell::new(s).set_alignment(CellAlignment::Right)
+    cell(s).set_alignment(CellAlignment::Right)
 }
 
 fn basename(path: &str) -> &str {
@@ -68,24 +95,24 @@ pub fn records_table(records: &[AuditRecord]) -> String {
     ]);
     let mut t = table(&header);
     for r in records {
-        let mut row = vec![right(r.id.to_string()), Cell::new(&r.ts)];
+        let mut row = vec![right(r.id.to_string()), cell(&r.ts)];
         if fleet {
-            row.push(Cell::new(&r.machine_id));
+            row.push(cell(&r.machine_id));
         }
         row.extend([
-            Cell::new(opt(&r.user)),
-            Cell::new(opt(&r.tool)),
-            Cell::new(r.exe.as_deref().map(basename).unwrap_or("-")),
-            Cell::new(opt(&r.provider)),
-            Cell::new(opt(&r.method)),
-            Cell::new(opt(&r.path)),
-            Cell::new(opt(&r.model)),
+            cell(opt(&r.user)),
+            cell(opt(&r.tool)),
+            cell(r.exe.as_deref().map(basename).unwrap_or("-")),
+            cell(opt(&r.provider)),
+            cell(opt(&r.method)),
+            cell(opt(&r.path)),
+            cell(opt(&r.model)),
             right(r.status.to_string()),
             right(opt(&r.input_tokens)),
             right(opt(&r.output_tokens)),
             right(format!("{:.0}", r.duration_ms)),
-            Cell::new(&r.verdict),
-            Cell::new(findings_summary(r)),
+            cell(&r.verdict),
+            cell(findings_summary(r)),
             right(r.cost_usd.map(money).unwrap_or_else(|| "-".into())),
         ]);
         t.add_row(row);
@@ -132,11 +159,26 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Spreadsheets run a cell that starts with `= + - @` (or a tab or carriage
+/// return before one) as a formula; a model name or command line is chosen
+/// by whoever sent the request. Such text cells get a leading `'`, which
+/// spreadsheets show as text (OWASP's CSV injection advice). Numbers are
+/// not text cells and keep their sign.
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{s}"))
+    } else {
+        csv_field(s)
+    }
+}
+
 fn csv_value(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => csv_field(s),
-        other => csv_field(&other.to_string()),
+        Value::String(s) => csv_text(s),
+        Value::Number(n) => csv_field(&n.to_string()),
+        // JSON-valued columns (findings, fingerprints) start with { or [.
+        other => csv_text(&other.to_string()),
     }
 }
 
@@ -145,7 +187,7 @@ fn csv_rows(values: &[Map<String, Value>]) -> String {
         return String::new();
     };
     let header: Vec<&String> = first.keys().collect();
-    let mut out = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",");
+    let mut out = header.iter().map(|h| csv_text(h)).collect::<Vec<_>>().join(",");
     out.push('\n');
     for v in values {
         out.push_str(
@@ -202,11 +244,11 @@ pub fn agents(rows: &[AgentSummary], format: Format) -> String {
             let mut t = table(&["TOOL", "REQUESTS", "USERS", "MACHINES", "LAST SEEN (UTC)"]);
             for r in rows {
                 t.add_row(vec![
-                    Cell::new(r.tool.as_deref().unwrap_or("(unattributed)")),
+                    cell(r.tool.as_deref().unwrap_or("(unattributed)")),
                     right(r.requests.to_string()),
                     right(r.users.to_string()),
                     right(r.machines.to_string()),
-                    Cell::new(&r.last_seen),
+                    cell(&r.last_seen),
                 ]);
             }
             t.to_string()
@@ -234,7 +276,7 @@ pub fn top(by: TopBy, rows: &[TopRow], format: Format) -> String {
             ]);
             for r in rows {
                 t.add_row(vec![
-                    Cell::new(r.key.as_deref().unwrap_or("(unknown)")),
+                    cell(r.key.as_deref().unwrap_or("(unknown)")),
                     right(r.requests.to_string()),
                     right(r.input_tokens.to_string()),
                     right(r.output_tokens.to_string()),
@@ -262,7 +304,7 @@ pub fn record_detail(r: &AuditRecord) -> String {
             Value::String(s) => s,
             other => other.to_string(),
         };
-        t.add_row(vec![Cell::new(k), Cell::new(text)]);
+        t.add_row(vec![cell(k), cell(text)]);
     }
     let mut out = t.to_string();
     out.push('\n');
@@ -271,7 +313,7 @@ pub fn record_detail(r: &AuditRecord) -> String {
         ("response body", &r.response_body),
     ] {
         match body {
-            Some(b) => out.push_str(&format!("\n--- {name} ---\n{b}\n")),
+            Some(b) => out.push_str(&format!("\n--- {name} ---\n{}\n", for_terminal(b, true))),
             None => out.push_str(&format!(
                 "\n--- {name}: not captured (audit.capture_bodies is off, or purged by retention) ---\n"
             )),
@@ -280,13 +322,26 @@ pub fn record_detail(r: &AuditRecord) -> String {
     out
 }
 
+/// " (install 1a2b…)" for chains of stores with an install id.
+fn install_suffix(install_id: &str) -> String {
+    if install_id.is_empty() {
+        String::new()
+    } else {
+        format!(" (install {})", for_terminal(install_id, false))
+    }
+}
+
 pub fn verify(report: &VerifyReport) -> String {
     let mut out = String::new();
     for m in &report.machines {
+        let machine = format!(
+            "{}{}",
+            for_terminal(&m.machine_id, false),
+            install_suffix(&m.install_id)
+        );
         match &m.first_break {
             None => out.push_str(&format!(
-                "machine {}: chain intact ({} rows checked{})\n",
-                m.machine_id,
+                "machine {machine}: chain intact ({} rows checked{})\n",
                 m.rows_checked,
                 if m.pruned_rows > 0 {
                     format!(", {} pruned before the checkpoint", m.pruned_rows)
@@ -295,20 +350,35 @@ pub fn verify(report: &VerifyReport) -> String {
                 }
             )),
             Some(b) => out.push_str(&format!(
-                "machine {}: CHAIN BROKEN at row {} ({}): {}\n",
-                m.machine_id,
+                "machine {machine}: CHAIN BROKEN at row {} ({}): {}\n",
                 b.id,
                 match b.kind {
                     BreakKind::Edited => "edited",
                     BreakKind::Deleted => "deleted",
                     BreakKind::Inserted => "inserted",
+                    BreakKind::Conflict => "conflict",
                 },
-                b.detail
+                for_terminal(&b.detail, false)
             )),
         }
     }
     if report.machines.is_empty() {
         out.push_str("audit store is empty: nothing to verify\n");
+    }
+    for q in &report.quarantined {
+        out.push_str(&format!(
+            "row {} of machine {}: QUARANTINED, not in central store {} (rejected{}: {}); \
+             a copy is kept in this store's audit_quarantine table, see also `promptwall audit show {}`\n",
+            q.id,
+            for_terminal(&q.machine_id, false),
+            for_terminal(&q.central, false),
+            q.sqlstate
+                .as_deref()
+                .map(|c| format!(" with SQLSTATE {c}"))
+                .unwrap_or_default(),
+            for_terminal(&q.reason, false),
+            q.id
+        ));
     }
     out
 }
@@ -321,8 +391,11 @@ pub fn prune(reports: &[PruneReport]) -> String {
         .iter()
         .map(|r| {
             format!(
-                "machine {}: pruned {} rows; chain continues from checkpoint at row {}\n",
-                r.machine_id, r.deleted, r.checkpoint_id
+                "machine {}{}: pruned {} rows; chain continues from checkpoint at row {}\n",
+                for_terminal(&r.machine_id, false),
+                install_suffix(&r.install_id),
+                r.deleted,
+                r.checkpoint_id
             )
         })
         .collect()

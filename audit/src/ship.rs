@@ -3,23 +3,34 @@
 //!
 //! At least once, never lost: the mark advances only after the central
 //! transaction committed; a crash in between re-sends the batch, and
-//! `ON CONFLICT DO NOTHING` on the (machine_id, id) primary key makes the
-//! re-send a no-op. No conflict target is named on purpose: with a target,
-//! PostgreSQL requires SELECT on those columns, and agents get INSERT only.
+//! `ON CONFLICT DO NOTHING` on the (machine_id, install_id, id, hash)
+//! primary key makes the re-send a no-op. The hash is in the key so that a
+//! *different* row with the same (machine, install, id) — a cloned VM image
+//! that copied the store — is stored beside the first instead of being
+//! swallowed; `verify` on the central store reports such pairs. No conflict
+//! target is named on purpose: with a target, PostgreSQL requires SELECT on
+//! those columns, and agents get INSERT only.
+//!
+//! A row the central store rejects for its content (a data error such as
+//! text PostgreSQL cannot hold, from a spool written before fields were
+//! sanitised) would otherwise fail its batch forever: it is quarantined in
+//! the spool (`audit_quarantine`, listed by `promptwall audit verify`),
+//! logged, and skipped, and the rows after it still ship. Errors about the
+//! connection or permissions never quarantine anything: the batch is retried.
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::QueryBuilder;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
-use crate::record::{column_list, COLUMNS};
+use crate::record::{column_list, escape_controls, COLUMNS};
 use crate::store::{bind_record, decode_record, redact_url, AuditStore, Pool};
 use crate::{AuditError, AuditRecord};
 
 /// PostgreSQL accepts at most 65535 bind parameters per statement.
-const MAX_BATCH: usize = 65535 / 41;
+const MAX_BATCH: usize = 65535 / COLUMNS.len();
 
 pub struct CentralShipper {
     local: AuditStore,
@@ -29,6 +40,33 @@ pub struct CentralShipper {
     batch_size: usize,
     interval: Duration,
     central: Option<PgPool>,
+    /// Role to log in as when the URL names none: the machine id, so each
+    /// agent is its own role (row-level security binds it to its machine).
+    default_user: Option<String>,
+}
+
+/// How the central store answered a batch.
+enum Outcome {
+    Stored,
+    /// The row (or one in the batch) is invalid for PostgreSQL: SQLSTATE and message.
+    Rejected(Option<String>, String),
+    Failed(sqlx::Error),
+}
+
+/// Data exceptions (22: bad text/number), integrity (23) and program limits
+/// (54: index row too large) are about a row's content: retrying cannot help.
+fn classify(result: Result<(), sqlx::Error>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Stored,
+        Err(sqlx::Error::Database(db))
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")) =>
+        {
+            Outcome::Rejected(db.code().map(|c| c.into_owned()), db.message().to_string())
+        }
+        Err(e) => Outcome::Failed(e),
+    }
 }
 
 impl CentralShipper {
@@ -57,20 +95,34 @@ impl CentralShipper {
             batch_size: batch_size.clamp(1, MAX_BATCH),
             interval,
             central: None,
+            default_user: None,
         })
+    }
+
+    /// Logs in as `user` (the machine id) when the central URL names no role.
+    pub fn default_user(mut self, user: &str) -> CentralShipper {
+        self.default_user = Some(user.to_string());
+        self
     }
 
     async fn central(&mut self) -> Result<&PgPool, AuditError> {
         if self.central.is_none() {
+            let connect_err = |source| AuditError::Connect {
+                url: self.central_key.clone(),
+                source,
+            };
+            let mut options: PgConnectOptions = self.central_url.parse().map_err(connect_err)?;
+            if let Some(user) = &self.default_user {
+                if url_user(&self.central_url).is_none() {
+                    options = options.username(user);
+                }
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(2)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect(&self.central_url)
+                .connect_with(options)
                 .await
-                .map_err(|source| AuditError::Connect {
-                    url: self.central_key.clone(),
-                    source,
-                })?;
+                .map_err(connect_err)?;
             self.central = Some(pool);
         }
         Ok(self.central.as_ref().expect("just set"))
@@ -127,23 +179,35 @@ impl CentralShipper {
             return Ok(0);
         };
         let central = self.central().await?.clone();
-        let result = async {
-            let mut insert = QueryBuilder::new(format!("INSERT INTO audit_log ({}) ", column_list()));
-            insert.push_values(&records, |mut b, r| {
-                bind_record!(b, push_bind, r);
-            });
-            insert.push(" ON CONFLICT DO NOTHING");
-            let mut tx = central.begin().await?;
-            insert.build().execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok::<(), sqlx::Error>(())
-        }
-        .await;
-        if let Err(e) = result {
+        let outcome = classify(insert(&central, &records).await);
+        let outcome = match outcome {
+            // Find the offending row(s): one statement per row, so each
+            // invalid row is quarantined and every valid one is stored.
+            Outcome::Rejected(..) if records.len() > 1 => {
+                let mut failed = None;
+                for rec in &records {
+                    match classify(insert(&central, std::slice::from_ref(rec)).await) {
+                        Outcome::Stored => {}
+                        Outcome::Rejected(code, message) => self.quarantine(&local, rec, code, &message).await?,
+                        Outcome::Failed(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                failed.map_or(Outcome::Stored, Outcome::Failed)
+            }
+            Outcome::Rejected(code, message) => {
+                self.quarantine(&local, &records[0], code, &message).await?;
+                Outcome::Stored
+            }
+            other => other,
+        };
+        if let Outcome::Failed(e) = outcome {
             // A broken pool (server restarted) reconnects on next use anyway;
             // dropping it also resets a pool stuck on a dead address.
             self.central = None;
-            return Err(AuditError::Database(e));
+            return Err(self.explain(e, &records[0].machine_id));
         }
         sqlx::query(
             "INSERT INTO audit_shipping (central, shipped_upto, updated_ts) VALUES ($1, $2, $3) \
@@ -155,6 +219,55 @@ impl CentralShipper {
         .execute(&local)
         .await?;
         Ok(records.len())
+    }
+
+    /// Records a row the central store refused, so shipping can go on.
+    async fn quarantine(
+        &self,
+        local: &sqlx::SqlitePool,
+        rec: &AuditRecord,
+        code: Option<String>,
+        message: &str,
+    ) -> Result<(), AuditError> {
+        let reason = escape_controls(message, false).into_owned();
+        tracing::error!(id = rec.id, machine_id = %rec.machine_id, central = %self.central_key,
+            sqlstate = code.as_deref().unwrap_or(""), reason = %reason,
+            "the central store rejected an audit row; it is quarantined in the local spool (see `promptwall audit verify`) and shipping goes on");
+        sqlx::query(
+            "INSERT OR IGNORE INTO audit_quarantine (central, id, machine_id, install_id, hash, sqlstate, reason, ts, row_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&self.central_key)
+        .bind(rec.id)
+        .bind(&rec.machine_id)
+        .bind(&rec.install_id)
+        .bind(&rec.hash)
+        .bind(code)
+        .bind(reason)
+        .bind(crate::time::now_ts())
+        .bind(crate::render::record_json(rec, true).to_string())
+        .execute(local)
+        .await?;
+        Ok(())
+    }
+
+    /// Row-level security refusals name the fix; everything else as is.
+    fn explain(&self, e: sqlx::Error, machine_id: &str) -> AuditError {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("42501") && db.message().contains("row-level security") {
+                return AuditError::CentralRefused {
+                    central: self.central_key.clone(),
+                    machine_id: machine_id.to_string(),
+                };
+            }
+            // undefined_column: the agent was upgraded before the central schema.
+            if db.code().as_deref() == Some("42703") {
+                return AuditError::SchemaOutdated {
+                    url: self.central_key.clone(),
+                };
+            }
+        }
+        AuditError::Database(e)
     }
 
     /// Ships until caught up; returns the number of rows sent.
@@ -213,6 +326,33 @@ impl CentralShipper {
     }
 }
 
+/// One INSERT for `records`, in a transaction; re-sent rows are skipped.
+async fn insert(central: &PgPool, records: &[AuditRecord]) -> Result<(), sqlx::Error> {
+    let mut insert = QueryBuilder::new(format!("INSERT INTO audit_log ({}) ", column_list()));
+    insert.push_values(records, |mut b, r| {
+        bind_record!(b, push_bind, r);
+    });
+    insert.push(" ON CONFLICT DO NOTHING");
+    let mut tx = central.begin().await?;
+    insert.build().execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// The role `postgres://user[:password]@host/db?user=...` names, if any.
+fn url_user(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let in_authority = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split(':').next())
+        .filter(|u| !u.is_empty());
+    let in_query = rest
+        .split_once('?')
+        .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("user=")))
+        .filter(|u| !u.is_empty());
+    in_query.or(in_authority)
+}
+
 pub struct ShipperHandle {
     poke: Arc<Notify>,
     stop: watch::Sender<bool>,
@@ -237,5 +377,18 @@ impl ShipperHandle {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_named_in_a_url_is_found() {
+        assert_eq!(url_user("postgres://agent:pw@db/pw"), Some("agent"));
+        assert_eq!(url_user("postgres://db:5432/pw?sslmode=require&user=m1"), Some("m1"));
+        assert_eq!(url_user("postgres://db/pw"), None);
+        assert_eq!(url_user("postgresql://@db/pw"), None);
     }
 }

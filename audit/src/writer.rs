@@ -72,9 +72,11 @@ impl AuditWriter {
 
 #[derive(Default)]
 struct ChainState {
-    /// machine_id -> hash of its last committed row.
+    /// machine_id -> hash of its last committed row (of this store's install).
     heads: HashMap<String, String>,
     next_id: i64,
+    /// The store's install id, read once.
+    install_id: Option<String>,
 }
 
 async fn run(store: AuditStore, options: WriterOptions, mut rx: mpsc::Receiver<(AuditRecord, Reply)>) {
@@ -100,7 +102,10 @@ async fn run(store: AuditStore, options: WriterOptions, mut rx: mpsc::Receiver<(
             Err(e) => {
                 tracing::error!(error = %e, "audit rows could not be committed");
                 // Heads may be ahead of the database now; reload on next batch.
-                state = ChainState::default();
+                state = ChainState {
+                    install_id: state.install_id.take(),
+                    ..ChainState::default()
+                };
                 let message = e.to_string();
                 for reply in replies {
                     let _ = reply.send(Err(AuditError::Write(message.clone())));
@@ -114,6 +119,7 @@ fn prepare(options: &WriterOptions, rec: &mut AuditRecord) {
     if rec.machine_id.is_empty() {
         rec.machine_id = options.machine_id.clone();
     }
+    rec.sanitize();
     if rec.ts.is_empty() {
         rec.ts = crate::time::now_ts();
     }
@@ -183,20 +189,27 @@ async fn commit(
             "SELECT (SELECT MAX(id) FROM audit_log), (SELECT MAX(last_id) FROM audit_checkpoint)")
             .fetch_one(&mut *tx).await?;
         let mut next_id = state.next_id.max(db_max.unwrap_or(0) + 1).max(pruned_max.unwrap_or(0) + 1);
+        let install_id = match &state.install_id {
+            Some(id) => id.clone(),
+            None => sqlx::query_scalar::<_, String>("SELECT value FROM audit_meta WHERE key = 'install_id'")
+                .fetch_optional(&mut *tx).await?.unwrap_or_default(),
+        };
         let mut heads: HashMap<String, String> = HashMap::new();
         let mut ids = Vec::with_capacity(records.len());
         for rec in &mut records {
             prepare(options, rec);
+            rec.install_id = install_id.clone();
             let prev = match heads.get(&rec.machine_id).or_else(|| state.heads.get(&rec.machine_id)) {
                 Some(h) => h.clone(),
                 None => {
                     let last: Option<String> = sqlx::query_scalar(
-                        "SELECT hash FROM audit_log WHERE machine_id = $1 ORDER BY id DESC LIMIT 1")
-                        .bind(&rec.machine_id).fetch_optional(&mut *tx).await?;
+                        "SELECT hash FROM audit_log WHERE machine_id = $1 AND install_id = $2 ORDER BY id DESC LIMIT 1")
+                        .bind(&rec.machine_id).bind(&install_id).fetch_optional(&mut *tx).await?;
                     let checkpoint: Option<String> = match last {
                         Some(_) => None,
-                        None => sqlx::query_scalar("SELECT last_hash FROM audit_checkpoint WHERE machine_id = $1")
-                            .bind(&rec.machine_id).fetch_optional(&mut *tx).await?,
+                        None => sqlx::query_scalar(
+                            "SELECT last_hash FROM audit_checkpoint WHERE machine_id = $1 AND install_id = $2")
+                            .bind(&rec.machine_id).bind(&install_id).fetch_optional(&mut *tx).await?,
                     };
                     last.or(checkpoint).unwrap_or_else(|| GENESIS.to_string())
                 }
@@ -212,6 +225,7 @@ async fn commit(
         tx.commit().await?;
         state.heads.extend(heads);
         state.next_id = next_id;
+        state.install_id = Some(install_id);
         Ok(ids)
     })
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{record, Req};
+use promptwall_audit::chain::BreakKind;
 use promptwall_audit::store::Pool;
 use promptwall_audit::testing::PgCluster;
 use promptwall_audit::{AuditStore, AuditWriter, CentralShipper, QueryFilter, TopBy, WriterOptions};
@@ -25,6 +26,10 @@ impl Agent {
         let spool = AuditStore::open(&format!("sqlite://{}/spool.db", dir.path().display()))
             .await
             .unwrap();
+        Agent::on(dir, spool, machine)
+    }
+
+    fn on(dir: tempfile::TempDir, spool: AuditStore, machine: &str) -> Agent {
         let writer = AuditWriter::spawn(spool.clone(), WriterOptions::new(machine));
         Agent {
             _dir: dir,
@@ -32,6 +37,20 @@ impl Agent {
             writer,
             written: 0,
         }
+    }
+
+    /// A VM image copied with its audit store: same machine id, same
+    /// install id, same next row id.
+    async fn clone_image(&self, machine: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_str().unwrap())
+            .execute(sqlite(&self.spool))
+            .await
+            .unwrap();
+        let spool = AuditStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
+        Agent::on(dir, spool, machine)
     }
 
     /// Agent A: all claude-code/alice. Agent B: alternately claude-code/carol and cursor/bob.
@@ -79,6 +98,42 @@ fn pg_pool(store: &AuditStore) -> &sqlx::PgPool {
     }
 }
 
+fn sqlite(store: &AuditStore) -> &sqlx::SqlitePool {
+    match store.pool() {
+        Pool::Sqlite(p) => p,
+        Pool::Postgres(_) => panic!("sqlite expected"),
+    }
+}
+
+/// A fleet store as deploy/postgres-roles.sql sets it up: database
+/// `promptwall`, schema created by the owner, the documented roles and
+/// policies, and one login role per machine (named after the machine id).
+/// Returns the owner's handle.
+async fn fleet_store(pg: &PgCluster, machines: &[&str]) -> AuditStore {
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE promptwall").execute(&admin).await.unwrap();
+    admin.close().await;
+    let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
+    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql"))
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
+    for m in machines {
+        sqlx::raw_sql(&format!("CREATE ROLE \"{m}\" LOGIN IN ROLE promptwall_agent"))
+            .execute(pg_pool(&owner))
+            .await
+            .unwrap();
+    }
+    owner
+}
+
+fn start_pg() -> Option<PgCluster> {
+    match PgCluster::start_unless_skipped() {
+        Ok(pg) => pg,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 async fn central_rows(central: &AuditStore) -> Vec<(String, i64, String)> {
     sqlx::query_as("SELECT machine_id, id, hash FROM audit_log ORDER BY machine_id, id")
         .fetch_all(pg_pool(central))
@@ -114,26 +169,22 @@ async fn count_after_restart(store: &AuditStore) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_ship_to_one_central_store_through_an_outage() {
-    let mut pg = match PgCluster::start_unless_skipped() {
-        Ok(Some(pg)) => pg,
-        Ok(None) => return,
-        Err(e) => panic!("{e}"),
-    };
-    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
-    sqlx::query("CREATE DATABASE promptwall").execute(&admin).await.unwrap();
-    admin.close().await;
-    // The owner creates the schema; then the documented roles are applied.
-    let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
-    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql"))
-        .execute(pg_pool(&owner))
-        .await
-        .unwrap();
-    let agent_url = pg.url_as("promptwall_agent", "promptwall");
+    let Some(mut pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a", "machine-b"]).await;
+    let agent_url = pg.url_as("machine-a", "promptwall");
 
     let mut a = Agent::new("machine-a").await;
     let mut b = Agent::new("machine-b").await;
     let mut ship_a = CentralShipper::new(a.spool.clone(), &agent_url, 7, Duration::from_millis(50)).unwrap();
-    let mut ship_b = CentralShipper::new(b.spool.clone(), &agent_url, 7, Duration::from_millis(50)).unwrap();
+    // No role in the URL: the agent logs in as the role named after its machine.
+    let mut ship_b = CentralShipper::new(
+        b.spool.clone(),
+        &format!("postgres://127.0.0.1:{}/promptwall", pg.port()),
+        7,
+        Duration::from_millis(50),
+    )
+    .unwrap()
+    .default_user("machine-b");
 
     // Phase 1: both agents ship (several batches of 7).
     a.write(10, false).await;
@@ -333,4 +384,263 @@ fn fleet_cli_reports_the_same(auditor_url: &str) {
     assert!(cursor
         .iter()
         .all(|r| r["machine_id"] == "machine-b" && r["user"] == "bob"));
+}
+
+fn ship(agent: &Agent, pg: &PgCluster, machine: &str) -> CentralShipper {
+    CentralShipper::new(
+        agent.spool.clone(),
+        &pg.url_as(machine, "promptwall"),
+        100,
+        Duration::from_millis(50),
+    )
+    .unwrap()
+}
+
+/// Purge and reinstall: same /etc/machine-id, a fresh store whose ids
+/// restart at 1. Before install ids, `ON CONFLICT DO NOTHING` on
+/// (machine_id, id) swallowed every new row while the mark advanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reinstall_with_the_same_machine_id_ships_every_row() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a"]).await;
+
+    let mut first = Agent::new("machine-a").await;
+    first.write(5, false).await;
+    assert_eq!(ship(&first, &pg, "machine-a").drain().await.unwrap(), 5);
+    drop(first); // apt purge: the spool is gone
+
+    let mut again = Agent::new("machine-a").await;
+    again.write(3, false).await;
+    assert_eq!(
+        again.spool.query(&QueryFilter::default()).await.unwrap()[0].id,
+        3,
+        "ids restarted"
+    );
+    assert_eq!(ship(&again, &pg, "machine-a").drain().await.unwrap(), 3);
+
+    assert_eq!(
+        owner.count_all().await.unwrap(),
+        8,
+        "every row of both installs is in the fleet store"
+    );
+    let central: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT machine_id, install_id, id FROM audit_log ORDER BY install_id, id")
+            .fetch_all(pg_pool(&owner))
+            .await
+            .unwrap();
+    let installs: BTreeSet<&str> = central.iter().map(|(_, i, _)| i.as_str()).collect();
+    assert_eq!(installs.len(), 2, "{central:?}");
+    assert!(
+        installs.iter().all(|i| i.len() == 32),
+        "random install ids: {installs:?}"
+    );
+    let report = owner.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(
+        report
+            .machines
+            .iter()
+            .map(|m| m.rows_checked)
+            .collect::<Vec<_>>()
+            .iter()
+            .sum::<i64>(),
+        8
+    );
+    owner.close().await;
+}
+
+/// A VM image cloned with its store: both copies write a different row 3
+/// under the same (machine, install, id). Both reach the fleet store and
+/// `verify` names the clash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clash_with_different_content_is_detected_not_dropped() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a"]).await;
+
+    let mut original = Agent::new("machine-a").await;
+    original.write(2, false).await;
+    let mut clone = original.clone_image("machine-a").await;
+    original.write(1, false).await;
+    clone.write(1, true).await; // user carol: different content
+    let mut ship_original = ship(&original, &pg, "machine-a");
+    let mut ship_clone = ship(&clone, &pg, "machine-a");
+    assert_eq!(ship_original.drain().await.unwrap(), 3);
+    assert_eq!(ship_clone.drain().await.unwrap(), 3);
+    // A lost acknowledgement re-sends identical rows: still skipped.
+    sqlx::query("UPDATE audit_shipping SET shipped_upto = 0")
+        .execute(sqlite(&clone.spool))
+        .await
+        .unwrap();
+    assert_eq!(ship_clone.drain().await.unwrap(), 3);
+
+    let users: Vec<(i64, String)> = sqlx::query_as("SELECT id, \"user\" FROM audit_log ORDER BY id, \"user\"")
+        .fetch_all(pg_pool(&owner))
+        .await
+        .unwrap();
+    assert_eq!(
+        users,
+        vec![
+            (1, "alice".into()),
+            (2, "alice".into()),
+            (3, "alice".into()),
+            (3, "carol".into())
+        ],
+        "both versions of row 3 are kept"
+    );
+    let report = owner.verify(None).await.unwrap();
+    let b = report.first_break().expect("the clash is reported");
+    assert_eq!(
+        (b.machine_id.as_str(), b.id, b.kind),
+        ("machine-a", 3, BreakKind::Conflict),
+        "{b:?}"
+    );
+    let text = promptwall_audit::render::verify(&report);
+    assert!(
+        text.contains("CHAIN BROKEN at row 3 (conflict)") && text.contains("cloned install"),
+        "{text}"
+    );
+    owner.close().await;
+}
+
+/// Row-level security: a host's role inserts rows of its own machine only,
+/// even after SET ROLE to the shared group; a refused shipper keeps its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_role_cannot_insert_rows_for_another_machine() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a", "machine-b"]).await;
+
+    // Machine a's credentials used to ship machine b's spool.
+    let mut b = Agent::new("machine-b").await;
+    b.write(2, false).await;
+    let mut forged = ship(&b, &pg, "machine-a");
+    let err = forged.drain().await.unwrap_err();
+    assert!(
+        matches!(err, promptwall_audit::AuditError::CentralRefused { .. })
+            && err.to_string().contains("CREATE ROLE \"machine-b\""),
+        "{err}"
+    );
+    assert_eq!(forged.shipped_upto().await.unwrap(), 0, "nothing marked shipped");
+    assert!(
+        b.spool.quarantined().await.unwrap().is_empty(),
+        "a refusal is not a bad row"
+    );
+    assert_eq!(owner.count_all().await.unwrap(), 0);
+
+    let as_a = sqlx::PgPool::connect(&pg.url_as("machine-a", "promptwall"))
+        .await
+        .unwrap();
+    for set_role in [false, true] {
+        let mut conn = as_a.acquire().await.unwrap();
+        if set_role {
+            sqlx::query("SET ROLE promptwall_agent")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let err = sqlx::query(
+            "INSERT INTO audit_log (id, machine_id, ts, listener, status, verdict, findings, fingerprints, llm, prev_hash, hash) \
+             VALUES (1, 'machine-b', '2026-01-01T00:00:00.000Z', 'explicit', 200, 'allowed', '{}', '[]', true, 'x', 'y')",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("row-level security"), "{err}");
+    }
+    as_a.close().await;
+
+    // Its own role ships the same rows.
+    assert_eq!(ship(&b, &pg, "machine-b").drain().await.unwrap(), 2);
+    assert_eq!(owner.count_all().await.unwrap(), 2);
+    owner.close().await;
+}
+
+/// Any local user picks the model name: a NUL in it used to be stored in
+/// SQLite, rejected by PostgreSQL, and retried forever. Now it is escaped
+/// when written; a row PostgreSQL still rejects (a spool written before the
+/// fix) is quarantined and the rows after it ship.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_model_ships_and_a_rejected_row_is_quarantined_while_later_rows_ship() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a"]).await;
+    let mut a = Agent::new("machine-a").await;
+    let mut nul = record(Req::default());
+    nul.model = Some("claude\0\u{1b}[2Jx".into());
+    a.writer.write(nul).await.unwrap();
+    let mut shipper = ship(&a, &pg, "machine-a");
+    assert_eq!(shipper.drain().await.unwrap(), 1);
+    let model: String = sqlx::query_scalar("SELECT model FROM audit_log WHERE id = 1")
+        .fetch_one(pg_pool(&owner))
+        .await
+        .unwrap();
+    assert_eq!(model, "claude\\u{0}\\u{1b}[2Jx");
+
+    // Rows 2..=5; row 3 as a spool from before the fix holds it.
+    a.write(4, false).await;
+    sqlx::query("UPDATE audit_log SET model = 'gpt' || char(0) || 'x' WHERE id = 3")
+        .execute(sqlite(&a.spool))
+        .await
+        .unwrap();
+    assert_eq!(shipper.drain().await.unwrap(), 4, "the batch goes through");
+    a.write(2, false).await;
+    assert_eq!(shipper.drain().await.unwrap(), 2, "and shipping goes on");
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM audit_log ORDER BY id")
+        .fetch_all(pg_pool(&owner))
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![1, 2, 4, 5, 6, 7]);
+    assert_eq!(shipper.shipped_upto().await.unwrap(), 7);
+
+    let report = a.spool.verify(None).await.unwrap();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    let q = &report.quarantined[0];
+    assert_eq!(
+        (q.id, q.machine_id.as_str(), q.sqlstate.as_deref()),
+        (3, "machine-a", Some("22021"))
+    );
+    let text = promptwall_audit::render::verify(&report);
+    assert!(text.contains("row 3 of machine machine-a: QUARANTINED"), "{text}");
+    owner.close().await;
+}
+
+/// A fleet store created before install ids migrates in place: the rows old
+/// agents shipped stay verifiable, and a reinstalled agent's rows (ids from
+/// 1 again) are stored beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_fleet_store_migrates_and_keeps_its_rows() {
+    let Some(pg) = start_pg() else { return };
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE promptwall").execute(&admin).await.unwrap();
+    admin.close().await;
+    let old = sqlx::PgPool::connect(&pg.url("promptwall")).await.unwrap();
+    common::postgres_before_install_ids(&old).await;
+    for r in &common::legacy_chain("machine-a", 3) {
+        insert_legacy!(&old, r);
+    }
+    old.close().await;
+    let err = AuditStore::open_read_only(&pg.url("promptwall")).await.unwrap_err();
+    assert!(err.to_string().contains("promptwall audit migrate"), "{err}");
+
+    let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
+    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql"))
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE ROLE \"machine-a\" LOGIN IN ROLE promptwall_agent")
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
+    assert!(owner.verify(None).await.unwrap().is_intact());
+
+    let mut a = Agent::new("machine-a").await;
+    a.write(2, false).await;
+    assert_eq!(ship(&a, &pg, "machine-a").drain().await.unwrap(), 2);
+    assert_eq!(owner.count_all().await.unwrap(), 5);
+    let report = owner.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(
+        report.machines.len(),
+        2,
+        "the old rows and the new install are two chains"
+    );
+    owner.close().await;
 }

@@ -898,3 +898,74 @@ async fn durability_is_fsync_per_commit_unless_configured_otherwise() {
         assert_eq!(mode, "wal");
     }
 }
+
+/// A spool written before install ids (and pruned once) upgrades in place:
+/// its rows keep their hashes, it keeps the empty install id (its ids never
+/// restart, so it cannot clash with itself), and new rows continue its chain.
+#[tokio::test]
+async fn a_store_from_before_install_ids_migrates_and_its_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        common::sqlite_before_install_ids(&pool).await;
+        let rows = common::legacy_chain("machine-a", 4);
+        for r in &rows[2..] {
+            insert_legacy!(&pool, r);
+        }
+        sqlx::query("INSERT INTO audit_checkpoint (machine_id, last_id, last_hash, pruned_rows, ts) VALUES ('machine-a', 2, $1, 2, $2)")
+            .bind(&rows[1].hash)
+            .bind(&rows[1].ts)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let url = format!("sqlite://{}", path.display());
+    // `promptwall audit` (read-only, never migrates) before the agent restarted.
+    let err = AuditStore::open_read_only(&url).await.unwrap_err();
+    assert!(
+        matches!(err, AuditError::SchemaOutdated { .. }) && err.to_string().contains("restart the agent"),
+        "{err}"
+    );
+    let store = AuditStore::open(&url).await.unwrap();
+    assert_eq!(store.install_id().await.unwrap(), "");
+    let report = store.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(
+        (report.machines[0].rows_checked, report.machines[0].pruned_rows),
+        (2, 2)
+    );
+    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("machine-a"));
+    assert_eq!(writer.write(record(Req::default())).await.unwrap(), 5);
+    let report = store.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.machines.len(), report.machines[0].rows_checked), (1, 3));
+
+    // A store created now gets a random install id, on every row.
+    let (_dir, _url, fresh_store, fresh_writer) = fresh().await;
+    fresh_writer.write(record(Req::default())).await.unwrap();
+    let id = fresh_store.install_id().await.unwrap();
+    assert!(id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    assert_eq!(fresh_store.show(1, None).await.unwrap().install_id, id);
+    assert!(fresh_store.verify(None).await.unwrap().is_intact());
+}
+
+/// What a local user controls (model, executable, command line) reaches
+/// the store with control characters escaped and lengths bounded.
+#[tokio::test]
+async fn control_characters_are_escaped_before_the_row_is_stored_and_hashed() {
+    let (_dir, _url, store, writer) = fresh().await;
+    let mut r = record(Req::default());
+    r.model = Some("gpt\0\u{1b}]0;pwned\u{7}".into());
+    r.exe = Some(format!("/tmp/{}", "a".repeat(20_000)));
+    writer.write(r).await.unwrap();
+    let got = store.show(1, None).await.unwrap();
+    assert_eq!(got.model.as_deref(), Some("gpt\\u{0}\\u{1b}]0;pwned\\u{7}"));
+    assert!(got.exe.as_ref().unwrap().len() <= promptwall_audit::record::MAX_LONG_FIELD);
+    assert!(store.verify(None).await.unwrap().is_intact());
+}

@@ -177,7 +177,8 @@ pub struct ExportArgs {
     pub filter: FilterArgs,
     #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
     pub format: String,
-    /// Write here instead of stdout.
+    /// Write here instead of stdout: a new file (mode 0600); an existing
+    /// file or symlink is refused.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
 }
@@ -224,6 +225,30 @@ fn emit(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write to stdout"),
     }
+}
+
+/// Creates `path` for an export: exclusively (an existing file, or a
+/// symlink planted in a shared directory such as /tmp, is refused rather
+/// than followed or overwritten) and readable by the caller only, since the
+/// rows name users and may carry captured bodies.
+fn write_new_file(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                "{} already exists (or is a symlink); export writes only new files: remove it or choose another name",
+                path.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("cannot create {}", path.display())),
+        })?;
+    file.write_all(data)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn table_line(text: String) -> String {
@@ -279,7 +304,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<()> {
             };
             match args.output {
                 Some(path) => {
-                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                    write_new_file(&path, text.as_bytes())?;
                     eprintln!("exported {} rows to {}", rows.len(), path.display());
                     Ok(())
                 }
@@ -295,13 +320,12 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<()> {
                 emit(&render::verify(&report))?;
             }
             if let Some(b) = report.first_break() {
+                let machine = render::for_terminal(&b.machine_id, false);
                 anyhow::bail!(
-                    "audit chain of machine {} is broken at row {}; inspect it with `promptwall audit show {} --machine {}` \
+                    "audit chain of machine {machine} is broken at row {}; inspect it with `promptwall audit show {} --machine {machine}` \
                      and compare with the central store",
-                    b.machine_id,
                     b.id,
                     b.id,
-                    b.machine_id
                 );
             }
             Ok(())
@@ -367,7 +391,10 @@ pub async fn start_shipper(
         Duration::from_millis(central.interval_ms.max(100)),
     )
     .map_err(|e: AuditError| anyhow::anyhow!(e))
-    .context("[audit.central] is misconfigured")?;
+    .context("[audit.central] is misconfigured")?
+    // Row-level security binds each agent role to its machine: by default
+    // the agent logs in as the role named after its machine id.
+    .default_user(machine_id);
     shipper
         .register()
         .await

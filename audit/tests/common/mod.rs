@@ -82,3 +82,75 @@ pub fn record(r: Req<'_>) -> AuditRecord {
         ..Default::default()
     }
 }
+
+/// A store created by promptwall before install ids: only the first
+/// migration applied (from a copy of its file, as the old binary embedded it).
+async fn first_migration_only(postgres: bool) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = if postgres {
+        include_str!("../../migrations/postgres/20250101000001_audit_log.sql")
+    } else {
+        include_str!("../../migrations/sqlite/20250101000001_audit_log.sql")
+    };
+    std::fs::write(dir.path().join("20250101000001_audit_log.sql"), sql).unwrap();
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    (dir, migrator)
+}
+
+pub async fn sqlite_before_install_ids(pool: &sqlx::SqlitePool) {
+    let (_dir, migrator) = first_migration_only(false).await;
+    migrator.run(pool).await.unwrap();
+}
+
+pub async fn postgres_before_install_ids(pool: &sqlx::PgPool) {
+    let (_dir, migrator) = first_migration_only(true).await;
+    migrator.run(pool).await.unwrap();
+}
+
+/// Rows 1..=n of `machine` as the old writer hashed them (no install id).
+pub fn legacy_chain(machine: &str, n: i64) -> Vec<AuditRecord> {
+    let mut prev = promptwall_audit::chain::GENESIS.to_string();
+    (1..=n)
+        .map(|id| {
+            let mut r = AuditRecord {
+                id,
+                machine_id: machine.into(),
+                ts: promptwall_audit::time::format_ts(Utc::now() - Duration::minutes(100 - id)),
+                listener: "explicit".into(),
+                status: 200,
+                verdict: "allowed".into(),
+                llm: true,
+                prev_hash: prev.clone(),
+                ..Default::default()
+            };
+            r.hash = promptwall_audit::chain::compute_hash(&r.prev_hash, &r);
+            prev = r.hash.clone();
+            r
+        })
+        .collect()
+}
+
+/// The INSERT of a [`legacy_chain`] row into the old schema.
+pub const LEGACY_INSERT: &str = "INSERT INTO audit_log (id, machine_id, ts, listener, status, request_bytes, \
+    response_bytes, duration_ms, verdict, findings, fingerprints, llm, prev_hash, hash) \
+    VALUES ($1, $2, $3, $4, $5, 0, 0, 0.0, $6, '{}', '[]', $7, $8, $9)";
+
+#[macro_export]
+macro_rules! insert_legacy {
+    ($pool:expr, $r:expr) => {{
+        let r: &promptwall_audit::AuditRecord = $r;
+        sqlx::query(common::LEGACY_INSERT)
+            .bind(r.id)
+            .bind(&r.machine_id)
+            .bind(&r.ts)
+            .bind(&r.listener)
+            .bind(i64::from(r.status))
+            .bind(&r.verdict)
+            .bind(r.llm)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .execute($pool)
+            .await
+            .unwrap();
+    }};
+}
