@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, NameConstraints, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
@@ -131,7 +131,12 @@ impl OrgCa {
         if opts.name_constraints {
             params.name_constraints = Some(NameConstraints {
                 permitted_subtrees: domains.iter().map(|d| GeneralSubtree::DnsName(d.clone())).collect(),
-                excluded_subtrees: Vec::new(),
+                // dNSName subtrees say nothing about iPAddress names: without
+                // this a stolen key could still vouch for any IP address.
+                excluded_subtrees: vec![
+                    GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+                    GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+                ],
             });
         }
         let cert = params.self_signed(&key)?;

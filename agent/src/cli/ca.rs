@@ -190,11 +190,17 @@ fn report_created(verb: &str, ca: &OrgCa) {
 }
 
 fn constraints_text(st: &CaStatus) -> String {
-    match &st.name_constraints {
-        None => "none (unconstrained)".into(),
-        Some(c) if c.excluded.is_empty() => c.permitted.join(", "),
-        Some(c) => format!("{}; excluded {}", c.permitted.join(", "), c.excluded.join(", ")),
+    let Some(c) = &st.name_constraints else {
+        return "none (unconstrained)".into();
+    };
+    let mut text = c.permitted.join(", ");
+    if !c.excluded.is_empty() {
+        text.push_str(&format!("; excluded {}", c.excluded.join(", ")));
     }
+    if !c.excluded_ip.is_empty() {
+        text.push_str(&format!("; excluded IP ranges {}", c.excluded_ip.join(", ")));
+    }
+    text
 }
 
 fn status(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
