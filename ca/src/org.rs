@@ -211,6 +211,27 @@ impl OrgCa {
         Ok(ca)
     }
 
+    /// [`import`](Self::import), then deletes `key_path`: afterwards the key
+    /// exists only in the private CA directory. A fleet intermediate's key
+    /// left at its drop location (`/etc/promptwall/org-ca.key`, a home
+    /// directory) is one more copy from which anyone can intercept the fleet.
+    pub fn import_moving_key(dir: &Path, cert_path: &Path, key_path: &Path, force: bool) -> Result<OrgCa, CaError> {
+        let ca = Self::import(dir, cert_path, key_path, force)?;
+        let own = Self::key_path(dir);
+        let same = match (fs::canonicalize(key_path), fs::canonicalize(&own)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            fs::remove_file(key_path).map_err(|source| CaError::KeyNotRemoved {
+                path: key_path.to_path_buf(),
+                source,
+            })?;
+            tracing::info!(from = %key_path.display(), to = %own.display(), "moved the CA key into the CA directory");
+        }
+        Ok(ca)
+    }
+
     /// Loads the CA from `dir`.
     pub fn load(dir: &Path) -> Result<OrgCa, CaError> {
         let cert_path = Self::cert_path(dir);

@@ -15,6 +15,7 @@ pub enum CaCommand {
     /// Create the org root CA (ECDSA P-256), name-constrained to the provider domains.
     Init(InitArgs),
     /// Use an existing org CA or intermediate; the certificate file may hold its chain.
+    /// The key file is moved into the CA directory (`--keep-key` leaves it).
     Import(ImportArgs),
     /// Print the CA certificate clients should trust (PEM) to stdout.
     Export {
@@ -63,6 +64,9 @@ pub struct ImportArgs {
     /// Replace an existing CA.
     #[arg(long)]
     pub force: bool,
+    /// Leave the key file in place (default: it is removed once copied into the CA directory).
+    #[arg(long)]
+    pub keep_key: bool,
 }
 
 #[derive(clap::Args)]
@@ -83,8 +87,19 @@ pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         CaCommand::Init(args) => init(args, config),
         CaCommand::Import(args) => {
-            let ca = OrgCa::import(&dir, &args.cert, &args.key, args.force)?;
+            let ca = if args.keep_key {
+                OrgCa::import(&dir, &args.cert, &args.key, args.force)?
+            } else {
+                OrgCa::import_moving_key(&dir, &args.cert, &args.key, args.force)?
+            };
             report_created("imported", &ca);
+            if !args.keep_key {
+                println!(
+                    "  key                 moved from {} to {}",
+                    args.key.display(),
+                    OrgCa::key_path(&dir).display()
+                );
+            }
             Ok(())
         }
         CaCommand::Export { chain } => {
