@@ -8,6 +8,7 @@ pub mod body;
 pub mod config;
 pub mod detectors;
 pub mod explicit;
+pub mod fingerprint_key;
 pub mod forward;
 pub mod inspect;
 pub mod origin;
