@@ -134,8 +134,10 @@ mod tests {
     const AWS_KEY: &str = "AKIAQ3EGVP7XWJ4LN2TZ";
 
     fn config(key_file: &Path, machine_id: &str) -> Config {
-        let mut c = Config::default();
-        c.machine_id = Some(machine_id.into());
+        let mut c = Config {
+            machine_id: Some(machine_id.into()),
+            ..Config::default()
+        };
         c.audit.fingerprint_key = key_file.to_path_buf();
         c
     }
