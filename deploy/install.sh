@@ -8,10 +8,11 @@
 #
 # Installs the binary, the systemd unit, /etc/promptwall/config.toml (kept if
 # present, replaced by --config), the `promptwall` group, the org CA (created,
-# or imported with --ca-cert/--ca-key, unless one exists), the CA in the system
-# trust store plus the machine-wide trust environment, then enables and starts
-# the service. --uninstall undoes all but the config, CA and group; --purge
-# removes those too, leaving the machine as it was.
+# or imported with --ca-cert/--ca-key, unless one exists; the key file is moved
+# into the private CA directory), the CA in the system trust store plus the
+# machine-wide trust environment, then enables and starts the service.
+# --uninstall undoes all but the config, CA and group; --purge removes those
+# too, leaving the machine as it was.
 set -eu
 
 ROOT=/

@@ -29,15 +29,19 @@ pub fn normalize_dns_name(name: &str) -> String {
     name.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// dNSName subtrees of one certificate's NameConstraints extension.
+/// dNSName subtrees of one certificate's NameConstraints extension, plus its
+/// excluded iPAddress ranges (shown by `ca status`; the minter never mints IPs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DnsConstraints {
     pub permitted: Vec<String>,
     pub excluded: Vec<String>,
+    /// Excluded iPAddress subtrees in CIDR form, e.g. "0.0.0.0/0".
+    pub excluded_ip: Vec<String>,
 }
 
 impl DnsConstraints {
-    /// Reads the constraints of `cert`; `None` when it has no dNSName subtrees.
+    /// Reads the constraints of `cert`; `None` when it has no dNSName subtrees
+    /// and no excluded iPAddress ranges.
     pub fn from_cert(cert: &X509Certificate<'_>) -> Option<DnsConstraints> {
         let ext = cert.name_constraints().ok().flatten()?;
         let dns = |subtrees: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| -> Vec<String> {
@@ -50,11 +54,22 @@ impl DnsConstraints {
                 })
                 .collect()
         };
+        let excluded_ip = ext
+            .value
+            .excluded_subtrees
+            .iter()
+            .flatten()
+            .filter_map(|s| match s.base {
+                GeneralName::IPAddress(b) => Some(cidr_text(b)),
+                _ => None,
+            })
+            .collect();
         let c = DnsConstraints {
             permitted: dns(&ext.value.permitted_subtrees),
             excluded: dns(&ext.value.excluded_subtrees),
+            excluded_ip,
         };
-        (!c.permitted.is_empty() || !c.excluded.is_empty()).then_some(c)
+        (!c.permitted.is_empty() || !c.excluded.is_empty() || !c.excluded_ip.is_empty()).then_some(c)
     }
 
     /// Whether `name` (normalized) satisfies these constraints.
@@ -63,6 +78,22 @@ impl DnsConstraints {
             return false;
         }
         self.permitted.is_empty() || self.permitted.iter().any(|c| within_subtree(name, c))
+    }
+}
+
+/// An iPAddress subtree (address then mask, 8 or 32 bytes) as "addr/prefix".
+fn cidr_text(b: &[u8]) -> String {
+    let prefix = |mask: &[u8]| mask.iter().map(|m| m.count_ones()).sum::<u32>();
+    match b.len() {
+        8 => {
+            let addr: [u8; 4] = b[..4].try_into().expect("4 bytes");
+            format!("{}/{}", std::net::Ipv4Addr::from(addr), prefix(&b[4..]))
+        }
+        32 => {
+            let addr: [u8; 16] = b[..16].try_into().expect("16 bytes");
+            format!("{}/{}", std::net::Ipv6Addr::from(addr), prefix(&b[16..]))
+        }
+        _ => format!("(malformed iPAddress subtree of {} bytes)", b.len()),
     }
 }
 
@@ -102,6 +133,7 @@ mod tests {
         let c = DnsConstraints {
             permitted: vec!["anthropic.com".into(), ".openai.com".into()],
             excluded: vec!["evil.anthropic.com".into()],
+            ..Default::default()
         };
         assert!(c.allows("anthropic.com"));
         assert!(c.allows("api.anthropic.com"));

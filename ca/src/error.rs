@@ -21,6 +21,9 @@ pub enum CaError {
         source: io::Error,
     },
 
+    #[error("the CA was imported, but its key file {path} could not be removed ({source}); delete it by hand (e.g. `shred -u {path}`): any copy of the org key outside the CA directory lets whoever reads it impersonate the providers to every machine that trusts the CA")]
+    KeyNotRemoved { path: PathBuf, source: io::Error },
+
     #[error("{path} is not a usable certificate: {reason}; give a PEM file holding the CA certificate (and optionally its chain)")]
     BadCertificate { path: PathBuf, reason: String },
 

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, NameConstraints, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
@@ -131,7 +131,12 @@ impl OrgCa {
         if opts.name_constraints {
             params.name_constraints = Some(NameConstraints {
                 permitted_subtrees: domains.iter().map(|d| GeneralSubtree::DnsName(d.clone())).collect(),
-                excluded_subtrees: Vec::new(),
+                // dNSName subtrees say nothing about iPAddress names: without
+                // this a stolen key could still vouch for any IP address.
+                excluded_subtrees: vec![
+                    GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+                    GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+                ],
             });
         }
         let cert = params.self_signed(&key)?;
@@ -203,6 +208,27 @@ impl OrgCa {
         ca.check_currently_valid()?;
         ca.write()?;
         tracing::info!(dir = %dir.display(), subject = %ca.subject(), chain = ca.chain.len(), "imported org CA");
+        Ok(ca)
+    }
+
+    /// [`import`](Self::import), then deletes `key_path`: afterwards the key
+    /// exists only in the private CA directory. A fleet intermediate's key
+    /// left at its drop location (`/etc/promptwall/org-ca.key`, a home
+    /// directory) is one more copy from which anyone can intercept the fleet.
+    pub fn import_moving_key(dir: &Path, cert_path: &Path, key_path: &Path, force: bool) -> Result<OrgCa, CaError> {
+        let ca = Self::import(dir, cert_path, key_path, force)?;
+        let own = Self::key_path(dir);
+        let same = match (fs::canonicalize(key_path), fs::canonicalize(&own)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            fs::remove_file(key_path).map_err(|source| CaError::KeyNotRemoved {
+                path: key_path.to_path_buf(),
+                source,
+            })?;
+            tracing::info!(from = %key_path.display(), to = %own.display(), "moved the CA key into the CA directory");
+        }
         Ok(ca)
     }
 

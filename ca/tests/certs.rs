@@ -302,3 +302,28 @@ fn permission_denied_says_run_as_root() {
     assert!(err.is_permission_denied(), "{err}");
     assert!(err.to_string().contains("run as root"), "{err}");
 }
+
+/// The dNSName constraints alone leave iPAddress names unconstrained (RFC 5280
+/// applies a subtree only to names of its own type): the root must exclude
+/// every IPv4 and IPv6 address so a stolen key cannot vouch for an IP.
+#[test]
+fn root_excludes_every_ip_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = common::init_constrained(&tmp.path().join("ca"));
+    let x = parse(ca.cert_der().as_ref());
+    let nc = x.name_constraints().unwrap().expect("NameConstraints present");
+    let excluded: Vec<&[u8]> = nc
+        .value
+        .excluded_subtrees
+        .as_ref()
+        .expect("excluded subtrees present")
+        .iter()
+        .map(|s| match s.base {
+            GeneralName::IPAddress(b) => b,
+            ref other => panic!("unexpected excluded subtree {other:?}"),
+        })
+        .collect();
+    assert_eq!(excluded, vec![&[0u8; 8][..], &[0u8; 32][..]], "0.0.0.0/0 and ::/0");
+    let shown = ca.status().name_constraints.expect("constraints shown");
+    assert_eq!(shown.excluded_ip, vec!["0.0.0.0/0", "::/0"]);
+}

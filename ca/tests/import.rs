@@ -256,3 +256,40 @@ fn import_rejects_wrong_key_non_ca_and_existing_ca() {
     let err = OrgCa::import(&p("ca2"), &p("nonexistent.pem"), &p("int.key"), false).unwrap_err();
     assert!(err.to_string().contains("nonexistent.pem"), "{err}");
 }
+
+/// Fleet drop: the org key handed to `import` must not stay where it was
+/// dropped; it lives on only in the private CA directory. A failed import
+/// keeps it (nothing was copied yet).
+#[test]
+fn import_moves_the_dropped_key_into_the_ca_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    let org = common::init_constrained(&p("org"));
+    let other = common::init_constrained(&p("other"));
+    std::fs::create_dir(p("drop")).unwrap();
+    std::fs::write(p("drop/org-ca.pem"), org.chain_pem()).unwrap();
+    std::fs::copy(OrgCa::key_path(&p("org")), p("drop/org-ca.key")).unwrap();
+    std::fs::copy(OrgCa::key_path(&p("other")), p("drop/other.key")).unwrap();
+
+    let err = OrgCa::import_moving_key(&p("ca"), &p("drop/org-ca.pem"), &p("drop/other.key"), false).unwrap_err();
+    assert!(matches!(err, CaError::KeyMismatch { .. }), "{err}");
+    assert!(p("drop/other.key").exists(), "a failed import leaves the key alone");
+
+    let ca = OrgCa::import_moving_key(&p("ca"), &p("drop/org-ca.pem"), &p("drop/org-ca.key"), false).unwrap();
+    assert!(!p("drop/org-ca.key").exists(), "the dropped key must be gone");
+    assert_eq!(ca.cert_der(), org.cert_der());
+    let loaded = OrgCa::load(&p("ca")).expect("the CA directory holds the key");
+    assert_eq!(loaded.cert_der(), org.cert_der());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(OrgCa::key_path(&p("ca")))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(other);
+
+    // Re-importing from the CA directory itself must not delete its own key.
+    std::fs::write(p("drop/again.pem"), org.chain_pem()).unwrap();
+    OrgCa::import_moving_key(&p("ca"), &p("drop/again.pem"), &OrgCa::key_path(&p("ca")), true).unwrap();
+    OrgCa::load(&p("ca")).expect("own key kept");
+}

@@ -18,13 +18,22 @@ const ALPN: &[&[u8]] = &[b"http/1.1"];
 /// Signs a leaf for `name` with the CA key read from disk, bypassing the minter
 /// (what an attacker holding a stolen key could do).
 fn forge_leaf(ca_dir: &Path, name: &str, with_aki: bool) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    forge_leaf_for(ca_dir, name, SanType::DnsName(name.try_into().unwrap()), with_aki)
+}
+
+fn forge_leaf_for(
+    ca_dir: &Path,
+    name: &str,
+    san: SanType,
+    with_aki: bool,
+) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let ca_key = KeyPair::from_pem(&std::fs::read_to_string(OrgCa::key_path(ca_dir)).unwrap()).unwrap();
     let ca = OrgCa::load(ca_dir).unwrap();
     let issuer = Issuer::from_ca_cert_der(ca.cert_der(), ca_key).unwrap();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, name);
-    params.subject_alt_names = vec![SanType::DnsName(name.try_into().unwrap())];
+    params.subject_alt_names = vec![san];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::hours(1);
@@ -159,6 +168,55 @@ async fn name_constraints_make_clients_reject_a_forged_foreign_leaf() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("permitted subtree violation"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_constraints_make_clients_reject_a_forged_ip_address_leaf() {
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Control: the same forged IP leaf from an unconstrained CA is accepted,
+    // so the rejection below comes from the excluded IP ranges alone.
+    let open_dir = tmp.path().join("open");
+    let open = OrgCa::init(
+        &open_dir,
+        &promptwall_ca::InitOptions {
+            name_constraints: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (chain, key) = forge_leaf_for(&open_dir, "127.0.0.1", SanType::IpAddress(ip), true);
+    let ok = serve(common::fixed_cert_config(chain, key)).await;
+    rustls_get(&[open.anchor_der().clone()], "127.0.0.1", ok.port)
+        .await
+        .expect("an IP leaf from an unconstrained CA verifies");
+
+    let dir = tmp.path().join("ca");
+    let ca = common::init_constrained(&dir);
+    let exported = write_pem(tmp.path(), "exported.pem", &ca.anchor_pem());
+    let (chain, key) = forge_leaf_for(&dir, "127.0.0.1", SanType::IpAddress(ip), true);
+    let bad = serve(common::fixed_cert_config(chain, key)).await;
+    let err = rustls_get(&[ca.anchor_der().clone()], "127.0.0.1", bad.port)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("NameConstraintViolation"),
+        "webpki must cite the name constraints: {err}"
+    );
+    if have("curl") {
+        let out = curl(&exported, "127.0.0.1", bad.port).await;
+        assert_eq!(out.status.code(), Some(60), "curl: {}", text(&out));
+    } else {
+        eprintln!("NOTICE: curl not installed; skipping the curl check");
+    }
+    let out = python_ssl(&exported, "127.0.0.1", bad.port).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("excluded subtree violation"),
         "{}",
         text(&out)
     );

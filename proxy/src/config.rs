@@ -78,6 +78,10 @@ pub struct AuditConfig {
     pub body_retention_days: Option<u32>,
     /// TOML price table overriding/extending the built-in one (cost estimates).
     pub price_table: Option<PathBuf>,
+    /// Secret key (0600, root) of the fingerprints of blocked secrets; created
+    /// with 32 random bytes on first start if absent. Give every machine the
+    /// same file to correlate one secret across the fleet.
+    pub fingerprint_key: PathBuf,
     pub central: Option<CentralAuditConfig>,
 }
 
@@ -229,6 +233,7 @@ impl Default for AuditConfig {
             retention_days: None,
             body_retention_days: None,
             price_table: None,
+            fingerprint_key: "/var/lib/promptwall/fingerprint.key".into(),
             central: None,
         }
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod detectors;
 pub mod encoding;
 pub mod explicit;
+pub mod fingerprint_key;
 pub mod forward;
 pub mod inspect;
 pub mod origin;

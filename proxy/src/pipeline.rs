@@ -80,11 +80,7 @@ impl Inspector {
             .pipeline
             .enabled
             .then(|| Pipeline::new(move |t: &str| shared.scan(t), PipelineSettings::default()));
-        let salt = config
-            .pipeline
-            .fingerprint_salt
-            .clone()
-            .unwrap_or_else(|| default_salt(config));
+        let salt = crate::fingerprint_key::salt(config).map_err(|e| e.to_string())?;
         Ok(Inspector {
             pipeline,
             scanner,
@@ -163,13 +159,6 @@ impl Inspector {
             pending: VecDeque::new(),
         }
     }
-}
-
-/// Fingerprints must be stable per machine but useless off it: derive the
-/// salt from the machine id unless one is configured (fleet-wide salts let
-/// the security team correlate one secret across machines).
-fn default_salt(config: &Config) -> String {
-    format!("promptwall:{}", config.machine_id())
 }
 
 /// Per-response processing; `for_response` picks the mode once headers arrive.

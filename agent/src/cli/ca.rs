@@ -15,6 +15,7 @@ pub enum CaCommand {
     /// Create the org root CA (ECDSA P-256), name-constrained to the provider domains.
     Init(InitArgs),
     /// Use an existing org CA or intermediate; the certificate file may hold its chain.
+    /// The key file is moved into the CA directory (`--keep-key` leaves it).
     Import(ImportArgs),
     /// Print the CA certificate clients should trust (PEM) to stdout.
     Export {
@@ -63,6 +64,9 @@ pub struct ImportArgs {
     /// Replace an existing CA.
     #[arg(long)]
     pub force: bool,
+    /// Leave the key file in place (default: it is removed once copied into the CA directory).
+    #[arg(long)]
+    pub keep_key: bool,
 }
 
 #[derive(clap::Args)]
@@ -83,8 +87,19 @@ pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         CaCommand::Init(args) => init(args, config),
         CaCommand::Import(args) => {
-            let ca = OrgCa::import(&dir, &args.cert, &args.key, args.force)?;
+            let ca = if args.keep_key {
+                OrgCa::import(&dir, &args.cert, &args.key, args.force)?
+            } else {
+                OrgCa::import_moving_key(&dir, &args.cert, &args.key, args.force)?
+            };
             report_created("imported", &ca);
+            if !args.keep_key {
+                println!(
+                    "  key                 moved from {} to {}",
+                    args.key.display(),
+                    OrgCa::key_path(&dir).display()
+                );
+            }
             Ok(())
         }
         CaCommand::Export { chain } => {
@@ -190,11 +205,17 @@ fn report_created(verb: &str, ca: &OrgCa) {
 }
 
 fn constraints_text(st: &CaStatus) -> String {
-    match &st.name_constraints {
-        None => "none (unconstrained)".into(),
-        Some(c) if c.excluded.is_empty() => c.permitted.join(", "),
-        Some(c) => format!("{}; excluded {}", c.permitted.join(", "), c.excluded.join(", ")),
+    let Some(c) = &st.name_constraints else {
+        return "none (unconstrained)".into();
+    };
+    let mut text = c.permitted.join(", ");
+    if !c.excluded.is_empty() {
+        text.push_str(&format!("; excluded {}", c.excluded.join(", ")));
     }
+    if !c.excluded_ip.is_empty() {
+        text.push_str(&format!("; excluded IP ranges {}", c.excluded_ip.join(", ")));
+    }
+    text
 }
 
 fn status(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {

@@ -7,6 +7,13 @@
 //! listener with a provider's server name. Each gets only the machine-wide
 //! environment (`/etc/environment`, `/etc/environment.d`) plus PATH and HOME,
 //! which is what a fresh login session would see, not the caller's shell.
+//!
+//! Doctor usually runs as root, often from a directory or with a HOME that
+//! another user can write (`cd /tmp; sudo promptwall doctor`). So every child
+//! runs from `/`, as an absolute path found through the absolute entries of
+//! PATH only, with HOME set to the effective user's own home, Python in
+//! isolated mode (`-I`: no script directory, user site or PYTHON* variables)
+//! and curl without `.curlrc` (`-q`): nothing planted there runs as root.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -332,7 +339,7 @@ fn ebpf_check(config: &Config) -> Check {
 fn nftables_check(config: &Config) -> Check {
     let wanted = config.intercept.mode == InterceptMode::Nftables;
     let bad = if wanted { Outcome::Fail } else { Outcome::Warn };
-    let version = Command::new("nft").arg("--version").output();
+    let version = system_command("nft").arg("--version").output();
     let Some(version) = version.ok().filter(|o| o.status.success()) else {
         return check(
             "nftables",
@@ -350,7 +357,7 @@ fn nftables_check(config: &Config) -> Check {
             None,
         );
     }
-    match Command::new("nft").args(["list", "tables"]).output() {
+    match system_command("nft").args(["list", "tables"]).output() {
         Ok(o) if o.status.success() => check("nftables", Outcome::Pass, v, None),
         Ok(o) => check(
             "nftables",
@@ -366,7 +373,7 @@ fn service_check() -> Check {
     if !Path::new("/run/systemd/system").exists() {
         return check("service", Outcome::Skip, "systemd is not running here", None);
     }
-    match Command::new("systemctl")
+    match system_command("systemctl")
         .args(["is-active", "promptwall.service"])
         .output()
     {
@@ -500,17 +507,68 @@ fn env_check(env: &BTreeMap<String, String>, layout: Option<TrustLayout>, root: 
     }
 }
 
-/// Environment for the client probes: the machine-wide variables, plus PATH
-/// and HOME so the tools can be found and start.
-fn client_command(program: impl AsRef<std::ffi::OsStr>, machine_env: &BTreeMap<String, String>) -> Command {
-    let mut cmd = Command::new(program);
+/// The caller's PATH without relative entries (`.`, empty, `bin`): those name
+/// whatever directory doctor happens to run in.
+fn absolute_path_var() -> std::ffi::OsString {
+    let dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).filter(|d| d.is_absolute()).collect())
+        .unwrap_or_default();
+    if dirs.is_empty() {
+        return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into();
+    }
+    std::env::join_paths(dirs).unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
+/// `program` as an absolute path: a bare name is looked up in the absolute
+/// PATH entries; a path given on the command line (`--python ./venv/bin/python`)
+/// is taken relative to where doctor was started, as its caller meant. Not
+/// canonicalized: a virtualenv's interpreter is a symlink that must stay one.
+fn absolute_program(program: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.components().count() > 1 || program.is_absolute() {
+        return std::path::absolute(program).ok();
+    }
+    std::env::split_paths(&absolute_path_var())
+        .map(|d| d.join(program))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// The effective user's home from the password database, not `$HOME` (which
+/// `sudo` may leave pointing at the calling user's directory).
+fn own_home() -> PathBuf {
+    nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// A child that runs `program` by absolute path, from `/`, with only PATH
+/// (absolute entries) and HOME (the effective user's) in its environment.
+/// Not found: a command that fails to spawn, which callers report as missing.
+fn system_command(program: impl AsRef<Path>) -> Command {
+    let program = program.as_ref();
+    let mut cmd = match absolute_program(program) {
+        Some(abs) => Command::new(abs),
+        // An absolute directory that cannot exist: spawning fails as "not found".
+        None => Command::new(Path::new("/nonexistent/promptwall-doctor").join(program)),
+    };
+    cmd.current_dir("/");
     cmd.env_clear();
-    cmd.env(
-        "PATH",
-        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    cmd.env("PATH", absolute_path_var());
+    cmd.env("HOME", own_home());
+    cmd
+}
+
+/// Environment for the client probes: the machine-wide variables, plus PATH
+/// and HOME so the tools can be found and start (see [`system_command`]).
+fn client_command(program: impl AsRef<Path>, machine_env: &BTreeMap<String, String>) -> Command {
+    let mut cmd = system_command(program);
+    cmd.envs(
+        machine_env
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "PATH" | "HOME")),
     );
-    cmd.env("HOME", std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
-    cmd.envs(machine_env.iter().filter(|(k, _)| k.as_str() != "PATH"));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
 }
@@ -641,7 +699,8 @@ fn tls_checks(
     // curl: a real request; any HTTP answer means the handshake was trusted.
     let connect_ip = if addr.is_ipv6() { format!("[{ip}]") } else { ip.clone() };
     let mut curl = client_command("curl", env);
-    curl.args(["-sS", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code}"])
+    // -q first: never read a .curlrc (it can name output files).
+    curl.args(["-q", "-sS", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code}"])
         .arg("--connect-to")
         .arg(format!("{host}:443:{connect_ip}:{port}"))
         .arg(format!("https://{host}/"));
@@ -674,7 +733,8 @@ fn tls_checks(
         for mode in ["ssl", "requests", "httpx"] {
             let id = format!("tls_python_{mode}{suffix}");
             let mut cmd = client_command(py, env);
-            cmd.arg("-c").arg(PYTHON_PROBE).args([mode, host, &ip, &port]);
+            // -I: isolated mode, so no ssl.py in a writable directory is imported.
+            cmd.args(["-I", "-c", PYTHON_PROBE]).args([mode, host, &ip, &port]);
             out.push(match run_probe(cmd) {
                 None => check(
                     &id,

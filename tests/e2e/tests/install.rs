@@ -331,6 +331,7 @@ fn install_sh_imports_an_org_issued_ca() {
         ],
     )
     .expect_success("install.sh --ca-cert --ca-key");
+    assert!(!key.exists(), "the org key must not stay where it was handed over");
     assert_eq!(
         fs::read(r.join("var/lib/promptwall/ca/ca.pem")).unwrap(),
         fs::read(&cert).unwrap()
@@ -911,6 +912,7 @@ install -m 0644 "$ORG/ca.pem" /etc/promptwall/org-ca.pem
 install -m 0600 "$ORG/ca.key" /etc/promptwall/org-ca.key
 dpkg -i "$DEB" > "$NS_DIR/fleet.log" 2>&1 || { cat "$NS_DIR/fleet.log" >&2; fail "fleet install"; }
 cmp -s "$ORG/ca.pem" /var/lib/promptwall/ca/ca.pem || fail "postinst did not import the dropped org CA"
+[ -e /etc/promptwall/org-ca.key ] && fail "postinst left the dropped org key in /etc/promptwall"
 promptwall ca status --json | grep -q 'Example fleet CA' || fail "CA status does not name the org CA"
 dpkg --purge promptwall > "$NS_DIR/purge2.log" 2>&1 || { cat "$NS_DIR/purge2.log" >&2; fail "second purge"; }
 [ "$(bundle_certs)" = "$N_BEFORE" ] || fail "second purge left the CA in the bundle"

@@ -67,7 +67,9 @@ pub struct PipelineConfig {
     pub allowlist_patterns: Vec<String>,
     /// Private/loopback IP addresses count as PII (default: only public ones).
     pub private_ips_are_pii: bool,
-    /// Salt for fingerprints of blocked secrets; default derived from the CA key dir.
+    /// Secret HMAC key for fingerprints of blocked secrets, shared fleet-wide.
+    /// Whoever reads it can test guesses against fingerprints, and the config
+    /// is readable by the promptwall group: prefer `[audit] fingerprint_key`.
     pub fingerprint_salt: Option<String>,
 }
 
