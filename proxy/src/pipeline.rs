@@ -99,10 +99,14 @@ impl Inspector {
 
     /// Removes secrets and personal data from what the audit row records
     /// about the client process: `curl -d '…'` or `claude -p "…"` carry the
-    /// prompt on the command line.
+    /// prompt on the command line, and any user can name an executable (so
+    /// its path and task name) as they like. The user name stays: it is who
+    /// the row is about.
     pub fn scrub_identity(&self, identity: &mut crate::origin::ClientIdentity) {
-        if let Some(clean) = identity.cmdline.as_deref().and_then(|c| self.scrub(c)) {
-            identity.cmdline = Some(clean);
+        for field in [&mut identity.cmdline, &mut identity.exe, &mut identity.comm] {
+            if let Some(clean) = field.as_deref().and_then(|c| self.scrub(c)) {
+                *field = Some(clean);
+            }
         }
     }
 
