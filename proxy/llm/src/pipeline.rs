@@ -291,16 +291,13 @@ impl Pipeline {
 
     /// Inspect one client message of a Codex Responses WebSocket. The vault
     /// keeps placeholders across the connection's messages.
+    ///
+    /// Every message is read as a Responses request whatever its `type`:
+    /// `response.create` is, other client events (`response.steer`, types
+    /// added later) can carry `input` too, and the walk scans any other
+    /// field for secrets as the generic walk does.
     pub fn inspect_ws_client_message(&self, text: &str, vault: &mut Vault, ctx: &RequestContext) -> WsClientOutcome {
-        let is_create = json::parse(text)
-            .map(|n| n.field_is("type", "response.create"))
-            .unwrap_or(false);
-        let shape = if is_create {
-            ApiShape::OpenAiResponses
-        } else {
-            ApiShape::Other
-        };
-        match self.inspect_core(shape, text, ctx, vault) {
+        match self.inspect_core(ApiShape::OpenAiResponses, text, ctx, vault) {
             Core::Pass { body, report } => WsClientOutcome::Forward { text: body, report },
             Core::Blocked {
                 message,

@@ -249,6 +249,28 @@ fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() 
     assert_eq!(p.remembered_responses(), 1);
 }
 
+/// Codex also sends `response.append` (more input for the open response);
+/// other client events may follow. Whatever the `type` says, and however it
+/// is spelled, the input is inspected as prompt text, not secrets only.
+#[test]
+fn websocket_messages_of_any_type_have_their_input_inspected() {
+    let p = common::pipeline();
+    let mut vault = Vault::new();
+    for msg in [
+        r#"{"type":"response.append","input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]}"#,
+        r#"{"type":"response\u002ecreate","input":"mail ann@example.com"}"#,
+        r#"{"type":"something.new","input":"mail ann@example.com"}"#,
+    ] {
+        match p.inspect_ws_client_message(msg, &mut vault, &CTX) {
+            WsClientOutcome::Forward { text: Some(t), report } => {
+                assert!(t.contains("mail [[EMAIL_001]]") && !t.contains("ann@"), "{msg}: {t}");
+                assert_eq!(report.verdict, Verdict::Redacted);
+            }
+            other => panic!("{msg}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn websocket_follow_ups_reuse_the_connection_vault() {
     let p = common::pipeline();
