@@ -179,7 +179,10 @@ impl Proxy {
                 Ok(Ok(c)) => c.to_bytes(),
             };
             log.request_bytes = bytes.len() as u64;
-            match self.inspector.inspect_request(shape, &bytes, &parts.headers) {
+            match self
+                .inspector
+                .inspect_request(shape, &bytes, &parts.headers, log.identity.as_ref())
+            {
                 Decision::Reject { status, body, report } => {
                     // Outside the known shapes the pipeline cannot tell the
                     // client's error format; the route can.

@@ -8,8 +8,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::HeaderMap;
 use promptwall_llm::{
-    ApiShape, Pipeline, PipelineSettings, Report as LlmReport, RequestContext, RequestOutcome, ResponseProcessor,
-    Restorer, Scanner, Vault, WsClientOutcome,
+    ApiShape, ConversationOwner, Pipeline, PipelineSettings, Report as LlmReport, RequestContext, RequestOutcome,
+    ResponseProcessor, Restorer, Scanner, Vault, WsClientOutcome,
 };
 
 use crate::audit_sink::{AuditSink, RequestLog};
@@ -111,14 +111,23 @@ impl Inspector {
         }
     }
 
-    pub fn inspect_request(&self, shape: ApiShape, body: &[u8], _headers: &HeaderMap) -> Decision {
+    /// Decides on one request. The client process's user (when known) and
+    /// the provider credential in `headers` name whose Responses
+    /// conversation a `previous_response_id` may continue.
+    pub fn inspect_request(
+        &self,
+        shape: ApiShape,
+        body: &[u8],
+        headers: &HeaderMap,
+        client: Option<&crate::origin::ClientIdentity>,
+    ) -> Decision {
         let Some(pipeline) = &self.pipeline else {
             let model = serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
             return Decision::Forward {
                 body: None,
-                stage: ResponseStage::new(shape, None),
+                stage: ResponseStage::new(shape, None, None),
                 report: Report {
                     verdict: "allowed",
                     model,
@@ -126,13 +135,15 @@ impl Inspector {
                 },
             };
         };
+        let owner = conversation_owner(client.and_then(|c| c.uid), headers);
         let ctx = RequestContext {
             fingerprint_salt: &self.salt,
+            owner: Some(owner),
         };
         match pipeline.inspect_request(shape, body, &ctx) {
             RequestOutcome::Forward { body, restorer, report } => Decision::Forward {
                 body,
-                stage: ResponseStage::new(shape, restorer),
+                stage: ResponseStage::new(shape, restorer, Some(owner)),
                 report: Report::from(&report),
             },
             RequestOutcome::Block { status, body, report } | RequestOutcome::Reject { status, body, report } => {
@@ -147,15 +158,17 @@ impl Inspector {
 
     /// After a complete answer: a Responses answer's placeholders are kept
     /// for follow-ups that name it as `previous_response_id`.
+    /// They are kept under the request's owner: only the same user with
+    /// the same credential can continue them.
     pub fn conclude(&self, stage: &ResponseStage) {
-        let (Some(pipeline), Some(restorer)) = (&self.pipeline, &stage.restorer) else {
+        let (Some(pipeline), Some(restorer), Some(owner)) = (&self.pipeline, &stage.restorer, stage.owner) else {
             return;
         };
         if stage.shape != ApiShape::OpenAiResponses || restorer.is_empty() {
             return;
         }
         if let Some(id) = stage.processor.as_ref().and_then(|p| p.usage().response_id) {
-            pipeline.remember_response(&id, restorer);
+            pipeline.remember_response(owner, &id, restorer);
         }
     }
 
@@ -170,6 +183,17 @@ impl Inspector {
     }
 }
 
+/// Headers that authenticate to a provider; a conversation belongs to
+/// whoever holds them (only their digest is kept).
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+fn conversation_owner(uid: Option<u32>, headers: &HeaderMap) -> ConversationOwner {
+    let credentials = CREDENTIAL_HEADERS
+        .iter()
+        .flat_map(|name| headers.get_all(*name).iter().map(move |v| (*name, v.as_bytes())));
+    ConversationOwner::new(uid, credentials)
+}
+
 /// Fingerprints must be stable per machine but useless off it: derive the
 /// salt from the machine id unless one is configured (fleet-wide salts let
 /// the security team correlate one secret across machines).
@@ -181,14 +205,17 @@ fn default_salt(config: &Config) -> String {
 pub struct ResponseStage {
     shape: ApiShape,
     restorer: Option<Restorer>,
+    /// Who sent the request, for remembering a Responses answer.
+    owner: Option<ConversationOwner>,
     processor: Option<ResponseProcessor>,
 }
 
 impl ResponseStage {
-    fn new(shape: ApiShape, restorer: Option<Restorer>) -> Self {
+    fn new(shape: ApiShape, restorer: Option<Restorer>, owner: Option<ConversationOwner>) -> Self {
         ResponseStage {
             shape,
             restorer,
+            owner,
             processor: None,
         }
     }
