@@ -94,9 +94,6 @@ impl Proxy {
             ..Default::default()
         };
         log.tool = crate::attribution::identify_tool(log.identity.as_ref(), req.headers()).to_string();
-        if let Some(identity) = log.identity.as_mut() {
-            self.inspector.scrub_identity(identity);
-        }
         let shape = inspect::classify(req.method(), req.uri().path());
         log.shape = shape.as_str().into();
         log.llm = shape.is_llm();
