@@ -529,8 +529,10 @@ mod tests {
     }
 
     fn session(pipeline_on: bool) -> (WsSession, Rows) {
-        let mut config = Config::default();
-        config.machine_id = Some("test-machine".into());
+        let mut config = Config {
+            machine_id: Some("test-machine".into()),
+            ..Default::default()
+        };
         config.pipeline.enabled = pipeline_on;
         let inspector = Arc::new(Inspector::new(&config).unwrap());
         let (sink, rows) = recording();

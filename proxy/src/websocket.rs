@@ -349,8 +349,10 @@ mod tests {
 
     /// An inspector whose audit store refuses every write (disk full).
     fn failing_session() -> Box<dyn MessageInspector> {
-        let mut config = crate::config::Config::default();
-        config.machine_id = Some("test-machine".into());
+        let config = crate::config::Config {
+            machine_id: Some("test-machine".into()),
+            ..Default::default()
+        };
         let inspector = Arc::new(crate::pipeline::Inspector::new(&config).unwrap());
         let sink: crate::audit_sink::AuditSink = Arc::new(|_| Box::pin(async { Err("disk full".to_string()) }));
         Box::new(inspector.websocket_session(Default::default(), sink))

@@ -57,8 +57,10 @@ async fn a_passthrough_row_is_stored_without_the_email_and_key_on_its_command_li
     let store = AuditStore::open(&url).await.unwrap();
     let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("test-machine"));
 
-    let mut config = Config::default();
-    config.machine_id = Some("test-machine".into());
+    let mut config = Config {
+        machine_id: Some("test-machine".into()),
+        ..Default::default()
+    };
     config.listen.explicit = Some("127.0.0.1:0".parse().unwrap());
     config.listen.transparent = None;
     config.intercept.enabled = false;
