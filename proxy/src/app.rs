@@ -65,10 +65,12 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppEr
 pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
     let config = Arc::new(config);
     let stats = Stats::default();
+    let inspector = Arc::new(Inspector::new(&config).map_err(AppError::Pipeline)?);
     let proxy = Arc::new(Proxy {
         upstream: Upstream::new(&config)?,
-        inspector: Arc::new(Inspector::new(&config).map_err(AppError::Pipeline)?),
-        audit: deps.audit,
+        // The one place every row passes, so no path can store an unscrubbed one.
+        audit: crate::audit_sink::scrubbing(deps.audit, inspector.clone()),
+        inspector,
         stats: stats.clone(),
         config: config.clone(),
     });

@@ -47,6 +47,20 @@ pub struct RequestLog {
 /// Writes a row durably; resolves only once it is committed.
 pub type AuditSink = Arc<dyn Fn(RequestLog) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// `sink` behind a scrubber: every row, whatever wrote it (inspected,
+/// refused, spliced undecrypted, WebSocket), has the free text about its
+/// client process cleared of secrets and personal data before it is stored.
+/// Coding CLIs take the prompt on their command line (`gemini -p "…"`), and
+/// a spliced row's process was never inspected at all.
+pub fn scrubbing(sink: AuditSink, inspector: Arc<crate::pipeline::Inspector>) -> AuditSink {
+    Arc::new(move |mut log: RequestLog| {
+        if let Some(identity) = log.identity.as_mut() {
+            inspector.scrub_identity(identity);
+        }
+        sink(log)
+    })
+}
+
 /// A sink that drops rows (for `--no-audit` runs and unit tests).
 pub fn discard() -> AuditSink {
     Arc::new(|_| Box::pin(async { Ok(()) }))

@@ -154,6 +154,7 @@ mod tests {
             ApiShape::AnthropicMessages,
             body.to_string().as_bytes(),
             &Default::default(),
+            None,
         ) {
             Decision::Reject { report, .. } | Decision::Forward { report, .. } => report,
         };

@@ -94,9 +94,6 @@ impl Proxy {
             ..Default::default()
         };
         log.tool = crate::attribution::identify_tool(log.identity.as_ref(), req.headers()).to_string();
-        if let Some(identity) = log.identity.as_mut() {
-            self.inspector.scrub_identity(identity);
-        }
         if req.method() == http::Method::CONNECT {
             let msg = "promptwall: this listener is a base URL, not an HTTP proxy; set ANTHROPIC_BASE_URL=http://<listen.explicit> or OPENAI_BASE_URL=http://<listen.explicit>/v1 instead of HTTPS_PROXY";
             return Ok(self
@@ -213,7 +210,10 @@ impl Proxy {
                     return Ok(self.finish_local(log, started, error_shape, status, &msg).await);
                 }
             };
-            match self.inspector.inspect_request(shape, &bytes, &parts.headers) {
+            match self
+                .inspector
+                .inspect_request(shape, &bytes, &parts.headers, log.identity.as_ref())
+            {
                 Decision::Reject { status, body, report } => {
                     // Outside the known shapes the pipeline cannot tell the
                     // client's error format; the route can.

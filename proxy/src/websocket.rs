@@ -7,6 +7,7 @@
 //! negotiated on either side (the client's offer is dropped), which every
 //! client must accept per RFC 7692.
 
+use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
@@ -28,13 +29,40 @@ pub enum ClientVerdict {
     Refuse(Vec<String>),
 }
 
+/// An audit row the exchange depends on could not be committed: the relay
+/// tells the client with an `error` event and closes, rather than carry on
+/// (or complete a response) with nothing on record.
+#[derive(Debug)]
+pub struct AuditFailed(pub String);
+
 /// Per-connection message hooks (the pipeline, with its per-connection vault).
+/// They resolve once the audit rows they write are committed, so the relay
+/// sends nothing on whose row is not yet durable.
 pub trait MessageInspector: Send + 'static {
-    fn client_text(&mut self, text: String) -> ClientVerdict;
+    fn client_text(&mut self, text: String) -> BoxFuture<'_, Result<ClientVerdict, AuditFailed>>;
     /// Restored frames to send on (a held-back tail can add one).
-    fn server_text(&mut self, text: String) -> Vec<String>;
+    fn server_text(&mut self, text: String) -> BoxFuture<'_, Result<Vec<String>, AuditFailed>>;
     /// Called once when the relay ends, with byte counts (up, down).
-    fn finished(&mut self, up: u64, down: u64, error: Option<String>);
+    fn finished(&mut self, up: u64, down: u64, error: Option<String>) -> BoxFuture<'_, ()>;
+}
+
+/// What the client is told when an audit row cannot be written.
+const AUDIT_FAILED: &str =
+    "promptwall could not write the audit row for this exchange, so it was stopped; see the agent's log (disk full? audit store unreachable?) and retry";
+
+/// Ends the client side after an audit failure: an `error` event the SDK
+/// surfaces, then a close with 1011 (internal error).
+async fn fail_closed<C>(c_tx: &mut C)
+where
+    C: futures_util::Sink<Message> + Unpin,
+{
+    let frame = promptwall_llm::ws_error_frame(500, "server_error", "audit_unavailable", AUDIT_FAILED);
+    let _ = c_tx.send(Message::Text(frame)).await;
+    let close = CloseFrame {
+        code: CloseCode::Error,
+        reason: "promptwall: audit row not written".into(),
+    };
+    let _ = c_tx.send(Message::Close(Some(close))).await;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +143,9 @@ pub async fn relay(
         let upgraded = match client_upgrade.await {
             Ok(u) => u,
             Err(e) => {
-                inspector.finished(0, 0, Some(format!("client upgrade failed: {e}")));
+                inspector
+                    .finished(0, 0, Some(format!("client upgrade failed: {e}")))
+                    .await;
                 return;
             }
         };
@@ -148,12 +178,17 @@ where
                 }
                 Some(Ok(Message::Text(text))) => {
                     up += text.len() as u64;
-                    match inspector.client_text(text) {
-                        ClientVerdict::Forward(t) => if let Err(e) = s_tx.send(Message::Text(t)).await { error = Some(e.to_string()); break },
-                        ClientVerdict::Refuse(replies) => {
+                    match inspector.client_text(text).await {
+                        Ok(ClientVerdict::Forward(t)) => if let Err(e) = s_tx.send(Message::Text(t)).await { error = Some(e.to_string()); break },
+                        Ok(ClientVerdict::Refuse(replies)) => {
                             for r in replies {
                                 if c_tx.send(Message::Text(r)).await.is_err() { break }
                             }
+                        }
+                        Err(AuditFailed(e)) => {
+                            fail_closed(&mut c_tx).await;
+                            error = Some(format!("audit row not written, WebSocket closed: {e}"));
+                            break;
                         }
                     }
                 }
@@ -165,8 +200,18 @@ where
             msg = s_rx.next() => match decode_binary(msg) {
                 Some(Ok(Message::Text(text))) => {
                     down += text.len() as u64;
+                    let frames = match inspector.server_text(text).await {
+                        Ok(frames) => frames,
+                        Err(AuditFailed(e)) => {
+                            // The terminal event is held back: the client never
+                            // sees a clean completion of an unrecorded response.
+                            fail_closed(&mut c_tx).await;
+                            error = Some(format!("audit row not written, WebSocket closed: {e}"));
+                            break;
+                        }
+                    };
                     let mut gone = false;
-                    for frame in inspector.server_text(text) {
+                    for frame in frames {
                         if c_tx.send(Message::Text(frame)).await.is_err() { gone = true; break }
                     }
                     if gone { break }
@@ -180,7 +225,7 @@ where
     }
     let _ = c_tx.close().await;
     let _ = s_tx.close().await;
-    inspector.finished(up, down, error);
+    inspector.finished(up, down, error).await;
 }
 
 /// A UTF-8 binary message is inspected (and sent on) as text: the JSON in it
@@ -216,18 +261,21 @@ mod tests {
     struct Refuser(Arc<Mutex<Vec<String>>>);
 
     impl MessageInspector for Refuser {
-        fn client_text(&mut self, text: String) -> ClientVerdict {
+        fn client_text(&mut self, text: String) -> BoxFuture<'_, Result<ClientVerdict, AuditFailed>> {
             self.0.lock().unwrap().push(text.clone());
-            if text.contains("SECRET") {
+            let verdict = if text.contains("SECRET") {
                 ClientVerdict::Refuse(vec![r#"{"type":"error","status":422}"#.into()])
             } else {
                 ClientVerdict::Forward(text)
-            }
+            };
+            Box::pin(async { Ok(verdict) })
         }
-        fn server_text(&mut self, text: String) -> Vec<String> {
-            vec![text.replace("[[X]]", "restored")]
+        fn server_text(&mut self, text: String) -> BoxFuture<'_, Result<Vec<String>, AuditFailed>> {
+            Box::pin(async move { Ok(vec![text.replace("[[X]]", "restored")]) })
         }
-        fn finished(&mut self, _: u64, _: u64, _: Option<String>) {}
+        fn finished(&mut self, _: u64, _: u64, _: Option<String>) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
     }
 
     async fn pair() -> (
@@ -297,5 +345,86 @@ mod tests {
             );
         }
         assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    /// An inspector whose audit store refuses every write (disk full).
+    fn failing_session() -> Box<dyn MessageInspector> {
+        let config = crate::config::Config {
+            machine_id: Some("test-machine".into()),
+            ..Default::default()
+        };
+        let inspector = Arc::new(crate::pipeline::Inspector::new(&config).unwrap());
+        let sink: crate::audit_sink::AuditSink = Arc::new(|_| Box::pin(async { Err("disk full".to_string()) }));
+        Box::new(inspector.websocket_session(Default::default(), sink))
+    }
+
+    /// The client gets an `error` event and a 1011 close, never the
+    /// provider's `response.completed`, when the row cannot be committed.
+    #[tokio::test]
+    async fn a_response_whose_audit_row_fails_ends_in_an_error_not_a_completion() {
+        tokio::time::timeout(std::time::Duration::from_secs(20), failing_completion())
+            .await
+            .expect("the relay stopped answering");
+    }
+
+    async fn failing_completion() {
+        let (mut client, proxy_client_side) = pair().await;
+        let (proxy_server_side, mut server) = pair().await;
+        let relay = tokio::spawn(pump(proxy_client_side, proxy_server_side, failing_session()));
+
+        let create = r#"{"type":"response.create","model":"gpt-5","input":"hi"}"#;
+        client.send(Message::Text(create.into())).await.unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap(), Message::Text(create.into()));
+        let delta = r#"{"type":"response.output_text.delta","item_id":"m","content_index":0,"delta":"hello"}"#;
+        let done = r#"{"type":"response.completed","response":{"id":"resp_1","model":"gpt-5"}}"#;
+        server.send(Message::Text(delta.into())).await.unwrap();
+        server.send(Message::Text(done.into())).await.unwrap();
+
+        assert_eq!(client.next().await.unwrap().unwrap(), Message::Text(delta.into()));
+        let Message::Text(error) = client.next().await.unwrap().unwrap() else {
+            panic!("expected an error event")
+        };
+        let error: serde_json::Value = serde_json::from_str(&error).unwrap();
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["error"]["code"], "audit_unavailable");
+        match client.next().await.unwrap().unwrap() {
+            Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Error),
+            other => panic!("expected a 1011 close, got {other:?}"),
+        }
+        while let Some(Ok(msg)) = client.next().await {
+            assert!(
+                !matches!(&msg, Message::Text(t) if t.contains("response.completed")),
+                "{msg:?}"
+            );
+        }
+        relay.await.unwrap();
+    }
+
+    /// A message audited on its own (here `response.append`) is not sent
+    /// when its row cannot be committed.
+    #[tokio::test]
+    async fn a_message_whose_audit_row_fails_is_not_sent() {
+        tokio::time::timeout(std::time::Duration::from_secs(20), failing_message())
+            .await
+            .expect("the relay stopped answering");
+    }
+
+    async fn failing_message() {
+        let (mut client, proxy_client_side) = pair().await;
+        let (proxy_server_side, mut server) = pair().await;
+        let relay = tokio::spawn(pump(proxy_client_side, proxy_server_side, failing_session()));
+        let append = r#"{"type":"response.append","input":"more"}"#;
+        client.send(Message::Text(append.into())).await.unwrap();
+        let Message::Text(error) = client.next().await.unwrap().unwrap() else {
+            panic!("expected an error event")
+        };
+        assert!(error.contains("audit_unavailable"), "{error}");
+        relay.await.unwrap();
+        while let Some(Ok(msg)) = server.next().await {
+            assert!(
+                matches!(msg, Message::Close(_)),
+                "unrecorded message reached the provider: {msg:?}"
+            );
+        }
     }
 }

@@ -22,7 +22,10 @@ fn main() {
     let phase = args.get(3).map(String::as_str).unwrap_or("both");
     let rounds: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(10);
     let detector = std::sync::Arc::new(Detector::new(&PipelineConfig::default()).expect("default detectors"));
-    let ctx = RequestContext { fingerprint_salt: "s" };
+    let ctx = RequestContext {
+        fingerprint_salt: "s",
+        ..Default::default()
+    };
     let make = || {
         let d = detector.clone();
         Pipeline::new(move |t: &str| Scanner::scan(&*d, t), PipelineSettings::default())

@@ -34,4 +34,4 @@ pub use restore::Restorer;
 pub use scan::{scrub, Action, Category, Hit, Scanner};
 pub use shape::ApiShape;
 pub use usage::Usage;
-pub use vault::{label as placeholder_label, redacted_placeholder, Vault};
+pub use vault::{label as placeholder_label, redacted_placeholder, ConversationOwner, Vault};

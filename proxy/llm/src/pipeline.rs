@@ -14,7 +14,7 @@ use crate::json::{self, Lit};
 use crate::restore::Restorer;
 use crate::scan::{Action, BlockKey, Category, Hit, ScanCache, Scanner, SubHit};
 use crate::shape::ApiShape;
-use crate::vault::{self, Vault};
+use crate::vault::{self, ConversationOwner, Vault};
 use crate::walk::{Mode, Place, Walk};
 
 /// Knobs of the pipeline itself (detector policy lives in the detector).
@@ -40,6 +40,9 @@ impl Default for PipelineSettings {
 pub struct RequestContext<'a> {
     /// Salt for the audit fingerprints of secrets.
     pub fingerprint_salt: &'a str,
+    /// Who sent the request. A Responses follow-up continues only a
+    /// conversation of the same owner; without one it starts afresh.
+    pub owner: Option<ConversationOwner>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,9 +179,10 @@ impl Pipeline {
     }
 
     /// Records the placeholders behind a Responses API answer, so a request
-    /// naming it as `previous_response_id` keeps their numbers.
-    pub fn remember_response(&self, response_id: &str, restorer: &Restorer) {
-        self.conversations.remember(response_id, restorer.map.clone());
+    /// of the same `owner` naming it as `previous_response_id` keeps their
+    /// numbers (and only such a request can have them restored).
+    pub fn remember_response(&self, owner: ConversationOwner, response_id: &str, restorer: &Restorer) {
+        self.conversations.remember(owner, response_id, restorer.map.clone());
     }
 
     /// Number of remembered Responses conversations.
@@ -187,8 +191,12 @@ impl Pipeline {
     }
 
     /// The vault a request starts from: a Responses follow-up continues the
-    /// numbering of the answer it names; everything else starts empty.
-    fn starting_vault(&self, shape: ApiShape, body: &[u8]) -> Vault {
+    /// numbering of the answer it names if the same owner got that answer;
+    /// everything else starts empty.
+    fn starting_vault(&self, shape: ApiShape, body: &[u8], owner: Option<ConversationOwner>) -> Vault {
+        let Some(owner) = owner else {
+            return Vault::new();
+        };
         if shape != ApiShape::OpenAiResponses || memchr::memmem::find(body, b"\"previous_response_id\"").is_none() {
             return Vault::new();
         }
@@ -196,14 +204,14 @@ impl Pipeline {
             .ok()
             .and_then(|t| json::parse(t).ok())
             .and_then(|root| root.str_field("previous_response_id").map(Cow::into_owned));
-        match previous.and_then(|id| self.conversations.get(&id)) {
+        match previous.and_then(|id| self.conversations.get(owner, &id)) {
             Some(map) => Vault::continuing(&map),
             None => Vault::new(),
         }
     }
 
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
-        let mut vault = self.starting_vault(shape, body);
+        let mut vault = self.starting_vault(shape, body, ctx.owner);
         let core = match std::str::from_utf8(body) {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
@@ -318,16 +326,13 @@ impl Pipeline {
 
     /// Inspect one client message of a Codex Responses WebSocket. The vault
     /// keeps placeholders across the connection's messages.
+    ///
+    /// Every message is read as a Responses request whatever its `type`:
+    /// `response.create` is, other client events (`response.steer`, types
+    /// added later) can carry `input` too, and the walk scans any other
+    /// field for secrets as the generic walk does.
     pub fn inspect_ws_client_message(&self, text: &str, vault: &mut Vault, ctx: &RequestContext) -> WsClientOutcome {
-        let is_create = json::parse(text)
-            .map(|n| n.field_is("type", "response.create"))
-            .unwrap_or(false);
-        let shape = if is_create {
-            ApiShape::OpenAiResponses
-        } else {
-            ApiShape::Other
-        };
-        match self.inspect_core(shape, text, ctx, vault) {
+        match self.inspect_core(ApiShape::OpenAiResponses, text, ctx, vault) {
             Core::Pass { body, report } => WsClientOutcome::Forward { text: body, report },
             Core::Blocked {
                 message,

@@ -199,13 +199,59 @@ mod tests {
     }
 }
 
-/// Placeholders issued per Responses API response id, so a follow-up that
-/// names it as `previous_response_id` (the provider holds the earlier turns)
-/// continues that numbering instead of reusing numbers. Bounded; in memory:
+/// Who may continue a Responses conversation: the local account that sent
+/// it and the provider credential it was sent with. Only a truncated SHA-256
+/// of both is kept, so the credential itself is never held here, and another
+/// user naming the same response id cannot load its placeholders.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConversationOwner([u8; 16]);
+
+impl ConversationOwner {
+    /// `uid` is the client process's user when known; `credentials` are the
+    /// `(name, value)` pairs of the headers that authenticate to the provider.
+    pub fn new<'c>(uid: Option<u32>, credentials: impl IntoIterator<Item = (&'c str, &'c [u8])>) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"promptwall conversation owner v1\0");
+        match uid {
+            Some(uid) => {
+                h.update([1]);
+                h.update(uid.to_be_bytes());
+            }
+            None => h.update([0]),
+        }
+        for (name, value) in credentials {
+            // Length-prefixed, so no two header lists hash alike by concatenation.
+            for part in [name.as_bytes(), value] {
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part);
+            }
+        }
+        let digest = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        ConversationOwner(out)
+    }
+}
+
+impl std::fmt::Debug for ConversationOwner {
+    // A digest of a credential is still nothing to print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConversationOwner(..)")
+    }
+}
+
+/// Placeholders issued per (owner, Responses API response id), so a
+/// follow-up that names it as `previous_response_id` (the provider holds the
+/// earlier turns) continues that numbering instead of reusing numbers.
+/// Response ids are not secrets (they are in logs, shared transcripts and any
+/// client that can read them), so the owner is part of the key: a request
+/// from another user or credential starts a fresh vault. Bounded; in memory:
 /// after a restart a follow-up starts a fresh numbering, as a new request does.
 pub(crate) struct ConversationMemory {
     capacity: usize,
-    inner: std::sync::Mutex<(HashMap<String, (Arc<RestoreMap>, u64)>, u64)>,
+    #[allow(clippy::type_complexity)]
+    inner: std::sync::Mutex<(HashMap<(ConversationOwner, String), (Arc<RestoreMap>, u64)>, u64)>,
 }
 
 impl ConversationMemory {
@@ -216,11 +262,12 @@ impl ConversationMemory {
         }
     }
 
-    pub fn remember(&self, response_id: &str, map: Arc<RestoreMap>) {
+    pub fn remember(&self, owner: ConversationOwner, response_id: &str, map: Arc<RestoreMap>) {
+        let key = (owner, response_id.to_string());
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (entries, tick) = &mut *guard;
         *tick += 1;
-        if entries.len() >= self.capacity && !entries.contains_key(response_id) {
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
             // Drop the oldest quarter in one pass rather than one per insert.
             let mut ages: Vec<u64> = entries.values().map(|(_, t)| *t).collect();
             let cut = ages.len() / 4;
@@ -228,15 +275,16 @@ impl ConversationMemory {
             let threshold = *threshold;
             entries.retain(|_, (_, t)| *t > threshold);
         }
-        entries.insert(response_id.to_string(), (map, *tick));
+        entries.insert(key, (map, *tick));
     }
 
-    pub fn get(&self, response_id: &str) -> Option<Arc<RestoreMap>> {
+    pub fn get(&self, owner: ConversationOwner, response_id: &str) -> Option<Arc<RestoreMap>> {
+        let key = (owner, response_id.to_string());
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (entries, tick) = &mut *guard;
         *tick += 1;
         let now = *tick;
-        entries.get_mut(response_id).map(|(map, t)| {
+        entries.get_mut(&key).map(|(map, t)| {
             *t = now;
             map.clone()
         })

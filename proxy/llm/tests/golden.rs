@@ -101,6 +101,7 @@ fn golden_cases() {
     let pipeline = promptwall_llm::Pipeline::new(detector, promptwall_llm::PipelineSettings::default());
     let ctx = RequestContext {
         fingerprint_salt: "golden-salt",
+        ..Default::default()
     };
     for dir in cases() {
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();

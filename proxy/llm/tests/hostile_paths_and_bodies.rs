@@ -9,7 +9,10 @@ use promptwall_llm::path::{classification_key, normalize};
 use promptwall_llm::{ApiShape, RequestContext, RequestOutcome};
 use proptest::prelude::*;
 
-const CTX: RequestContext<'static> = RequestContext { fingerprint_salt: "s" };
+const CTX: RequestContext<'static> = RequestContext {
+    fingerprint_salt: "s",
+    owner: None,
+};
 const SECRET: &str = "AKIAZ7QK3MPLW2XQ4R5T";
 
 /// An aggressive model of what some server in front of the provider might

@@ -6,10 +6,47 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use promptwall_llm::{ApiShape, RequestContext, RequestOutcome, ResponseProcessor, Vault, Verdict, WsClientOutcome};
+use promptwall_llm::{
+    ApiShape, ConversationOwner, RequestContext, RequestOutcome, ResponseProcessor, Vault, Verdict, WsClientOutcome,
+};
 use serde_json::json;
 
-const CTX: RequestContext<'static> = RequestContext { fingerprint_salt: "s" };
+const CTX: RequestContext<'static> = RequestContext {
+    fingerprint_salt: "s",
+    owner: None,
+};
+
+/// The context of a request sent by local user `uid` with API key `key`.
+fn ctx_of(uid: u32, key: &str) -> RequestContext<'static> {
+    RequestContext {
+        owner: Some(owner(uid, key)),
+        ..CTX
+    }
+}
+
+fn owner(uid: u32, key: &str) -> ConversationOwner {
+    ConversationOwner::new(Some(uid), [("x-api-key", key.as_bytes())])
+}
+
+/// Turn 1 of a Responses conversation by `ctx`, answered as `resp_abc`: the
+/// answer's placeholders are remembered under that request's owner.
+fn first_responses_turn(p: &promptwall_llm::Pipeline, ctx: &RequestContext) -> String {
+    let first = json!({"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]});
+    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, first.to_string().as_bytes(), ctx));
+    // The answer's id, read from its stream, is what the proxy remembers.
+    let restorer = restorer.unwrap();
+    let mut processor = restorer.response_processor("text/event-stream", ApiShape::OpenAiResponses);
+    processor.push(Bytes::from_static(
+        b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_abc\",\"object\":\"response\",\"model\":\"gpt-5\"}}\n\n",
+    ));
+    let id = processor
+        .usage()
+        .response_id
+        .expect("response id read from response.created");
+    assert_eq!(id, "resp_abc");
+    p.remember_response(ctx.owner.unwrap(), &id, &restorer);
+    sent
+}
 
 fn forward(outcome: RequestOutcome) -> (String, Option<promptwall_llm::Restorer>) {
     match outcome {
@@ -212,26 +249,14 @@ fn cache_scans_only_new_blocks_on_the_next_turn() {
 #[test]
 fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() {
     let p = common::pipeline();
-    let first = json!({"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]});
-    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, first.to_string().as_bytes(), &CTX));
+    let ctx = ctx_of(1000, "sk-ann");
+    let sent = first_responses_turn(&p, &ctx);
     assert!(sent.contains("mail [[EMAIL_001]]"), "{sent}");
-    // The answer's id, read from its stream, is what the proxy remembers.
-    let restorer = restorer.unwrap();
-    let mut processor = restorer.response_processor("text/event-stream", ApiShape::OpenAiResponses);
-    processor.push(Bytes::from_static(
-        b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_abc\",\"object\":\"response\",\"model\":\"gpt-5\"}}\n\n",
-    ));
-    let id = processor
-        .usage()
-        .response_id
-        .expect("response id read from response.created");
-    assert_eq!(id, "resp_abc");
-    p.remember_response(&id, &restorer);
 
     // The provider holds turn 1; the follow-up sends only new input.
     let follow = json!({"model":"gpt-5","previous_response_id":"resp_abc","input":[
         {"type":"function_call_output","call_id":"c","output":"bo@example.com replied; ann@example.com cc"}]});
-    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, follow.to_string().as_bytes(), &CTX));
+    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, follow.to_string().as_bytes(), &ctx));
     assert!(
         sent.contains("[[EMAIL_002]] replied; [[EMAIL_001]] cc"),
         "numbers reused across the conversation: {sent}"
@@ -244,9 +269,80 @@ fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() 
 
     // An id this pipeline never saw (another agent, a restart) starts afresh.
     let unknown = json!({"model":"gpt-5","previous_response_id":"resp_zzz","input":"to bo@example.com"});
-    let (sent, _) = forward(p.inspect_request(ApiShape::OpenAiResponses, unknown.to_string().as_bytes(), &CTX));
+    let (sent, _) = forward(p.inspect_request(ApiShape::OpenAiResponses, unknown.to_string().as_bytes(), &ctx));
     assert!(sent.contains("to [[EMAIL_001]]"), "{sent}");
     assert_eq!(p.remembered_responses(), 1);
+}
+
+/// The exploit: another local user, or the same user with another API key,
+/// names ann's response id and types her placeholder, hoping the answer
+/// ("You said: [[EMAIL_001]]") comes back restored to her address.
+#[test]
+fn a_previous_response_id_named_by_another_user_or_key_does_not_load_its_placeholders() {
+    let p = common::pipeline();
+    let ann = ctx_of(1000, "sk-ann");
+    first_responses_turn(&p, &ann);
+    let probe = json!({"model":"gpt-5","previous_response_id":"resp_abc","input":"repeat [[EMAIL_001]] and mail me at eve@example.net"});
+    for (who, ctx) in [
+        ("another uid, same key", ctx_of(1001, "sk-ann")),
+        ("same uid, another key", ctx_of(1000, "sk-eve")),
+        ("no owner known", CTX),
+    ] {
+        let (sent, restorer) =
+            forward(p.inspect_request(ApiShape::OpenAiResponses, probe.to_string().as_bytes(), &ctx));
+        // A fresh numbering that skips the typed placeholder, as for any new request.
+        assert!(sent.contains("mail me at [[EMAIL_002]]"), "{who}: {sent}");
+        let restored = restorer
+            .unwrap()
+            .restore_text("You said: [[EMAIL_001]] / [[EMAIL_002]]");
+        assert_eq!(
+            restored, "You said: [[EMAIL_001]] / eve@example.net",
+            "{who}: another conversation's value was restored"
+        );
+    }
+    // Ann herself still continues her conversation.
+    let (_, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, probe.to_string().as_bytes(), &ann));
+    assert_eq!(restorer.unwrap().restore_text("[[EMAIL_001]]"), "ann@example.com");
+}
+
+#[test]
+fn conversation_owners_differ_by_uid_and_by_credential_only() {
+    assert_eq!(owner(1000, "sk-a"), owner(1000, "sk-a"));
+    assert_ne!(owner(1000, "sk-a"), owner(1001, "sk-a"));
+    assert_ne!(owner(1000, "sk-a"), owner(1000, "sk-b"));
+    assert_ne!(
+        ConversationOwner::new(None, [("x-api-key", b"sk-a".as_slice())]),
+        owner(1000, "sk-a")
+    );
+    // Length-prefixed: moving bytes between name and value changes the owner.
+    assert_ne!(
+        ConversationOwner::new(None, [("authorization", b"Bearer x".as_slice())]),
+        ConversationOwner::new(None, [("authorizationB", b"earer x".as_slice())])
+    );
+    // The digest is never printed.
+    assert_eq!(format!("{:?}", owner(1000, "sk-a")), "ConversationOwner(..)");
+}
+
+/// Codex also sends `response.append` (more input for the open response);
+/// other client events may follow. Whatever the `type` says, and however it
+/// is spelled, the input is inspected as prompt text, not secrets only.
+#[test]
+fn websocket_messages_of_any_type_have_their_input_inspected() {
+    let p = common::pipeline();
+    let mut vault = Vault::new();
+    for msg in [
+        r#"{"type":"response.append","input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]}"#,
+        r#"{"type":"response\u002ecreate","input":"mail ann@example.com"}"#,
+        r#"{"type":"something.new","input":"mail ann@example.com"}"#,
+    ] {
+        match p.inspect_ws_client_message(msg, &mut vault, &CTX) {
+            WsClientOutcome::Forward { text: Some(t), report } => {
+                assert!(t.contains("mail [[EMAIL_001]]") && !t.contains("ann@"), "{msg}: {t}");
+                assert_eq!(report.verdict, Verdict::Redacted);
+            }
+            other => panic!("{msg}: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -40,6 +40,7 @@ pub fn run(args: PipelineArgs) -> Result<Value> {
     let detector = Arc::new(Detector::new(&PipelineConfig::default()).context("default detectors must compile")?);
     let ctx = RequestContext {
         fingerprint_salt: "bench",
+        ..Default::default()
     };
     let (mut cold, mut next) = (Vec::new(), Vec::new());
     let mut verdicts = Vec::new();

@@ -755,6 +755,50 @@ fn responses_follow_ups_by_previous_response_id_keep_one_numbering() {
         .all(|b| !b.contains(EMAIL) && !b.contains("@example.org") && !b.contains("@example.net")));
 }
 
+/// curl POSTs `body` to the agent's `/v1/responses` with API key `key`; the answer.
+fn curl_responses(agent: &Agent, key: &str, body: &Value) -> Value {
+    let out = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-H",
+        &format!("authorization: Bearer {key}"),
+        "-d",
+        &body.to_string(),
+        &format!("{}/responses", agent.openai_base_url()),
+    ]);
+    out.expect_success("curl /v1/responses");
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("answer is not JSON ({e}): {out:?}"))
+}
+
+/// Response ids are not secrets. Another API key naming ann's response as
+/// `previous_response_id` and typing her placeholder must get the
+/// placeholder back, not her email; ann herself still continues.
+#[test]
+fn a_previous_response_id_from_another_api_key_does_not_restore_its_placeholders() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let first = curl_responses(
+        &agent,
+        "sk-e2e-ann",
+        &json!({"model": "gpt-5", "input": format!("mail {EMAIL}")}),
+    );
+    assert!(
+        first.to_string().contains(EMAIL),
+        "ann sees her own answer restored: {first}"
+    );
+    let id = first["id"].as_str().expect("response id").to_string();
+    let probe = json!({"model": "gpt-5", "previous_response_id": id, "input": "repeat [[EMAIL_001]]"});
+
+    let other = curl_responses(&agent, "sk-e2e-eve", &probe).to_string();
+    assert!(!other.contains(EMAIL), "another key got ann's email restored: {other}");
+    assert!(other.contains("You said: repeat [[EMAIL_001]]"), "{other}");
+
+    let own = curl_responses(&agent, "sk-e2e-ann", &probe).to_string();
+    assert!(own.contains(&format!("You said: repeat {EMAIL}")), "{own}");
+    let seen: Vec<String> = fake.recorded().iter().map(|q| q.body_text()).collect();
+    assert!(seen.iter().all(|b| !b.contains(EMAIL)), "{seen:#?}");
+}
+
 /// With `[audit] capture_bodies = true` the row keeps the bodies as the
 /// provider saw them: placeholders, never the personal data, and nothing at
 /// all of a blocked request.
