@@ -70,6 +70,7 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         inspector: Arc::new(Inspector::new(&config).map_err(AppError::Pipeline)?),
         audit: deps.audit,
         stats: stats.clone(),
+        admission: crate::admission::Admission::new(&config.limits),
         config: config.clone(),
     });
     let mut tasks = Vec::new();

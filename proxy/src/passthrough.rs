@@ -27,11 +27,41 @@ pub struct LearnedEntry {
     pub learned_at: Option<String>,
     /// true: spliced undecrypted; false: learned but still blocked (fail = "closed").
     pub passthrough: bool,
+    /// Creation order, for evicting the oldest pair still counting.
+    #[serde(skip)]
+    seq: u64,
 }
+
+/// Pairs tracked at most: any local user can make up executables (copies of
+/// one binary) and fail handshakes on purpose, so the table is bounded.
+pub const MAX_ENTRIES: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct LearnedPassthrough {
     entries: Mutex<BTreeMap<(String, String), LearnedEntry>>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+/// Makes room for one more pair: at the cap, the oldest pair still counting
+/// goes (learned pairs stay, they are what `status` reports). False when
+/// every pair is learned: the new one is then not tracked, and stays
+/// intercepted.
+fn make_room<K: Ord + Clone>(entries: &mut BTreeMap<K, LearnedEntry>) -> bool {
+    if entries.len() < MAX_ENTRIES {
+        return true;
+    }
+    let oldest = entries
+        .iter()
+        .filter(|(_, e)| e.learned_at.is_none())
+        .min_by_key(|(_, e)| e.seq)
+        .map(|(k, _)| k.clone());
+    match oldest {
+        Some(k) => {
+            entries.remove(&k);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Whether a failed server-side handshake was the client refusing our certificate.
@@ -74,16 +104,20 @@ impl LearnedPassthrough {
             return None;
         }
         let mut entries = self.entries.lock().unwrap();
-        let e = entries
-            .entry((exe.to_string(), server_name.to_string()))
-            .or_insert_with(|| LearnedEntry {
-                exe: exe.to_string(),
-                server_name: server_name.to_string(),
-                failures: 0,
-                last_error: String::new(),
-                learned_at: None,
-                passthrough: false,
-            });
+        let key = (exe.to_string(), server_name.to_string());
+        if !entries.contains_key(&key) && !make_room(&mut entries) {
+            return None;
+        }
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let e = entries.entry(key).or_insert_with(|| LearnedEntry {
+            exe: exe.to_string(),
+            server_name: server_name.to_string(),
+            failures: 0,
+            last_error: String::new(),
+            learned_at: None,
+            passthrough: false,
+            seq,
+        });
         e.last_error = error.to_string();
         if e.learned_at.is_some() {
             return None;
@@ -170,6 +204,33 @@ mod tests {
         assert!(!e.passthrough);
         assert!(!l.should_pass("/x", "h"));
         assert_eq!(l.learned().len(), 1);
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_keeps_learned_pairs() {
+        let l = LearnedPassthrough::default();
+        // One pair learned first, then a flood of made-up executables.
+        l.record_rejection("/usr/bin/pinned", "h", "e", 1, false, now);
+        for i in 0..MAX_ENTRIES * 3 {
+            l.record_rejection(&format!("/tmp/copy-{i}"), "h", "e", 3, false, now);
+        }
+        assert_eq!(l.entries.lock().unwrap().len(), MAX_ENTRIES);
+        assert!(l.should_pass("/usr/bin/pinned", "h"), "a learned pair is never evicted");
+        // The newest pairs are the ones still counting.
+        let last = format!("/tmp/copy-{}", MAX_ENTRIES * 3 - 1);
+        l.record_rejection(&last, "h", "e", 3, false, now);
+        assert!(l.record_rejection(&last, "h", "e", 3, false, now).is_some());
+    }
+
+    #[test]
+    fn a_table_full_of_learned_pairs_tracks_no_new_ones() {
+        let l = LearnedPassthrough::default();
+        for i in 0..MAX_ENTRIES {
+            l.record_rejection(&format!("/tmp/p-{i}"), "h", "e", 1, false, now);
+        }
+        assert!(l.record_rejection("/usr/bin/new", "h", "e", 1, false, now).is_none());
+        assert!(!l.should_pass("/usr/bin/new", "h"));
+        assert_eq!(l.learned().len(), MAX_ENTRIES);
     }
 
     #[test]

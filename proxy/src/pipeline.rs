@@ -108,9 +108,7 @@ impl Inspector {
 
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], _headers: &HeaderMap) -> Decision {
         let Some(pipeline) = &self.pipeline else {
-            let model = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+            let model = model_field(body);
             return Decision::Forward {
                 body: None,
                 stage: ResponseStage::new(shape, None),
@@ -262,12 +260,17 @@ impl WsSession {
             log.model = r.model;
         }
         if log.model.is_none() {
-            log.model = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+            log.model = model_field(text.as_bytes());
         }
         log
     }
+}
+
+/// The body's `model`, through the node-capped parser (a serde_json tree of
+/// a JSON bomb would be unbounded).
+fn model_field(body: &[u8]) -> Option<String> {
+    let root = promptwall_llm::json::parse(std::str::from_utf8(body).ok()?).ok()?;
+    root.str_field("model").map(|m| m.into_owned())
 }
 
 fn is_response_create(text: &str) -> bool {
