@@ -72,6 +72,7 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         audit: crate::audit_sink::scrubbing(deps.audit, inspector.clone()),
         inspector,
         stats: stats.clone(),
+        admission: crate::admission::Admission::new(&config.limits),
         config: config.clone(),
     });
     let mut tasks = Vec::new();

@@ -179,6 +179,14 @@ pub enum InterceptMode {
 pub struct LimitsConfig {
     /// Largest request body accepted; larger gets 413 in the client's format.
     pub max_request_bytes: usize,
+    /// Request-body bytes all inspected exchanges together may hold in
+    /// memory; past it new requests get 503 with Retry-After (SDKs retry).
+    pub max_inflight_request_bytes: usize,
+    /// Inspected exchanges (LLM calls and checked bodies) in flight at once,
+    /// streaming answers included; past it new requests get 503.
+    pub max_inspected_exchanges: usize,
+    /// Time a client has to complete its TLS handshake with a listener.
+    pub tls_handshake_timeout_secs: u64,
     /// Time allowed for a client to send its request head and body.
     pub client_read_timeout_secs: u64,
     pub upstream_response_timeout_secs: u64,
@@ -272,6 +280,9 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_request_bytes: 32 * 1024 * 1024,
+            max_inflight_request_bytes: 256 * 1024 * 1024,
+            max_inspected_exchanges: 512,
+            tls_handshake_timeout_secs: 10,
             client_read_timeout_secs: 60,
             upstream_response_timeout_secs: 600,
             websocket_passthrough_paths: Vec::new(),
@@ -351,6 +362,25 @@ impl Config {
         if self.providers.is_empty() {
             return Err(ConfigError::Invalid(
                 "no [[providers]] configured; remove the key to use the defaults".into(),
+            ));
+        }
+        let l = &self.limits;
+        if l.max_request_bytes > u32::MAX as usize {
+            return Err(ConfigError::Invalid(format!(
+                "[limits] max_request_bytes = {} is above 4 GiB; lower it",
+                l.max_request_bytes
+            )));
+        }
+        if l.max_inflight_request_bytes < l.max_request_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "[limits] max_inflight_request_bytes = {} is below max_request_bytes = {}, so the largest allowed body could never be admitted; raise max_inflight_request_bytes or lower max_request_bytes",
+                l.max_inflight_request_bytes, l.max_request_bytes
+            )));
+        }
+        if l.max_inspected_exchanges == 0 {
+            return Err(ConfigError::Invalid(
+                "[limits] max_inspected_exchanges = 0 would refuse every LLM request; set at least 1 (default 512)"
+                    .into(),
             ));
         }
         for p in &self.providers {

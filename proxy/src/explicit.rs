@@ -40,7 +40,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAccept
                     };
                     serve_http(proxy, conn, stream).await
                 }
-                Some(acceptor) => match acceptor.accept(stream).await {
+                Some(acceptor) => match crate::admission::tls_accept(&proxy.config.limits, &acceptor, stream).await {
                     Ok(tls_stream) => {
                         // Explicit HTTPS is addressed by base URL, not by SNI; route by path.
                         let conn = ConnContext {

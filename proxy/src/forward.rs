@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
@@ -60,6 +60,8 @@ pub struct Proxy {
     pub audit: AuditSink,
     pub inspector: Arc<Inspector>,
     pub stats: crate::stats::Stats,
+    /// Memory budgets of inspected exchanges.
+    pub admission: crate::admission::Admission,
 }
 
 struct Route {
@@ -159,11 +161,26 @@ impl Proxy {
         // and so are other bodies that may carry text (checked for
         // credentials); uploads and bodiless requests stream through untouched.
         let mut stage: Option<ResponseStage> = None;
+        // Inspected exchanges hold memory: each takes a slot and charges its
+        // body to the global budget (crate::admission); both live as long as
+        // the exchange (the body's charge: until it has been sent upstream).
+        let mut ticket: Option<crate::admission::Ticket> = None;
         let upstream_body: ProxyBody = if shape.is_llm() || inspect::checks_other_body(&parts.method, parts.uri.path())
         {
             let limit = self.config.limits.max_request_bytes;
             let read_timeout = Duration::from_secs(self.config.limits.client_read_timeout_secs.max(1));
-            let collected = tokio::time::timeout(read_timeout, Limited::new(incoming, limit).collect()).await;
+            let admitted = match self.admission.admit() {
+                Ok(t) => ticket.insert(t),
+                Err(busy) => {
+                    let msg = format!("promptwall: {busy}");
+                    let resp = self
+                        .finish_local(log, started, error_shape, StatusCode::SERVICE_UNAVAILABLE, &msg)
+                        .await;
+                    return Ok(crate::admission::with_retry_after(resp));
+                }
+            };
+            let collected =
+                tokio::time::timeout(read_timeout, self.admission.read_body(admitted, incoming, limit)).await;
             let bytes = match collected {
                 Err(_) => {
                     let msg = format!(
@@ -174,13 +191,20 @@ impl Proxy {
                         .finish_local(log, started, error_shape, StatusCode::REQUEST_TIMEOUT, &msg)
                         .await);
                 }
-                Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                Ok(Err(crate::admission::BodyError::TooLarge(_))) => {
                     let msg = format!(
                         "promptwall: request body exceeds the {limit}-byte limit ([limits] max_request_bytes); shorten the conversation or raise the limit"
                     );
                     return Ok(self
                         .finish_local(log, started, error_shape, StatusCode::PAYLOAD_TOO_LARGE, &msg)
                         .await);
+                }
+                Ok(Err(crate::admission::BodyError::Busy(busy))) => {
+                    let msg = format!("promptwall: {busy}");
+                    let resp = self
+                        .finish_local(log, started, error_shape, StatusCode::SERVICE_UNAVAILABLE, &msg)
+                        .await;
+                    return Ok(crate::admission::with_retry_after(resp));
                 }
                 Ok(Err(e)) => {
                     log.error = Some(format!("client aborted while sending the body: {e}"));
@@ -189,7 +213,7 @@ impl Proxy {
                         .finish_local(log, started, error_shape, StatusCode::BAD_REQUEST, msg)
                         .await);
                 }
-                Ok(Ok(c)) => c.to_bytes(),
+                Ok(Ok(bytes)) => bytes,
             };
             log.request_bytes = bytes.len() as u64;
             // What is inspected is what is forwarded: a compressed body goes
@@ -260,7 +284,7 @@ impl Proxy {
                     upstream_headers.remove(header::CONTENT_LENGTH);
                     // The body is already here: nothing left to wait for upstream.
                     upstream_headers.remove(header::EXPECT);
-                    body::full(body.unwrap_or(bytes))
+                    admitted.charge_body(body::full(body.unwrap_or(bytes)))
                 }
             }
         } else {
@@ -340,7 +364,10 @@ impl Proxy {
             && resp_parts.status.is_success()
             && content_type.to_ascii_lowercase().contains("text/event-stream"))
         .then_some(shape);
-        let body = self.clone().relay_response(resp_body, stage, log, started, sse_error);
+        let mut body = self.clone().relay_response(resp_body, stage, log, started, sse_error);
+        if let Some(ticket) = ticket {
+            body = ticket.hold(body);
+        }
         Ok(Response::from_parts(resp_parts, body))
     }
 

@@ -1,6 +1,7 @@
 //! promptwall's proxy: listeners, TLS, HTTP forwarding and the glue that runs
 //! every request through the inspection pipeline (`promptwall-llm`).
 
+pub mod admission;
 pub mod app;
 pub mod attribution;
 pub mod audit_sink;

@@ -118,9 +118,7 @@ impl Inspector {
         client: Option<&crate::origin::ClientIdentity>,
     ) -> Decision {
         let Some(pipeline) = &self.pipeline else {
-            let model = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+            let model = model_field(body);
             return Decision::Forward {
                 body: None,
                 stage: ResponseStage::new(shape, None, None),
@@ -177,6 +175,13 @@ impl Inspector {
             pending: VecDeque::new(),
         }
     }
+}
+
+/// The body's `model`, through the node-capped parser (a serde_json tree of
+/// a JSON bomb would be unbounded).
+fn model_field(body: &[u8]) -> Option<String> {
+    let root = promptwall_llm::json::parse(std::str::from_utf8(body).ok()?).ok()?;
+    root.str_field("model").map(|m| m.into_owned())
 }
 
 /// Headers that authenticate to a provider; a conversation belongs to

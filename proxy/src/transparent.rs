@@ -354,7 +354,8 @@ async fn intercept(
             .dialer
             .observe_original_destination(&host, o.original_dst);
     }
-    let tls_stream = match tls.accept(Rewind::new(buffered, stream)).await {
+    let tls_stream = match crate::admission::tls_accept(&proxy.config.limits, &tls, Rewind::new(buffered, stream)).await
+    {
         Ok(s) => s,
         Err(e) => {
             proxy

@@ -9,6 +9,17 @@ use std::ops::Range;
 /// Deeper nesting is refused (same limit as serde_json) to bound recursion.
 const MAX_DEPTH: usize = 128;
 
+/// Values in one document, at most. Each costs 32 to 64 bytes of tree (plus
+/// vector slack), against as little as 2 bytes of input (`[0,0,0,...]`):
+/// without a cap a 32 MiB body becomes a tree of more than a gigabyte.
+/// Real requests have a few thousand to tens of thousands (long transcripts,
+/// tool schemas); OpenAI caps an embeddings request at 300,000 tokens.
+pub const MAX_NODES: usize = 1_000_000;
+
+/// `JsonError::what` when a document has more than [`MAX_NODES`] values.
+pub const TOO_MANY_NODES: &str =
+    "the body has more than 1000000 JSON values (promptwall's limit on what it inspects); split the request";
+
 /// A string literal in the source: `raw` is the text between the quotes.
 #[derive(Debug, Clone, Copy)]
 pub struct Lit<'a> {
@@ -133,11 +144,19 @@ pub struct JsonError {
     pub column: usize,
 }
 
+impl JsonError {
+    /// The document was refused for its size, not for its syntax.
+    pub fn is_too_many_nodes(&self) -> bool {
+        self.what == TOO_MANY_NODES
+    }
+}
+
 pub fn parse(src: &str) -> Result<Node<'_>, JsonError> {
     let mut p = Parser {
         src,
         bytes: src.as_bytes(),
         pos: 0,
+        nodes: 0,
     };
     p.ws();
     let node = p.value(0)?;
@@ -152,6 +171,7 @@ struct Parser<'a> {
     src: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    nodes: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -171,6 +191,10 @@ impl<'a> Parser<'a> {
     fn value(&mut self, depth: usize) -> Result<Node<'a>, JsonError> {
         if depth > MAX_DEPTH {
             return Err(self.err("JSON nested too deeply"));
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(self.err(TOO_MANY_NODES));
         }
         match self.bytes.get(self.pos) {
             None => Err(self.err("unexpected end of JSON")),
@@ -580,6 +604,25 @@ mod tests {
             let node = parse(&src).unwrap();
             proptest::prop_assert_eq!(node.as_lit().unwrap().decode(), s);
         }
+    }
+
+    #[test]
+    fn a_wide_json_bomb_is_refused_at_the_node_cap() {
+        assert!(TOO_MANY_NODES.contains(&MAX_NODES.to_string()));
+        // Two bytes of input per value: the cheapest way to a huge tree.
+        let at_cap = format!("[{}0]", "0,".repeat(MAX_NODES - 2));
+        assert!(parse(&at_cap).is_ok());
+        for bomb in [
+            format!("[{}0]", "0,".repeat(MAX_NODES)),
+            format!("[{}[]]", "[],".repeat(MAX_NODES)),
+            format!("{{{}\"k\":1}}", "\"k\":{},".repeat(MAX_NODES)),
+        ] {
+            let e = parse(&bomb).unwrap_err();
+            assert!(e.is_too_many_nodes(), "{e}");
+        }
+        // Deep nesting stays refused by depth.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(parse(&deep).unwrap_err().what, "JSON nested too deeply");
     }
 
     #[test]

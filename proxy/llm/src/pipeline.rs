@@ -383,6 +383,7 @@ impl Pipeline {
     fn inspect_core(&self, shape: ApiShape, text: &str, ctx: &RequestContext, vault: &mut Vault) -> Core {
         let root = match json::parse(text) {
             Ok(r) => r,
+            Err(e) if e.is_too_many_nodes() => return Core::Malformed { message: e.what.into() },
             Err(e) => {
                 return Core::Malformed {
                     message: format!("the body is not valid JSON ({e})"),

@@ -16,8 +16,11 @@ use crate::usage::{Usage, UsageTracker};
 /// Largest JSON body buffered for restoration or usage; larger ones pass
 /// through as they are (usage unknown).
 const MAX_JSON_BODY: usize = 64 << 20;
-/// Largest single SSE event parsed for usage in observe-only mode.
-const MAX_OBSERVED_EVENT: usize = 16 << 20;
+/// Largest single SSE event held: parsed for usage (observe-only) or
+/// restored. A longer one passes through as it is, unrestored (its
+/// placeholders stay placeholders), and parsing resumes at the next event,
+/// so a stream that never ends an event cannot grow the agent.
+const MAX_EVENT: usize = 16 << 20;
 
 enum Kind {
     /// Not JSON or SSE: bytes pass, nothing is read.
@@ -25,7 +28,7 @@ enum Kind {
     Sse {
         splitter: SseSplitter,
         restorer: Option<EventRestorer>,
-        overflow: bool,
+        overflow: Overflow,
     },
     Json {
         buf: Vec<u8>,
@@ -53,7 +56,7 @@ impl ResponseProcessor {
             Kind::Sse {
                 splitter: SseSplitter::default(),
                 restorer: map.map(|m| EventRestorer::new(shape, m)),
-                overflow: false,
+                overflow: Overflow::default(),
             }
         } else if ct.contains("json") {
             Kind::Json {
@@ -91,32 +94,47 @@ impl ResponseProcessor {
                 restorer: None,
                 overflow,
             } => {
-                if !*overflow {
-                    splitter.push(&chunk);
-                    while let Some(event) = splitter.next_event() {
-                        observe(&mut self.tracker, shape, &event);
-                    }
-                    if splitter.pending() > MAX_OBSERVED_EVENT {
-                        // An event this large carries no usage we could
-                        // afford to parse; resynchronize at the next one.
-                        splitter.clear();
-                        *overflow = true;
-                    }
-                } else if let Some(i) = memchr::memmem::find(&chunk, b"\n\n") {
-                    *overflow = false;
-                    splitter.push(&chunk[i + 2..]);
+                let rest = match overflow.skip(&chunk) {
+                    Some(at) => &chunk[at..],
+                    None => return chunk,
+                };
+                splitter.push(rest);
+                while let Some(event) = splitter.next_event() {
+                    observe(&mut self.tracker, shape, &event);
+                }
+                if splitter.pending() > MAX_EVENT {
+                    // An event this large carries no usage we could
+                    // afford to parse; resynchronize at the next one.
+                    overflow.start(&splitter.take_rest());
                 }
                 chunk
             }
             Kind::Sse {
                 splitter,
                 restorer: Some(restorer),
-                ..
+                overflow,
             } => {
-                splitter.push(&chunk);
                 let mut out = Vec::with_capacity(chunk.len() + 64);
+                let rest = match overflow.skip(&chunk) {
+                    Some(at) => {
+                        out.extend_from_slice(&chunk[..at]);
+                        &chunk[at..]
+                    }
+                    None => return chunk,
+                };
+                splitter.push(rest);
                 while let Some(event) = splitter.next_event() {
                     restore_event(&mut self.tracker, shape, restorer, &event, &mut out);
+                }
+                if splitter.pending() > MAX_EVENT {
+                    // Held-back text goes first so the client's text stays
+                    // in order, then the oversized event as it came.
+                    for s in restorer.finish() {
+                        out.extend_from_slice(sse::format_event(s.name.as_deref(), &s.data).as_bytes());
+                    }
+                    let raw = splitter.take_rest();
+                    overflow.start(&raw);
+                    out.extend_from_slice(&raw);
                 }
                 Bytes::from(out)
             }
@@ -199,6 +217,72 @@ impl ResponseProcessor {
     }
 }
 
+/// Passing an oversized SSE event through until its end: the blank line
+/// that ends it may be split across chunks, so the last line break seen is
+/// remembered.
+#[derive(Default)]
+struct Overflow {
+    active: bool,
+    /// The bytes passed through so far end with a line break (`\n`, `\r`
+    /// or `\r\n`).
+    at_line_start: bool,
+    /// ... and that break was a `\r` (a `\n` right after belongs to it).
+    after_cr: bool,
+}
+
+impl Overflow {
+    /// Enters overflow after `passed` (the start of the oversized event).
+    fn start(&mut self, passed: &[u8]) {
+        self.active = true;
+        self.at_line_start = false;
+        self.after_cr = false;
+        self.track(passed);
+    }
+
+    fn track(&mut self, bytes: &[u8]) {
+        if let Some(&last) = bytes.last() {
+            self.at_line_start = matches!(last, b'\n' | b'\r');
+            self.after_cr = last == b'\r';
+        }
+    }
+
+    /// Where the next event starts in `chunk`: 0 when not in overflow,
+    /// just past the oversized event's end, or None if it does not end here.
+    fn skip(&mut self, chunk: &[u8]) -> Option<usize> {
+        if !self.active {
+            return Some(0);
+        }
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
+            if b == b'\n' && self.after_cr {
+                // The \n of a \r\n line break.
+                self.after_cr = false;
+                i += 1;
+                continue;
+            }
+            if matches!(b, b'\n' | b'\r') {
+                if self.at_line_start {
+                    // A blank line: the event ends after its break.
+                    let mut end = i + 1;
+                    if b == b'\r' && chunk.get(end) == Some(&b'\n') {
+                        end += 1;
+                    }
+                    *self = Overflow::default();
+                    return Some(end);
+                }
+                self.at_line_start = true;
+                self.after_cr = b == b'\r';
+            } else {
+                self.at_line_start = false;
+                self.after_cr = false;
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
 fn observe(tracker: &mut UsageTracker, shape: ApiShape, raw: &[u8]) {
     if let Some(ev) = sse::parse_event(raw) {
         if ev.has_data || ev.name.is_some() {
@@ -226,5 +310,101 @@ fn restore_event(
     match result.replaced {
         Some(data) => out.extend_from_slice(&sse::rewrite_event(raw, &ev, &data)),
         None => out.extend_from_slice(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::RestoreMap;
+
+    fn restoring() -> ResponseProcessor {
+        let map = RestoreMap::new([("[[EMAIL_001]]".to_string(), "ann@example.com".to_string())].into_iter());
+        ResponseProcessor::new(ApiShape::AnthropicMessages, "text/event-stream", Some(Arc::new(map)))
+    }
+
+    const DELTA_START: &[u8] = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"";
+
+    /// Feeds an event that never ends (64 MiB and counting); returns what came out.
+    fn flood(p: &mut ResponseProcessor) -> Vec<u8> {
+        let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+        let mut pushed = DELTA_START.len();
+        let mut out = p.push(Bytes::from_static(DELTA_START)).to_vec();
+        for _ in 0..64 {
+            pushed += chunk.len();
+            out.extend_from_slice(&p.push(chunk.clone()));
+            let held = pushed.saturating_sub(out.len());
+            assert!(held <= MAX_EVENT + chunk.len(), "{held} bytes held for one event");
+        }
+        out
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_passed_on_not_held() {
+        let mut p = restoring();
+        // A placeholder restored before the flood, held-back text flushed in order.
+        let mut out = p
+            .push(Bytes::from_static(
+                b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"to [[EMAIL_001]] [\"}}\n\n",
+            ))
+            .to_vec();
+        out.extend(flood(&mut p));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("\"text\":\"to ann@example.com \""), "{}", &text[..300]);
+        let flushed = text.find("\"text\":\"[\"").expect("the held-back '[' is flushed");
+        assert!(
+            flushed < text.find("xxxx").unwrap(),
+            "flushed before the oversized event"
+        );
+        // The event ends (its blank line split across chunks); restoring resumes.
+        out.extend_from_slice(&p.push(Bytes::from_static(b"\"}}\r\n\r")));
+        out.extend_from_slice(&p.push(Bytes::from_static(b"\n")));
+        let next = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"bye [[EMAIL_001]]\"}}\n\n";
+        out.extend_from_slice(&p.push(Bytes::from_static(next)));
+        out.extend_from_slice(&p.finish());
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.ends_with("\"text\":\"bye ann@example.com\"}}\n\n"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+    }
+
+    #[test]
+    fn observe_only_also_passes_an_endless_event_through() {
+        let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicMessages, "text/event-stream");
+        flood(&mut p);
+        p.push(Bytes::from_static(
+            b"\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n",
+        ));
+        assert_eq!(
+            p.usage().output_tokens,
+            Some(7),
+            "parsing resumed after the oversized event"
+        );
+    }
+
+    #[test]
+    fn overflow_finds_the_blank_line_however_it_is_split() {
+        for (parts, rest) in [
+            (vec![&b"abc\n\nnext"[..]], "next"),
+            (vec![b"abc\n", b"\nnext"], "next"),
+            (vec![b"abc\r\n", b"\r\nnext"], "next"),
+            (vec![b"abc\r\n\r", b"\nnext"], "\nnext"), // a lone \n line the splitter skips
+            (vec![b"abc\r", b"\n\r\n", b"next"], "next"),
+            (vec![b"abc\r\rnext"], "next"),
+            (vec![b"a\nb\nc\n", b"\nnext"], "next"),
+        ] {
+            let mut o = Overflow::default();
+            o.start(b"data: x");
+            let mut got: Option<Vec<u8>> = None;
+            for part in &parts {
+                match &mut got {
+                    Some(g) => g.extend_from_slice(part),
+                    None => got = o.skip(part).map(|at| part[at..].to_vec()),
+                }
+            }
+            assert_eq!(got.as_deref(), Some(rest.as_bytes()), "{parts:?}");
+        }
     }
 }

@@ -64,18 +64,33 @@ pub fn scrub(scanner: &dyn Scanner, text: &str) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct BlockKey(u64, usize, bool);
 
-/// Scan results per text block, bounded; coding agents resend the same
-/// growing transcript every turn, so only new blocks miss.
+/// Scan results per text block, bounded in entries and in bytes (a block
+/// can have any number of findings: a body of nothing but e-mail addresses
+/// has millions); coding agents resend the same growing transcript every
+/// turn, so only new blocks miss.
 pub(crate) struct ScanCache {
     seed: foldhash::quality::RandomState,
     capacity: usize,
+    max_bytes: usize,
     inner: Mutex<CacheInner>,
 }
+
+/// Memory the cache may hold for its entries, findings included.
+pub(crate) const MAX_CACHE_BYTES: usize = 64 << 20;
 
 #[derive(Default)]
 struct CacheInner {
     map: HashMap<BlockKey, (Arc<[SubHit]>, u64)>,
     tick: u64,
+    /// Sum of [`entry_cost`] over `map`.
+    bytes: usize,
+}
+
+/// What one entry costs: key, value and table slot, the shared slice's
+/// header, and its findings (kind names are shared with the detector).
+fn entry_cost(hits: &[SubHit]) -> usize {
+    use std::mem::size_of;
+    size_of::<BlockKey>() + size_of::<(Arc<[SubHit]>, u64)>() + 1 + 2 * size_of::<usize>() + std::mem::size_of_val(hits)
 }
 
 /// A hit inside a block; `sub` numbers the string inside a JSON-text block
@@ -91,6 +106,7 @@ impl ScanCache {
         ScanCache {
             seed: Default::default(),
             capacity,
+            max_bytes: MAX_CACHE_BYTES,
             inner: Mutex::new(CacheInner::default()),
         }
     }
@@ -122,16 +138,85 @@ impl ScanCache {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let tick = inner.tick;
         for (k, v) in items {
-            inner.map.insert(k, (v, tick));
+            let cost = entry_cost(&v);
+            // One block's findings may not take over the cache.
+            if cost > self.max_bytes / 8 {
+                continue;
+            }
+            inner.bytes += cost;
+            if let Some((old, _)) = inner.map.insert(k, (v, tick)) {
+                inner.bytes -= entry_cost(&old);
+            }
         }
-        if inner.map.len() > self.capacity {
+        while inner.map.len() > self.capacity || inner.bytes > self.max_bytes {
             // Evict the least recently used half in one O(n) pass.
             let mut ticks: Vec<u64> = inner.map.values().map(|(_, t)| *t).collect();
             let mid = ticks.len() / 2;
             let (_, cutoff, _) = ticks.select_nth_unstable(mid);
             let cutoff = *cutoff;
-            inner.map.retain(|_, (_, t)| *t > cutoff);
+            let inner = &mut *inner;
+            let mut freed = 0;
+            inner.map.retain(|_, (hits, t)| {
+                let keep = *t > cutoff;
+                if !keep {
+                    freed += entry_cost(hits);
+                }
+                keep
+            });
+            inner.bytes -= freed;
         }
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn hits(n: usize) -> Arc<[SubHit]> {
+        let hit = Hit {
+            kind: "email".into(),
+            category: Category::Pii,
+            start: 0,
+            end: 7,
+            action: Action::Reversible,
+        };
+        vec![SubHit { sub: u32::MAX, hit }; n].into()
+    }
+
+    fn held_bytes(cache: &ScanCache) -> usize {
+        let inner = cache.inner.lock().unwrap();
+        let real: usize = inner.map.values().map(|(h, _)| entry_cost(h)).sum();
+        assert_eq!(real, inner.bytes, "the running sum matches the entries");
+        real
+    }
+
+    #[test]
+    fn blocks_full_of_findings_cannot_grow_the_cache_past_its_byte_bound() {
+        let cache = ScanCache::new(100_000);
+        // A few hundred blocks of 10,000 findings each (one shared slice
+        // here; in use each block has its own) would be ~100 MiB.
+        let many = hits(10_000);
+        for round in 0..4u64 {
+            let items = (0..50u64)
+                .map(|i| (cache.key(&format!("block {round} {i}"), false), many.clone()))
+                .collect();
+            cache.get_many(&[]);
+            cache.insert_many(items);
+            assert!(held_bytes(&cache) <= MAX_CACHE_BYTES);
+        }
+        assert!(held_bytes(&cache) > MAX_CACHE_BYTES / 4, "the cache is still used");
+        // The newest blocks are the ones kept.
+        let newest = cache.key("block 3 49", false);
+        assert!(cache.get_many(&[Some(newest)])[0].is_some());
+    }
+
+    #[test]
+    fn one_block_with_too_many_findings_is_not_cached() {
+        let cache = ScanCache::new(100_000);
+        let key = cache.key("huge", false);
+        cache.insert_many(vec![(key, hits(MAX_CACHE_BYTES / 8 / size_of::<SubHit>() + 1))]);
+        assert!(cache.get_many(&[Some(key)])[0].is_none());
+        assert_eq!(held_bytes(&cache), 0);
     }
 }
 

@@ -52,10 +52,6 @@ impl SseSplitter {
         self.pos = 0;
         std::mem::take(&mut self.buf)
     }
-
-    pub fn clear(&mut self) {
-        self.take_rest();
-    }
 }
 
 /// The parts of one event the pipeline needs.

@@ -226,6 +226,11 @@ impl Agent {
         format!("http://{}/v1", self.explicit)
     }
 
+    /// The daemon's process id (e.g. to read its memory use in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The daemon's stderr so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
