@@ -58,11 +58,12 @@ pub fn scrub(scanner: &dyn Scanner, text: &str) -> Option<String> {
     Some(out)
 }
 
-/// Cache key: a 64-bit hash with a per-process random seed plus the length;
-/// an accidental collision (which would reuse another block's findings)
-/// among the cache's entries is ~1e-10 and cannot be provoked without the seed.
+/// Cache key: two 64-bit hashes under independent per-process random seeds
+/// plus the length. A collision would reuse another block's findings (a
+/// missed secret, or offsets that do not fit the text); at 128 bits it is
+/// ~1e-29 among the cache's entries and cannot be provoked without the seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct BlockKey(u64, usize, bool);
+pub(crate) struct BlockKey(u64, u64, usize, bool);
 
 /// Scan results per text block, bounded in entries and in bytes (a block
 /// can have any number of findings: a body of nothing but e-mail addresses
@@ -70,6 +71,7 @@ pub(crate) struct BlockKey(u64, usize, bool);
 /// turn, so only new blocks miss.
 pub(crate) struct ScanCache {
     seed: foldhash::quality::RandomState,
+    second_seed: foldhash::quality::RandomState,
     capacity: usize,
     max_bytes: usize,
     inner: Mutex<CacheInner>,
@@ -105,6 +107,7 @@ impl ScanCache {
     pub fn new(capacity: usize) -> Self {
         ScanCache {
             seed: Default::default(),
+            second_seed: Default::default(),
             capacity,
             max_bytes: MAX_CACHE_BYTES,
             inner: Mutex::new(CacheInner::default()),
@@ -112,7 +115,12 @@ impl ScanCache {
     }
 
     pub fn key(&self, raw: &str, json_text: bool) -> BlockKey {
-        BlockKey(self.seed.hash_one(raw), raw.len(), json_text)
+        BlockKey(
+            self.seed.hash_one(raw),
+            self.second_seed.hash_one(raw),
+            raw.len(),
+            json_text,
+        )
     }
 
     pub fn get_many(&self, keys: &[Option<BlockKey>]) -> Vec<Option<Arc<[SubHit]>>> {
