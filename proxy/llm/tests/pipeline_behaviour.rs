@@ -488,3 +488,37 @@ fn restored_values_are_json_escaped_inside_tool_arguments() {
     let args: serde_json::Value = serde_json::from_str(event["delta"]["partial_json"].as_str().unwrap()).unwrap();
     assert_eq!(args["v"], "q\"b\\s");
 }
+
+/// `secrets = "redact"` on a body that is not JSON (a form post, plain
+/// text): the value is rewritten, never forwarded as it was; a body that is
+/// not UTF-8 cannot be rewritten safely, so it is blocked instead.
+#[test]
+fn a_redact_action_rewrites_a_plain_text_body_and_blocks_a_binary_one() {
+    use promptwall_llm::{Action, Category, Hit, Pipeline, PipelineSettings};
+    let key = "AKIAZ7QK3MPLW2XQ4R5T";
+    let scanner = move |t: &str| -> Vec<Hit> {
+        t.match_indices(key)
+            .map(|(at, _)| Hit {
+                kind: "aws_access_key_id".into(),
+                category: Category::Secret,
+                start: at,
+                end: at + key.len(),
+                action: Action::Redact,
+            })
+            .collect()
+    };
+    let pipeline = Pipeline::new(scanner, PipelineSettings::default());
+    let form = format!("note=use+{key}+for+s3&x=1");
+    match pipeline.inspect_request(ApiShape::Other, form.as_bytes(), &CTX) {
+        RequestOutcome::Forward { body: Some(body), .. } => {
+            assert_eq!(&body[..], b"note=use+[[REDACTED_AWS_ACCESS_KEY_ID]]+for+s3&x=1");
+        }
+        other => panic!("expected a rewritten body, got {other:?}"),
+    }
+    let mut binary = b"\xff\xfe".to_vec();
+    binary.extend_from_slice(key.as_bytes());
+    assert!(matches!(
+        pipeline.inspect_request(ApiShape::Other, &binary, &CTX),
+        RequestOutcome::Block { .. }
+    ));
+}
