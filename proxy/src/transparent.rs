@@ -248,26 +248,26 @@ async fn handle(
                     .dialer
                     .observe_original_destination(&host, o.original_dst);
             }
-            let tls_stream =
-                match crate::admission::tls_accept(&proxy.config.limits, &tls, Rewind::new(buffered, stream)).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        proxy
-                            .stats
-                            .tls_handshake_failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if let Some(exe) = exe
-                            .as_deref()
-                            .filter(|_| crate::passthrough::is_certificate_rejection(&e))
-                        {
-                            learn_rejection(&proxy, exe, &host, &e);
-                        }
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("TLS handshake with the client for {host} failed: {e}"),
-                        ));
+            let accept = crate::admission::tls_accept(&proxy.config.limits, &tls, Rewind::new(buffered, stream));
+            let tls_stream = match accept.await {
+                Ok(s) => s,
+                Err(e) => {
+                    proxy
+                        .stats
+                        .tls_handshake_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(exe) = exe
+                        .as_deref()
+                        .filter(|_| crate::passthrough::is_certificate_rejection(&e))
+                    {
+                        learn_rejection(&proxy, exe, &host, &e);
                     }
-                };
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("TLS handshake with the client for {host} failed: {e}"),
+                    ));
+                }
+            };
             if let Some(exe) = &exe {
                 proxy.stats.learned.record_success(exe, &host);
             }

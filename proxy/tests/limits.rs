@@ -250,7 +250,10 @@ async fn inspected_exchanges_past_the_cap_get_503_until_one_ends() {
     };
     // A client stalled mid-body holds no slot, only its (declared) bytes.
     let _staller = stalled(proxy, "/v1/chat/completions", 1000).await;
-    wait_until("the staller's bytes charged", || running.proxy.admission.in_flight_bytes() == 1000).await;
+    wait_until("the staller's bytes charged", || {
+        running.proxy.admission.in_flight_bytes() == 1000
+    })
+    .await;
     // Two streams in progress (the upstream holds their end).
     let mut streams = Vec::new();
     for _ in 0..2 {
