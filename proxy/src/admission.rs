@@ -3,11 +3,13 @@
 //! Inspected request bodies are read whole. Without a global bound, a flood
 //! of large bodies grows the agent until the kernel kills it, and with
 //! `fail = "open"` traffic then goes to the provider uninspected. So every
-//! inspected exchange takes a slot ([limits] max_inspected_exchanges) and
-//! charges its body, as the bytes arrive, to one shared budget ([limits]
-//! max_inflight_request_bytes). When either is exhausted the client gets 503
-//! with `Retry-After` in its own error format (the SDKs retry it) instead of
-//! the agent growing or the request waiting.
+//! inspected exchange charges its body, as the bytes arrive (a declared
+//! `Content-Length` at once), to one shared budget ([limits]
+//! max_inflight_request_bytes), then takes one of a fixed number of slots
+//! ([limits] max_inspected_exchanges) for the rest of the exchange. When
+//! either is exhausted the client gets 503 with `Retry-After` in its own
+//! error format (the SDKs retry it) instead of the agent growing or the
+//! request waiting.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,10 +55,11 @@ pub enum BodyError {
     Read(BoxError),
 }
 
-/// One admitted exchange: its slot and the body bytes it has charged.
-/// Dropping it gives both back.
+/// One exchange's claims: the body bytes it has charged and, once admitted,
+/// its slot. Dropping it gives both back.
+#[derive(Default)]
 pub struct Ticket {
-    _slot: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
     bytes: Option<OwnedSemaphorePermit>,
 }
 
@@ -72,17 +75,19 @@ impl Admission {
         }
     }
 
-    /// A slot for one inspected exchange, or `Busy` at once (never waits).
-    pub fn admit(&self) -> Result<Ticket, Busy> {
-        let slot = self
-            .exchanges
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Busy::Exchanges(self.max_exchanges))?;
-        Ok(Ticket {
-            _slot: slot,
-            bytes: None,
-        })
+    /// A slot for the exchange, or `Busy` at once (never waits). Taken once
+    /// the body is in: a client that opens requests and stalls before
+    /// sending a body holds no slot, and its bytes are charged as they come.
+    pub fn admit(&self, ticket: &mut Ticket) -> Result<(), Busy> {
+        if ticket.slot.is_none() {
+            let slot = self
+                .exchanges
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Busy::Exchanges(self.max_exchanges))?;
+            ticket.slot = Some(slot);
+        }
+        Ok(())
     }
 
     /// Reads `body` whole, charging its bytes to the budget before they are
@@ -258,7 +263,7 @@ mod tests {
     #[tokio::test]
     async fn bodies_are_charged_while_held_and_refused_past_the_budget() {
         let a = Admission::new(&limits(100, 8));
-        let mut first = a.admit().unwrap();
+        let mut first = Ticket::default();
         let body = a
             .read_body(&mut first, chunked(vec![&[1; 30], &[2; 30]]), 1000)
             .await
@@ -267,7 +272,7 @@ mod tests {
         assert_eq!(a.in_flight_bytes(), 60);
 
         // A declared length is charged before a byte is read.
-        let mut second = a.admit().unwrap();
+        let mut second = Ticket::default();
         let err = a
             .read_body(&mut second, Full::new(Bytes::from_static(&[0; 50])), 1000)
             .await
@@ -293,13 +298,17 @@ mod tests {
     #[tokio::test]
     async fn exchanges_past_the_cap_are_refused_until_one_ends() {
         let a = Admission::new(&limits(100, 2));
-        let one = a.admit().unwrap();
-        let two = a.admit().unwrap();
-        assert_eq!(a.admit().err(), Some(Busy::Exchanges(2)));
+        let admitted = || {
+            let mut t = Ticket::default();
+            a.admit(&mut t).map(|()| t)
+        };
+        let one = admitted().unwrap();
+        let two = admitted().unwrap();
+        assert_eq!(admitted().err(), Some(Busy::Exchanges(2)));
         let answer = one.hold(crate::body::empty());
         assert_eq!(a.in_flight_exchanges(), 2, "the slot lives as long as the answer");
         drop(answer);
-        let _three = a.admit().unwrap();
+        let _three = admitted().unwrap();
         drop(two);
         assert_eq!(a.in_flight_exchanges(), 1);
     }
@@ -307,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn a_declared_or_streamed_length_over_the_limit_is_too_large() {
         let a = Admission::new(&limits(1000, 2));
-        let mut t = a.admit().unwrap();
+        let mut t = Ticket::default();
         let err = a
             .read_body(&mut t, Full::new(Bytes::from_static(&[0; 11])), 10)
             .await

@@ -161,24 +161,16 @@ impl Proxy {
         // and so are other bodies that may carry text (checked for
         // credentials); uploads and bodiless requests stream through untouched.
         let mut stage: Option<ResponseStage> = None;
-        // Inspected exchanges hold memory: each takes a slot and charges its
-        // body to the global budget (crate::admission); both live as long as
-        // the exchange (the body's charge: until it has been sent upstream).
+        // Inspected exchanges hold memory: each charges its body to the
+        // global budget as it arrives, then takes a slot (crate::admission).
+        // The slot lives as long as the exchange, the charge until the body
+        // has been sent upstream.
         let mut ticket: Option<crate::admission::Ticket> = None;
         let upstream_body: ProxyBody = if shape.is_llm() || inspect::checks_other_body(&parts.method, parts.uri.path())
         {
             let limit = self.config.limits.max_request_bytes;
             let read_timeout = Duration::from_secs(self.config.limits.client_read_timeout_secs.max(1));
-            let admitted = match self.admission.admit() {
-                Ok(t) => ticket.insert(t),
-                Err(busy) => {
-                    let msg = format!("promptwall: {busy}");
-                    let resp = self
-                        .finish_local(log, started, error_shape, StatusCode::SERVICE_UNAVAILABLE, &msg)
-                        .await;
-                    return Ok(crate::admission::with_retry_after(resp));
-                }
-            };
+            let admitted = ticket.insert(Default::default());
             let collected =
                 tokio::time::timeout(read_timeout, self.admission.read_body(admitted, incoming, limit)).await;
             let bytes = match collected {
@@ -191,6 +183,9 @@ impl Proxy {
                         .finish_local(log, started, error_shape, StatusCode::REQUEST_TIMEOUT, &msg)
                         .await);
                 }
+                Ok(Err(crate::admission::BodyError::Busy(busy))) => {
+                    return Ok(self.busy(log, started, error_shape, busy).await);
+                }
                 Ok(Err(crate::admission::BodyError::TooLarge(_))) => {
                     let msg = format!(
                         "promptwall: request body exceeds the {limit}-byte limit ([limits] max_request_bytes); shorten the conversation or raise the limit"
@@ -198,13 +193,6 @@ impl Proxy {
                     return Ok(self
                         .finish_local(log, started, error_shape, StatusCode::PAYLOAD_TOO_LARGE, &msg)
                         .await);
-                }
-                Ok(Err(crate::admission::BodyError::Busy(busy))) => {
-                    let msg = format!("promptwall: {busy}");
-                    let resp = self
-                        .finish_local(log, started, error_shape, StatusCode::SERVICE_UNAVAILABLE, &msg)
-                        .await;
-                    return Ok(crate::admission::with_retry_after(resp));
                 }
                 Ok(Err(e)) => {
                     log.error = Some(format!("client aborted while sending the body: {e}"));
@@ -215,6 +203,9 @@ impl Proxy {
                 }
                 Ok(Ok(bytes)) => bytes,
             };
+            if let Err(busy) = self.admission.admit(admitted) {
+                return Ok(self.busy(log, started, error_shape, busy).await);
+            }
             log.request_bytes = bytes.len() as u64;
             // What is inspected is what is forwarded: a compressed body goes
             // on decoded (every provider accepts identity).
@@ -729,6 +720,21 @@ impl Proxy {
     /// the probe that closes the gate again once the store recovers.
     fn audit_unhealthy(&self) -> bool {
         self.stats.audit_unhealthy.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// 503 with Retry-After: a memory budget is exhausted (crate::admission).
+    async fn busy(
+        &self,
+        log: RequestLog,
+        started: Instant,
+        shape: ApiShape,
+        busy: crate::admission::Busy,
+    ) -> Response<ProxyBody> {
+        let msg = format!("promptwall: {busy}");
+        let resp = self
+            .finish_local(log, started, shape, StatusCode::SERVICE_UNAVAILABLE, &msg)
+            .await;
+        crate::admission::with_retry_after(resp)
     }
 
     /// Commits the row; false (and logged, counted) if the store refused it.

@@ -248,6 +248,12 @@ async fn inspected_exchanges_past_the_cap_get_503_until_one_ends() {
             body.len()
         )
     };
+    // A client stalled mid-body holds no slot, only its (declared) bytes.
+    let _staller = stalled(proxy, "/v1/chat/completions", 1000).await;
+    wait_until("the staller's bytes charged", || {
+        running.proxy.admission.in_flight_bytes() == 1000
+    })
+    .await;
     // Two streams in progress (the upstream holds their end).
     let mut streams = Vec::new();
     for _ in 0..2 {
@@ -389,4 +395,35 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_dropped_by_the_transp
             == 1
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_body_with_more_findings_than_the_cap_is_refused_not_forwarded() {
+    let (_open, gate) = watch::channel(true);
+    let upstream = start_upstream(gate).await;
+    let running = start(base_config(upstream), None, None).await;
+    let proxy = running.explicit.unwrap();
+
+    // Cheap to send (2 MB), costly to inspect: every address is a finding
+    // with a record, a placeholder and a restore entry.
+    let max = promptwall_llm::MAX_FINDINGS;
+    let addresses: String = (0..=max).map(|i| format!("u{i}@ex{i}.com ")).collect();
+    let body = serde_json::json!({
+        "model": "claude-x", "max_tokens": 1,
+        "messages": [{"role": "user", "content": addresses}]
+    })
+    .to_string();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 2023-06-01\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let resp = exchange(proxy, &head, body.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{}", &resp[..resp.len().min(500)]);
+    let v = json_of(&resp);
+    assert_eq!(v["type"], "error", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("more than {max} findings")) && msg.contains("not sent"),
+        "{msg}"
+    );
 }

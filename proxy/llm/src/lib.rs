@@ -28,6 +28,7 @@ mod walk;
 pub use errors::{error_body, error_body_with_code, error_type_for_status, ws_error_frame};
 pub use pipeline::{
     FindingRecord, Pipeline, PipelineSettings, Report, RequestContext, RequestOutcome, Verdict, WsClientOutcome,
+    MAX_FINDINGS,
 };
 pub use response::ResponseProcessor;
 pub use restore::Restorer;

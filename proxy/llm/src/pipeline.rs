@@ -153,6 +153,20 @@ pub struct Pipeline {
 /// Responses API conversations remembered for `previous_response_id`.
 const CONVERSATIONS: usize = 4096;
 
+/// Findings one request may have. Each costs a few hundred bytes of
+/// records, placeholders and restore map: 30 MiB of e-mail addresses (1.4
+/// million) took a gigabyte to inspect, so a few such requests at once
+/// killed the agent. Past the cap the request is refused, never forwarded.
+pub const MAX_FINDINGS: usize = 100_000;
+
+fn too_many_findings() -> Core {
+    Core::Malformed {
+        message: format!(
+            "the body has more than {MAX_FINDINGS} findings (credentials, personal data), more than promptwall inspects in one request; split it"
+        ),
+    }
+}
+
 enum Core {
     Pass {
         body: Option<String>,
@@ -259,7 +273,11 @@ impl Pipeline {
         let mut report = Report::default();
         let mut blocked = Vec::new();
         let mut edits: Vec<(Range<usize>, String)> = Vec::new();
-        for hit in self.scanner.scan(text) {
+        let hits = self.scanner.scan(text);
+        if hits.len() > MAX_FINDINGS {
+            return too_many_findings();
+        }
+        for hit in hits {
             if hit.category != Category::Secret || hit.action == Action::Off {
                 continue;
             }
@@ -393,6 +411,10 @@ impl Pipeline {
         let model = root.str_field("model").map(Cow::into_owned);
         let walk = Walk::new(shape, &root);
         let results = self.scan_places(&walk.places);
+        let found: usize = results.iter().map(|hits| hits.len()).sum();
+        if found > MAX_FINDINGS {
+            return too_many_findings();
+        }
 
         // Pass 1: which findings apply, and does any of them block?
         let mut report = Report {
@@ -538,9 +560,11 @@ impl Pipeline {
                 return out;
             }
         }
+        // Past the cap the request is refused: keep only enough to say so.
         self.scanner
             .scan(&text)
             .into_iter()
+            .take(MAX_FINDINGS + 1)
             .map(|hit| SubHit { sub: u32::MAX, hit })
             .collect()
     }

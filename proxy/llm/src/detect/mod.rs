@@ -510,18 +510,26 @@ impl Detector {
                 .then((b.end - b.start).cmp(&(a.end - a.start)))
                 .then(a.start.cmp(&b.start))
         });
-        let mut taken: Vec<(usize, usize, Source)> = Vec::new();
+        // Ordered by (start, end): a sorted Vec with inserts in the middle
+        // was quadratic, and a body of a million e-mail addresses of varying
+        // length held a worker for minutes.
+        let mut taken: std::collections::BTreeMap<(usize, usize), Source> = Default::default();
         for r in raw {
-            let at = taken.partition_point(|t| t.0 < r.start);
-            let overlaps_prev = at > 0 && taken[at - 1].1 > r.start;
-            let overlaps_next = at < taken.len() && taken[at].0 < r.end;
+            let overlaps_prev = taken
+                .range(..(r.start, 0))
+                .next_back()
+                .is_some_and(|(&(_, end), _)| end > r.start);
+            let overlaps_next = taken
+                .range((r.start, 0)..)
+                .next()
+                .is_some_and(|(&(start, _), _)| start < r.end);
             if !overlaps_prev && !overlaps_next {
-                taken.insert(at, (r.start, r.end, r.source));
+                taken.insert((r.start, r.end), r.source);
             }
         }
         taken
             .into_iter()
-            .map(|(start, end, source)| {
+            .map(|((start, end), source)| {
                 let (kind, category, action) = match source {
                     Source::Rule(i) => (self.rules[i].kind.clone(), Category::Secret, self.rules[i].action),
                     Source::Pii(i) => (self.pii_kinds[i].clone(), Category::Pii, self.pii_actions[i]),
