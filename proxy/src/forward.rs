@@ -519,7 +519,16 @@ impl Proxy {
             log.llm = true;
             log.status = 101;
             let session = Box::new(self.inspector.websocket_session(log.clone(), self.audit.clone()));
-            return match crate::websocket::relay(&self.upstream, req, route.uri.clone(), &route.host, session).await {
+            return match crate::websocket::relay(
+                &self.upstream,
+                req,
+                route.uri.clone(),
+                &route.host,
+                session,
+                self.config.limits.max_request_bytes,
+            )
+            .await
+            {
                 Ok(resp) => resp,
                 Err(crate::websocket::WsError::Refused(resp)) => {
                     // The provider said no (e.g. 426): pass its answer on so the

@@ -95,6 +95,7 @@ pub async fn relay(
     upstream_uri: http::Uri,
     host: &str,
     mut inspector: Box<dyn MessageInspector>,
+    max_message_bytes: usize,
 ) -> Result<Response<ProxyBody>, WsError> {
     let key = req.headers().get("sec-websocket-key").cloned().ok_or(WsError::NoKey)?;
     let client_upgrade = hyper::upgrade::on(&mut req);
@@ -122,7 +123,11 @@ pub async fn relay(
         .connect(server_name, tcp)
         .await
         .map_err(|e| WsError::Connect(format!("TLS to {host}: {e}")))?;
-    let config = WebSocketConfig::default();
+    // A message is inspected whole, like a request body: the same bound
+    // (tungstenite's default is 64 MiB per message).
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(max_message_bytes);
+    config.max_frame_size = Some(max_message_bytes);
     let (server_ws, server_resp) = match tokio_tungstenite::client_async_with_config(up_req, tls, Some(config)).await {
         Ok(r) => r,
         Err(tungstenite::Error::Http(resp)) => return Err(WsError::Refused(resp)),
