@@ -73,6 +73,7 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         inspector,
         stats: stats.clone(),
         admission: crate::admission::Admission::new(&config.limits),
+        audit_space: crate::audit_space::AuditSpace::new(&config.audit.url, config.audit.min_free_bytes),
         config: config.clone(),
     });
     let mut tasks = Vec::new();

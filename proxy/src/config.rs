@@ -82,6 +82,10 @@ pub struct AuditConfig {
     /// with 32 random bytes on first start if absent. Give every machine the
     /// same file to correlate one secret across the fleet.
     pub fingerprint_key: PathBuf,
+    /// New exchanges are refused (503) before reaching a provider while the
+    /// SQLite store's filesystem has less than this free: their rows could
+    /// not be written. 0 turns the check off.
+    pub min_free_bytes: u64,
     pub central: Option<CentralAuditConfig>,
 }
 
@@ -242,6 +246,7 @@ impl Default for AuditConfig {
             body_retention_days: None,
             price_table: None,
             fingerprint_key: "/var/lib/promptwall/fingerprint.key".into(),
+            min_free_bytes: 64 * 1024 * 1024,
             central: None,
         }
     }

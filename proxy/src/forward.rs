@@ -62,6 +62,8 @@ pub struct Proxy {
     pub stats: crate::stats::Stats,
     /// Memory budgets of inspected exchanges.
     pub admission: crate::admission::Admission,
+    /// Free space on the audit store's disk.
+    pub audit_space: crate::audit_space::AuditSpace,
 }
 
 struct Route {
@@ -699,8 +701,8 @@ impl Proxy {
 
     /// 503 before anything leaves, while the audit store refuses rows.
     async fn refuse_unaudited(&self, log: RequestLog, started: Instant, shape: ApiShape) -> Response<ProxyBody> {
-        let msg = "promptwall cannot write its audit log (see the agent's log: disk full or store unreachable), \
-                   so nothing was sent to the provider; retry once the audit store is writable";
+        let msg = "promptwall cannot write its audit log (see the agent's log: disk full or store unreachable; \
+                   [audit] min_free_bytes), so nothing was sent to the provider; retry once the audit store is writable";
         self.finish_local(log, started, shape, StatusCode::SERVICE_UNAVAILABLE, msg)
             .await
     }
@@ -728,7 +730,7 @@ impl Proxy {
     /// reach a provider (it would leave unaudited). A refusal's own row is
     /// the probe that closes the gate again once the store recovers.
     fn audit_unhealthy(&self) -> bool {
-        self.stats.audit_unhealthy.load(std::sync::atomic::Ordering::Relaxed)
+        self.stats.audit_unhealthy.load(std::sync::atomic::Ordering::Relaxed) || self.audit_space.is_low()
     }
 
     /// 503 with Retry-After: a memory budget is exhausted (crate::admission).

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod app;
 pub mod attribution;
 pub mod audit_sink;
+pub mod audit_space;
 pub mod body;
 pub mod config;
 pub mod detectors;

@@ -128,6 +128,10 @@ async fn harness(upstream_override: Option<&str>) -> Harness {
 }
 
 async fn harness_with_store(upstream_override: Option<&str>, store: Store) -> Harness {
+    harness_with(upstream_override, store, |_| {}).await
+}
+
+async fn harness_with(upstream_override: Option<&str>, store: Store, tweak: impl FnOnce(&mut Config)) -> Harness {
     let seen = Seen::default();
     let (release_tx, release_rx) = oneshot::channel();
     let upstream = start_upstream(seen.clone(), Arc::new(Mutex::new(Some(release_rx)))).await;
@@ -153,6 +157,7 @@ async fn harness_with_store(upstream_override: Option<&str>, store: Store) -> Ha
             paths: vec!["/v1/".into()],
         },
     ];
+    tweak(&mut config);
     let rows = Arc::new(Mutex::new(Vec::new()));
     let sink_rows = rows.clone();
     let audit: AuditSink = Arc::new(move |row| {
@@ -477,4 +482,25 @@ async fn while_the_audit_store_fails_new_requests_are_refused_before_forwarding(
     let resp = raw(h.proxy, &post("/v1/messages")).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert_eq!(h.seen.0.lock().unwrap().len(), 2);
+}
+
+/// A full disk is seen before the first prompt leaves: while the audit
+/// store's filesystem is below `[audit] min_free_bytes`, requests are
+/// refused before forwarding (here the threshold is above any disk).
+#[tokio::test]
+async fn a_nearly_full_audit_disk_refuses_before_the_first_request_is_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/audit.db", dir.path().display());
+    let h = harness_with(None, Store::Commits, |c| {
+        c.audit.url = url;
+        c.audit.min_free_bytes = u64::MAX;
+    })
+    .await;
+    let body = r#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#;
+    let req = format!("POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let resp = raw(h.proxy, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(resp.contains("min_free_bytes"), "{resp}");
+    assert!(h.seen.0.lock().unwrap().is_empty(), "nothing reached the provider");
+    assert_eq!(h.rows.lock().unwrap().len(), 1, "the refusal itself is audited");
 }
