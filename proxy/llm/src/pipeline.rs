@@ -295,14 +295,7 @@ impl Pipeline {
             }
         }
         if !blocked.is_empty() {
-            report.verdict = Verdict::Blocked;
-            let message = self.block_message(&blocked);
-            report.message = Some(message.clone());
-            return Core::Blocked {
-                message,
-                any_secret: true,
-                report,
-            };
+            return self.blocked(blocked, true, report);
         }
         if edits.is_empty() {
             return Core::Pass { body: None, report };
@@ -467,14 +460,7 @@ impl Pipeline {
             }
         }
         if !blocked.is_empty() {
-            report.verdict = Verdict::Blocked;
-            let message = self.block_message(&blocked);
-            report.message = Some(message.clone());
-            return Core::Blocked {
-                message,
-                any_secret: any_secret_block,
-                report,
-            };
+            return self.blocked(blocked, any_secret_block, report);
         }
         if !needs_edit {
             return Core::Pass { body: None, report };
@@ -503,6 +489,18 @@ impl Pipeline {
         report.verdict = Verdict::Redacted;
         Core::Pass {
             body: Some(json::splice(text, &mut edits)),
+            report,
+        }
+    }
+
+    /// The block outcome: the report says why, in the words the client gets.
+    fn blocked(&self, blocked: Vec<(String, String)>, any_secret: bool, mut report: Report) -> Core {
+        report.verdict = Verdict::Blocked;
+        let message = self.block_message(&blocked);
+        report.message = Some(message.clone());
+        Core::Blocked {
+            message,
+            any_secret,
             report,
         }
     }

@@ -131,3 +131,29 @@ pub fn clean_env(cmd: &mut Command) -> &mut Command {
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost")
 }
+
+/// curl with the environment cleaned, `-sS`, a 60 s transfer limit and a
+/// 90 s deadline on the whole run.
+pub fn curl(args: &[&str]) -> RunOutput {
+    let mut cmd = Command::new("curl");
+    clean_env(&mut cmd).args(["-sS", "--max-time", "60"]).args(args);
+    run_bounded(&mut cmd, Duration::from_secs(90))
+}
+
+/// [`curl`] with `-w '\n%{http_code}'`: (status, body). Panics if curl failed.
+pub fn curl_status(args: &[&str]) -> (u16, String) {
+    let mut all = vec!["-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let out = curl(&all);
+    out.expect_success("curl");
+    let (body, code) = out
+        .stdout
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", out.stdout.trim()));
+    (
+        code.parse()
+            .unwrap_or_else(|_| panic!("no status code in {:?}", out.stdout)),
+        body.to_string(),
+    )
+}

@@ -4,40 +4,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
-use promptwall_e2e::process::clean_env;
+use promptwall_e2e::process::{curl, curl_status};
 use promptwall_e2e::{
     run_bounded, start_fake, Agent, AgentConfig, AuditRow, FakeOptions, FakeProvider, RunOutput, TestClients,
 };
 use serde_json::{json, Value};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn curl(args: &[&str]) -> RunOutput {
-    let mut cmd = Command::new("curl");
-    clean_env(&mut cmd).args(["-sS", "--max-time", "60"]).args(args);
-    run_bounded(&mut cmd, CLIENT_TIMEOUT)
-}
-
-/// curl with `-w '\n%{http_code}'`: (status, body).
-fn curl_status(args: &[&str]) -> (u16, String) {
-    let mut all = vec!["-w", "\n%{http_code}"];
-    all.extend_from_slice(args);
-    let out = curl(&all);
-    out.expect_success("curl");
-    let (body, code) = out
-        .stdout
-        .trim_end()
-        .rsplit_once('\n')
-        .unwrap_or(("", out.stdout.trim()));
-    (
-        code.parse()
-            .unwrap_or_else(|_| panic!("no status code in {:?}", out.stdout)),
-        body.to_string(),
-    )
-}
 
 fn anthropic_post(agent: &Agent, body: &str, extra: &[&str]) -> (u16, String) {
     let url = format!("{}/v1/messages", agent.anthropic_base_url());

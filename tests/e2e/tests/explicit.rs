@@ -6,21 +6,14 @@
 //! Needs the built agent (`cargo xtask test` does it) and, for the SDK
 //! tests, the clients from `cargo xtask setup`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use promptwall_e2e::process::clean_env;
-use promptwall_e2e::{run_bounded, start_fake, Agent, AuditRow, FakeHandle, RecordedRequest, RunOutput, TestClients};
+use promptwall_e2e::process::curl;
+use promptwall_e2e::{run_bounded, start_fake, Agent, AuditRow, FakeHandle, RecordedRequest, TestClients};
 use serde_json::{json, Value};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 const API_KEY: &str = "sk-ant-e2e-test-key";
-
-fn curl(args: &[&str]) -> RunOutput {
-    let mut cmd = Command::new("curl");
-    clean_env(&mut cmd).args(["-sS", "--max-time", "60"]).args(args);
-    run_bounded(&mut cmd, CLIENT_TIMEOUT)
-}
 
 /// The single recorded request to `path` whose body contains `marker`.
 fn recorded_with(fake: &FakeHandle, path: &str, marker: &str) -> RecordedRequest {

@@ -3,41 +3,14 @@
 //! its own API format, and the audit has a row. (Issue: security hardening.)
 
 use std::io::Write;
-use std::process::Command;
-use std::time::Duration;
 
-use promptwall_e2e::process::clean_env;
-use promptwall_e2e::{run_bounded, start_fake, Agent, FakeHandle, RunOutput};
+use promptwall_e2e::process::curl_status;
+use promptwall_e2e::{start_fake, Agent, FakeHandle};
 use serde_json::{json, Value};
-
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// An AWS key id the detectors block (not a documented example).
 fn aws_key() -> String {
     ["AKIA", "Z7QK3MPL", "W2XQ4R5T"].concat()
-}
-
-fn curl(args: &[&str]) -> RunOutput {
-    let mut cmd = Command::new("curl");
-    clean_env(&mut cmd).args(["-sS", "--max-time", "60"]).args(args);
-    run_bounded(&mut cmd, CLIENT_TIMEOUT)
-}
-
-/// (status, body) of a curl run with `-w '\n%{http_code}'`.
-fn curl_status(args: &[&str]) -> (u16, String) {
-    let mut all = vec!["-w", "\n%{http_code}"];
-    all.extend_from_slice(args);
-    let out = curl(&all);
-    out.expect_success("curl");
-    let (body, code) = out
-        .stdout
-        .trim_end()
-        .rsplit_once('\n')
-        .unwrap_or(("", out.stdout.trim()));
-    (
-        code.parse().unwrap_or_else(|_| panic!("no status in {:?}", out.stdout)),
-        body.to_string(),
-    )
 }
 
 fn messages_body(text: &str) -> String {

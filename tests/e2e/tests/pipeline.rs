@@ -6,10 +6,9 @@
 //! tool-call arguments for all three API shapes.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use promptwall_e2e::process::clean_env;
+use promptwall_e2e::process::curl;
 use promptwall_e2e::{run_bounded, start_fake, Agent, AgentConfig, AuditRow, FakeHandle, RunOutput, TestClients};
 use serde_json::{json, Value};
 
@@ -414,12 +413,6 @@ fn node_anthropic_tool_use_arguments_restored() {
     let seen = fake.recorded_for("/v1/messages");
     assert_eq!(seen.len(), 1);
     assert!(!seen[0].body_text().contains(EMAIL));
-}
-
-fn curl(args: &[&str]) -> RunOutput {
-    let mut cmd = Command::new("curl");
-    clean_env(&mut cmd).args(["-sS", "--max-time", "60"]).args(args);
-    run_bounded(&mut cmd, CLIENT_TIMEOUT)
 }
 
 /// curl POSTs `body` as JSON to the agent's Anthropic `path`; (body, status).
