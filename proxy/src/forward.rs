@@ -520,7 +520,15 @@ impl Proxy {
             log.shape = ApiShape::OpenAiResponses.as_str().into();
             log.llm = true;
             log.status = 101;
-            let session = Box::new(self.inspector.websocket_session(log.clone(), self.audit.clone()));
+            let mut ticket = crate::admission::Ticket::default();
+            if let Err(busy) = self.admission.admit(&mut ticket) {
+                return self.busy(log, started, error_shape, busy).await;
+            }
+            let session = Box::new(
+                self.inspector
+                    .websocket_session(log.clone(), self.audit.clone())
+                    .holding(ticket),
+            );
             return match crate::websocket::relay(
                 &self.upstream,
                 req,

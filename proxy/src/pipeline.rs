@@ -173,6 +173,7 @@ impl Inspector {
             base,
             audit,
             pending: VecDeque::new(),
+            _admission: None,
         }
     }
 }
@@ -268,6 +269,17 @@ pub struct WsSession {
     base: RequestLog,
     audit: AuditSink,
     pending: VecDeque<(RequestLog, Instant)>,
+    /// The session's admission slot (crate::admission), held until it ends.
+    _admission: Option<crate::admission::Ticket>,
+}
+
+impl WsSession {
+    /// Holds `ticket` for the session's life: an inspected WebSocket counts
+    /// as an exchange in flight like any other.
+    pub fn holding(mut self, ticket: crate::admission::Ticket) -> Self {
+        self._admission = Some(ticket);
+        self
+    }
 }
 
 /// How a forwarded client message is audited.

@@ -504,3 +504,35 @@ async fn a_nearly_full_audit_disk_refuses_before_the_first_request_is_forwarded(
     assert!(h.seen.0.lock().unwrap().is_empty(), "nothing reached the provider");
     assert_eq!(h.rows.lock().unwrap().len(), 1, "the refusal itself is audited");
 }
+
+/// An inspected WebSocket is an exchange in flight like any other: past
+/// `[limits] max_inspected_exchanges` its upgrade gets a 503, not a session
+/// outside the memory budget.
+#[tokio::test]
+async fn a_websocket_upgrade_past_the_exchange_cap_is_refused() {
+    let h = harness_with(None, Store::Commits, |c| c.limits.max_inspected_exchanges = 1).await;
+    // One streaming exchange holds the only slot.
+    let mut s = TcpStream::connect(h.proxy).await.unwrap();
+    let body = r#"{"model":"m"}"#;
+    let req = format!(
+        "POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while !got.contains("event: ping") {
+        let n = s.read(&mut buf).await.unwrap();
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let upgrade = "GET /v1/responses HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let mut ws = TcpStream::connect(h.proxy).await.unwrap();
+    ws.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    read_for(&mut ws, &mut answer, Duration::from_secs(2)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("retry-after"), "{text}");
+    drop(s);
+}
