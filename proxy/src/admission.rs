@@ -127,8 +127,9 @@ impl Admission {
         Ok(Bytes::from(buf))
     }
 
-    /// Makes `ticket`'s charge at least `total` bytes.
-    fn charge(&self, ticket: &mut Ticket, total: usize) -> Result<(), Busy> {
+    /// Makes `ticket`'s charge at least `total` bytes (also used while a
+    /// compressed body is decoded, before each step of growth).
+    pub fn charge(&self, ticket: &mut Ticket, total: usize) -> Result<(), Busy> {
         let held = ticket.bytes.as_ref().map_or(0, |p| p.num_permits());
         if total <= held {
             return Ok(());

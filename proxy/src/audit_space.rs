@@ -68,7 +68,15 @@ fn available_bytes(dir: &Path) -> Option<u64> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
+    // Root may write into the filesystem's reserve; nobody else can, and a
+    // user filling a shared disk to the reserve must not stop root's writer.
+    // SAFETY: geteuid has no preconditions.
+    let blocks = if unsafe { libc::geteuid() } == 0 {
+        st.f_bfree
+    } else {
+        st.f_bavail
+    };
+    Some(blocks as u64 * st.f_frsize as u64)
 }
 
 #[cfg(test)]

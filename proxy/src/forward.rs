@@ -211,17 +211,31 @@ impl Proxy {
             log.request_bytes = bytes.len() as u64;
             // What is inspected is what is forwarded: a compressed body goes
             // on decoded (every provider accepts identity).
-            let bytes = match crate::encoding::decode_request_body(&parts.headers, &bytes, limit) {
+            let compressed = bytes.len();
+            let mut grow = |decoded: usize| {
+                self.admission
+                    .charge(admitted, compressed + decoded)
+                    .map_err(|busy| busy.to_string())
+            };
+            let bytes = match crate::encoding::decode_request_body(&parts.headers, &bytes, limit, &mut grow) {
                 Ok(None) => bytes,
                 Ok(Some(decoded)) => {
                     upstream_headers.remove(header::CONTENT_ENCODING);
                     decoded
                 }
+                Err(crate::encoding::EncodingError::OverBudget(busy)) => {
+                    let msg = format!("promptwall: {busy}");
+                    let resp = self
+                        .finish_local(log, started, error_shape, StatusCode::SERVICE_UNAVAILABLE, &msg)
+                        .await;
+                    return Ok(crate::admission::with_retry_after(resp));
+                }
                 Err(e) => {
                     let status = match e {
                         crate::encoding::EncodingError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         crate::encoding::EncodingError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                        crate::encoding::EncodingError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+                        crate::encoding::EncodingError::Corrupt { .. }
+                        | crate::encoding::EncodingError::OverBudget(_) => StatusCode::BAD_REQUEST,
                     };
                     let msg = format!("promptwall: {e}");
                     return Ok(self.finish_local(log, started, error_shape, status, &msg).await);

@@ -28,10 +28,11 @@ pub fn error_body(shape: ApiShape, status: u16, message: &str) -> Bytes {
 
 /// The API shape of a request: LLM shapes are POSTs; everything else is `Other`.
 pub fn classify(method: &http::Method, path: &str) -> ApiShape {
-    if method != http::Method::POST {
+    // `post` is an extension method to the http crate, and POST to a server.
+    if !method.as_str().eq_ignore_ascii_case("POST") {
         return ApiShape::Other;
     }
-    ApiShape::classify(method.as_str(), path)
+    ApiShape::classify("POST", path)
 }
 
 /// Whether the body of a request outside the known LLM shapes is read and
@@ -41,7 +42,10 @@ pub fn classify(method: &http::Method, path: &str) -> ApiShape {
 /// endpoints are exempt: the credentials in them belong to the provider.
 /// `path` is the normalised path ([`promptwall_llm::path::normalize`]).
 pub fn checks_other_body(method: &http::Method, path: &str) -> bool {
-    if !matches!(*method, http::Method::POST | http::Method::PUT | http::Method::PATCH) {
+    // Every method that may carry a body a server acts on (extension and
+    // lower-case spellings included); only the read-only ones are exempt.
+    let read_only = ["GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"];
+    if read_only.iter().any(|m| method.as_str().eq_ignore_ascii_case(m)) {
         return false;
     }
     let key = promptwall_llm::path::classification_key(path);
@@ -97,6 +101,10 @@ mod tests {
         assert!(!checks_other_body(&post, "/v1/oauth/token"));
         assert!(!checks_other_body(&post, "/api/oauth/claude_cli/create_api_key"));
         assert!(!checks_other_body(&http::Method::GET, "/v1/models"));
+        let lower = http::Method::from_bytes(b"post").unwrap();
+        assert!(checks_other_body(&lower, "/v1/oauth/x") == false && checks_other_body(&lower, "/v1/x"));
+        assert!(checks_other_body(&http::Method::DELETE, "/v1/x"));
+        assert_eq!(classify(&lower, "/v1/messages"), ApiShape::AnthropicMessages);
         assert!(
             checks_other_body(&post, "/v1/messages;oauth"),
             "an oauth parameter is not a sign-in path"

@@ -132,12 +132,12 @@ impl Inspector {
         let owner = conversation_owner(client.and_then(|c| c.uid), headers);
         let ctx = RequestContext {
             fingerprint_salt: &self.salt,
-            owner: Some(owner),
+            owner,
         };
         match pipeline.inspect_request(shape, body, &ctx) {
             RequestOutcome::Forward { body, restorer, report } => Decision::Forward {
                 body,
-                stage: ResponseStage::new(shape, restorer, Some(owner)),
+                stage: ResponseStage::new(shape, restorer, owner),
                 report: Report::from(&report),
             },
             RequestOutcome::Block { status, body, report } | RequestOutcome::Reject { status, body, report } => {
@@ -189,11 +189,17 @@ fn model_field(body: &[u8]) -> Option<String> {
 /// whoever holds them (only their digest is kept).
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
-fn conversation_owner(uid: Option<u32>, headers: &HeaderMap) -> ConversationOwner {
+/// None when neither the user nor a credential is known: such requests
+/// would all share one owner, so their follow-ups start afresh instead.
+fn conversation_owner(uid: Option<u32>, headers: &HeaderMap) -> Option<ConversationOwner> {
+    let has_credential = CREDENTIAL_HEADERS.iter().any(|name| headers.contains_key(*name));
+    if uid.is_none() && !has_credential {
+        return None;
+    }
     let credentials = CREDENTIAL_HEADERS
         .iter()
         .flat_map(|name| headers.get_all(*name).iter().map(move |v| (*name, v.as_bytes())));
-    ConversationOwner::new(uid, credentials)
+    Some(ConversationOwner::new(uid, credentials))
 }
 
 /// Per-response processing; `for_response` picks the mode once headers arrive.

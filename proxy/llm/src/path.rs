@@ -21,6 +21,8 @@ pub enum PathError {
     AmbiguousEscape,
     #[error("the request path contains a '\\' or control character")]
     ForbiddenByte,
+    #[error("the request path has a dot segment with ;parameters, which some servers resolve as '..'")]
+    DotSegmentWithParameters,
 }
 
 /// The canonical form of `path` (no query): unreserved characters decoded
@@ -38,6 +40,13 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     let mut out: Vec<&str> = Vec::new();
     let trailing = decoded.ends_with('/');
     for seg in decoded.split('/') {
+        // `..;x` is `..` to servers that drop parameters first (Tomcat,
+        // Spring): refused rather than guessed either way.
+        let bare = seg.split(';').next().unwrap_or("");
+        let bare = bare.split("%3B").next().unwrap_or("");
+        if bare != seg && (bare == "." || bare == "..") {
+            return Err(PathError::DotSegmentWithParameters);
+        }
         match seg {
             "" | "." => {}
             ".." => {
@@ -131,8 +140,9 @@ fn is_plain(b: u8) -> bool {
         )
 }
 
+/// Anything that might need resolving: an empty segment or one starting with a dot.
 fn has_dot_or_empty_segment(path: &str) -> bool {
-    path.contains("//") || path.split('/').any(|s| s == "." || s == "..")
+    path.contains("//") || path.contains("/.")
 }
 
 fn decode_unreserved(bytes: &[u8]) -> Result<String, PathError> {

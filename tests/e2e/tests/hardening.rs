@@ -117,7 +117,7 @@ fn a_compressed_or_binary_labelled_body_on_another_endpoint_is_still_checked() {
         "-H",
         "content-type: application/json",
         "-H",
-        "content-encoding: br",
+        "content-encoding: compress",
         "-H",
         "anthropic-version: 2023-06-01",
         "--data-binary",
