@@ -168,6 +168,18 @@ pub struct InterceptConfig {
     /// shared with other sites). Any other non-provider name, or no name at
     /// all, is refused there: it could carry a provider's API inside.
     pub splice_server_names: Vec<String>,
+    /// Any other non-provider name at a provider address: "resolving"
+    /// splices it when its own DNS answer holds the address it connected to
+    /// (a site sharing a CDN address); "refuse" refuses it.
+    pub foreign_sni: ForeignSni,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ForeignSni {
+    #[default]
+    Resolving,
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -277,6 +289,7 @@ impl Default for InterceptConfig {
             learn_passthrough_after: 3,
             learned_passthrough_ttl_secs: 3600,
             splice_server_names: Vec::new(),
+            foreign_sni: ForeignSni::Resolving,
         }
     }
 }

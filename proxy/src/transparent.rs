@@ -212,6 +212,22 @@ async fn handle(
             let reason = "server name is not a provider (listed in [intercept] splice_server_names)";
             splice(proxy, stream, buffered, origin, Some(server_name), reason).await
         }
+        ConnectionRoute::SpliceIfResolvesHere { server_name } => {
+            let (Some(origin), Ok((_, buffered))) = (origin, hello) else {
+                return Err(io::Error::other("splicing without an original destination"));
+            };
+            if resolves_to(&server_name, origin.original_dst).await {
+                let reason = "server name is not a provider but resolves to this address (a shared CDN address)";
+                splice(proxy, stream, buffered, origin, Some(server_name), reason).await
+            } else {
+                let reason = format!(
+                    "refused: server name {server_name} is not a provider and does not resolve to {}, a provider address; \
+                     list it in [intercept] splice_server_names if it belongs there",
+                    origin.original_dst.ip()
+                );
+                refuse(&proxy, peer, Some(origin), Some(server_name), &reason).await
+            }
+        }
         ConnectionRoute::Refuse { server_name, reason } => refuse(&proxy, peer, origin, server_name, &reason).await,
         ConnectionRoute::Close { reason } => Err(io::Error::new(io::ErrorKind::InvalidData, reason)),
     }
@@ -225,6 +241,9 @@ pub enum ConnectionRoute {
     Intercept { host: String },
     /// A name the operator allows at provider addresses: relay undecrypted.
     Splice { server_name: String },
+    /// Another name: relayed undecrypted only if it really lives at the
+    /// address it connected to (its own DNS answer holds it), else refused.
+    SpliceIfResolvesHere { server_name: String },
     /// Refused and audited: a path around inspection if it were relayed.
     Refuse {
         server_name: Option<String>,
@@ -258,6 +277,11 @@ pub fn route_connection(
         Some(name) if origin.is_some() && config.may_splice(name) => ConnectionRoute::Splice {
             server_name: name.to_string(),
         },
+        Some(name) if origin.is_some() && config.intercept.foreign_sni == crate::config::ForeignSni::Resolving => {
+            ConnectionRoute::SpliceIfResolvesHere {
+                server_name: name.to_string(),
+            }
+        }
         Some(name) => ConnectionRoute::Refuse {
             server_name: Some(name.to_string()),
             reason: format!(
@@ -269,6 +293,16 @@ pub fn route_connection(
             server_name: None,
             reason: "refused: a TLS connection without a server name (SNI) to a provider address".into(),
         },
+    }
+}
+
+/// Whether `name`'s own DNS answer holds `dst`'s address (bounded wait: a
+/// name that does not answer in time is treated as not living there).
+async fn resolves_to(name: &str, dst: SocketAddr) -> bool {
+    let lookup = tokio::net::lookup_host((name, dst.port()));
+    match tokio::time::timeout(Duration::from_secs(3), lookup).await {
+        Ok(Ok(addrs)) => addrs.into_iter().any(|a| a.ip() == dst.ip()),
+        _ => false,
     }
 }
 
@@ -535,6 +569,7 @@ mod tests {
     fn config(splice: &[&str]) -> Config {
         let mut c = Config::default();
         c.intercept.splice_server_names = splice.iter().map(|s| s.to_string()).collect();
+        c.intercept.foreign_sni = crate::config::ForeignSni::Refuse;
         c
     }
 
@@ -570,6 +605,33 @@ mod tests {
                 server_name: "front.example.com".into()
             }
         );
+    }
+
+    #[test]
+    fn by_default_another_name_is_spliced_only_if_it_resolves_to_the_address() {
+        let route = route_connection(
+            &Config::default(),
+            Ok(&hello(Some("cdn.example.com"))),
+            Some(&redirected()),
+        );
+        assert_eq!(
+            route,
+            ConnectionRoute::SpliceIfResolvesHere {
+                server_name: "cdn.example.com".into()
+            }
+        );
+        let route = route_connection(&Config::default(), Ok(&hello(None)), Some(&redirected()));
+        assert!(
+            matches!(route, ConnectionRoute::Refuse { .. }),
+            "no SNI is never spliced: {route:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_resolves_here_only_if_its_dns_answer_holds_the_address() {
+        assert!(resolves_to("localhost", "127.0.0.1:443".parse().unwrap()).await);
+        assert!(!resolves_to("localhost", "160.79.104.10:443".parse().unwrap()).await);
+        assert!(!resolves_to("promptwall-unresolvable.invalid", "127.0.0.1:443".parse().unwrap()).await);
     }
 
     #[test]

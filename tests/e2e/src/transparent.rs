@@ -59,6 +59,9 @@ use crate::process::{clean_env, run_bounded, RunOutput};
 
 /// Where the fake provider listens; the provider names resolve here.
 pub const FAKE_IP: &str = "127.0.0.2";
+/// A non-provider name the namespace resolves to the fake's (provider's)
+/// address: a site sharing a CDN address with a provider.
+pub const CDN_NEIGHBOUR: &str = "neighbour.cdn.test";
 /// The agent's transparent listener (inside the namespace).
 pub const TRANSPARENT_LISTENER: &str = "127.0.0.1:15443";
 /// The org CA's anchor as `promptwall ca install` writes it (Debian layout).
@@ -163,8 +166,9 @@ impl TransparentEnv {
             .tempdir()
             .expect("cannot create a tempdir");
         let d = dir.path();
+        // CDN_NEIGHBOUR: another site that shares the provider's address.
         let hosts = format!(
-            "127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {}\n",
+            "127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {} {CDN_NEIGHBOUR}\n",
             crate::PROVIDER_HOSTS.join(" ")
         );
         std::fs::write(d.join("hosts"), hosts).expect("cannot write the hosts file");

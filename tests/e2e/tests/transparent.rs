@@ -348,7 +348,17 @@ fn an_unlisted_name_no_sni_or_plain_bytes_at_a_provider_address_are_refused_and_
         fake_with(&reqs, &key).is_empty(),
         "the key reached the provider: {reqs:#?}"
     );
-    let rows = env.wait_audit_rows(3);
+    // A real neighbour on the same address (its own DNS answer holds it) is
+    // spliced through untouched, so the rest of the web keeps working.
+    let neighbour = promptwall_e2e::transparent::CDN_NEIGHBOUR;
+    let i = issuer(&env, neighbour, true);
+    assert!(i.contains(FAKE_CA_CN), "{i}");
+    let rows = env.wait_audit_rows(4);
+    assert!(
+        rows.iter()
+            .any(|r| r.verdict == "passthrough" && r.host.as_deref() == Some(neighbour)),
+        "{rows:#?}"
+    );
     let refused: Vec<_> = rows
         .iter()
         .filter(|r| r.verdict == "blocked" && r.shape.as_deref() == Some("refused"))
