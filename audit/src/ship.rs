@@ -178,6 +178,26 @@ impl CentralShipper {
         let Some(last) = records.last().map(|r| r.id) else {
             return Ok(0);
         };
+        // A row of another machine id than this agent's (the id changed: a
+        // config drop-in, a regenerated /etc/machine-id) can never pass the
+        // per-machine row-level security: quarantined, not retried forever.
+        let batch_len = records.len();
+        let mut records = records;
+        if let Some(role) = self.default_user.clone() {
+            let (own, foreign): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| r.machine_id == role);
+            for rec in &foreign {
+                let reason = format!(
+                    "row of machine id {} cannot be shipped by machine {role} (the machine id changed); row-level security would refuse it forever",
+                    rec.machine_id
+                );
+                self.quarantine(&local, rec, Some("42501".into()), &reason).await?;
+            }
+            records = own;
+        }
+        if records.is_empty() {
+            self.mark_shipped(&local, last).await?;
+            return Ok(batch_len);
+        }
         let central = self.central().await?.clone();
         let outcome = classify(insert(&central, &records).await);
         let outcome = match outcome {
@@ -209,6 +229,12 @@ impl CentralShipper {
             self.central = None;
             return Err(self.explain(e, &records[0].machine_id));
         }
+        self.mark_shipped(&local, last).await?;
+        Ok(batch_len)
+    }
+
+    /// Advances the shipped mark past `last`.
+    async fn mark_shipped(&self, local: &sqlx::SqlitePool, last: i64) -> Result<(), AuditError> {
         sqlx::query(
             "INSERT INTO audit_shipping (central, shipped_upto, updated_ts) VALUES ($1, $2, $3) \
              ON CONFLICT (central) DO UPDATE SET shipped_upto = excluded.shipped_upto, updated_ts = excluded.updated_ts",
@@ -216,9 +242,9 @@ impl CentralShipper {
         .bind(&self.central_key)
         .bind(last)
         .bind(crate::time::now_ts())
-        .execute(&local)
+        .execute(local)
         .await?;
-        Ok(records.len())
+        Ok(())
     }
 
     /// Records a row the central store refused, so shipping can go on.

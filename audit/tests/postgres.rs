@@ -644,3 +644,28 @@ async fn an_existing_fleet_store_migrates_and_keeps_its_rows() {
     );
     owner.close().await;
 }
+
+/// The machine id changed (a config drop-in, a regenerated /etc/machine-id)
+/// while rows were waiting: those rows can never pass row-level security as
+/// the new role, so they are quarantined and the new machine's rows ship,
+/// instead of the shipper retrying the old ones forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_a_previous_machine_id_are_quarantined_not_retried_forever() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-new"]).await;
+    let mut old = Agent::new("machine-old").await;
+    old.write(2, false).await;
+    // The same spool, now written under the new machine id.
+    let dir = tempfile::tempdir().unwrap();
+    let mut new = Agent::on(dir, old.spool.clone(), "machine-new");
+    new.write(3, false).await;
+    let mut shipper = ship(&new, &pg, "machine-new").default_user("machine-new");
+    assert_eq!(shipper.drain().await.unwrap(), 5);
+    let rows = central_rows(&owner).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|(m, _, _)| m == "machine-new"), "{rows:?}");
+    let report = new.spool.verify(None).await.unwrap();
+    assert_eq!(report.quarantined.len(), 2, "{report:?}");
+    assert!(report.quarantined.iter().all(|q| q.machine_id == "machine-old"));
+    owner.close().await;
+}
