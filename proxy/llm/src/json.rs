@@ -151,6 +151,39 @@ impl JsonError {
     }
 }
 
+const ESCAPED_KEY: &str = "an object key spells plain characters with escapes (\\u0065), which no serializer does; \
+                           send keys unescaped";
+
+/// A key whose escapes stand for printable ASCII (`"m\u0065ssages"`):
+/// servers read it as `messages`, while matching the raw text would not;
+/// serializers only escape quotes, backslashes, controls and non-ASCII.
+fn escapes_plain_text(key: &Lit<'_>) -> bool {
+    let raw = key.raw.as_bytes();
+    let mut i = 0;
+    while i + 1 < raw.len() {
+        if raw[i] == b'\\' {
+            match raw[i + 1] {
+                b'/' => return true,
+                b'u' if i + 6 <= raw.len() => {
+                    let hex = std::str::from_utf8(&raw[i + 2..i + 6]).ok();
+                    if let Some(c) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
+                        if (0x20..0x7f).contains(&c) && c != 0x22 && c != 0x5c {
+                            return true;
+                        }
+                    }
+                    i += 6;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 2;
+            continue;
+        }
+        i += 1;
+    }
+    false
+}
+
 pub fn parse(src: &str) -> Result<Node<'_>, JsonError> {
     let mut p = Parser {
         src,
@@ -297,6 +330,9 @@ impl<'a> Parser<'a> {
                 return Err(self.err("expected a string key"));
             }
             let key = self.string()?;
+            if key.escaped && escapes_plain_text(&key) {
+                return Err(self.err(ESCAPED_KEY));
+            }
             self.ws();
             if self.bytes.get(self.pos) != Some(&b':') {
                 return Err(self.err("expected ':' after an object key"));
@@ -603,6 +639,25 @@ mod tests {
             };
             let node = parse(&src).unwrap();
             proptest::prop_assert_eq!(node.as_lit().unwrap().decode(), s);
+        }
+    }
+
+    #[test]
+    fn a_key_that_escapes_plain_letters_is_refused_and_real_escapes_are_kept() {
+        for body in [r#"{"m\u0065ssages":[]}"#, r#"{"a\/b":1}"#] {
+            let err = parse(body).unwrap_err();
+            assert!(err.what.contains("escapes"), "{body}: {err}");
+        }
+        // What serializers really escape: non-ASCII (Python's ensure_ascii),
+        // quotes, backslashes, controls.
+        for body in [
+            r#"{"pr\u00e9nom":1}"#,
+            r#"{"a\"b":1}"#,
+            r#"{"a\\b":1}"#,
+            r#"{"a\nb":1}"#,
+            r#"{"x":"m\u0065"}"#,
+        ] {
+            assert!(parse(body).is_ok(), "{body}");
         }
     }
 

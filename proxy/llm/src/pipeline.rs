@@ -230,7 +230,13 @@ impl Pipeline {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
             // Other text (form posts, plain text) is checked as a whole.
-            Ok(t) if shape == ApiShape::Other && json::parse(t).is_err() => self.inspect_opaque(t, true, ctx),
+            // A JSON-looking body we could not parse (too deep, too large,
+            // NDJSON) is scanned through a view with its escapes undone, so
+            // `\u0041KIA…` is still seen; such a view cannot be rewritten.
+            Ok(t) if shape == ApiShape::Other && json::parse(t).is_err() => match unescaped_view(t) {
+                Cow::Borrowed(_) => self.inspect_opaque(t, true, ctx),
+                Cow::Owned(view) => self.inspect_opaque(&view, false, ctx),
+            },
             Ok(t) => self.inspect_core(shape, t, ctx, &mut vault),
             Err(_) if shape == ApiShape::Other => self.inspect_opaque(&String::from_utf8_lossy(body), false, ctx),
             Err(_) => return self.reject(shape, "the request body is not valid UTF-8".into()),
@@ -566,6 +572,49 @@ impl Pipeline {
             .map(|hit| SubHit { sub: u32::MAX, hit })
             .collect()
     }
+}
+
+/// `text` with JSON string escapes undone wherever they appear (lossy:
+/// invalid escapes stay as written, lone surrogates become U+FFFD).
+fn unescaped_view(text: &str) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek().map(|&(_, n)| n) {
+            Some('u') => {
+                let hex = text.get(i + 2..i + 6).and_then(|h| u32::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(unit) => {
+                        out.push(char::from_u32(unit).unwrap_or('\u{fffd}'));
+                        for _ in 0..5 {
+                            chars.next();
+                        }
+                    }
+                    None => out.push('\\'),
+                }
+            }
+            Some(e @ ('n' | 't' | 'r' | 'b' | 'f' | '/' | '"' | '\\')) => {
+                out.push(match e {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    'b' => '\u{8}',
+                    'f' => '\u{c}',
+                    other => other,
+                });
+                chars.next();
+            }
+            _ => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A scanned piece of a place: the whole string, or one string inside

@@ -522,3 +522,15 @@ fn a_redact_action_rewrites_a_plain_text_body_and_blocks_a_binary_one() {
         RequestOutcome::Block { .. }
     ));
 }
+
+/// A body that looks like JSON but does not parse (NDJSON, too deep) is
+/// scanned with its escapes undone: an escaped key id is still blocked.
+#[test]
+fn an_escaped_secret_in_unparseable_json_is_still_blocked() {
+    let p = common::pipeline();
+    let ndjson = "{\"a\":\"\\u0041KIAZ7QK3MPLW2XQ4R5T\"}\n{\"b\":1}\n";
+    assert!(matches!(
+        p.inspect_request(ApiShape::Other, ndjson.as_bytes(), &CTX),
+        RequestOutcome::Block { .. }
+    ));
+}
