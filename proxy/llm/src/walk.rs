@@ -177,22 +177,37 @@ impl<'t, 'a> Walk<'t, 'a> {
     }
 
     fn generic_as(&mut self, node: &'t Node<'a>, path: u32, mode: Mode) {
+        // An endpoint without a walker has no known-safe fields to skip: a
+        // `type` of "reasoning" or a `signature` key must not hide the rest.
+        let unknown = self.prompt_keys_are_text;
         match node {
             Node::Obj(fields) => {
                 let ty = node.str_field("type");
                 let ty = ty.as_deref().unwrap_or("");
-                if matches!(ty, "thinking" | "redacted_thinking" | "reasoning") {
-                    return self.protected(node, path);
+                let signed = matches!(ty, "thinking" | "redacted_thinking" | "reasoning");
+                if signed {
+                    self.protected(node, path);
+                    if !unknown {
+                        return;
+                    }
                 }
                 let binary = matches!(ty, "base64" | "image" | "input_image" | "input_audio")
                     || node.get("media_type").is_some();
                 for (k, v) in fields {
                     let key = k.raw;
-                    if matches!(key, "signature" | "encrypted_content") || (binary && key == "data") {
+                    if signed && matches!(key, "thinking" | "text" | "summary") {
+                        continue; // walked by `protected`
+                    }
+                    let opaque = matches!(key, "signature" | "encrypted_content") || (binary && key == "data");
+                    if opaque && !unknown {
                         continue;
                     }
                     let p = self.key(path, k);
-                    let child_mode = if self.prompt_keys_are_text && PROMPT_KEYS.contains(&key) {
+                    let child_mode = if mode == Mode::Protected || opaque || signed {
+                        // Checked for secrets, never rewritten (a signature
+                        // that changed would be refused).
+                        Mode::Protected
+                    } else if unknown && PROMPT_KEYS.contains(&key) {
                         Mode::Text
                     } else {
                         mode
@@ -207,8 +222,11 @@ impl<'t, 'a> Walk<'t, 'a> {
                 }
             }
             Node::Str(lit) => {
-                // Inline binary (data: URLs, base64 file contents) is skipped.
-                if !lit.raw.starts_with("data:") {
+                // Inline binary (a base64 data: URL of an image, audio, a
+                // file) is skipped; a text data: URL is text.
+                let binary_url =
+                    lit.raw.starts_with("data:") && !lit.raw.starts_with("data:text/") && lit.raw.contains(";base64,");
+                if !binary_url {
                     self.place(node, mode, path);
                 }
             }

@@ -534,3 +534,24 @@ fn an_escaped_secret_in_unparseable_json_is_still_blocked() {
         RequestOutcome::Block { .. }
     ));
 }
+
+/// On an endpoint without its own walker, a `type` of "reasoning" or a
+/// `signature` field does not hide the rest of the object from the scan.
+#[test]
+fn signed_looking_fields_of_an_unknown_endpoint_do_not_hide_secrets() {
+    let p = common::pipeline();
+    let key = "AKIAZ7QK3MPLW2XQ4R5T";
+    for body in [
+        json!({"type": "reasoning", "prompt": format!("use {key}")}),
+        json!({"items": [{"signature": format!("{key}"), "x": 1}]}),
+        json!({"requests": [{"params": {"messages": [{"role": "user", "content": format!("data: {{\"k\":\"{key}\"}}")}]}}]}),
+    ] {
+        assert!(
+            matches!(
+                p.inspect_request(ApiShape::Other, body.to_string().as_bytes(), &CTX),
+                RequestOutcome::Block { .. }
+            ),
+            "{body}"
+        );
+    }
+}
