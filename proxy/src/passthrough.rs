@@ -53,6 +53,30 @@ pub struct LearnedPassthrough {
     entries: Mutex<BTreeMap<PassthroughKey, LearnedEntry>>,
 }
 
+/// Interpreters run many programs: for them the program learned is the
+/// script, so one node script with its own trust store does not exempt
+/// every node program of that user (Claude Code included).
+const INTERPRETERS: &[&str] = &["node", "nodejs", "python", "ruby", "perl", "bun", "deno", "java", "php"];
+
+/// What learning is keyed by besides uid and host: the executable, and for
+/// an interpreter the first argument that is not an option (the script).
+pub fn program_of(exe: &str, cmdline: Option<&str>) -> String {
+    let base = exe.rsplit('/').next().unwrap_or(exe);
+    let interpreter = INTERPRETERS.iter().any(|i| {
+        base == *i
+            || base
+                .strip_prefix(i)
+                .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    });
+    let script = interpreter
+        .then(|| cmdline.and_then(|c| c.split(' ').skip(1).find(|a| !a.starts_with('-'))))
+        .flatten();
+    match script {
+        Some(script) => format!("{exe} {script}"),
+        None => exe.to_string(),
+    }
+}
+
 /// Whether a failed server-side handshake was the client refusing our certificate.
 pub fn is_certificate_rejection(err: &std::io::Error) -> bool {
     let Some(inner) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
@@ -228,6 +252,24 @@ mod tests {
         }
         assert!(l.entries.lock().unwrap().len() <= MAX_ENTRIES);
         assert!(l.should_pass(&learned, Instant::now(), DAY));
+    }
+
+    #[test]
+    fn an_interpreter_learns_per_script_not_for_all_its_programs() {
+        assert_eq!(
+            program_of(
+                "/usr/bin/node",
+                Some("node --max-old-space-size=4096 /opt/tool/cli.js run")
+            ),
+            "/usr/bin/node /opt/tool/cli.js"
+        );
+        assert_eq!(
+            program_of("/usr/bin/python3.11", Some("python3 -u sync.py")),
+            "/usr/bin/python3.11 sync.py"
+        );
+        assert_eq!(program_of("/usr/bin/curl", Some("curl -k https://x")), "/usr/bin/curl");
+        assert_eq!(program_of("/usr/bin/node", None), "/usr/bin/node");
+        assert_eq!(program_of("/usr/bin/nodemon", Some("nodemon x.js")), "/usr/bin/nodemon");
     }
 
     #[test]

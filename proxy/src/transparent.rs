@@ -363,7 +363,7 @@ async fn intercept(
     let learn_key = match (identity.uid, &identity.exe) {
         (Some(uid), Some(exe)) => Some(PassthroughKey {
             uid,
-            exe: exe.clone(),
+            exe: crate::passthrough::program_of(exe, identity.cmdline.as_deref()),
             server_name: host.clone(),
         }),
         _ => None,
