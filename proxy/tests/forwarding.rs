@@ -359,19 +359,7 @@ async fn oversized_body_is_refused_with_413() {
 #[tokio::test]
 async fn client_disconnect_mid_stream_is_audited() {
     let h = harness(None).await;
-    let mut s = TcpStream::connect(h.proxy).await.unwrap();
-    let body = r#"{"model":"m"}"#;
-    let req = format!(
-        "POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut got = String::new();
-    while !got.contains("event: ping") {
-        let n = s.read(&mut buf).await.unwrap();
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let s = open_stream(h.proxy).await;
     drop(s);
     // Let the upstream continue; the relay then notices the client is gone.
     let mut h = h;
@@ -390,6 +378,25 @@ async fn client_disconnect_mid_stream_is_audited() {
 const RATE_LIMIT_BODY: &str = r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
 
 /// Reads what arrives within `wait`; stops at EOF.
+/// A `/v1/stream` request whose first event has arrived; the upstream holds
+/// the rest until the test releases it.
+async fn open_stream(proxy: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let body = r#"{"model":"m"}"#;
+    let req = format!(
+        "POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while !got.contains("event: ping") {
+        let n = s.read(&mut buf).await.unwrap();
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    s
+}
+
 async fn read_for(s: &mut TcpStream, got: &mut Vec<u8>, wait: Duration) -> bool {
     let mut buf = vec![0u8; 4096];
     loop {
@@ -512,19 +519,7 @@ async fn a_nearly_full_audit_disk_refuses_before_the_first_request_is_forwarded(
 async fn a_websocket_upgrade_past_the_exchange_cap_is_refused() {
     let h = harness_with(None, Store::Commits, |c| c.limits.max_inspected_exchanges = 1).await;
     // One streaming exchange holds the only slot.
-    let mut s = TcpStream::connect(h.proxy).await.unwrap();
-    let body = r#"{"model":"m"}"#;
-    let req = format!(
-        "POST /v1/stream HTTP/1.1\r\nHost: x\r\nanthropic-version: 1\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut got = String::new();
-    while !got.contains("event: ping") {
-        let n = s.read(&mut buf).await.unwrap();
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let s = open_stream(h.proxy).await;
     let upgrade = "GET /v1/responses HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     let mut ws = TcpStream::connect(h.proxy).await.unwrap();
