@@ -377,7 +377,6 @@ async fn client_disconnect_mid_stream_is_audited() {
 
 const RATE_LIMIT_BODY: &str = r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
 
-/// Reads what arrives within `wait`; stops at EOF.
 /// A `/v1/stream` request whose first event has arrived; the upstream holds
 /// the rest until the test releases it.
 async fn open_stream(proxy: SocketAddr) -> TcpStream {
@@ -397,6 +396,7 @@ async fn open_stream(proxy: SocketAddr) -> TcpStream {
     s
 }
 
+/// Reads what arrives within `wait`; stops at EOF.
 async fn read_for(s: &mut TcpStream, got: &mut Vec<u8>, wait: Duration) -> bool {
     let mut buf = vec![0u8; 4096];
     loop {
