@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit_sink::AuditSink;
+use crate::audit_sink::{AuditSink, Recorder};
 use crate::config::Config;
 use crate::forward::Proxy;
 use crate::pipeline::Inspector;
@@ -66,14 +66,21 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
     let config = Arc::new(config);
     let stats = Stats::default();
     let inspector = Arc::new(Inspector::new(&config).map_err(AppError::Pipeline)?);
+    let scrubber = inspector.clone();
+    // The one place every row passes, so no path can store an unscrubbed one.
+    let recorder = Recorder::new(
+        deps.audit,
+        Arc::new(move |row| scrubber.scrub_record(row)),
+        stats.clone(),
+        crate::audit_space::AuditSpace::new(&config.audit.url, config.audit.min_free_bytes),
+    );
     let proxy = Arc::new(Proxy {
         upstream: Upstream::new(&config)?,
-        // The one place every row passes, so no path can store an unscrubbed one.
-        audit: crate::audit_sink::scrubbing(deps.audit, inspector.clone()),
+        recorder,
         inspector,
         stats: stats.clone(),
         admission: crate::admission::Admission::new(&config.limits),
-        audit_space: crate::audit_space::AuditSpace::new(&config.audit.url, config.audit.min_free_bytes),
+        request_id_header: Some(http::HeaderName::from_static(crate::config::DEFAULT_REQUEST_ID_HEADER)),
         config: config.clone(),
     });
     let mut tasks = Vec::new();

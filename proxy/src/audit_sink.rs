@@ -1,67 +1,154 @@
-//! What the proxy knows about one request when it ends, and where it goes.
-//! The agent plugs the durable audit writer in; tests can plug a closure.
+//! Where exchanges become audit rows, and the one policy every path (HTTP,
+//! refused and spliced connections, WebSocket messages) follows: an
+//! exchange completes only after its row is committed, and a row that
+//! cannot be committed fails the exchange visibly and stops new exchanges
+//! from reaching a provider until a row commits again.
+//!
+//! The agent plugs the durable writer in as an [`AuditSink`]; tests plug a
+//! closure.
 
+use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use promptwall_audit::AuditRecord;
 
-use crate::origin::ClientIdentity;
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestLog {
-    pub ts: String,
-    pub listener: &'static str,
-    pub provider: String,
-    pub host: String,
-    pub method: String,
-    pub path: String,
-    pub shape: String,
-    /// false for non-LLM paths on provider hosts (/api/hello, /backend-api/...).
-    pub llm: bool,
-    pub model: Option<String>,
-    pub status: u16,
-    pub input_tokens: Option<i64>,
-    pub output_tokens: Option<i64>,
-    pub cache_read_tokens: Option<i64>,
-    pub cache_write_tokens: Option<i64>,
-    pub request_bytes: u64,
-    pub response_bytes: u64,
-    pub duration_ms: f64,
-    pub ttfb_ms: Option<f64>,
-    pub identity: Option<ClientIdentity>,
-    pub tool: String,
-    pub socket_cookie: Option<u64>,
-    pub original_dst: Option<String>,
-    /// allowed | redacted | blocked | error | passthrough
-    pub verdict: String,
-    /// Per-kind finding counts.
-    pub findings: Vec<(String, u32)>,
-    /// Salted fingerprints of blocked secrets, never the values.
-    pub fingerprints: Vec<(String, String)>,
-    pub error: Option<String>,
-    /// Bodies as the provider saw them, when capture is on.
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
-}
+use crate::exchange::Exchange;
+use crate::stats::Stats;
 
 /// Writes a row durably; resolves only once it is committed.
-pub type AuditSink = Arc<dyn Fn(RequestLog) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type AuditSink = Arc<dyn Fn(AuditRecord) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// `sink` behind a scrubber: every row, whatever wrote it (inspected,
-/// refused, spliced undecrypted, WebSocket), has the free text about its
-/// client process cleared of secrets and personal data before it is stored.
-/// Coding CLIs take the prompt on their command line (`gemini -p "…"`), and
-/// a spliced row's process was never inspected at all.
-pub fn scrubbing(sink: AuditSink, inspector: Arc<crate::pipeline::Inspector>) -> AuditSink {
-    Arc::new(move |mut log: RequestLog| {
-        if let Some(identity) = log.identity.as_mut() {
-            inspector.scrub_identity(identity);
+/// Clears secrets and personal data from a row's free text about its
+/// client process before it is stored (see [`Recorder`]).
+pub type Scrubber = Arc<dyn Fn(&mut AuditRecord) + Send + Sync>;
+
+/// The audit store refused a row; the exchange it belongs to must fail.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the audit row could not be written ({0}); see the agent's log")]
+pub struct AuditFailed(pub String);
+
+/// Commits exchanges as rows under the one policy (module docs).
+#[derive(Clone)]
+pub struct Recorder {
+    sink: AuditSink,
+    scrub: Scrubber,
+    stats: Stats,
+    space: Arc<crate::audit_space::AuditSpace>,
+}
+
+impl Recorder {
+    /// Every row passes `scrub` first: coding CLIs take the prompt on their
+    /// command line (`gemini -p "…"`), and a spliced row's process was never
+    /// inspected at all.
+    pub fn new(sink: AuditSink, scrub: Scrubber, stats: Stats, space: crate::audit_space::AuditSpace) -> Self {
+        Recorder {
+            sink,
+            scrub,
+            stats,
+            space: Arc::new(space),
         }
-        sink(log)
-    })
+    }
+
+    /// Resolves once the row is committed. Borrows nothing, so a caller
+    /// that is not `Sync` can await it.
+    pub fn commit(&self, ex: Exchange) -> impl Future<Output = Result<(), AuditFailed>> + Send + 'static {
+        let id = ex.id.clone();
+        let mut row = ex.into_record();
+        (self.scrub)(&mut row);
+        let write = (self.sink)(row);
+        let stats = self.stats.clone();
+        async move {
+            let result = write.await;
+            stats.audit_unhealthy.store(result.is_err(), Ordering::Relaxed);
+            result.map_err(|e| {
+                stats.audit_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(request_id = %id, "audit row could not be written: {e}; check the audit store (disk space, permissions)");
+                AuditFailed(e)
+            })
+        }
+    }
+
+    /// Whether the audit store refused its last row or its disk is nearly
+    /// full: then nothing new may reach a provider (it would leave
+    /// unaudited). A refusal's own row is the probe that closes the gate
+    /// again once the store recovers.
+    pub fn is_unhealthy(&self) -> bool {
+        self.stats.audit_unhealthy.load(Ordering::Relaxed) || self.space.is_low()
+    }
 }
 
 /// A sink that drops rows (for `--no-audit` runs and unit tests).
 pub fn discard() -> AuditSink {
     Arc::new(|_| Box::pin(async { Ok(()) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Client, Listener};
+
+    fn recorder(ok: bool) -> (Recorder, Stats) {
+        let stats = Stats::default();
+        let sink: AuditSink = Arc::new(move |_| {
+            Box::pin(async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("disk full".into())
+                }
+            })
+        });
+        let scrub: Scrubber = Arc::new(|_| {});
+        let space = crate::audit_space::AuditSpace::new("", 0);
+        (Recorder::new(sink, scrub, stats.clone(), space), stats)
+    }
+
+    #[tokio::test]
+    async fn a_refused_row_fails_the_exchange_and_closes_the_gate_until_a_row_commits() {
+        let (failing, stats) = recorder(false);
+        let err = failing
+            .commit(Exchange::new(Listener::Explicit, Client::default()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(failing.is_unhealthy());
+        assert_eq!(stats.audit_errors.load(Ordering::Relaxed), 1);
+
+        let (working, _) = recorder(true);
+        let working = Recorder {
+            stats: stats.clone(),
+            ..working
+        };
+        working
+            .commit(Exchange::new(Listener::Explicit, Client::default()))
+            .await
+            .unwrap();
+        assert!(!working.is_unhealthy(), "a committed row reopens the gate");
+    }
+
+    #[tokio::test]
+    async fn every_row_is_scrubbed_before_the_sink_sees_it() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rows = seen.clone();
+        let sink: AuditSink = Arc::new(move |row: AuditRecord| {
+            rows.lock().unwrap().push(row);
+            Box::pin(async { Ok(()) })
+        });
+        let scrub: Scrubber = Arc::new(|row| row.cmdline = Some("[scrubbed]".into()));
+        let recorder = Recorder::new(
+            sink,
+            scrub,
+            Stats::default(),
+            crate::audit_space::AuditSpace::new("", 0),
+        );
+        let mut ex = Exchange::new(Listener::Explicit, Client::default());
+        ex.client.identity = Some(crate::origin::ClientIdentity {
+            cmdline: Some("claude -p sk-secret".into()),
+            ..Default::default()
+        });
+        recorder.commit(ex).await.unwrap();
+        assert_eq!(seen.lock().unwrap()[0].cmdline.as_deref(), Some("[scrubbed]"));
+    }
 }

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub use promptwall_llm::policy::{Action, CustomDetector, PipelineConfig};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/promptwall/config.toml";
+/// Response header carrying the per-exchange request id (helper C makes it
+/// configurable).
+pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-promptwall-request-id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

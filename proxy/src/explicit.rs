@@ -27,22 +27,12 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAccept
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let proxy = proxy.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
-            let identity = local_identity(&stream, peer).await;
-            match tls {
-                None => {
-                    let conn = ConnContext {
-                        listener: Listener::Explicit,
-                        peer,
-                        server_name: None,
-                        origin: None,
-                        identity,
-                    };
-                    serve_http(proxy, conn, stream).await
-                }
-                Some(acceptor) => match crate::admission::tls_accept(&proxy.config.limits, &acceptor, stream).await {
-                    Ok(tls_stream) => {
-                        // Explicit HTTPS is addressed by base URL, not by SNI; route by path.
+        let span = tracing::info_span!("conn", listener = "explicit", %peer);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let identity = local_identity(&stream, peer).await;
+                match tls {
+                    None => {
                         let conn = ConnContext {
                             listener: Listener::Explicit,
                             peer,
@@ -50,18 +40,33 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAccept
                             origin: None,
                             identity,
                         };
-                        serve_http(proxy, conn, tls_stream).await
+                        serve_http(proxy, conn, stream).await
                     }
-                    Err(e) => {
-                        proxy
-                            .stats
-                            .tls_handshake_failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::debug!(%peer, "explicit TLS handshake failed: {e}");
-                    }
-                },
-            }
-        });
+                    Some(acceptor) => match crate::admission::tls_accept(&proxy.config.limits, &acceptor, stream).await
+                    {
+                        Ok(tls_stream) => {
+                            // Explicit HTTPS is addressed by base URL, not by SNI; route by path.
+                            let conn = ConnContext {
+                                listener: Listener::Explicit,
+                                peer,
+                                server_name: None,
+                                origin: None,
+                                identity,
+                            };
+                            serve_http(proxy, conn, tls_stream).await
+                        }
+                        Err(e) => {
+                            proxy
+                                .stats
+                                .tls_handshake_failures
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::debug!("explicit TLS handshake failed: {e}");
+                        }
+                    },
+                }
+            },
+            span,
+        ));
     }
 }
 

@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit_sink::RequestLog;
-use crate::forward::{now_rfc3339, ConnContext, Listener, Proxy};
+use crate::exchange::{now_rfc3339, Client, Exchange, Target, Traffic, Verdict};
+use crate::forward::{ConnContext, Listener, Proxy};
 use crate::origin::{ConnectionOrigin, OriginLookup};
 use crate::passthrough::PassthroughKey;
 use crate::server::serve_http;
@@ -161,11 +161,15 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: TlsAcceptor, ori
         let proxy = proxy.clone();
         let tls = tls.clone();
         let origins = origins.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(proxy, stream, peer, tls, origins).await {
-                tracing::debug!(%peer, "transparent connection ended: {e}");
-            }
-        });
+        let span = tracing::info_span!("conn", listener = "transparent", %peer);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                if let Err(e) = handle(proxy, stream, peer, tls, origins).await {
+                    tracing::debug!("transparent connection ended: {e}");
+                }
+            },
+            span,
+        ));
     }
 }
 
@@ -435,23 +439,14 @@ async fn refuse(
     reason: &str,
 ) -> io::Result<()> {
     tracing::warn!(%peer, server_name = server_name.as_deref().unwrap_or(""), "{reason}");
-    let log = RequestLog {
-        ts: now_rfc3339(),
-        listener: Listener::Transparent.as_str(),
-        host: server_name.unwrap_or_default(),
-        method: "CONNECT".into(),
-        shape: "refused".into(),
-        identity: origin.as_ref().map(|o| o.identity.clone()),
-        socket_cookie: origin.as_ref().and_then(|o| o.socket_cookie),
-        original_dst: origin.as_ref().map(|o| o.original_dst.to_string()),
-        verdict: "blocked".into(),
-        status: 403,
-        error: Some(reason.to_string()),
-        ..Default::default()
-    };
-    if let Err(e) = (proxy.audit)(log).await {
-        tracing::error!("audit row for a refused connection could not be written: {e}");
-    }
+    let mut ex = connection_exchange(origin.as_ref(), server_name, Traffic::Refused);
+    ex.verdict = Verdict::Blocked;
+    ex.status = 403;
+    ex.error = Some(reason.to_string());
+    ex.duration = Some(std::time::Duration::ZERO);
+    // The connection is closed either way; a failed row is logged and
+    // closes the audit gate (crate::audit_sink::Recorder).
+    let _ = proxy.recorder.commit(ex).await;
     Ok(())
 }
 
@@ -473,6 +468,20 @@ fn learn_rejection(proxy: &Proxy, key: &PassthroughKey, e: &io::Error) {
     }
 }
 
+/// The row of a connection-level decision (refused or spliced): the TLS
+/// server name stands for the host, `CONNECT` for the method.
+fn connection_exchange(origin: Option<&ConnectionOrigin>, server_name: Option<String>, traffic: Traffic) -> Exchange {
+    let mut ex = Exchange::new(Listener::Transparent, Client::from_origin(origin, None));
+    ex.method = "CONNECT".into();
+    ex.traffic = traffic;
+    ex.target = Some(Target {
+        provider: String::new(),
+        uri: http::Uri::default(),
+        host: server_name.unwrap_or_default(),
+    });
+    ex
+}
+
 /// Passes bytes both ways without decrypting; audits metadata only. The row
 /// is committed before the first byte is relayed (a long-lived splice is on
 /// record from its start, and one that cannot be recorded is not relayed).
@@ -489,49 +498,24 @@ async fn splice(
         .tls_passthrough
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let mut log = RequestLog {
-        ts: now_rfc3339(),
-        listener: Listener::Transparent.as_str(),
-        host: server_name.clone().unwrap_or_default(),
-        method: "CONNECT".into(),
-        shape: "passthrough".into(),
-        identity: Some(origin.identity.clone()),
-        socket_cookie: origin.socket_cookie,
-        original_dst: Some(origin.original_dst.to_string()),
-        verdict: "passthrough".into(),
-        error: Some(reason.to_string()),
-        ..Default::default()
-    };
+    let mut ex = connection_exchange(Some(&origin), server_name.clone(), Traffic::Spliced);
+    ex.verdict = Verdict::Passthrough;
+    ex.error = Some(reason.to_string());
     let mut server = match proxy.upstream.dialer.connect_addr(origin.original_dst).await {
         Ok(s) => s,
         Err(e) => {
-            log.error = Some(format!("passthrough to {} failed: {e}", origin.original_dst));
-            log.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            if let Err(e) = (proxy.audit)(log).await {
-                tracing::error!("audit row for a failed passthrough could not be written: {e}");
-            }
+            ex.error = Some(format!("passthrough to {} failed: {e}", origin.original_dst));
+            ex.duration = Some(started.elapsed());
+            let _ = proxy.recorder.commit(ex).await;
             return Err(e);
         }
     };
-    log.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if let Err(e) = (proxy.audit)(log).await {
-        proxy
-            .stats
-            .audit_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        proxy
-            .stats
-            .audit_unhealthy
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::error!("audit row for a passthrough could not be written: {e}; not relaying it");
-        return Err(io::Error::other(format!(
-            "passthrough not relayed: its audit row failed: {e}"
-        )));
+    ex.duration = Some(started.elapsed());
+    // Committed before the first byte is relayed: one that cannot be
+    // recorded is not relayed at all.
+    if let Err(e) = proxy.recorder.commit(ex).await {
+        return Err(io::Error::other(format!("passthrough not relayed: {e}")));
     }
-    proxy
-        .stats
-        .audit_unhealthy
-        .store(false, std::sync::atomic::Ordering::Relaxed);
     server.write_all(&buffered).await?;
     let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     if let Ok((up, down)) = &result {

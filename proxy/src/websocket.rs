@@ -29,11 +29,10 @@ pub enum ClientVerdict {
     Refuse(Vec<String>),
 }
 
-/// An audit row the exchange depends on could not be committed: the relay
-/// tells the client with an `error` event and closes, rather than carry on
-/// (or complete a response) with nothing on record.
-#[derive(Debug)]
-pub struct AuditFailed(pub String);
+// An audit row the exchange depends on could not be committed: the relay
+// tells the client with an `error` event and closes, rather than carry on
+// (or complete a response) with nothing on record.
+pub use crate::audit_sink::AuditFailed;
 
 /// Per-connection message hooks (the pipeline, with its per-connection vault).
 /// They resolve once the audit rows they write are committed, so the relay
@@ -247,7 +246,7 @@ fn decode_binary<E>(msg: Option<Result<Message, E>>) -> Option<Result<Message, E
 
 fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
     let mut hop = from.clone();
-    crate::forward::strip_hop_by_hop(&mut hop);
+    crate::headers::strip_hop_by_hop(&mut hop);
     for (name, value) in hop.iter() {
         if HANDSHAKE_HEADERS.contains(&name.as_str()) {
             continue;
@@ -360,7 +359,14 @@ mod tests {
         };
         let inspector = Arc::new(crate::pipeline::Inspector::new(&config).unwrap());
         let sink: crate::audit_sink::AuditSink = Arc::new(|_| Box::pin(async { Err("disk full".to_string()) }));
-        Box::new(inspector.websocket_session(Default::default(), sink))
+        let recorder = crate::audit_sink::Recorder::new(
+            sink,
+            Arc::new(|_| {}),
+            crate::stats::Stats::default(),
+            crate::audit_space::AuditSpace::new("", 0),
+        );
+        let base = crate::exchange::Exchange::new(crate::exchange::Listener::Transparent, Default::default());
+        Box::new(crate::ws_session::WsSession::new(inspector, base, recorder))
     }
 
     /// The client gets an `error` event and a 1011 close, never the

@@ -8,34 +8,19 @@ use std::sync::Arc;
 
 use promptwall_audit::{AuditRecord, AuditStore, AuditWriter, WriterOptions};
 use promptwall_proxy::app::{self, Deps};
-use promptwall_proxy::audit_sink::{AuditSink, RequestLog};
+use promptwall_proxy::audit_sink::AuditSink;
 use promptwall_proxy::config::Config;
+use promptwall_proxy::exchange::{Client, Exchange, Listener, Target, Traffic, Verdict};
 use promptwall_proxy::origin::ClientIdentity;
 
 /// Shaped like an AWS access key id, not the documented (allowlisted) example.
 const AWS_KEY: &str = "AKIAQ3EGVP7XWJ4LN2TZ";
 const EMAIL: &str = "maria.lopez@example.org";
 
-/// The SQLite store as the agent writes it, fed from the proxy's rows.
+/// The SQLite store as the agent writes it.
 fn sqlite_sink(writer: AuditWriter) -> AuditSink {
-    Arc::new(move |log: RequestLog| {
+    Arc::new(move |rec: AuditRecord| {
         let writer = writer.clone();
-        let id = log.identity.unwrap_or_default();
-        let rec = AuditRecord {
-            ts: promptwall_audit::time::now_ts(),
-            listener: log.listener.to_string(),
-            host: Some(log.host),
-            method: Some(log.method),
-            shape: Some(log.shape),
-            verdict: log.verdict,
-            error: log.error,
-            pid: id.pid,
-            uid: id.uid,
-            user: id.user,
-            exe: id.exe,
-            cmdline: id.cmdline,
-            ..Default::default()
-        };
         Box::pin(async move { writer.write(rec).await.map(|_| ()).map_err(|e| e.to_string()) })
     })
 }
@@ -78,25 +63,26 @@ async fn a_passthrough_row_is_stored_without_the_email_and_key_on_its_command_li
     // The row the transparent listener writes for a spliced connection:
     // nothing was decrypted, so nothing was inspected.
     let cmdline = format!("gemini -p \"email {EMAIL} the key {AWS_KEY}\"");
-    let row = RequestLog {
-        listener: "transparent",
+    let mut row = Exchange::new(Listener::Transparent, Client::default());
+    row.traffic = Traffic::Spliced;
+    row.method = "CONNECT".into();
+    row.verdict = Verdict::Passthrough;
+    row.error = Some("client rejected the certificate (pinned)".into());
+    row.target = Some(Target {
+        provider: String::new(),
+        uri: Default::default(),
         host: "generativelanguage.googleapis.com".into(),
-        method: "CONNECT".into(),
-        shape: "passthrough".into(),
-        verdict: "passthrough".into(),
-        error: Some("client rejected the certificate (pinned)".into()),
-        identity: Some(ClientIdentity {
-            pid: Some(4242),
-            uid: Some(1000),
-            user: Some("maria".into()),
-            exe: Some("/usr/local/bin/gemini".into()),
-            comm: Some("gemini".into()),
-            cmdline: Some(cmdline),
-            ..Default::default()
-        }),
+    });
+    row.client.identity = Some(ClientIdentity {
+        pid: Some(4242),
+        uid: Some(1000),
+        user: Some("maria".into()),
+        exe: Some("/usr/local/bin/gemini".into()),
+        comm: Some("gemini".into()),
+        cmdline: Some(cmdline),
         ..Default::default()
-    };
-    (running.proxy.audit)(row).await.expect("the row is committed");
+    });
+    running.proxy.recorder.commit(row).await.expect("the row is committed");
     assert_eq!(store.count_all().await.unwrap(), 1);
 
     for secret in [EMAIL, AWS_KEY] {

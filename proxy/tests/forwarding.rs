@@ -12,8 +12,9 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use promptwall_audit::AuditRecord;
 use promptwall_proxy::app::{self, Deps};
-use promptwall_proxy::audit_sink::{AuditSink, RequestLog};
+use promptwall_proxy::audit_sink::AuditSink;
 use promptwall_proxy::config::{Config, ProviderConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -107,7 +108,7 @@ fn tokio_stream(
 struct Harness {
     proxy: SocketAddr,
     seen: Seen,
-    rows: Arc<Mutex<Vec<RequestLog>>>,
+    rows: Arc<Mutex<Vec<AuditRecord>>>,
     release: Option<oneshot::Sender<()>>,
     _running: app::Running,
 }
@@ -242,8 +243,8 @@ async fn forwards_provider_headers_unchanged_and_strips_hop_by_hop() {
     drop(seen);
     let rows = h.rows.lock().unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].provider, "anthropic");
-    assert_eq!(rows[0].shape, "anthropic.messages");
+    assert_eq!(rows[0].provider.as_deref(), Some("anthropic"));
+    assert_eq!(rows[0].shape.as_deref(), Some("anthropic.messages"));
     assert_eq!(rows[0].status, 200);
     assert_eq!(rows[0].model.as_deref(), Some("claude-x"));
     assert_eq!(
@@ -253,11 +254,11 @@ async fn forwards_provider_headers_unchanged_and_strips_hop_by_hop() {
     );
     assert_eq!(rows[0].listener, "explicit");
     // The explicit listener finds the local client process through /proc.
-    let identity = rows[0].identity.as_ref().expect("local client is attributed");
-    assert_eq!(identity.pid, Some(std::process::id()));
+    assert_eq!(rows[0].pid, Some(std::process::id()), "local client is attributed");
     assert!(
-        identity.exe.as_deref().unwrap_or("").contains("forwarding"),
-        "{identity:?}"
+        rows[0].exe.as_deref().unwrap_or("").contains("forwarding"),
+        "{:?}",
+        rows[0].exe
     );
 }
 
@@ -336,7 +337,7 @@ async fn unreachable_upstream_is_a_502_in_openai_format() {
         .contains("cannot reach the provider"));
     let rows = h.rows.lock().unwrap();
     assert_eq!(rows[0].status, 502);
-    assert_eq!(rows[0].provider, "openai");
+    assert_eq!(rows[0].provider.as_deref(), Some("openai"));
     assert!(rows[0].error.as_deref().unwrap().contains("unreachable"));
 }
 

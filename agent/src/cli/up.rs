@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use promptwall_audit::{AuditRecord, AuditStore, AuditWriter, Fingerprint};
+use promptwall_audit::{AuditRecord, AuditStore, AuditWriter};
 use promptwall_proxy::app::{self, Deps};
-use promptwall_proxy::audit_sink::{AuditSink, RequestLog};
+use promptwall_proxy::audit_sink::AuditSink;
 use promptwall_proxy::config::Config;
 
 #[derive(clap::Args)]
@@ -146,67 +146,12 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Turns the proxy's request log into a durable audit row.
+/// The durable writer behind the proxy's audit sink; rows carry this
+/// machine's id.
 fn audit_sink(writer: AuditWriter, machine_id: String) -> AuditSink {
-    Arc::new(move |log: RequestLog| {
+    Arc::new(move |mut rec: AuditRecord| {
         let writer = writer.clone();
-        let rec = to_record(log, &machine_id);
+        rec.machine_id = machine_id.clone();
         Box::pin(async move { writer.write(rec).await.map(|_| ()).map_err(|e| e.to_string()) })
     })
-}
-
-fn none_if_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
-}
-
-pub fn to_record(log: RequestLog, machine_id: &str) -> AuditRecord {
-    let id = log.identity.unwrap_or_default();
-    AuditRecord {
-        machine_id: machine_id.to_string(),
-        ts: log.ts,
-        listener: log.listener.to_string(),
-        provider: none_if_empty(log.provider),
-        host: none_if_empty(log.host),
-        method: none_if_empty(log.method),
-        path: none_if_empty(log.path),
-        shape: none_if_empty(log.shape),
-        model: log.model,
-        status: log.status,
-        input_tokens: log.input_tokens,
-        output_tokens: log.output_tokens,
-        cache_read_tokens: log.cache_read_tokens,
-        cache_write_tokens: log.cache_write_tokens,
-        request_bytes: log.request_bytes as i64,
-        response_bytes: log.response_bytes as i64,
-        duration_ms: log.duration_ms,
-        ttfb_ms: log.ttfb_ms,
-        pid: id.pid,
-        exe: id.exe,
-        cmdline: id.cmdline,
-        uid: id.uid,
-        user: id.user,
-        login_user: id.login_uid.and_then(|u| {
-            if Some(u) == id.uid {
-                None
-            } else {
-                promptwall_proxy::attribution::user_name(u)
-            }
-        }),
-        tool: none_if_empty(log.tool),
-        container_id: id.container_id,
-        socket_cookie: log.socket_cookie,
-        original_dst: log.original_dst,
-        verdict: log.verdict,
-        findings: log.findings.into_iter().collect(),
-        fingerprints: log
-            .fingerprints
-            .into_iter()
-            .map(|(kind, fp)| Fingerprint { kind, fp })
-            .collect(),
-        error: log.error,
-        llm: log.llm,
-        request_body: log.request_body,
-        response_body: log.response_body,
-        ..Default::default()
-    }
 }

@@ -12,6 +12,18 @@ pub enum ApiShape {
     Other,
 }
 
+// Interim names for the shape registry's constants (replaced when the
+// Shape trait lands).
+#[allow(missing_docs)]
+impl ApiShape {
+    pub const ANTHROPIC_MESSAGES: ApiShape = ApiShape::AnthropicMessages;
+    pub const ANTHROPIC_COUNT_TOKENS: ApiShape = ApiShape::AnthropicCountTokens;
+    pub const OPENAI_CHAT: ApiShape = ApiShape::OpenAiChat;
+    pub const OPENAI_RESPONSES: ApiShape = ApiShape::OpenAiResponses;
+    pub const OPENAI_EMBEDDINGS: ApiShape = ApiShape::OpenAiEmbeddings;
+    pub const OTHER: ApiShape = ApiShape::Other;
+}
+
 impl ApiShape {
     /// Classify by path suffix, so provider prefixes (`/openai/v1/...`,
     /// `/backend-api/codex/responses`) still match. The caller strips the

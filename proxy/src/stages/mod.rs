@@ -1,0 +1,95 @@
+//! The request path as stages, run in this fixed order by the driver
+//! ([`crate::forward::Proxy::handle`]):
+//!
+//! | stage | module | reads → produces |
+//! |---|---|---|
+//! | admit | [`admit`] | method, path, TLS name → shape and the addressed provider |
+//! | read | [`read`] | the body stream → the whole body, bounded and decoded |
+//! | inspect | [`inspect`] | the body → the body to forward, or a block |
+//! | route | [`route`] | the addressed provider → the upstream chosen (identity today) |
+//! | translate | [`translate`] | the body in the client's shape → the upstream's shape (identity today) |
+//! | dispatch | [`dispatch`] | the request → the provider's response head |
+//! | respond | [`respond`] | the response → the client's stream (restore, usage) |
+//!
+//! A WebSocket upgrade leaves after route for [`upgrade`], where every
+//! message runs inspect and respond on its own.
+//!
+//! Every stage reads and writes the one [`Exchange`]. A stage ends the
+//! exchange early by returning a [`Refusal`]; the driver, never the stage,
+//! answers it in the client's error envelope and commits the audit row
+//! ([`crate::audit_sink::Recorder`]).
+//!
+//! To add a stage: a module here implementing [`Stage`], a call in the
+//! driver at its place in the order, and a test of the stage on its own.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::exchange::Exchange;
+
+pub mod admit;
+pub mod dispatch;
+pub mod inspect;
+pub mod read;
+pub mod respond;
+pub mod route;
+pub mod translate;
+pub mod upgrade;
+
+/// One step of the request path.
+pub trait Stage {
+    type Input;
+    type Output;
+
+    fn run(&self, ex: &mut Exchange, input: Self::Input) -> impl Future<Output = Result<Self::Output, Refusal>> + Send;
+}
+
+/// Why a stage ended the exchange, for the client and the audit row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// What the client is told (and the row records unless the stage set
+    /// `Exchange::error` with more detail).
+    pub message: String,
+    /// A body already in the client's envelope (the pipeline renders its
+    /// own blocks); otherwise the driver renders `message`.
+    pub body: Option<Bytes>,
+    /// Ask the client to retry shortly (`Retry-After`): a budget is full.
+    pub retry_later: bool,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+            body: None,
+            retry_later: false,
+        }
+    }
+
+    pub fn busy(busy: crate::admission::Busy) -> Self {
+        Refusal {
+            retry_later: true,
+            ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("promptwall: {busy}"))
+        }
+    }
+}
+
+/// The error chain of `e` as one line, sources that repeat their cause
+/// left out.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

@@ -1,0 +1,246 @@
+//! Respond: the provider's answer streams back to the client through the
+//! response stage (placeholders restored, usage read), and the exchange's
+//! audit row is committed before the answer's end is sent, so no answer
+//! completes without its row.
+//!
+//! [`Respond::run`] decides how the answer is treated from its head;
+//! [`Relay::start`] streams it (the only part with I/O).
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self};
+use http::response::Parts;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use promptwall_llm::ApiShape;
+use tokio::sync::mpsc;
+
+use super::{error_chain, Refusal, Stage};
+use crate::audit_sink::Recorder;
+use crate::body::{BoxError, ProxyBody};
+use crate::exchange::Exchange;
+use crate::pipeline::{Inspector, ResponseStage};
+
+/// How one answer is relayed, decided from its head.
+pub struct Relay<B = Incoming> {
+    pub parts: Parts,
+    pub body: B,
+    pub stage: Option<ResponseStage>,
+    /// A stream that breaks off ends with an error event in this shape's
+    /// stream format (its SDK understands it) instead of a truncated body.
+    pub sse_error: Option<ApiShape>,
+}
+
+/// Generic over the body so the stage can be tested without a socket.
+pub struct Respond<B = Incoming>(PhantomData<fn(B)>);
+
+impl<B> Default for Respond<B> {
+    fn default() -> Self {
+        Respond(PhantomData)
+    }
+}
+
+impl<B: Send> Stage for Respond<B> {
+    /// The provider's response and, for an inspected request, its stage.
+    type Input = (Response<B>, Option<ResponseStage>);
+    type Output = Relay<B>;
+
+    async fn run(&self, ex: &mut Exchange, (resp, stage): Self::Input) -> Result<Relay<B>, Refusal> {
+        let (mut parts, body) = resp.into_parts();
+        crate::headers::strip_hop_by_hop(&mut parts.headers);
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let compressed = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let stage = stage.map(|s| s.for_response(parts.status.as_u16(), &content_type, compressed));
+        if stage.as_ref().is_some_and(|s| s.may_change_length()) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        let shape = ex.shape();
+        let sse_error = (shape.is_llm()
+            && parts.status.is_success()
+            && content_type.to_ascii_lowercase().contains("text/event-stream"))
+        .then_some(shape);
+        Ok(Relay {
+            parts,
+            body,
+            stage,
+            sse_error,
+        })
+    }
+}
+
+impl<B> Relay<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    /// Streams the answer to the client and commits `ex` before its end.
+    /// `capture` is `[audit] capture_bodies`' byte limit.
+    pub fn start(
+        self,
+        mut ex: Exchange,
+        recorder: Recorder,
+        inspector: Arc<Inspector>,
+        capture: Option<usize>,
+    ) -> Response<ProxyBody> {
+        let Relay {
+            parts,
+            body: mut upstream,
+            mut stage,
+            sse_error,
+        } = self;
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(32);
+        // With a Content-Length the client knows the answer is complete at
+        // its last byte, so that byte waits for the audit commit.
+        let exact_len = upstream.size_hint().exact();
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let mut client_gone = false;
+                let mut upstream_error: Option<String> = None;
+                let mut captured: Vec<u8> = Vec::new();
+                let mut held = Bytes::new();
+                loop {
+                    // A client hang-up ends the upstream request at once (the
+                    // provider stops generating) instead of at its next frame,
+                    // which may be a long thinking pause away.
+                    let next = tokio::select! {
+                        biased;
+                        _ = tx.closed() => None,
+                        next = upstream.frame() => Some(next),
+                    };
+                    let Some(next) = next else {
+                        // A client that read a Content-Length body to its end may
+                        // close before the upstream's end-of-stream is seen:
+                        // that is a complete exchange, not a hang-up.
+                        client_gone = !upstream.is_end_stream();
+                        break;
+                    };
+                    match next {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(data) => {
+                                ex.response_bytes += data.len() as u64;
+                                if let Some(limit) = capture {
+                                    let room = limit.saturating_sub(captured.len());
+                                    captured.extend_from_slice(&data[..data.len().min(room)]);
+                                }
+                                let out = match stage.as_mut() {
+                                    Some(s) => s.push(data),
+                                    None => data,
+                                };
+                                if exact_len.is_some_and(|n| ex.response_bytes >= n) {
+                                    held = out;
+                                    continue;
+                                }
+                                if !out.is_empty() && tx.send(Ok(Frame::data(out))).await.is_err() {
+                                    client_gone = true;
+                                    break;
+                                }
+                            }
+                            Err(frame) => {
+                                if tx.send(Ok(frame)).await.is_err() {
+                                    client_gone = true;
+                                    break;
+                                }
+                            }
+                        },
+                        Some(Err(e)) => {
+                            let e: BoxError = e.into();
+                            upstream_error = Some(error_chain(&*e));
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                let tail = stage.as_mut().map(|s| s.finish()).unwrap_or_default();
+                let tail = match (held.is_empty(), tail.is_empty()) {
+                    (true, _) => tail,
+                    (false, true) => held,
+                    (false, false) => Bytes::from([held.as_ref(), tail.as_ref()].concat()),
+                };
+                if let (Some(s), false, None) = (stage.as_ref(), client_gone, &upstream_error) {
+                    inspector.conclude(s);
+                }
+                if let Some(s) = stage.as_ref() {
+                    let (usage, stream_error) = s.usage();
+                    ex.usage = usage;
+                    if let Some(err) = stream_error {
+                        ex.error
+                            .get_or_insert(format!("provider sent an error event mid-stream: {err}"));
+                    }
+                }
+                if capture.is_some() {
+                    ex.response_body = Some(String::from_utf8_lossy(&captured).into_owned());
+                }
+                if client_gone {
+                    ex.error = Some(format!(
+                        "client disconnected after {} response bytes",
+                        ex.response_bytes
+                    ));
+                }
+                if let Some(e) = &upstream_error {
+                    ex.error = Some(format!("upstream response broke off: {e}"));
+                }
+                ex.duration = Some(ex.started.elapsed());
+                if let Err(e) = recorder.commit(ex).await {
+                    // No answer completes without its audit row: the client sees
+                    // a broken response (and retries) instead of a clean one.
+                    let _ = tx.send(Err(e.to_string().into())).await;
+                    return;
+                }
+                if client_gone {
+                    return;
+                }
+                if !tail.is_empty() {
+                    let _ = tx.send(Ok(Frame::data(tail))).await;
+                }
+                if let Some(e) = upstream_error {
+                    match sse_error {
+                        Some(shape) => {
+                            let msg = format!("promptwall: the provider's stream broke off ({e}); retry the request");
+                            let _ = tx
+                                .send(Ok(Frame::data(crate::inspect::sse_error_event(shape, &msg))))
+                                .await;
+                        }
+                        None => {
+                            let _ = tx.send(Err(format!("upstream response broke off: {e}").into())).await;
+                        }
+                    }
+                }
+            },
+            span,
+        ));
+        Response::from_parts(parts, ChannelBody { rx }.boxed())
+    }
+}
+
+/// A response body fed by the relay task.
+struct ChannelBody {
+    rx: mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
