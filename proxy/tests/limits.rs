@@ -311,6 +311,10 @@ fn tls_config() -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
 
 /// The first flight of a real TLS client for `api.anthropic.com`.
 fn client_hello(trusted: CertificateDer<'static>) -> Vec<u8> {
+    client_hello_for(trusted, "api.anthropic.com")
+}
+
+fn client_hello_for(trusted: CertificateDer<'static>, server_name: &str) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trusted).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(provider())
@@ -319,7 +323,8 @@ fn client_hello(trusted: CertificateDer<'static>) -> Vec<u8> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("api.anthropic.com").unwrap()).unwrap();
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from(server_name.to_string()).unwrap())
+            .unwrap();
     let mut hello = Vec::new();
     conn.write_tls(&mut hello).unwrap();
     hello
@@ -426,4 +431,60 @@ async fn a_body_with_more_findings_than_the_cap_is_refused_not_forwarded() {
         msg.contains(&format!("more than {max} findings")) && msg.contains("not sent"),
         "{msg}"
     );
+}
+
+/// The splice path's half of "no exchange without its row": a connection
+/// relayed undecrypted is on record before its first byte, so while the
+/// audit store refuses rows not one byte reaches the destination.
+#[tokio::test]
+async fn a_spliced_connection_whose_audit_row_fails_is_never_relayed() {
+    for store_works in [true, false] {
+        // The destination: a neighbour at the provider's address.
+        let neighbour = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dst = neighbour.local_addr().unwrap();
+        let mut config = base_config(dst);
+        config.listen.transparent = Some("127.0.0.1:0".parse().unwrap());
+        config.intercept.splice_server_names = vec!["status.example.test".into()];
+        let (tls, cert) = tls_config();
+        let sink: AuditSink = if store_works {
+            audit()
+        } else {
+            Arc::new(|_row| Box::pin(async { Err("disk full".to_string()) }))
+        };
+        let running = app::start(
+            config,
+            Deps {
+                audit: sink,
+                tls: Some(tls),
+                origins: Some(OriginSource::Lookup(Arc::new(To(dst)))),
+            },
+        )
+        .await
+        .unwrap();
+        let hello = client_hello_for(cert, "status.example.test");
+        let mut client = TcpStream::connect(running.transparent.unwrap()).await.unwrap();
+        client.write_all(&hello).await.unwrap();
+
+        let (mut relayed, _) = tokio::time::timeout(PATIENCE, neighbour.accept())
+            .await
+            .expect("the agent dials the destination")
+            .unwrap();
+        if store_works {
+            let mut got = vec![0; hello.len()];
+            tokio::time::timeout(PATIENCE, relayed.read_exact(&mut got))
+                .await
+                .expect("the hello is relayed")
+                .unwrap();
+            assert_eq!(got, hello);
+        } else {
+            closed_by_agent(client).await;
+            let mut got = Vec::new();
+            tokio::time::timeout(PATIENCE, relayed.read_to_end(&mut got))
+                .await
+                .expect("the agent drops the destination")
+                .unwrap();
+            assert!(got.is_empty(), "{} bytes relayed without a row", got.len());
+            assert_eq!(running.stats.audit_errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+        }
+    }
 }

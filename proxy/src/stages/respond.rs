@@ -244,3 +244,92 @@ impl Body for ChannelBody {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit_sink::AuditSink;
+    use crate::config::Config;
+    use crate::exchange::{Client, Listener, Traffic};
+    use crate::stages::inspect::Inspect;
+    use http_body_util::Full;
+    use promptwall_audit::AuditRecord;
+    use std::sync::Mutex;
+
+    type Rows = Arc<Mutex<Vec<AuditRecord>>>;
+
+    fn recorder(store_works: bool) -> (Recorder, Rows) {
+        let rows: Rows = Default::default();
+        let seen = rows.clone();
+        let sink: AuditSink = Arc::new(move |row| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                if !store_works {
+                    return Err("disk full".to_string());
+                }
+                seen.lock().unwrap().push(row);
+                Ok(())
+            })
+        });
+        let recorder = Recorder::new(
+            sink,
+            Arc::new(|_| {}),
+            crate::stats::Stats::default(),
+            crate::audit_space::AuditSpace::new("", 0),
+        );
+        (recorder, rows)
+    }
+
+    /// Inspect a Chat request carrying an email, then relay `answer` to it.
+    async fn relay(answer: &'static str, store_works: bool) -> (Result<Bytes, BoxError>, Rows) {
+        let inspector = Arc::new(Inspector::new(&Config::default()).unwrap());
+        let mut ex = Exchange::new(Listener::Explicit, Client::default());
+        ex.traffic = Traffic::Api(ApiShape::OPENAI_CHAT);
+        let request = r#"{"model":"gpt-x","messages":[{"role":"user","content":"write to ann@example.com"}]}"#;
+        let Ok(inspected) = (Inspect {
+            inspector: &inspector,
+            capture: None,
+        })
+        .inspect(&mut ex, Bytes::from_static(request.as_bytes()), &http::HeaderMap::new()) else {
+            panic!("the request was not forwarded")
+        };
+        let resp = Response::builder()
+            .header("content-type", "application/json")
+            .header("content-length", answer.len())
+            .body(Full::new(Bytes::from_static(answer.as_bytes())))
+            .unwrap();
+        let relay = Respond::default()
+            .run(&mut ex, (resp, Some(inspected.response)))
+            .await
+            .unwrap_or_else(|_| panic!("respond refused"));
+        assert!(
+            !relay.parts.headers.contains_key("content-length"),
+            "restoring changes the length"
+        );
+        let (recorder, rows) = recorder(store_works);
+        let body = relay.start(ex, recorder, inspector, None).into_body();
+        (body.collect().await.map(|c| c.to_bytes()), rows)
+    }
+
+    const ANSWER: &str = r#"{"model":"gpt-x-1","choices":[{"index":0,"message":{"role":"assistant","content":"Sent to [[EMAIL_001]]."}}],"usage":{"prompt_tokens":7,"completion_tokens":4}}"#;
+
+    #[tokio::test]
+    async fn the_answer_is_restored_and_its_row_committed_with_the_usage_it_reported() {
+        let (body, rows) = relay(ANSWER, true).await;
+        let body = String::from_utf8(body.expect("a complete answer").to_vec()).unwrap();
+        assert!(body.contains("Sent to ann@example.com."), "{body}");
+        let rows = rows.lock().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (Some(7), Some(4)));
+        assert_eq!(rows[0].model.as_deref(), Some("gpt-x-1"));
+        assert_eq!(rows[0].verdict, "redacted");
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_row_cannot_be_committed_never_completes() {
+        let (body, rows) = relay(ANSWER, false).await;
+        let err = body.expect_err("the client must not see a clean answer");
+        assert!(err.to_string().contains("audit row"), "{err}");
+        assert!(rows.lock().unwrap().is_empty());
+    }
+}
