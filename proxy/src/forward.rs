@@ -530,8 +530,9 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         // Responses over WebSocket: api.openai.com/v1/responses (API key) and
         // chatgpt.com/backend-api/codex/responses (ChatGPT sign-in).
-        if inspect::classify(&http::Method::POST, req.uri().path().trim_end_matches('/')) == ApiShape::OpenAiResponses {
-            log.shape = ApiShape::OpenAiResponses.as_str().into();
+        if inspect::classify(&http::Method::POST, req.uri().path().trim_end_matches('/')) == ApiShape::OPENAI_RESPONSES
+        {
+            log.shape = ApiShape::OPENAI_RESPONSES.as_str().into();
             log.llm = true;
             log.status = 101;
             let mut ticket = crate::admission::Ticket::default();
@@ -792,9 +793,9 @@ impl Proxy {
 /// The error envelope for a request refused before its path is classified.
 fn envelope_guess(headers: &HeaderMap) -> ApiShape {
     if headers.contains_key("anthropic-version") {
-        ApiShape::AnthropicMessages
+        ApiShape::ANTHROPIC_MESSAGES
     } else {
-        ApiShape::OpenAiChat
+        ApiShape::OPENAI_CHAT
     }
 }
 

@@ -158,7 +158,7 @@ impl Inspector {
         let (Some(pipeline), Some(restorer), Some(owner)) = (&self.pipeline, &stage.restorer, stage.owner) else {
             return;
         };
-        if stage.shape != ApiShape::OpenAiResponses || restorer.is_empty() {
+        if stage.shape != ApiShape::OPENAI_RESPONSES || restorer.is_empty() {
             return;
         }
         if let Some(id) = stage.processor.as_ref().and_then(|p| p.usage().response_id) {

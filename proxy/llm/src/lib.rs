@@ -1,6 +1,8 @@
 //! promptwall-llm: the pure inspection pipeline (no I/O).
 //!
-//! - [`ApiShape::classify`] names the API a request speaks.
+//! - [`Shapes::classify`] (or [`ApiShape::classify`] over the builtin
+//!   shapes) names the API a request speaks; each API is one module under
+//!   `shapes/` implementing [`Shape`].
 //! - [`Pipeline::inspect_request`] scans a request body and decides: forward
 //!   unchanged, forward with placeholders (plus a [`Restorer`]), or block
 //!   with an error in the client's own format.
@@ -19,11 +21,12 @@ mod response;
 mod restore;
 mod scan;
 mod shape;
+mod shapes;
 mod sse;
 mod stream;
 mod usage;
 mod vault;
-mod walk;
+pub mod walk;
 
 pub use errors::{error_body, error_body_with_code, error_type_for_status, ws_error_frame};
 pub use pipeline::{
@@ -31,8 +34,10 @@ pub use pipeline::{
     MAX_FINDINGS,
 };
 pub use response::ResponseProcessor;
-pub use restore::Restorer;
+pub use restore::{EscapeMode, Restorer};
 pub use scan::{scrub, Action, Category, Hit, Scanner};
-pub use shape::ApiShape;
+pub use shape::{ApiShape, ErrorFamily, NonJsonBody, Shape};
+pub use shapes::Shapes;
+pub use stream::{EventRestorer, EventResult, Synthetic};
 pub use usage::Usage;
 pub use vault::{label as placeholder_label, redacted_placeholder, ConversationOwner, Vault};

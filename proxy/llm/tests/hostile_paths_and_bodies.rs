@@ -179,7 +179,7 @@ proptest! {
     #[test]
     fn a_secret_anywhere_in_a_json_body_blocks_it_without_echo(body in json_with_secret()) {
         let pipeline = common::pipeline();
-        for shape in [ApiShape::Other, ApiShape::AnthropicMessages, ApiShape::OpenAiChat, ApiShape::OpenAiResponses, ApiShape::OpenAiEmbeddings] {
+        for shape in [ApiShape::OTHER, ApiShape::ANTHROPIC_MESSAGES, ApiShape::OPENAI_CHAT, ApiShape::OPENAI_RESPONSES, ApiShape::OPENAI_EMBEDDINGS] {
             match pipeline.inspect_request(shape, body.as_bytes(), &CTX) {
                 RequestOutcome::Block { body: answer, .. } => {
                     prop_assert!(!String::from_utf8_lossy(&answer).contains(SECRET), "echoed: {}", String::from_utf8_lossy(&answer));
