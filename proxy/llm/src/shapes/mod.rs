@@ -141,4 +141,27 @@ mod tests {
         assert!(!ApiShape::OTHER.is_llm() && Shapes::builtin().iter().all(|s| s.is_llm()));
         assert_eq!(format!("{:?}", ApiShape::OPENAI_CHAT), "openai.chat");
     }
+
+    #[test]
+    fn each_shape_ends_a_broken_stream_in_its_sdks_format() {
+        let event = |s: ApiShape| String::from_utf8(s.sse_error_event("m").to_vec()).unwrap();
+        let anthropic =
+            "\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"m\"}}\n\n";
+        assert_eq!(event(ApiShape::ANTHROPIC_MESSAGES), anthropic);
+        assert_eq!(event(ApiShape::ANTHROPIC_COUNT_TOKENS), anthropic);
+        assert_eq!(
+            event(ApiShape::OPENAI_RESPONSES),
+            "\n\nevent: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"m\",\"param\":null}\n\n"
+        );
+        let chat = "\n\ndata: {\"error\":{\"message\":\"m\",\"type\":\"server_error\",\"param\":null,\"code\":\"promptwall_stream_broken\"}}\n\n";
+        for s in [ApiShape::OPENAI_CHAT, ApiShape::OPENAI_EMBEDDINGS, ApiShape::OTHER] {
+            assert_eq!(event(s), chat, "{s}");
+        }
+        let ws: Vec<ApiShape> = Shapes::builtin()
+            .iter()
+            .chain([ApiShape::OTHER])
+            .filter(|s| s.ws_error_frame(500, "t", "c", "m").is_some())
+            .collect();
+        assert_eq!(ws, [ApiShape::OPENAI_RESPONSES]);
+    }
 }
