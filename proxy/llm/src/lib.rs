@@ -14,6 +14,7 @@ pub mod detect;
 pub use detect::policy;
 mod detect_api;
 pub mod errors;
+mod field;
 pub mod json;
 pub mod path;
 mod pipeline;
@@ -41,3 +42,13 @@ pub use shapes::Shapes;
 pub use stream::{EventRestorer, EventResult, Synthetic};
 pub use usage::Usage;
 pub use vault::{label as placeholder_label, redacted_placeholder, ConversationOwner, Vault};
+
+/// Typed wire models of the builtin shapes, for translating between APIs
+/// (not for redaction, which splices the client's own bytes). Each keeps
+/// unknown fields, so parse → serialize yields the same JSON value.
+pub mod wire {
+    pub use crate::field::Field;
+    pub use crate::shapes::anthropic_messages::wire as anthropic_messages;
+    pub use crate::shapes::openai_chat::wire as openai_chat;
+    pub use crate::shapes::openai_responses::wire as openai_responses;
+}

@@ -172,3 +172,97 @@ pub(crate) fn restore_event(events: &mut EventRestorer, name: Option<&str>, data
     }
     out
 }
+
+/// Typed Anthropic Messages bodies for translation between APIs. Unknown
+/// fields are kept in `extra`, so parse → serialize gives the same JSON
+/// value. Redaction does not use these: it splices the client's bytes.
+pub mod wire {
+    use serde::{Deserialize, Serialize};
+    use serde_json::{Map, Value};
+
+    use crate::field::Field;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Request {
+        pub model: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub max_tokens: Field<u64>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub system: Field<Content>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub tools: Field<Vec<Tool>>,
+        pub messages: Vec<Message>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub stream: Field<bool>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Message {
+        pub role: String,
+        pub content: Content,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    /// A string or content blocks (`system`, message and tool-result content).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub enum Content {
+        Text(String),
+        Blocks(Vec<Block>),
+    }
+
+    /// One content block: `text`, `tool_use`, `tool_result`, `thinking`, ...;
+    /// the fields of the other kinds stay in `extra`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Block {
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub text: Field<String>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Tool {
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub name: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub description: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub input_schema: Field<Value>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Response {
+        pub id: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub model: Field<String>,
+        pub content: Vec<Block>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub stop_reason: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub usage: Field<Usage>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Usage {
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub input_tokens: Field<u64>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub output_tokens: Field<u64>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub cache_creation_input_tokens: Field<u64>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub cache_read_input_tokens: Field<u64>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+}

@@ -3,10 +3,10 @@
 //! one.
 
 mod anthropic_count_tokens;
-mod anthropic_messages;
-mod openai_chat;
+pub(crate) mod anthropic_messages;
+pub(crate) mod openai_chat;
 mod openai_embeddings;
-mod openai_responses;
+pub(crate) mod openai_responses;
 mod other;
 
 use crate::shape::{ApiShape, Shape};

@@ -216,3 +216,120 @@ fn stream_keys(delta: &Node<'_>, prefix: &str, data: &str) -> Vec<String> {
         .map(|(k, _, _)| k)
         .collect()
 }
+
+/// Typed Chat Completions bodies for translation between APIs. Unknown
+/// fields are kept in `extra`, so parse → serialize gives the same JSON
+/// value. Redaction does not use these: it splices the client's bytes.
+pub mod wire {
+    use serde::{Deserialize, Serialize};
+    use serde_json::{Map, Value};
+
+    use crate::field::Field;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Request {
+        pub model: String,
+        pub messages: Vec<Message>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub tools: Field<Vec<Tool>>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub stream: Field<bool>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Message {
+        pub role: String,
+        /// `null` for an assistant turn that only calls tools.
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub content: Field<Content>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub tool_calls: Field<Vec<ToolCall>>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub tool_call_id: Field<String>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub enum Content {
+        Text(String),
+        Parts(Vec<Part>),
+    }
+
+    /// `text`, `image_url`, `input_audio`, `file`, ...: the non-text ones
+    /// keep their payload in `extra`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Part {
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub text: Field<String>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ToolCall {
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub id: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub function: Field<FunctionCall>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct FunctionCall {
+        pub name: String,
+        /// JSON text, as the model wrote it.
+        pub arguments: String,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Tool {
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub function: Field<Value>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Response {
+        pub id: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub model: Field<String>,
+        pub choices: Vec<Choice>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub usage: Field<Usage>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Choice {
+        pub index: u64,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub message: Field<Message>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub finish_reason: Field<String>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Usage {
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub prompt_tokens: Field<u64>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub completion_tokens: Field<u64>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+}

@@ -173,3 +173,93 @@ fn item<'t, 'a>(w: &mut Walk<'t, 'a>, item: &'t Node<'a>, path: PathId) {
         }
     }
 }
+
+/// Typed Responses bodies for translation between APIs. Unknown fields are
+/// kept in `extra`, so parse → serialize gives the same JSON value.
+/// Redaction does not use these: it splices the client's bytes.
+pub mod wire {
+    use serde::{Deserialize, Serialize};
+    use serde_json::{Map, Value};
+
+    use crate::field::Field;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Request {
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub model: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub instructions: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub input: Field<Input>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub tools: Field<Vec<Value>>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub previous_response_id: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub stream: Field<bool>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub enum Input {
+        Text(String),
+        Items(Vec<Item>),
+    }
+
+    /// An input or output item: `message` (also typeless with a `role`),
+    /// `function_call`, `function_call_output`, `reasoning`, ...
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Item {
+        #[serde(rename = "type", default, skip_serializing_if = "Field::is_absent")]
+        pub kind: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub role: Field<String>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub content: Field<Content>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub enum Content {
+        Text(String),
+        Parts(Vec<Part>),
+    }
+
+    /// `input_text`, `output_text`, `input_image`, ...
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Part {
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub text: Field<String>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Response {
+        pub id: String,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub model: Field<String>,
+        #[serde(default)]
+        pub output: Vec<Item>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub usage: Field<Usage>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Usage {
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub input_tokens: Field<u64>,
+        #[serde(default, skip_serializing_if = "Field::is_absent")]
+        pub output_tokens: Field<u64>,
+        #[serde(flatten)]
+        pub extra: Map<String, Value>,
+    }
+}
