@@ -672,7 +672,7 @@ fn segments<'s>(place: &Place<'s, '_>, hits: &[SubHit]) -> Vec<Segment<'s>> {
 }
 
 /// Hits that apply in this mode, valid and non-overlapping, in text order.
-fn applicable<'h>(mode: Mode, hits: &'h [Hit]) -> Vec<&'h Hit> {
+fn applicable(mode: Mode, hits: &[Hit]) -> Vec<&Hit> {
     let mut v: Vec<&Hit> = hits
         .iter()
         .filter(|h| h.action != Action::Off && h.start < h.end)

@@ -134,9 +134,7 @@ fn is_protected_key(k: &str) -> bool {
 /// encrypted content. Returns `None` when nothing changed (the caller keeps
 /// the original bytes).
 pub(crate) fn restore_json(src: &str, map: &RestoreMap) -> Option<String> {
-    if memchr::memmem::find(src.as_bytes(), b"[[").is_none() {
-        return None;
-    }
+    memchr::memmem::find(src.as_bytes(), b"[[")?;
     let root = json::parse(src).ok()?;
     let mut edits = Vec::new();
     collect_restore_edits(&root, None, map, &mut edits);

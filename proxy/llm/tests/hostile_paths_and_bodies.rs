@@ -151,12 +151,12 @@ fn json_with_secret() -> impl Strategy<Value = String> {
 fn plant(v: &mut serde_json::Value, as_key: bool, seed: u64) {
     use serde_json::Value;
     match v {
-        Value::Object(m) if !m.is_empty() && seed % 3 != 0 => {
+        Value::Object(m) if !m.is_empty() && !seed.is_multiple_of(3) => {
             let i = (seed as usize / 3) % m.len();
             let k = m.keys().nth(i).unwrap().clone();
             plant(m.get_mut(&k).unwrap(), as_key, seed / 7);
         }
-        Value::Array(a) if !a.is_empty() && seed % 3 != 0 => {
+        Value::Array(a) if !a.is_empty() && !seed.is_multiple_of(3) => {
             let i = (seed as usize / 3) % a.len();
             plant(&mut a[i], as_key, seed / 7);
         }
