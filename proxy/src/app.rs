@@ -37,6 +37,8 @@ pub struct Deps {
     /// Server config whose cert resolver mints leaves per SNI.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub origins: Option<OriginSource>,
+    /// API shapes requests are classified into (`Shapes::builtin()`).
+    pub shapes: promptwall_llm::Shapes,
 }
 
 pub struct Running {
@@ -78,6 +80,7 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         upstream: Upstream::new(&config)?,
         recorder,
         inspector,
+        shapes: deps.shapes,
         stats: stats.clone(),
         admission: crate::admission::Admission::new(&config.limits),
         request_id_header: Some(http::HeaderName::from_static(crate::config::DEFAULT_REQUEST_ID_HEADER)),

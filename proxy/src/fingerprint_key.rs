@@ -151,7 +151,7 @@ mod tests {
             "messages": [{"role": "user", "content": format!("deploy with {AWS_KEY}")}],
         });
         let report = match inspector.inspect_request(
-            ApiShape::AnthropicMessages,
+            ApiShape::ANTHROPIC_MESSAGES,
             body.to_string().as_bytes(),
             &Default::default(),
             None,

@@ -54,6 +54,9 @@ pub struct Proxy {
     /// The one way rows are committed (HTTP, spliced, refused, WebSocket).
     pub recorder: Recorder,
     pub inspector: Arc<Inspector>,
+    /// The API shapes requests are classified into (the builtin registry,
+    /// plus any the embedder registers).
+    pub shapes: promptwall_llm::Shapes,
     pub stats: crate::stats::Stats,
     /// Memory budgets of inspected exchanges.
     pub admission: crate::admission::Admission,
@@ -153,6 +156,7 @@ impl Proxy {
         let (mut parts, incoming) = req.into_parts();
         let admit = Admit {
             config: &self.config,
+            shapes: &self.shapes,
             conn,
             audit_ready: !self.recorder.is_unhealthy(),
         };
@@ -160,6 +164,7 @@ impl Proxy {
         if crate::headers::is_websocket_upgrade(&parts.headers) {
             let target = Route.run(ex, admitted.target).await?;
             let upgrade = Upgrade {
+                shapes: &self.shapes,
                 upstream: &self.upstream,
                 limits: &self.config.limits,
                 admission: &self.admission,

@@ -1,15 +1,15 @@
 //! Errors the proxy itself answers with, in the client's own API format.
 
 use bytes::Bytes;
-use promptwall_llm::{error_body_with_code, error_type_for_status, ApiShape};
+use promptwall_llm::{error_body_with_code, ApiShape};
 
 /// The shape whose error envelope a client expects: Anthropic clients get
 /// `{"type":"error",...}`, everyone else OpenAI's `{"error":{...}}`.
 pub fn error_shape(shape: ApiShape, provider: Option<&str>) -> ApiShape {
     if shape.is_anthropic() || provider == Some("anthropic") {
-        ApiShape::AnthropicMessages
-    } else if shape == ApiShape::Other {
-        ApiShape::OpenAiChat
+        ApiShape::ANTHROPIC_MESSAGES
+    } else if shape == ApiShape::OTHER {
+        ApiShape::OPENAI_CHAT
     } else {
         shape
     }
@@ -17,22 +17,18 @@ pub fn error_shape(shape: ApiShape, provider: Option<&str>) -> ApiShape {
 
 pub fn error_body(shape: ApiShape, status: u16, message: &str) -> Bytes {
     let code = format!("promptwall_{status}");
-    // Anthropic names its 413 type; OpenAI calls it an invalid request.
-    let kind = if shape.is_anthropic() && status == 413 {
-        "request_too_large"
-    } else {
-        error_type_for_status(status)
-    };
-    error_body_with_code(shape, status, kind, Some(&code), message)
+    let family = shape.error_family();
+    family.body(status, family.error_type(status), Some(&code), message)
 }
 
-/// The API shape of a request: LLM shapes are POSTs; everything else is `Other`.
-pub fn classify(method: &http::Method, path: &str) -> ApiShape {
+/// The API shape of a request among `shapes`: LLM shapes are POSTs;
+/// everything else is `OTHER`.
+pub fn classify(shapes: &promptwall_llm::Shapes, method: &http::Method, path: &str) -> ApiShape {
     // `post` is an extension method to the http crate, and POST to a server.
     if !method.as_str().eq_ignore_ascii_case("POST") {
-        return ApiShape::Other;
+        return ApiShape::OTHER;
     }
-    ApiShape::classify("POST", path)
+    shapes.classify("POST", path)
 }
 
 /// Whether the body of a request outside the known LLM shapes is read and
@@ -71,21 +67,7 @@ pub fn reshape_error(shape: ApiShape, status: u16, body: &[u8]) -> Bytes {
 /// stream the proxy has to end early. Starts with a blank line so it is
 /// never glued to a preceding event.
 pub fn sse_error_event(shape: ApiShape, message: &str) -> Bytes {
-    let text = match shape {
-        ApiShape::AnthropicMessages | ApiShape::AnthropicCountTokens => format!(
-            "\n\nevent: error\ndata: {}\n\n",
-            serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}})
-        ),
-        ApiShape::OpenAiResponses => format!(
-            "\n\nevent: error\ndata: {}\n\n",
-            serde_json::json!({"type": "error", "code": "server_error", "message": message, "param": null})
-        ),
-        _ => format!(
-            "\n\ndata: {}\n\n",
-            serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": "promptwall_stream_broken"}})
-        ),
-    };
-    Bytes::from(text)
+    shape.sse_error_event(message)
 }
 
 #[cfg(test)]
@@ -104,7 +86,10 @@ mod tests {
         let lower = http::Method::from_bytes(b"post").unwrap();
         assert!(checks_other_body(&lower, "/v1/oauth/x") == false && checks_other_body(&lower, "/v1/x"));
         assert!(checks_other_body(&http::Method::DELETE, "/v1/x"));
-        assert_eq!(classify(&lower, "/v1/messages"), ApiShape::AnthropicMessages);
+        assert_eq!(
+            classify(&promptwall_llm::Shapes::builtin(), &lower, "/v1/messages"),
+            ApiShape::ANTHROPIC_MESSAGES
+        );
         assert!(
             checks_other_body(&post, "/v1/messages;oauth"),
             "an oauth parameter is not a sign-in path"

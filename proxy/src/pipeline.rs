@@ -116,7 +116,7 @@ impl Inspector {
         let (Some(pipeline), Some(restorer), Some(owner)) = (&self.pipeline, &stage.restorer, stage.owner) else {
             return;
         };
-        if stage.shape != ApiShape::OpenAiResponses || restorer.is_empty() {
+        if stage.shape.continuation_field().is_none() || restorer.is_empty() {
             return;
         }
         if let Some(id) = stage.processor.as_ref().and_then(|p| p.usage().response_id) {
@@ -194,11 +194,8 @@ impl ResponseStage {
         self.processor.as_mut().map(|p| p.finish()).unwrap_or_default()
     }
 
-    /// Usage read from the answer, and the error event a stream ended with.
-    pub fn usage(&self) -> (Usage, Option<String>) {
-        match &self.processor {
-            Some(p) => (p.usage(), p.stream_error().map(str::to_string)),
-            None => (Usage::default(), None),
-        }
+    /// Usage read from the answer (with the error event a stream ended with).
+    pub fn usage(&self) -> Usage {
+        self.processor.as_ref().map(|p| p.usage()).unwrap_or_default()
     }
 }

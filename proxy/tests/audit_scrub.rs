@@ -55,6 +55,7 @@ async fn a_passthrough_row_is_stored_without_the_email_and_key_on_its_command_li
             audit: sqlite_sink(writer),
             tls: None,
             origins: None,
+            shapes: promptwall_llm::Shapes::builtin(),
         },
     )
     .await

@@ -20,6 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+#[path = "../llm/tests/common/fake_shape.rs"]
+mod fake_shape;
+
 #[derive(Clone, Default)]
 struct Seen(Arc<Mutex<Vec<(http::request::Parts, Bytes)>>>);
 
@@ -66,6 +69,19 @@ async fn start_upstream(seen: Seen, release: Arc<Mutex<Option<oneshot::Receiver<
                                 .body(StreamBody::new(stream).boxed())
                                 .unwrap();
                             return Ok::<_, Infallible>(resp);
+                        }
+                        if path == "/v1/fake/generate" {
+                            let resp = Response::builder()
+                                .header("content-type", "application/json")
+                                .body(
+                                    Full::new(Bytes::from_static(
+                                        br#"{"text":"Sent to [[EMAIL_001]].","usage":{"in":12,"out":4}}"#,
+                                    ))
+                                    .map_err(|n| match n {})
+                                    .boxed(),
+                                )
+                                .unwrap();
+                            return Ok(resp);
                         }
                         if path == "/v1/ratelimited" {
                             let resp = Response::builder()
@@ -133,6 +149,15 @@ async fn harness_with_store(upstream_override: Option<&str>, store: Store) -> Ha
 }
 
 async fn harness_with(upstream_override: Option<&str>, store: Store, tweak: impl FnOnce(&mut Config)) -> Harness {
+    harness_full(upstream_override, store, promptwall_llm::Shapes::builtin(), tweak).await
+}
+
+async fn harness_full(
+    upstream_override: Option<&str>,
+    store: Store,
+    shapes: promptwall_llm::Shapes,
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
     let seen = Seen::default();
     let (release_tx, release_rx) = oneshot::channel();
     let upstream = start_upstream(seen.clone(), Arc::new(Mutex::new(Some(release_rx)))).await;
@@ -184,6 +209,7 @@ async fn harness_with(upstream_override: Option<&str>, store: Store, tweak: impl
             audit,
             tls: None,
             origins: None,
+            shapes,
         },
     )
     .await
@@ -531,4 +557,39 @@ async fn a_websocket_upgrade_past_the_exchange_cap_is_refused() {
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.to_ascii_lowercase().contains("retry-after"), "{text}");
     drop(s);
+}
+
+/// A shape the proxy has never heard of, registered by the embedder (here
+/// the test): the request path classifies, inspects, restores and audits it
+/// with no other code naming it.
+#[tokio::test]
+async fn a_shape_registered_by_the_embedder_is_routed_inspected_restored_and_audited() {
+    let shapes = promptwall_llm::Shapes::builtin().with(&fake_shape::FAKE);
+    let h = harness_full(None, Store::Commits, shapes, |_| {}).await;
+    let body = r#"{"model":"fake-1","prompt":"write to ann@example.com"}"#;
+    let req = format!(
+        "POST /v1/fake/generate HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = raw(h.proxy, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("Sent to ann@example.com."), "restored: {resp}");
+    let request_id = resp
+        .lines()
+        .find_map(|l| l.strip_prefix("x-promptwall-request-id: "))
+        .expect("the answer names its request id")
+        .to_string();
+    let seen = h.seen.0.lock().unwrap();
+    assert_eq!(
+        std::str::from_utf8(&seen[0].1).unwrap(),
+        r#"{"model":"fake-1","prompt":"write to [[EMAIL_001]]"}"#
+    );
+    let rows = h.rows.lock().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].shape.as_deref(), Some("fake.generate"));
+    assert!(rows[0].llm);
+    assert_eq!(rows[0].verdict, "redacted");
+    assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (Some(12), Some(4)));
+    assert_eq!(rows[0].findings.get("email"), Some(&1));
+    assert!(!request_id.is_empty());
 }

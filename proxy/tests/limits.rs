@@ -122,6 +122,7 @@ async fn start(config: Config, tls: Option<Arc<rustls::ServerConfig>>, origins: 
             audit: audit(),
             tls,
             origins,
+            shapes: promptwall_llm::Shapes::builtin(),
         },
     )
     .await
@@ -457,6 +458,7 @@ async fn a_spliced_connection_whose_audit_row_fails_is_never_relayed() {
                 audit: sink,
                 tls: Some(tls),
                 origins: Some(OriginSource::Lookup(Arc::new(To(dst)))),
+                shapes: promptwall_llm::Shapes::builtin(),
             },
         )
         .await

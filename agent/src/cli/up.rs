@@ -70,7 +70,16 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
     };
     let origins = intercept.as_ref().map(|i| i.origin_source());
 
-    let running = app::start(config.clone(), Deps { audit, tls, origins }).await?;
+    let running = app::start(
+        config.clone(),
+        Deps {
+            audit,
+            tls,
+            origins,
+            shapes: promptwall_llm::Shapes::builtin(),
+        },
+    )
+    .await?;
     if let Some(i) = &intercept {
         i.proxy_ready(&running).await?;
     }

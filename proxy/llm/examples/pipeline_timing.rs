@@ -31,21 +31,21 @@ fn main() {
         Pipeline::new(move |t: &str| Scanner::scan(&*d, t), PipelineSettings::default())
     };
     let warm = make();
-    warm.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
+    warm.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &first, &ctx);
     let (mut cold, mut next_turn) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         match phase {
             "cold" => {
                 let p = make();
                 let t = Instant::now();
-                p.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
+                p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &first, &ctx);
                 cold.push(t.elapsed());
             }
             "dump" => {
                 // The forwarded next-turn body, for comparing builds.
                 use std::io::Write;
                 if let promptwall_llm::RequestOutcome::Forward { body: Some(b), .. } =
-                    warm.inspect_request(ApiShape::AnthropicMessages, &next, &ctx)
+                    warm.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &next, &ctx)
                 {
                     std::io::stdout().write_all(&b).expect("stdout");
                 }
@@ -61,16 +61,16 @@ fn main() {
             }
             "next" => {
                 let t = Instant::now();
-                warm.inspect_request(ApiShape::AnthropicMessages, &next, &ctx);
+                warm.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &next, &ctx);
                 next_turn.push(t.elapsed());
             }
             _ => {
                 let p = make();
                 let t = Instant::now();
-                p.inspect_request(ApiShape::AnthropicMessages, &first, &ctx);
+                p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &first, &ctx);
                 cold.push(t.elapsed());
                 let t = Instant::now();
-                p.inspect_request(ApiShape::AnthropicMessages, &next, &ctx);
+                p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &next, &ctx);
                 next_turn.push(t.elapsed());
             }
         }

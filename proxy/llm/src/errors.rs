@@ -1,9 +1,11 @@
 //! Error bodies in the client's own API format, so SDKs and agents parse and
-//! show them like any provider error.
+//! show them like any provider error. The envelopes live here; which one a
+//! client gets is its shape's choice ([`crate::Shape::error_family`],
+//! [`crate::Shape::sse_error_event`], [`crate::Shape::ws_error_frame`]).
 
 use bytes::Bytes;
 
-use crate::shape::ApiShape;
+use crate::shape::{ApiShape, ErrorFamily};
 
 /// The error `type` a provider would use for `status`.
 pub fn error_type_for_status(status: u16) -> &'static str {
@@ -32,15 +34,69 @@ pub fn error_body_with_code(
     code: Option<&str>,
     message: &str,
 ) -> Bytes {
-    let value = if shape.is_anthropic() {
-        serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}})
-    } else {
-        let code = code
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("promptwall_{status}"));
-        serde_json::json!({"error": {"message": message, "type": error_type, "param": null, "code": code}})
-    };
-    Bytes::from(serde_json::to_vec(&value).expect("json values serialize"))
+    shape.error_family().body(status, error_type, code, message)
+}
+
+impl ErrorFamily {
+    /// The error `type` this family uses for `status` (Anthropic names its
+    /// 413; OpenAI calls it an invalid request).
+    pub fn error_type(self, status: u16) -> &'static str {
+        match (self, status) {
+            (ErrorFamily::Anthropic, 413) => "request_too_large",
+            _ => error_type_for_status(status),
+        }
+    }
+
+    /// An error body in this family's envelope. `code` is only used by the
+    /// OpenAI envelope (Anthropic's has no code field); it defaults to
+    /// `promptwall_<status>`.
+    pub fn body(self, status: u16, error_type: &str, code: Option<&str>, message: &str) -> Bytes {
+        let value = match self {
+            ErrorFamily::Anthropic => {
+                serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}})
+            }
+            ErrorFamily::OpenAi => {
+                let code = code
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("promptwall_{status}"));
+                serde_json::json!({"error": {"message": message, "type": error_type, "param": null, "code": code}})
+            }
+        };
+        Bytes::from(serde_json::to_vec(&value).expect("json values serialize"))
+    }
+}
+
+/// Anthropic's stream error event (Messages).
+pub fn anthropic_sse_error(message: &str) -> Bytes {
+    sse_error(
+        Some("error"),
+        serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+    )
+}
+
+/// The Responses API's stream error event.
+pub fn responses_sse_error(message: &str) -> Bytes {
+    sse_error(
+        Some("error"),
+        serde_json::json!({"type": "error", "code": "server_error", "message": message, "param": null}),
+    )
+}
+
+/// An unnamed `data:` event with an OpenAI error object, as Chat
+/// Completions streams report errors.
+pub fn openai_chat_sse_error(message: &str) -> Bytes {
+    sse_error(
+        None,
+        serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": "promptwall_stream_broken"}}),
+    )
+}
+
+/// Starts with a blank line so the event is never glued to a preceding one.
+fn sse_error(name: Option<&str>, data: serde_json::Value) -> Bytes {
+    Bytes::from(match name {
+        Some(n) => format!("\n\nevent: {n}\ndata: {data}\n\n"),
+        None => format!("\n\ndata: {data}\n\n"),
+    })
 }
 
 /// The error event a Responses WebSocket client receives instead of a response.
@@ -60,13 +116,13 @@ mod tests {
     #[test]
     fn envelopes_match_each_provider() {
         let a: serde_json::Value =
-            serde_json::from_slice(&error_body(ApiShape::AnthropicMessages, 502, "api_error", "m")).unwrap();
+            serde_json::from_slice(&error_body(ApiShape::ANTHROPIC_MESSAGES, 502, "api_error", "m")).unwrap();
         assert_eq!(
             a,
             serde_json::json!({"type":"error","error":{"type":"api_error","message":"m"}})
         );
         let o: serde_json::Value =
-            serde_json::from_slice(&error_body(ApiShape::OpenAiChat, 413, "invalid_request_error", "m")).unwrap();
+            serde_json::from_slice(&error_body(ApiShape::OPENAI_CHAT, 413, "invalid_request_error", "m")).unwrap();
         assert_eq!(
             o,
             serde_json::json!({"error":{"message":"m","type":"invalid_request_error","param":null,"code":"promptwall_413"}})

@@ -13,7 +13,8 @@ use crate::errors;
 use crate::json::{self, Lit};
 use crate::restore::Restorer;
 use crate::scan::{Action, BlockKey, Category, Hit, ScanCache, Scanner, SubHit};
-use crate::shape::ApiShape;
+use crate::shape::{ApiShape, NonJsonBody};
+use crate::stream::EventRestorer;
 use crate::vault::{self, ConversationOwner, Vault};
 use crate::walk::{Mode, Place, Walk};
 
@@ -139,6 +140,10 @@ pub enum WsClientOutcome {
     },
 }
 
+/// The shape of WebSocket messages: the Codex Responses transport is the
+/// only WebSocket API inspected.
+const WS_SHAPE: ApiShape = ApiShape::OPENAI_RESPONSES;
+
 /// Blocks only when a text block is at least this long are cached; shorter
 /// ones are cheaper to scan than to look up.
 const CACHE_MIN_LEN: usize = 24;
@@ -208,16 +213,16 @@ impl Pipeline {
     /// numbering of the answer it names if the same owner got that answer;
     /// everything else starts empty.
     fn starting_vault(&self, shape: ApiShape, body: &[u8], owner: Option<ConversationOwner>) -> Vault {
-        let Some(owner) = owner else {
+        let (Some(owner), Some(field)) = (owner, shape.continuation_field()) else {
             return Vault::new();
         };
-        if shape != ApiShape::OpenAiResponses || memchr::memmem::find(body, b"\"previous_response_id\"").is_none() {
+        if memchr::memmem::find(body, format!("\"{field}\"").as_bytes()).is_none() {
             return Vault::new();
         }
         let previous = std::str::from_utf8(body)
             .ok()
             .and_then(|t| json::parse(t).ok())
-            .and_then(|root| root.str_field("previous_response_id").map(Cow::into_owned));
+            .and_then(|root| root.str_field(field).map(Cow::into_owned));
         match previous.and_then(|id| self.conversations.get(owner, &id)) {
             Some(map) => Vault::continuing(&map),
             None => Vault::new(),
@@ -226,6 +231,7 @@ impl Pipeline {
 
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
         let mut vault = self.starting_vault(shape, body, ctx.owner);
+        let scan_as_text = shape.non_json_body() == NonJsonBody::ScanAsText;
         let core = match std::str::from_utf8(body) {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
@@ -233,12 +239,12 @@ impl Pipeline {
             // A JSON-looking body we could not parse (too deep, too large,
             // NDJSON) is scanned through a view with its escapes undone, so
             // `\u0041KIA…` is still seen; such a view cannot be rewritten.
-            Ok(t) if shape == ApiShape::Other && json::parse(t).is_err() => match unescaped_view(t) {
+            Ok(t) if scan_as_text && json::parse(t).is_err() => match unescaped_view(t) {
                 Cow::Borrowed(_) => self.inspect_opaque(t, true, ctx),
                 Cow::Owned(view) => self.inspect_opaque(&view, false, ctx),
             },
             Ok(t) => self.inspect_core(shape, t, ctx, &mut vault),
-            Err(_) if shape == ApiShape::Other => self.inspect_opaque(&String::from_utf8_lossy(body), false, ctx),
+            Err(_) if scan_as_text => self.inspect_opaque(&String::from_utf8_lossy(body), false, ctx),
             Err(_) => return self.reject(shape, "the request body is not valid UTF-8".into()),
         };
         match core {
@@ -349,7 +355,7 @@ impl Pipeline {
     /// added later) can carry `input` too, and the walk scans any other
     /// field for secrets as the generic walk does.
     pub fn inspect_ws_client_message(&self, text: &str, vault: &mut Vault, ctx: &RequestContext) -> WsClientOutcome {
-        match self.inspect_core(ApiShape::OpenAiResponses, text, ctx, vault) {
+        match self.inspect_core(WS_SHAPE, text, ctx, vault) {
             Core::Pass { body, report } => WsClientOutcome::Forward { text: body, report },
             Core::Blocked {
                 message,
@@ -383,15 +389,13 @@ impl Pipeline {
     /// WebSocket. Returns the frames to send, in order (usually exactly one;
     /// a held-back partial placeholder may be flushed as an extra delta).
     pub fn restore_ws_server_message(&self, text: &str, vault: &mut Vault) -> Vec<String> {
-        vault.ws_usage.observe_event(ApiShape::OpenAiResponses, None, text);
+        crate::response::observe_event(&mut vault.ws_usage, WS_SHAPE, None, text);
         let Some(map) = vault.restore_map() else {
             return vec![text.to_string()];
         };
-        let events = vault
-            .ws_events
-            .get_or_insert_with(|| crate::stream::EventRestorer::new(ApiShape::OpenAiResponses, map.clone()));
+        let events = vault.ws_events.get_or_insert_with(|| EventRestorer::new(map.clone()));
         events.set_map(map);
-        let result = events.process(None, text);
+        let result = WS_SHAPE.restore_event(events, None, text);
         let mut out: Vec<String> = result.before.into_iter().map(|e| e.data).collect();
         out.push(result.replaced.unwrap_or_else(|| text.to_string()));
         out
@@ -408,7 +412,8 @@ impl Pipeline {
             }
         };
         let model = root.str_field("model").map(Cow::into_owned);
-        let walk = Walk::new(shape, &root);
+        let mut walk = Walk::new();
+        shape.walk(&mut walk, &root);
         let results = self.scan_places(&walk.places);
         let found: usize = results.iter().map(|hits| hits.len()).sum();
         if found > MAX_FINDINGS {
@@ -667,7 +672,7 @@ fn segments<'s>(place: &Place<'s, '_>, hits: &[SubHit]) -> Vec<Segment<'s>> {
 }
 
 /// Hits that apply in this mode, valid and non-overlapping, in text order.
-fn applicable<'h>(mode: Mode, hits: &'h [Hit]) -> Vec<&'h Hit> {
+fn applicable(mode: Mode, hits: &[Hit]) -> Vec<&Hit> {
     let mut v: Vec<&Hit> = hits
         .iter()
         .filter(|h| h.action != Action::Off && h.start < h.end)

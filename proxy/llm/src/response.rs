@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::restore::{self, RestoreMap};
+use crate::restore::{self, RestoreMap, Restorer};
 use crate::shape::ApiShape;
 use crate::sse::{self, SseSplitter};
 use crate::stream::EventRestorer;
-use crate::usage::{Usage, UsageTracker};
+use crate::usage::Usage;
 
 /// Largest JSON body buffered for restoration or usage; larger ones pass
 /// through as they are (usage unknown).
@@ -40,7 +40,15 @@ enum Kind {
 pub struct ResponseProcessor {
     shape: ApiShape,
     kind: Kind,
-    tracker: UsageTracker,
+    usage: Usage,
+}
+
+impl Restorer {
+    /// The processor for a response with this `Content-Type` (JSON bodies
+    /// and SSE streams are restored; other types pass through).
+    pub fn response_processor(&self, content_type: &str, shape: ApiShape) -> ResponseProcessor {
+        ResponseProcessor::new(shape, content_type, Some(self.map.clone()))
+    }
 }
 
 impl ResponseProcessor {
@@ -55,7 +63,7 @@ impl ResponseProcessor {
         let kind = if ct.contains("text/event-stream") {
             Kind::Sse {
                 splitter: SseSplitter::default(),
-                restorer: map.map(|m| EventRestorer::new(shape, m)),
+                restorer: map.map(EventRestorer::new),
                 overflow: Overflow::default(),
             }
         } else if ct.contains("json") {
@@ -70,7 +78,7 @@ impl ResponseProcessor {
         ResponseProcessor {
             shape,
             kind,
-            tracker: UsageTracker::default(),
+            usage: Usage::default(),
         }
     }
 
@@ -100,7 +108,7 @@ impl ResponseProcessor {
                 };
                 splitter.push(rest);
                 while let Some(event) = splitter.next_event() {
-                    observe(&mut self.tracker, shape, &event);
+                    observe(&mut self.usage, shape, &event);
                 }
                 if splitter.pending() > MAX_EVENT {
                     // An event this large carries no usage we could
@@ -124,7 +132,7 @@ impl ResponseProcessor {
                 };
                 splitter.push(rest);
                 while let Some(event) = splitter.next_event() {
-                    restore_event(&mut self.tracker, shape, restorer, &event, &mut out);
+                    restore_event(&mut self.usage, shape, restorer, &event, &mut out);
                 }
                 if splitter.pending() > MAX_EVENT {
                     // Held-back text goes first so the client's text stays
@@ -170,7 +178,7 @@ impl ResponseProcessor {
             } => {
                 let rest = splitter.take_rest();
                 if !rest.is_empty() {
-                    observe(&mut self.tracker, shape, &rest);
+                    observe(&mut self.usage, shape, &rest);
                 }
                 Bytes::new()
             }
@@ -182,7 +190,7 @@ impl ResponseProcessor {
                 let mut out = Vec::new();
                 let rest = splitter.take_rest();
                 if !rest.is_empty() {
-                    restore_event(&mut self.tracker, shape, restorer, &rest, &mut out);
+                    restore_event(&mut self.usage, shape, restorer, &rest, &mut out);
                 }
                 for s in restorer.finish() {
                     out.extend_from_slice(sse::format_event(s.name.as_deref(), &s.data).as_bytes());
@@ -194,7 +202,9 @@ impl ResponseProcessor {
                     return Bytes::new();
                 }
                 let body = std::mem::take(buf);
-                self.tracker.observe_json(&body);
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    shape.observe_json(&mut self.usage, &v);
+                }
                 let Some(map) = map else { return Bytes::new() };
                 match std::str::from_utf8(&body)
                     .ok()
@@ -207,13 +217,15 @@ impl ResponseProcessor {
         }
     }
 
+    /// What the response said so far, including an error it reported
+    /// mid-stream ([`Usage::stream_error`]).
     pub fn usage(&self) -> Usage {
-        self.tracker.usage.clone()
+        self.usage.clone()
     }
 
     /// The error an SSE `error` event (or a Chat error chunk) reported.
     pub fn stream_error(&self) -> Option<&str> {
-        self.tracker.stream_error.as_deref()
+        self.usage.stream_error.as_deref()
     }
 }
 
@@ -283,27 +295,29 @@ impl Overflow {
     }
 }
 
-fn observe(tracker: &mut UsageTracker, shape: ApiShape, raw: &[u8]) {
+fn observe(usage: &mut Usage, shape: ApiShape, raw: &[u8]) {
     if let Some(ev) = sse::parse_event(raw) {
         if ev.has_data || ev.name.is_some() {
-            tracker.observe_event(shape, ev.name, &ev.data);
+            observe_event(usage, shape, ev.name, &ev.data);
         }
     }
 }
 
-fn restore_event(
-    tracker: &mut UsageTracker,
-    shape: ApiShape,
-    restorer: &mut EventRestorer,
-    raw: &[u8],
-    out: &mut Vec<u8>,
-) {
+/// Usage from one event payload (SSE data or WebSocket frame); parsed only
+/// when it may carry some.
+pub(crate) fn observe_event(usage: &mut Usage, shape: ApiShape, name: Option<&str>, data: &str) {
+    if let Some(v) = usage.worth_parsing(name, data) {
+        shape.observe_event(usage, name, &v);
+    }
+}
+
+fn restore_event(usage: &mut Usage, shape: ApiShape, restorer: &mut EventRestorer, raw: &[u8], out: &mut Vec<u8>) {
     let Some(ev) = sse::parse_event(raw).filter(|e| e.has_data) else {
         out.extend_from_slice(raw); // comments, pings without data, keep-alives
         return;
     };
-    tracker.observe_event(shape, ev.name, &ev.data);
-    let result = restorer.process(ev.name, &ev.data);
+    observe_event(usage, shape, ev.name, &ev.data);
+    let result = shape.restore_event(restorer, ev.name, &ev.data);
     for s in &result.before {
         out.extend_from_slice(sse::format_event(s.name.as_deref(), &s.data).as_bytes());
     }
@@ -320,7 +334,7 @@ mod tests {
 
     fn restoring() -> ResponseProcessor {
         let map = RestoreMap::new([("[[EMAIL_001]]".to_string(), "ann@example.com".to_string())].into_iter());
-        ResponseProcessor::new(ApiShape::AnthropicMessages, "text/event-stream", Some(Arc::new(map)))
+        ResponseProcessor::new(ApiShape::ANTHROPIC_MESSAGES, "text/event-stream", Some(Arc::new(map)))
     }
 
     const DELTA_START: &[u8] = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"";
@@ -372,7 +386,7 @@ mod tests {
 
     #[test]
     fn observe_only_also_passes_an_endless_event_through() {
-        let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicMessages, "text/event-stream");
+        let mut p = ResponseProcessor::observe_only(ApiShape::ANTHROPIC_MESSAGES, "text/event-stream");
         flood(&mut p);
         p.push(Bytes::from_static(
             b"\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n",

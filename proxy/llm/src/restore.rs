@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::json::{self, Lit, Node};
-use crate::response::ResponseProcessor;
-use crate::shape::ApiShape;
 
 /// How a restored value must be written where the placeholder stood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EscapeMode {
+pub enum EscapeMode {
     /// Decoded text: the value as is.
     Plain,
     /// Text that is itself JSON (tool-call arguments): the placeholder sits
@@ -99,13 +97,9 @@ impl std::fmt::Debug for Restorer {
     }
 }
 
+// `Restorer::response_processor` lives with `ResponseProcessor` (response.rs),
+// so this module does not depend on the response side.
 impl Restorer {
-    /// The processor for a response with this `Content-Type` (JSON bodies
-    /// and SSE streams are restored; other types pass through).
-    pub fn response_processor(&self, content_type: &str, shape: ApiShape) -> ResponseProcessor {
-        ResponseProcessor::new(shape, content_type, Some(self.map.clone()))
-    }
-
     /// Restore a whole text (for callers outside HTTP, e.g. tests).
     pub fn restore_text(&self, text: &str) -> String {
         self.map
@@ -140,9 +134,7 @@ fn is_protected_key(k: &str) -> bool {
 /// encrypted content. Returns `None` when nothing changed (the caller keeps
 /// the original bytes).
 pub(crate) fn restore_json(src: &str, map: &RestoreMap) -> Option<String> {
-    if memchr::memmem::find(src.as_bytes(), b"[[").is_none() {
-        return None;
-    }
+    memchr::memmem::find(src.as_bytes(), b"[[")?;
     let root = json::parse(src).ok()?;
     let mut edits = Vec::new();
     collect_restore_edits(&root, None, map, &mut edits);

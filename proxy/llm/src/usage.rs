@@ -1,11 +1,11 @@
 //! Model and token usage read from responses (JSON bodies, SSE events,
 //! WebSocket frames), for the audit row. Works whether or not anything was
-//! redacted.
+//! redacted. Which event carries what is each shape's business
+//! ([`crate::Shape::observe_event`]); the readers here are shared.
 
 use serde_json::Value;
 
-use crate::shape::ApiShape;
-
+/// What a response said about itself: the one usage type of the workspace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     pub model: Option<String>,
@@ -16,100 +16,61 @@ pub struct Usage {
     pub output_tokens: Option<u64>,
     pub cache_read_tokens: Option<u64>,
     pub cache_write_tokens: Option<u64>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct UsageTracker {
-    pub usage: Usage,
-    /// `type: message` of an SSE `error` event (or a Chat `{"error":...}` chunk).
+    /// `type: message` of an error the provider reported inside a stream
+    /// (an SSE `error` event, a Chat `{"error":...}` chunk, `response.failed`).
     pub stream_error: Option<String>,
 }
 
-impl UsageTracker {
-    /// Look at one streamed event; cheap for events that carry neither usage,
-    /// model nor an error.
-    pub fn observe_event(&mut self, shape: ApiShape, name: Option<&str>, data: &str) {
+impl Usage {
+    /// The event as JSON if it may carry usage, a model or an error; cheap
+    /// (no parse) for the many events that carry none.
+    pub(crate) fn worth_parsing(&self, name: Option<&str>, data: &str) -> Option<Value> {
         let bytes = data.as_bytes();
         let has = |needle: &str| memchr::memmem::find(bytes, needle.as_bytes()).is_some();
-        let interesting = has("\"usage\"")
-            || has("\"error\"")
-            || (self.usage.model.is_none() && has("\"model\""))
-            || name == Some("error");
+        let interesting =
+            has("\"usage\"") || has("\"error\"") || (self.model.is_none() && has("\"model\"")) || name == Some("error");
         if !interesting {
-            return;
+            return None;
         }
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
-        if ty == "error" || name == Some("error") || (shape == ApiShape::OpenAiChat && v.get("error").is_some()) {
-            self.stream_error = Some(describe_error(&v));
-            return;
-        }
-        match ty {
-            "message_start" => {
-                if let Some(m) = v.get("message") {
-                    self.absorb(m);
-                }
-            }
-            "response.failed" => {
-                if let Some(r) = v.get("response") {
-                    self.absorb(r);
-                    if let Some(e) = r.get("error").filter(|e| !e.is_null()) {
-                        self.stream_error = Some(describe_error(&serde_json::json!({"error": e})));
-                    }
-                }
-            }
-            t if t.starts_with("response.") => {
-                if let Some(r) = v.get("response") {
-                    self.absorb(r);
-                }
-            }
-            _ => self.absorb(&v),
-        }
+        serde_json::from_str::<Value>(data).ok()
     }
 
-    /// A whole JSON response body.
-    pub fn observe_json(&mut self, body: &[u8]) {
-        if let Ok(v) = serde_json::from_slice::<Value>(body) {
-            self.absorb(&v);
-            // count_tokens answers `{"input_tokens": N}`.
-            if let Some(n) = v.get("input_tokens").and_then(Value::as_u64) {
-                self.usage.input_tokens = Some(n);
-            }
-        }
+    /// Whether an event is an error event by its `type` or SSE name.
+    pub fn is_error_event(name: Option<&str>, event: &Value) -> bool {
+        name == Some("error") || event.get("type").and_then(Value::as_str) == Some("error")
     }
 
-    /// Take `model` and `usage` from an object that may carry them.
-    fn absorb(&mut self, obj: &Value) {
+    /// Records `event` (an object with an `error` member, or an error itself)
+    /// as the stream's error.
+    pub fn record_error(&mut self, event: &Value) {
+        self.stream_error = Some(describe_error(event));
+    }
+
+    /// Take `model` and `usage` from an object that may carry them, under
+    /// any of the providers' token field names.
+    pub fn absorb(&mut self, obj: &Value) {
         if let Some(m) = obj.get("model").and_then(Value::as_str) {
-            self.usage.model = Some(m.to_string());
-        }
-        if obj.get("object").and_then(Value::as_str) == Some("response") {
-            if let Some(id) = obj.get("id").and_then(Value::as_str) {
-                self.usage.response_id = Some(id.to_string());
-            }
+            self.model = Some(m.to_string());
         }
         let Some(u) = obj.get("usage").filter(|u| u.is_object()) else {
             return;
         };
         let num = |keys: &[&str]| keys.iter().find_map(|k| u.pointer(k).and_then(Value::as_u64));
-        let u_ = &mut self.usage;
         if let Some(n) = num(&["/input_tokens", "/prompt_tokens"]) {
-            u_.input_tokens = Some(n);
+            self.input_tokens = Some(n);
         }
         if let Some(n) = num(&["/output_tokens", "/completion_tokens"]) {
-            u_.output_tokens = Some(n);
+            self.output_tokens = Some(n);
         }
         if let Some(n) = num(&[
             "/cache_read_input_tokens",
             "/input_tokens_details/cached_tokens",
             "/prompt_tokens_details/cached_tokens",
         ]) {
-            u_.cache_read_tokens = Some(n);
+            self.cache_read_tokens = Some(n);
         }
         if let Some(n) = num(&["/cache_creation_input_tokens"]) {
-            u_.cache_write_tokens = Some(n);
+            self.cache_write_tokens = Some(n);
         }
     }
 }

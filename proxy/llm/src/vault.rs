@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::restore::RestoreMap;
 use crate::stream::EventRestorer;
-use crate::usage::UsageTracker;
+use crate::usage::Usage;
 
 /// Reversible-redaction state of one request or one WebSocket connection.
 #[derive(Default)]
@@ -23,7 +23,7 @@ pub struct Vault {
     snapshot: Option<Arc<RestoreMap>>,
     /// Server-side event state of a WebSocket connection.
     pub(crate) ws_events: Option<EventRestorer>,
-    pub(crate) ws_usage: UsageTracker,
+    pub(crate) ws_usage: Usage,
 }
 
 impl std::fmt::Debug for Vault {

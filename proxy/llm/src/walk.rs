@@ -1,16 +1,17 @@
-//! Where the text is in each API shape: the walker turns a request tree into
-//! an ordered list of string places, each with a scanning mode and a
-//! location like `messages[2].content[0].text`.
+//! The walker machinery shapes use to say where their text is: a walk turns
+//! a request tree into an ordered list of string places, each with a
+//! scanning mode and a location like `messages[2].content[0].text`. Which
+//! field is which is each shape's business ([`crate::Shape::walk`]).
 //!
-//! Order matters: placeholders are numbered by first appearance, so the
-//! static parts (system, instructions, tools) come first and the growing
-//! conversation last; appending a turn never renumbers earlier values.
+//! Order matters: placeholders are numbered by first appearance, so a
+//! shape walks the static parts (system, instructions, tools) first and the
+//! growing conversation last; appending a turn never renumbers earlier values.
 
 use crate::json::{Lit, Node};
-use crate::shape::ApiShape;
 
+/// How a string place is scanned and whether it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// Prompt text: every detector applies.
     Text,
     /// A string holding JSON (function-call arguments): its inner strings are
@@ -25,8 +26,11 @@ pub(crate) enum Mode {
 pub(crate) struct Place<'t, 'a> {
     pub lit: &'t Lit<'a>,
     pub mode: Mode,
-    pub path: u32,
+    pub path: PathId,
 }
+
+/// A node in the tree of locations; `0` is the body itself.
+pub type PathId = u32;
 
 #[derive(Clone, Copy)]
 enum Seg<'t> {
@@ -39,9 +43,10 @@ enum Seg<'t> {
 /// secrets-only places (field names, enum values, ids).
 const MIN_SECRET_LEN: usize = 8;
 
-pub(crate) struct Walk<'t, 'a> {
-    pub places: Vec<Place<'t, 'a>>,
-    arena: Vec<(u32, Seg<'t>)>,
+/// The places of one request, filled by a shape's [`crate::Shape::walk`].
+pub struct Walk<'t, 'a> {
+    pub(crate) places: Vec<Place<'t, 'a>>,
+    arena: Vec<(PathId, Seg<'t>)>,
     /// Set for endpoints without a walker of their own.
     prompt_keys_are_text: bool,
 }
@@ -58,24 +63,16 @@ const PROMPT_KEYS: &[&str] = &[
 ];
 
 impl<'t, 'a> Walk<'t, 'a> {
-    pub fn new(shape: ApiShape, root: &'t Node<'a>) -> Self {
-        let mut w = Walk {
+    pub(crate) fn new() -> Self {
+        Walk {
             places: Vec::new(),
             arena: vec![(0, Seg::Root)],
             prompt_keys_are_text: false,
-        };
-        match shape {
-            ApiShape::AnthropicMessages | ApiShape::AnthropicCountTokens => w.anthropic(root),
-            ApiShape::OpenAiChat => w.chat(root),
-            ApiShape::OpenAiResponses => w.responses(root),
-            ApiShape::OpenAiEmbeddings => w.embeddings(root),
-            ApiShape::Other => w.unknown_endpoint(root),
         }
-        w
     }
 
     /// Human-readable location of a place, e.g. `messages[2].content[0].text`.
-    pub fn location(&self, path: u32) -> String {
+    pub(crate) fn location(&self, path: PathId) -> String {
         let mut segs = Vec::new();
         let mut at = path;
         while at != 0 {
@@ -102,20 +99,32 @@ impl<'t, 'a> Walk<'t, 'a> {
         out
     }
 
-    fn child(&mut self, parent: u32, seg: Seg<'t>) -> u32 {
+    fn child(&mut self, parent: PathId, seg: Seg<'t>) -> PathId {
         self.arena.push((parent, seg));
-        (self.arena.len() - 1) as u32
+        (self.arena.len() - 1) as PathId
+    }
+
+    /// The path of item `i` of an array at `parent`.
+    pub fn index(&mut self, parent: PathId, i: usize) -> PathId {
+        self.child(parent, Seg::Idx(i))
+    }
+
+    /// The path of a field named `key` below `parent`, for a node reached
+    /// without its key literal (`source.content` via [`Node::get`]).
+    pub fn named(&mut self, parent: PathId, key: &'t str) -> PathId {
+        self.child(parent, Seg::Key(key))
     }
 
     /// The path of `key` below `parent`; every key a walker descends
     /// through is itself checked for secrets here.
-    fn key(&mut self, parent: u32, key: &'t Lit<'a>) -> u32 {
+    pub fn key(&mut self, parent: PathId, key: &'t Lit<'a>) -> PathId {
         let path = self.child(parent, Seg::Key(key.raw));
         self.key_place(key, path);
         path
     }
 
-    fn place(&mut self, node: &'t Node<'a>, mode: Mode, path: u32) {
+    /// A string place in `mode`; a non-string node is walked generically.
+    pub fn place(&mut self, node: &'t Node<'a>, mode: Mode, path: PathId) {
         if let Node::Str(lit) = node {
             if mode == Mode::SecretsOnly && lit.raw.len() < MIN_SECRET_LEN {
                 return;
@@ -127,7 +136,7 @@ impl<'t, 'a> Walk<'t, 'a> {
     }
 
     /// Every string below `node` in `mode` (tool-call input objects).
-    fn all_strings(&mut self, node: &'t Node<'a>, mode: Mode, path: u32) {
+    pub fn all_strings(&mut self, node: &'t Node<'a>, mode: Mode, path: PathId) {
         match node {
             Node::Obj(fields) => {
                 for (k, v) in fields {
@@ -151,7 +160,7 @@ impl<'t, 'a> Walk<'t, 'a> {
     /// Field names (`tool_use_id`, `cache_control`: lower case and `_`
     /// only) cannot be credentials and are skipped, which keeps this off the
     /// hot path of large transcripts.
-    fn key_place(&mut self, key: &'t Lit<'a>, path: u32) {
+    fn key_place(&mut self, key: &'t Lit<'a>, path: PathId) {
         let field_name = key.raw.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         if key.raw.len() >= MIN_SECRET_LEN && !field_name {
             self.places.push(Place {
@@ -164,19 +173,19 @@ impl<'t, 'a> Walk<'t, 'a> {
 
     /// Fields not known to carry prompt text: scanned for secrets only, with
     /// signatures, encrypted state and binary data skipped.
-    fn generic(&mut self, node: &'t Node<'a>, path: u32) {
+    pub fn generic(&mut self, node: &'t Node<'a>, path: PathId) {
         self.generic_as(node, path, Mode::SecretsOnly);
     }
 
     /// A body of an endpoint without its own walker (Message Batches, legacy
     /// completions, APIs newer than this release): values under the keys
     /// that carry prompts anywhere get every detector, the rest secrets only.
-    fn unknown_endpoint(&mut self, root: &'t Node<'a>) {
+    pub fn unknown_endpoint(&mut self, root: &'t Node<'a>) {
         self.prompt_keys_are_text = true;
         self.generic(root, 0);
     }
 
-    fn generic_as(&mut self, node: &'t Node<'a>, path: u32, mode: Mode) {
+    fn generic_as(&mut self, node: &'t Node<'a>, path: PathId, mode: Mode) {
         // An endpoint without a walker has no known-safe fields to skip: a
         // `type` of "reasoning" or a `signature` key must not hide the rest.
         let unknown = self.prompt_keys_are_text;
@@ -235,7 +244,7 @@ impl<'t, 'a> Walk<'t, 'a> {
     }
 
     /// Signed thinking: the text is checked for secrets, nothing is changed.
-    fn protected(&mut self, node: &'t Node<'a>, path: u32) {
+    pub fn protected(&mut self, node: &'t Node<'a>, path: PathId) {
         for key in ["thinking", "text"] {
             if let Some((k, v)) = fields(node).iter().find(|(k, _)| k.raw == key) {
                 let p = self.key(path, k);
@@ -258,12 +267,12 @@ impl<'t, 'a> Walk<'t, 'a> {
 
     /// Top-level fields in a fixed order: `first` ones, then the rest except
     /// `last`, then `last` (the growing conversation), each via `visit`.
-    fn top_level(
+    pub fn top_level(
         &mut self,
         root: &'t Node<'a>,
         first: &[&str],
         last: &str,
-        visit: fn(&mut Self, &'t str, &'t Node<'a>, u32),
+        visit: fn(&mut Self, &'t str, &'t Node<'a>, PathId),
     ) {
         let Node::Obj(fs) = root else {
             return self.generic(root, 0);
@@ -282,201 +291,8 @@ impl<'t, 'a> Walk<'t, 'a> {
         }
     }
 
-    fn anthropic(&mut self, root: &'t Node<'a>) {
-        self.top_level(root, &["system", "tools"], "messages", |w, key, v, p| match key {
-            "system" => w.anthropic_content(v, p),
-            "messages" => w.each(v, p, |w, m, pm| {
-                if let Some((k, c)) = fields(m).iter().find(|(k, _)| k.raw == "content") {
-                    let pc = w.key(pm, k);
-                    w.anthropic_content(c, pc);
-                }
-                for (k, v) in fields(m).iter().filter(|(k, _)| k.raw != "content") {
-                    let pk = w.key(pm, k);
-                    w.generic(v, pk);
-                }
-            }),
-            _ => w.generic(v, p),
-        });
-    }
-
-    /// A string or an array of content blocks.
-    fn anthropic_content(&mut self, node: &'t Node<'a>, path: u32) {
-        match node {
-            Node::Str(_) => self.place(node, Mode::Text, path),
-            Node::Arr(_) => self.each(node, path, |w, block, pb| w.anthropic_block(block, pb)),
-            _ => self.generic(node, path),
-        }
-    }
-
-    fn anthropic_block(&mut self, block: &'t Node<'a>, path: u32) {
-        let ty = block.str_field("type");
-        let ty = ty.as_deref().unwrap_or("");
-        if matches!(ty, "thinking" | "redacted_thinking") {
-            return self.protected(block, path);
-        }
-        let source_is_text = block.get("source").is_some_and(|s| s.field_is("type", "text"));
-        for (k, v) in fields(block) {
-            let p = self.key(path, k);
-            match (ty, k.raw) {
-                ("text", "text") => self.place(v, Mode::Text, p),
-                ("tool_use" | "server_tool_use" | "mcp_tool_use", "input") => self.all_strings(v, Mode::Text, p),
-                (_, "content") if ty.ends_with("tool_result") || ty == "search_result" => self.anthropic_content(v, p),
-                ("document", "source") if source_is_text => {
-                    for (sk, sv) in fields(v) {
-                        let ps = self.key(p, sk);
-                        if sk.raw == "data" {
-                            self.place(sv, Mode::Text, ps);
-                        } else {
-                            self.generic(sv, ps);
-                        }
-                    }
-                }
-                ("document", "source") => match v.get("content") {
-                    Some(c @ Node::Arr(_)) => {
-                        let pc = self.child(p, Seg::Key("content"));
-                        self.anthropic_content(c, pc);
-                    }
-                    _ => self.generic(v, p),
-                },
-                _ => self.generic(v, p),
-            }
-        }
-    }
-
-    fn chat(&mut self, root: &'t Node<'a>) {
-        self.top_level(root, &["tools", "functions"], "messages", |w, key, v, p| match key {
-            "messages" => w.each(v, p, |w, m, pm| {
-                for (k, v) in fields(m) {
-                    let pk = w.key(pm, k);
-                    match k.raw {
-                        "content" => w.openai_content(v, pk),
-                        "refusal" => w.place(v, Mode::Text, pk),
-                        "tool_calls" => w.each(v, pk, |w, call, pc| w.chat_tool_call(call, pc)),
-                        "function_call" => w.chat_tool_call_function(v, pk),
-                        "reasoning_content" | "reasoning" => w.place(v, Mode::Protected, pk),
-                        _ => w.generic(v, pk),
-                    }
-                }
-            }),
-            _ => w.generic(v, p),
-        });
-    }
-
-    fn chat_tool_call(&mut self, call: &'t Node<'a>, path: u32) {
-        for (k, v) in fields(call) {
-            let p = self.key(path, k);
-            if k.raw == "function" {
-                self.chat_tool_call_function(v, p);
-            } else if k.raw == "custom" {
-                // Custom tool calls carry free text in `input`.
-                for (ck, cv) in fields(v) {
-                    let pc = self.key(p, ck);
-                    let mode = if ck.raw == "input" {
-                        Mode::Text
-                    } else {
-                        Mode::SecretsOnly
-                    };
-                    self.place(cv, mode, pc);
-                }
-            } else {
-                self.generic(v, p);
-            }
-        }
-    }
-
-    fn chat_tool_call_function(&mut self, f: &'t Node<'a>, path: u32) {
-        for (k, v) in fields(f) {
-            let p = self.key(path, k);
-            if k.raw == "arguments" {
-                self.place(v, Mode::JsonText, p);
-            } else {
-                self.generic(v, p);
-            }
-        }
-    }
-
-    /// Chat / Responses message content: a string or typed parts.
-    fn openai_content(&mut self, node: &'t Node<'a>, path: u32) {
-        match node {
-            Node::Str(_) => self.place(node, Mode::Text, path),
-            Node::Arr(_) => self.each(node, path, |w, part, pp| {
-                for (k, v) in fields(part) {
-                    let pk = w.key(pp, k);
-                    match k.raw {
-                        "text" | "refusal" => w.place(v, Mode::Text, pk),
-                        "image_url" | "file_data" | "input_audio" | "file" => w.skip_binary(v, pk),
-                        _ => w.generic(v, pk),
-                    }
-                }
-            }),
-            _ => self.generic(node, path),
-        }
-    }
-
-    fn skip_binary(&mut self, node: &'t Node<'a>, path: u32) {
-        match node {
-            Node::Obj(fs) => {
-                for (k, v) in fs {
-                    if !matches!(k.raw, "data" | "file_data" | "url") {
-                        let p = self.key(path, k);
-                        self.generic(v, p);
-                    }
-                }
-            }
-            // A URL or inline data: only scan URLs (credentials in them).
-            Node::Str(lit) if !lit.raw.starts_with("data:") => self.place(node, Mode::SecretsOnly, path),
-            _ => {}
-        }
-    }
-
-    fn responses(&mut self, root: &'t Node<'a>) {
-        self.top_level(root, &["instructions", "tools"], "input", |w, key, v, p| match key {
-            "instructions" | "input" => match v {
-                Node::Str(_) => w.place(v, Mode::Text, p),
-                Node::Arr(_) => w.each(v, p, |w, item, pi| w.responses_item(item, pi)),
-                _ => w.generic(v, p),
-            },
-            _ => w.generic(v, p),
-        });
-    }
-
-    fn responses_item(&mut self, item: &'t Node<'a>, path: u32) {
-        let ty = item.str_field("type");
-        let ty = ty
-            .as_deref()
-            .unwrap_or(if item.get("role").is_some() { "message" } else { "" });
-        if matches!(ty, "reasoning" | "compaction" | "compaction_summary") {
-            return self.protected(item, path);
-        }
-        for (k, v) in fields(item) {
-            let p = self.key(path, k);
-            match (ty, k.raw) {
-                ("message", "content") => self.openai_content(v, p),
-                (_, "arguments") if ty.ends_with("_call") => self.place(v, Mode::JsonText, p),
-                ("custom_tool_call", "input") => self.place(v, Mode::Text, p),
-                (_, "action" | "input") if ty.ends_with("_call") => self.all_strings(v, Mode::Text, p),
-                (_, "output") if ty.ends_with("_call_output") || ty.ends_with("_call") => self.openai_content(v, p),
-                _ => self.generic(v, p),
-            }
-        }
-    }
-
-    fn embeddings(&mut self, root: &'t Node<'a>) {
-        self.top_level(root, &[], "input", |w, key, v, p| match (key, v) {
-            ("input", Node::Str(_)) => w.place(v, Mode::Text, p),
-            ("input", Node::Arr(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let pi = w.child(p, Seg::Idx(i));
-                    if let Node::Str(_) = item {
-                        w.place(item, Mode::Text, pi);
-                    }
-                }
-            }
-            _ => w.generic(v, p),
-        });
-    }
-
-    fn each(&mut self, node: &'t Node<'a>, path: u32, f: fn(&mut Self, &'t Node<'a>, u32)) {
+    /// Each item of an array via `f` (anything else: [`Walk::generic`]).
+    pub fn each(&mut self, node: &'t Node<'a>, path: PathId, f: fn(&mut Self, &'t Node<'a>, PathId)) {
         match node {
             Node::Arr(items) => {
                 for (i, item) in items.iter().enumerate() {
@@ -489,7 +305,8 @@ impl<'t, 'a> Walk<'t, 'a> {
     }
 }
 
-fn fields<'t, 'a>(node: &'t Node<'a>) -> &'t [(Lit<'a>, Node<'a>)] {
+/// The fields of an object node (none for anything else).
+pub fn fields<'t, 'a>(node: &'t Node<'a>) -> &'t [(Lit<'a>, Node<'a>)] {
     match node {
         Node::Obj(f) => f,
         _ => &[],

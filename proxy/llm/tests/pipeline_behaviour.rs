@@ -32,10 +32,10 @@ fn owner(uid: u32, key: &str) -> ConversationOwner {
 /// answer's placeholders are remembered under that request's owner.
 fn first_responses_turn(p: &promptwall_llm::Pipeline, ctx: &RequestContext) -> String {
     let first = json!({"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"mail ann@example.com"}]}]});
-    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, first.to_string().as_bytes(), ctx));
+    let (sent, restorer) = forward(p.inspect_request(ApiShape::OPENAI_RESPONSES, first.to_string().as_bytes(), ctx));
     // The answer's id, read from its stream, is what the proxy remembers.
     let restorer = restorer.unwrap();
-    let mut processor = restorer.response_processor("text/event-stream", ApiShape::OpenAiResponses);
+    let mut processor = restorer.response_processor("text/event-stream", ApiShape::OPENAI_RESPONSES);
     processor.push(Bytes::from_static(
         b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_abc\",\"object\":\"response\",\"model\":\"gpt-5\"}}\n\n",
     ));
@@ -70,7 +70,7 @@ fn typed_placeholder_is_never_restored_into_another_value() {
     let body =
         json!({"model":"m","messages":[{"role":"user","content":"I typed [[EMAIL_001]] and mean zed@example.com"}]});
     let (provider, restorer) =
-        forward(p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
+        forward(p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body.to_string().as_bytes(), &CTX));
     assert!(
         provider.contains("I typed [[EMAIL_001]] and mean [[EMAIL_002]]"),
         "{provider}"
@@ -91,10 +91,10 @@ fn numbering_is_stable_across_turns_and_restarts() {
         {"role":"assistant","content":"done, c@example.com notified"},
         {"role":"user","content":"now d@example.com and b@example.com"}]});
     let (p1, _) =
-        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn1.to_string().as_bytes(), &CTX));
+        forward(common::pipeline().inspect_request(ApiShape::ANTHROPIC_MESSAGES, turn1.to_string().as_bytes(), &CTX));
     // A fresh pipeline (agent restart) numbers the resent prefix the same way.
     let (p2, r2) =
-        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
+        forward(common::pipeline().inspect_request(ApiShape::ANTHROPIC_MESSAGES, turn2.to_string().as_bytes(), &CTX));
     let prefix_end = p1.find("}]").unwrap();
     assert_eq!(&p2[..prefix_end], &p1[..prefix_end]);
     assert!(p2.contains("done, [[EMAIL_003]] notified"), "{p2}");
@@ -113,7 +113,7 @@ fn a_placeholder_the_model_quoted_in_signed_thinking_keeps_its_number_next_turn(
             {"type":"text","text":"Mailing a@example.com now."}]},
         {"role":"user","content":"thanks"}]});
     let (provider, restorer) =
-        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, turn2.to_string().as_bytes(), &CTX));
+        forward(common::pipeline().inspect_request(ApiShape::ANTHROPIC_MESSAGES, turn2.to_string().as_bytes(), &CTX));
     assert!(
         provider.contains(r#""content":"mail [[EMAIL_001]]""#),
         "renumbered: {provider}"
@@ -133,7 +133,7 @@ fn a_placeholder_the_model_quoted_in_signed_thinking_keeps_its_number_next_turn(
 fn non_json_bodies_on_unknown_endpoints_are_checked_for_credentials() {
     let p = common::pipeline();
     let form = b"grant=x&note=use+AKIAZ7QK3MPLW2XQ4R5T+for+s3&owner=ann@example.com";
-    match p.inspect_request(ApiShape::Other, form, &CTX) {
+    match p.inspect_request(ApiShape::OTHER, form, &CTX) {
         RequestOutcome::Block { status, body, report } => {
             assert_eq!(status, 422);
             let text = String::from_utf8(body.to_vec()).unwrap();
@@ -148,7 +148,7 @@ fn non_json_bodies_on_unknown_endpoints_are_checked_for_credentials() {
     }
     // Personal data in an opaque body is not rewritten (no structure to put a
     // placeholder into safely): it is forwarded byte for byte.
-    match p.inspect_request(ApiShape::Other, b"plain text from ann@example.com", &CTX) {
+    match p.inspect_request(ApiShape::OTHER, b"plain text from ann@example.com", &CTX) {
         RequestOutcome::Forward { body, restorer, report } => {
             assert!(body.is_none() && restorer.is_none());
             assert_eq!(report.verdict, Verdict::Allowed);
@@ -161,7 +161,7 @@ fn non_json_bodies_on_unknown_endpoints_are_checked_for_credentials() {
 fn unchanged_requests_are_forwarded_as_the_original_bytes() {
     let p = common::pipeline();
     let body = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
-    match p.inspect_request(ApiShape::AnthropicMessages, body, &CTX) {
+    match p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body, &CTX) {
         RequestOutcome::Forward {
             body: None,
             restorer: None,
@@ -176,7 +176,7 @@ fn block_names_kind_and_location_never_the_value() {
     let p = common::pipeline();
     let key = "AKIAZ7QK3MPLW2XQ4R5T";
     let body = json!({"model":"gpt-4o","messages":[{"role":"user","content":format!("key {key}")}]});
-    match p.inspect_request(ApiShape::OpenAiChat, body.to_string().as_bytes(), &CTX) {
+    match p.inspect_request(ApiShape::OPENAI_CHAT, body.to_string().as_bytes(), &CTX) {
         RequestOutcome::Block { status, body, report } => {
             assert_eq!(status, 422);
             let text = String::from_utf8(body.to_vec()).unwrap();
@@ -201,7 +201,7 @@ fn secret_inside_signed_thinking_blocks_instead_of_editing_it() {
     let p = common::pipeline();
     let body = json!({"model":"m","messages":[{"role":"assistant","content":[
         {"type":"thinking","thinking":"saw AKIAZ7QK3MPLW2XQ4R5T","signature":"sig"}]}]});
-    match p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX) {
+    match p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body.to_string().as_bytes(), &CTX) {
         RequestOutcome::Block { body, .. } => assert!(String::from_utf8_lossy(&body).contains("signed thinking block")),
         other => panic!("{other:?}"),
     }
@@ -212,7 +212,7 @@ fn pii_in_tool_definitions_and_signatures_is_left_alone() {
     let p = common::pipeline();
     let body = json!({"model":"m","tools":[{"name":"t","description":"owner x@example.com","input_schema":{}}],
         "messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"x@example.com","signature":"x@example.com"}]}]});
-    match p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX) {
+    match p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body.to_string().as_bytes(), &CTX) {
         RequestOutcome::Forward { body: None, .. } => {}
         other => panic!("{other:?}"),
     }
@@ -227,13 +227,13 @@ fn cache_scans_only_new_blocks_on_the_next_turn() {
         messages.push(json!({"role": if i % 2 == 0 {"assistant"} else {"user"}, "content": format!("{big} turn {i}")}));
     }
     let body = json!({"model":"m","system":big,"messages":messages});
-    p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX);
+    p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body.to_string().as_bytes(), &CTX);
     let first_bytes = bytes.load(Ordering::Relaxed);
     messages.push(json!({"role":"user","content":"the new turn with z@example.com, long enough to be cached"}));
     let body2 = json!({"model":"m","system":big,"messages":messages});
     calls.store(0, Ordering::Relaxed);
     bytes.store(0, Ordering::Relaxed);
-    let out = p.inspect_request(ApiShape::AnthropicMessages, body2.to_string().as_bytes(), &CTX);
+    let out = p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body2.to_string().as_bytes(), &CTX);
     assert_eq!(out.report().verdict, Verdict::Redacted);
     assert!(first_bytes > 200_000);
     assert!(
@@ -242,7 +242,7 @@ fn cache_scans_only_new_blocks_on_the_next_turn() {
         bytes.load(Ordering::Relaxed)
     );
     // Cached findings still apply: same request again redacts identically.
-    let again = p.inspect_request(ApiShape::AnthropicMessages, body2.to_string().as_bytes(), &CTX);
+    let again = p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body2.to_string().as_bytes(), &CTX);
     assert_eq!(again.report().findings, out.report().findings);
 }
 
@@ -256,7 +256,7 @@ fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() 
     // The provider holds turn 1; the follow-up sends only new input.
     let follow = json!({"model":"gpt-5","previous_response_id":"resp_abc","input":[
         {"type":"function_call_output","call_id":"c","output":"bo@example.com replied; ann@example.com cc"}]});
-    let (sent, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, follow.to_string().as_bytes(), &ctx));
+    let (sent, restorer) = forward(p.inspect_request(ApiShape::OPENAI_RESPONSES, follow.to_string().as_bytes(), &ctx));
     assert!(
         sent.contains("[[EMAIL_002]] replied; [[EMAIL_001]] cc"),
         "numbers reused across the conversation: {sent}"
@@ -269,7 +269,7 @@ fn an_http_responses_follow_up_continues_the_numbering_of_the_answer_it_names() 
 
     // An id this pipeline never saw (another agent, a restart) starts afresh.
     let unknown = json!({"model":"gpt-5","previous_response_id":"resp_zzz","input":"to bo@example.com"});
-    let (sent, _) = forward(p.inspect_request(ApiShape::OpenAiResponses, unknown.to_string().as_bytes(), &ctx));
+    let (sent, _) = forward(p.inspect_request(ApiShape::OPENAI_RESPONSES, unknown.to_string().as_bytes(), &ctx));
     assert!(sent.contains("to [[EMAIL_001]]"), "{sent}");
     assert_eq!(p.remembered_responses(), 1);
 }
@@ -289,7 +289,7 @@ fn a_previous_response_id_named_by_another_user_or_key_does_not_load_its_placeho
         ("no owner known", CTX),
     ] {
         let (sent, restorer) =
-            forward(p.inspect_request(ApiShape::OpenAiResponses, probe.to_string().as_bytes(), &ctx));
+            forward(p.inspect_request(ApiShape::OPENAI_RESPONSES, probe.to_string().as_bytes(), &ctx));
         // A fresh numbering that skips the typed placeholder, as for any new request.
         assert!(sent.contains("mail me at [[EMAIL_002]]"), "{who}: {sent}");
         let restored = restorer
@@ -301,7 +301,7 @@ fn a_previous_response_id_named_by_another_user_or_key_does_not_load_its_placeho
         );
     }
     // Ann herself still continues her conversation.
-    let (_, restorer) = forward(p.inspect_request(ApiShape::OpenAiResponses, probe.to_string().as_bytes(), &ann));
+    let (_, restorer) = forward(p.inspect_request(ApiShape::OPENAI_RESPONSES, probe.to_string().as_bytes(), &ann));
     assert_eq!(restorer.unwrap().restore_text("[[EMAIL_001]]"), "ann@example.com");
 }
 
@@ -402,9 +402,9 @@ fn websocket_follow_ups_reuse_the_connection_vault() {
 #[test]
 fn observe_only_passes_bytes_through_and_reads_usage() {
     let cases = [
-        (ApiShape::AnthropicMessages, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":7,\"cache_creation_input_tokens\":3,\"output_tokens\":1}}}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":42}}\n\n", (10, 42, 7, Some(3)), "claude-x"),
-        (ApiShape::OpenAiChat, "data: {\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\ndata: [DONE]\n\n", (5, 2, 4, None), "gpt-4o"),
-        (ApiShape::OpenAiResponses, "event: response.completed\r\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5\",\"usage\":{\"input_tokens\":9,\"output_tokens\":8,\"input_tokens_details\":{\"cached_tokens\":6}}}}\r\n\r\n", (9, 8, 6, None), "gpt-5"),
+        (ApiShape::ANTHROPIC_MESSAGES, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":7,\"cache_creation_input_tokens\":3,\"output_tokens\":1}}}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":42}}\n\n", (10, 42, 7, Some(3)), "claude-x"),
+        (ApiShape::OPENAI_CHAT, "data: {\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\ndata: [DONE]\n\n", (5, 2, 4, None), "gpt-4o"),
+        (ApiShape::OPENAI_RESPONSES, "event: response.completed\r\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5\",\"usage\":{\"input_tokens\":9,\"output_tokens\":8,\"input_tokens_details\":{\"cached_tokens\":6}}}}\r\n\r\n", (9, 8, 6, None), "gpt-5"),
     ];
     for (shape, sse, (i, o, cr, cw), model) in cases {
         for split in 0..sse.len() {
@@ -431,7 +431,7 @@ fn observe_only_passes_bytes_through_and_reads_usage() {
             assert!(p.stream_error().is_none());
         }
     }
-    let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicCountTokens, "application/json");
+    let mut p = ResponseProcessor::observe_only(ApiShape::ANTHROPIC_COUNT_TOKENS, "application/json");
     assert_eq!(
         p.push(Bytes::from_static(b"{\"input_tokens\":")),
         Bytes::from_static(b"{\"input_tokens\":")
@@ -444,7 +444,7 @@ fn observe_only_passes_bytes_through_and_reads_usage() {
 #[test]
 fn mid_stream_error_event_is_reported_and_passed_unmodified() {
     let sse = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
-    let mut p = ResponseProcessor::observe_only(ApiShape::AnthropicMessages, "text/event-stream");
+    let mut p = ResponseProcessor::observe_only(ApiShape::ANTHROPIC_MESSAGES, "text/event-stream");
     assert_eq!(
         p.push(Bytes::from_static(sse.as_bytes())),
         Bytes::from_static(sse.as_bytes())
@@ -454,8 +454,8 @@ fn mid_stream_error_event_is_reported_and_passed_unmodified() {
     // Also through a restoring processor.
     let body = json!({"model":"m","messages":[{"role":"user","content":"x@example.com"}]});
     let (_, r) =
-        forward(common::pipeline().inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
-    let out = restore_sse(r.as_ref().unwrap(), ApiShape::AnthropicMessages, sse);
+        forward(common::pipeline().inspect_request(ApiShape::ANTHROPIC_MESSAGES, body.to_string().as_bytes(), &CTX));
+    let out = restore_sse(r.as_ref().unwrap(), ApiShape::ANTHROPIC_MESSAGES, sse);
     assert_eq!(out, sse);
 }
 
@@ -479,10 +479,10 @@ fn restored_values_are_json_escaped_inside_tool_arguments() {
         Default::default(),
     );
     let body = json!({"model":"m","messages":[{"role":"user","content":"value q\"b\\s here"}]});
-    let (provider, r) = forward(p.inspect_request(ApiShape::AnthropicMessages, body.to_string().as_bytes(), &CTX));
+    let (provider, r) = forward(p.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body.to_string().as_bytes(), &CTX));
     assert!(provider.contains("value [[ODD_001]] here"));
     let sse = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"v\\\": \\\"[[ODD_001]]\\\"}\"}}\n\n";
-    let out = restore_sse(r.as_ref().unwrap(), ApiShape::AnthropicMessages, sse);
+    let out = restore_sse(r.as_ref().unwrap(), ApiShape::ANTHROPIC_MESSAGES, sse);
     let data = out.lines().nth(1).unwrap().strip_prefix("data: ").unwrap();
     let event: serde_json::Value = serde_json::from_str(data).unwrap();
     let args: serde_json::Value = serde_json::from_str(event["delta"]["partial_json"].as_str().unwrap()).unwrap();
@@ -509,7 +509,7 @@ fn a_redact_action_rewrites_a_plain_text_body_and_blocks_a_binary_one() {
     };
     let pipeline = Pipeline::new(scanner, PipelineSettings::default());
     let form = format!("note=use+{key}+for+s3&x=1");
-    match pipeline.inspect_request(ApiShape::Other, form.as_bytes(), &CTX) {
+    match pipeline.inspect_request(ApiShape::OTHER, form.as_bytes(), &CTX) {
         RequestOutcome::Forward { body: Some(body), .. } => {
             assert_eq!(&body[..], b"note=use+[[REDACTED_AWS_ACCESS_KEY_ID]]+for+s3&x=1");
         }
@@ -518,7 +518,7 @@ fn a_redact_action_rewrites_a_plain_text_body_and_blocks_a_binary_one() {
     let mut binary = b"\xff\xfe".to_vec();
     binary.extend_from_slice(key.as_bytes());
     assert!(matches!(
-        pipeline.inspect_request(ApiShape::Other, &binary, &CTX),
+        pipeline.inspect_request(ApiShape::OTHER, &binary, &CTX),
         RequestOutcome::Block { .. }
     ));
 }
@@ -530,7 +530,7 @@ fn an_escaped_secret_in_unparseable_json_is_still_blocked() {
     let p = common::pipeline();
     let ndjson = "{\"a\":\"\\u0041KIAZ7QK3MPLW2XQ4R5T\"}\n{\"b\":1}\n";
     assert!(matches!(
-        p.inspect_request(ApiShape::Other, ndjson.as_bytes(), &CTX),
+        p.inspect_request(ApiShape::OTHER, ndjson.as_bytes(), &CTX),
         RequestOutcome::Block { .. }
     ));
 }
@@ -548,7 +548,7 @@ fn signed_looking_fields_of_an_unknown_endpoint_do_not_hide_secrets() {
     ] {
         assert!(
             matches!(
-                p.inspect_request(ApiShape::Other, body.to_string().as_bytes(), &CTX),
+                p.inspect_request(ApiShape::OTHER, body.to_string().as_bytes(), &CTX),
                 RequestOutcome::Block { .. }
             ),
             "{body}"

@@ -39,7 +39,7 @@ proptest! {
     fn restore_of_redact_is_identity((text, values) in text_with_pii(), cuts in prop::collection::vec(0usize..4000, 0..6)) {
         let pipeline = common::pipeline();
         let body = serde_json::json!({"model":"m","messages":[{"role":"user","content":text}]}).to_string();
-        let outcome = pipeline.inspect_request(ApiShape::AnthropicMessages, body.as_bytes(), &RequestContext::default());
+        let outcome = pipeline.inspect_request(ApiShape::ANTHROPIC_MESSAGES, body.as_bytes(), &RequestContext::default());
         let RequestOutcome::Forward { body: provider, restorer, .. } = outcome else { panic!("unexpected block") };
         let provider = provider.map(|b| String::from_utf8(b.to_vec()).unwrap()).unwrap_or(body.clone());
         for v in &values {
@@ -55,7 +55,7 @@ proptest! {
 
         // JSON response echoing the redacted text.
         let json_body = serde_json::json!({"content":[{"type":"text","text":redacted}],"usage":{"input_tokens":1}}).to_string();
-        let mut p = restorer.response_processor("application/json", ApiShape::AnthropicMessages);
+        let mut p = restorer.response_processor("application/json", ApiShape::ANTHROPIC_MESSAGES);
         let mut out = p.push(Bytes::from(json_body)).to_vec();
         out.extend_from_slice(&p.finish());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -77,7 +77,7 @@ proptest! {
         let bytes = sse.as_bytes();
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
         points.sort();
-        let mut p = restorer.response_processor("text/event-stream", ApiShape::AnthropicMessages);
+        let mut p = restorer.response_processor("text/event-stream", ApiShape::ANTHROPIC_MESSAGES);
         let mut out = Vec::new();
         let mut at = 0;
         for c in points.into_iter().chain([bytes.len()]) {

@@ -16,6 +16,8 @@ use crate::forward::ConnContext;
 
 pub struct Admit<'a> {
     pub config: &'a Config,
+    /// The API shapes requests are classified into.
+    pub shapes: &'a promptwall_llm::Shapes,
     pub conn: &'a ConnContext,
     /// False while the audit store refuses rows or its disk is nearly full.
     pub audit_ready: bool,
@@ -58,7 +60,7 @@ impl Admit<'_> {
             )
         })?;
         ex.path = parts.uri.path().to_string();
-        ex.traffic = Traffic::Api(crate::inspect::classify(&parts.method, parts.uri.path()));
+        ex.traffic = Traffic::Api(crate::inspect::classify(self.shapes, &parts.method, parts.uri.path()));
         let target =
             resolve_target(self.config, self.conn, parts).map_err(|m| Refusal::new(StatusCode::NOT_FOUND, m))?;
         ex.path = target.uri.path().to_string();
@@ -186,6 +188,7 @@ mod tests {
         let conn = conn(server_name);
         let stage = Admit {
             config,
+            shapes: &promptwall_llm::Shapes::builtin(),
             conn: &conn,
             audit_ready: true,
         };
@@ -259,6 +262,7 @@ mod tests {
         let conn = conn(Some("api.openai.com"));
         let stage = Admit {
             config: &config,
+            shapes: &promptwall_llm::Shapes::builtin(),
             conn: &conn,
             audit_ready: false,
         };

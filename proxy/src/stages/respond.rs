@@ -175,9 +175,8 @@ where
                     inspector.conclude(s);
                 }
                 if let Some(s) = stage.as_ref() {
-                    let (usage, stream_error) = s.usage();
-                    ex.usage = usage;
-                    if let Some(err) = stream_error {
+                    ex.usage = s.usage();
+                    if let Some(err) = ex.usage.stream_error.clone() {
                         ex.error
                             .get_or_insert(format!("provider sent an error event mid-stream: {err}"));
                     }

@@ -23,6 +23,7 @@ use crate::pipeline::Inspector;
 use crate::upstream::Upstream;
 
 pub struct Upgrade<'a> {
+    pub shapes: &'a promptwall_llm::Shapes,
     pub upstream: &'a Upstream,
     pub limits: &'a LimitsConfig,
     pub admission: &'a Admission,
@@ -53,7 +54,7 @@ impl<'a> Stage for Upgrade<'a> {
     async fn run(&self, ex: &mut Exchange, (mut req, target): Self::Input) -> Result<Upgraded, Refusal> {
         // Responses over WebSocket: api.openai.com/v1/responses (API key) and
         // chatgpt.com/backend-api/codex/responses (ChatGPT sign-in).
-        if crate::inspect::classify(&http::Method::POST, req.uri().path().trim_end_matches('/'))
+        if crate::inspect::classify(self.shapes, &http::Method::POST, req.uri().path().trim_end_matches('/'))
             == ApiShape::OPENAI_RESPONSES
         {
             ex.traffic = Traffic::Api(ApiShape::OPENAI_RESPONSES);

@@ -49,10 +49,10 @@ pub fn run(args: PipelineArgs) -> Result<Value> {
         let d = detector.clone();
         let pipeline = Pipeline::new(move |text: &str| Scanner::scan(&*d, text), PipelineSettings::default());
         let start = Instant::now();
-        let a = pipeline.inspect_request(ApiShape::AnthropicMessages, &t.first, &ctx);
+        let a = pipeline.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &t.first, &ctx);
         let cold_t = start.elapsed();
         let start = Instant::now();
-        let b = pipeline.inspect_request(ApiShape::AnthropicMessages, &t.next, &ctx);
+        let b = pipeline.inspect_request(ApiShape::ANTHROPIC_MESSAGES, &t.next, &ctx);
         let next_t = start.elapsed();
         for outcome in [&a, &b] {
             if !matches!(outcome, RequestOutcome::Forward { .. }) {

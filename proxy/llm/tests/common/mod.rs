@@ -84,11 +84,11 @@ pub fn counting_pipeline() -> (Pipeline, Arc<AtomicUsize>, Arc<AtomicUsize>) {
 
 pub fn shape_from_name(name: &str) -> ApiShape {
     match name.split("__").next().unwrap() {
-        "anthropic" => ApiShape::AnthropicMessages,
-        "anthropic_count" => ApiShape::AnthropicCountTokens,
-        "chat" => ApiShape::OpenAiChat,
-        "responses" => ApiShape::OpenAiResponses,
-        "embeddings" => ApiShape::OpenAiEmbeddings,
+        "anthropic" => ApiShape::ANTHROPIC_MESSAGES,
+        "anthropic_count" => ApiShape::ANTHROPIC_COUNT_TOKENS,
+        "chat" => ApiShape::OPENAI_CHAT,
+        "responses" => ApiShape::OPENAI_RESPONSES,
+        "embeddings" => ApiShape::OPENAI_EMBEDDINGS,
         other => panic!("unknown shape prefix {other}"),
     }
 }
