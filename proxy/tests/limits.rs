@@ -91,7 +91,6 @@ fn base_config(upstream: SocketAddr) -> Config {
     let mut config = Config::default();
     config.listen.explicit = Some("127.0.0.1:0".parse().unwrap());
     config.listen.transparent = None;
-    config.intercept.enabled = false;
     config.upstream.mark = 0;
     let base = format!("http://{upstream}");
     config.providers = vec![
