@@ -18,8 +18,11 @@
 //!    audit URL) without rewriting the admin's config;
 //! 3. environment variables `PROMPTWALL_<SECTION>__<KEY>` (a double
 //!    underscore between levels, any case: `PROMPTWALL_AUDIT__CENTRAL__URL`),
-//!    and `PROMPTWALL_MACHINE_ID`. Other `PROMPTWALL_*` variables (one
-//!    underscore: `PROMPTWALL_CONFIG`, `PROMPTWALL_LOG`) are not config keys.
+//!    and `PROMPTWALL_MACHINE_ID`. Values are figment values: numbers,
+//!    booleans and `[arrays]` are parsed, anything else is a string; quote
+//!    a string that looks like a number (`PROMPTWALL_MACHINE_ID='"1234"'`).
+//!    Other `PROMPTWALL_*` variables (one underscore: `PROMPTWALL_CONFIG`,
+//!    `PROMPTWALL_LOG`) are not config keys.
 //!
 //! Tables merge key by key; any other value, arrays included (e.g.
 //! `[[providers]]`), replaces the earlier one. Unknown keys are errors that
@@ -162,7 +165,7 @@ impl AgentConfig {
 
     /// Machine id for the fleet store: config, else /etc/machine-id, else hostname.
     pub fn machine_id(&self) -> String {
-        self.proxy().machine_id()
+        promptwall_proxy::config::machine_id(self.machine_id.as_deref())
     }
 }
 
@@ -306,14 +309,15 @@ mod tests {
         std::env::set_var("PWTEST_ENV_AUDIT__CENTRAL__URL", "postgres://b/y");
         std::env::set_var("PWTEST_ENV_INTERCEPT__PORTS", "[443, 8443]");
         std::env::set_var("PWTEST_ENV_AUDIT__SYNC", "normal");
-        std::env::set_var("PWTEST_ENV_MACHINE_ID", "from-env");
+        // Looks like a number: quoted to stay a string.
+        std::env::set_var("PWTEST_ENV_MACHINE_ID", "\"1234\"");
         std::env::set_var("PWTEST_ENV_CONFIG", "/not/a/config/key");
         let c = load(&dir, "PWTEST_ENV_").unwrap();
         assert_eq!(c.audit.capture_max_bytes, 3);
         assert_eq!(c.audit.central.as_ref().map(|x| x.url.as_str()), Some("postgres://b/y"));
         assert_eq!(c.intercept.ports, vec![443, 8443]);
         assert_eq!(c.audit.sync, promptwall_audit::SyncMode::Normal);
-        assert_eq!(c.machine_id.as_deref(), Some("from-env"));
+        assert_eq!(c.machine_id.as_deref(), Some("1234"), "an all-digit id stays a string");
     }
 
     #[test]

@@ -331,20 +331,25 @@ impl Config {
 
     /// Machine id for the fleet store: config, else /etc/machine-id, else hostname.
     pub fn machine_id(&self) -> String {
-        if let Some(id) = &self.machine_id {
-            return id.clone();
-        }
-        std::fs::read_to_string("/etc/machine-id")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into())
+        machine_id(self.machine_id.as_deref())
     }
+}
+
+/// `configured`, else /etc/machine-id, else the hostname, else "unknown".
+pub fn machine_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured {
+        return id.to_string();
+    }
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]
