@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::AgentConfig;
 use anyhow::Context;
 use promptwall_audit::render::{self, Format};
-use promptwall_audit::CentralConfig as CentralAuditConfig;
+use promptwall_audit::CentralConfig;
 use promptwall_audit::{
     AuditError, AuditStore, CentralShipper, PriceTable, QueryFilter, RetentionPolicy, ShipperHandle, TopBy,
     WriterOptions,
@@ -382,7 +382,7 @@ pub fn start_retention(store: &AuditStore, config: &AgentConfig) -> Option<tokio
 /// while the central store is down: they stay in the spool until it returns.
 pub async fn start_shipper(
     store: &AuditStore,
-    central: &CentralAuditConfig,
+    central: &CentralConfig,
     machine_id: &str,
 ) -> anyhow::Result<ShipperHandle> {
     let shipper = CentralShipper::new(
