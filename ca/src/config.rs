@@ -32,3 +32,18 @@ impl CaConfig {
         Duration::from_secs(u64::from(self.leaf_validity_hours.max(1)) * 3600)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_leaf_validity_counts_as_one_hour() {
+        let c = CaConfig {
+            leaf_validity_hours: 0,
+            ..CaConfig::default()
+        };
+        assert_eq!(c.leaf_validity(), Duration::from_secs(3600));
+        assert_eq!(CaConfig::default().leaf_validity(), Duration::from_secs(24 * 3600));
+    }
+}
