@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod cli;
+mod config;
 mod intercept;
 
 use std::path::PathBuf;
@@ -17,7 +18,8 @@ use clap::{Parser, Subcommand};
     about = "Inspect and audit every request coding agents send to LLM providers"
 )]
 struct Cli {
-    /// Config file (default /etc/promptwall/config.toml; missing means all defaults).
+    /// Config file (default /etc/promptwall/config.toml; missing means all defaults),
+    /// then `config.d/*.toml` beside it, then PROMPTWALL_<SECTION>__<KEY> variables.
     #[arg(long, global = true, env = "PROMPTWALL_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -51,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async move {
-        let config = cli::fleet::load(cli.config.as_deref())?;
+        let config = config::AgentConfig::load(cli.config.as_deref())?;
         match cli.command {
             Command::Up(args) => cli::up::run(args, config).await,
             Command::Status(args) => cli::status::run(args, &config).await,

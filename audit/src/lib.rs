@@ -14,6 +14,7 @@
 //! * The same queries ([`QueryFilter`], `agents`, `top`, ...) run on both.
 
 pub mod chain;
+pub mod config;
 pub mod cost;
 mod error;
 pub mod query;
@@ -27,6 +28,7 @@ pub mod time;
 pub mod writer;
 
 pub use chain::{ChainBreak, QuarantinedRow, VerifyReport};
+pub use config::{AuditConfig, CentralConfig};
 pub use cost::{estimate_cost, PriceTable, Usage};
 pub use error::AuditError;
 pub use query::{AgentSummary, QueryFilter, TopBy, TopRow};

@@ -317,10 +317,13 @@ fn is_permission_denied(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::PermissionDenied
 }
 
-/// When SQLite makes a commit durable; see the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When SQLite makes a commit durable; see the module docs. Written
+/// `"full"` / `"normal"` in `[audit] sync`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     /// fsync on every commit: survives power loss.
+    #[default]
     Full,
     /// fsync at checkpoints: survives agent crashes, not power loss.
     Normal,

@@ -10,6 +10,7 @@
 //! # let _ = tls; Ok(()) }
 //! ```
 
+mod config;
 mod constraints;
 mod error;
 mod files;
@@ -19,6 +20,7 @@ mod org;
 pub mod pem;
 pub mod trust;
 
+pub use config::CaConfig;
 pub use constraints::{normalize_dns_name, registrable_domains, DnsConstraints};
 pub use error::CaError;
 pub use minter::{Clock, LeafMinter};

@@ -83,7 +83,8 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         shapes: deps.shapes,
         stats: stats.clone(),
         admission: crate::admission::Admission::new(&config.limits),
-        request_id_header: Some(http::HeaderName::from_static(crate::config::DEFAULT_REQUEST_ID_HEADER)),
+        // Validated with the config; empty means no header.
+        request_id_header: http::HeaderName::try_from(config.listen.request_id_header.as_str()).ok(),
         config: config.clone(),
     });
     let mut tasks = Vec::new();

@@ -1,43 +1,46 @@
-//! The one TOML config file. Every key has a default so `promptwall up` runs
-//! without a file; `deploy/config.example.toml` documents each key in place.
+//! The proxy's settings. It owns the `[listen]`, `[upstream]`, `[pipeline]`,
+//! `[limits]` and `[[providers]]` sections of the config file; the agent
+//! composes the file (`promptwall_agent::config::AgentConfig`) and hands the
+//! proxy these sections plus small typed values for what it reads from
+//! sections other crates own: [`AuditSettings`] from `[audit]`,
+//! [`TransparentConfig`] from `[intercept]`, and the org CA directory from `[ca]`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use promptwall_llm::policy::{Action, CustomDetector, PipelineConfig};
 
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/promptwall/config.toml";
-/// Response header carrying the per-exchange request id (helper C makes it
-/// configurable).
+/// The response header carrying the exchange's request id, by default. Not
+/// `x-request-id`: providers send their own id there and clients read it.
 pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-promptwall-request-id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}; pass --config PATH or create the file (see deploy/config.example.toml)")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path} is not valid: {message}; fix the key named above (see deploy/config.example.toml)")]
-    Parse { path: PathBuf, message: String },
     #[error("config is inconsistent: {0}")]
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+/// Everything the proxy runs with. Not a file format: the agent builds it
+/// from its composed config.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: ListenConfig,
-    pub ca: CaConfig,
-    pub audit: AuditConfig,
     pub upstream: UpstreamConfig,
-    pub intercept: InterceptConfig,
     pub pipeline: PipelineConfig,
     pub limits: LimitsConfig,
     /// Providers are data: hosts, API paths and upstream scheme.
     pub providers: Vec<ProviderConfig>,
     /// Stable id of this machine in the fleet store; default: /etc/machine-id.
     pub machine_id: Option<String>,
+    /// What the proxy reads from `[audit]` for the rows it writes.
+    pub audit: AuditSettings,
+    /// What the transparent listener reads from `[intercept]`.
+    pub transparent: TransparentConfig,
+    /// `[ca] dir`: the org CA, refused as an issuer on the upstream leg.
+    pub ca_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -51,53 +54,68 @@ pub struct ListenConfig {
     pub transparent: Option<SocketAddr>,
     /// Unix admin socket used by `promptwall status`.
     pub admin_socket: PathBuf,
+    /// Response header, on every listener, carrying promptwall's id of the
+    /// exchange (the audit row's request id). Empty: no header is added.
+    pub request_id_header: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CaConfig {
-    pub dir: PathBuf,
-    /// Name-constrain the generated root to the provider domains.
-    pub name_constraints: bool,
-    /// Leaf lifetime; leaves are re-minted well before they expire.
-    pub leaf_validity_hours: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuditConfig {
-    /// sqlx URL: sqlite:///var/lib/promptwall/audit.db or postgres://...
+/// The `[audit]` settings the proxy reads (the section itself belongs to
+/// `promptwall_audit::AuditConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    /// The store's URL: where free space is checked (SQLite only).
     pub url: String,
-    /// SQLite durability of each row: "full" fsyncs every commit (survives
-    /// power loss); "normal" fsyncs at checkpoints (survives agent crashes).
-    pub sync: AuditSync,
-    /// Store request/response bodies as the provider saw them (redacted).
     pub capture_bodies: bool,
     pub capture_max_bytes: usize,
-    /// Delete rows older than this many days (chain kept verifiable by a
-    /// checkpoint; rows not yet shipped to the central store are kept).
-    pub retention_days: Option<u32>,
-    /// Drop captured bodies older than this many days (rows stay).
-    pub body_retention_days: Option<u32>,
-    /// TOML price table overriding/extending the built-in one (cost estimates).
-    pub price_table: Option<PathBuf>,
-    /// Secret key (0600, root) of the fingerprints of blocked secrets; created
-    /// with 32 random bytes on first start if absent. Give every machine the
-    /// same file to correlate one secret across the fleet.
+    /// The HMAC key file of blocked-secret fingerprints.
     pub fingerprint_key: PathBuf,
-    /// New exchanges are refused (503) before reaching a provider while the
-    /// SQLite store's filesystem has less than this free: their rows could
-    /// not be written. 0 turns the check off.
+    /// Refuse new exchanges while the store has less free space (0: off).
     pub min_free_bytes: u64,
-    pub central: Option<CentralAuditConfig>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CentralAuditConfig {
-    pub url: String,
-    pub batch_size: usize,
-    pub interval_ms: u64,
+// The same defaults as `promptwall_audit::AuditConfig`; the agent's tests
+// check that its composed defaults give exactly `Config::default()`.
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite:///var/lib/promptwall/audit.db".into(),
+            capture_bodies: false,
+            capture_max_bytes: 256 * 1024,
+            fingerprint_key: "/var/lib/promptwall/fingerprint.key".into(),
+            min_free_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the transparent listener decides per connection; written in the
+/// `[intercept]` section (see the agent's `InterceptConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransparentConfig {
+    /// `fail = "closed"`: a learned passthrough is recorded but the
+    /// connection keeps being intercepted (blocked).
+    pub fail_closed: bool,
+    /// Splice (user, exe, server name) triples undecrypted after this many
+    /// rejections of our certificate (pinning); 0 never does.
+    pub learn_passthrough_after: u32,
+    /// A learned passthrough is forgotten after this long (then counted afresh).
+    pub learned_passthrough_ttl_secs: u64,
+    /// Server names (exact, or `*.example.com`) that may be spliced
+    /// undecrypted when they reach a provider address.
+    pub splice_server_names: Vec<String>,
+    /// Any other non-provider name at a provider address.
+    pub foreign_sni: ForeignSni,
+}
+
+impl Default for TransparentConfig {
+    fn default() -> Self {
+        Self {
+            fail_closed: false,
+            learn_passthrough_after: 3,
+            learned_passthrough_ttl_secs: 3600,
+            splice_server_names: Vec::new(),
+            foreign_sni: ForeignSni::Resolving,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,71 +144,15 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditSync {
-    #[default]
-    Full,
-    Normal,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum FailMode {
-    Open,
-    Closed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct InterceptConfig {
-    /// false: explicit mode only; runs without root.
-    pub enabled: bool,
-    /// "ebpf" (default) or "nftables" (fallback where eBPF can't load).
-    pub mode: InterceptMode,
-    /// cgroup2 path to attach to; default: the cgroup2 mount root.
-    pub cgroup: Option<PathBuf>,
-    /// Static provider ranges, in addition to resolved hosts.
-    pub addresses: Vec<String>,
-    /// Destination ports captured (TLS).
-    pub ports: Vec<u16>,
-    pub fail: FailMode,
-    /// Re-resolve provider hosts at most this often (TTL permitting).
-    pub resolve_interval_secs: u64,
-    /// Keep an address this long after it was last seen in DNS (CDN churn).
-    pub address_keep_secs: u64,
-    /// Block UDP/443 (QUIC) to provider addresses so clients use TCP.
-    pub block_quic: bool,
-    /// Splice (user, exe, server name) triples undecrypted after this many
-    /// rejections of our certificate (pinning); 0 never does. fail = "closed" keeps blocking.
-    pub learn_passthrough_after: u32,
-    /// A learned passthrough is forgotten after this long (then counted afresh).
-    pub learned_passthrough_ttl_secs: u64,
-    /// Server names (exact, or `*.example.com` for subdomains) that may be
-    /// spliced undecrypted when they reach a provider address (CDN addresses
-    /// shared with other sites). Any other non-provider name, or no name at
-    /// all, is refused there: it could carry a provider's API inside.
-    pub splice_server_names: Vec<String>,
-    /// Any other non-provider name at a provider address: "resolving"
-    /// splices it when its own DNS answer holds the address it connected to
-    /// (a site sharing a CDN address); "refuse" refuses it.
-    pub foreign_sni: ForeignSni,
-}
-
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
+/// `[intercept] foreign_sni`: "resolving" splices a non-provider name at a
+/// provider address when its own DNS answer holds that address; "refuse"
+/// refuses it.
 pub enum ForeignSni {
     #[default]
     Resolving,
     Refuse,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum InterceptMode {
-    #[default]
-    Ebpf,
-    Nftables,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -236,63 +198,7 @@ impl Default for ListenConfig {
             explicit_tls: None,
             transparent: Some("127.0.0.1:15443".parse().unwrap()),
             admin_socket: "/run/promptwall/admin.sock".into(),
-        }
-    }
-}
-
-impl Default for CaConfig {
-    fn default() -> Self {
-        Self {
-            dir: "/var/lib/promptwall/ca".into(),
-            name_constraints: true,
-            leaf_validity_hours: 24,
-        }
-    }
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite:///var/lib/promptwall/audit.db".into(),
-            sync: AuditSync::Full,
-            capture_bodies: false,
-            capture_max_bytes: 256 * 1024,
-            retention_days: None,
-            body_retention_days: None,
-            price_table: None,
-            fingerprint_key: "/var/lib/promptwall/fingerprint.key".into(),
-            min_free_bytes: 64 * 1024 * 1024,
-            central: None,
-        }
-    }
-}
-
-impl Default for CentralAuditConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            batch_size: 500,
-            interval_ms: 2000,
-        }
-    }
-}
-
-impl Default for InterceptConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            mode: InterceptMode::Ebpf,
-            cgroup: None,
-            addresses: vec!["160.79.104.0/23".into(), "2607:6bc0::/48".into()],
-            ports: vec![443],
-            fail: FailMode::Open,
-            resolve_interval_secs: 60,
-            address_keep_secs: 24 * 3600,
-            block_quic: true,
-            learn_passthrough_after: 3,
-            learned_passthrough_ttl_secs: 3600,
-            splice_server_names: Vec::new(),
-            foreign_sni: ForeignSni::Resolving,
+            request_id_header: DEFAULT_REQUEST_ID_HEADER.into(),
         }
     }
 }
@@ -315,14 +221,14 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: ListenConfig::default(),
-            ca: CaConfig::default(),
-            audit: AuditConfig::default(),
             upstream: UpstreamConfig::default(),
-            intercept: InterceptConfig::default(),
             pipeline: PipelineConfig::default(),
             limits: LimitsConfig::default(),
             providers: default_providers(),
             machine_id: None,
+            audit: AuditSettings::default(),
+            transparent: TransparentConfig::default(),
+            ca_dir: "/var/lib/promptwall/ca".into(),
         }
     }
 }
@@ -356,29 +262,7 @@ pub fn default_providers() -> Vec<ProviderConfig> {
 }
 
 impl Config {
-    /// Loads `path`; a missing file at the default path means "all defaults".
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let (path, explicit) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => return Err(ConfigError::Read { path, source }),
-        };
-        let config = Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.clone(),
-            message,
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
-    }
-
+    /// Checks the proxy's sections; the error says what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.providers.is_empty() {
             return Err(ConfigError::Invalid(
@@ -404,6 +288,12 @@ impl Config {
                     .into(),
             ));
         }
+        let header = &self.listen.request_id_header;
+        if !header.is_empty() && http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "[listen] request_id_header = {header:?} is not a valid HTTP header name; use letters, digits and '-' (default \"x-promptwall-request-id\"), or \"\" to add no header"
+            )));
+        }
         for p in &self.providers {
             if !(p.upstream.starts_with("https://") || p.upstream.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -423,7 +313,7 @@ impl Config {
     /// Whether a non-provider server name may be spliced at a provider address.
     pub fn may_splice(&self, server_name: &str) -> bool {
         let name = server_name.trim_end_matches('.');
-        self.intercept
+        self.transparent
             .splice_server_names
             .iter()
             .any(|pattern| match pattern.strip_prefix("*.") {
@@ -445,20 +335,25 @@ impl Config {
 
     /// Machine id for the fleet store: config, else /etc/machine-id, else hostname.
     pub fn machine_id(&self) -> String {
-        if let Some(id) = &self.machine_id {
-            return id.clone();
-        }
-        std::fs::read_to_string("/etc/machine-id")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into())
+        machine_id(self.machine_id.as_deref())
     }
+}
+
+/// `configured`, else /etc/machine-id, else the hostname, else "unknown".
+pub fn machine_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured {
+        return id.to_string();
+    }
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]
@@ -466,63 +361,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_file_is_all_defaults() {
-        assert_eq!(Config::parse("").unwrap(), Config::default());
-    }
-
-    #[test]
-    fn issue_interface_keys_parse() {
-        let c = Config::parse(
-            r#"
-[listen]
-explicit = "127.0.0.1:8787"
-transparent = "127.0.0.1:15443"
-[ca]
-dir = "/var/lib/promptwall/ca"
-[audit]
-url = "sqlite:///var/lib/promptwall/audit.db"
-[upstream]
-extra_roots = ["/path/to/extra-ca.pem"]
-[upstream.resolve]
-"api.anthropic.com" = "127.0.0.1:8443"
-[intercept]
-enabled = true
-cgroup = "/sys/fs/cgroup/unified"
-addresses = ["160.79.104.0/23"]
-fail = "open"
-"#,
-        )
-        .unwrap();
-        assert_eq!(
-            c.upstream.resolve["api.anthropic.com"],
-            "127.0.0.1:8443".parse().unwrap()
-        );
-        assert_eq!(c.intercept.fail, FailMode::Open);
-        assert_eq!(c.intercept.cgroup.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
-    }
-
-    #[test]
-    fn unknown_key_is_an_error_naming_it() {
-        let err = Config::parse("[listen]\nexplicitt = \"127.0.0.1:1\"").unwrap_err();
-        assert!(err.contains("explicitt"), "{err}");
-    }
-
-    #[test]
     fn provider_lookup_ignores_case_and_trailing_dot() {
         let c = Config::default();
         assert_eq!(c.provider_for_host("API.Anthropic.com.").unwrap().name, "anthropic");
         assert!(c.provider_for_host("example.com").is_none());
     }
-}
 
-#[cfg(test)]
-mod example_tests {
-    use super::*;
-
-    /// The documented example must stay loadable and equal to the defaults.
     #[test]
     fn splice_names_match_exactly_or_by_subdomain_wildcard() {
-        let c = Config::parse("[intercept]\nsplice_server_names = [\"cdn.example.com\", \"*.shared.test\"]").unwrap();
+        let mut c = Config::default();
+        c.transparent.splice_server_names = vec!["cdn.example.com".into(), "*.shared.test".into()];
         assert!(c.may_splice("cdn.example.com"));
         assert!(c.may_splice("CDN.example.com."));
         assert!(c.may_splice("a.shared.test"));
@@ -533,16 +381,29 @@ mod example_tests {
     }
 
     #[test]
-    fn example_config_parses_to_defaults() {
-        let text = include_str!("../../deploy/config.example.toml");
-        let parsed = Config::parse(text).unwrap();
-        assert_eq!(parsed, Config::default());
+    fn partial_upstream_table_keeps_mark_and_connect_timeout() {
+        let u: UpstreamConfig = toml::from_str("extra_roots = [\"/tmp/x.pem\"]\n").unwrap();
+        assert_eq!(u.mark, 0x1fa1);
+        assert_eq!(u.connect_timeout_ms, 10_000);
     }
 
     #[test]
-    fn partial_upstream_table_keeps_mark_and_connect_timeout() {
-        let c = Config::parse("[upstream]\nextra_roots = [\"/tmp/x.pem\"]\n").unwrap();
-        assert_eq!(c.upstream.mark, 0x1fa1);
-        assert_eq!(c.upstream.connect_timeout_ms, 10_000);
+    fn the_request_id_header_defaults_to_promptwalls_own_name_and_may_be_empty() {
+        let mut c = Config::default();
+        assert_eq!(c.listen.request_id_header, "x-promptwall-request-id");
+        c.validate().unwrap();
+        c.listen.request_id_header = String::new();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_request_id_header_that_is_not_a_header_name_is_rejected_naming_the_key() {
+        let mut c = Config::default();
+        c.listen.request_id_header = "x request id".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("request_id_header") && err.contains("x request id"),
+            "{err}"
+        );
     }
 }

@@ -281,7 +281,7 @@ pub fn route_connection(
         Some(name) if origin.is_some() && config.may_splice(name) => ConnectionRoute::Splice {
             server_name: name.to_string(),
         },
-        Some(name) if origin.is_some() && config.intercept.foreign_sni == crate::config::ForeignSni::Resolving => {
+        Some(name) if origin.is_some() && config.transparent.foreign_sni == crate::config::ForeignSni::Resolving => {
             ConnectionRoute::SpliceIfResolvesHere {
                 server_name: name.to_string(),
             }
@@ -373,7 +373,7 @@ async fn intercept(
         _ => None,
     };
     if let (Some(o), Some(key)) = (&origin, &learn_key) {
-        let ttl = Duration::from_secs(proxy.config.intercept.learned_passthrough_ttl_secs);
+        let ttl = Duration::from_secs(proxy.config.transparent.learned_passthrough_ttl_secs);
         if proxy.stats.learned.should_pass(key, Instant::now(), ttl) {
             let reason = format!(
                 "learned passthrough: {} (uid {}) kept rejecting promptwall's certificate for {host}",
@@ -451,8 +451,8 @@ async fn refuse(
 }
 
 fn learn_rejection(proxy: &Proxy, key: &PassthroughKey, e: &io::Error) {
-    let threshold = proxy.config.intercept.learn_passthrough_after;
-    let closed = proxy.config.intercept.fail == crate::config::FailMode::Closed;
+    let threshold = proxy.config.transparent.learn_passthrough_after;
+    let closed = proxy.config.transparent.fail_closed;
     let (exe, host, uid) = (key.exe.as_str(), key.server_name.as_str(), key.uid);
     if let Some(entry) =
         proxy
@@ -552,8 +552,8 @@ mod tests {
 
     fn config(splice: &[&str]) -> Config {
         let mut c = Config::default();
-        c.intercept.splice_server_names = splice.iter().map(|s| s.to_string()).collect();
-        c.intercept.foreign_sni = crate::config::ForeignSni::Refuse;
+        c.transparent.splice_server_names = splice.iter().map(|s| s.to_string()).collect();
+        c.transparent.foreign_sni = crate::config::ForeignSni::Refuse;
         c
     }
 

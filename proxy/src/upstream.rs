@@ -222,7 +222,7 @@ struct OwnCas {
 
 impl OwnCas {
     fn load(config: &Config) -> Self {
-        let chain = config.ca.dir.join("ca.pem");
+        let chain = config.ca_dir.join("ca.pem");
         let mut own = OwnCas::default();
         for path in std::iter::once(chain.as_path()).chain(INSTALLED_ANCHORS.iter().map(std::path::Path::new)) {
             match std::fs::read(path) {
@@ -418,8 +418,10 @@ mod tests {
     /// An upstream client dialling `api.anthropic.com` at `addr`, trusting
     /// `roots` in addition to the system store, with its org CA in `ca_dir`.
     fn upstream_to(addr: SocketAddr, ca_dir: &std::path::Path, roots: Vec<PathBuf>) -> Upstream {
-        let mut config = Config::default();
-        config.ca.dir = ca_dir.to_path_buf();
+        let mut config = Config {
+            ca_dir: ca_dir.to_path_buf(),
+            ..Config::default()
+        };
         config.upstream.extra_roots = roots;
         config.upstream.mark = 0;
         config.upstream.resolve.insert("api.anthropic.com".into(), addr);

@@ -48,7 +48,6 @@ async fn a_passthrough_row_is_stored_without_the_email_and_key_on_its_command_li
     };
     config.listen.explicit = Some("127.0.0.1:0".parse().unwrap());
     config.listen.transparent = None;
-    config.intercept.enabled = false;
     let running = app::start(
         config,
         Deps {

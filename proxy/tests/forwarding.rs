@@ -164,7 +164,6 @@ async fn harness_full(
     let mut config = Config::default();
     config.listen.explicit = Some("127.0.0.1:0".parse().unwrap());
     config.listen.transparent = None;
-    config.intercept.enabled = false;
     config.upstream.mark = 0;
     let base = upstream_override
         .map(str::to_string)

@@ -91,7 +91,6 @@ fn base_config(upstream: SocketAddr) -> Config {
     let mut config = Config::default();
     config.listen.explicit = Some("127.0.0.1:0".parse().unwrap());
     config.listen.transparent = None;
-    config.intercept.enabled = false;
     config.upstream.mark = 0;
     let base = format!("http://{upstream}");
     config.providers = vec![
@@ -445,7 +444,7 @@ async fn a_spliced_connection_whose_audit_row_fails_is_never_relayed() {
         let dst = neighbour.local_addr().unwrap();
         let mut config = base_config(dst);
         config.listen.transparent = Some("127.0.0.1:0".parse().unwrap());
-        config.intercept.splice_server_names = vec!["status.example.test".into()];
+        config.transparent.splice_server_names = vec!["status.example.test".into()];
         let (tls, cert) = tls_config();
         let sink: AuditSink = if store_works {
             audit()

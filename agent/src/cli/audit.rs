@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::AgentConfig;
 use anyhow::Context;
 use promptwall_audit::render::{self, Format};
+use promptwall_audit::CentralConfig;
 use promptwall_audit::{
     AuditError, AuditStore, CentralShipper, PriceTable, QueryFilter, RetentionPolicy, ShipperHandle, TopBy,
     WriterOptions,
 };
-use promptwall_proxy::config::{CentralAuditConfig, Config};
 
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
@@ -209,12 +210,12 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-fn store_url(db: &DbArg, config: &Config) -> String {
+fn store_url(db: &DbArg, config: &AgentConfig) -> String {
     db.db.clone().unwrap_or_else(|| config.audit.url.clone())
 }
 
 /// Read-only: never creates or migrates, so auditors need only read access.
-async fn open_for_reading(db: &DbArg, config: &Config) -> anyhow::Result<AuditStore> {
+async fn open_for_reading(db: &DbArg, config: &AgentConfig) -> anyhow::Result<AuditStore> {
     Ok(AuditStore::open_read_only(&store_url(db, config)).await?)
 }
 
@@ -259,7 +260,7 @@ fn table_line(text: String) -> String {
     }
 }
 
-pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<()> {
+pub async fn run(cmd: AuditCommand, config: &AgentConfig) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Query(args) => {
             let store = open_for_reading(&args.db, config).await?;
@@ -358,7 +359,7 @@ fn chrono_now() -> promptwall_audit::time::Now {
 }
 
 /// Writer settings from `[audit]`: capture, caps and the price table.
-pub fn writer_options(config: &Config, machine_id: &str) -> anyhow::Result<WriterOptions> {
+pub fn writer_options(config: &AgentConfig, machine_id: &str) -> anyhow::Result<WriterOptions> {
     let prices = PriceTable::load(config.audit.price_table.as_deref())?;
     Ok(WriterOptions {
         prices: Arc::new(prices),
@@ -369,7 +370,7 @@ pub fn writer_options(config: &Config, machine_id: &str) -> anyhow::Result<Write
 }
 
 /// Retention from `[audit]` (retention_days, body_retention_days), hourly.
-pub fn start_retention(store: &AuditStore, config: &Config) -> Option<tokio::task::JoinHandle<()>> {
+pub fn start_retention(store: &AuditStore, config: &AgentConfig) -> Option<tokio::task::JoinHandle<()>> {
     RetentionPolicy {
         rows_days: config.audit.retention_days,
         bodies_days: config.audit.body_retention_days,
@@ -381,7 +382,7 @@ pub fn start_retention(store: &AuditStore, config: &Config) -> Option<tokio::tas
 /// while the central store is down: they stay in the spool until it returns.
 pub async fn start_shipper(
     store: &AuditStore,
-    central: &CentralAuditConfig,
+    central: &CentralConfig,
     machine_id: &str,
 ) -> anyhow::Result<ShipperHandle> {
     let shipper = CentralShipper::new(

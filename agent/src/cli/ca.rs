@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::config::AgentConfig;
 use anyhow::Context;
 use promptwall_ca::trust::{self, NoRefresh, StoreRefresher, SystemRefresher};
 use promptwall_ca::{registrable_domains, CaStatus, InitOptions, LeafMinter, OrgCa};
-use promptwall_proxy::config::Config;
 
 #[derive(clap::Subcommand)]
 pub enum CaCommand {
@@ -82,7 +81,7 @@ pub struct TrustArgs {
     pub no_env: bool,
 }
 
-pub async fn run(cmd: CaCommand, config: &Config) -> anyhow::Result<()> {
+pub async fn run(cmd: CaCommand, config: &AgentConfig) -> anyhow::Result<()> {
     let dir = config.ca.dir.clone();
     match cmd {
         CaCommand::Init(args) => init(args, config),
@@ -169,7 +168,7 @@ fn refresher(args: &TrustArgs) -> &'static dyn StoreRefresher {
     }
 }
 
-fn init(args: InitArgs, config: &Config) -> anyhow::Result<()> {
+fn init(args: InitArgs, config: &AgentConfig) -> anyhow::Result<()> {
     let name_constraints = config.ca.name_constraints && !args.no_name_constraints;
     let domains = if args.domains.is_empty() {
         registrable_domains(config.provider_hosts())
@@ -302,13 +301,13 @@ fn path_text(p: &Option<PathBuf>) -> String {
 const SERVER_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// The leaf minter for the configured CA, or `None` when no CA exists yet.
-pub fn load_minter(config: &Config) -> anyhow::Result<Option<Arc<LeafMinter>>> {
+pub fn load_minter(config: &AgentConfig) -> anyhow::Result<Option<Arc<LeafMinter>>> {
     let ca = match OrgCa::load(&config.ca.dir) {
         Ok(ca) => ca,
         Err(promptwall_ca::CaError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let validity = Duration::from_secs(u64::from(config.ca.leaf_validity_hours.max(1)) * 3600);
+    let validity = config.ca.leaf_validity();
     let minter = LeafMinter::new(&ca, validity)?;
     for host in config.provider_hosts() {
         if let Err(e) = minter.check_name(host) {
@@ -319,6 +318,6 @@ pub fn load_minter(config: &Config) -> anyhow::Result<Option<Arc<LeafMinter>>> {
 }
 
 /// TLS server config for the terminating listeners, or `None` without a CA.
-pub fn load_server_tls(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+pub fn load_server_tls(config: &AgentConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     Ok(load_minter(config)?.map(|m| m.server_config(SERVER_ALPN)))
 }

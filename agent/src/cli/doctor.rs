@@ -22,9 +22,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::AgentConfig;
+use crate::intercept::config::InterceptMode;
 use promptwall_ca::trust::TrustLayout;
 use promptwall_ca::OrgCa;
-use promptwall_proxy::config::{Config, InterceptMode};
 
 use super::trust_env;
 
@@ -83,7 +84,7 @@ fn check(id: &str, outcome: Outcome, detail: impl Into<String>, fix: Option<&str
     }
 }
 
-pub async fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<()> {
+pub async fn run(args: DoctorArgs, config: &AgentConfig) -> anyhow::Result<()> {
     if let Some(addr) = args.rustls_probe {
         let host = args.server_name.clone().unwrap_or_else(|| first_provider_host(config));
         return match rustls_probe(addr, &host) {
@@ -157,7 +158,7 @@ pub async fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn first_provider_host(config: &Config) -> String {
+fn first_provider_host(config: &AgentConfig) -> String {
     config
         .provider_hosts()
         .next()
@@ -278,7 +279,7 @@ fn is_root() -> bool {
 
 /// Loads and attaches the real programs to a throwaway child cgroup (never
 /// the root: nothing outside that empty cgroup is affected), then detaches.
-fn ebpf_check(config: &Config) -> Check {
+fn ebpf_check(config: &AgentConfig) -> Check {
     use crate::intercept::{cgroup, ebpf};
     let wanted = config.intercept.mode == InterceptMode::Ebpf;
     let bad = if wanted { Outcome::Fail } else { Outcome::Warn };
@@ -336,7 +337,7 @@ fn ebpf_check(config: &Config) -> Check {
     }
 }
 
-fn nftables_check(config: &Config) -> Check {
+fn nftables_check(config: &AgentConfig) -> Check {
     let wanted = config.intercept.mode == InterceptMode::Nftables;
     let bad = if wanted { Outcome::Fail } else { Outcome::Warn };
     let version = system_command("nft").arg("--version").output();
@@ -394,7 +395,7 @@ fn service_check() -> Check {
     }
 }
 
-fn ca_checks(config: &Config, root: &Path, layout: Option<TrustLayout>) -> Vec<Check> {
+fn ca_checks(config: &AgentConfig, root: &Path, layout: Option<TrustLayout>) -> Vec<Check> {
     let ca = match OrgCa::load(&config.ca.dir) {
         Ok(ca) => ca,
         Err(e) => {
@@ -647,7 +648,7 @@ fn tls_checks(
     host: &str,
     env: &BTreeMap<String, String>,
     pythons: &[PathBuf],
-    config: &Config,
+    config: &AgentConfig,
 ) -> Vec<Check> {
     let mut ids = vec!["tls_curl".to_string()];
     for (i, py) in pythons.iter().enumerate() {

@@ -1,7 +1,6 @@
 pub mod audit;
 pub mod ca;
 pub mod doctor;
-pub mod fleet;
 pub mod scan;
 pub mod status;
 pub mod trust_env;

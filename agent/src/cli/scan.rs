@@ -3,9 +3,9 @@
 
 use std::io::{Read, Write};
 
+use crate::config::AgentConfig;
 use anyhow::Context;
 use promptwall_llm::detect::{Action, Detector, Finding, KINDS};
-use promptwall_proxy::config::Config;
 
 const AFTER_HELP: &str = "\
 Uses the [pipeline] policy of the config file: per-kind actions, custom
@@ -36,7 +36,7 @@ pub struct ScanArgs {
     pub list_kinds: bool,
 }
 
-pub async fn run(args: ScanArgs, config: &Config) -> anyhow::Result<()> {
+pub async fn run(args: ScanArgs, config: &AgentConfig) -> anyhow::Result<()> {
     // Exit status is part of the interface (pre-commit): 1 means "blocked
     // finding", so errors exit 2 rather than through main's status 1.
     match scan(args, config) {
@@ -54,7 +54,7 @@ pub async fn run(args: ScanArgs, config: &Config) -> anyhow::Result<()> {
 }
 
 /// Prints the findings; true when any of them is blocked by policy.
-fn scan(args: ScanArgs, config: &Config) -> anyhow::Result<bool> {
+fn scan(args: ScanArgs, config: &AgentConfig) -> anyhow::Result<bool> {
     if args.list_kinds {
         let mut out = std::io::stdout().lock();
         for k in KINDS.iter() {

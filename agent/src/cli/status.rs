@@ -1,6 +1,6 @@
 //! `promptwall status`: what the running daemon is doing.
 
-use promptwall_proxy::config::Config;
+use crate::config::AgentConfig;
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -9,7 +9,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-pub async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<()> {
+pub async fn run(args: StatusArgs, config: &AgentConfig) -> anyhow::Result<()> {
     let doc = crate::admin::query(&config.listen.admin_socket, "status").await?;
     if args.json {
         println!("{doc}");

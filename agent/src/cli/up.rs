@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::config::AgentConfig;
 use anyhow::Context;
 use promptwall_audit::{AuditRecord, AuditStore, AuditWriter};
 use promptwall_proxy::app::{self, Deps};
 use promptwall_proxy::audit_sink::AuditSink;
-use promptwall_proxy::config::Config;
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -17,18 +17,14 @@ pub struct UpArgs {
     pub no_intercept: bool,
 }
 
-pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
+pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
     init_tracing();
     if args.no_intercept {
         config.intercept.enabled = false;
     }
     let machine_id = config.machine_id();
 
-    let sync = match config.audit.sync {
-        promptwall_proxy::config::AuditSync::Full => promptwall_audit::SyncMode::Full,
-        promptwall_proxy::config::AuditSync::Normal => promptwall_audit::SyncMode::Normal,
-    };
-    let store = AuditStore::open_for_writing(&config.audit.url, sync)
+    let store = AuditStore::open_for_writing(&config.audit.url, config.audit.sync)
         .await
         .with_context(|| {
             format!(
@@ -71,7 +67,7 @@ pub async fn run(args: UpArgs, mut config: Config) -> anyhow::Result<()> {
     let origins = intercept.as_ref().map(|i| i.origin_source());
 
     let running = app::start(
-        config.clone(),
+        config.proxy(),
         Deps {
             audit,
             tls,

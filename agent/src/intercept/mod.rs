@@ -7,6 +7,7 @@
 
 pub mod addresses;
 pub mod cgroup;
+pub mod config;
 pub mod ebpf;
 pub mod heartbeat;
 pub mod nft;
@@ -23,9 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::AgentConfig;
 use anyhow::Context;
+use config::{FailMode, InterceptMode};
 use promptwall_proxy::attribution;
-use promptwall_proxy::config::{Config, FailMode, InterceptMode};
 use promptwall_proxy::origin::{ClientIdentity, ConnectionOrigin, OriginLookup};
 
 use addresses::{AddressSet, Prefix, Source};
@@ -70,7 +72,7 @@ pub struct StartOptions {
 }
 
 impl StartOptions {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &AgentConfig) -> Self {
         StartOptions {
             listener: None,
             listener_v6: None,
@@ -214,11 +216,11 @@ impl OriginLookup for ProcLookup {
 /// Loads and attaches the redirect per config. Nothing is redirected until
 /// [`InterceptHandle::proxy_ready`] names the transparent listener (until then
 /// provider connections go direct, or are refused with fail = "closed").
-pub async fn start(config: &Config) -> anyhow::Result<InterceptHandle> {
+pub async fn start(config: &AgentConfig) -> anyhow::Result<InterceptHandle> {
     start_with(config, StartOptions::from_config(config)).await
 }
 
-pub async fn start_with(config: &Config, options: StartOptions) -> anyhow::Result<InterceptHandle> {
+pub async fn start_with(config: &AgentConfig, options: StartOptions) -> anyhow::Result<InterceptHandle> {
     if !sys::is_root() {
         anyhow::bail!(
             "transparent interception needs root (CAP_BPF, CAP_NET_ADMIN); run `promptwall up` as root, \
@@ -501,7 +503,7 @@ impl Drop for InterceptHandle {
 
 /// Removes what a crashed agent can leave behind: pinned links (fail =
 /// "closed"), the nftables table, and cgroups created by tests.
-pub async fn cleanup(args: CleanupArgs, config: &Config) -> anyhow::Result<()> {
+pub async fn cleanup(args: CleanupArgs, config: &AgentConfig) -> anyhow::Result<()> {
     if !sys::is_root() {
         anyhow::bail!("cleanup needs root; run `sudo promptwall cleanup`");
     }

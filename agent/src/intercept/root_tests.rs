@@ -12,7 +12,8 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use promptwall_proxy::config::{Config, FailMode};
+use crate::config::AgentConfig;
+use crate::intercept::config::FailMode;
 use promptwall_proxy::origin::{ConnectionOrigin, OriginLookup};
 
 use super::*;
@@ -201,8 +202,8 @@ fn udp_send(port: u16) -> String {
     )
 }
 
-fn test_config(fail: FailMode) -> Config {
-    let mut config = Config::default();
+fn test_config(fail: FailMode) -> AgentConfig {
+    let mut config = AgentConfig::default();
     config.intercept.addresses = vec![format!("{}/32", FAKE_PROVIDER.split(':').next().unwrap())];
     config.intercept.ports = vec![443];
     config.intercept.resolve_interval_secs = 0;
