@@ -1004,6 +1004,20 @@ async fn a_row_with_a_request_id_round_trips_and_is_found_by_it() {
     assert_eq!(json["request_id"], "01JF3Z9K8M2V7Q4XN6T5R0W1YA");
     assert!(render::record_detail(&shown).contains("01JF3Z9K8M2V7Q4XN6T5R0W1YA"));
     assert!(store.verify(None).await.unwrap().is_intact());
+    // One index lookup, not a scan of the log.
+    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else {
+        panic!()
+    };
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as("EXPLAIN QUERY PLAN SELECT id FROM audit_log WHERE request_id = $1")
+            .bind("x")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(
+        plan.iter().any(|(.., detail)| detail.contains("audit_log_request_id")),
+        "{plan:?}"
+    );
 
     // The id is covered by the hash: changing it breaks the chain.
     exec(
