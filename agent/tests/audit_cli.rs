@@ -44,6 +44,9 @@ fn row(user: &str, tool: &str, model: &str, verdict: &str, tokens: (i64, i64)) -
     }
 }
 
+/// The request id bob's client got in promptwall's response header (row 3).
+const BOBS_REQUEST: &str = "01JF3Z9K8M2V7Q4XN6T5R0W1YA";
+
 async fn seeded() -> Seeded {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
@@ -53,7 +56,10 @@ async fn seeded() -> Seeded {
     for r in [
         row("ann", "claude-code", "claude-sonnet-4-5", "allowed", (1000, 200)),
         row("ann", "claude-code", "claude-sonnet-4-5", "redacted", (3000, 400)),
-        row("bob", "claude-code", "claude-sonnet-4-5", "blocked", (0, 0)),
+        AuditRecord {
+            request_id: BOBS_REQUEST.into(),
+            ..row("bob", "claude-code", "claude-sonnet-4-5", "blocked", (0, 0))
+        },
         row("bob", "codex", "gpt-5", "allowed", (500, 50)),
         row("cat", "aider", "gpt-4o", "allowed", (10, 5)),
     ] {
@@ -356,4 +362,43 @@ async fn export_onto_a_symlink_refuses_and_new_files_are_private() {
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(json_lines(&std::fs::read_to_string(&fresh).unwrap()).len(), 5);
+}
+
+/// A developer reports the request id from the error their client showed:
+/// `audit query --request-id` finds that one row in one query, and `show`
+/// and `--json` output carry the id.
+#[tokio::test]
+async fn a_request_id_from_a_developers_error_finds_its_row() {
+    let s = seeded().await;
+    let rows = json_lines(&ok_stdout(audit(
+        &s,
+        &["query", "--request-id", BOBS_REQUEST, "--json"],
+    )));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0]["id"].as_i64(),
+            rows[0]["verdict"].as_str(),
+            rows[0]["request_id"].as_str()
+        ),
+        (Some(3), Some("blocked"), Some(BOBS_REQUEST))
+    );
+    let none = ok_stdout(audit(
+        &s,
+        &["query", "--request-id", "01JF3Z9K8M2V7Q4XN6T5R0W1YB", "--json"],
+    ));
+    assert!(none.trim().is_empty(), "{none}");
+
+    let detail = ok_stdout(audit(&s, &["show", "3"]));
+    assert!(
+        detail
+            .lines()
+            .any(|l| l.contains("request_id") && l.contains(BOBS_REQUEST)),
+        "{detail}"
+    );
+    let one: serde_json::Value = serde_json::from_str(ok_stdout(audit(&s, &["show", "3", "--json"])).trim()).unwrap();
+    assert_eq!(one["request_id"], BOBS_REQUEST);
+    // Rows without an id say so as an empty string, in every output.
+    let other: serde_json::Value = serde_json::from_str(ok_stdout(audit(&s, &["show", "1", "--json"])).trim()).unwrap();
+    assert_eq!(other["request_id"], "");
 }

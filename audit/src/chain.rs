@@ -2,8 +2,9 @@
 //! of the row without `prev_hash`, `hash` and the body texts; the body
 //! digests are covered instead, so retention may purge bodies). Chains are
 //! per (machine, install), in id order, starting at [`GENESIS`] or at the
-//! checkpoint left by `prune`. The install id is covered when it is set
-//! (rows of stores older than install ids have none and hash as before).
+//! checkpoint left by `prune`. The install id and the request id are covered
+//! when they are set (rows written before those columns have none and hash
+//! as before).
 //!
 //! An unkeyed chain proves order and integrity of what lies between anchors:
 //! an edit, a deletion or an insertion in the middle breaks a link. Rows
@@ -31,8 +32,12 @@ pub fn canonical_json(rec: &AuditRecord) -> String {
         for key in ["prev_hash", "hash", "request_body", "response_body"] {
             map.remove(key);
         }
+        // Rows from before these columns existed hash without them.
         if rec.install_id.is_empty() {
             map.remove("install_id");
+        }
+        if rec.request_id.is_empty() {
+            map.remove("request_id");
         }
     }
     serde_json::to_string(&sorted(value)).expect("value serialises")

@@ -29,6 +29,8 @@ pub struct QueryFilter {
     pub verdict: Option<String>,
     /// Detector kind present in the row's findings.
     pub kind: Option<String>,
+    /// The exchange's request id (exact; indexed).
+    pub request_id: Option<String>,
     pub limit: Option<i64>,
 }
 
@@ -129,6 +131,9 @@ impl QueryFilter {
                 "findings LIKE ? ESCAPE '\\'",
                 [BindValue::Text(format!("%\"{}\":%", like_escape(v)))],
             );
+        }
+        if let Some(v) = &self.request_id {
+            w.add("request_id = ?", [BindValue::Text(v.clone())]);
         }
         let sql = if w.conds.is_empty() {
             String::new()

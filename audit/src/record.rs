@@ -80,6 +80,11 @@ pub struct AuditRecord {
     /// cannot collide with the old install's rows. Empty on rows of stores
     /// created before install ids existed (their hashes do not cover it).
     pub install_id: String,
+    /// Id of the exchange, also sent to the client in a response header, so
+    /// a developer's failed request is found in one query. Empty when
+    /// unknown, as on rows written before request ids existed (the hash
+    /// covers it only when set, so those rows verify as before).
+    pub request_id: String,
 }
 
 /// Columns in storage order; shared by inserts and selects on both databases.
@@ -126,6 +131,7 @@ pub(crate) const COLUMNS: &[&str] = &[
     "prev_hash",
     "hash",
     "install_id",
+    "request_id",
 ];
 
 pub(crate) fn column_list() -> String {
@@ -144,6 +150,9 @@ pub(crate) fn placeholders(first: usize) -> String {
 pub const MAX_SHORT_FIELD: usize = 256;
 /// Longest stored host, path, executable, command line or error, in bytes.
 pub const MAX_LONG_FIELD: usize = 8192;
+
+/// Longest stored request id, in bytes (UUIDs and ULIDs are 26-36).
+pub const MAX_REQUEST_ID: usize = 64;
 
 /// Text as it may be stored: every control character (C0, DEL, C1) written
 /// as a visible `\u{..}` escape, except newline, carriage return and tab when
@@ -187,6 +196,24 @@ fn clean(s: &mut String, max: usize) {
     bound(s, max);
 }
 
+/// A request id is matched exactly and shown in terminals: every character
+/// but printable ASCII is escaped (`\u{..}`), then the length bounded.
+fn clean_request_id(s: &mut String) {
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        *s = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() {
+                    c.to_string()
+                } else {
+                    format!("\\u{{{:x}}}", c as u32)
+                }
+            })
+            .collect();
+    }
+    bound(s, MAX_REQUEST_ID);
+}
+
 fn clean_opt(s: &mut Option<String>, max: usize) {
     if let Some(s) = s {
         clean(s, max);
@@ -203,6 +230,7 @@ impl AuditRecord {
             clean(s, MAX_SHORT_FIELD);
         }
         bound(&mut self.ts, 64);
+        clean_request_id(&mut self.request_id);
         for s in [
             &mut self.provider,
             &mut self.method,
@@ -273,5 +301,24 @@ mod tests {
         );
         assert_eq!(r.request_body.as_deref(), Some("{\"a\":\n\"\\u{0}\"}"));
         assert_eq!(escape_controls("plain", false), "plain");
+    }
+
+    #[test]
+    fn request_ids_are_kept_printable_and_bounded() {
+        let mut r = AuditRecord {
+            request_id: "01JF3Z9K8M2V7Q4XN6T5R0W1YA".into(),
+            ..Default::default()
+        };
+        r.sanitize();
+        assert_eq!(
+            r.request_id, "01JF3Z9K8M2V7Q4XN6T5R0W1YA",
+            "a well-formed id is kept as is"
+        );
+        r.request_id = "id \x1b[2J\u{e9}".into();
+        r.sanitize();
+        assert_eq!(r.request_id, "id\\u{20}\\u{1b}[2J\\u{e9}");
+        r.request_id = "x".repeat(1000);
+        r.sanitize();
+        assert!(r.request_id.len() <= MAX_REQUEST_ID, "{}", r.request_id);
     }
 }

@@ -151,34 +151,26 @@ pub fn records_jsonl(records: &[AuditRecord], with_bodies: bool) -> String {
         .collect()
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Spreadsheets run a cell that starts with `= + - @` (or a tab or carriage
 /// return before one) as a formula; a model name or command line is chosen
 /// by whoever sent the request. Such text cells get a leading `'`, which
 /// spreadsheets show as text (OWASP's CSV injection advice). Numbers are
-/// not text cells and keep their sign.
-fn csv_text(s: &str) -> String {
+/// not text cells and keep their sign. Quoting is the csv crate's.
+fn csv_text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        csv_field(&format!("'{s}"))
+        format!("'{s}").into()
     } else {
-        csv_field(s)
+        s.into()
     }
 }
 
 fn csv_value(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => csv_text(s),
-        Value::Number(n) => csv_field(&n.to_string()),
+        Value::String(s) => csv_text(s).into_owned(),
+        Value::Number(n) => n.to_string(),
         // JSON-valued columns (findings, fingerprints) start with { or [.
-        other => csv_text(&other.to_string()),
+        other => csv_text(&other.to_string()).into_owned(),
     }
 }
 
@@ -187,19 +179,17 @@ fn csv_rows(values: &[Map<String, Value>]) -> String {
         return String::new();
     };
     let header: Vec<&String> = first.keys().collect();
-    let mut out = header.iter().map(|h| csv_text(h)).collect::<Vec<_>>().join(",");
-    out.push('\n');
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail.
+    out.write_record(header.iter().map(|h| csv_text(h).into_owned()))
+        .expect("in-memory CSV");
     for v in values {
-        out.push_str(
-            &header
-                .iter()
-                .map(|h| csv_value(v.get(*h).unwrap_or(&Value::Null)))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push('\n');
+        out.write_record(header.iter().map(|h| csv_value(v.get(*h).unwrap_or(&Value::Null))))
+            .expect("in-memory CSV");
     }
-    out
+    String::from_utf8(out.into_inner().expect("in-memory CSV")).expect("CSV of UTF-8 text is UTF-8")
 }
 
 fn objects<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> Vec<Map<String, Value>> {
@@ -399,4 +389,30 @@ pub fn prune(reports: &[PruneReport]) -> String {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_with_separators_read_back_intact_and_formulas_stay_text() {
+        let row = AuditRecord {
+            id: 7,
+            cmdline: Some("a,b \"quoted\"\nnext line".into()),
+            model: Some("=HYPERLINK(\"x\")".into()),
+            input_tokens: Some(-3),
+            ..Default::default()
+        };
+        let text = records_csv(&[row], false);
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let record = reader.records().next().unwrap().unwrap();
+        let cell = |name: &str| &record[header.iter().position(|h| h == name).unwrap()];
+        assert_eq!(cell("id"), "7");
+        assert_eq!(cell("cmdline"), "a,b \"quoted\"\nnext line");
+        assert_eq!(cell("model"), "'=HYPERLINK(\"x\")");
+        assert_eq!(cell("input_tokens"), "-3", "numbers keep their sign");
+        assert_eq!(cell("findings"), "{}");
+    }
 }

@@ -92,6 +92,7 @@ macro_rules! bind_record {
             .$m(r.prev_hash.clone())
             .$m(r.hash.clone())
             .$m(r.install_id.clone())
+            .$m(r.request_id.clone())
     }};
 }
 pub(crate) use bind_record;
@@ -149,6 +150,7 @@ macro_rules! decode_record {
             prev_hash: row.try_get(39)?,
             hash: row.try_get(40)?,
             install_id: row.try_get(41)?,
+            request_id: row.try_get(42)?,
         };
         Ok::<$crate::AuditRecord, $crate::AuditError>(rec)
     }};
@@ -236,12 +238,17 @@ impl AuditStore {
     /// A store opened read-only is not migrated: say so when it predates
     /// the columns this version reads, instead of failing every query.
     async fn check_schema(&self) -> Result<(), AuditError> {
-        let probe = "SELECT install_id FROM audit_log WHERE 1 = 0";
+        // The newest column of each migration that added one.
+        let probe = "SELECT install_id, request_id FROM audit_log WHERE 1 = 0";
         let result = on_pool!(&self.pool, p => sqlx::query(probe).fetch_all(p).await.map(|_| ()));
         match result {
-            Err(sqlx::Error::Database(db)) if db.message().contains("install_id") => Err(AuditError::SchemaOutdated {
-                url: self.display_url.clone(),
-            }),
+            Err(sqlx::Error::Database(db))
+                if db.message().contains("install_id") || db.message().contains("request_id") =>
+            {
+                Err(AuditError::SchemaOutdated {
+                    url: self.display_url.clone(),
+                })
+            }
             // Anything else (no table yet, no privilege) shows up in the query itself.
             _ => Ok(()),
         }

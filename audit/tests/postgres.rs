@@ -669,3 +669,84 @@ async fn rows_of_a_previous_machine_id_are_quarantined_not_retried_forever() {
     assert!(report.quarantined.iter().all(|q| q.machine_id == "machine-old"));
     owner.close().await;
 }
+
+/// A row written with a request id ships to the fleet store with it (the
+/// agent's role may insert the column under row-level security), is found
+/// there by that id in one query, and the fleet chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipped_row_keeps_its_request_id_and_is_found_by_it_centrally() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a"]).await;
+    let mut a = Agent::new("machine-a").await;
+    a.write(2, false).await;
+    let mut r = record(Req::default());
+    r.request_id = "0193f4c2-7a1e-7b3d-9c2f-5e8d1a6b4c3f".into();
+    let id = a.writer.write(r).await.unwrap();
+    a.write(1, false).await;
+    assert_eq!(ship(&a, &pg, "machine-a").drain().await.unwrap(), 4);
+
+    let found = owner
+        .query(&QueryFilter {
+            request_id: Some("0193f4c2-7a1e-7b3d-9c2f-5e8d1a6b4c3f".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].id, found[0].machine_id.as_str()), (id, "machine-a"));
+    assert_eq!(found[0].request_id, "0193f4c2-7a1e-7b3d-9c2f-5e8d1a6b4c3f");
+    assert!(owner.verify(None).await.unwrap().is_intact());
+    owner.close().await;
+}
+
+/// A fleet store created after install ids but before request ids migrates
+/// in place: its rows keep verifying, and rows shipped with request ids
+/// afterwards are stored beside them and found by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_store_from_before_request_ids_migrates_and_still_verifies() {
+    let Some(pg) = start_pg() else { return };
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE promptwall").execute(&admin).await.unwrap();
+    admin.close().await;
+    let old = sqlx::PgPool::connect(&pg.url("promptwall")).await.unwrap();
+    common::postgres_before_request_ids(&old).await;
+    let old_install = "5f0c3a9e2b7d4e1f8a6c0b9d3e2f1a7c";
+    for r in &common::chain_before_request_ids("machine-a", old_install, 3) {
+        insert_before_request_ids!(&old, r);
+    }
+    old.close().await;
+    let err = AuditStore::open_read_only(&pg.url("promptwall")).await.unwrap_err();
+    assert!(err.to_string().contains("promptwall audit migrate"), "{err}");
+
+    let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
+    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql"))
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE ROLE \"machine-a\" LOGIN IN ROLE promptwall_agent")
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
+    let report = owner.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.machines[0].rows_checked, 3);
+
+    let a = Agent::new("machine-a").await;
+    let mut r = record(Req::default());
+    r.request_id = "req-after-upgrade".into();
+    a.writer.write(r).await.unwrap();
+    assert_eq!(ship(&a, &pg, "machine-a").drain().await.unwrap(), 1);
+    let found = owner
+        .query(&QueryFilter {
+            request_id: Some("req-after-upgrade".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_ne!(found[0].install_id, old_install);
+    let report = owner.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.machines.iter().map(|m| m.rows_checked).sum::<i64>(), 4);
+    owner.close().await;
+}

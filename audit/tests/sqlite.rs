@@ -969,3 +969,123 @@ async fn control_characters_are_escaped_before_the_row_is_stored_and_hashed() {
     assert!(got.exe.as_ref().unwrap().len() <= promptwall_audit::record::MAX_LONG_FIELD);
     assert!(store.verify(None).await.unwrap().is_intact());
 }
+
+/// A row written with the exchange's request id keeps it, is found by it in
+/// one query (and only it), shows it in JSON output, and is covered by the
+/// hash chain.
+#[tokio::test]
+async fn a_row_with_a_request_id_round_trips_and_is_found_by_it() {
+    let (_dir, _url, store, writer) = fresh().await;
+    seed(&writer).await;
+    let mut r = record(Req::default());
+    r.request_id = "01JF3Z9K8M2V7Q4XN6T5R0W1YA".into();
+    let id = writer.write(r).await.unwrap();
+    writer.write(record(Req::default())).await.unwrap();
+
+    let shown = store.show(id, None).await.unwrap();
+    assert_eq!(shown.request_id, "01JF3Z9K8M2V7Q4XN6T5R0W1YA");
+    let found = store
+        .query(&QueryFilter {
+            request_id: Some("01JF3Z9K8M2V7Q4XN6T5R0W1YA".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), set(&[id]));
+    let none = store
+        .query(&QueryFilter {
+            request_id: Some("01JF3Z9K8M2V7Q4XN6T5R0W1YB".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let json: serde_json::Value = serde_json::from_str(render::records(&found, Format::Jsonl).trim()).unwrap();
+    assert_eq!(json["request_id"], "01JF3Z9K8M2V7Q4XN6T5R0W1YA");
+    assert!(render::record_detail(&shown).contains("01JF3Z9K8M2V7Q4XN6T5R0W1YA"));
+    assert!(store.verify(None).await.unwrap().is_intact());
+    // One index lookup, not a scan of the log.
+    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else {
+        panic!()
+    };
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as("EXPLAIN QUERY PLAN SELECT id FROM audit_log WHERE request_id = $1")
+            .bind("x")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(
+        plan.iter().any(|(.., detail)| detail.contains("audit_log_request_id")),
+        "{plan:?}"
+    );
+
+    // The id is covered by the hash: changing it breaks the chain.
+    exec(
+        &store,
+        &format!("UPDATE audit_log SET request_id = 'other' WHERE id = {id}"),
+    )
+    .await;
+    let report = store.verify(None).await.unwrap();
+    let broken = report.machines[0].first_break.as_ref().expect("edit detected");
+    assert_eq!((broken.id, broken.kind), (id, BreakKind::Edited));
+}
+
+/// A store written before request ids upgrades in place: read-only access
+/// says to restart the agent, its rows (empty request id) keep their hashes,
+/// new rows carry request ids and continue the chain, and the old rows are
+/// not found by a request id.
+#[tokio::test]
+async fn a_store_from_before_request_ids_migrates_and_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let install_id;
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        common::sqlite_before_request_ids(&pool).await;
+        install_id = sqlx::query_scalar::<_, String>("SELECT value FROM audit_meta WHERE key = 'install_id'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(install_id.len(), 32, "a new store of that version has an install id");
+        for r in &common::chain_before_request_ids("machine-a", &install_id, 3) {
+            insert_before_request_ids!(&pool, r);
+        }
+        pool.close().await;
+    }
+    let url = format!("sqlite://{}", path.display());
+    let err = AuditStore::open_read_only(&url).await.unwrap_err();
+    assert!(
+        matches!(err, AuditError::SchemaOutdated { .. }) && err.to_string().contains("restart the agent"),
+        "{err}"
+    );
+    let store = AuditStore::open(&url).await.unwrap();
+    let report = store.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.machines[0].rows_checked, 3);
+    assert_eq!(store.show(2, None).await.unwrap().request_id, "");
+
+    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("machine-a"));
+    let mut r = record(Req::default());
+    r.request_id = "req-after-upgrade".into();
+    assert_eq!(writer.write(r).await.unwrap(), 4);
+    let report = store.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.machines.len(), report.machines[0].rows_checked), (1, 4));
+    let found = store
+        .query(&QueryFilter {
+            request_id: Some("req-after-upgrade".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), set(&[4]));
+    assert_eq!(found[0].install_id, install_id);
+    // Reopening (migrations already applied) changes nothing.
+    drop(writer);
+    let reopened = AuditStore::open_read_only(&url).await.unwrap();
+    assert!(reopened.verify(None).await.unwrap().is_intact());
+}

@@ -1,92 +1,76 @@
-//! Which local process owns the other end of a loopback connection, from
-//! `/proc/net/tcp{,6}` and `/proc/<pid>/fd`. Used where no eBPF record exists:
-//! the explicit listener and the nftables fallback.
+//! Which local process owns a TCP connection, from `/proc/net/tcp{,6}` and
+//! `/proc/<pid>/fd` (read with the procfs crate). Used where no eBPF record
+//! exists: the explicit listener and the nftables fallback (NAT keeps the
+//! client socket's view, so its entry still names the original destination).
+//! The one place promptwall reads these tables.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-/// Socket inode of the TCP connection `local` → `remote`, as the kernel lists it.
-pub fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
-    let table = if local.is_ipv4() {
-        "/proc/net/tcp"
+use procfs::process::FDTarget;
+
+/// One TCP socket as the kernel lists it in this network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpEntry {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The socket owner's uid.
+    pub uid: u32,
+    pub inode: u64,
+}
+
+/// The first socket with an inode that `matches`, searching the table of
+/// `family_of`'s address family first: a v4 client may appear in tcp6 as
+/// v4-mapped, and vice versa.
+fn find_socket(family_of: SocketAddr, matches: impl Fn(&TcpEntry) -> bool) -> Option<TcpEntry> {
+    let tables: [fn() -> procfs::ProcResult<Vec<procfs::net::TcpNetEntry>>; 2] = if family_of.is_ipv4() {
+        [procfs::net::tcp, procfs::net::tcp6]
     } else {
-        "/proc/net/tcp6"
+        [procfs::net::tcp6, procfs::net::tcp]
     };
-    let text = std::fs::read_to_string(table).ok()?;
-    find_inode(&text, local, remote).or_else(|| {
-        // A v4 client may appear in tcp6 as v4-mapped, and vice versa.
-        let other = if local.is_ipv4() {
-            "/proc/net/tcp6"
-        } else {
-            "/proc/net/tcp"
-        };
-        find_inode(&std::fs::read_to_string(other).ok()?, local, remote)
+    tables.iter().find_map(|table| {
+        table().ok()?.into_iter().find_map(|e| {
+            let entry = TcpEntry {
+                local: e.local_address,
+                remote: e.remote_address,
+                uid: e.uid,
+                inode: e.inode,
+            };
+            (entry.inode != 0 && matches(&entry)).then_some(entry)
+        })
     })
 }
 
-fn find_inode(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
-    for line in table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 {
-            continue;
-        }
-        let (Some(l), Some(r)) = (parse_addr(f[1]), parse_addr(f[2])) else {
-            continue;
-        };
-        if same(l, local) && same(r, remote) {
-            return f[9].parse().ok().filter(|i| *i != 0);
-        }
-    }
-    None
+/// Socket inode of the TCP connection `local` → `remote`, as the kernel lists it.
+pub fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    find_socket(local, |e| same(e.local, local) && same(e.remote, remote)).map(|e| e.inode)
+}
+
+/// The client socket whose local address is `peer` (as a proxy listening on
+/// `listener` sees it); its `remote` is the destination the client dialled.
+pub fn find_client(peer: SocketAddr, listener: SocketAddr) -> Option<TcpEntry> {
+    find_socket(peer, |e| same(e.local, peer) && !same(e.local, listener))
 }
 
 fn same(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// A v4-mapped v6 address as the v4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
 
-/// Parses `0100007F:1F90` (v4) or the 32-hex-digit v6 form.
-fn parse_addr(s: &str) -> Option<SocketAddr> {
-    let (ip_hex, port_hex) = s.split_once(':')?;
-    let port = u16::from_str_radix(port_hex, 16).ok()?;
-    let ip = match ip_hex.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(ip_hex, 16).ok()?.swap_bytes())),
-        32 => {
-            // Four host-order 32-bit words.
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                let word = u32::from_str_radix(&ip_hex[i * 8..i * 8 + 8], 16).ok()?.swap_bytes();
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
-            }
-            IpAddr::V6(Ipv6Addr::from(bytes))
-        }
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
-}
-
-/// The process holding socket `inode` open (the thread-group leader).
+/// The process holding socket `inode` open (first match; shared sockets are rare).
 pub fn pid_of_inode(inode: u64) -> Option<u32> {
-    let target = format!("socket:[{inode}]");
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
-                return Some(pid);
-            }
-        }
-    }
-    None
+    procfs::process::all_processes().ok()?.flatten().find_map(|process| {
+        let mut fds = process.fd().ok()?.flatten();
+        fds.any(|fd| matches!(fd.target, FDTarget::Socket(i) if i == inode))
+            .then(|| u32::try_from(process.pid).ok())
+            .flatten()
+    })
 }
 
 /// The pid of the local process whose socket `client` is connected to `server`.
@@ -107,19 +91,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_net_addresses() {
-        assert_eq!(parse_addr("0100007F:1F90"), Some("127.0.0.1:8080".parse().unwrap()));
-        assert_eq!(
-            parse_addr("00000000000000000000000001000000:01BB"),
-            Some("[::1]:443".parse().unwrap())
-        );
-        assert_eq!(
-            parse_addr("0000000000000000FFFF00000100007F:0050"),
-            Some("[::ffff:127.0.0.1]:80".parse().unwrap())
-        );
-    }
-
-    #[test]
     fn finds_this_process_as_the_owner_of_its_own_connection() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let server = listener.local_addr().unwrap();
@@ -129,5 +100,34 @@ mod tests {
         assert_eq!(local_client_pid(peer, server), Some(std::process::id()));
         // A made-up connection has no owner.
         assert_eq!(local_client_pid("127.0.0.1:1".parse().unwrap(), server), None);
+    }
+
+    #[test]
+    fn finds_the_client_socket_with_its_destination_uid_and_pid() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let entry = find_client(client.local_addr().unwrap(), server).expect("client row");
+        assert_eq!(entry.remote, server);
+        assert_eq!(entry.uid, unsafe { libc::geteuid() });
+        assert_eq!(pid_of_inode(entry.inode), Some(std::process::id()));
+    }
+
+    #[test]
+    fn a_v4_client_of_a_dual_stack_listener_is_attributed_through_the_v4_table() {
+        // Skipped where the host has no IPv6 loopback.
+        let Ok(listener) = std::net::TcpListener::bind("[::]:0") else {
+            return;
+        };
+        let port = listener.local_addr().unwrap().port();
+        let server: SocketAddr = ([127, 0, 0, 1], port).into();
+        let Ok(_client) = std::net::TcpStream::connect(server) else {
+            return;
+        };
+        // The listener sees ::ffff:127.0.0.1 (tcp6); the client is in tcp.
+        let (accepted, peer) = listener.accept().unwrap();
+        assert!(peer.is_ipv6());
+        let local = accepted.local_addr().unwrap();
+        assert_eq!(local_client_pid(peer, local), Some(std::process::id()));
     }
 }

@@ -1,8 +1,7 @@
 //! Socket options the proxy depends on: `SO_MARK` on upstream sockets (so the
 //! redirect skips them) and `SO_ORIGINAL_DST` for the nftables fallback.
 
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -47,50 +46,21 @@ pub fn verify_mark_capability(mark: u32) -> std::io::Result<()> {
     sock.set_mark(mark)
 }
 
-/// The pre-NAT destination of a connection redirected by nftables.
+/// The pre-NAT destination of a connection redirected by nftables
+/// (`SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`, per the accepted socket's family).
 pub fn original_dst(stream: &TcpStream) -> std::io::Result<SocketAddr> {
-    const SO_ORIGINAL_DST: libc::c_int = 80;
-    const IP6T_SO_ORIGINAL_DST: libc::c_int = 80;
-    let fd = stream.as_raw_fd();
-    let local = stream.local_addr()?;
-    unsafe {
-        if local.is_ipv4() {
-            let mut addr: libc::sockaddr_in = std::mem::zeroed();
-            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            if libc::getsockopt(
-                fd,
-                libc::SOL_IP,
-                SO_ORIGINAL_DST,
-                &mut addr as *mut _ as *mut _,
-                &mut len,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-            Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(addr.sin_port))))
-        } else {
-            let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
-            let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            if libc::getsockopt(
-                fd,
-                libc::SOL_IPV6,
-                IP6T_SO_ORIGINAL_DST,
-                &mut addr as *mut _ as *mut _,
-                &mut len,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            let ip = std::net::Ipv6Addr::from(addr.sin6_addr.s6_addr);
-            Ok(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(addr.sin6_port),
-                0,
-                0,
-            )))
-        }
-    }
+    let sock = socket2::SockRef::from(stream);
+    let addr = if stream.local_addr()?.is_ipv4() {
+        sock.original_dst()?
+    } else {
+        sock.original_dst_ipv6()?
+    };
+    addr.as_socket().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "SO_ORIGINAL_DST returned an address that is not IPv4 or IPv6",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -76,6 +76,9 @@ pub struct FilterArgs {
     /// Detector kind found in the request (e.g. aws_access_key_id, email).
     #[arg(long)]
     pub kind: Option<String>,
+    /// Request id, as sent to the client in promptwall's response header.
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
 }
 
 impl FilterArgs {
@@ -92,6 +95,7 @@ impl FilterArgs {
             status: self.status,
             verdict: self.verdict.clone(),
             kind: self.kind.clone(),
+            request_id: self.request_id.clone(),
             limit,
         }
     }

@@ -11,7 +11,6 @@ pub mod config;
 pub mod ebpf;
 pub mod heartbeat;
 pub mod nft;
-pub mod proc_net;
 pub mod resolver;
 pub mod sys;
 
@@ -192,15 +191,15 @@ impl OriginLookup for EbpfLookup {
     }
 }
 
-/// Lookup for the nftables fallback: /proc/net/tcp + /proc/*/fd.
+/// Lookup for the nftables fallback: /proc/net/tcp + /proc/*/fd ([`promptwall_proxy::peer`]).
 pub struct ProcLookup;
 
 impl OriginLookup for ProcLookup {
     fn lookup(&self, peer: SocketAddr, local: SocketAddr) -> Option<ConnectionOrigin> {
-        let entry = proc_net::find_client(peer, local)?;
+        let entry = promptwall_proxy::peer::find_client(peer, local)?;
         let mut identity = ClientIdentity {
             uid: Some(entry.uid),
-            pid: proc_net::pid_of_inode(entry.inode),
+            pid: promptwall_proxy::peer::pid_of_inode(entry.inode),
             ..Default::default()
         };
         attribution::enrich(&mut identity);

@@ -83,18 +83,53 @@ pub fn record(r: Req<'_>) -> AuditRecord {
     }
 }
 
-/// A store created by promptwall before install ids: only the first
-/// migration applied (from a copy of its file, as the old binary embedded it).
-async fn first_migration_only(postgres: bool) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
+/// A store created by an older promptwall: only its first `n` migrations
+/// applied (from copies of their files, as the old binary embedded them).
+async fn first_migrations(postgres: bool, n: usize) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
     let dir = tempfile::tempdir().unwrap();
-    let sql = if postgres {
-        include_str!("../../migrations/postgres/20250101000001_audit_log.sql")
+    let files: [(&str, &str); 2] = if postgres {
+        [
+            (
+                "20250101000001_audit_log.sql",
+                include_str!("../../migrations/postgres/20250101000001_audit_log.sql"),
+            ),
+            (
+                "20261201000001_install_id.sql",
+                include_str!("../../migrations/postgres/20261201000001_install_id.sql"),
+            ),
+        ]
     } else {
-        include_str!("../../migrations/sqlite/20250101000001_audit_log.sql")
+        [
+            (
+                "20250101000001_audit_log.sql",
+                include_str!("../../migrations/sqlite/20250101000001_audit_log.sql"),
+            ),
+            (
+                "20261201000001_install_id.sql",
+                include_str!("../../migrations/sqlite/20261201000001_install_id.sql"),
+            ),
+        ]
     };
-    std::fs::write(dir.path().join("20250101000001_audit_log.sql"), sql).unwrap();
+    for (name, sql) in &files[..n] {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
     let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
     (dir, migrator)
+}
+
+async fn first_migration_only(postgres: bool) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
+    first_migrations(postgres, 1).await
+}
+
+/// A store created by promptwall after install ids, before request ids.
+pub async fn sqlite_before_request_ids(pool: &sqlx::SqlitePool) {
+    let (_dir, migrator) = first_migrations(false, 2).await;
+    migrator.run(pool).await.unwrap();
+}
+
+pub async fn postgres_before_request_ids(pool: &sqlx::PgPool) {
+    let (_dir, migrator) = first_migrations(true, 2).await;
+    migrator.run(pool).await.unwrap();
 }
 
 pub async fn sqlite_before_install_ids(pool: &sqlx::SqlitePool) {
@@ -109,6 +144,12 @@ pub async fn postgres_before_install_ids(pool: &sqlx::PgPool) {
 
 /// Rows 1..=n of `machine` as the old writer hashed them (no install id).
 pub fn legacy_chain(machine: &str, n: i64) -> Vec<AuditRecord> {
+    chain_before_request_ids(machine, "", n)
+}
+
+/// Rows 1..=n of (`machine`, `install_id`) as the writer before request ids
+/// hashed them (an empty install id: as the one before install ids).
+pub fn chain_before_request_ids(machine: &str, install_id: &str, n: i64) -> Vec<AuditRecord> {
     let mut prev = promptwall_audit::chain::GENESIS.to_string();
     (1..=n)
         .map(|id| {
@@ -121,6 +162,7 @@ pub fn legacy_chain(machine: &str, n: i64) -> Vec<AuditRecord> {
                 verdict: "allowed".into(),
                 llm: true,
                 prev_hash: prev.clone(),
+                install_id: install_id.into(),
                 ..Default::default()
             };
             r.hash = promptwall_audit::chain::compute_hash(&r.prev_hash, &r);
@@ -134,6 +176,32 @@ pub fn legacy_chain(machine: &str, n: i64) -> Vec<AuditRecord> {
 pub const LEGACY_INSERT: &str = "INSERT INTO audit_log (id, machine_id, ts, listener, status, request_bytes, \
     response_bytes, duration_ms, verdict, findings, fingerprints, llm, prev_hash, hash) \
     VALUES ($1, $2, $3, $4, $5, 0, 0, 0.0, $6, '{}', '[]', $7, $8, $9)";
+
+/// The INSERT of a [`chain_before_request_ids`] row into the schema before request ids.
+pub const INSERT_BEFORE_REQUEST_IDS: &str = "INSERT INTO audit_log (id, machine_id, ts, listener, status, \
+    request_bytes, response_bytes, duration_ms, verdict, findings, fingerprints, llm, prev_hash, hash, install_id) \
+    VALUES ($1, $2, $3, $4, $5, 0, 0, 0.0, $6, '{}', '[]', $7, $8, $9, $10)";
+
+#[macro_export]
+macro_rules! insert_before_request_ids {
+    ($pool:expr, $r:expr) => {{
+        let r: &promptwall_audit::AuditRecord = $r;
+        sqlx::query(common::INSERT_BEFORE_REQUEST_IDS)
+            .bind(r.id)
+            .bind(&r.machine_id)
+            .bind(&r.ts)
+            .bind(&r.listener)
+            .bind(i64::from(r.status))
+            .bind(&r.verdict)
+            .bind(r.llm)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .bind(&r.install_id)
+            .execute($pool)
+            .await
+            .unwrap();
+    }};
+}
 
 #[macro_export]
 macro_rules! insert_legacy {

@@ -1,9 +1,8 @@
 //! The boundary to the detection engine: a `Scanner` trait (so tests and the
 //! pipeline do not depend on one detector) and the per-block scan cache.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub use crate::detect_api::{Action, Category};
 
@@ -68,24 +67,35 @@ pub(crate) struct BlockKey(u64, u64, usize, bool);
 /// Scan results per text block, bounded in entries and in bytes (a block
 /// can have any number of findings: a body of nothing but e-mail addresses
 /// has millions); coding agents resend the same growing transcript every
-/// turn, so only new blocks miss.
+/// turn, so only new blocks miss. A sharded CLOCK-Pro cache (quick_cache):
+/// lookups and inserts lock one shard, eviction is incremental.
 pub(crate) struct ScanCache {
     seed: foldhash::quality::RandomState,
     second_seed: foldhash::quality::RandomState,
-    capacity: usize,
     max_bytes: usize,
-    inner: Mutex<CacheInner>,
+    inner: Option<quick_cache::sync::Cache<BlockKey, Arc<[SubHit]>, SlotWeighter>>,
 }
 
 /// Memory the cache may hold for its entries, findings included.
 pub(crate) const MAX_CACHE_BYTES: usize = 64 << 20;
 
-#[derive(Default)]
-struct CacheInner {
-    map: HashMap<BlockKey, (Arc<[SubHit]>, u64)>,
-    tick: u64,
-    /// Sum of [`entry_cost`] over `map`.
-    bytes: usize,
+/// Shards of the cache. Each holds `1/SHARDS` of the byte bound, so the
+/// largest entry admitted (`max_bytes / SHARDS`) still fits one shard
+/// whatever the host's core count.
+const SHARDS: usize = 8;
+
+/// Weighs an entry as its bytes, but never less than one slot
+/// (`max_bytes / capacity`): a total weight within `max_bytes` then bounds
+/// both the bytes and the number of entries.
+#[derive(Clone)]
+struct SlotWeighter {
+    slot: u64,
+}
+
+impl quick_cache::Weighter<BlockKey, Arc<[SubHit]>> for SlotWeighter {
+    fn weight(&self, _key: &BlockKey, hits: &Arc<[SubHit]>) -> u64 {
+        (entry_cost(hits) as u64).max(self.slot)
+    }
 }
 
 /// What one entry costs: key, value and table slot, the shared slice's
@@ -105,12 +115,27 @@ pub(crate) struct SubHit {
 
 impl ScanCache {
     pub fn new(capacity: usize) -> Self {
+        Self::with_bounds(capacity, MAX_CACHE_BYTES)
+    }
+
+    fn with_bounds(capacity: usize, max_bytes: usize) -> Self {
+        let inner = (capacity > 0).then(|| {
+            let options = quick_cache::OptionsBuilder::new()
+                .shards(SHARDS)
+                .estimated_items_capacity(capacity)
+                .weight_capacity(max_bytes as u64)
+                .build()
+                .expect("valid cache options");
+            let weighter = SlotWeighter {
+                slot: (max_bytes / capacity).max(1) as u64,
+            };
+            quick_cache::sync::Cache::with_options(options, weighter, Default::default(), Default::default())
+        });
         ScanCache {
             seed: Default::default(),
             second_seed: Default::default(),
-            capacity,
-            max_bytes: MAX_CACHE_BYTES,
-            inner: Mutex::new(CacheInner::default()),
+            max_bytes,
+            inner,
         }
     }
 
@@ -124,54 +149,23 @@ impl ScanCache {
     }
 
     pub fn get_many(&self, keys: &[Option<BlockKey>]) -> Vec<Option<Arc<[SubHit]>>> {
-        if self.capacity == 0 {
+        let Some(inner) = &self.inner else {
             return vec![None; keys.len()];
-        }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.tick += 1;
-        let tick = inner.tick;
-        keys.iter()
-            .map(|k| {
-                let entry = inner.map.get_mut(k.as_ref()?)?;
-                entry.1 = tick;
-                Some(entry.0.clone())
-            })
-            .collect()
+        };
+        keys.iter().map(|k| inner.get(k.as_ref()?)).collect()
     }
 
     pub fn insert_many(&self, items: Vec<(BlockKey, Arc<[SubHit]>)>) {
-        if self.capacity == 0 || items.is_empty() {
+        let Some(inner) = &self.inner else {
             return;
-        }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let tick = inner.tick;
+        };
         for (k, v) in items {
-            let cost = entry_cost(&v);
-            // One block's findings may not take over the cache.
-            if cost > self.max_bytes / 8 {
+            // One block's findings may not take over the cache (nor be
+            // larger than a shard, which would not hold it).
+            if entry_cost(&v) > self.max_bytes / SHARDS {
                 continue;
             }
-            inner.bytes += cost;
-            if let Some((old, _)) = inner.map.insert(k, (v, tick)) {
-                inner.bytes -= entry_cost(&old);
-            }
-        }
-        while inner.map.len() > self.capacity || inner.bytes > self.max_bytes {
-            // Evict the least recently used half in one O(n) pass.
-            let mut ticks: Vec<u64> = inner.map.values().map(|(_, t)| *t).collect();
-            let mid = ticks.len() / 2;
-            let (_, cutoff, _) = ticks.select_nth_unstable(mid);
-            let cutoff = *cutoff;
-            let inner = &mut *inner;
-            let mut freed = 0;
-            inner.map.retain(|_, (hits, t)| {
-                let keep = *t > cutoff;
-                if !keep {
-                    freed += entry_cost(hits);
-                }
-                keep
-            });
-            inner.bytes -= freed;
+            inner.insert(k, v);
         }
     }
 }
@@ -192,9 +186,9 @@ mod cache_tests {
     }
 
     fn held_bytes(cache: &ScanCache) -> usize {
-        let inner = cache.inner.lock().unwrap();
-        let real: usize = inner.map.values().map(|(h, _)| entry_cost(h)).sum();
-        assert_eq!(real, inner.bytes, "the running sum matches the entries");
+        let inner = cache.inner.as_ref().unwrap();
+        let real: usize = inner.iter().map(|(_, h)| entry_cost(&h)).sum();
+        assert!(real as u64 <= inner.weight(), "the weights cover the entries");
         real
     }
 
@@ -216,6 +210,18 @@ mod cache_tests {
         // The newest blocks are the ones kept.
         let newest = cache.key("block 3 49", false);
         assert!(cache.get_many(&[Some(newest)])[0].is_some());
+    }
+
+    #[test]
+    fn many_small_blocks_cannot_grow_the_cache_past_its_entry_bound() {
+        let cache = ScanCache::new(1_000);
+        let one = hits(1);
+        for i in 0..5_000u64 {
+            cache.insert_many(vec![(cache.key(&format!("block {i}"), false), one.clone())]);
+        }
+        let held = cache.inner.as_ref().unwrap().len();
+        assert!(held <= 1_000, "{held} entries");
+        assert!(held > 250, "the cache is still used: {held} entries");
     }
 
     #[test]

@@ -249,48 +249,58 @@ impl std::fmt::Debug for ConversationOwner {
 /// from another user or credential starts a fresh vault. Bounded; in memory:
 /// after a restart a follow-up starts a fresh numbering, as a new request does.
 pub(crate) struct ConversationMemory {
-    capacity: usize,
-    #[allow(clippy::type_complexity)]
-    inner: std::sync::Mutex<(HashMap<(ConversationOwner, String), (Arc<RestoreMap>, u64)>, u64)>,
+    inner: quick_cache::sync::Cache<(ConversationOwner, String), Arc<RestoreMap>>,
 }
 
 impl ConversationMemory {
     pub fn new(capacity: usize) -> Self {
         ConversationMemory {
-            capacity: capacity.max(1),
-            inner: Default::default(),
+            inner: quick_cache::sync::Cache::new(capacity.max(1)),
         }
     }
 
     pub fn remember(&self, owner: ConversationOwner, response_id: &str, map: Arc<RestoreMap>) {
-        let key = (owner, response_id.to_string());
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (entries, tick) = &mut *guard;
-        *tick += 1;
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            // Drop the oldest quarter in one pass rather than one per insert.
-            let mut ages: Vec<u64> = entries.values().map(|(_, t)| *t).collect();
-            let cut = ages.len() / 4;
-            let (_, threshold, _) = ages.select_nth_unstable(cut);
-            let threshold = *threshold;
-            entries.retain(|_, (_, t)| *t > threshold);
-        }
-        entries.insert(key, (map, *tick));
+        self.inner.insert((owner, response_id.to_string()), map);
     }
 
     pub fn get(&self, owner: ConversationOwner, response_id: &str) -> Option<Arc<RestoreMap>> {
-        let key = (owner, response_id.to_string());
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (entries, tick) = &mut *guard;
-        *tick += 1;
-        let now = *tick;
-        entries.get_mut(&key).map(|(map, t)| {
-            *t = now;
-            map.clone()
-        })
+        self.inner.get(&(owner, response_id.to_string()))
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.len()
+        self.inner.len()
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    fn map() -> Arc<RestoreMap> {
+        Arc::new(RestoreMap::new(
+            [("[[EMAIL_001]]".to_string(), "a@x.io".to_string())].into_iter(),
+        ))
+    }
+
+    #[test]
+    fn a_remembered_conversation_is_found_only_by_its_owner() {
+        let memory = ConversationMemory::new(16);
+        let alice = ConversationOwner::new(Some(1000), [("authorization", &b"Bearer a"[..])]);
+        let bob = ConversationOwner::new(Some(1001), [("authorization", &b"Bearer a"[..])]);
+        memory.remember(alice, "resp_1", map());
+        assert!(memory.get(alice, "resp_1").is_some());
+        assert!(memory.get(bob, "resp_1").is_none());
+        assert!(memory.get(alice, "resp_2").is_none());
+    }
+
+    #[test]
+    fn remembered_conversations_stay_within_the_entry_bound() {
+        let memory = ConversationMemory::new(100);
+        let owner = ConversationOwner::new(None, []);
+        for i in 0..1_000 {
+            memory.remember(owner, &format!("resp_{i}"), map());
+        }
+        assert!(memory.len() <= 100, "{} entries", memory.len());
+        assert!(memory.get(owner, "resp_999").is_some(), "the newest is kept");
     }
 }
