@@ -268,6 +268,7 @@ impl Exchange {
         let usage = self.usage;
         let tokens = |v: Option<u64>| v.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
         AuditRecord {
+            request_id: self.id.0,
             ts: self.ts,
             listener: self.listener.as_str().to_string(),
             provider: target.as_ref().map(|t| t.provider.clone()).filter(|p| !p.is_empty()),

@@ -590,5 +590,5 @@ async fn a_shape_registered_by_the_embedder_is_routed_inspected_restored_and_aud
     assert_eq!(rows[0].verdict, "redacted");
     assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (Some(12), Some(4)));
     assert_eq!(rows[0].findings.get("email"), Some(&1));
-    assert!(!request_id.is_empty());
+    assert_eq!(rows[0].request_id, request_id, "the header finds the row");
 }
