@@ -3,7 +3,7 @@
 //!
 //! An [`Exchange`] is created when a request (or a refused or spliced
 //! connection, or one WebSocket message) starts, filled in by the stages in
-//! [`crate::stages`], and turned into a [`promptwall_audit::AuditRecord`] by
+//! the request path's stages, and turned into a [`promptwall_audit::AuditRecord`] by
 //! [`Exchange::into_record`] when the driver commits it.
 
 use std::collections::BTreeMap;
@@ -30,6 +30,19 @@ impl Listener {
             Listener::Transparent => "transparent",
         }
     }
+}
+
+/// Per-connection facts the request handler needs.
+#[derive(Debug, Clone)]
+pub struct ConnContext {
+    pub listener: Listener,
+    pub peer: SocketAddr,
+    /// TLS server name the client asked for (transparent and explicit-TLS).
+    pub server_name: Option<String>,
+    pub origin: Option<ConnectionOrigin>,
+    /// The local client process, when known without a redirect record
+    /// (explicit listener: found through /proc/net/tcp).
+    pub identity: Option<ClientIdentity>,
 }
 
 /// What became of the request, as the audit row names it.

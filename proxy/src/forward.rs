@@ -5,7 +5,6 @@
 //! one [`Recorder`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +18,8 @@ use tracing::Instrument;
 use crate::audit_sink::Recorder;
 use crate::body::{self, ProxyBody};
 use crate::config::Config;
-pub use crate::exchange::Listener;
 use crate::exchange::{Client, Exchange};
-use crate::origin::ConnectionOrigin;
+pub use crate::exchange::{ConnContext, Listener};
 use crate::pipeline::Inspector;
 use crate::stages::admit::Admit;
 use crate::stages::dispatch::{Dispatch, Outbound};
@@ -33,19 +31,6 @@ use crate::stages::translate::Translate;
 use crate::stages::upgrade::{Upgrade, Upgraded};
 use crate::stages::{Refusal, Stage};
 use crate::upstream::Upstream;
-
-/// Per-connection facts the request handler needs.
-#[derive(Debug, Clone)]
-pub struct ConnContext {
-    pub listener: Listener,
-    pub peer: SocketAddr,
-    /// TLS server name the client asked for (transparent and explicit-TLS).
-    pub server_name: Option<String>,
-    pub origin: Option<ConnectionOrigin>,
-    /// The local client process, when known without a redirect record
-    /// (explicit listener: found through /proc/net/tcp).
-    pub identity: Option<crate::origin::ClientIdentity>,
-}
 
 /// Everything shared by all requests.
 pub struct Proxy {

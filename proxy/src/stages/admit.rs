@@ -11,8 +11,7 @@ use http::{StatusCode, Uri};
 
 use super::{Refusal, Stage};
 use crate::config::{Config, ProviderConfig};
-use crate::exchange::{Exchange, Target, Traffic};
-use crate::forward::ConnContext;
+use crate::exchange::{ConnContext, Exchange, Target, Traffic};
 
 pub struct Admit<'a> {
     pub config: &'a Config,

@@ -1,5 +1,5 @@
 //! The request path as stages, run in this fixed order by the driver
-//! ([`crate::forward::Proxy::handle`]):
+//! (`Proxy::handle` in `forward.rs`):
 //!
 //! | stage | module | reads → produces |
 //! |---|---|---|
