@@ -29,7 +29,8 @@ pub struct QueryFilter {
     pub verdict: Option<String>,
     /// Detector kind present in the row's findings.
     pub kind: Option<String>,
-    /// The exchange's request id (exact; indexed).
+    /// The exchange's request id (indexed): the row with this id, and the
+    /// rows of a WebSocket's messages (`<id>-<n>`) when it names an upgrade.
     pub request_id: Option<String>,
     pub limit: Option<i64>,
 }
@@ -133,7 +134,15 @@ impl QueryFilter {
             );
         }
         if let Some(v) = &self.request_id {
-            w.add("request_id = ?", [BindValue::Text(v.clone())]);
+            // `<id>-` < `<id>-<n>` < `<id>.`: a range the index serves.
+            w.add(
+                "(request_id = ? OR (request_id > ? AND request_id < ?))",
+                [
+                    BindValue::Text(v.clone()),
+                    BindValue::Text(format!("{v}-")),
+                    BindValue::Text(format!("{v}.")),
+                ],
+            );
         }
         let sql = if w.conds.is_empty() {
             String::new()

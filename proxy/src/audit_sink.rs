@@ -79,11 +79,6 @@ impl Recorder {
     }
 }
 
-/// A sink that drops rows (for `--no-audit` runs and unit tests).
-pub fn discard() -> AuditSink {
-    Arc::new(|_| Box::pin(async { Ok(()) }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

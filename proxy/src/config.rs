@@ -289,6 +289,24 @@ impl Config {
             ));
         }
         let header = &self.listen.request_id_header;
+        // Replacing a header that frames or routes the answer would break it.
+        const RESERVED: [&str; 10] = [
+            "connection",
+            "content-length",
+            "content-type",
+            "content-encoding",
+            "transfer-encoding",
+            "upgrade",
+            "keep-alive",
+            "trailer",
+            "te",
+            "host",
+        ];
+        if RESERVED.iter().any(|r| header.eq_ignore_ascii_case(r)) {
+            return Err(ConfigError::Invalid(format!(
+                "[listen] request_id_header = {header:?} would replace a header that frames the answer; pick your own name (default \"x-promptwall-request-id\")"
+            )));
+        }
         if !header.is_empty() && http::HeaderName::from_bytes(header.as_bytes()).is_err() {
             return Err(ConfigError::Invalid(format!(
                 "[listen] request_id_header = {header:?} is not a valid HTTP header name; use letters, digits and '-' (default \"x-promptwall-request-id\"), or \"\" to add no header"
@@ -394,6 +412,13 @@ mod tests {
         c.validate().unwrap();
         c.listen.request_id_header = String::new();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_request_id_header_that_would_replace_a_framing_header_is_rejected() {
+        let mut c = Config::default();
+        c.listen.request_id_header = "Content-Length".into();
+        assert!(c.validate().unwrap_err().to_string().contains("request_id_header"));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! read and write, and exactly one audit row when it ends.
 //!
 //! An [`Exchange`] is created when a request (or a refused or spliced
-//! connection, or one WebSocket message) starts, filled in by the stages in
-//! the request path's stages, and turned into a [`promptwall_audit::AuditRecord`] by
-//! [`Exchange::into_record`] when the driver commits it.
+//! connection, or one WebSocket message) starts, filled in by the request
+//! path's stages, and turned into a [`promptwall_audit::AuditRecord`] by
+//! [`Exchange::into_record`] when it is committed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -119,6 +119,13 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of the `n`th message of the connection this id names (a
+    /// WebSocket): `<id>-<n>`, so the upgrade's id, which its client got in
+    /// the response header, finds every message's row by prefix.
+    pub fn message(&self, n: u64) -> RequestId {
+        RequestId(format!("{}-{n}", self.0))
+    }
 }
 
 impl Default for RequestId {
@@ -193,6 +200,9 @@ pub struct Exchange {
     pub error: Option<String>,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// The request was handed to the upstream client (it may have reached
+    /// the provider).
+    pub dispatched: bool,
     /// Time to the provider's response head.
     pub ttfb: Option<Duration>,
     /// Set when the exchange ends; `None` means "now" at commit time.
@@ -223,6 +233,7 @@ impl Exchange {
             error: None,
             request_bytes: 0,
             response_bytes: 0,
+            dispatched: false,
             ttfb: None,
             duration: None,
             request_body: None,
@@ -238,10 +249,12 @@ impl Exchange {
         }
     }
 
-    /// A copy for one more message of the same connection (WebSocket): same
-    /// client and target, a fresh id, clock and counters.
-    pub fn next_message(&self) -> Exchange {
+    /// The row of message `n` of the same connection (WebSocket): same
+    /// client and target, an id derived from this one, a fresh clock and
+    /// counters.
+    pub fn message(&self, n: u64) -> Exchange {
         let mut next = Exchange::new(self.listener, self.client.clone());
+        next.id = self.id.message(n);
         next.method = self.method.clone();
         next.path = self.path.clone();
         next.traffic = self.traffic;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::forward::{ConnContext, Listener, Proxy};
+use crate::exchange::{ConnContext, Listener};
+use crate::forward::Proxy;
 use crate::server::serve_http;
 
 pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsAcceptor>) {

@@ -18,8 +18,8 @@ use tracing::Instrument;
 use crate::audit_sink::Recorder;
 use crate::body::{self, ProxyBody};
 use crate::config::Config;
-use crate::exchange::{Client, Exchange};
-pub use crate::exchange::{ConnContext, Listener};
+pub use crate::exchange::Listener;
+use crate::exchange::{Client, ConnContext, Exchange};
 use crate::pipeline::Inspector;
 use crate::stages::admit::Admit;
 use crate::stages::dispatch::{Dispatch, Outbound};
@@ -111,21 +111,25 @@ impl Proxy {
             Ok(Outcome::Upgraded(Upgraded::Inspected(resp))) => resp,
             Ok(Outcome::Upgraded(Upgraded::Declined(resp))) => {
                 ex.duration = Some(ex.started.elapsed());
+                let envelope = error_envelope(&ex, fallback);
                 // The answer is the provider's own; the row is still written
                 // first, and an unwritable row turns it into a 503.
                 match self.recorder.commit(ex).await {
                     Ok(()) => resp,
-                    Err(e) => self.unaudited(&e),
+                    Err(_) => unaudited(envelope),
                 }
             }
             Ok(Outcome::Upgraded(Upgraded::Passthrough { response, relay })) => {
+                // Committed before the relay starts (like a splice): the row
+                // has the handshake, not the session's byte counts.
                 ex.duration = Some(ex.started.elapsed());
+                let envelope = error_envelope(&ex, fallback);
                 match self.recorder.commit(ex).await {
                     Ok(()) => {
                         tokio::spawn(relay.in_current_span());
                         response
                     }
-                    Err(e) => self.unaudited(&e),
+                    Err(_) => unaudited(envelope),
                 }
             }
         }
@@ -143,7 +147,6 @@ impl Proxy {
             config: &self.config,
             shapes: &self.shapes,
             conn,
-            audit_ready: !self.recorder.is_unhealthy(),
         };
         let admitted = admit.run(ex, &mut parts).await?;
         if crate::headers::is_websocket_upgrade(&parts.headers) {
@@ -161,29 +164,37 @@ impl Proxy {
         }
         let mut headers = std::mem::take(&mut parts.headers);
         let body = Read::new(&self.config.limits, &self.admission)
-            .run(ex, (&parts.method, &mut headers, incoming))
+            .run(ex, (&parts.method, parts.uri.path(), &mut headers, incoming))
             .await?;
-        let (outbound, response_stage, ticket) = match body {
-            RequestBody::Whole { bytes, mut ticket } => {
+        let capture = self
+            .config
+            .audit
+            .capture_bodies
+            .then_some(self.config.audit.capture_max_bytes);
+        let inspected = match body {
+            RequestBody::Whole { bytes, ticket } => {
                 let inspect = Inspect {
                     inspector: &self.inspector,
-                    capture: self
-                        .config
-                        .audit
-                        .capture_bodies
-                        .then_some(self.config.audit.capture_max_bytes),
+                    capture,
                 };
-                let inspected = inspect.run(ex, (bytes, &headers)).await?;
+                Ok((inspect.run(ex, (bytes, &headers)).await?, ticket))
+            }
+            RequestBody::Streamed(body) => Err(body),
+        };
+        let target = Route.run(ex, admitted.target).await?;
+        let (outbound, response_stage, ticket) = match inspected {
+            Ok((inspected, mut ticket)) => {
                 let translated = Translate.run(ex, inspected.body).await?;
                 let body = ticket.charge_body(body::full(translated));
                 (body, Some(inspected.response), Some(ticket))
             }
-            RequestBody::Streamed(body) => (body, None, None),
+            // Not inspected (read-only or bodiless): relayed as it arrives.
+            Err(streamed) => (streamed, None, None),
         };
-        let target = Route.run(ex, admitted.target).await?;
         let dispatch = Dispatch {
             upstream: &self.upstream,
             response_timeout: Duration::from_secs(self.config.limits.upstream_response_timeout_secs.max(1)),
+            audit_ready: !self.recorder.is_unhealthy(),
         };
         let outbound = Outbound {
             method: parts.method,
@@ -215,18 +226,17 @@ impl Proxy {
             resp
         }
     }
+}
 
-    /// 503 for an exchange whose row could not be committed.
-    fn unaudited(&self, e: &crate::audit_sink::AuditFailed) -> Response<ProxyBody> {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            crate::inspect::error_body(
-                ApiShape::OPENAI_CHAT,
-                503,
-                &format!("promptwall: {e}; nothing was relayed"),
-            ),
-        )
-    }
+/// 503 for an exchange whose row could not be committed (the store's
+/// error is in the agent's log, not in the answer).
+fn unaudited(envelope: ApiShape) -> Response<ProxyBody> {
+    let msg = "promptwall could not write the audit row for this exchange, so nothing was relayed; \
+               see the agent's log (disk full? audit store unreachable?) and retry";
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        crate::inspect::error_body(envelope, 503, msg),
+    )
 }
 
 /// The envelope a refused client expects: its shape's, the addressed
@@ -261,7 +271,7 @@ fn json_response(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
 /// The exchange while the stages run. If the handler is dropped first
 /// (hyper drops it when the client hangs up before the response starts,
 /// and the request may already be at the provider), the row is still
-/// written, as a 499.
+/// written, as a 499 that says whether the request had left.
 struct PendingRow {
     recorder: Recorder,
     ex: Option<Exchange>,
@@ -281,7 +291,13 @@ impl Drop for PendingRow {
     fn drop(&mut self) {
         let Some(mut ex) = self.ex.take() else { return };
         ex.status = 499; // nginx's "client closed request"
-        ex.error = Some("client disconnected before the provider answered".into());
+        ex.error = Some(if ex.dispatched {
+            "client disconnected before the provider answered".into()
+        } else {
+            // Nothing left: the row must not suggest that data did.
+            ex.verdict = crate::exchange::Verdict::Error;
+            "client disconnected before the request was sent".into()
+        });
         ex.duration = Some(ex.started.elapsed());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(self.recorder.commit(ex));

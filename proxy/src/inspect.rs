@@ -84,7 +84,7 @@ mod tests {
         assert!(!checks_other_body(&post, "/api/oauth/claude_cli/create_api_key"));
         assert!(!checks_other_body(&http::Method::GET, "/v1/models"));
         let lower = http::Method::from_bytes(b"post").unwrap();
-        assert!(checks_other_body(&lower, "/v1/oauth/x") == false && checks_other_body(&lower, "/v1/x"));
+        assert!(!checks_other_body(&lower, "/v1/oauth/x") && checks_other_body(&lower, "/v1/x"));
         assert!(checks_other_body(&http::Method::DELETE, "/v1/x"));
         assert_eq!(
             classify(&promptwall_llm::Shapes::builtin(), &lower, "/v1/messages"),

@@ -7,7 +7,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::forward::{ConnContext, Proxy};
+use crate::exchange::ConnContext;
+use crate::forward::Proxy;
 
 pub async fn serve_http<S>(proxy: Arc<Proxy>, conn: ConnContext, stream: S)
 where

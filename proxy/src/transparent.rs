@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::exchange::{now_rfc3339, Client, Exchange, Target, Traffic, Verdict};
-use crate::forward::{ConnContext, Listener, Proxy};
+use crate::exchange::{now_rfc3339, Client, ConnContext, Exchange, Listener, Target, Traffic, Verdict};
+use crate::forward::Proxy;
 use crate::origin::{ConnectionOrigin, OriginLookup};
 use crate::passthrough::PassthroughKey;
 use crate::server::serve_http;

@@ -124,9 +124,11 @@ pub async fn relay(
         .map_err(|e| WsError::Connect(format!("TLS to {host}: {e}")))?;
     // A message is inspected whole, like a request body: the same bound
     // (tungstenite's default is 64 MiB per message).
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(max_message_bytes);
-    config.max_frame_size = Some(max_message_bytes);
+    let config = WebSocketConfig {
+        max_message_size: Some(max_message_bytes),
+        max_frame_size: Some(max_message_bytes),
+        ..Default::default()
+    };
     let (server_ws, server_resp) = match tokio_tungstenite::client_async_with_config(up_req, tls, Some(config)).await {
         Ok(r) => r,
         Err(tungstenite::Error::Http(resp)) => return Err(WsError::Refused(resp)),
@@ -143,19 +145,24 @@ pub async fn relay(
     }
     let response = out.body(body::empty()).expect("static response parts are valid");
 
-    tokio::spawn(async move {
-        let upgraded = match client_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                inspector
-                    .finished(0, 0, Some(format!("client upgrade failed: {e}")))
-                    .await;
-                return;
-            }
-        };
-        let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        pump(client_ws, server_ws, inspector).await;
-    });
+    // The session's log lines keep the upgrade's request id.
+    let span = tracing::Span::current();
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let upgraded = match client_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    inspector
+                        .finished(0, 0, Some(format!("client upgrade failed: {e}")))
+                        .await;
+                    return;
+                }
+            };
+            let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+            pump(client_ws, server_ws, inspector).await;
+        },
+        span,
+    ));
     Ok(response)
 }
 

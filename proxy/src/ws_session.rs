@@ -26,6 +26,8 @@ pub struct WsSession {
     /// The upgrade's exchange: each message's row starts as a copy.
     base: Exchange,
     recorder: Recorder,
+    /// Messages audited so far (numbers their request ids).
+    messages: u64,
     /// `response.create` rows waiting for their terminal event.
     pending: VecDeque<Exchange>,
     /// The session's admission slot (crate::admission), held until it ends.
@@ -39,6 +41,7 @@ impl WsSession {
             vault: Vault::new(),
             base,
             recorder,
+            messages: 0,
             pending: VecDeque::new(),
             _admission: None,
         }
@@ -137,8 +140,9 @@ impl WsSession {
         self.recorder.commit(ex)
     }
 
-    fn start_row(&self, text: &str, envelope: Option<&Envelope>, report: Option<&Report>) -> Exchange {
-        let mut ex = self.base.next_message();
+    fn start_row(&mut self, text: &str, envelope: Option<&Envelope>, report: Option<&Report>) -> Exchange {
+        self.messages += 1;
+        let mut ex = self.base.message(self.messages);
         ex.request_bytes = text.len() as u64;
         if let Some(r) = report {
             ex.record_report(r);
@@ -383,5 +387,19 @@ mod tests {
             s.finished(0, 0, None).await;
             assert_eq!(rows.lock().unwrap().len(), audited.len() + 1);
         }
+    }
+
+    /// The upgrade's id (sent to the client in the response header) finds
+    /// every message's row: theirs are `<upgrade id>-<n>`.
+    #[tokio::test]
+    async fn message_rows_carry_ids_derived_from_the_upgrades() {
+        let (mut s, rows) = session(true);
+        let upgrade = s.base.id.clone();
+        forwarded(&mut s, r#"{"type":"response.append","input":"a"}"#).await;
+        forwarded(&mut s, r#"{"type":"response.create","model":"gpt-5","input":"b"}"#).await;
+        s.server_text(COMPLETED.into()).await.unwrap();
+        let rows = rows.lock().unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, [format!("{upgrade}-1"), format!("{upgrade}-2")]);
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Names the client's tool, puts the path in its one canonical form (what
 //! is classified and inspected is what the provider reads, see
-//! [`promptwall_llm::path`]), classifies the API shape, resolves the
-//! provider the client addressed, and refuses while the audit store cannot
-//! take rows. Budgets by identity (issue: budgets) belong here too.
+//! [`promptwall_llm::path`]), classifies the API shape and resolves the
+//! provider the client addressed (which upstream serves it is the route
+//! stage's decision). Budgets by identity (issue: budgets) belong here too.
 
 use http::request::Parts;
 use http::{StatusCode, Uri};
@@ -18,8 +18,6 @@ pub struct Admit<'a> {
     /// The API shapes requests are classified into.
     pub shapes: &'a promptwall_llm::Shapes,
     pub conn: &'a ConnContext,
-    /// False while the audit store refuses rows or its disk is nearly full.
-    pub audit_ready: bool,
 }
 
 /// The request, admitted: its shape is on the exchange, and this is where
@@ -64,13 +62,6 @@ impl Admit<'_> {
             resolve_target(self.config, self.conn, parts).map_err(|m| Refusal::new(StatusCode::NOT_FOUND, m))?;
         ex.path = target.uri.path().to_string();
         ex.target = Some(target.clone());
-        if !self.audit_ready {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "promptwall cannot write its audit log (see the agent's log: disk full or store unreachable; \
-                 [audit] min_free_bytes), so nothing was sent to the provider; retry once the audit store is writable",
-            ));
-        }
         Ok(Admitted { target })
     }
 }
@@ -189,7 +180,6 @@ mod tests {
             config,
             shapes: &promptwall_llm::Shapes::builtin(),
             conn: &conn,
-            audit_ready: true,
         };
         let (mut parts, ()) = http::Request::builder()
             .method(method)
@@ -253,22 +243,5 @@ mod tests {
         assert_eq!(out.unwrap_err().status, StatusCode::NOT_FOUND);
         let (_, out) = admit(&Config::default(), Some("example.com"), "POST", "/v1/messages");
         assert_eq!(out.unwrap_err().status, StatusCode::NOT_FOUND);
-    }
-
-    #[test]
-    fn nothing_is_admitted_while_the_audit_store_refuses_rows() {
-        let config = Config::default();
-        let conn = conn(Some("api.openai.com"));
-        let stage = Admit {
-            config: &config,
-            shapes: &promptwall_llm::Shapes::builtin(),
-            conn: &conn,
-            audit_ready: false,
-        };
-        let (mut parts, ()) = http::Request::post("/v1/responses").body(()).unwrap().into_parts();
-        let mut ex = Exchange::new(Listener::Transparent, Client::default());
-        let refusal = stage.admit(&mut ex, &mut parts).unwrap_err();
-        assert_eq!(refusal.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(ex.target.is_some(), "the row still names where the request was going");
     }
 }

@@ -16,6 +16,9 @@ use crate::upstream::Upstream;
 pub struct Dispatch<'a> {
     pub upstream: &'a Upstream,
     pub response_timeout: Duration,
+    /// False while the audit store refuses rows or its disk is nearly full:
+    /// then nothing leaves (read as late as possible, just before sending).
+    pub audit_ready: bool,
 }
 
 /// The request as it leaves for the provider.
@@ -34,11 +37,15 @@ impl Stage for Dispatch<'_> {
     type Output = Response<Incoming>;
 
     async fn run(&self, ex: &mut Exchange, (target, out): Self::Input) -> Result<Response<Incoming>, Refusal> {
+        if !self.audit_ready {
+            return Err(Refusal::audit_unavailable());
+        }
         let mut headers = out.headers;
         prepare_headers(&mut headers, out.inspected);
         let mut req = Request::builder().method(out.method).uri(target.uri.clone());
         *req.headers_mut().expect("builder has no error yet") = headers;
         let req = req.body(out.body).expect("method, uri and headers are valid");
+        ex.dispatched = true;
         let answer = tokio::time::timeout(self.response_timeout, self.upstream.client.request(req)).await;
         match answer {
             Ok(Ok(resp)) => {
@@ -124,6 +131,7 @@ mod tests {
         let stage = Dispatch {
             upstream: &upstream,
             response_timeout: Duration::from_secs(5),
+            audit_ready: true,
         };
         let target = Target {
             provider: "openai".into(),
@@ -141,5 +149,31 @@ mod tests {
         assert_eq!(refusal.status, StatusCode::BAD_GATEWAY);
         assert!(refusal.message.contains("127.0.0.1"), "{}", refusal.message);
         assert!(ex.error.unwrap().contains("unreachable"));
+        assert!(ex.dispatched);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_while_the_audit_store_refuses_rows() {
+        let upstream = Upstream::new(&Config::default()).unwrap();
+        let stage = Dispatch {
+            upstream: &upstream,
+            response_timeout: Duration::from_secs(5),
+            audit_ready: false,
+        };
+        let target = Target {
+            provider: "openai".into(),
+            uri: "http://127.0.0.1:9/v1/chat/completions".parse().unwrap(),
+            host: "127.0.0.1".into(),
+        };
+        let out = Outbound {
+            method: Method::POST,
+            headers: HeaderMap::new(),
+            body: crate::body::full("{}"),
+            inspected: true,
+        };
+        let mut ex = Exchange::new(Listener::Explicit, Client::default());
+        let refusal = stage.run(&mut ex, (target, out)).await.expect_err("refused");
+        assert_eq!(refusal.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!ex.dispatched);
     }
 }

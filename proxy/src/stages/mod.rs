@@ -17,7 +17,10 @@
 //! Every stage reads and writes the one [`Exchange`]. A stage ends the
 //! exchange early by returning a [`Refusal`]; the driver, never the stage,
 //! answers it in the client's error envelope and commits the audit row
-//! ([`crate::audit_sink::Recorder`]).
+//! ([`crate::audit_sink::Recorder`]). A streamed answer outlives the
+//! driver: the relay the driver starts ([`respond::Relay::start`]) commits
+//! it before the answer's end, and a WebSocket session commits each
+//! message's row.
 //!
 //! To add a stage: a module here implementing [`Stage`], a call in the
 //! driver at its place in the order, and a test of the stage on its own.
@@ -61,6 +64,15 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// Nothing may leave for a provider while its row could not be written.
+    pub fn audit_unavailable() -> Self {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "promptwall cannot write its audit log (see the agent's log: disk full or store unreachable; \
+             [audit] min_free_bytes), so nothing was sent to the provider; retry once the audit store is writable",
+        )
+    }
+
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Refusal {
             status,

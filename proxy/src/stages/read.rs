@@ -49,9 +49,11 @@ pub enum RequestBody {
     Streamed(ProxyBody),
 }
 
-/// Whether the read stage reads this request whole.
-pub fn reads_whole(ex: &Exchange, method: &http::Method) -> bool {
-    ex.shape().is_llm() || crate::inspect::checks_other_body(method, &ex.path)
+/// Whether the read stage reads this request whole. `client_path` is the
+/// path as the client sent it (canonical), not the upstream's: the
+/// sign-in exemption must not depend on a provider's base URL.
+pub fn reads_whole(ex: &Exchange, method: &http::Method, client_path: &str) -> bool {
+    ex.shape().is_llm() || crate::inspect::checks_other_body(method, client_path)
 }
 
 impl<'a, B> Stage for Read<'a, B>
@@ -59,13 +61,17 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    /// The request head (its `Content-Encoding` is removed once decoded)
-    /// and body.
-    type Input = (&'a http::Method, &'a mut HeaderMap, B);
+    /// The request's method, canonical path and head (its
+    /// `Content-Encoding` is removed once decoded), and its body.
+    type Input = (&'a http::Method, &'a str, &'a mut HeaderMap, B);
     type Output = RequestBody;
 
-    async fn run(&self, ex: &mut Exchange, (method, headers, incoming): Self::Input) -> Result<RequestBody, Refusal> {
-        if !reads_whole(ex, method) {
+    async fn run(
+        &self,
+        ex: &mut Exchange,
+        (method, path, headers, incoming): Self::Input,
+    ) -> Result<RequestBody, Refusal> {
+        if !reads_whole(ex, method, path) {
             return Ok(RequestBody::Streamed(incoming.map_err(Into::into).boxed()));
         }
         let limit = self.limits.max_request_bytes;
@@ -142,7 +148,6 @@ mod tests {
     fn llm_exchange() -> Exchange {
         let mut ex = Exchange::new(Listener::Explicit, Client::default());
         ex.traffic = Traffic::Api(ApiShape::OPENAI_CHAT);
-        ex.path = "/v1/chat/completions".into();
         ex
     }
 
@@ -161,7 +166,12 @@ mod tests {
         let out = stage
             .run(
                 &mut ex,
-                (&http::Method::POST, headers, Full::new(Bytes::from_static(body))),
+                (
+                    &http::Method::POST,
+                    "/v1/chat/completions",
+                    headers,
+                    Full::new(Bytes::from_static(body)),
+                ),
             )
             .await;
         (ex, out)
@@ -211,6 +221,14 @@ mod tests {
         assert_eq!(out.err().map(|r| r.status), Some(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
 
+    #[test]
+    fn the_sign_in_exemption_follows_the_clients_path_not_the_upstreams() {
+        let ex = Exchange::new(Listener::Explicit, Client::default());
+        assert!(!reads_whole(&ex, &http::Method::POST, "/v1/oauth/token"));
+        // An upstream base like https://gw.corp/oauth/proxy must not exempt uploads.
+        assert!(reads_whole(&ex, &http::Method::POST, "/v1/files"));
+    }
+
     #[tokio::test]
     async fn a_read_only_request_streams_through_unread() {
         let limits = LimitsConfig::default();
@@ -221,11 +239,15 @@ mod tests {
             body: PhantomData,
         };
         let mut ex = Exchange::new(Listener::Explicit, Client::default());
-        ex.path = "/v1/models".into();
         let out = stage
             .run(
                 &mut ex,
-                (&http::Method::GET, &mut HeaderMap::new(), Full::new(Bytes::new())),
+                (
+                    &http::Method::GET,
+                    "/v1/models",
+                    &mut HeaderMap::new(),
+                    Full::new(Bytes::new()),
+                ),
             )
             .await;
         assert!(matches!(out, Ok(RequestBody::Streamed(_))));

@@ -15,6 +15,7 @@ impl Stage for Route {
     type Output = Target;
 
     async fn run(&self, ex: &mut Exchange, addressed: Target) -> Result<Target, Refusal> {
+        ex.path = addressed.uri.path().to_string();
         ex.target = Some(addressed.clone());
         Ok(addressed)
     }

@@ -31,6 +31,9 @@ pub struct Upgrade<'a> {
     pub recorder: &'a Recorder,
 }
 
+// The audit gate is checked here, before any WebSocket leaves (its
+// messages are audited one by one once the session is up).
+
 /// How the upgrade went.
 pub enum Upgraded {
     /// Every message is inspected and audited on its own: the upgrade
@@ -52,6 +55,9 @@ impl<'a> Stage for Upgrade<'a> {
     type Output = Upgraded;
 
     async fn run(&self, ex: &mut Exchange, (mut req, target): Self::Input) -> Result<Upgraded, Refusal> {
+        if self.recorder.is_unhealthy() {
+            return Err(Refusal::audit_unavailable());
+        }
         // Responses over WebSocket: api.openai.com/v1/responses (API key) and
         // chatgpt.com/backend-api/codex/responses (ChatGPT sign-in).
         if crate::inspect::classify(self.shapes, &http::Method::POST, req.uri().path().trim_end_matches('/'))
