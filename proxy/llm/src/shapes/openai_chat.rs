@@ -307,7 +307,7 @@ pub mod wire {
         pub model: Field<String>,
         pub choices: Vec<Choice>,
         #[serde(default, skip_serializing_if = "Field::is_absent")]
-        pub usage: Field<Usage>,
+        pub usage: Field<WireUsage>,
         #[serde(flatten)]
         pub extra: Map<String, Value>,
     }
@@ -324,7 +324,9 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    pub struct Usage {
+    /// The provider's own usage object (the counts promptwall reads go to
+    /// [`crate::Usage`]).
+    pub struct WireUsage {
         #[serde(default, skip_serializing_if = "Field::is_absent")]
         pub prompt_tokens: Field<u64>,
         #[serde(default, skip_serializing_if = "Field::is_absent")]

@@ -248,13 +248,15 @@ pub mod wire {
         #[serde(default)]
         pub output: Vec<Item>,
         #[serde(default, skip_serializing_if = "Field::is_absent")]
-        pub usage: Field<Usage>,
+        pub usage: Field<WireUsage>,
         #[serde(flatten)]
         pub extra: Map<String, Value>,
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    pub struct Usage {
+    /// The provider's own usage object (the counts promptwall reads go to
+    /// [`crate::Usage`]).
+    pub struct WireUsage {
         #[serde(default, skip_serializing_if = "Field::is_absent")]
         pub input_tokens: Field<u64>,
         #[serde(default, skip_serializing_if = "Field::is_absent")]
