@@ -106,16 +106,22 @@ impl AgentConfig {
 
     /// [`AgentConfig::load`] with another variable prefix (tests, which run in parallel).
     fn load_with_env_prefix(path: Option<&Path>, env_prefix: &str) -> Result<AgentConfig, ConfigError> {
-        let base = path
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-        // Read errors are ours to word: figment treats a missing file as empty.
+        match path {
+            Some(path) => Self::load_from(path.to_path_buf(), true, env_prefix),
+            None => Self::load_from(PathBuf::from(DEFAULT_CONFIG_PATH), false, env_prefix),
+        }
+    }
+
+    /// `base` was named by the user (`explicit`: it must exist) or is the
+    /// default path (missing means all defaults).
+    fn load_from(base: PathBuf, explicit: bool, env_prefix: &str) -> Result<AgentConfig, ConfigError> {
+        // Read errors are ours to word (`file_exact` fails on a missing file).
+        let mut figment = Figment::new();
         match std::fs::File::open(&base) {
-            Ok(_) => {}
-            Err(e) if path.is_none() && e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(_) => figment = figment.merge(Toml::file_exact(&base)),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(ConfigError::Read { path: base, source }),
         }
-        let mut figment = Figment::new().merge(Toml::file_exact(&base));
         for file in overlay_files(&overlay_dir(&base))? {
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -356,6 +362,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing.toml") && err.contains("--config"), "{err}");
+        // The exploit: `env -i promptwall doctor` on a machine without
+        // /etc/promptwall/config.toml failed instead of using the defaults.
+        let config = AgentConfig::load_from(dir.path().join("config.toml"), false, "PWTEST_MISSING_").unwrap();
+        assert_eq!(config.proxy(), promptwall_proxy::config::Config::default());
     }
 
     #[test]
