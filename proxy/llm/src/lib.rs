@@ -25,6 +25,7 @@ mod shape;
 mod shapes;
 mod sse;
 mod stream;
+pub mod translate;
 mod usage;
 mod vault;
 pub mod walk;

@@ -92,6 +92,10 @@ pub trait Shape: Send + Sync + 'static {
     /// The error frame a WebSocket client of this shape receives instead of
     /// a response; None for shapes without a WebSocket transport.
     fn ws_error_frame(&self, status: u16, error_type: &str, code: &str, message: &str) -> Option<String>;
+
+    /// How this shape's bodies are translated to and from other shapes
+    /// (see [`crate::translate`]); None for shapes that are never translated.
+    fn codec(&self) -> Option<&'static dyn crate::translate::Codec>;
 }
 
 /// A request's shape: a copyable handle on a `'static` [`Shape`], equal
@@ -112,6 +116,11 @@ impl ApiShape {
 
     pub fn is_llm(self) -> bool {
         self.0.is_llm()
+    }
+
+    /// Its translation codec, if it can be translated.
+    pub fn codec(self) -> Option<&'static dyn crate::translate::Codec> {
+        self.0.codec()
     }
 
     /// Anthropic clients get Anthropic error envelopes; everything else OpenAI's.

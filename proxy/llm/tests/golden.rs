@@ -16,26 +16,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use promptwall_llm::{RequestContext, RequestOutcome, ResponseProcessor, Restorer};
 
-fn update() -> bool {
-    std::env::var_os("UPDATE_GOLDEN").is_some()
-}
-
-fn check(path: &Path, actual: &[u8]) {
-    if update() {
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected =
-        std::fs::read(path).unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-    if expected != actual {
-        panic!(
-            "{} differs from the golden file.\n--- expected\n{}\n--- actual\n{}",
-            path.display(),
-            String::from_utf8_lossy(&expected),
-            String::from_utf8_lossy(actual)
-        );
-    }
-}
+#[path = "common/golden_files.rs"]
+mod golden_files;
+use golden_files::check;
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");

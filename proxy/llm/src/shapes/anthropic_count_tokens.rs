@@ -69,4 +69,8 @@ impl Shape for AnthropicCountTokens {
     fn ws_error_frame(&self, _: u16, _: &str, _: &str, _: &str) -> Option<String> {
         None
     }
+
+    fn codec(&self) -> Option<&'static dyn crate::translate::Codec> {
+        None
+    }
 }

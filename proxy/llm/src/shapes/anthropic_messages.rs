@@ -72,6 +72,10 @@ impl Shape for AnthropicMessages {
     fn ws_error_frame(&self, _: u16, _: &str, _: &str, _: &str) -> Option<String> {
         None
     }
+
+    fn codec(&self) -> Option<&'static dyn crate::translate::Codec> {
+        Some(&crate::translate::anthropic::AnthropicCodec)
+    }
 }
 
 /// A Messages request body (also count_tokens').

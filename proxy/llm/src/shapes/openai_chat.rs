@@ -118,6 +118,10 @@ impl Shape for OpenAiChat {
     fn ws_error_frame(&self, _: u16, _: &str, _: &str, _: &str) -> Option<String> {
         None
     }
+
+    fn codec(&self) -> Option<&'static dyn crate::translate::Codec> {
+        Some(&crate::translate::chat::ChatCodec)
+    }
 }
 
 fn tool_call<'t, 'a>(w: &mut Walk<'t, 'a>, call: &'t Node<'a>, path: PathId) {

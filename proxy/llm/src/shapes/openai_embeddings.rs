@@ -80,4 +80,8 @@ impl Shape for OpenAiEmbeddings {
     fn ws_error_frame(&self, _: u16, _: &str, _: &str, _: &str) -> Option<String> {
         None
     }
+
+    fn codec(&self) -> Option<&'static dyn crate::translate::Codec> {
+        None
+    }
 }

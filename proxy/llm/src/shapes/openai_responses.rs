@@ -140,6 +140,10 @@ impl Shape for OpenAiResponses {
     fn ws_error_frame(&self, status: u16, error_type: &str, code: &str, message: &str) -> Option<String> {
         Some(errors::ws_error_frame(status, error_type, code, message))
     }
+
+    fn codec(&self) -> Option<&'static dyn crate::translate::Codec> {
+        Some(&crate::translate::responses::ResponsesCodec)
+    }
 }
 
 /// Usage and model of a response object, and its id (which a follow-up

@@ -68,6 +68,10 @@ impl Shape for FakeGenerate {
     fn ws_error_frame(&self, _: u16, _: &str, _: &str, _: &str) -> Option<String> {
         None
     }
+
+    fn codec(&self) -> Option<&'static dyn promptwall_llm::translate::Codec> {
+        None
+    }
 }
 
 pub static FAKE: FakeGenerate = FakeGenerate;
