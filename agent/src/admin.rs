@@ -1,5 +1,6 @@
-//! The admin socket: `promptwall status` asks the running daemon for its
-//! state over a Unix socket readable only by root and the promptwall group.
+//! The admin socket: `promptwall status` and `promptwall limits` ask the
+//! running daemon for its state over a Unix socket readable only by root
+//! and the promptwall group. One command per line, one JSON reply.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,17 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-/// Produces the daemon's status document on demand.
+/// Produces one of the daemon's documents on demand.
 pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// What each admin command answers.
+#[derive(Clone)]
+pub struct Handlers {
+    /// `status`: listeners, counters, interception.
+    pub status: StatusFn,
+    /// `limits`: every `[quota]` limit's standing per identity.
+    pub limits: StatusFn,
+}
 
 pub struct AdminServer {
     path: PathBuf,
@@ -24,7 +34,7 @@ impl Drop for AdminServer {
     }
 }
 
-pub fn serve(path: &Path, status: StatusFn) -> anyhow::Result<AdminServer> {
+pub fn serve(path: &Path, handlers: Handlers) -> anyhow::Result<AdminServer> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
@@ -44,7 +54,7 @@ pub fn serve(path: &Path, status: StatusFn) -> anyhow::Result<AdminServer> {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let status = status.clone();
+            let handlers = handlers.clone();
             tokio::spawn(async move {
                 let (rd, mut wr) = stream.into_split();
                 let mut line = String::new();
@@ -53,8 +63,11 @@ pub fn serve(path: &Path, status: StatusFn) -> anyhow::Result<AdminServer> {
                     return;
                 }
                 let reply = match line.trim() {
-                    "status" => status(),
-                    other => serde_json::json!({"error": format!("unknown admin command {other:?}; try \"status\"")}),
+                    "status" => (handlers.status)(),
+                    "limits" => (handlers.limits)(),
+                    other => {
+                        serde_json::json!({"error": format!("unknown admin command {other:?}; try \"status\" or \"limits\"")})
+                    }
                 };
                 let _ = wr.write_all(format!("{reply}\n").as_bytes()).await;
             });
@@ -79,5 +92,9 @@ pub async fn query(path: &Path, command: &str) -> anyhow::Result<serde_json::Val
     wr.write_all(format!("{command}\n").as_bytes()).await?;
     let mut line = String::new();
     BufReader::new(rd).read_line(&mut line).await?;
-    serde_json::from_str(&line).context("the daemon sent an unreadable status reply")
+    let reply: serde_json::Value = serde_json::from_str(&line).context("the daemon sent an unreadable reply")?;
+    if let Some(e) = reply.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("the daemon refused {command:?}: {e} (is the daemon older than this CLI? restart it)");
+    }
+    Ok(reply)
 }

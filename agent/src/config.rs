@@ -4,9 +4,12 @@
 //! | section | type | owner |
 //! |---|---|---|
 //! | `[listen]`, `[upstream]`, `[pipeline]`, `[limits]`, `[[providers]]` | `promptwall_proxy::config::*` | proxy |
+//! | `[routing]` | `promptwall_proxy::routing::RoutingConfig` | proxy |
+//! | `[quota]` | `promptwall_proxy::quota::QuotaConfig` | proxy |
 //! | `[ca]` | [`promptwall_ca::CaConfig`] | ca |
 //! | `[audit]`, `[audit.central]` | [`promptwall_audit::AuditConfig`] | audit |
 //! | `[intercept]` | [`crate::intercept::config::InterceptConfig`] | agent (redirect) |
+//! | `[alerts]` | [`crate::alerts::AlertsConfig`] | agent |
 //! | `machine_id` | here | agent |
 //!
 //! Loading, through figment, later sources overriding earlier ones:
@@ -30,6 +33,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::alerts::AlertsConfig;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use promptwall_audit::AuditConfig;
@@ -37,6 +41,8 @@ use promptwall_ca::CaConfig;
 use promptwall_proxy::config::{
     AuditSettings, LimitsConfig, ListenConfig, PipelineConfig, ProviderConfig, UpstreamConfig,
 };
+use promptwall_proxy::quota::QuotaConfig;
+use promptwall_proxy::routing::RoutingConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::intercept::config::InterceptConfig;
@@ -73,6 +79,12 @@ pub struct AgentConfig {
     pub providers: Vec<ProviderConfig>,
     /// Stable id of this machine in the fleet store; default: /etc/machine-id.
     pub machine_id: Option<String>,
+    /// Upstreams, accounts and rules deciding where requests go.
+    pub routing: RoutingConfig,
+    /// Limits by identity: requests, tokens and cost per user, tool, …
+    pub quota: QuotaConfig,
+    /// Signed webhooks for budget crossings, anomalies, blocked secrets…
+    pub alerts: AlertsConfig,
 }
 
 impl Default for AgentConfig {
@@ -87,6 +99,9 @@ impl Default for AgentConfig {
             limits: LimitsConfig::default(),
             providers: promptwall_proxy::config::default_providers(),
             machine_id: None,
+            routing: RoutingConfig::default(),
+            quota: QuotaConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -145,6 +160,9 @@ impl AgentConfig {
         self.proxy()
             .validate()
             .map_err(|promptwall_proxy::config::ConfigError::Invalid(why)| ConfigError::Invalid(why))?;
+        self.alerts
+            .check()
+            .map_err(|why| ConfigError::Invalid(format!("[alerts]: {why}")))?;
         Ok(())
     }
 
@@ -161,6 +179,8 @@ impl AgentConfig {
             audit: audit_settings(&self.audit),
             transparent: self.intercept.transparent(),
             ca_dir: self.ca.dir.clone(),
+            routing: self.routing.clone(),
+            quota: self.quota.clone(),
         }
     }
 
@@ -182,6 +202,7 @@ fn audit_settings(a: &AuditConfig) -> AuditSettings {
         capture_max_bytes: a.capture_max_bytes,
         fingerprint_key: a.fingerprint_key.clone(),
         min_free_bytes: a.min_free_bytes,
+        price_table: a.price_table.clone(),
     }
 }
 

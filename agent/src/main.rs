@@ -2,8 +2,10 @@
 
 mod access;
 mod admin;
+mod alerts;
 mod cli;
 mod config;
+mod fleet;
 mod intercept;
 
 use std::path::PathBuf;
@@ -40,6 +42,17 @@ enum Command {
     Audit(cli::audit::AuditCommand),
     /// Scan a file or stdin for secrets and personal data.
     Scan(cli::scan::ScanArgs),
+    /// Show each limit of [quota], its usage and when it resets, per identity.
+    Limits(cli::limits::LimitsArgs),
+    /// Check the alert webhooks.
+    #[command(subcommand)]
+    Alerts(cli::alerts::AlertsCommand),
+    /// Tokens for the explicit listener (shared or remote use).
+    #[command(subcommand)]
+    Token(cli::token::TokenCommand),
+    /// Explain routing decisions.
+    #[command(subcommand)]
+    Route(cli::route::RouteCommand),
     /// Remove anything a crashed agent left behind (eBPF links, maps, nftables table).
     Cleanup(intercept::CleanupArgs),
     /// Check this machine's setup: kernel, eBPF, nftables, service, CA, trust per client.
@@ -60,6 +73,10 @@ fn main() -> anyhow::Result<()> {
             Command::Ca(cmd) => cli::ca::run(cmd, &config).await,
             Command::Audit(cmd) => cli::audit::run(cmd, &config).await,
             Command::Scan(args) => cli::scan::run(args, &config).await,
+            Command::Alerts(cmd) => cli::alerts::run(cmd, &config).await,
+            Command::Token(cmd) => cli::token::run(cmd, &config).await,
+            Command::Limits(args) => cli::limits::run(args, &config).await,
+            Command::Route(cmd) => cli::route::run(cmd, &config).await,
             Command::Cleanup(args) => intercept::cleanup(args, &config).await,
             Command::Doctor(args) => cli::doctor::run(args, &config).await,
         }

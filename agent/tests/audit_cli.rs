@@ -402,3 +402,115 @@ async fn a_request_id_from_a_developers_error_finds_its_row() {
     let other: serde_json::Value = serde_json::from_str(ok_stdout(audit(&s, &["show", "1", "--json"])).trim()).unwrap();
     assert_eq!(other["request_id"], "");
 }
+
+/// A request the router sent to another upstream: `audit list --route`
+/// finds it (exactly), the table gains ROUTE and UPSTREAM columns, `show`
+/// prints the detail with its attempts as a table, and `--json` carries
+/// the fields (the detail as the stored JSON text).
+#[tokio::test]
+async fn a_routed_request_is_listed_by_its_route_and_shown_with_its_attempts() {
+    use promptwall_audit::{Attempt, RoutingDetail, TranslationRecord};
+    let s = seeded().await;
+    let detail = RoutingDetail {
+        requested_model: Some("claude-sonnet-4-5".into()),
+        upstream_model: Some("gpt-5".into()),
+        translation: Some(TranslationRecord {
+            from: "anthropic.messages".into(),
+            to: "openai.chat".into(),
+        }),
+        notes: vec!["thinking budget not translated".into()],
+        attempts: vec![
+            Attempt {
+                upstream: "openai/main".into(),
+                model: "gpt-5".into(),
+                status: Some(429),
+                ms: 12.5,
+                outcome: "retry: 429, Retry-After 30 s".into(),
+            },
+            Attempt {
+                upstream: "openai/backup".into(),
+                model: "gpt-5".into(),
+                status: Some(200),
+                ms: 640.0,
+                outcome: "ok".into(),
+            },
+        ],
+    };
+    {
+        let store = AuditStore::open(&format!("sqlite://{}", s.db.display())).await.unwrap();
+        let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("laptop-7"));
+        let routed = AuditRecord {
+            route: "claude-via-openai".into(),
+            upstream: "openai/backup".into(),
+            routing: Some(detail.to_json()),
+            ..row("dan", "claude-code", "claude-sonnet-4-5", "allowed", (800, 90))
+        };
+        assert_eq!(writer.write(routed).await.unwrap(), 6);
+        drop(writer);
+        store.close().await;
+    }
+
+    let rows = json_lines(&ok_stdout(audit(
+        &s,
+        &["list", "--route", "claude-via-openai", "--json"],
+    )));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0]["id"].as_i64(),
+            rows[0]["route"].as_str(),
+            rows[0]["upstream"].as_str()
+        ),
+        (Some(6), Some("claude-via-openai"), Some("openai/backup"))
+    );
+    let stored = RoutingDetail::from_json(rows[0]["routing"].as_str().expect("detail text")).unwrap();
+    assert_eq!(stored, detail);
+    let none = ok_stdout(audit(&s, &["query", "--route", "claude", "--json"]));
+    assert!(none.trim().is_empty(), "an exact match, not a prefix: {none}");
+    let unrouted = json_lines(&ok_stdout(audit(&s, &["query", "--route", "", "--json"])));
+    assert_eq!(unrouted.len(), 5);
+    assert!(unrouted.iter().all(|r| r["route"] == "" && r["routing"].is_null()));
+
+    let table = ok_stdout(audit(&s, &["list"]));
+    assert!(table.contains("ROUTE") && table.contains("UPSTREAM"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("claude-via-openai"))
+        .expect("routed row listed");
+    assert!(line.contains("openai/backup") && line.contains("dan"), "{line}");
+    let plain = ok_stdout(audit(&s, &["list", "--user", "ann"]));
+    assert!(
+        !plain.contains("ROUTE"),
+        "no routing columns when nothing was routed: {plain}"
+    );
+
+    let shown = ok_stdout(audit(&s, &["show", "6"]));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("route") && l.contains("claude-via-openai"))
+            && shown
+                .lines()
+                .any(|l| l.contains("upstream") && l.contains("openai/backup")),
+        "{shown}"
+    );
+    let section = shown.split("--- routing ---").nth(1).expect("routing section");
+    assert!(section.contains("anthropic.messages -> openai.chat"), "{shown}");
+    let first = section
+        .lines()
+        .find(|l| l.contains("openai/main"))
+        .expect("first attempt");
+    for cell in ["gpt-5", "429", "12.5", "retry: 429, Retry-After 30 s"] {
+        assert!(first.contains(cell), "{cell}: {first}");
+    }
+    assert!(section
+        .lines()
+        .any(|l| l.contains("openai/backup") && l.contains("200") && l.contains("ok")));
+    let one: serde_json::Value = serde_json::from_str(ok_stdout(audit(&s, &["show", "6", "--json"])).trim()).unwrap();
+    assert_eq!(
+        (&one["route"], &one["upstream"]),
+        (&"claude-via-openai".into(), &"openai/backup".into())
+    );
+    assert_eq!(one["routing"].as_str(), Some(detail.to_json().as_str()));
+    assert!(ok_stdout(audit(&s, &["verify"])).contains("chain intact"));
+}

@@ -2,9 +2,9 @@
 //! of the row without `prev_hash`, `hash` and the body texts; the body
 //! digests are covered instead, so retention may purge bodies). Chains are
 //! per (machine, install), in id order, starting at [`GENESIS`] or at the
-//! checkpoint left by `prune`. The install id and the request id are covered
-//! when they are set (rows written before those columns have none and hash
-//! as before).
+//! checkpoint left by `prune`. The install id, the request id and the
+//! routing fields (route, upstream, routing detail) are covered when they
+//! are set (rows written before those columns have none and hash as before).
 //!
 //! An unkeyed chain proves order and integrity of what lies between anchors:
 //! an edit, a deletion or an insertion in the middle breaks a link. Rows
@@ -38,6 +38,15 @@ pub fn canonical_json(rec: &AuditRecord) -> String {
         }
         if rec.request_id.is_empty() {
             map.remove("request_id");
+        }
+        if rec.route.is_empty() {
+            map.remove("route");
+        }
+        if rec.upstream.is_empty() {
+            map.remove("upstream");
+        }
+        if rec.routing.is_none() {
+            map.remove("routing");
         }
     }
     serde_json::to_string(&sorted(value)).expect("value serialises")
@@ -476,5 +485,68 @@ mod tests {
         let json = canonical_json(&rec);
         assert!(json.starts_with("{\"cache_read_tokens\":null"), "{json}");
         assert!(!json.contains("\"hash\"") && !json.contains("prev_hash") && !json.contains("\"request_body\""));
+    }
+
+    /// A row as the writer before routing stored it: every field it knew.
+    fn row_before_routing() -> AuditRecord {
+        AuditRecord {
+            id: 42,
+            machine_id: "m-1".into(),
+            ts: "2026-12-01T10:00:00.123Z".into(),
+            listener: "explicit".into(),
+            provider: Some("anthropic".into()),
+            model: Some("claude-sonnet-4-5".into()),
+            status: 200,
+            input_tokens: Some(1000),
+            duration_ms: 812.5,
+            verdict: "redacted".into(),
+            findings: [("email".to_string(), 2)].into(),
+            llm: true,
+            prev_hash: GENESIS.into(),
+            install_id: "5f0c3a9e2b7d4e1f8a6c0b9d3e2f1a7c".into(),
+            request_id: "01JF3Z9K8M2V7Q4XN6T5R0W1YA".into(),
+            ..Default::default()
+        }
+    }
+
+    /// The hashes below were computed by the code before the routing columns
+    /// existed: rows stored then must verify unchanged forever.
+    #[test]
+    fn a_row_without_routing_hashes_exactly_as_before_routing_existed() {
+        assert_eq!(
+            compute_hash(GENESIS, &row_before_routing()),
+            "e6d15aa79939ece97e029a8fbd6edd58e2ec223605a3f4f7ee1f1aa054864707"
+        );
+        let bare = AuditRecord {
+            id: 1,
+            machine_id: "m".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            compute_hash(GENESIS, &bare),
+            "41579c06304f47ed46792d3854fc11514f125d860baf885a6e2fd9c30783d1c9"
+        );
+        let json = canonical_json(&row_before_routing());
+        assert!(
+            !json.contains("\"route\"") && !json.contains("\"upstream\"") && !json.contains("\"routing\""),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn each_routing_field_is_covered_by_the_hash_once_set() {
+        let old = compute_hash(GENESIS, &row_before_routing());
+        let mut rec = row_before_routing();
+        rec.route = "claude-via-openai".into();
+        let with_route = compute_hash(GENESIS, &rec);
+        assert_ne!(with_route, old);
+        rec.upstream = "openai/main".into();
+        let with_upstream = compute_hash(GENESIS, &rec);
+        assert_ne!(with_upstream, with_route);
+        rec.routing = Some("{\"requested_model\":\"claude-x\"}".into());
+        let with_detail = compute_hash(GENESIS, &rec);
+        assert_ne!(with_detail, with_upstream);
+        rec.routing = Some("{\"requested_model\":\"claude-y\"}".into());
+        assert_ne!(compute_hash(GENESIS, &rec), with_detail, "the detail's text is covered");
     }
 }

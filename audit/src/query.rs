@@ -32,6 +32,9 @@ pub struct QueryFilter {
     /// The exchange's request id (indexed): the row with this id, and the
     /// rows of a WebSocket's messages (`<id>-<n>`) when it names an upgrade.
     pub request_id: Option<String>,
+    /// Name of the routing rule that matched (exact; indexed). `""` finds
+    /// the rows no rule routed.
+    pub route: Option<String>,
     pub limit: Option<i64>,
 }
 
@@ -143,6 +146,9 @@ impl QueryFilter {
                     BindValue::Text(format!("{v}.")),
                 ],
             );
+        }
+        if let Some(v) = &self.route {
+            w.add("route = ?", [BindValue::Text(v.clone())]);
         }
         let sql = if w.conds.is_empty() {
             String::new()

@@ -53,7 +53,7 @@ pub struct AuditRecord {
     pub socket_cookie: Option<u64>,
     /// Original destination of a transparently redirected connection.
     pub original_dst: Option<String>,
-    /// "allowed" | "redacted" | "blocked" | "error" | "passthrough".
+    /// "allowed" | "redacted" | "blocked" | "limited" | "error" | "passthrough".
     pub verdict: String,
     /// Detector kind -> number of findings in this request.
     pub findings: BTreeMap<String, u32>,
@@ -85,6 +85,19 @@ pub struct AuditRecord {
     /// unknown, as on rows written before request ids existed (the hash
     /// covers it only when set, so those rows verify as before).
     pub request_id: String,
+    /// Name of the routing rule that matched; empty when none did (the
+    /// request went where the client addressed it), as on rows written
+    /// before routing existed. Like the other routing fields, the hash
+    /// covers it only when set.
+    pub route: String,
+    /// `<upstream>/<account>` (or `<upstream>`) that answered; empty when
+    /// the request was not routed.
+    pub upstream: String,
+    /// The routing detail as compact JSON text: requested and upstream
+    /// model, translation, notes and attempts. Build it with
+    /// [`RoutingDetail::to_json`](crate::RoutingDetail::to_json) and read it
+    /// with [`AuditRecord::routing_detail`]. None when not routed.
+    pub routing: Option<String>,
 }
 
 /// Columns in storage order; shared by inserts and selects on both databases.
@@ -132,6 +145,9 @@ pub(crate) const COLUMNS: &[&str] = &[
     "hash",
     "install_id",
     "request_id",
+    "route",
+    "upstream",
+    "routing",
 ];
 
 pub(crate) fn column_list() -> String {
@@ -176,7 +192,7 @@ pub fn escape_controls(s: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary, saying so.
-fn bound(s: &mut String, max: usize) {
+pub(crate) fn bound(s: &mut String, max: usize) {
     if s.len() <= max {
         return;
     }
@@ -189,7 +205,7 @@ fn bound(s: &mut String, max: usize) {
     s.push_str(marker);
 }
 
-fn clean(s: &mut String, max: usize) {
+pub(crate) fn clean(s: &mut String, max: usize) {
     if let std::borrow::Cow::Owned(escaped) = escape_controls(s, false) {
         *s = escaped;
     }
@@ -221,6 +237,12 @@ fn clean_opt(s: &mut Option<String>, max: usize) {
 }
 
 impl AuditRecord {
+    /// The routing detail, read from [`AuditRecord::routing`]; None when the
+    /// row has none, an error when its text is not one (a foreign writer).
+    pub fn routing_detail(&self) -> Option<Result<crate::RoutingDetail, serde_json::Error>> {
+        self.routing.as_deref().map(crate::RoutingDetail::from_json)
+    }
+
     /// Makes every text field storable and displayable: control characters
     /// escaped, lengths bounded. Bodies keep their line structure and only
     /// lose NUL (PostgreSQL text cannot hold it); their size is capped by
@@ -231,6 +253,9 @@ impl AuditRecord {
         }
         bound(&mut self.ts, 64);
         clean_request_id(&mut self.request_id);
+        clean(&mut self.route, MAX_SHORT_FIELD);
+        clean(&mut self.upstream, MAX_SHORT_FIELD);
+        crate::routing::sanitize_routing(&mut self.routing);
         for s in [
             &mut self.provider,
             &mut self.method,
@@ -320,5 +345,21 @@ mod tests {
         r.request_id = "x".repeat(1000);
         r.sanitize();
         assert!(r.request_id.len() <= MAX_REQUEST_ID, "{}", r.request_id);
+    }
+
+    #[test]
+    fn route_and_upstream_are_escaped_and_bounded_like_other_names() {
+        let mut r = AuditRecord {
+            route: format!("cheap\u{1b}{}", "r".repeat(400)),
+            upstream: "openai/main\n".into(),
+            ..Default::default()
+        };
+        r.sanitize();
+        assert!(
+            r.route.starts_with("cheap\\u{1b}rrr") && r.route.len() <= MAX_SHORT_FIELD,
+            "{}",
+            r.route
+        );
+        assert_eq!(r.upstream, "openai/main\\u{a}");
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::chain::{BreakKind, PruneReport, VerifyReport};
 use crate::query::{AgentSummary, TopBy, TopRow};
-use crate::AuditRecord;
+use crate::{AuditRecord, RoutingDetail};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -68,6 +68,14 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into())
 }
 
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
 fn right(s: String) -> Cell {
     cell(s).set_alignment(CellAlignment::Right)
 }
@@ -80,18 +88,24 @@ fn money(v: f64) -> String {
     format!("${v:.4}")
 }
 
-/// Rows for people: the columns an auditor scans first.
+/// Rows for people: the columns an auditor scans first. MACHINE only when
+/// the rows come from several machines, ROUTE and UPSTREAM only when one of
+/// them was routed.
 pub fn records_table(records: &[AuditRecord]) -> String {
     let fleet = records
         .first()
         .is_some_and(|f| records.iter().any(|r| r.machine_id != f.machine_id));
+    let routed = records.iter().any(|r| !r.route.is_empty() || !r.upstream.is_empty());
     let mut header = vec!["ID", "TIME (UTC)"];
     if fleet {
         header.push("MACHINE");
     }
+    header.extend(["USER", "TOOL", "EXE", "PROVIDER"]);
+    if routed {
+        header.extend(["ROUTE", "UPSTREAM"]);
+    }
     header.extend([
-        "USER", "TOOL", "EXE", "PROVIDER", "METHOD", "PATH", "MODEL", "STATUS", "IN", "OUT", "MS", "VERDICT",
-        "FINDINGS", "COST",
+        "METHOD", "PATH", "MODEL", "STATUS", "IN", "OUT", "MS", "VERDICT", "FINDINGS", "COST",
     ]);
     let mut t = table(&header);
     for r in records {
@@ -104,6 +118,11 @@ pub fn records_table(records: &[AuditRecord]) -> String {
             cell(opt(&r.tool)),
             cell(r.exe.as_deref().map(basename).unwrap_or("-")),
             cell(opt(&r.provider)),
+        ]);
+        if routed {
+            row.extend([cell(or_dash(&r.route)), cell(or_dash(&r.upstream))]);
+        }
+        row.extend([
             cell(opt(&r.method)),
             cell(opt(&r.path)),
             cell(opt(&r.model)),
@@ -280,14 +299,19 @@ pub fn top(by: TopBy, rows: &[TopRow], format: Format) -> String {
     }
 }
 
-/// `show`: every field, one per line; bodies last.
+/// `show`: every field, one per line; the routing detail as its own
+/// section (attempts as a table); bodies last.
 pub fn record_detail(r: &AuditRecord) -> String {
     let mut t = Table::new();
     t.load_preset(comfy_table::presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
-    let Value::Object(map) = record_json(r, false) else {
+    let Value::Object(mut map) = record_json(r, false) else {
         unreachable!()
     };
+    let routing = r.routing_detail();
+    if let Some(Ok(_)) = &routing {
+        map.remove("routing");
+    }
     for (k, v) in map {
         let text = match v {
             Value::Null => "-".to_string(),
@@ -298,6 +322,9 @@ pub fn record_detail(r: &AuditRecord) -> String {
     }
     let mut out = t.to_string();
     out.push('\n');
+    if let Some(Ok(detail)) = &routing {
+        out.push_str(&routing_detail(detail));
+    }
     for (name, body) in [
         ("request body (as the provider saw it)", &r.request_body),
         ("response body", &r.response_body),
@@ -309,6 +336,45 @@ pub fn record_detail(r: &AuditRecord) -> String {
             )),
         }
     }
+    out
+}
+
+/// The `--- routing ---` section of `show`: models, translation, notes,
+/// and the attempts in order.
+pub fn routing_detail(d: &RoutingDetail) -> String {
+    let mut out = String::from("\n--- routing ---\n");
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    t.add_row(vec![cell("requested model"), cell(opt(&d.requested_model))]);
+    t.add_row(vec![cell("upstream model"), cell(opt(&d.upstream_model))]);
+    let translation = match &d.translation {
+        Some(tr) => format!("{} -> {}", tr.from, tr.to),
+        None => "none".into(),
+    };
+    t.add_row(vec![cell("translation"), cell(translation)]);
+    for note in &d.notes {
+        t.add_row(vec![cell("note"), cell(note)]);
+    }
+    out.push_str(&t.to_string());
+    out.push('\n');
+    if d.attempts.is_empty() {
+        return out;
+    }
+    let mut a = table(&["#", "UPSTREAM", "MODEL", "STATUS", "MS", "OUTCOME"]);
+    for (i, attempt) in d.attempts.iter().enumerate() {
+        a.add_row(vec![
+            right((i + 1).to_string()),
+            cell(&attempt.upstream),
+            cell(or_dash(&attempt.model)),
+            right(opt(&attempt.status)),
+            right(format!("{:.1}", attempt.ms)),
+            cell(&attempt.outcome),
+        ]);
+    }
+    out.push_str("attempts:\n");
+    out.push_str(&a.to_string());
+    out.push('\n');
     out
 }
 
@@ -414,5 +480,125 @@ mod tests {
         assert_eq!(cell("model"), "'=HYPERLINK(\"x\")");
         assert_eq!(cell("input_tokens"), "-3", "numbers keep their sign");
         assert_eq!(cell("findings"), "{}");
+    }
+
+    fn routed_row() -> AuditRecord {
+        AuditRecord {
+            id: 9,
+            verdict: "allowed".into(),
+            route: "claude-via-openai".into(),
+            upstream: "openai/main".into(),
+            routing: Some(
+                RoutingDetail {
+                    requested_model: Some("claude-x".into()),
+                    upstream_model: Some("gpt-y".into()),
+                    translation: Some(crate::TranslationRecord {
+                        from: "anthropic.messages".into(),
+                        to: "openai.chat".into(),
+                    }),
+                    notes: vec!["top_k dropped: \u{1b}[31m".into()],
+                    attempts: vec![
+                        crate::Attempt {
+                            upstream: "openai/main".into(),
+                            model: "gpt-y".into(),
+                            status: Some(429),
+                            ms: 12.5,
+                            outcome: "retry: 429, Retry-After 30 s".into(),
+                        },
+                        crate::Attempt {
+                            upstream: "openai/backup".into(),
+                            model: "gpt-y".into(),
+                            status: None,
+                            ms: 3.0,
+                            outcome: "connect: refused".into(),
+                        },
+                    ],
+                }
+                .to_json(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_list_shows_route_and_upstream_columns_only_when_a_row_was_routed() {
+        let plain = AuditRecord {
+            id: 1,
+            ..Default::default()
+        };
+        let table = records_table(std::slice::from_ref(&plain));
+        assert!(!table.contains("ROUTE") && !table.contains("UPSTREAM"), "{table}");
+        let table = records_table(&[plain, routed_row()]);
+        assert!(table.contains("ROUTE") && table.contains("UPSTREAM"), "{table}");
+        let line = table
+            .lines()
+            .find(|l| l.contains("claude-via-openai"))
+            .expect("routed row");
+        assert!(line.contains("openai/main"), "{table}");
+    }
+
+    #[test]
+    fn show_prints_the_routing_detail_with_its_attempts_as_a_table() {
+        let text = record_detail(&routed_row());
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let section = text.split("--- routing ---").nth(1).expect("routing section");
+        for expected in [
+            "claude-x",
+            "gpt-y",
+            "anthropic.messages -> openai.chat",
+            "top_k dropped: \\u{1b}[31m",
+        ] {
+            assert!(section.contains(expected), "{expected}: {text}");
+        }
+        let attempt = section
+            .lines()
+            .find(|l| l.contains("openai/main"))
+            .expect("first attempt");
+        for cell in ["gpt-y", "429", "12.5", "retry: 429, Retry-After 30 s"] {
+            assert!(attempt.contains(cell), "{cell}: {attempt}");
+        }
+        let refused = section.lines().find(|l| l.contains("openai/backup")).unwrap();
+        assert!(
+            refused.contains(" - ") && refused.contains("connect: refused"),
+            "{refused}"
+        );
+        let head = text.split("--- routing ---").next().unwrap();
+        assert!(
+            head.lines()
+                .any(|l| l.contains("route") && l.contains("claude-via-openai"))
+                && head
+                    .lines()
+                    .any(|l| l.contains("upstream") && l.contains("openai/main")),
+            "{head}"
+        );
+        assert!(!head.contains("\"attempts\""), "the raw JSON is not repeated: {head}");
+    }
+
+    #[test]
+    fn show_prints_routing_text_it_cannot_read_as_is_and_unrouted_rows_without_a_section() {
+        let mut r = AuditRecord {
+            routing: Some("not a detail".into()),
+            ..Default::default()
+        };
+        let text = record_detail(&r);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("routing") && l.contains("not a detail")),
+            "{text}"
+        );
+        assert!(!text.contains("--- routing ---"));
+        r.routing = None;
+        assert!(!record_detail(&r).contains("--- routing ---"));
+    }
+
+    #[test]
+    fn json_output_carries_the_routing_fields_and_the_detail_text_as_stored() {
+        let r = routed_row();
+        let v = record_json(&r, false);
+        assert_eq!(v["route"], "claude-via-openai");
+        assert_eq!(v["upstream"], "openai/main");
+        assert_eq!(v["routing"].as_str(), r.routing.as_deref());
+        let plain = record_json(&AuditRecord::default(), false);
+        assert_eq!((&plain["route"], &plain["routing"]), (&Value::from(""), &Value::Null));
     }
 }

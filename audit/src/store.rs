@@ -93,6 +93,9 @@ macro_rules! bind_record {
             .$m(r.hash.clone())
             .$m(r.install_id.clone())
             .$m(r.request_id.clone())
+            .$m(r.route.clone())
+            .$m(r.upstream.clone())
+            .$m(r.routing.clone())
     }};
 }
 pub(crate) use bind_record;
@@ -151,6 +154,9 @@ macro_rules! decode_record {
             hash: row.try_get(40)?,
             install_id: row.try_get(41)?,
             request_id: row.try_get(42)?,
+            route: row.try_get(43)?,
+            upstream: row.try_get(44)?,
+            routing: row.try_get(45)?,
         };
         Ok::<$crate::AuditRecord, $crate::AuditError>(rec)
     }};
@@ -239,11 +245,13 @@ impl AuditStore {
     /// the columns this version reads, instead of failing every query.
     async fn check_schema(&self) -> Result<(), AuditError> {
         // The newest column of each migration that added one.
-        let probe = "SELECT install_id, request_id FROM audit_log WHERE 1 = 0";
+        let probe = "SELECT install_id, request_id, routing FROM audit_log WHERE 1 = 0";
         let result = on_pool!(&self.pool, p => sqlx::query(probe).fetch_all(p).await.map(|_| ()));
         match result {
             Err(sqlx::Error::Database(db))
-                if db.message().contains("install_id") || db.message().contains("request_id") =>
+                if ["install_id", "request_id", "routing"]
+                    .iter()
+                    .any(|column| db.message().contains(column)) =>
             {
                 Err(AuditError::SchemaOutdated {
                     url: self.display_url.clone(),

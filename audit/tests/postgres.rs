@@ -750,3 +750,95 @@ async fn a_fleet_store_from_before_request_ids_migrates_and_still_verifies() {
     assert_eq!(report.machines.iter().map(|m| m.rows_checked).sum::<i64>(), 4);
     owner.close().await;
 }
+
+/// A routed row ships to the fleet store with its route, upstream and
+/// detail (the agent's role may insert them under row-level security), the
+/// detail's text arrives byte for byte (TEXT, not JSONB), it is found there
+/// by its route, and the fleet chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipped_routed_row_keeps_its_routing_and_is_found_by_its_route_centrally() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a"]).await;
+    let mut a = Agent::new("machine-a").await;
+    a.write(2, false).await;
+    let id = a
+        .writer
+        .write(common::routed("claude-via-openai", "openai/main"))
+        .await
+        .unwrap();
+    a.write(1, false).await;
+    assert_eq!(ship(&a, &pg, "machine-a").drain().await.unwrap(), 4);
+
+    let filter = QueryFilter {
+        route: Some("claude-via-openai".into()),
+        ..Default::default()
+    };
+    let found = owner.query(&filter).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let local = a.spool.show(id, None).await.unwrap();
+    assert_eq!(found[0], local, "the central row is the spool's row");
+    assert_eq!(
+        (found[0].route.as_str(), found[0].upstream.as_str()),
+        ("claude-via-openai", "openai/main")
+    );
+    assert_eq!(
+        found[0].routing_detail().unwrap().unwrap(),
+        common::routing_detail("openai/main")
+    );
+    let unrouted = QueryFilter {
+        route: Some(String::new()),
+        ..Default::default()
+    };
+    assert_eq!(owner.count(&unrouted).await.unwrap(), 3);
+    assert!(owner.verify(None).await.unwrap().is_intact());
+    owner.close().await;
+}
+
+/// A fleet store created before routing migrates in place: its rows keep
+/// verifying, and routed rows shipped afterwards are stored beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_store_from_before_routing_migrates_and_still_verifies() {
+    let Some(pg) = start_pg() else { return };
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE promptwall").execute(&admin).await.unwrap();
+    admin.close().await;
+    let old = sqlx::PgPool::connect(&pg.url("promptwall")).await.unwrap();
+    common::postgres_before_routing(&old).await;
+    let old_install = "5f0c3a9e2b7d4e1f8a6c0b9d3e2f1a7c";
+    for r in &common::chain_before_routing("machine-a", old_install, 3) {
+        insert_before_routing!(&old, r);
+    }
+    old.close().await;
+    let err = AuditStore::open_read_only(&pg.url("promptwall")).await.unwrap_err();
+    assert!(err.to_string().contains("promptwall audit migrate"), "{err}");
+
+    let owner = AuditStore::open(&pg.url("promptwall")).await.unwrap();
+    sqlx::raw_sql(include_str!("../../deploy/postgres-roles.sql"))
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE ROLE \"machine-a\" LOGIN IN ROLE promptwall_agent")
+        .execute(pg_pool(&owner))
+        .await
+        .unwrap();
+    let report = owner.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.machines[0].rows_checked, 3);
+
+    let a = Agent::new("machine-a").await;
+    a.writer.write(common::routed("cheap", "local")).await.unwrap();
+    assert_eq!(ship(&a, &pg, "machine-a").drain().await.unwrap(), 1);
+    let found = owner
+        .query(&QueryFilter {
+            route: Some("cheap".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].upstream, "local");
+    let report = owner.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.machines.iter().map(|m| m.rows_checked).sum::<i64>(), 4);
+    owner.close().await;
+}

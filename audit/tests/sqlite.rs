@@ -1089,3 +1089,196 @@ async fn a_store_from_before_request_ids_migrates_and_still_verifies() {
     let reopened = AuditStore::open_read_only(&url).await.unwrap();
     assert!(reopened.verify(None).await.unwrap().is_intact());
 }
+
+fn by_route(route: &str) -> QueryFilter {
+    QueryFilter {
+        route: Some(route.into()),
+        ..Default::default()
+    }
+}
+
+/// A routed row keeps its route, upstream and routing detail through the
+/// store (the detail reads back as the proxy built it), is found by its
+/// route in one index lookup and only by it, and every routing field is
+/// covered by the hash chain.
+#[tokio::test]
+async fn a_routed_row_round_trips_is_found_by_its_route_and_is_covered_by_the_chain() {
+    let (_dir, _url, store, writer) = fresh().await;
+    seed(&writer).await;
+    let id = writer
+        .write(common::routed("claude-via-openai", "openai/main"))
+        .await
+        .unwrap();
+    let other = writer.write(common::routed("cheap", "local")).await.unwrap();
+    writer.write(record(Req::default())).await.unwrap();
+
+    let shown = store.show(id, None).await.unwrap();
+    assert_eq!(
+        (shown.route.as_str(), shown.upstream.as_str()),
+        ("claude-via-openai", "openai/main")
+    );
+    assert_eq!(
+        shown.routing_detail().unwrap().unwrap(),
+        common::routing_detail("openai/main")
+    );
+    assert_eq!(
+        ids(&store.query(&by_route("claude-via-openai")).await.unwrap()),
+        set(&[id])
+    );
+    assert_eq!(ids(&store.query(&by_route("cheap")).await.unwrap()), set(&[other]));
+    assert!(
+        store.query(&by_route("claude")).await.unwrap().is_empty(),
+        "exact, not a prefix"
+    );
+    assert_eq!(
+        store.count(&by_route("")).await.unwrap(),
+        9,
+        "\"\" finds the rows no rule routed"
+    );
+    let unrouted = store.show(1, None).await.unwrap();
+    assert_eq!(
+        (unrouted.route.as_str(), unrouted.upstream.as_str(), unrouted.routing),
+        ("", "", None)
+    );
+    assert!(store.verify(None).await.unwrap().is_intact());
+
+    let promptwall_audit::store::Pool::Sqlite(pool) = store.pool() else {
+        panic!()
+    };
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as("EXPLAIN QUERY PLAN SELECT id FROM audit_log WHERE route = $1")
+            .bind("x")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(
+        plan.iter().any(|(.., detail)| detail.contains("audit_log_route")),
+        "{plan:?}"
+    );
+
+    for (column, forged) in [
+        ("route", "'other-rule'"),
+        ("upstream", "'attacker/acct'"),
+        ("routing", "replace(routing, '\"status\":429', '\"status\":200')"),
+    ] {
+        let saved: (String, String, Option<String>) =
+            sqlx::query_as("SELECT route, upstream, routing FROM audit_log WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        exec(
+            &store,
+            &format!("UPDATE audit_log SET {column} = {forged} WHERE id = {id}"),
+        )
+        .await;
+        let report = store.verify(None).await.unwrap();
+        let broken = report.machines[0]
+            .first_break
+            .as_ref()
+            .unwrap_or_else(|| panic!("{column} edit missed"));
+        assert_eq!((broken.id, broken.kind), (id, BreakKind::Edited), "{column}");
+        sqlx::query("UPDATE audit_log SET route = $1, upstream = $2, routing = $3 WHERE id = $4")
+            .bind(saved.0)
+            .bind(saved.1)
+            .bind(saved.2)
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert!(store.verify(None).await.unwrap().is_intact(), "{column} restored");
+    }
+}
+
+/// The writer bounds the detail before hashing: a runaway failover loop
+/// stores 32 attempts (the last one kept), and the row verifies.
+#[tokio::test]
+async fn a_runaway_routing_detail_is_bounded_before_it_is_stored_and_hashed() {
+    let (_dir, _url, store, writer) = fresh().await;
+    let mut detail = common::routing_detail("openai/main");
+    let last = detail.attempts.pop().unwrap();
+    detail.attempts = (0..100)
+        .map(|i| promptwall_audit::Attempt {
+            upstream: format!("u{i}/acct"),
+            outcome: format!("retry \u{1b}[1m{i}"),
+            ..last.clone()
+        })
+        .collect();
+    detail.attempts.push(last);
+    let mut r = common::routed("r", "openai/main");
+    r.routing = Some(detail.to_json());
+    let id = writer.write(r).await.unwrap();
+    let stored = store.show(id, None).await.unwrap().routing_detail().unwrap().unwrap();
+    assert_eq!(stored.attempts.len(), promptwall_audit::routing::MAX_ATTEMPTS);
+    assert_eq!(stored.attempts.last().unwrap().upstream, "openai/main");
+    assert_eq!(stored.attempts[0].outcome, "retry \\u{1b}[1m0");
+    assert!(
+        stored.notes.iter().any(|n| n.contains("attempts not recorded")),
+        "{:?}",
+        stored.notes
+    );
+    assert!(store.verify(None).await.unwrap().is_intact());
+}
+
+/// A store written before routing upgrades in place: read-only access says
+/// to restart the agent, its rows keep their hashes (no routing fields) and
+/// are not found by a route, and routed rows continue the chain.
+#[tokio::test]
+async fn a_store_from_before_routing_migrates_and_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let install_id;
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        common::sqlite_before_routing(&pool).await;
+        install_id = sqlx::query_scalar::<_, String>("SELECT value FROM audit_meta WHERE key = 'install_id'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        for r in &common::chain_before_routing("machine-a", &install_id, 3) {
+            insert_before_routing!(&pool, r);
+        }
+        pool.close().await;
+    }
+    let url = format!("sqlite://{}", path.display());
+    let err = AuditStore::open_read_only(&url).await.unwrap_err();
+    assert!(matches!(err, AuditError::SchemaOutdated { .. }), "{err}");
+    let store = AuditStore::open(&url).await.unwrap();
+    let report = store.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.machines[0].rows_checked, 3);
+    let old = store.show(2, None).await.unwrap();
+    assert_eq!(
+        (
+            old.request_id.as_str(),
+            old.route.as_str(),
+            old.upstream.as_str(),
+            old.routing
+        ),
+        ("req-2", "", "", None)
+    );
+
+    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("machine-a"));
+    assert_eq!(
+        writer
+            .write(common::routed("claude-via-openai", "openai/main"))
+            .await
+            .unwrap(),
+        4
+    );
+    let report = store.verify(None).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.machines.len(), report.machines[0].rows_checked), (1, 4));
+    assert_eq!(
+        ids(&store.query(&by_route("claude-via-openai")).await.unwrap()),
+        set(&[4])
+    );
+    assert_eq!(ids(&store.query(&by_route("")).await.unwrap()), set(&[1, 2, 3]));
+    drop(writer);
+    let reopened = AuditStore::open_read_only(&url).await.unwrap();
+    assert!(reopened.verify(None).await.unwrap().is_intact());
+}

@@ -208,9 +208,8 @@ where
 }
 
 /// The 503 answer: `Retry-After` on a response already in the client's format.
-pub fn with_retry_after(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
-    resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+pub fn with_retry_after(mut resp: Response<ProxyBody>, secs: u64) -> Response<ProxyBody> {
+    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     resp
 }
 

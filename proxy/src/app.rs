@@ -29,6 +29,10 @@ pub enum AppError {
     Pipeline(String),
     #[error("the {0} listener needs TLS, but no CA is loaded; run `promptwall ca init` first")]
     NoTls(&'static str),
+    #[error("[routing] is invalid: {0}")]
+    Routing(String),
+    #[error("[quota] cannot be set up: {0}")]
+    Quota(String),
 }
 
 /// What the daemon plugs into the proxy.
@@ -85,6 +89,17 @@ pub async fn start(config: Config, deps: Deps) -> Result<Running, AppError> {
         admission: crate::admission::Admission::new(&config.limits),
         // Validated with the config; empty means no header.
         request_id_header: http::HeaderName::try_from(config.listen.request_id_header.as_str()).ok(),
+        router: Arc::new(
+            crate::routing::Router::compile(&config.routing, Arc::new(crate::routing::SystemClock))
+                .map_err(AppError::Routing)?,
+        ),
+        quota: crate::quota::Quota::new(&config.quota, Arc::new(crate::clock::SystemClock)).map_err(AppError::Quota)?,
+        prices: Arc::new(
+            promptwall_audit::PriceTable::load(config.audit.price_table.as_deref())
+                .map_err(|e| AppError::Quota(e.to_string()))?,
+        ),
+        machine_id: config.machine_id(),
+        tokens: Default::default(),
         config: config.clone(),
     });
     let mut tasks = Vec::new();

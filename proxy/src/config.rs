@@ -41,6 +41,10 @@ pub struct Config {
     pub transparent: TransparentConfig,
     /// `[ca] dir`: the org CA, refused as an issuer on the upstream leg.
     pub ca_dir: PathBuf,
+    /// `[routing]`: upstreams, accounts and rules (empty: no routing).
+    pub routing: crate::routing::RoutingConfig,
+    /// `[quota]`: limits by identity (empty: nothing is counted or refused).
+    pub quota: crate::quota::QuotaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -71,6 +75,8 @@ pub struct AuditSettings {
     pub fingerprint_key: PathBuf,
     /// Refuse new exchanges while the store has less free space (0: off).
     pub min_free_bytes: u64,
+    /// Prices added to the built-in table (cost limits use them too).
+    pub price_table: Option<PathBuf>,
 }
 
 // The same defaults as `promptwall_audit::AuditConfig`; the agent's tests
@@ -83,6 +89,7 @@ impl Default for AuditSettings {
             capture_max_bytes: 256 * 1024,
             fingerprint_key: "/var/lib/promptwall/fingerprint.key".into(),
             min_free_bytes: 64 * 1024 * 1024,
+            price_table: None,
         }
     }
 }
@@ -229,6 +236,8 @@ impl Default for Config {
             audit: AuditSettings::default(),
             transparent: TransparentConfig::default(),
             ca_dir: "/var/lib/promptwall/ca".into(),
+            routing: crate::routing::RoutingConfig::default(),
+            quota: crate::quota::QuotaConfig::default(),
         }
     }
 }
@@ -264,6 +273,11 @@ pub fn default_providers() -> Vec<ProviderConfig> {
 impl Config {
     /// Checks the proxy's sections; the error says what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::routing::Router::check(&self.routing)
+            .map_err(|why| ConfigError::Invalid(format!("[routing]: {why}")))?;
+        self.quota
+            .check()
+            .map_err(|why| ConfigError::Invalid(format!("[quota]: {why}")))?;
         if self.providers.is_empty() {
             return Err(ConfigError::Invalid(
                 "no [[providers]] configured; remove the key to use the defaults".into(),

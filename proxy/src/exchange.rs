@@ -57,6 +57,8 @@ pub enum Verdict {
     Blocked,
     /// Ended by an error (bad request, provider unreachable, audit down).
     Error,
+    /// Refused by a limit (`[quota]`): a 429.
+    Limited,
     /// Relayed undecrypted (a name promptwall does not inspect).
     Passthrough,
 }
@@ -68,6 +70,7 @@ impl Verdict {
             Verdict::Redacted => "redacted",
             Verdict::Blocked => "blocked",
             Verdict::Error => "error",
+            Verdict::Limited => "limited",
             Verdict::Passthrough => "passthrough",
         }
     }
@@ -161,6 +164,8 @@ pub struct Client {
     pub socket_cookie: Option<u64>,
     /// The address a transparently redirected connection was headed to.
     pub original_dst: Option<SocketAddr>,
+    /// The explicit listener's token that authenticated the request.
+    pub token: Option<std::sync::Arc<crate::tokens::Grant>>,
 }
 
 impl Client {
@@ -170,6 +175,7 @@ impl Client {
             tool: String::new(),
             socket_cookie: origin.and_then(|o| o.socket_cookie),
             original_dst: origin.map(|o| o.original_dst),
+            token: None,
         }
     }
 }
@@ -210,6 +216,79 @@ pub struct Exchange {
     /// Bodies as the provider saw them, when `[audit] capture_bodies` is on.
     pub request_body: Option<String>,
     pub response_body: Option<String>,
+    /// Set when a routing rule matched (None: the request went where the
+    /// client addressed it).
+    pub routing: Option<RouteRecord>,
+}
+
+/// What routing did with one request, for the audit row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteRecord {
+    /// The matching rule's name.
+    pub route: String,
+    /// The candidate that answered (`upstream/account` or `client`).
+    pub upstream: String,
+    /// The model the client asked for, and the one asked of the upstream.
+    pub requested_model: Option<String>,
+    pub upstream_model: Option<String>,
+    /// The client's shape and the upstream's, when they differ.
+    pub translation: Option<(ApiShape, ApiShape)>,
+    /// What translation could not carry (names, never content).
+    pub notes: Vec<String>,
+    /// A Chat client asked for usage in its stream
+    /// (`stream_options.include_usage`); a translated stream gives it then.
+    pub client_stream_usage: bool,
+    /// The client's freeform (custom) tools, whose calls go back to it as
+    /// such whatever the upstream made of them (Codex's `exec`).
+    pub freeform_tools: Vec<String>,
+    /// The provider family whose prices and token conventions apply
+    /// (`anthropic`, `openai`) when an org account answered; None when the
+    /// client's own provider did.
+    pub price_provider: Option<String>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One try at one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub upstream: String,
+    pub model: Option<String>,
+    /// The upstream's status; 0 when it never answered.
+    pub status: u16,
+    pub duration: Duration,
+    /// `answered`, or why the next candidate was tried.
+    pub outcome: String,
+}
+
+impl RouteRecord {
+    /// The row's routing detail.
+    pub fn detail(&self) -> promptwall_audit::RoutingDetail {
+        promptwall_audit::RoutingDetail {
+            requested_model: self.requested_model.clone(),
+            upstream_model: self.upstream_model.clone(),
+            translation: self.translation.map(|(from, to)| promptwall_audit::TranslationRecord {
+                from: from.as_str().to_string(),
+                to: to.as_str().to_string(),
+            }),
+            notes: self.notes.clone(),
+            attempts: self
+                .attempts
+                .iter()
+                .map(|a| promptwall_audit::Attempt {
+                    upstream: a.upstream.clone(),
+                    model: a.model.clone().unwrap_or_default(),
+                    status: (a.status != 0).then_some(a.status),
+                    ms: ms(a.duration),
+                    outcome: a.outcome.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The upstream's shape when it differs from the client's.
+    pub fn upstream_shape(&self) -> Option<ApiShape> {
+        self.translation.map(|(_, to)| to)
+    }
 }
 
 impl Exchange {
@@ -238,6 +317,7 @@ impl Exchange {
             duration: None,
             request_body: None,
             response_body: None,
+            routing: None,
         }
     }
 
@@ -286,23 +366,55 @@ impl Exchange {
         ms(self.duration.unwrap_or_else(|| self.started.elapsed()))
     }
 
+    /// The provider family and model whose prices apply to this exchange,
+    /// as its audit row names them: a routed row names the model asked of
+    /// the upstream (the answer carries the client's alias) and, for an org
+    /// account, the family whose price table applies.
+    pub fn priced_as(&self) -> (Option<String>, Option<String>) {
+        let provider = self
+            .routing
+            .as_ref()
+            .and_then(|r| r.price_provider.clone())
+            .or_else(|| {
+                self.target
+                    .as_ref()
+                    .map(|t| t.provider.clone())
+                    .filter(|p| !p.is_empty())
+            });
+        let model = self
+            .routing
+            .as_ref()
+            .and_then(|r| r.upstream_model.clone())
+            .or_else(|| self.usage.model.clone())
+            .or_else(|| self.model.clone());
+        (provider, model)
+    }
+
     /// The audit row. `machine_id` is the writer's to set.
     pub fn into_record(self) -> AuditRecord {
+        let (provider, model) = self.priced_as();
         let duration_ms = self.elapsed_ms();
         let id = self.client.identity.unwrap_or_default();
         let target = self.target;
         let usage = self.usage;
         let tokens = |v: Option<u64>| v.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let (route, upstream, routing) = match &self.routing {
+            Some(r) => (r.route.clone(), r.upstream.clone(), Some(r.detail().to_json())),
+            None => Default::default(),
+        };
         AuditRecord {
+            route,
+            upstream,
+            routing,
             request_id: self.id.0,
             ts: self.ts,
             listener: self.listener.as_str().to_string(),
-            provider: target.as_ref().map(|t| t.provider.clone()).filter(|p| !p.is_empty()),
+            provider,
             host: target.as_ref().map(|t| t.host.clone()).filter(|h| !h.is_empty()),
             method: none_if_empty(self.method),
             path: none_if_empty(self.path),
             shape: Some(self.traffic.as_str().to_string()),
-            model: usage.model.or(self.model),
+            model,
             status: self.status,
             input_tokens: tokens(usage.input_tokens),
             output_tokens: tokens(usage.output_tokens),

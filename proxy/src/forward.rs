@@ -22,11 +22,12 @@ pub use crate::exchange::Listener;
 use crate::exchange::{Client, ConnContext, Exchange};
 use crate::pipeline::Inspector;
 use crate::stages::admit::Admit;
-use crate::stages::dispatch::{Dispatch, Outbound};
+use crate::stages::budget::Budget;
+use crate::stages::dispatch::{Dispatch, Outbound, Sending};
 use crate::stages::inspect::Inspect;
 use crate::stages::read::{Read, RequestBody};
 use crate::stages::respond::Respond;
-use crate::stages::route::Route;
+use crate::stages::route::{Route, Routing};
 use crate::stages::translate::Translate;
 use crate::stages::upgrade::{Upgrade, Upgraded};
 use crate::stages::{Refusal, Stage};
@@ -47,12 +48,27 @@ pub struct Proxy {
     pub admission: crate::admission::Admission,
     /// Response header carrying the exchange's request id (None: not sent).
     pub request_id_header: Option<HeaderName>,
+    /// `[routing]`: where requests go, and upstreams' cooldowns.
+    pub router: Arc<crate::routing::Router>,
+    /// `[quota]`: limits by identity and their counters.
+    pub quota: crate::quota::Quota,
+    /// The price table cost limits read (the audit's, with `[audit]
+    /// price_table`).
+    pub prices: Arc<promptwall_audit::PriceTable>,
+    /// This machine's id, for limits per machine.
+    pub machine_id: String,
+    /// Tokens the explicit listener accepts; the agent refreshes it from
+    /// the store.
+    pub tokens: std::sync::RwLock<crate::tokens::TokenTable>,
 }
 
 /// What the stages produced, for the driver to finish.
 enum Outcome {
     /// An answer streams back; the relay commits the row before its end.
-    Relay(Box<crate::stages::respond::Relay>, Option<crate::admission::Ticket>),
+    Relay(
+        Box<crate::stages::respond::Relay<ProxyBody>>,
+        Option<crate::admission::Ticket>,
+    ),
     Upgraded(Upgraded),
 }
 
@@ -145,12 +161,18 @@ impl Proxy {
         let (mut parts, incoming) = req.into_parts();
         let admit = Admit {
             config: &self.config,
+            tokens: &self.tokens,
             shapes: &self.shapes,
             conn,
         };
         let admitted = admit.run(ex, &mut parts).await?;
         if crate::headers::is_websocket_upgrade(&parts.headers) {
-            let target = Route.run(ex, admitted.target).await?;
+            // A WebSocket's model is only known per message: not routed.
+            let Routing::Direct(target) = self.route().run(ex, (admitted.target, None)).await? else {
+                unreachable!("a request without a body is never planned")
+            };
+            let ws_shape = self.shapes.classify(parts.method.as_str(), parts.uri.path());
+            self.decline_websocket_if_routed(ex, ws_shape)?;
             let upgrade = Upgrade {
                 shapes: &self.shapes,
                 upstream: &self.upstream,
@@ -158,6 +180,9 @@ impl Proxy {
                 admission: &self.admission,
                 inspector: &self.inspector,
                 recorder: &self.recorder,
+                quota: &self.quota,
+                prices: &self.prices,
+                machine_id: &self.machine_id,
             };
             let req = Request::from_parts(parts, incoming);
             return Ok(Outcome::Upgraded(upgrade.run(ex, (req, target)).await?));
@@ -181,30 +206,69 @@ impl Proxy {
             }
             RequestBody::Streamed(body) => Err(body),
         };
-        let target = Route.run(ex, admitted.target).await?;
-        let (outbound, response_stage, ticket) = match inspected {
-            Ok((inspected, mut ticket)) => {
-                let translated = Translate.run(ex, inspected.body).await?;
-                let body = ticket.charge_body(body::full(translated));
-                (body, Some(inspected.response), Some(ticket))
+        let inspected_body = inspected.as_ref().ok().map(|(i, _)| i.body.clone());
+        let routing = self.route().run(ex, (admitted.target, inspected_body.clone())).await?;
+        let budget = Budget {
+            quota: &self.quota,
+            prices: &self.prices,
+            machine: &self.machine_id,
+        };
+        let metered = budget.run(ex, inspected_body.as_ref().map(|b| (&routing, b))).await?;
+        let (sending, response_stage, ticket) = match (inspected, routing) {
+            (Ok((inspected, ticket)), routing) => {
+                let attempts = Translate.run(ex, (routing, inspected.body, headers.clone())).await?;
+                (Sending::Attempts(attempts), Some(inspected.response), Some(ticket))
             }
             // Not inspected (read-only or bodiless): relayed as it arrives.
-            Err(streamed) => (streamed, None, None),
+            (Err(streamed), Routing::Direct(target)) => (Sending::Streamed(target, streamed), None, None),
+            (Err(_), Routing::Planned { .. }) => unreachable!("an uninspected body is never planned"),
         };
         let dispatch = Dispatch {
             upstream: &self.upstream,
+            router: &self.router,
             response_timeout: Duration::from_secs(self.config.limits.upstream_response_timeout_secs.max(1)),
             audit_ready: !self.recorder.is_unhealthy(),
         };
         let outbound = Outbound {
             method: parts.method,
             headers,
-            body: outbound,
-            inspected: response_stage.is_some(),
+            body: sending,
         };
-        let resp = dispatch.run(ex, (target, outbound)).await?;
-        let relay = Respond::default().run(ex, (resp, response_stage)).await?;
+        let resp = dispatch.run(ex, outbound).await?;
+        let relay = Respond::default()
+            .run(ex, (resp, response_stage))
+            .await?
+            .metered(metered);
         Ok(Outcome::Relay(Box::new(relay), ticket))
+    }
+
+    /// Routes apply per request, and a WebSocket carries many: while a
+    /// rule may apply to this client, its upgrade is declined (426), and
+    /// Codex falls back to HTTP, where each request is routed.
+    fn decline_websocket_if_routed(&self, ex: &mut Exchange, shape: ApiShape) -> Result<(), Refusal> {
+        let identity = ex.client.identity.as_ref();
+        let query = crate::routing::RouteQuery {
+            listener: ex.listener.as_str(),
+            shape: Some(shape),
+            tool: &ex.client.tool,
+            user: identity.and_then(|i| i.user.as_deref()),
+            executable: identity.and_then(|i| i.exe.as_deref()),
+            ..Default::default()
+        };
+        let Some(route) = self.router.may_route(&query) else {
+            return Ok(());
+        };
+        ex.error = Some(format!(
+            "WebSocket declined: route {route} may apply; the client falls back to HTTP"
+        ));
+        Err(Refusal::new(
+            StatusCode::UPGRADE_REQUIRED,
+            format!("promptwall: route {route:?} applies to this client, so use HTTP streaming instead of a WebSocket"),
+        ))
+    }
+
+    fn route(&self) -> Route<'_> {
+        Route { router: &self.router }
     }
 
     /// Answers a refusal locally, in the client's envelope, after its row.
@@ -219,11 +283,13 @@ impl Proxy {
         let body = refusal
             .body
             .unwrap_or_else(|| crate::inspect::error_body(envelope, refusal.status.as_u16(), &refusal.message));
-        let resp = json_response(refusal.status, body);
-        if refusal.retry_later {
-            crate::admission::with_retry_after(resp)
-        } else {
-            resp
+        let mut resp = json_response(refusal.status, body);
+        for (name, value) in refusal.headers {
+            resp.headers_mut().insert(name, value);
+        }
+        match refusal.retry_after {
+            Some(secs) => crate::admission::with_retry_after(resp, secs),
+            None => resp,
         }
     }
 }
@@ -242,6 +308,11 @@ fn unaudited(envelope: ApiShape) -> Response<ProxyBody> {
 /// The envelope a refused client expects: its shape's, the addressed
 /// provider's family's, or a guess from its headers before either is known.
 fn error_envelope(ex: &Exchange, fallback: ApiShape) -> ApiShape {
+    // A routed exchange's target is the upstream's, whose name says nothing
+    // of the client: its own shape decides.
+    if ex.routing.is_some() && ex.shape().is_llm() {
+        return ex.shape();
+    }
     let provider = ex.target.as_ref().map(|t| t.provider.as_str());
     if ex.shape().is_llm() || provider.is_some() {
         crate::inspect::error_shape(ex.shape(), provider)

@@ -28,8 +28,11 @@ pub struct WsSession {
     recorder: Recorder,
     /// Messages audited so far (numbers their request ids).
     messages: u64,
-    /// `response.create` rows waiting for their terminal event.
-    pending: VecDeque<Exchange>,
+    /// `response.create` rows waiting for their terminal event, with their
+    /// `[quota]` reservations.
+    pending: VecDeque<(Exchange, Option<crate::stages::budget::Metered>)>,
+    /// Limits per `response.create`, when any are configured.
+    meter: Option<WsMeter>,
     /// The session's admission slot (crate::admission), held until it ends.
     _admission: Option<crate::admission::Ticket>,
 }
@@ -43,8 +46,16 @@ impl WsSession {
             recorder,
             messages: 0,
             pending: VecDeque::new(),
+            meter: None,
             _admission: None,
         }
+    }
+
+    /// Meters every `response.create` against `[quota]` like an HTTP
+    /// request to `target`.
+    pub fn metered(mut self, meter: WsMeter) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Holds `ticket` for the session's life: an inspected WebSocket counts
@@ -53,6 +64,14 @@ impl WsSession {
         self._admission = Some(ticket);
         self
     }
+}
+
+/// What a session needs to meter its messages.
+pub struct WsMeter {
+    pub quota: crate::quota::Quota,
+    pub prices: Arc<promptwall_audit::PriceTable>,
+    pub machine_id: String,
+    pub target: crate::exchange::Target,
 }
 
 /// How a forwarded client message is audited.
@@ -180,9 +199,35 @@ impl WsSession {
                 }
             }
         };
-        let row = self.start_row(&text, envelope.as_ref(), report.as_ref());
+        let mut row = self.start_row(&text, envelope.as_ref(), report.as_ref());
         match Envelope::audited(envelope.as_ref()) {
-            Audited::Exchange => self.pending.push_back(row),
+            Audited::Exchange => {
+                let metered = match &self.meter {
+                    None => None,
+                    Some(m) => {
+                        let budget = crate::stages::budget::Budget {
+                            quota: &m.quota,
+                            prices: &m.prices,
+                            machine: &m.machine_id,
+                        };
+                        match budget.meter_message(&mut row, &m.target, changed.as_deref().unwrap_or(&text)) {
+                            Ok(metered) => Some(metered),
+                            Err(refusal) => {
+                                row.status = refusal.status.as_u16();
+                                let frame = promptwall_llm::ws_error_frame(
+                                    429,
+                                    "rate_limit_error",
+                                    "rate_limit_exceeded",
+                                    &refusal.message,
+                                );
+                                self.commit(row).await?;
+                                return Ok(ClientVerdict::Refuse(vec![frame]));
+                            }
+                        }
+                    }
+                };
+                self.pending.push_back((row, metered))
+            }
             Audited::Acknowledgement => {}
             Audited::Message => self.commit(row).await?,
         }
@@ -190,7 +235,7 @@ impl WsSession {
     }
 
     async fn on_server_text(&mut self, text: String) -> Result<Vec<String>, AuditFailed> {
-        if let Some(ex) = self.pending.front_mut() {
+        if let Some((ex, _)) = self.pending.front_mut() {
             ex.response_bytes += text.len() as u64;
         }
         let frames = match &self.inspector.pipeline {
@@ -215,7 +260,7 @@ impl WsSession {
     }
 
     async fn on_finished(&mut self, error: Option<String>) {
-        while let Some(mut ex) = self.pending.pop_front() {
+        while let Some((mut ex, _released)) = self.pending.pop_front() {
             ex.error = Some(
                 error
                     .clone()
@@ -238,7 +283,7 @@ impl WsSession {
         ) {
             return None;
         }
-        let mut log = self.pending.pop_front()?;
+        let (mut log, metered) = self.pending.pop_front()?;
         let resp = v.get("response");
         if let Some(m) = resp.and_then(|r| r.get("model")).and_then(|m| m.as_str()) {
             log.usage.model = Some(m.to_string());
@@ -264,6 +309,9 @@ impl WsSession {
             log.error = Some(format!("provider ended the response with {kind}"));
         }
         log.duration = Some(log.started.elapsed());
+        if let Some(m) = metered {
+            m.settle(&log);
+        }
         Some(log)
     }
 }
@@ -401,5 +449,60 @@ mod tests {
         let rows = rows.lock().unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
         assert_eq!(ids, [format!("{upgrade}-1"), format!("{upgrade}-2")]);
+    }
+
+    #[tokio::test]
+    async fn a_response_create_over_a_limit_gets_an_error_frame_and_never_leaves() {
+        use crate::quota::{LimitConfig, Measure, Per, Quota, QuotaConfig, WindowUnit};
+        let (recorder, rows) = recording();
+        let quota = Quota::new(
+            &QuotaConfig {
+                limits: vec![LimitConfig::new(
+                    "ws-daily",
+                    Per::Org,
+                    Measure::Requests,
+                    1.0,
+                    Some(WindowUnit::Day),
+                )],
+                ..QuotaConfig::default()
+            },
+            crate::clock::ManualClock::new(),
+        )
+        .unwrap();
+        let inspector = Arc::new(Inspector::new(&Config::default()).unwrap());
+        let mut base = Exchange::new(Listener::Transparent, Client::default());
+        base.traffic = Traffic::Api(ApiShape::OPENAI_RESPONSES);
+        let target = crate::exchange::Target {
+            provider: "openai".into(),
+            uri: "https://api.openai.com/v1/responses".parse().unwrap(),
+            host: "api.openai.com".into(),
+        };
+        let mut s = WsSession::new(inspector, base, recorder).metered(WsMeter {
+            quota: quota.clone(),
+            prices: Arc::new(promptwall_audit::PriceTable::builtin().clone()),
+            machine_id: "m1".into(),
+            target,
+        });
+        let create = r#"{"type":"response.create","model":"gpt-5","input":"hi"}"#;
+        assert!(matches!(
+            s.on_client_text(create.into()).await.unwrap(),
+            ClientVerdict::Forward(_)
+        ));
+        let refused = s.on_client_text(create.into()).await.unwrap();
+        let ClientVerdict::Refuse(frames) = refused else {
+            panic!("forwarded over the limit")
+        };
+        let frame: serde_json::Value = serde_json::from_str(&frames[0]).unwrap();
+        assert_eq!(frame["type"], "error");
+        assert_eq!(frame["status"], 429);
+        assert!(frames[0].contains("ws-daily"), "{}", frames[0]);
+        let rows = rows.lock().unwrap();
+        assert_eq!(
+            rows.len(),
+            1,
+            "the refused message's row (the first waits for its answer)"
+        );
+        assert_eq!((rows[0].status, rows[0].verdict.as_str()), (429, "limited"));
+        assert_eq!(quota.standings()[0].used, 1.0);
     }
 }

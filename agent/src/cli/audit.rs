@@ -19,6 +19,7 @@ use promptwall_audit::{
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
     /// List requests (newest first) matching the filters.
+    #[command(visible_alias = "list")]
     Query(QueryArgs),
     /// Connected-agents overview per tool: requests, users, machines, last seen.
     Agents(AgentsArgs),
@@ -79,6 +80,9 @@ pub struct FilterArgs {
     /// Request id, as sent to the client in promptwall's response header.
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
+    /// Routing rule that matched (exact name; "" for requests no rule routed).
+    #[arg(long, value_name = "NAME")]
+    pub route: Option<String>,
 }
 
 impl FilterArgs {
@@ -96,6 +100,7 @@ impl FilterArgs {
             verdict: self.verdict.clone(),
             kind: self.kind.clone(),
             request_id: self.request_id.clone(),
+            route: self.route.clone(),
             limit,
         }
     }

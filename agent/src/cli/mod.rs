@@ -1,7 +1,11 @@
+pub mod alerts;
 pub mod audit;
 pub mod ca;
 pub mod doctor;
+pub mod limits;
+pub mod route;
 pub mod scan;
 pub mod status;
+pub mod token;
 pub mod trust_env;
 pub mod up;

@@ -40,7 +40,14 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let audit = audit_sink(writer, machine_id.clone());
+    let webhooks = config
+        .alerts
+        .webhooks
+        .iter()
+        .map(crate::alerts::Webhook::load)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let alerts = crate::alerts::Alerts::new(promptwall_audit::Outbox::new(&store), webhooks, machine_id.clone());
+    let audit = with_secret_alerts(audit_sink(writer, machine_id.clone()), alerts.clone());
 
     let tls = crate::cli::ca::load_server_tls(&config).context("cannot load the org CA for TLS termination")?;
     if config.intercept.enabled && tls.is_none() {
@@ -81,6 +88,36 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
     }
 
     let stats = running.stats.clone();
+    let mut background = vec![crate::cli::token::spawn_refresher(store.clone(), running.proxy.clone())];
+    match &config.audit.central {
+        Some(central) if !central.url.is_empty() && running.proxy.quota.has_fleet_limits() => {
+            background.push(crate::fleet::spawn(
+                central.url.clone(),
+                machine_id.clone(),
+                running.proxy.quota.clone(),
+            ));
+        }
+        _ if running.proxy.quota.has_fleet_limits() => {
+            tracing::warn!("[quota] has fleet limits but [audit.central] is not set: they count per machine");
+        }
+        _ => {}
+    }
+    if !alerts.is_empty() {
+        let budget_alerts = alerts.clone();
+        running.proxy.quota.on_event(Arc::new(move |e| {
+            let event = crate::alerts::budget_event(budget_alerts.machine_id(), &e);
+            budget_alerts.emit_later(crate::alerts::EventKind::Budget, event);
+        }));
+        background.push(alerts.spawn_deliverer(crate::alerts::deliver::Poster::new()?));
+        let learned_stats = stats.clone();
+        background.push(crate::alerts::watch::spawn(
+            alerts.clone(),
+            config.alerts.clone(),
+            store.clone(),
+            move || learned_stats.learned.learned(),
+            intercept.as_ref().map(|i| i.status_fn()),
+        ));
+    }
     let listeners = serde_json::json!({
         "explicit": running.explicit.map(|a| a.to_string()),
         "explicit_tls": running.explicit_tls.map(|a| a.to_string()),
@@ -108,7 +145,12 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
             "learned_passthrough": stats.learned.learned(),
         })
     });
-    let _admin = match crate::admin::serve(&config.listen.admin_socket, status_doc) {
+    let quota = running.proxy.quota.clone();
+    let handlers = crate::admin::Handlers {
+        status: status_doc,
+        limits: Arc::new(move || serde_json::json!({ "limits": quota.standings() })),
+    };
+    let _admin = match crate::admin::serve(&config.listen.admin_socket, handlers) {
         Ok(a) => Some(a),
         Err(e) => {
             tracing::warn!("admin socket disabled: {e:#}");
@@ -124,6 +166,7 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(explicit = ?running.explicit, transparent = ?running.transparent, "promptwall is up");
 
     wait_for_shutdown().await;
+    background.iter().for_each(|t| t.abort());
     tracing::info!("shutting down: detaching the redirect first so traffic goes direct");
     drop(intercept);
     drop(running);
@@ -149,6 +192,25 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// After a row of a request refused for a secret commits, an alert.
+fn with_secret_alerts(inner: AuditSink, alerts: crate::alerts::Alerts) -> AuditSink {
+    if alerts.is_empty() {
+        return inner;
+    }
+    Arc::new(move |rec: AuditRecord| {
+        let event = crate::alerts::secret_event(alerts.machine_id(), &rec);
+        let write = inner(rec);
+        let alerts = alerts.clone();
+        Box::pin(async move {
+            let result = write.await;
+            if let (Ok(()), Some(event)) = (&result, event) {
+                alerts.emit_later(crate::alerts::EventKind::Secret, event);
+            }
+            result
+        })
+    })
 }
 
 /// The durable writer behind the proxy's audit sink; rows carry this

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use promptwall_audit::{AuditRecord, Fingerprint};
+use promptwall_audit::{Attempt, AuditRecord, Fingerprint, RoutingDetail, TranslationRecord};
 
 /// A completed request `minutes_ago` with the given attribution.
 pub struct Req<'a> {
@@ -87,7 +87,7 @@ pub fn record(r: Req<'_>) -> AuditRecord {
 /// applied (from copies of their files, as the old binary embedded them).
 async fn first_migrations(postgres: bool, n: usize) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
     let dir = tempfile::tempdir().unwrap();
-    let files: [(&str, &str); 2] = if postgres {
+    let files: [(&str, &str); 3] = if postgres {
         [
             (
                 "20250101000001_audit_log.sql",
@@ -96,6 +96,10 @@ async fn first_migrations(postgres: bool, n: usize) -> (tempfile::TempDir, sqlx:
             (
                 "20261201000001_install_id.sql",
                 include_str!("../../migrations/postgres/20261201000001_install_id.sql"),
+            ),
+            (
+                "20261207000001_request_id.sql",
+                include_str!("../../migrations/postgres/20261207000001_request_id.sql"),
             ),
         ]
     } else {
@@ -107,6 +111,10 @@ async fn first_migrations(postgres: bool, n: usize) -> (tempfile::TempDir, sqlx:
             (
                 "20261201000001_install_id.sql",
                 include_str!("../../migrations/sqlite/20261201000001_install_id.sql"),
+            ),
+            (
+                "20261207000001_request_id.sql",
+                include_str!("../../migrations/sqlite/20261207000001_request_id.sql"),
             ),
         ]
     };
@@ -129,6 +137,17 @@ pub async fn sqlite_before_request_ids(pool: &sqlx::SqlitePool) {
 
 pub async fn postgres_before_request_ids(pool: &sqlx::PgPool) {
     let (_dir, migrator) = first_migrations(true, 2).await;
+    migrator.run(pool).await.unwrap();
+}
+
+/// A store created by promptwall after request ids, before routing.
+pub async fn sqlite_before_routing(pool: &sqlx::SqlitePool) {
+    let (_dir, migrator) = first_migrations(false, 3).await;
+    migrator.run(pool).await.unwrap();
+}
+
+pub async fn postgres_before_routing(pool: &sqlx::PgPool) {
+    let (_dir, migrator) = first_migrations(true, 3).await;
     migrator.run(pool).await.unwrap();
 }
 
@@ -172,6 +191,60 @@ pub fn chain_before_request_ids(machine: &str, install_id: &str, n: i64) -> Vec<
         .collect()
 }
 
+/// Rows 1..=n of (`machine`, `install_id`) as the writer before routing
+/// hashed them: request ids `req-<id>`, no routing fields.
+pub fn chain_before_routing(machine: &str, install_id: &str, n: i64) -> Vec<AuditRecord> {
+    let mut prev = promptwall_audit::chain::GENESIS.to_string();
+    chain_before_request_ids(machine, install_id, n)
+        .into_iter()
+        .map(|mut r| {
+            r.request_id = format!("req-{}", r.id);
+            r.prev_hash = prev.clone();
+            r.hash = promptwall_audit::chain::compute_hash(&r.prev_hash, &r);
+            prev = r.hash.clone();
+            r
+        })
+        .collect()
+}
+
+/// A request the router sent elsewhere: `route` matched, answered by
+/// `upstream` after one retried attempt, translated between shapes.
+pub fn routed(route: &str, upstream: &str) -> AuditRecord {
+    let mut r = record(Req::default());
+    r.route = route.into();
+    r.upstream = upstream.into();
+    r.routing = Some(routing_detail(upstream).to_json());
+    r
+}
+
+pub fn routing_detail(upstream: &str) -> RoutingDetail {
+    RoutingDetail {
+        requested_model: Some("claude-sonnet-4-20250514".into()),
+        upstream_model: Some("gpt-5".into()),
+        translation: Some(TranslationRecord {
+            from: "anthropic.messages".into(),
+            to: "openai.chat".into(),
+        }),
+        notes: vec!["thinking budget not translated".into()],
+        attempts: vec![
+            Attempt {
+                upstream: format!("{upstream}-backup"),
+                model: "gpt-5".into(),
+                status: Some(429),
+                ms: 12.5,
+                outcome: "retry: 429, Retry-After 30 s".into(),
+            },
+            Attempt {
+                upstream: upstream.into(),
+                model: "gpt-5".into(),
+                status: Some(200),
+                ms: 640.25,
+                outcome: "ok".into(),
+            },
+        ],
+    }
+}
+
 /// The INSERT of a [`legacy_chain`] row into the old schema.
 pub const LEGACY_INSERT: &str = "INSERT INTO audit_log (id, machine_id, ts, listener, status, request_bytes, \
     response_bytes, duration_ms, verdict, findings, fingerprints, llm, prev_hash, hash) \
@@ -197,6 +270,33 @@ macro_rules! insert_before_request_ids {
             .bind(&r.prev_hash)
             .bind(&r.hash)
             .bind(&r.install_id)
+            .execute($pool)
+            .await
+            .unwrap();
+    }};
+}
+
+/// The INSERT of a [`chain_before_routing`] row into the schema before routing.
+pub const INSERT_BEFORE_ROUTING: &str = "INSERT INTO audit_log (id, machine_id, ts, listener, status, \
+    request_bytes, response_bytes, duration_ms, verdict, findings, fingerprints, llm, prev_hash, hash, install_id, \
+    request_id) VALUES ($1, $2, $3, $4, $5, 0, 0, 0.0, $6, '{}', '[]', $7, $8, $9, $10, $11)";
+
+#[macro_export]
+macro_rules! insert_before_routing {
+    ($pool:expr, $r:expr) => {{
+        let r: &promptwall_audit::AuditRecord = $r;
+        sqlx::query(common::INSERT_BEFORE_ROUTING)
+            .bind(r.id)
+            .bind(&r.machine_id)
+            .bind(&r.ts)
+            .bind(&r.listener)
+            .bind(i64::from(r.status))
+            .bind(&r.verdict)
+            .bind(r.llm)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .bind(&r.install_id)
+            .bind(&r.request_id)
             .execute($pool)
             .await
             .unwrap();

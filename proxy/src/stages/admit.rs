@@ -11,10 +11,12 @@ use http::{StatusCode, Uri};
 
 use super::{Refusal, Stage};
 use crate::config::{Config, ProviderConfig};
-use crate::exchange::{ConnContext, Exchange, Target, Traffic};
+use crate::exchange::{ConnContext, Exchange, Listener, Target, Traffic};
 
 pub struct Admit<'a> {
     pub config: &'a Config,
+    /// Tokens the explicit listener accepts (`promptwall token`).
+    pub tokens: &'a std::sync::RwLock<crate::tokens::TokenTable>,
     /// The API shapes requests are classified into.
     pub shapes: &'a promptwall_llm::Shapes,
     pub conn: &'a ConnContext,
@@ -58,11 +60,43 @@ impl Admit<'_> {
         })?;
         ex.path = parts.uri.path().to_string();
         ex.traffic = Traffic::Api(crate::inspect::classify(self.shapes, &parts.method, parts.uri.path()));
+        if self.conn.listener == Listener::Explicit {
+            self.authenticate(ex, parts)?;
+        }
         let target =
             resolve_target(self.config, self.conn, parts).map_err(|m| Refusal::new(StatusCode::NOT_FOUND, m))?;
         ex.path = target.uri.path().to_string();
         ex.target = Some(target.clone());
         Ok(Admitted { target })
+    }
+}
+
+impl Admit<'_> {
+    /// A `pw_live_` token names the request's user and may carry limits;
+    /// an unknown or revoked one is a 401, one outside its scopes a 403.
+    /// The token never leaves for the provider.
+    fn authenticate(&self, ex: &mut Exchange, parts: &mut Parts) -> Result<(), Refusal> {
+        let Some((header, presented)) = crate::tokens::presented(&parts.headers) else {
+            return Ok(());
+        };
+        parts.headers.remove(header);
+        let table = self.tokens.read().expect("token table lock");
+        match table.check(&presented, ex.shape()) {
+            Ok(grant) => {
+                let identity = ex.client.identity.get_or_insert_with(Default::default);
+                identity.user = Some(grant.user.clone());
+                ex.client.token = Some(std::sync::Arc::new(grant.clone()));
+                Ok(())
+            }
+            Err(e) => {
+                let status = match e {
+                    crate::tokens::TokenError::OutOfScope { .. } => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                ex.verdict = crate::exchange::Verdict::Blocked;
+                Err(Refusal::new(status, e.to_string()))
+            }
+        }
     }
 }
 
@@ -176,8 +210,10 @@ mod tests {
         uri: &str,
     ) -> (Exchange, Result<Admitted, Refusal>) {
         let conn = conn(server_name);
+        let tokens = std::sync::RwLock::new(crate::tokens::TokenTable::default());
         let stage = Admit {
             config,
+            tokens: &tokens,
             shapes: &promptwall_llm::Shapes::builtin(),
             conn: &conn,
         };

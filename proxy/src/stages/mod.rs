@@ -6,8 +6,9 @@
 //! | admit | [`admit`] | method, path, TLS name → shape and the addressed provider |
 //! | read | [`read`] | the body stream → the whole body, bounded and decoded |
 //! | inspect | [`inspect`] | the body → the body to forward, or a block |
-//! | route | [`route`] | the addressed provider → the upstream chosen (identity today) |
-//! | translate | [`translate`] | the body in the client's shape → the upstream's shape (identity today) |
+//! | route | [`route`] | the addressed provider → the upstream chosen by `[routing]` |
+//! | budget | [`budget`] | the client's identity and the request's estimate → a reservation, or a 429 |
+//! | translate | [`translate`] | the body in the client's shape → the upstream's shape |
 //! | dispatch | [`dispatch`] | the request → the provider's response head |
 //! | respond | [`respond`] | the response → the client's stream (restore, usage) |
 //!
@@ -33,6 +34,7 @@ use http::StatusCode;
 use crate::exchange::Exchange;
 
 pub mod admit;
+pub mod budget;
 pub mod dispatch;
 pub mod inspect;
 pub mod read;
@@ -59,8 +61,12 @@ pub struct Refusal {
     /// A body already in the client's envelope (the pipeline renders its
     /// own blocks); otherwise the driver renders `message`.
     pub body: Option<Bytes>,
-    /// Ask the client to retry shortly (`Retry-After`): a budget is full.
-    pub retry_later: bool,
+    /// Ask the client to retry after this many seconds (`Retry-After`): a
+    /// budget is full, or every upstream of its route cools down.
+    pub retry_after: Option<u64>,
+    /// More headers for the answer (a limit's `x-ratelimit-*`); a list,
+    /// not a map, to keep refusals small.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Refusal {
@@ -78,13 +84,22 @@ impl Refusal {
             status,
             message: message.into(),
             body: None,
-            retry_later: false,
+            retry_after: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// The value of header `name` among [`Self::headers`].
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .and_then(|(_, v)| v.to_str().ok())
     }
 
     pub fn busy(busy: crate::admission::Busy) -> Self {
         Refusal {
-            retry_later: true,
+            retry_after: Some(crate::admission::RETRY_AFTER_SECS),
             ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("promptwall: {busy}"))
         }
     }
@@ -92,7 +107,7 @@ impl Refusal {
 
 /// The error chain of `e` as one line, sources that repeat their cause
 /// left out.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -121,7 +121,7 @@ where
             }
             Err(EncodingError::OverBudget(busy)) => {
                 return Err(Refusal {
-                    retry_later: true,
+                    retry_after: Some(crate::admission::RETRY_AFTER_SECS),
                     ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("promptwall: {busy}"))
                 })
             }

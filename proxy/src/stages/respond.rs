@@ -26,6 +26,7 @@ use crate::audit_sink::Recorder;
 use crate::body::{BoxError, ProxyBody};
 use crate::exchange::Exchange;
 use crate::pipeline::{Inspector, ResponseStage};
+use promptwall_llm::translate::{ResponseContext, ResponseTranslator};
 
 /// How one answer is relayed, decided from its head.
 pub struct Relay<B = Incoming> {
@@ -35,6 +36,12 @@ pub struct Relay<B = Incoming> {
     /// A stream that breaks off ends with an error event in this shape's
     /// stream format (its SDK understands it) instead of a truncated body.
     pub sse_error: Option<ApiShape>,
+    /// The upstream speaks another shape: its answer is translated into
+    /// the client's before anything else reads it.
+    pub translator: Option<ResponseTranslator>,
+    /// The request's reservation under `[quota]`, settled with its usage
+    /// before the row is committed.
+    pub metered: Option<crate::stages::budget::Metered>,
 }
 
 /// Generic over the body so the stage can be tested without a socket.
@@ -64,6 +71,77 @@ impl<B: Send> Stage for Respond<B> {
             .headers
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if let Some(rec) = ex.routing.as_ref().filter(|r| r.price_provider.is_some()) {
+            // Another account's session and organisation are not the client's.
+            for name in [
+                "set-cookie",
+                "openai-organization",
+                "openai-project",
+                "anthropic-organization-id",
+            ] {
+                parts.headers.remove(name);
+            }
+            if matches!(parts.status.as_u16(), 401 | 403) {
+                // The org's key was refused: the client's own credential is
+                // fine, so it must not be told to sign in again (and the
+                // provider's message may quote part of the org's key).
+                let upstream = rec.upstream.clone();
+                ex.error = Some(format!(
+                    "upstream {upstream} refused the organisation's credential ({})",
+                    parts.status
+                ));
+                return Err(Refusal::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    format!(
+                        "promptwall: the routed upstream {upstream} refused the organisation's credential; \
+                         this is promptwall's configuration, not your key: tell your administrator"
+                    ),
+                ));
+            }
+        }
+        let translator = match ex.routing.as_ref().and_then(|r| r.translation) {
+            Some((client, upstream)) if !compressed => {
+                let rec = ex.routing.as_ref().expect("checked above");
+                let ctx = ResponseContext {
+                    client_model: rec.requested_model.clone().unwrap_or_default(),
+                    created: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default(),
+                    id_seed: ex.id.as_str().replace('-', ""),
+                    stream_usage: rec.client_stream_usage,
+                    freeform_tools: rec.freeform_tools.clone(),
+                };
+                let t = ResponseTranslator::new(upstream, client, parts.status.as_u16(), &content_type, &ctx)
+                    .map_err(|e| Refusal::new(http::StatusCode::BAD_GATEWAY, format!("promptwall: {e}")))?;
+                parts.headers.remove(header::CONTENT_LENGTH);
+                if !t.is_streamed() {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                }
+                Some(t)
+            }
+            Some((client, upstream)) => {
+                // Asked uncompressed; an upstream that compresses anyway
+                // cannot be translated on the fly.
+                ex.error = Some(format!(
+                    "{upstream} answered compressed; cannot translate it to {client}"
+                ));
+                return Err(Refusal::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    "promptwall: the routed provider answered compressed although asked not to, so its answer cannot be translated; retry or change the route",
+                ));
+            }
+            None => None,
+        };
+        // What the response stage reads is the client's shape of the answer.
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let stage = stage.map(|s| s.for_response(parts.status.as_u16(), &content_type, compressed));
         if stage.as_ref().is_some_and(|s| s.may_change_length()) {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -78,6 +156,8 @@ impl<B: Send> Stage for Respond<B> {
             body,
             stage,
             sse_error,
+            translator,
+            metered: None,
         })
     }
 }
@@ -87,6 +167,14 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
+    /// Charges the answer's usage to the request's reservation, and tells
+    /// the client where its limits stand.
+    pub fn metered(mut self, metered: crate::stages::budget::Metered) -> Self {
+        metered.add_headers(&mut self.parts.headers);
+        self.metered = Some(metered);
+        self
+    }
+
     /// Streams the answer to the client and commits `ex` before its end.
     /// `capture` is `[audit] capture_bodies`' byte limit.
     pub fn start(
@@ -101,6 +189,8 @@ where
             body: mut upstream,
             mut stage,
             sse_error,
+            mut translator,
+            metered,
         } = self;
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(32);
         // With a Content-Length the client knows the answer is complete at
@@ -137,6 +227,10 @@ where
                                     let room = limit.saturating_sub(captured.len());
                                     captured.extend_from_slice(&data[..data.len().min(room)]);
                                 }
+                                let data = match translator.as_mut() {
+                                    Some(t) => Bytes::from(t.push(&data)),
+                                    None => data,
+                                };
                                 let out = match stage.as_mut() {
                                     Some(s) => s.push(data),
                                     None => data,
@@ -165,7 +259,30 @@ where
                         None => break,
                     }
                 }
+                // A translated answer's last events come at its end (a whole
+                // body all of it); they pass the response stage like the rest.
+                let translated_tail = match translator.as_mut() {
+                    Some(t) if upstream_error.is_none() && !client_gone => Bytes::from(t.finish()),
+                    _ => Bytes::new(),
+                };
+                // What the answer's translation could not carry, for the row.
+                if let (Some(t), Some(rec)) = (translator.as_ref(), ex.routing.as_mut()) {
+                    for note in t.notes().0 {
+                        if !rec.notes.contains(&note) {
+                            rec.notes.push(note);
+                        }
+                    }
+                }
+                let translated_tail = match stage.as_mut() {
+                    Some(s) if !translated_tail.is_empty() => s.push(translated_tail),
+                    _ => translated_tail,
+                };
                 let tail = stage.as_mut().map(|s| s.finish()).unwrap_or_default();
+                let tail = match (translated_tail.is_empty(), tail.is_empty()) {
+                    (true, _) => tail,
+                    (false, true) => translated_tail,
+                    (false, false) => Bytes::from([translated_tail.as_ref(), tail.as_ref()].concat()),
+                };
                 let tail = match (held.is_empty(), tail.is_empty()) {
                     (true, _) => tail,
                     (false, true) => held,
@@ -181,6 +298,16 @@ where
                             .get_or_insert(format!("provider sent an error event mid-stream: {err}"));
                     }
                 }
+                // A translated answer's tokens are the upstream's own report
+                // (the client's shape may not carry them all), in the
+                // convention of the provider that counted them.
+                if let (Some(u), Some(rec)) = (translator.as_ref().and_then(|t| t.usage()), ex.routing.as_ref()) {
+                    let openai = rec.price_provider.as_deref() == Some("openai");
+                    ex.usage.input_tokens = if openai { u.total_input() } else { u.input_tokens };
+                    ex.usage.output_tokens = u.output_tokens;
+                    ex.usage.cache_read_tokens = u.cache_read_tokens;
+                    ex.usage.cache_write_tokens = u.cache_write_tokens;
+                }
                 if capture.is_some() {
                     ex.response_body = Some(String::from_utf8_lossy(&captured).into_owned());
                 }
@@ -194,6 +321,9 @@ where
                     ex.error = Some(format!("upstream response broke off: {e}"));
                 }
                 ex.duration = Some(ex.started.elapsed());
+                if let Some(m) = metered {
+                    m.settle(&ex);
+                }
                 if let Err(e) = recorder.commit(ex).await {
                     // No answer completes without its audit row: the client sees
                     // a broken response (and retries) instead of a clean one.

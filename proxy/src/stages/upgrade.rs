@@ -29,6 +29,10 @@ pub struct Upgrade<'a> {
     pub admission: &'a Admission,
     pub inspector: &'a Arc<Inspector>,
     pub recorder: &'a Recorder,
+    /// `[quota]`, applied to each `response.create` of an inspected session.
+    pub quota: &'a crate::quota::Quota,
+    pub prices: &'a Arc<promptwall_audit::PriceTable>,
+    pub machine_id: &'a str,
 }
 
 // The audit gate is checked here, before any WebSocket leaves (its
@@ -67,8 +71,17 @@ impl<'a> Stage for Upgrade<'a> {
             ex.status = 101;
             let mut ticket = crate::admission::Ticket::default();
             self.admission.admit(&mut ticket).map_err(Refusal::busy)?;
-            let session = crate::ws_session::WsSession::new(self.inspector.clone(), ex.clone(), self.recorder.clone())
-                .holding(ticket);
+            let mut session =
+                crate::ws_session::WsSession::new(self.inspector.clone(), ex.clone(), self.recorder.clone())
+                    .holding(ticket);
+            if !self.quota.is_empty() || ex.client.token.is_some() {
+                session = session.metered(crate::ws_session::WsMeter {
+                    quota: self.quota.clone(),
+                    prices: self.prices.clone(),
+                    machine_id: self.machine_id.to_string(),
+                    target: target.clone(),
+                });
+            }
             return match crate::websocket::relay(
                 self.upstream,
                 req,

@@ -10,9 +10,11 @@
 //! - `connect`: the cost of `connect()` (what an eBPF cgroup/connect hook adds).
 //! - `pipeline`: the inspection pipeline alone on a generated ~1 MB
 //!   Claude-Code-style transcript, cold and on the next turn.
+//! - `budget`: the budget stage alone, with no limits and with ten.
 //!
 //! Every subcommand prints one JSON object on stdout.
 
+mod budget;
 mod conn;
 mod connect;
 mod hold;
@@ -40,6 +42,8 @@ enum Cmd {
     Connect(connect::ConnectArgs),
     /// Time the inspection pipeline on a generated transcript.
     Pipeline(pipeline::PipelineArgs),
+    /// Time the budget stage (limits checked and settled) per request.
+    Budget(budget::BudgetArgs),
     /// Write the generated transcript (and its next turn) to files.
     Transcript(transcript::TranscriptArgs),
 }
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Hold(a) => runtime()?.block_on(hold::run(a))?,
         Cmd::Connect(a) => connect::run(a)?,
         Cmd::Pipeline(a) => pipeline::run(a)?,
+        Cmd::Budget(a) => budget::run(a)?,
         Cmd::Transcript(a) => transcript::write(a)?,
     };
     println!("{out}");

@@ -37,16 +37,52 @@ pub struct StreamArgs {
     /// Unrecorded requests per worker first.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// The model asked for (a routing rule may translate it elsewhere).
+    #[arg(long, default_value = "claude-sonnet-4-5")]
+    pub model: String,
+    /// Also steer the fake from the prompt text (`BIGANSWER`, `SLOWSTREAM`):
+    /// headers do not cross to another provider, the prompt does.
+    #[arg(long)]
+    pub text_triggers: bool,
+    /// Speak OpenAI Chat instead of Anthropic Messages (give `--path
+    /// /v1/chat/completions`); deltas are then Chat's content chunks.
+    #[arg(long)]
+    pub chat: bool,
+}
+
+/// What a streamed request asks for.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    pub model: String,
+    pub events: usize,
+    pub paced: bool,
+    pub text_triggers: bool,
+    pub chat: bool,
 }
 
 pub fn stream_body(events: usize) -> Bytes {
+    stream_body_for("claude-sonnet-4-5", events, "", false)
+}
+
+fn stream_body_for(model: &str, events: usize, triggers: &str, chat: bool) -> Bytes {
     let text = format!(
         "Summarise the ticket and draft a reply to the reporter {PROMPT_EMAIL}. The build fails on main since the \
-         last dependency bump; logs are attached below. Answer in about {events} words."
+         last dependency bump; logs are attached below. Answer in about {events} words.{triggers}"
     );
+    if chat {
+        return Bytes::from(
+            json!({
+                "model": model,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "messages": [{"role": "user", "content": text}],
+            })
+            .to_string(),
+        );
+    }
     Bytes::from(
         json!({
-            "model": "claude-sonnet-4-5",
+            "model": model,
             "max_tokens": 4096,
             "stream": true,
             "messages": [{"role": "user", "content": text}],
@@ -75,14 +111,25 @@ pub struct Timed {
 pub async fn one_stream(
     sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
     dialer: &Dialer,
-    events: usize,
-    paced: bool,
+    ask: &Ask,
 ) -> Result<Timed> {
-    let mut extra = vec![("x-fake-events", events.to_string())];
-    if paced {
+    let mut extra = vec![("x-fake-events", ask.events.to_string())];
+    if ask.paced {
         extra.push(("x-fake-slow", "1".to_string()));
     }
-    let req = dialer.request(stream_body(events), &extra)?;
+    // BIGANSWER is the fake's 200 deltas, as `x-fake-events: 200`.
+    let triggers = match (ask.text_triggers, ask.paced) {
+        (false, _) => "",
+        (true, true) => " BIGANSWER SLOWSTREAM",
+        (true, false) => " BIGANSWER",
+    };
+    let req = dialer.request(stream_body_for(&ask.model, ask.events, triggers, ask.chat), &extra)?;
+    // A text delta: Anthropic's event, or a Chat chunk whose delta is content.
+    let delta_marker: &[u8] = if ask.chat {
+        b"\"delta\":{\"content\":\""
+    } else {
+        b"content_block_delta"
+    };
     sender.ready().await.context("connection closed before the request")?;
     let start = Instant::now();
     let resp = sender.send_request(req).await.context("request failed")?;
@@ -102,7 +149,7 @@ pub async fn one_stream(
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
     let mut scanned = 0usize;
-    let mut arrivals = Vec::with_capacity(events + 8);
+    let mut arrivals = Vec::with_capacity(ask.events + 8);
     while let Some(frame) = body.frame().await {
         let frame = frame.context("stream broke")?;
         let Ok(data) = frame.into_data() else { continue };
@@ -111,7 +158,7 @@ pub async fn one_stream(
         // Every complete event in this chunk arrived now.
         while let Some(end) = find(&buf[scanned..], b"\n\n") {
             let event = &buf[scanned..scanned + end];
-            if find(event, b"content_block_delta").is_some() {
+            if find(event, delta_marker).is_some() {
                 arrivals.push(now);
             }
             scanned += end + 2;
@@ -136,7 +183,14 @@ pub async fn run(args: StreamArgs) -> Result<Value> {
     for _ in 0..args.concurrency.max(1) {
         let dialer = dialer.clone();
         let rec = rec.clone();
-        let (events, paced, warmup) = (args.events, args.paced, args.warmup);
+        let warmup = args.warmup;
+        let ask = Ask {
+            model: args.model.clone(),
+            events: args.events,
+            paced: args.paced,
+            text_triggers: args.text_triggers,
+            chat: args.chat,
+        };
         tasks.push(tokio::spawn(async move {
             let mut sender = match dialer.connect().await {
                 Ok(s) => s,
@@ -146,7 +200,7 @@ pub async fn run(args: StreamArgs) -> Result<Value> {
                 }
             };
             for i in 0..warmup + per_worker {
-                match one_stream(&mut sender, &dialer, events, paced).await {
+                match one_stream(&mut sender, &dialer, &ask).await {
                     Ok(t) if i >= warmup => {
                         let mut r = rec.lock().unwrap();
                         if let Some(first) = t.delta_arrivals.first() {

@@ -155,28 +155,7 @@ impl Agent {
             run_bounded(&mut init, Duration::from_secs(60)).expect_success("promptwall ca init");
         }
         let stderr_path = dir.path().join("agent.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("cannot create the agent log");
-        let mut cmd = Command::new(promptwall_bin());
-        cmd.arg("--config").arg(&config_path).arg("up");
-        if !config.intercept {
-            cmd.arg("--no-intercept");
-        }
-        cmd.envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-
-        // The daemon prints one JSON readiness line with the bound addresses.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {} // keep draining so the daemon never blocks on stdout
-        });
+        let child = spawn_up(&config_path, &stderr_path, config);
         let mut agent = Agent {
             dir,
             config_path,
@@ -185,22 +164,47 @@ impl Agent {
             child,
             stderr_path,
         };
+        agent.await_ready();
+        agent
+    }
+
+    /// Kills the daemon with SIGKILL (no shutdown of any kind), then starts
+    /// it again on the same config, store and CA.
+    pub fn kill9_and_restart(&mut self, config: &AgentConfig) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_up(&self.config_path, &self.stderr_path, config);
+        self.explicit = config.explicit;
+        self.await_ready();
+    }
+
+    /// Reads the readiness line (one JSON line with the bound addresses)
+    /// and waits for the explicit listener.
+    fn await_ready(&mut self) {
+        let stdout = self.child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {} // keep draining so the daemon never blocks on stdout
+        });
         let line = match rx.recv_timeout(READY_TIMEOUT) {
             Ok(line) => line,
             Err(_) => panic!(
                 "promptwall up printed no readiness line within {READY_TIMEOUT:?} (exit: {:?}); its log:\n{}",
-                agent.child.try_wait().ok().flatten(),
-                agent.log()
+                self.child.try_wait().ok().flatten(),
+                self.log()
             ),
         };
         let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("bad readiness line {line:?} ({e}); log:\n{}", agent.log()));
+            .unwrap_or_else(|e| panic!("bad readiness line {line:?} ({e}); log:\n{}", self.log()));
         if let Some(addr) = ready["explicit"].as_str().and_then(|a| a.parse().ok()) {
-            agent.explicit = addr;
+            self.explicit = addr;
         }
-        agent.explicit_tls = ready["explicit_tls"].as_str().and_then(|a| a.parse().ok());
-        agent.wait_port();
-        agent
+        self.explicit_tls = ready["explicit_tls"].as_str().and_then(|a| a.parse().ok());
+        self.wait_port();
     }
 
     fn wait_port(&self) {
@@ -279,6 +283,25 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// `promptwall up` on `config_path`, its log appended to `stderr_path`.
+fn spawn_up(config_path: &Path, stderr_path: &Path, config: &AgentConfig) -> Child {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_path)
+        .expect("cannot open the agent log");
+    let mut cmd = Command::new(promptwall_bin());
+    cmd.arg("--config").arg(config_path).arg("up");
+    if !config.intercept {
+        cmd.arg("--no-intercept");
+    }
+    cmd.envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
 impl Drop for Agent {

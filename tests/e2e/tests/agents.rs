@@ -49,11 +49,18 @@ struct Step {
     timeout_secs: u64,
     /// Run the client as `nobody` (audit rows must name the client's user).
     as_nobody: bool,
+    /// Environment set last (overrides the harness's own, e.g. retries).
+    env: Vec<(String, String)>,
 }
 
 impl Step {
     fn run_as_nobody(mut self) -> Step {
         self.as_nobody = true;
+        self
+    }
+
+    fn with_env(mut self, key: &str, value: &str) -> Step {
+        self.env.push((key.into(), value.into()));
         self
     }
 }
@@ -65,6 +72,7 @@ fn claude(prompt: &str, args: &[&str]) -> Step {
         args: args.iter().map(|s| s.to_string()).collect(),
         timeout_secs: 60,
         as_nobody: false,
+        env: vec![],
     }
 }
 
@@ -77,6 +85,7 @@ fn sdk(client: Client, script: &str) -> Step {
         args: vec![],
         timeout_secs: 60,
         as_nobody: false,
+        env: vec![],
     }
 }
 
@@ -87,6 +96,7 @@ fn codex(prompt: &str) -> Step {
         args: vec![],
         timeout_secs: 60,
         as_nobody: false,
+        env: vec![],
     }
 }
 
@@ -236,6 +246,8 @@ addresses = ["127.0.0.2/32"]
 ports = [443]
 resolve_interval_secs = 0
 EOF
+# A scenario's own sections ([routing], ...), written by the test.
+if [ -s "$D/extra.toml" ]; then cat "$D/extra.toml" >> "$D/config.toml"; fi
 for _ in $(seq 100); do [ -s "$D/fake.out" ] && break; sleep 0.1; done
 "$PW_BIN" --config "$D/config.toml" ca init > "$D/ca-init.log" 2>&1
 "$PW_BIN" --config "$D/config.toml" up > "$D/agent.out" 2> "$D/agent.log" &
@@ -271,6 +283,11 @@ fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> Stri
         .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
         .collect();
     let t = step.timeout_secs;
+    let env: String = step
+        .env
+        .iter()
+        .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''")))
+        .collect();
     // As nobody: own HOME and cwd, and a traversable (not readable) $NS_DIR.
     let (user_setup, home, drop) = if step.as_nobody {
         (
@@ -286,7 +303,7 @@ fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> Stri
     match step.client {
         Client::Claude => format!(
             "{user_setup}export HOME=\"$NS_DIR/{home}\" ANTHROPIC_API_KEY=sk-ant-api03-e2e-agents-test-key CLAUDE_CODE_MAX_RETRIES=0 \
-             API_TIMEOUT_MS=30000 DISABLE_AUTOUPDATER=1\nexec timeout -k 2 {t} {drop} '{}' -p \"$(cat '{}')\" {}\n",
+             API_TIMEOUT_MS=30000 DISABLE_AUTOUPDATER=1\n{env}exec timeout -k 2 {t} {drop} '{}' -p \"$(cat '{}')\" {}\n",
             clients.npm_bin("claude").display(),
             prompt_file.display(),
             args.join(" ")
@@ -314,7 +331,7 @@ fn step_script(step: &Step, clients: &TestClients, dir: &Path, i: usize) -> Stri
         ),
         Client::Codex => format!(
             "export CODEX_HOME=\"$NS_DIR/codex-home\" CODEX_API_KEY=sk-proj-e2e-agents-test-key\n\
-             exec timeout -k 2 {t} '{}' exec --skip-git-repo-check {} \"$(cat '{}')\"\n",
+             {env}exec timeout -k 2 {t} '{}' exec --skip-git-repo-check {} \"$(cat '{}')\"\n",
             clients.npm_bin("codex").display(),
             args.join(" "),
             prompt_file.display()
@@ -332,9 +349,16 @@ fn norm_ts(ts: &str) -> String {
 /// Runs `steps` in order in one namespace with one agent; `fake_ws` serves
 /// the Responses WebSocket (else the fake answers 426 and Codex uses SSE).
 fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
+    run_with(clients, fake_ws, |_| String::new(), steps)
+}
+
+/// [`run`] with config sections appended to the agent's config; `extra`
+/// gets the namespace directory (for key files it writes there).
+fn run_with(clients: &TestClients, fake_ws: bool, extra: impl FnOnce(&Path) -> String, steps: &[Step]) -> Outcome {
     let cg = ClientCgroup::create();
     let mut ns = Namespace::new();
     let dir = ns.dir();
+    std::fs::write(dir.join("extra.toml"), extra(&dir)).unwrap();
     for (i, step) in steps.iter().enumerate() {
         std::fs::write(dir.join(format!("step-{i:02}.sh")), step_script(step, clients, &dir, i)).unwrap();
     }
@@ -980,6 +1004,7 @@ fn aider_openai_and_anthropic_models() {
         args: vec![model.into()],
         timeout_secs: 120,
         as_nobody: false,
+        env: vec![],
     };
     let o = run(
         &clients,
@@ -1012,4 +1037,385 @@ fn aider_openai_and_anthropic_models() {
         assert_eq!(rows[0].verdict, "redacted");
     }
     assert!(!o.fake_contains(EMAIL) && !o.fake_contains("555 0134"));
+}
+
+/// Key files for routing scenarios, in the namespace directory.
+fn routing_key(dir: &Path, name: &str) -> String {
+    let path = dir.join(format!("{name}.key"));
+    std::fs::write(&path, format!("sk-org-{name}-key\n")).unwrap();
+    path.display().to_string()
+}
+
+/// Three upstreams on the fake, one per API, chosen by the model the
+/// client asks for: `to-msg`, `to-chat`, `to-resp`.
+fn matrix_routes(dir: &Path) -> String {
+    format!(
+        r#"
+[routing.upstreams.msg]
+kind = "anthropic"
+accounts = [{{ name = "org", key_file = "{}" }}]
+[routing.upstreams.chat]
+kind = "openai"
+api = "chat"
+accounts = [{{ name = "org", key_file = "{}" }}]
+[routing.upstreams.resp]
+kind = "openai"
+api = "responses"
+accounts = [{{ name = "org", key_file = "{}" }}]
+[[routing.routes]]
+name = "to-msg"
+models = ["to-msg"]
+targets = ["msg:claude-sonnet-4-5"]
+[[routing.routes]]
+name = "to-chat"
+models = ["to-chat"]
+targets = ["chat:gpt-4o-mini"]
+[[routing.routes]]
+name = "to-resp"
+models = ["to-resp"]
+targets = ["resp:gpt-5"]
+"#,
+        routing_key(dir, "msg"),
+        routing_key(dir, "chat"),
+        routing_key(dir, "resp")
+    )
+}
+
+const PY_MATRIX: &str = r#"
+import json, anthropic, openai
+a = anthropic.Anthropic(max_retries=0, timeout=60)
+o = openai.OpenAI(max_retries=0, timeout=60)
+out = {}
+for up in ["msg", "chat", "resp"]:
+    m, t = f"to-{up}", f"mx-py-{up}"
+    r = a.messages.create(model=m, max_tokens=64, messages=[{"role": "user", "content": f"{t}-a mail jane.doe@example.org"}])
+    out[f"a-{up}"] = "".join(b.text for b in r.content if b.type == "text")
+    with a.messages.stream(model=m, max_tokens=64, messages=[{"role": "user", "content": f"{t}-as hi"}]) as s:
+        out[f"as-{up}"] = "".join(s.text_stream)
+    r = o.chat.completions.create(model=m, messages=[{"role": "user", "content": f"{t}-c hi"}])
+    out[f"c-{up}"] = r.choices[0].message.content
+    s = o.chat.completions.create(model=m, stream=True, stream_options={"include_usage": True}, messages=[{"role": "user", "content": f"{t}-cs hi"}])
+    out[f"cs-{up}"] = "".join((c.choices[0].delta.content or "") for c in s if c.choices)
+    r = o.responses.create(model=m, input=f"{t}-r hi")
+    out[f"r-{up}"] = r.output_text
+    s = o.responses.create(model=m, input=f"{t}-rs hi", stream=True)
+    out[f"rs-{up}"] = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+print(json.dumps(out))
+"#;
+
+const NODE_MATRIX: &str = r#"
+const Anthropic = require("@anthropic-ai/sdk");
+const OpenAI = require("openai");
+(async () => {
+  const a = new (Anthropic.default || Anthropic)({ maxRetries: 0 });
+  const o = new (OpenAI.default || OpenAI)({ maxRetries: 0 });
+  const out = {};
+  for (const up of ["msg", "chat", "resp"]) {
+    const m = `to-${up}`, t = `mx-node-${up}`;
+    const r1 = await a.messages.create({ model: m, max_tokens: 64, messages: [{ role: "user", content: `${t}-a hi` }] });
+    out[`a-${up}`] = r1.content.filter((b) => b.type === "text").map((b) => b.text).join("");
+    const s1 = a.messages.stream({ model: m, max_tokens: 64, messages: [{ role: "user", content: `${t}-as hi` }] });
+    out[`as-${up}`] = (await s1.finalMessage()).content.filter((b) => b.type === "text").map((b) => b.text).join("");
+    const r2 = await o.chat.completions.create({ model: m, messages: [{ role: "user", content: `${t}-c hi` }] });
+    out[`c-${up}`] = r2.choices[0].message.content;
+    const s2 = await o.chat.completions.create({ model: m, stream: true, messages: [{ role: "user", content: `${t}-cs hi` }] });
+    let cs = "";
+    for await (const c of s2) cs += (c.choices[0] && c.choices[0].delta.content) || "";
+    out[`cs-${up}`] = cs;
+    const r3 = await o.responses.create({ model: m, input: `${t}-r hi` });
+    out[`r-${up}`] = r3.output_text;
+    const s3 = await o.responses.create({ model: m, input: `${t}-rs hi`, stream: true });
+    let rs = "";
+    for await (const e of s3) if (e.type === "response.output_text.delta") rs += e.delta;
+    out[`rs-${up}`] = rs;
+  }
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"#;
+
+/// The official SDKs, unmodified and without a base URL, across the whole
+/// translation matrix: each of the three client APIs, streamed and not, to
+/// an upstream speaking each of the three APIs, chosen by a rule.
+#[test]
+fn official_sdks_cover_the_whole_translation_matrix_through_routes() {
+    let Some(clients) = prerequisites() else { return };
+    let o = run_with(
+        &clients,
+        false,
+        matrix_routes,
+        &[sdk(Client::PythonSdk, PY_MATRIX), sdk(Client::NodeSdk, NODE_MATRIX)],
+    );
+    for (i, lang) in [(0, "py"), (1, "node")] {
+        let s = &o.steps[i];
+        assert_eq!(s.rc, Some(0), "{}", s.show());
+        let got: Value = serde_json::from_str(s.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", s.show()));
+        for up in ["msg", "chat", "resp"] {
+            for api in ["a", "as", "c", "cs", "r", "rs"] {
+                let asked = if lang == "py" && api == "a" {
+                    format!("mx-{lang}-{up}-a mail {EMAIL}")
+                } else {
+                    format!("mx-{lang}-{up}-{api} hi")
+                };
+                assert_eq!(
+                    got[format!("{api}-{up}")],
+                    format!("You said: {asked}"),
+                    "{api} → {up}: {}",
+                    s.show()
+                );
+            }
+        }
+        // Each upstream got its own API, with the org's key, never the client's.
+        for (up, path, auth) in [
+            ("msg", "/v1/messages", ("x-api-key", "sk-org-msg-key")),
+            (
+                "chat",
+                "/v1/chat/completions",
+                ("authorization", "Bearer sk-org-chat-key"),
+            ),
+            ("resp", "/v1/responses", ("authorization", "Bearer sk-org-resp-key")),
+        ] {
+            let seen = o.fake_with(&format!("mx-{lang}-{up}-"));
+            assert_eq!(seen.len(), 6, "{up}: {seen:#?}");
+            for r in &seen {
+                assert_eq!(r["path"], path, "{r:#?}");
+                let headers: Vec<(String, String)> = serde_json::from_value(r["headers"].clone()).unwrap();
+                assert!(headers.iter().any(|(k, v)| k == auth.0 && v == auth.1), "{headers:?}");
+                assert!(!format!("{headers:?}").contains("e2e-agents-test-key"), "{headers:?}");
+            }
+        }
+        let rows = s.llm_rows();
+        assert_eq!(rows.len(), 18, "{rows:#?}");
+        for r in &rows {
+            let route = r.rest.get("route").and_then(Value::as_str).unwrap_or("");
+            assert!(route.starts_with("to-"), "{r:#?}");
+        }
+    }
+    assert!(!o.fake_contains(EMAIL), "redacted before translation");
+}
+
+/// Claude Code, unmodified, routed by a rule to an OpenAI Chat upstream:
+/// its answers (streamed) come back as Anthropic events, PII restored, and
+/// a tool round runs Bash with the original values.
+#[test]
+fn claude_code_routed_to_a_chat_upstream_completes_a_tool_round_with_pii_restored() {
+    let Some(clients) = prerequisites() else { return };
+    let pii = format!("route-pii write to {EMAIL}");
+    let tool = format!("route-tool ECHOARGS {EMAIL}");
+    let o = run_with(
+        &clients,
+        false,
+        |dir| {
+            format!(
+                r#"
+[routing.upstreams.gpt]
+kind = "openai"
+api = "chat"
+accounts = [{{ name = "org", key_file = "{}" }}]
+[[routing.routes]]
+name = "claude-to-gpt"
+models = ["claude-*"]
+targets = ["gpt:gpt-4o-mini"]
+"#,
+                routing_key(dir, "gpt")
+            )
+        },
+        &[claude(&pii, &[]), claude(&tool, &["--allowedTools", "Bash(echo:*)"])],
+    );
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
+    let seen = o.fake_with("route-pii write to [[EMAIL_");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|r| r["path"] == "/v1/chat/completions"),
+        "{seen:#?}"
+    );
+    assert!(!o.fake_contains(EMAIL));
+    assert!(
+        o.fake.iter().all(|r| r["path"] != "/v1/messages"),
+        "no Claude model call went to Anthropic"
+    );
+    let rows = s.llm_rows();
+    assert!(!rows.is_empty(), "{:#?}", s.rows);
+    for r in &rows {
+        assert_llm_row(r, Client::Claude);
+        assert_eq!(
+            r.rest.get("route").and_then(Value::as_str),
+            Some("claude-to-gpt"),
+            "{r:#?}"
+        );
+    }
+    let s = &o.steps[1];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(s.stdout.trim(), format!("Tool said: {tool}"), "{}", s.show());
+    let seen = o.fake_with("route-tool ECHOARGS");
+    let result_turn = seen.last().expect("a tool_result turn");
+    let msgs = result_turn["json"]["messages"].as_array().unwrap();
+    assert!(msgs.iter().any(|m| m["role"] == "tool"), "{result_turn:#?}");
+}
+
+/// Codex, unmodified, routed by a rule to an Anthropic Messages upstream:
+/// its WebSocket is declined (a route applies per request), it falls back
+/// to HTTP streaming, each request is translated to Messages and the
+/// answer back to Responses events; its freeform `exec` tool call comes
+/// back as a custom tool call and runs with the original values.
+#[test]
+fn codex_routed_to_a_messages_upstream_completes_a_tool_round_with_pii_restored() {
+    let Some(clients) = prerequisites() else { return };
+    let pii = format!("route-codex write to {EMAIL}");
+    let tool = format!("route-codex-tool ECHOARGS {EMAIL}");
+    let o = run_with(
+        &clients,
+        true,
+        |dir| {
+            format!(
+                r#"
+[routing.upstreams.claude]
+kind = "anthropic"
+accounts = [{{ name = "org", key_file = "{}" }}]
+[[routing.routes]]
+name = "codex-to-claude"
+shapes = ["openai.responses"]
+targets = ["claude:claude-sonnet-4-5"]
+"#,
+                routing_key(dir, "claude")
+            )
+        },
+        &[codex(&pii), codex(&tool)],
+    );
+    let s = &o.steps[0];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert_eq!(s.stdout.trim(), format!("You said: {pii}"), "{}", s.show());
+    assert!(!o.fake_contains(EMAIL), "PII reached the provider");
+    let seen = o.fake_with("route-codex write to [[EMAIL_");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|r| r["path"] == "/v1/messages"),
+        "{seen:#?}"
+    );
+    let headers: Vec<(String, String)> = serde_json::from_value(seen[0]["headers"].clone()).unwrap();
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == "sk-org-claude-key"),
+        "{headers:?}"
+    );
+    assert!(
+        o.fake.iter().all(|r| r["transport"] != "ws"),
+        "the WebSocket never reached a provider"
+    );
+    let declined: Vec<_> = s.rows.iter().filter(|r| r.status == 426).collect();
+    assert!(!declined.is_empty(), "the declined upgrade is audited: {:#?}", s.rows);
+    let rows: Vec<_> = s.llm_rows().into_iter().filter(|r| r.status == 200).collect();
+    assert!(!rows.is_empty(), "{:#?}", s.rows);
+    for r in &rows {
+        assert_llm_row(r, Client::Codex);
+        assert_eq!(
+            r.rest.get("route").and_then(Value::as_str),
+            Some("codex-to-claude"),
+            "{r:#?}"
+        );
+    }
+
+    let s = &o.steps[1];
+    assert_eq!(s.rc, Some(0), "{}", s.show());
+    assert!(
+        s.stdout.contains("Tool said:") && s.stdout.contains(&tool),
+        "{}",
+        s.show()
+    );
+    assert!(!o.fake_contains(EMAIL), "PII reached the provider");
+    let seen = o.fake_with("route-codex-tool ECHOARGS");
+    let result_turn = seen.last().expect("a tool result turn");
+    assert!(
+        result_turn["body"].as_str().unwrap().contains("tool_result"),
+        "{result_turn:#?}"
+    );
+}
+
+/// Uses up a small token budget in one call (a request larger than the
+/// whole limit passes alone in an empty window).
+const PY_BIG_CALL: &str = r#"
+import anthropic
+c = anthropic.Anthropic(max_retries=0, timeout=60)
+r = c.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                      messages=[{"role": "user", "content": "budget-filler " + "lorem ipsum " * 2000}])
+print(r.usage.input_tokens)
+"#;
+
+/// Claude Code and Codex (over its WebSocket, each `response.create`
+/// metered), unmodified, over a user's daily token budget: each gets a 429,
+/// shows it (Claude Code with the limit's reason) and gives up after its
+/// own few retries instead of waiting out the day; nothing of theirs
+/// reaches the provider.
+#[test]
+fn claude_code_and_codex_over_a_token_budget_show_the_reason_and_stop() {
+    let Some(clients) = prerequisites() else { return };
+    let o = run_with(
+        &clients,
+        true,
+        |_| {
+            r#"
+[[quota.limits]]
+name = "team-daily-tokens"
+per = "user"
+measure = "tokens"
+max = 1000
+window = "day"
+"#
+            .into()
+        },
+        &[
+            sdk(Client::PythonSdk, PY_BIG_CALL),
+            // Claude Code retries a first-party 429 whatever the headers
+            // say (observed: x-should-retry: false is honoured only with a
+            // base URL), so its retries are bounded here to keep the test
+            // short; the count below shows they are its own, not a loop.
+            claude("agents-budget-claude say hi", &[]).with_env("CLAUDE_CODE_MAX_RETRIES", "3"),
+            codex("agents-budget-codex say hi"),
+        ],
+    );
+    let filler = &o.steps[0];
+    assert_eq!(filler.rc, Some(0), "{}", filler.show());
+    for (i, who) in [(1, "claude"), (2, "codex")] {
+        let s = &o.steps[i];
+        assert_ne!(s.rc, Some(0), "{who} cannot succeed over budget: {}", s.show());
+        let summary: Vec<String> = s
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {:?} {:?} {}",
+                    r.status,
+                    r.path,
+                    r.model,
+                    r.rest.get("ts").and_then(Value::as_str).unwrap_or("")
+                )
+            })
+            .collect();
+        // Codex prints no server text for an HTTP 429, only its own line
+        // with the status; the reason is in the row and `promptwall limits`.
+        let shown = if who == "claude" {
+            "team-daily-tokens"
+        } else {
+            "429 Too Many Requests"
+        };
+        assert!(
+            s.all().contains(shown),
+            "{who} shows the refusal: {}\nrows: {summary:#?}",
+            s.show()
+        );
+        let limited: Vec<_> = s.rows.iter().filter(|r| r.verdict == "limited").collect();
+        assert!(!limited.is_empty(), "{who}: {:#?}", s.rows);
+        // Its own bounded retries (Claude Code's setting, Codex's 5
+        // reconnects), never a loop waiting out the day.
+        let most = if who == "claude" { 4 } else { 6 };
+        assert!(
+            limited.len() <= most,
+            "{who} stops instead of retrying into a day's limit: {} refusals\nrows: {summary:#?}",
+            limited.len()
+        );
+        assert!(
+            o.fake_with(&format!("agents-budget-{who}")).is_empty(),
+            "nothing of {who}'s reached the provider"
+        );
+    }
 }

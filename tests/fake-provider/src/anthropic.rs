@@ -95,24 +95,24 @@ enum Block {
 }
 
 fn tool_call(body: &Value, sc: &Scenario, user_text: &str) -> (String, Value) {
-    let names: Vec<&str> = body["tools"]
+    let tools: Vec<(&str, &Value)> = body["tools"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|t| t["name"].as_str())
+        .filter_map(|t| Some((t["name"].as_str()?, &t["input_schema"])))
         .collect();
-    let name = if names.contains(&"Bash") {
-        "Bash"
-    } else {
-        names.first().copied().unwrap_or("echo_text")
-    };
     let text = if sc.echo_args { user_text } else { "hello-from-tool" };
-    let input = if name == "Bash" {
-        json!({"command": format!("echo {}", scenario::shell_quote(text)), "description": "Print the text"})
-    } else {
-        json!({"text": text})
-    };
-    (name.to_string(), input)
+    match scenario::pick_tool(&tools) {
+        Some((name, schema)) => {
+            let mut input = scenario::tool_arguments(name, schema, text);
+            // Anthropic tools other than Bash and freeform ones get the text alone.
+            if input.get("text").is_some() {
+                input = json!({"text": text});
+            }
+            (name.to_string(), input)
+        }
+        None => ("echo_text".to_string(), json!({"text": text})),
+    }
 }
 
 pub fn messages(inc: &Incoming) -> Reply {

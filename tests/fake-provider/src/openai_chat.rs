@@ -21,6 +21,23 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
+/// The prompt of a user message: its text, or of several text parts the
+/// last that is not a `<system-reminder>` (Claude Code's, as the Anthropic
+/// fake reads them, also when a request was translated to Chat).
+fn prompt_text(content: &Value) -> String {
+    let Value::Array(parts) = content else {
+        return content_text(content);
+    };
+    let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+    texts
+        .iter()
+        .rev()
+        .find(|t| !t.trim_start().starts_with("<system-reminder>"))
+        .or(texts.last())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 struct Turn {
     user_text: String,
     /// Set when the conversation ends with tool results.
@@ -33,7 +50,7 @@ fn turn(body: &Value) -> Turn {
         .iter()
         .rev()
         .find(|m| m["role"] == "user")
-        .map(|m| content_text(&m["content"]))
+        .map(|m| prompt_text(&m["content"]))
         .unwrap_or_default();
     let tool_result = messages
         .last()
@@ -55,17 +72,25 @@ pub fn completions(inc: &Incoming) -> Reply {
     let (chunks, tool) = if let Some(result) = &t.tool_result {
         (sc.text_chunks(&tool_said(result)), None)
     } else if sc.wants_tool() {
-        let name = body["tools"][0]["function"]["name"]
-            .as_str()
-            .unwrap_or("echo_text")
-            .to_string();
         let text = if sc.echo_args {
             t.user_text.as_str()
         } else {
             "hello-from-tool"
         };
-        let args = json!({"text": text, "command": format!("echo {}", scenario::shell_quote(text))}).to_string();
-        (vec![], Some((next_id("call"), name, args)))
+        let tools: Vec<(&str, &Value)> = body["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t["function"]["name"].as_str()?, &t["function"]["parameters"])))
+            .collect();
+        let (name, args) = match scenario::pick_tool(&tools) {
+            Some((name, schema)) => (name.to_string(), scenario::tool_arguments(name, schema, text)),
+            None => (
+                "echo_text".to_string(),
+                json!({"text": text, "command": format!("echo {}", scenario::shell_quote(text))}),
+            ),
+        };
+        (vec![], Some((next_id("call"), name, args.to_string())))
     } else {
         (sc.text_chunks(&echo(&t.user_text)), None)
     };

@@ -13,6 +13,8 @@
 //! | `x-fake-body-bytes: N` | pad the answer by about N bytes |
 //! | `x-fake-chunk-chars: N` | stream the answer text in N-character deltas (splits words and placeholders) |
 //! | `x-fake-split-bytes: N` | write the response body in N-byte pieces (events split across reads) |
+//! | `FAKESTATUS<nnn>` in the API key (`x-api-key`, `authorization`) | answer status nnn: one account of several fails (routing tests) |
+//! | `FAKERETRY<n>` in the API key | a `retry-after` of n seconds on an injected 429/503/529 (default 1) |
 
 use http::HeaderMap;
 
@@ -36,7 +38,10 @@ fn header_num<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T
 
 impl Scenario {
     pub fn from(headers: &HeaderMap, user_text: &str) -> Scenario {
-        let status = header_num::<u16>(headers, "x-fake-status").or_else(|| status_trigger(user_text));
+        let key = api_key(headers);
+        let status = header_num::<u16>(headers, "x-fake-status")
+            .or_else(|| status_trigger(&key))
+            .or_else(|| status_trigger(user_text));
         let events = header_num::<usize>(headers, "x-fake-events")
             .or_else(|| user_text.contains("BIGANSWER").then_some(BIG_ANSWER_EVENTS));
         Scenario {
@@ -63,6 +68,23 @@ impl Scenario {
     pub fn wants_tool(&self) -> bool {
         self.tool || self.echo_args
     }
+}
+
+/// The request's API key, whichever header carries it ("" without one).
+pub fn api_key(headers: &HeaderMap) -> String {
+    ["x-api-key", "authorization", "api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `FAKERETRY30` in the API key: the injected error's `retry-after`.
+pub fn retry_after_trigger(headers: &HeaderMap) -> Option<u64> {
+    let key = api_key(headers);
+    let at = key.find("FAKERETRY")? + "FAKERETRY".len();
+    let digits: String = key[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
 }
 
 /// `FAKESTATUS429` anywhere in the text.
@@ -124,6 +146,37 @@ pub fn tool_said(result: &str) -> String {
 /// Token count the fake reports for a request: a quarter of its bytes.
 pub fn input_tokens(body_len: usize) -> u64 {
     (body_len as u64 / 4).max(1)
+}
+
+/// The arguments a tool call of the fake carries for a tool whose
+/// parameters are `schema`, so the real client can run it whatever shape
+/// the request was translated through: Claude Code's Bash gets a command,
+/// a Codex freeform tool offered as a function (one string `input`, as
+/// promptwall's translation offers it) gets Codex's exec input, anything
+/// else the text and an echo command.
+pub fn tool_arguments(name: &str, schema: &serde_json::Value, text: &str) -> serde_json::Value {
+    let props = &schema["properties"];
+    if name == "Bash" {
+        return serde_json::json!({"command": format!("echo {}", shell_quote(text)), "description": "Print the text"});
+    }
+    let only_input = props
+        .as_object()
+        .is_some_and(|p| p.len() == 1 && p.contains_key("input"));
+    if only_input {
+        return serde_json::json!({"input": format!("text({})", serde_json::Value::String(text.to_string()))});
+    }
+    serde_json::json!({"text": text, "command": format!("echo {}", shell_quote(text))})
+}
+
+/// Which of the offered tools (name, parameter schema) the fake calls:
+/// Bash when offered (Claude Code), else the first.
+pub fn pick_tool<'a>(tools: &[(&'a str, &'a serde_json::Value)]) -> Option<(&'a str, &'a serde_json::Value)> {
+    tools
+        .iter()
+        .find(|(n, _)| *n == "Bash")
+        .or_else(|| tools.iter().find(|(n, _)| *n == "exec"))
+        .or_else(|| tools.first())
+        .copied()
 }
 
 /// Single-quotes `s` for a POSIX shell.

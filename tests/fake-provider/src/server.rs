@@ -163,6 +163,13 @@ async fn handle(req: Request<HyperBody>, shared: Arc<Shared>, conn: ConnInfo) ->
         tokio::time::sleep(std::time::Duration::from_millis(shared.opts.think_delay_ms)).await;
     }
     let mut reply = route(&method, uri.path(), &inc);
+    if let Some(secs) = crate::scenario::retry_after_trigger(&headers) {
+        for (name, value) in reply.headers.iter_mut() {
+            if name.eq_ignore_ascii_case("retry-after") {
+                *value = secs.to_string();
+            }
+        }
+    }
     if let Some(n) = headers
         .get("x-fake-split-bytes")
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())

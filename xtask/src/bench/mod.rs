@@ -32,6 +32,20 @@ use serde_json::{json, Value};
 use scenario::{Plan, Route, Size};
 use services::Bins;
 
+/// The benched proxy's config: no interception, and one rule that sends the
+/// model `bench-translated` to a Chat upstream (the same fake, reached as
+/// api.openai.com through `[upstream.resolve]`).
+const TRANSLATED_ROUTE: &str = r#"[intercept]
+enabled = false
+[routing.upstreams.bench-chat]
+kind = "openai"
+api = "chat"
+[[routing.routes]]
+name = "bench-translated"
+models = ["bench-translated"]
+targets = ["bench-chat:gpt-bench"]
+"#;
+
 pub fn run(quick: bool, peers: bool) -> Result<()> {
     if let Ok(out) = std::env::var(netns::INNER_ENV) {
         return netns::inner(quick, Path::new(&out));
@@ -55,17 +69,13 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
 
     crate::step("pipeline alone on a ~1 MB transcript");
     report["pipeline"] = client_json(&bins, &["pipeline", "--iters", &plan.pipeline_iters.to_string()])?;
+    crate::step("budget stage alone: no limits, then ten");
+    let budget_iters = if quick { "2000" } else { "200000" };
+    report["budget"] = client_json(&bins, &["budget", "--iters", budget_iters])?;
 
     let fake_bind = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let first_fake = services::fake(&bins, &work, &fake_bind, 1)?;
-    let pw = services::promptwall(
-        &bins,
-        &work,
-        &first_fake,
-        true,
-        "full",
-        "[intercept]\nenabled = false\n",
-    )?;
+    let pw = services::promptwall(&bins, &work, &first_fake, true, "full", TRANSLATED_ROUTE)?;
     // The same proxy with `[audit] sync = "normal"`: what the per-commit fsync costs.
     let pw_normal = services::promptwall(
         &bins,
@@ -125,6 +135,36 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
         ],
         ..explicit.clone()
     };
+    // Translation's own cost: the same Chat upstream events (the fake
+    // steered by the prompt, since headers do not cross providers), asked
+    // for by a Chat client as is, and by a Messages client through a rule
+    // that translates both ways.
+    let with_triggers = |name: &'static str, args: &[&str]| Route {
+        name,
+        stream_target: [
+            explicit.stream_target.clone(),
+            args.iter().map(|a| a.to_string()).collect(),
+        ]
+        .concat(),
+        ..explicit.clone()
+    };
+    let stream_only = vec![
+        with_triggers(
+            "explicit, Chat → Chat (prompt-steered)",
+            &[
+                "--text-triggers",
+                "--chat",
+                "--path",
+                "/v1/chat/completions",
+                "--model",
+                "gpt-bench",
+            ],
+        ),
+        with_triggers(
+            "explicit, Messages → Chat, translated",
+            &["--text-triggers", "--model", "bench-translated"],
+        ),
+    ];
     let mut routes = vec![explicit.clone(), explicit_normal];
     let mut peer_guards = Vec::new();
     if peers {
@@ -157,7 +197,8 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
     report["nonstreaming"] = json!(nonstream);
 
     restart(&mut fake, 1)?;
-    report["streaming"] = json!(scenario::streaming(&bins.client(), &plan, &direct, &routes)?);
+    let stream_routes: Vec<Route> = routes.iter().cloned().chain(stream_only).collect();
+    report["streaming"] = json!(scenario::streaming(&bins.client(), &plan, &direct, &stream_routes)?);
     drop(peer_guards);
 
     crate::step(&format!("memory with {} open streams", plan.hold_streams));

@@ -190,6 +190,16 @@ pub fn markdown(r: &Value) -> String {
         p["report"]["counts"],
     );
 
+    md.push_str("\n### 3b. Budget stage alone (1 KB Messages request, admitted and settled)\n\n");
+    let b = &r["budget"];
+    let _ = writeln!(
+        md,
+        "| limits | ns/request | added ns |\n|---|---|---|\n| none | {} | – |\n| ten (every scope and measure) | {} | {} |",
+        fmt(num(b, "/no_limits_ns"), 0),
+        fmt(num(b, "/ten_limits_ns"), 0),
+        signed(num(b, "/added_ns"), 0),
+    );
+
     md.push_str("\n### 4. connect() to a non-provider address, eBPF attached vs detached\n\n");
     if r["connect"].is_object() {
         let c = &r["connect"];

@@ -89,7 +89,10 @@ pub fn promptwall(
     let explicit = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let transparent = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let resolve = if resolve {
-        format!("\"api.anthropic.com\" = \"{}\"\n", fake.addr)
+        format!(
+            "\"api.anthropic.com\" = \"{0}\"\n\"api.openai.com\" = \"{0}\"\n",
+            fake.addr
+        )
     } else {
         String::new()
     };
