@@ -2,11 +2,13 @@
 
 mod access;
 mod admin;
+mod admin_http;
 mod alerts;
 mod cli;
 mod config;
 mod fleet;
 mod intercept;
+mod metrics;
 
 use std::path::PathBuf;
 

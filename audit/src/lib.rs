@@ -41,6 +41,6 @@ pub use record::{AuditRecord, Fingerprint};
 pub use render::Format;
 pub use retention::RetentionPolicy;
 pub use routing::{Attempt, RoutingDetail, TranslationRecord};
-pub use ship::{CentralShipper, ShipperHandle};
+pub use ship::{CentralShipper, ShipProgress, ShipperHandle};
 pub use store::{AuditStore, SyncMode};
 pub use writer::{AuditWriter, WriterOptions};

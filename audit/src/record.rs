@@ -28,7 +28,8 @@ pub struct AuditRecord {
     pub host: Option<String>,
     pub method: Option<String>,
     pub path: Option<String>,
-    /// API shape: anthropic_messages, openai_chat, openai_responses, ...
+    /// API shape: anthropic.messages, openai.chat, openai.responses, ... (the
+    /// shape registry's names), or refused / passthrough.
     pub shape: Option<String>,
     pub model: Option<String>,
     /// HTTP status returned to the client; 0 if no response was produced.

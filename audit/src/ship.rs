@@ -314,12 +314,14 @@ impl CentralShipper {
         let poke = Arc::new(Notify::new());
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let (errors_tx, errors_rx) = watch::channel(0u64);
+        let (shipped_tx, shipped_rx) = watch::channel(None::<std::time::SystemTime>);
         let task_poke = poke.clone();
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
             loop {
                 let wait = match self.drain().await {
                     Ok(_) => {
+                        shipped_tx.send_replace(Some(std::time::SystemTime::now()));
                         backoff = Duration::from_millis(200);
                         self.interval
                     }
@@ -346,7 +348,10 @@ impl CentralShipper {
         ShipperHandle {
             poke,
             stop: stop_tx,
-            errors: errors_rx,
+            progress: ShipProgress {
+                errors: errors_rx,
+                shipped: shipped_rx,
+            },
             task: Some(task),
         }
     }
@@ -382,8 +387,28 @@ fn url_user(url: &str) -> Option<&str> {
 pub struct ShipperHandle {
     poke: Arc<Notify>,
     stop: watch::Sender<bool>,
-    errors: watch::Receiver<u64>,
+    progress: ShipProgress,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How shipping goes, readable while it runs (metrics, status).
+#[derive(Clone)]
+pub struct ShipProgress {
+    errors: watch::Receiver<u64>,
+    shipped: watch::Receiver<Option<std::time::SystemTime>>,
+}
+
+impl ShipProgress {
+    /// Failed shipping attempts so far (central store unreachable, ...).
+    pub fn failed_attempts(&self) -> u64 {
+        *self.errors.borrow()
+    }
+
+    /// When the spool was last drained to the central store (every row
+    /// written before then had shipped).
+    pub fn last_drained(&self) -> Option<std::time::SystemTime> {
+        *self.shipped.borrow()
+    }
 }
 
 impl ShipperHandle {
@@ -394,7 +419,11 @@ impl ShipperHandle {
 
     /// Failed shipping attempts so far (central store unreachable, ...).
     pub fn failed_attempts(&self) -> u64 {
-        *self.errors.borrow()
+        self.progress.failed_attempts()
+    }
+
+    pub fn progress(&self) -> ShipProgress {
+        self.progress.clone()
     }
 
     /// Stops after a last drain attempt.

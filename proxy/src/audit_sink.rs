@@ -36,6 +36,8 @@ pub struct Recorder {
     scrub: Scrubber,
     stats: Stats,
     space: Arc<crate::audit_space::AuditSpace>,
+    /// Metrics, traces and the live view learn of each committed row.
+    pub observers: crate::observe::Observers,
 }
 
 impl Recorder {
@@ -48,6 +50,7 @@ impl Recorder {
             scrub,
             stats,
             space: Arc::new(space),
+            observers: Default::default(),
         }
     }
 
@@ -55,12 +58,31 @@ impl Recorder {
     /// that is not `Sync` can await it.
     pub fn commit(&self, ex: Exchange) -> impl Future<Output = Result<(), AuditFailed>> + Send + 'static {
         let id = ex.id.clone();
+        let started = ex.started_wall;
+        let duration = ex.duration.unwrap_or_else(|| ex.started.elapsed());
+        let added = ex
+            .ttfb
+            .filter(|_| ex.dispatched)
+            .map(|ttfb| ttfb.saturating_sub(ex.upstream_wait));
+        let first_chunk = ex.first_chunk;
         let mut row = ex.into_record();
         (self.scrub)(&mut row);
+        // Only a row someone observes is copied.
+        let observers = (!self.observers.is_empty()).then(|| (self.observers.clone(), row.clone()));
         let write = (self.sink)(row);
         let stats = self.stats.clone();
         async move {
             let result = write.await;
+            if let Some((observers, row)) = observers {
+                observers.notify(&crate::observe::Observed {
+                    row: &row,
+                    committed: result.is_ok(),
+                    started,
+                    duration,
+                    added,
+                    first_chunk,
+                });
+            }
             stats.audit_unhealthy.store(result.is_err(), Ordering::Relaxed);
             result.map_err(|e| {
                 stats.audit_errors.fetch_add(1, Ordering::Relaxed);
@@ -121,6 +143,40 @@ mod tests {
             .await
             .unwrap();
         assert!(!working.is_unhealthy(), "a committed row reopens the gate");
+    }
+
+    struct Seen(std::sync::Mutex<Vec<(String, bool, Option<std::time::Duration>)>>);
+    impl crate::observe::Observer for Seen {
+        fn observe(&self, seen: &crate::observe::Observed<'_>) {
+            let row = (seen.row.cmdline.clone().unwrap_or_default(), seen.committed, seen.added);
+            self.0.lock().unwrap().push(row);
+        }
+    }
+
+    #[tokio::test]
+    async fn observers_see_each_row_as_stored_with_whether_it_committed_and_what_promptwall_added() {
+        let seen = Arc::new(Seen(Default::default()));
+        for store_works in [true, false] {
+            let (recorder, _) = recorder(store_works);
+            let recorder = Recorder {
+                scrub: Arc::new(|row| row.cmdline = Some("[scrubbed]".into())),
+                ..recorder
+            };
+            recorder.observers.add(seen.clone());
+            let mut ex = Exchange::new(Listener::Explicit, Client::default());
+            ex.dispatched = true;
+            ex.ttfb = Some(std::time::Duration::from_millis(50));
+            ex.upstream_wait = std::time::Duration::from_millis(45);
+            let _ = recorder.commit(ex).await;
+        }
+        let added = Some(std::time::Duration::from_millis(5));
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![
+                ("[scrubbed]".to_string(), true, added),
+                ("[scrubbed]".to_string(), false, added)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -58,6 +58,9 @@ pub struct ListenConfig {
     pub transparent: Option<SocketAddr>,
     /// Unix admin socket used by `promptwall status`.
     pub admin_socket: PathBuf,
+    /// HTTP admin listener: Prometheus `/metrics`. None: not served.
+    /// Unauthenticated, so keep it on loopback or a scrape-only network.
+    pub admin_http: Option<SocketAddr>,
     /// Response header, on every listener, carrying promptwall's id of the
     /// exchange (the audit row's request id). Empty: no header is added.
     pub request_id_header: String,
@@ -205,6 +208,7 @@ impl Default for ListenConfig {
             explicit_tls: None,
             transparent: Some("127.0.0.1:15443".parse().unwrap()),
             admin_socket: "/run/promptwall/admin.sock".into(),
+            admin_http: None,
             request_id_header: DEFAULT_REQUEST_ID_HEADER.into(),
         }
     }

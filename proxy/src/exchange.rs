@@ -211,6 +211,13 @@ pub struct Exchange {
     pub dispatched: bool,
     /// Time to the provider's response head.
     pub ttfb: Option<Duration>,
+    /// Time spent waiting on providers for response heads (every attempt),
+    /// so what promptwall adds is `ttfb - upstream_wait`.
+    pub upstream_wait: Duration,
+    /// Time to the first chunk of a streamed answer the client received.
+    pub first_chunk: Option<Duration>,
+    /// Wall-clock start (the same instant as `ts`), for traces.
+    pub started_wall: std::time::SystemTime,
     /// Set when the exchange ends; `None` means "now" at commit time.
     pub duration: Option<Duration>,
     /// Bodies as the provider saw them, when `[audit] capture_bodies` is on.
@@ -314,6 +321,9 @@ impl Exchange {
             response_bytes: 0,
             dispatched: false,
             ttfb: None,
+            upstream_wait: Duration::ZERO,
+            first_chunk: None,
+            started_wall: std::time::SystemTime::now(),
             duration: None,
             request_body: None,
             response_body: None,

@@ -17,6 +17,7 @@ pub mod fingerprint_key;
 pub mod forward;
 pub mod headers;
 pub mod inspect;
+pub mod observe;
 pub mod origin;
 pub mod passthrough;
 pub mod peer;

@@ -125,9 +125,15 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("/usr/lib/postgresql", "postgresql"),
 ];
 
-fn apt_install() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
+/// Installed without their recommendations (a node exporter would start
+/// listening), for the tests only.
+const APT_PACKAGES_BARE: &[(&str, &str)] = &[
+    // metrics test: a real Prometheus scrapes /metrics
+    ("prometheus", "prometheus"),
+];
+
+fn missing_packages(list: &[(&'static str, &'static str)]) -> Vec<&'static str> {
+    list.iter()
         .filter(|(probe, _)| {
             if probe.starts_with('/') {
                 !Path::new(probe).exists()
@@ -136,7 +142,12 @@ fn apt_install() -> Result<()> {
             }
         })
         .map(|(_, pkg)| *pkg)
-        .collect();
+        .collect()
+}
+
+fn apt_install() -> Result<()> {
+    let missing = missing_packages(APT_PACKAGES);
+    let bare = missing_packages(APT_PACKAGES_BARE);
     // python3-venv is needed on Debian's python; pyenv pythons have venv built in.
     let venv_ok = Command::new("python3")
         .args(["-c", "import venv, ensurepip"])
@@ -146,19 +157,31 @@ fn apt_install() -> Result<()> {
     if !venv_ok {
         missing.push("python3-venv");
     }
-    if missing.is_empty() {
+    if missing.is_empty() && bare.is_empty() {
         step("apt packages: all present");
         return Ok(());
     }
     if !is_root() {
-        bail!("missing packages {missing:?}; run `cargo xtask setup` as root (or install them with apt-get)");
+        let all = [missing, bare].concat();
+        bail!("missing packages {all:?}; run `cargo xtask setup` as root (or install them with apt-get)");
     }
-    step(&format!("apt-get install {}", missing.join(" ")));
+    step(&format!(
+        "apt-get install {}",
+        [missing.clone(), bare.clone()].concat().join(" ")
+    ));
     run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-qq"])
-        .args(&missing))?;
+    if !missing.is_empty() {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq"])
+            .args(&missing))?;
+    }
+    if !bare.is_empty() {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&bare))?;
+    }
     Ok(())
 }
 

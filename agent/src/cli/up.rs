@@ -47,7 +47,17 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
         .map(crate::alerts::Webhook::load)
         .collect::<anyhow::Result<Vec<_>>>()?;
     let alerts = crate::alerts::Alerts::new(promptwall_audit::Outbox::new(&store), webhooks, machine_id.clone());
-    let audit = with_secret_alerts(audit_sink(writer, machine_id.clone()), alerts.clone());
+    // Metrics are kept only when something reads them.
+    let metrics = match config.listen.admin_http {
+        Some(_) => Some(Arc::new(crate::metrics::Metrics::new(Arc::new(
+            promptwall_audit::PriceTable::load(config.audit.price_table.as_deref())?,
+        )))),
+        None => None,
+    };
+    let audit = with_secret_alerts(
+        timed(audit_sink(writer, machine_id.clone()), metrics.clone()),
+        alerts.clone(),
+    );
 
     let tls = crate::cli::ca::load_server_tls(&config).context("cannot load the org CA for TLS termination")?;
     if config.intercept.enabled && tls.is_none() {
@@ -118,10 +128,24 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
             intercept.as_ref().map(|i| i.status_fn()),
         ));
     }
+    let admin_http = match &metrics {
+        Some(m) => {
+            running.proxy.recorder.observers.add(m.clone());
+            m.add_source(daemon_samples(
+                stats.clone(),
+                intercept.as_ref().map(|i| i.status_fn()),
+                shipper.as_ref().map(|s| s.progress()),
+            ));
+            let addr = config.listen.admin_http.expect("metrics exist only with admin_http");
+            Some(crate::admin_http::serve(addr, m.clone()).await?)
+        }
+        None => None,
+    };
     let listeners = serde_json::json!({
         "explicit": running.explicit.map(|a| a.to_string()),
         "explicit_tls": running.explicit_tls.map(|a| a.to_string()),
         "transparent": running.transparent.map(|a| a.to_string()),
+        "admin_http": admin_http.as_ref().map(|a| a.addr.to_string()),
     });
     let intercept_status = intercept.as_ref().map(|i| i.status_fn());
     let started = std::time::Instant::now();
@@ -161,7 +185,7 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
     // Readiness line for scripts and tests.
     println!(
         "{}",
-        serde_json::json!({"ready": true, "explicit": running.explicit, "explicit_tls": running.explicit_tls, "transparent": running.transparent})
+        serde_json::json!({"ready": true, "explicit": running.explicit, "explicit_tls": running.explicit_tls, "transparent": running.transparent, "admin_http": admin_http.as_ref().map(|a| a.addr)})
     );
     tracing::info!(explicit = ?running.explicit, transparent = ?running.transparent, "promptwall is up");
 
@@ -211,6 +235,111 @@ fn with_secret_alerts(inner: AuditSink, alerts: crate::alerts::Alerts) -> AuditS
             result
         })
     })
+}
+
+/// Times each row's commit for `promptwall_audit_write_seconds`.
+fn timed(inner: AuditSink, metrics: Option<Arc<crate::metrics::Metrics>>) -> AuditSink {
+    let Some(metrics) = metrics else { return inner };
+    Arc::new(move |rec: AuditRecord| {
+        let timer = metrics.audit_write_started();
+        let write = inner(rec);
+        Box::pin(async move {
+            let result = write.await;
+            drop(timer);
+            result
+        })
+    })
+}
+
+/// What the daemon already counts, read at each scrape.
+fn daemon_samples(
+    stats: promptwall_proxy::stats::Stats,
+    intercept: Option<crate::admin::StatusFn>,
+    shipping: Option<promptwall_audit::ShipProgress>,
+) -> impl Fn() -> Vec<crate::metrics::Sample> + Send + Sync + 'static {
+    use crate::metrics::Sample;
+    use std::sync::atomic::Ordering::Relaxed;
+    move || {
+        let tls = "TLS connections by outcome: intercepted (terminated and inspected), passthrough (spliced), handshake_failed";
+        let mut out = vec![
+            Sample::counter(
+                "promptwall_connections",
+                "Client connections accepted on every listener",
+                stats.connections.load(Relaxed),
+            ),
+            Sample::counter("promptwall_tls_connections", tls, stats.tls_intercepted.load(Relaxed))
+                .with("outcome", "intercepted"),
+            Sample::counter("promptwall_tls_connections", tls, stats.tls_passthrough.load(Relaxed))
+                .with("outcome", "passthrough"),
+            Sample::counter(
+                "promptwall_tls_connections",
+                tls,
+                stats.tls_handshake_failures.load(Relaxed),
+            )
+            .with("outcome", "handshake_failed"),
+            Sample::counter(
+                "promptwall_audit_errors",
+                "Audit rows the store refused (each failed its exchange)",
+                stats.audit_errors.load(Relaxed),
+            ),
+            Sample::gauge(
+                "promptwall_audit_healthy",
+                "1 while rows commit; 0 while the store refuses them (new requests are refused then)",
+                if stats.audit_unhealthy.load(Relaxed) { 0.0 } else { 1.0 },
+            ),
+            Sample::gauge(
+                "promptwall_learned_passthroughs",
+                "Programs whose certificate rejections made their connections pass uninspected",
+                stats.learned.learned().len() as f64,
+            ),
+        ];
+        if let Some(status) = intercept.as_ref().map(|f| f()) {
+            let events = "Redirect events counted by the eBPF programs (map promptwall counters), by event";
+            if let Some(counters) = status.get("counters").and_then(|c| c.as_object()) {
+                for (event, n) in counters {
+                    out.push(
+                        Sample::counter("promptwall_intercept_events", events, n.as_u64().unwrap_or(0))
+                            .with("event", event.clone()),
+                    );
+                }
+            }
+            if let Some(age) = status.get("heartbeat_age_ms").and_then(|a| a.as_u64()) {
+                out.push(Sample::gauge(
+                    "promptwall_intercept_heartbeat_age_seconds",
+                    "Age of the redirect's last heartbeat (the eBPF programs still run while it is small)",
+                    age as f64 / 1000.0,
+                ));
+            }
+            let prefixes = status
+                .get("provider_prefixes")
+                .and_then(|p| p.as_array())
+                .map_or(0, |p| p.len());
+            out.push(Sample::gauge(
+                "promptwall_intercept_provider_prefixes",
+                "Provider address prefixes currently redirected",
+                prefixes as f64,
+            ));
+        }
+        if let Some(shipping) = &shipping {
+            out.push(Sample::counter(
+                "promptwall_central_ship_failures",
+                "Failed attempts to ship audit rows to the central store",
+                shipping.failed_attempts(),
+            ));
+            if let Some(at) = shipping.last_drained() {
+                let secs = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                out.push(Sample::gauge(
+                    "promptwall_central_last_drained_timestamp_seconds",
+                    "When the local spool was last fully shipped; shipping lag is time() minus this",
+                    secs,
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// The durable writer behind the proxy's audit sink; rows carry this

@@ -214,7 +214,9 @@ impl Dispatch<'_> {
         *req.headers_mut().expect("builder has no error yet") = headers;
         let req = req.body(body).expect("method, uri and headers are valid");
         ex.dispatched = true;
+        let sent = std::time::Instant::now();
         let answer = tokio::time::timeout(timeout, self.upstream.client.request(req)).await;
+        ex.upstream_wait += sent.elapsed();
         match answer {
             Ok(Ok(resp)) => {
                 ex.ttfb = Some(ex.started.elapsed());

@@ -196,6 +196,11 @@ where
         // With a Content-Length the client knows the answer is complete at
         // its last byte, so that byte waits for the audit commit.
         let exact_len = upstream.size_hint().exact();
+        let streamed = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -239,9 +244,14 @@ where
                                     held = out;
                                     continue;
                                 }
-                                if !out.is_empty() && tx.send(Ok(Frame::data(out))).await.is_err() {
-                                    client_gone = true;
-                                    break;
+                                if !out.is_empty() {
+                                    if streamed && ex.first_chunk.is_none() {
+                                        ex.first_chunk = Some(ex.started.elapsed());
+                                    }
+                                    if tx.send(Ok(Frame::data(out))).await.is_err() {
+                                        client_gone = true;
+                                        break;
+                                    }
                                 }
                             }
                             Err(frame) => {

@@ -132,7 +132,10 @@ impl<'a> Stage for Upgrade<'a> {
         let mut upstream_req = Request::builder().method(parts.method).uri(target.uri.clone());
         *upstream_req.headers_mut().expect("valid builder") = headers;
         let upstream_req = upstream_req.body(body::empty()).expect("valid request");
-        let mut resp = self.upstream.client.request(upstream_req).await.map_err(|e| {
+        let sent = std::time::Instant::now();
+        let answer = self.upstream.client.request(upstream_req).await;
+        ex.upstream_wait += sent.elapsed();
+        let mut resp = answer.map_err(|e| {
             let detail = error_chain(&e);
             ex.error = Some(format!("upstream {} unreachable: {detail}", target.host));
             Refusal::new(

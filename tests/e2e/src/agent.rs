@@ -40,6 +40,9 @@ pub struct AgentConfig {
     pub audit_extra: String,
     /// Extra environment for the daemon (e.g. PROMPTWALL_LOG).
     pub env: Vec<(String, String)>,
+    /// `listen.admin_http` (Prometheus `/metrics`); port 0 lets the agent
+    /// pick, [`Agent::admin_http`] has the bound address.
+    pub admin_http: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -55,6 +58,7 @@ impl AgentConfig {
             toml_extra: String::new(),
             audit_extra: String::new(),
             env: vec![],
+            admin_http: None,
         }
     }
 
@@ -69,6 +73,9 @@ impl AgentConfig {
         );
         if let Some(addr) = self.explicit_tls {
             t += &format!("explicit_tls = {}\n", toml_str(&addr.to_string()));
+        }
+        if let Some(addr) = self.admin_http {
+            t += &format!("admin_http = {}\n", toml_str(&addr.to_string()));
         }
         t += "\n";
         t += &format!("[ca]\ndir = {}\n\n", q(&dir.join("ca")));
@@ -132,6 +139,8 @@ pub struct Agent {
     pub explicit: SocketAddr,
     /// The explicit HTTPS listener's bound address, when configured.
     pub explicit_tls: Option<SocketAddr>,
+    /// The admin HTTP listener's bound address (`/metrics`), when configured.
+    pub admin_http: Option<SocketAddr>,
     child: Child,
     stderr_path: PathBuf,
 }
@@ -161,6 +170,7 @@ impl Agent {
             config_path,
             explicit: config.explicit,
             explicit_tls: None,
+            admin_http: None,
             child,
             stderr_path,
         };
@@ -204,6 +214,7 @@ impl Agent {
             self.explicit = addr;
         }
         self.explicit_tls = ready["explicit_tls"].as_str().and_then(|a| a.parse().ok());
+        self.admin_http = ready["admin_http"].as_str().and_then(|a| a.parse().ok());
         self.wait_port();
     }
 

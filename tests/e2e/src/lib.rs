@@ -20,12 +20,14 @@ pub mod clients;
 pub mod netns;
 pub mod paths;
 pub mod process;
+pub mod prometheus;
 pub mod transparent;
 
 pub use agent::{Agent, AgentConfig, AuditRow};
 pub use clients::TestClients;
 pub use netns::Namespace;
 pub use process::{run_bounded, RunOutput};
+pub use prometheus::Prometheus;
 pub use promptwall_fake_provider::{FakeHandle, FakeOptions, FakeProvider, RecordedRequest};
 pub use transparent::{TransparentEnv, TransparentOptions};
 
