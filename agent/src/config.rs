@@ -10,6 +10,7 @@
 //! | `[audit]`, `[audit.central]` | [`promptwall_audit::AuditConfig`] | audit |
 //! | `[intercept]` | [`crate::intercept::config::InterceptConfig`] | agent (redirect) |
 //! | `[alerts]` | [`crate::alerts::AlertsConfig`] | agent |
+//! | `[traces]` | [`crate::traces::TracesConfig`] | agent |
 //! | `machine_id` | here | agent |
 //!
 //! Loading, through figment, later sources overriding earlier ones:
@@ -85,6 +86,8 @@ pub struct AgentConfig {
     pub quota: QuotaConfig,
     /// Signed webhooks for budget crossings, anomalies, blocked secrets…
     pub alerts: AlertsConfig,
+    /// OTLP traces, one span per exchange (off unless an endpoint is set).
+    pub traces: crate::traces::TracesConfig,
 }
 
 impl Default for AgentConfig {
@@ -102,6 +105,7 @@ impl Default for AgentConfig {
             routing: RoutingConfig::default(),
             quota: QuotaConfig::default(),
             alerts: AlertsConfig::default(),
+            traces: crate::traces::TracesConfig::default(),
         }
     }
 }
@@ -163,6 +167,9 @@ impl AgentConfig {
         self.alerts
             .check()
             .map_err(|why| ConfigError::Invalid(format!("[alerts]: {why}")))?;
+        self.traces
+            .check()
+            .map_err(|why| ConfigError::Invalid(format!("[traces]: {why}")))?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod config;
 mod fleet;
 mod intercept;
 mod metrics;
+mod traces;
 
 use std::path::PathBuf;
 

@@ -474,7 +474,7 @@ fn estimate_cost(prices: &PriceTable, row: &AuditRecord) -> Option<f64> {
 
 /// `gen_ai.operation.name` of a row's API shape; None for what is not a
 /// GenAI operation (token counting, model lists, spliced connections).
-fn operation_name(row: &AuditRecord) -> Option<&'static str> {
+pub(crate) fn operation_name(row: &AuditRecord) -> Option<&'static str> {
     if !row.llm {
         return None;
     }
@@ -486,7 +486,7 @@ fn operation_name(row: &AuditRecord) -> Option<&'static str> {
 }
 
 /// `gen_ai.provider.name` (well-known values of the conventions).
-fn provider_name(provider: &str) -> String {
+pub(crate) fn provider_name(provider: &str) -> String {
     match provider {
         "chatgpt" => "openai".to_string(),
         other => other.to_string(),
@@ -495,7 +495,7 @@ fn provider_name(provider: &str) -> String {
 
 /// `error.type`: empty when the operation succeeded; else the HTTP status,
 /// or what ended it without one.
-fn error_type(row: &AuditRecord, committed: bool) -> String {
+pub(crate) fn error_type(row: &AuditRecord, committed: bool) -> String {
     if !committed {
         return "audit_failed".into();
     }

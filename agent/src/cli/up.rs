@@ -128,6 +128,14 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
             intercept.as_ref().map(|i| i.status_fn()),
         ));
     }
+    let traces = if config.traces.enabled() {
+        let traces = Arc::new(crate::traces::Traces::start(&config.traces, &machine_id)?);
+        running.proxy.recorder.observers.add(traces.clone());
+        tracing::info!(endpoint = %config.traces.endpoint, "exporting a span per exchange over OTLP");
+        Some(traces)
+    } else {
+        None
+    };
     let admin_http = match &metrics {
         Some(m) => {
             running.proxy.recorder.observers.add(m.clone());
@@ -194,6 +202,10 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: detaching the redirect first so traffic goes direct");
     drop(intercept);
     drop(running);
+    if let Some(traces) = traces {
+        // Blocking: the SDK flushes its batch over HTTP.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
     if let Some(s) = shipper {
         s.shutdown().await;
     }
