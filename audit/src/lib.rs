@@ -36,7 +36,7 @@ pub use config::{AuditConfig, CentralConfig};
 pub use cost::{estimate_cost, PriceTable, Usage};
 pub use error::AuditError;
 pub use outbox::{Outbox, Pending};
-pub use query::{AgentSummary, QueryFilter, TopBy, TopRow};
+pub use query::{AgentSummary, Bucket, QueryFilter, RepeatedFingerprint, SeriesPoint, TopBy, TopRow};
 pub use record::{AuditRecord, Fingerprint};
 pub use render::Format;
 pub use retention::RetentionPolicy;

@@ -240,6 +240,53 @@ pub struct TopRow {
     pub redacted: i64,
 }
 
+/// Width of a [`SeriesPoint`]'s bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    /// Characters of the RFC3339 `ts` that name the bucket
+    /// (`2025-01-31T12` / `2025-01-31`): a prefix both databases cut alike.
+    fn prefix_len(self) -> i64 {
+        match self {
+            Bucket::Hour => 13,
+            Bucket::Day => 10,
+        }
+    }
+}
+
+/// Requests, tokens, cost, blocks and redactions of one key in one bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// `2025-01-31T12` (hour) or `2025-01-31` (day), UTC.
+    pub bucket: String,
+    pub key: Option<String>,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub blocked: i64,
+    pub redacted: i64,
+}
+
+/// A blocked secret's fingerprint seen more than once: the same credential
+/// pasted again (never its value).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepeatedFingerprint {
+    pub kind: String,
+    pub fingerprint: String,
+    pub times: i64,
+    pub users: Vec<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// bucket, key, requests, input, output, cost, blocked, redacted.
+type SeriesSqlRow = (String, Option<String>, i64, i64, i64, f64, i64, i64);
+
 /// key, requests, input, output, cost, blocked, redacted.
 type TopSqlRow = (Option<String>, i64, i64, i64, f64, i64, i64);
 /// findings, input, output, cost, verdict.
@@ -374,6 +421,98 @@ impl AuditStore {
                 },
             )
             .collect())
+    }
+
+    /// [`top`](Self::top) per time bucket (`by` a column, not `Kind`),
+    /// oldest bucket first.
+    pub async fn series(
+        &self,
+        by: TopBy,
+        bucket: Bucket,
+        filter: &QueryFilter,
+    ) -> Result<Vec<SeriesPoint>, AuditError> {
+        if by == TopBy::Kind {
+            return Err(AuditError::BadFilter(
+                "a time series by kind is not kept; use by user, tool, model, machine or exe".into(),
+            ));
+        }
+        let (cond, values) = filter.where_clause(Utc::now())?;
+        let col = by.column();
+        let n = bucket.prefix_len();
+        let sql = format!(
+            "SELECT substr(ts, 1, {n}) AS b, {col}, COUNT(*), \
+             CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), \
+             CAST(COALESCE(SUM(CASE WHEN verdict = 'blocked' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN verdict = 'redacted' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM audit_log{cond} GROUP BY b, {col} ORDER BY b, {col}"
+        );
+        let rows: Vec<SeriesSqlRow> =
+            on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(bucket, key, requests, input_tokens, output_tokens, cost_usd, blocked, redacted)| SeriesPoint {
+                    bucket,
+                    key,
+                    requests,
+                    input_tokens,
+                    output_tokens,
+                    cost_usd,
+                    blocked,
+                    redacted,
+                },
+            )
+            .collect())
+    }
+
+    /// Blocked secrets whose fingerprint appears more than once, most
+    /// repeated first.
+    pub async fn repeated_fingerprints(&self, filter: &QueryFilter) -> Result<Vec<RepeatedFingerprint>, AuditError> {
+        let (cond, values) = filter.where_clause(Utc::now())?;
+        let extra = if cond.is_empty() {
+            " WHERE fingerprints <> '[]'"
+        } else {
+            " AND fingerprints <> '[]'"
+        };
+        let sql = format!("SELECT fingerprints, \"user\", ts FROM audit_log{cond}{extra}");
+        let rows: Vec<(String, Option<String>, String)> =
+            on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
+        let mut seen: BTreeMap<(String, String), RepeatedFingerprint> = BTreeMap::new();
+        for (fingerprints, user, ts) in rows {
+            let fps: Vec<crate::Fingerprint> = serde_json::from_str(&fingerprints).map_err(|e| {
+                AuditError::BadFilter(format!(
+                    "unreadable fingerprints {fingerprints:?}: {e}; run `promptwall audit verify`"
+                ))
+            })?;
+            for fp in fps {
+                let entry = seen
+                    .entry((fp.kind.clone(), fp.fp.clone()))
+                    .or_insert_with(|| RepeatedFingerprint {
+                        kind: fp.kind,
+                        fingerprint: fp.fp,
+                        times: 0,
+                        users: Vec::new(),
+                        first_seen: ts.clone(),
+                        last_seen: ts.clone(),
+                    });
+                entry.times += 1;
+                if let Some(u) = &user {
+                    if !entry.users.contains(u) {
+                        entry.users.push(u.clone());
+                    }
+                }
+                if ts < entry.first_seen {
+                    entry.first_seen = ts.clone();
+                }
+                if ts > entry.last_seen {
+                    entry.last_seen = ts.clone();
+                }
+            }
+        }
+        let mut out: Vec<RepeatedFingerprint> = seen.into_values().filter(|f| f.times > 1).collect();
+        out.sort_by(|a, b| b.times.cmp(&a.times).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
+        Ok(out)
     }
 
     /// Kinds live in the findings JSON; aggregate in Rust so the SQL stays

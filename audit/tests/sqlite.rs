@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use common::{record, Req};
 use promptwall_audit::chain::BreakKind;
 use promptwall_audit::render::{self, Format};
-use promptwall_audit::{AuditError, AuditRecord, AuditStore, AuditWriter, QueryFilter, TopBy, WriterOptions};
+use promptwall_audit::{AuditError, AuditRecord, AuditStore, AuditWriter, Bucket, QueryFilter, TopBy, WriterOptions};
 
 async fn fresh() -> (tempfile::TempDir, String, AuditStore, AuditWriter) {
     let dir = tempfile::tempdir().unwrap();
@@ -1281,4 +1281,63 @@ async fn a_store_from_before_routing_migrates_and_still_verifies() {
     drop(writer);
     let reopened = AuditStore::open_read_only(&url).await.unwrap();
     assert!(reopened.verify(None).await.unwrap().is_intact());
+}
+
+#[tokio::test]
+async fn a_series_sums_to_the_top_table_bucket_by_bucket() {
+    let (_dir, _url, store, writer) = fresh().await;
+    seed(&writer).await;
+    let all = QueryFilter::default();
+    let series = store.series(TopBy::Tool, Bucket::Hour, &all).await.unwrap();
+    let top = store.top(TopBy::Tool, &all).await.unwrap();
+    for row in &top {
+        let points: Vec<_> = series.iter().filter(|p| p.key == row.key).collect();
+        assert_eq!(
+            points.iter().map(|p| p.requests).sum::<i64>(),
+            row.requests,
+            "{:?}",
+            row.key
+        );
+        assert_eq!(points.iter().map(|p| p.input_tokens).sum::<i64>(), row.input_tokens);
+        assert_eq!(points.iter().map(|p| p.blocked).sum::<i64>(), row.blocked);
+    }
+    assert!(series.windows(2).all(|w| w[0].bucket <= w[1].bucket), "oldest first");
+    assert!(series.iter().all(|p| p.bucket.len() == 13), "hour buckets: {series:?}");
+    let days = store.series(TopBy::User, Bucket::Day, &all).await.unwrap();
+    assert!(days.iter().all(|p| p.bucket.len() == 10), "{days:?}");
+    let err = store.series(TopBy::Kind, Bucket::Day, &all).await.unwrap_err();
+    assert!(err.to_string().contains("by user"), "{err}");
+}
+
+#[tokio::test]
+async fn the_same_secret_blocked_twice_is_reported_as_repeated_with_who_pasted_it() {
+    let (_dir, _url, store, writer) = fresh().await;
+    for (minutes_ago, user) in [(30, "alice"), (20, "bob"), (10, "alice")] {
+        writer
+            .write(record(Req {
+                minutes_ago,
+                user,
+                verdict: "blocked",
+                status: 422,
+                findings: &[("aws_access_key", 1)],
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    writer
+        .write(record(Req {
+            verdict: "blocked",
+            status: 422,
+            findings: &[("github_key", 1)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let repeated = store.repeated_fingerprints(&QueryFilter::default()).await.unwrap();
+    assert_eq!(repeated.len(), 1, "a secret seen once is not repeated: {repeated:?}");
+    let r = &repeated[0];
+    assert_eq!((r.kind.as_str(), r.times), ("aws_access_key", 3));
+    assert_eq!(r.users, vec!["alice".to_string(), "bob".to_string()]);
+    assert!(r.first_seen < r.last_seen);
 }
