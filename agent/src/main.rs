@@ -10,6 +10,7 @@ mod fleet;
 mod intercept;
 mod metrics;
 mod traces;
+mod ui;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,8 @@ enum Command {
     Cleanup(intercept::CleanupArgs),
     /// Check this machine's setup: kernel, eBPF, nftables, service, CA, trust per client.
     Doctor(cli::doctor::DoctorArgs),
+    /// Serve the web UI (live requests, spend, protection) from an audit store.
+    Ui(ui::UiArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +85,7 @@ fn main() -> anyhow::Result<()> {
             Command::Route(cmd) => cli::route::run(cmd, &config).await,
             Command::Cleanup(args) => intercept::cleanup(args, &config).await,
             Command::Doctor(args) => cli::doctor::run(args, &config).await,
+            Command::Ui(args) => ui::run(args, &config).await,
         }
     })
 }

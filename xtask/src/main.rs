@@ -130,6 +130,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 const APT_PACKAGES_BARE: &[(&str, &str)] = &[
     // metrics test: a real Prometheus scrapes /metrics
     ("prometheus", "prometheus"),
+    // UI tests: a real browser, headless
+    ("chromium", "chromium"),
 ];
 
 fn missing_packages(list: &[(&'static str, &'static str)]) -> Vec<&'static str> {

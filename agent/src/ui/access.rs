@@ -1,0 +1,160 @@
+//! Who may see the UI. Decided apart from serving, one test per case.
+//!
+//! On a machine the UI listens on loopback and asks for the token
+//! `promptwall ui` prints (in the URL it opens, then as a cookie), so another
+//! local user who finds the port sees nothing; reading the store itself
+//! already takes root or the `promptwall` group. For the fleet it sits behind
+//! the org's SSO reverse proxy: an identity header is believed only from the
+//! proxy addresses configured, never from anyone else.
+
+use std::net::IpAddr;
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderName};
+use sha2::{Digest, Sha256};
+
+/// Name of the session cookie holding the token.
+pub const COOKIE_NAME: &str = "pw_ui";
+
+#[derive(Debug, Clone)]
+pub struct AccessPolicy {
+    token_digest: [u8; 32],
+    trusted_proxies: Vec<IpAddr>,
+    identity_header: Option<HeaderName>,
+}
+
+/// Who is looking, as far as the UI knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Viewer {
+    /// Holds the token `promptwall ui` printed.
+    TokenHolder,
+    /// Named by the trusted reverse proxy.
+    Named(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Allowed(Viewer),
+    /// The token arrived in the URL: set the cookie and send the browser on
+    /// without it (so it leaves the address bar and history).
+    SetCookie,
+    Refused,
+}
+
+impl AccessPolicy {
+    pub fn new(token: &str, trusted_proxies: Vec<IpAddr>, identity_header: Option<HeaderName>) -> AccessPolicy {
+        AccessPolicy {
+            token_digest: Sha256::digest(token.as_bytes()).into(),
+            trusted_proxies,
+            identity_header,
+        }
+    }
+
+    /// Compares digests, so the time taken says nothing about the token.
+    fn is_token(&self, candidate: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        d == self.token_digest
+    }
+
+    pub fn decide(&self, peer: IpAddr, headers: &HeaderMap, query_token: Option<&str>) -> Access {
+        if let Some(header) = &self.identity_header {
+            if self.trusted_proxies.contains(&peer) {
+                if let Some(name) = headers
+                    .get(header)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                {
+                    return Access::Allowed(Viewer::Named(name.to_string()));
+                }
+            }
+        }
+        // A token in the URL is moved into the cookie even when one is set,
+        // so it never stays in the address bar.
+        if query_token.is_some_and(|t| self.is_token(t)) {
+            return Access::SetCookie;
+        }
+        let bearer = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let cookie = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+            .find(|t| self.is_token(t));
+        if cookie.is_some() || bearer.is_some_and(|t| self.is_token(t)) {
+            return Access::Allowed(Viewer::TokenHolder);
+        }
+        Access::Refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> AccessPolicy {
+        AccessPolicy::new(
+            "s3cret",
+            vec!["10.0.0.5".parse().unwrap()],
+            Some(HeaderName::from_static("x-forwarded-user")),
+        )
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    const LOCAL: &str = "127.0.0.1";
+
+    #[test]
+    fn nobody_gets_in_without_the_token() {
+        assert_eq!(
+            policy().decide(LOCAL.parse().unwrap(), &headers(&[]), None),
+            Access::Refused
+        );
+        assert_eq!(
+            policy().decide(
+                LOCAL.parse().unwrap(),
+                &headers(&[("cookie", "pw_ui=guess")]),
+                Some("nope")
+            ),
+            Access::Refused
+        );
+    }
+
+    #[test]
+    fn the_token_in_the_url_becomes_a_cookie_and_the_cookie_or_a_bearer_lets_in() {
+        let p = policy();
+        let peer = LOCAL.parse().unwrap();
+        assert_eq!(p.decide(peer, &headers(&[]), Some("s3cret")), Access::SetCookie);
+        assert_eq!(
+            p.decide(peer, &headers(&[("cookie", "theme=dark; pw_ui=s3cret")]), None),
+            Access::Allowed(Viewer::TokenHolder)
+        );
+        assert_eq!(
+            p.decide(peer, &headers(&[("authorization", "Bearer s3cret")]), None),
+            Access::Allowed(Viewer::TokenHolder)
+        );
+    }
+
+    #[test]
+    fn an_identity_header_counts_only_from_a_trusted_proxy() {
+        let p = policy();
+        let named = headers(&[("x-forwarded-user", "carol@example.org")]);
+        assert_eq!(
+            p.decide("10.0.0.5".parse().unwrap(), &named, None),
+            Access::Allowed(Viewer::Named("carol@example.org".into()))
+        );
+        assert_eq!(p.decide("10.0.0.6".parse().unwrap(), &named, None), Access::Refused);
+        assert_eq!(p.decide(LOCAL.parse().unwrap(), &named, None), Access::Refused);
+        let empty = headers(&[("x-forwarded-user", "  ")]);
+        assert_eq!(p.decide("10.0.0.5".parse().unwrap(), &empty, None), Access::Refused);
+    }
+}
