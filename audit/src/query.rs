@@ -175,6 +175,7 @@ pub struct AgentSummary {
     pub requests: i64,
     pub users: i64,
     pub machines: i64,
+    pub first_seen: String,
     pub last_seen: String,
 }
 
@@ -361,21 +362,24 @@ impl AuditStore {
     pub async fn agents(&self, filter: &QueryFilter) -> Result<Vec<AgentSummary>, AuditError> {
         let (cond, values) = filter.where_clause(Utc::now())?;
         let sql = format!(
-            "SELECT tool, COUNT(*), COUNT(DISTINCT \"user\"), COUNT(DISTINCT machine_id), MAX(ts) \
+            "SELECT tool, COUNT(*), COUNT(DISTINCT \"user\"), COUNT(DISTINCT machine_id), MIN(ts), MAX(ts) \
              FROM audit_log{cond} GROUP BY tool ORDER BY COUNT(*) DESC, tool{}",
             filter.limit_clause()?
         );
-        let rows: Vec<(Option<String>, i64, i64, i64, String)> =
+        let rows: Vec<(Option<String>, i64, i64, i64, String, String)> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
         Ok(rows
             .into_iter()
-            .map(|(tool, requests, users, machines, last_seen)| AgentSummary {
-                tool,
-                requests,
-                users,
-                machines,
-                last_seen,
-            })
+            .map(
+                |(tool, requests, users, machines, first_seen, last_seen)| AgentSummary {
+                    tool,
+                    requests,
+                    users,
+                    machines,
+                    first_seen,
+                    last_seen,
+                },
+            )
             .collect())
     }
 

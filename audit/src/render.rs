@@ -250,13 +250,21 @@ pub fn agents(rows: &[AgentSummary], format: Format) -> String {
             .collect(),
         Format::Csv => csv_rows(&objects(rows)),
         Format::Table => {
-            let mut t = table(&["TOOL", "REQUESTS", "USERS", "MACHINES", "LAST SEEN (UTC)"]);
+            let mut t = table(&[
+                "TOOL",
+                "REQUESTS",
+                "USERS",
+                "MACHINES",
+                "FIRST SEEN (UTC)",
+                "LAST SEEN (UTC)",
+            ]);
             for r in rows {
                 t.add_row(vec![
                     cell(r.tool.as_deref().unwrap_or("(unattributed)")),
                     right(r.requests.to_string()),
                     right(r.users.to_string()),
                     right(r.machines.to_string()),
+                    cell(&r.first_seen),
                     cell(&r.last_seen),
                 ]);
             }

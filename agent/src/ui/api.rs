@@ -177,6 +177,20 @@ pub async fn json(ui: &Ui, viewer: &Viewer, path: &str, params: &HashMap<String,
             }
         }
         "/api/setup" => ok(setup(ui).await),
+        // The running daemon's own state (this machine only): limits and
+        // their use, learned passthroughs.
+        "/api/daemon" => {
+            let socket = &ui.config.listen.admin_socket;
+            let limits = crate::admin::query(socket, "limits").await;
+            let status = crate::admin::query(socket, "status").await;
+            match (limits, status) {
+                (Ok(limits), Ok(status)) => ok(json!({
+                    "limits": limits["limits"],
+                    "learned_passthrough": status["learned_passthrough"],
+                })),
+                (Err(e), _) | (_, Err(e)) => ok(json!({"error": format!("{e:#}")})),
+            }
+        }
         _ => full(
             StatusCode::NOT_FOUND,
             "application/json",

@@ -190,6 +190,7 @@ const pages = {
         { label: "users", num: true, html: (a) => num(a.users) },
         { label: "requests", num: true, html: (a) => num(a.requests) },
         { label: "", html: (a) => `<span class="bar" style="width:${Math.round((160 * a.requests) / max)}px"></span>` },
+        { label: "first seen", html: (a) => esc(when(a.first_seen)) },
         { label: "last seen", html: (a) => esc(when(a.last_seen)) }], agents)}</div>`;
     el.querySelectorAll("[data-tool]").forEach((a) => a.addEventListener("click", () => sessionStorage.setItem("pw-tool", a.dataset.tool)));
   },
@@ -216,7 +217,17 @@ const pages = {
         <div class="panel"><h2>Top spenders</h2>${table(topCols("user"), users.rows)}</div>
         <div class="panel"><h2>By model</h2>${table(topCols("model"), models.rows)}</div>
       </div>
-      <div class="panel"><h2>By tool</h2>${table(topCols("tool"), tools.rows)}</div>`;
+      <div class="panel"><h2>By tool</h2>${table(topCols("tool"), tools.rows)}</div>
+      <div class="panel" id="budgets"><h2>Budgets</h2><p class="muted">Asking the daemon…</p></div>`;
+    api("daemon").then((d) => {
+      const limits = d.limits || [];
+      $("#budgets").innerHTML = `<h2>Budgets</h2>` + (d.error ? `<p class="muted">${esc(d.error)}</p>` : table([
+        { label: "limit", html: (l) => esc(l.limit) }, { label: "who", html: (l) => esc(`${l.per} ${l.key}`) },
+        { label: "measure", html: (l) => esc(l.measure) },
+        { label: "used", num: true, html: (l) => `${num(Math.round(l.used))} / ${num(l.max)}` },
+        { label: "", html: (l) => `<span class="bar" style="width:${Math.round(Math.min(1, (l.used + l.reserved) / Math.max(l.max, 1e-9)) * 160)}px;background:${l.used >= l.max ? "var(--bad)" : l.used >= 0.8 * l.max ? "var(--warn)" : "var(--accent)"}"></span>` },
+        { label: "resets in", num: true, html: (l) => esc(`${Math.round(l.resets_in)} s`) }], limits, "No limit has counted anything yet ([quota] in the config)."));
+    }).catch((e) => ($("#budgets").innerHTML = `<h2>Budgets</h2><p class="error">${esc(e.message)}</p>`));
     $("#spend-by").addEventListener("change", (e) => { sessionStorage.setItem("pw-spend-by", e.target.value); route(); });
   },
 
@@ -238,7 +249,14 @@ const pages = {
           { label: "kind", html: (r) => esc(r.kind) }, { label: "fingerprint", html: (r) => `<code>${esc(r.fingerprint.slice(0, 16))}…</code>` },
           { label: "times", num: true, html: (r) => num(r.times) }, { label: "who", html: (r) => esc(r.users.join(", ")) },
           { label: "last", html: (r) => esc(when(r.last_seen)) }], p.repeated, "No secret was blocked twice.")}</div>
-      </div>`;
+      </div>
+      <div class="panel" id="learned"><h2>Learned passthroughs</h2><p class="muted">Asking the daemon…</p></div>`;
+    api("daemon").then((d) => {
+      const learned = d.learned_passthrough || [];
+      $("#learned").innerHTML = `<h2>Learned passthroughs</h2>` + (d.error ? `<p class="muted">${esc(d.error)}</p>` :
+        `<p class="muted">Programs that rejected the org CA; their connections pass uninspected (or stay blocked), so they need the CA installed.</p>` +
+        table(Object.keys(learned[0] || {}).map((k) => ({ label: k, html: (r) => esc(typeof r[k] === "object" ? JSON.stringify(r[k]) : r[k]) })), learned, "None: every program trusts the org CA."));
+    }).catch(() => {});
   },
 
   async setup(el) {
