@@ -16,6 +16,7 @@
 
 mod load;
 mod netns;
+mod observe;
 mod peers;
 mod procs;
 mod report;
@@ -75,7 +76,7 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
 
     let fake_bind = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let first_fake = services::fake(&bins, &work, &fake_bind, 1)?;
-    let pw = services::promptwall(&bins, &work, &first_fake, true, "full", TRANSLATED_ROUTE)?;
+    let pw = services::promptwall(&bins, &work, &first_fake, true, "full", TRANSLATED_ROUTE, &[])?;
     // The same proxy with `[audit] sync = "normal"`: what the per-commit fsync costs.
     let pw_normal = services::promptwall(
         &bins,
@@ -84,7 +85,20 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
         true,
         "normal",
         "[intercept]\nenabled = false\n",
+        &[],
     )?;
+    // The same proxy as `pw` with /metrics served and scraped every second
+    // and the web UI's Live stream open on its store: what watching costs.
+    let pw_watched = services::promptwall(
+        &bins,
+        &work.join("watched"),
+        &first_fake,
+        true,
+        "full",
+        "[intercept]\nenabled = false\n",
+        &[("PROMPTWALL_LISTEN__ADMIN_HTTP", "127.0.0.1:0")],
+    )?;
+    let watchers = observe::Watchers::start(&bins, &pw_watched)?;
     let fake_ca = first_fake.ca.clone();
     let fake_addr = first_fake.addr.clone();
     let mut fake = Some(first_fake);
@@ -165,7 +179,19 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
             &["--text-triggers", "--model", "bench-translated"],
         ),
     ];
-    let mut routes = vec![explicit.clone(), explicit_normal];
+    let explicit_watched = Route {
+        name: "explicit, /metrics scraped + UI live",
+        url: format!("http://{}/v1/messages", pw_watched.explicit),
+        pid: Some(pw_watched.guard.pid()),
+        stream_target: vec![
+            "--connect".into(),
+            pw_watched.explicit.clone(),
+            "--host".into(),
+            pw_watched.explicit.clone(),
+        ],
+        ..explicit.clone()
+    };
+    let mut routes = vec![explicit.clone(), explicit_normal, explicit_watched];
     let mut peer_guards = Vec::new();
     if peers {
         match peers::start(&bench_dir, &work, &fake_addr, &fake_ca) {
@@ -206,8 +232,12 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
     let held = hold(&bins, &explicit, pw_pid, plan.hold_streams);
     report["memory"] =
         json!({"idle": idle, "open_streams": held.unwrap_or_else(|e| json!({"error": format!("{e:#}")}))});
+    crate::step("/metrics scrape time (after the load above)");
+    report["metrics_scrape"] = watchers.scrape_times(if quick { 20 } else { 200 })?;
+    drop(watchers);
     drop(pw);
     drop(pw_normal);
+    drop(pw_watched);
     drop(fake);
 
     crate::step("transparent interception and connect() cost (private network namespace)");

@@ -151,7 +151,7 @@ pub fn inner(quick: bool, out: &Path) -> Result<()> {
         "[intercept]\nenabled = true\ncgroup = \"{}\"\naddresses = [\"{FAKE_IP}/32\"]\nports = [443]\nresolve_interval_secs = 0\n",
         cg.path.display()
     );
-    let pw = services::promptwall(&bins, &work, &first, false, "full", &intercept)?;
+    let pw = services::promptwall(&bins, &work, &first, false, "full", &intercept, &[])?;
     let mut fake = Some(first);
     std::thread::sleep(Duration::from_millis(300));
     eprintln!("connect() cost, attached");

@@ -200,6 +200,17 @@ pub fn markdown(r: &Value) -> String {
         signed(num(b, "/added_ns"), 0),
     );
 
+    md.push_str(
+        "\n### 3c. Watching: /metrics scrape (after the load; the instance also served the UI's Live stream)\n\n",
+    );
+    let m = &r["metrics_scrape"];
+    let _ = writeln!(
+        md,
+        "| scrapes | page bytes | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n| {} | {} | {} | {} | {} |\n\nWhat watching adds per request: compare the rows `explicit` and `explicit, /metrics scraped + UI live` above.",
+        m["scrapes"], m["bytes"],
+        fmt(num(m, "/p50_ms"), 2), fmt(num(m, "/p99_ms"), 2), fmt(num(m, "/max_ms"), 2),
+    );
+
     md.push_str("\n### 4. connect() to a non-provider address, eBPF attached vs detached\n\n");
     if r["connect"].is_object() {
         let c = &r["connect"];

@@ -73,6 +73,9 @@ pub fn fake(bins: &Bins, work: &Path, bind: &str, slow_ms: u64) -> Result<Fake> 
 pub struct Promptwall {
     pub guard: Guard,
     pub explicit: String,
+    /// `/metrics` listener, when started with `PROMPTWALL_LISTEN__ADMIN_HTTP`.
+    pub admin_http: Option<String>,
+    pub config: std::path::PathBuf,
 }
 
 /// Extra config for promptwall (e.g. the [intercept] table); `audit_sync`
@@ -84,6 +87,7 @@ pub fn promptwall(
     resolve: bool,
     audit_sync: &str,
     extra: &str,
+    env: &[(&str, &str)],
 ) -> Result<Promptwall> {
     std::fs::create_dir_all(work)?;
     let explicit = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
@@ -121,9 +125,15 @@ pub fn promptwall(
     }
     let mut cmd = Command::new(bins.promptwall());
     cmd.arg("--config").arg(&path).arg("up").env("PROMPTWALL_LOG", "warn");
+    cmd.envs(env.iter().copied());
     let (guard, line) = procs::spawn_ready("promptwall", cmd, &work.join("promptwall.log"), Duration::from_secs(30))?;
     let v: Value =
         serde_json::from_str(&line).with_context(|| format!("promptwall readiness line is not JSON: {line}"))?;
     let explicit = v["explicit"].as_str().map(str::to_string).unwrap_or(explicit);
-    Ok(Promptwall { guard, explicit })
+    Ok(Promptwall {
+        guard,
+        explicit,
+        admin_http: v["admin_http"].as_str().map(str::to_string),
+        config: path,
+    })
 }
