@@ -35,6 +35,10 @@ pub struct QueryFilter {
     /// Name of the routing rule that matched (exact; indexed). `""` finds
     /// the rows no rule routed.
     pub route: Option<String>,
+    /// Rows with a greater id. Ids grow in commit order within one store
+    /// (a machine's spool), so this finds what was committed since; in the
+    /// fleet store ids are per machine and this means little.
+    pub after_id: Option<i64>,
     pub limit: Option<i64>,
 }
 
@@ -149,6 +153,9 @@ impl QueryFilter {
         }
         if let Some(v) = &self.route {
             w.add("route = ?", [BindValue::Text(v.clone())]);
+        }
+        if let Some(v) = self.after_id {
+            w.add("id > ?", [BindValue::Int(v)]);
         }
         let sql = if w.conds.is_empty() {
             String::new()

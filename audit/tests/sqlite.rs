@@ -1341,3 +1341,27 @@ async fn the_same_secret_blocked_twice_is_reported_as_repeated_with_who_pasted_i
     assert_eq!(r.users, vec!["alice".to_string(), "bob".to_string()]);
     assert!(r.first_seen < r.last_seen);
 }
+
+#[tokio::test]
+async fn after_id_finds_exactly_the_rows_committed_since() {
+    let (_dir, _url, store, writer) = fresh().await;
+    for minutes_ago in [5, 50, 1] {
+        writer
+            .write(record(Req {
+                minutes_ago,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    let newer = store
+        .query(&QueryFilter {
+            after_id: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = newer.iter().map(|r| r.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![2, 3], "whatever their request times");
+}

@@ -101,6 +101,7 @@ impl FilterArgs {
             kind: self.kind.clone(),
             request_id: self.request_id.clone(),
             route: self.route.clone(),
+            after_id: None,
             limit,
         }
     }

@@ -252,22 +252,49 @@ pub fn live(ui: &Ui, params: HashMap<String, String>) -> Response<Body> {
         let mut order: VecDeque<String> = VecDeque::new();
         let mut backlog = true;
         let mut beat = tokio::time::Instant::now();
+        // A machine's own store numbers rows in commit order: each poll
+        // reads only what is new. The fleet store has no such order, so it
+        // re-reads a recent window and skips what was sent.
+        let by_id = store.is_sqlite();
+        let mut last_id: Option<i64> = None;
         loop {
-            let since = if backlog {
-                base.since.clone()
-            } else {
-                Some(promptwall_audit::time::format_ts(
-                    chrono::Utc::now() - chrono::Duration::seconds(LIVE_LOOKBACK_SECS),
-                ))
+            let (since, after_id) = match (backlog, by_id) {
+                (true, _) => (base.since.clone(), None),
+                (false, true) => (None, Some(last_id.unwrap_or(0))),
+                (false, false) => (
+                    Some(promptwall_audit::time::format_ts(
+                        chrono::Utc::now() - chrono::Duration::seconds(LIVE_LOOKBACK_SECS),
+                    )),
+                    None,
+                ),
             };
             let f = QueryFilter {
                 since,
+                after_id,
                 limit: Some(if backlog { base.limit.unwrap_or(100) } else { MAX_ROWS }),
                 ..base.clone()
             };
+            if by_id && last_id.is_none() {
+                // The newest id now, whatever the filters: later polls start there.
+                let newest = QueryFilter {
+                    limit: Some(1),
+                    ..Default::default()
+                };
+                last_id = Some(
+                    store
+                        .query(&newest)
+                        .await
+                        .ok()
+                        .and_then(|r| r.first().map(|r| r.id))
+                        .unwrap_or(0),
+                );
+            }
             match store.query(&f).await {
                 Ok(mut rows) => {
                     rows.reverse(); // oldest first, so the page prepends in order
+                    if let Some(max) = rows.iter().map(|r| r.id).max().filter(|_| !backlog) {
+                        last_id = Some(last_id.unwrap_or(0).max(max));
+                    }
                     for row in rows {
                         let key = row_key(&row);
                         if !seen.insert(key.clone()) {

@@ -136,6 +136,13 @@ pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Byte
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-store")
         .header("x-content-type-options", "nosniff")
+        // Store values are escaped by the page; this is the second wall:
+        // no script but ours, no framing.
+        .header(
+            "content-security-policy",
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+        )
+        .header("referrer-policy", "no-referrer")
         .body(Full::new(body.into()).boxed())
         .expect("static parts are valid")
 }

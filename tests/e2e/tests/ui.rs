@@ -24,9 +24,16 @@ fn aws_key() -> String {
     format!("AKIA{}", "Q3EGUX7MZPW5KD4N")
 }
 
+/// A model name a local process chose, written to attack the page.
+const HOSTILE_MODEL: &str = "<img src=x onerror=\"window.__xss=1\">";
+
 /// Sends one Messages request; returns its status and request id.
 fn send(agent: &Agent, text: &str) -> (u16, String) {
-    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+    send_as(agent, "claude-sonnet-4-5", text)
+}
+
+fn send_as(agent: &Agent, model: &str, text: &str) -> (u16, String) {
+    let body = json!({"model": model, "max_tokens": 64,
         "messages": [{"role": "user", "content": text}]});
     let out = curl(&[
         "-o",
@@ -286,7 +293,12 @@ fn pages_agree_with_the_cli_live_is_prompt_and_strangers_are_refused() {
     assert_eq!(status, 200);
     assert_eq!(send(&agent, &format!("key {}", aws_key())).0, 422);
     assert_eq!(send(&agent, &format!("again {}", aws_key())).0, 422);
-    let rows = agent.wait_audit_rows(5);
+    send_as(&agent, HOSTILE_MODEL, "hello from a hostile process");
+    let rows = agent.wait_audit_rows(6);
+    assert!(
+        rows.iter().any(|r| r.model.as_deref() == Some(HOSTILE_MODEL)),
+        "{rows:#?}"
+    );
 
     let ui = UiServer::start(&agent);
     // Strangers: no token, a wrong one, or an identity header from an
@@ -341,6 +353,12 @@ fn pages_agree_with_the_cli_live_is_prompt_and_strangers_are_refused() {
     assert_eq!(digits(&card(&dom, "spend-input")), input);
     assert_eq!(digits(&card(&dom, "spend-requests")), rows.len() as i64);
     assert!(dom.contains("<svg"), "a chart, not a dump");
+    assert!(dom.contains("&lt;img src=x"), "the hostile model name is shown as text");
+    assert_eq!(
+        chrome.eval("window.__xss === undefined"),
+        Value::Bool(true),
+        "it never ran"
+    );
 
     // Protection: two blocks of one key make one repeated fingerprint.
     let dom = chrome.open(&ui.page_url("protection"), "protection");
