@@ -292,6 +292,14 @@ pub struct RepeatedFingerprint {
     pub last_seen: String,
 }
 
+/// requests, input, output, cost, blocked, redacted of a group, typed alike
+/// on SQLite and PostgreSQL.
+const TOTALS: &str = "COUNT(*), \
+     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), \
+     CAST(COALESCE(SUM(CASE WHEN verdict = 'blocked' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN verdict = 'redacted' THEN 1 ELSE 0 END), 0) AS BIGINT)";
+
 /// bucket, key, requests, input, output, cost, blocked, redacted.
 type SeriesSqlRow = (String, Option<String>, i64, i64, i64, f64, i64, i64);
 
@@ -408,14 +416,7 @@ impl AuditStore {
     async fn top_by_column(&self, by: TopBy, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
         let (cond, values) = filter.where_clause(Utc::now())?;
         let col = by.column();
-        let sql = format!(
-            "SELECT {col}, COUNT(*), \
-             CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), \
-             CAST(COALESCE(SUM(CASE WHEN verdict = 'blocked' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(CASE WHEN verdict = 'redacted' THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM audit_log{cond} GROUP BY {col}"
-        );
+        let sql = format!("SELECT {col}, {TOTALS} FROM audit_log{cond} GROUP BY {col}");
         let rows: Vec<TopSqlRow> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
         Ok(rows
@@ -451,11 +452,7 @@ impl AuditStore {
         let col = by.column();
         let n = bucket.prefix_len();
         let sql = format!(
-            "SELECT substr(ts, 1, {n}) AS b, {col}, COUNT(*), \
-             CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), \
-             CAST(COALESCE(SUM(CASE WHEN verdict = 'blocked' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(CASE WHEN verdict = 'redacted' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+            "SELECT substr(ts, 1, {n}) AS b, {col}, {TOTALS} \
              FROM audit_log{cond} GROUP BY b, {col} ORDER BY b, {col}"
         );
         let rows: Vec<SeriesSqlRow> =

@@ -331,3 +331,54 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// One Anthropic Messages call through an agent's explicit listener, by curl.
+#[derive(Debug)]
+pub struct Sent {
+    pub status: u16,
+    /// The agent's `x-promptwall-request-id` (the audit row's).
+    pub request_id: String,
+}
+
+impl Agent {
+    /// Sends `text` as one user message to `model` (streamed or not).
+    pub fn send_messages(&self, model: &str, text: &str, stream: bool) -> Sent {
+        let body = serde_json::json!({"model": model, "max_tokens": 64, "stream": stream,
+            "messages": [{"role": "user", "content": text}]});
+        let out = crate::process::curl(&[
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "x-api-key: sk-ant-api03-e2e-test-key",
+            "-H",
+            "anthropic-version: 2023-06-01",
+            "-d",
+            &body.to_string(),
+            &format!("{}/v1/messages", self.anthropic_base_url()),
+        ]);
+        out.expect_success("curl /v1/messages");
+        let request_id = out
+            .stdout
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-promptwall-request-id:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no request id header in {}", out.stdout));
+        let status = out
+            .stdout
+            .trim_end()
+            .rsplit('\n')
+            .next()
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no status in {}", out.stdout));
+        Sent { status, request_id }
+    }
+}

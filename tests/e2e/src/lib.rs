@@ -23,7 +23,7 @@ pub mod process;
 pub mod prometheus;
 pub mod transparent;
 
-pub use agent::{Agent, AgentConfig, AuditRow};
+pub use agent::{Agent, AgentConfig, AuditRow, Sent};
 pub use clients::TestClients;
 pub use netns::Namespace;
 pub use process::{run_bounded, RunOutput};

@@ -9,27 +9,12 @@ use promptwall_e2e::process::{curl, curl_status};
 use promptwall_e2e::{start_fake, Agent, AgentConfig, Prometheus};
 use serde_json::json;
 
-const API_KEY: &str = "sk-ant-api03-e2e-metrics-test-key";
-
 fn aws_key() -> String {
     format!("AKIA{}", "Q3EGUX7MZPW5KD4N")
 }
 
 fn send_messages(agent: &Agent, text: &str, stream: bool) -> u16 {
-    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
-        "messages": [{"role": "user", "content": text}]});
-    curl_status(&[
-        "-H",
-        "content-type: application/json",
-        "-H",
-        &format!("x-api-key: {API_KEY}"),
-        "-H",
-        "anthropic-version: 2023-06-01",
-        "-d",
-        &body.to_string(),
-        &format!("{}/v1/messages", agent.anthropic_base_url()),
-    ])
-    .0
+    agent.send_messages("claude-sonnet-4-5", text, stream).status
 }
 
 fn send_chat(agent: &Agent, text: &str) -> u16 {

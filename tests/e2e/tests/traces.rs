@@ -9,11 +9,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use promptwall_e2e::process::curl_status;
 use promptwall_e2e::{start_fake, Agent, AgentConfig, AuditRow};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-const API_KEY: &str = "sk-ant-api03-e2e-traces-test-key";
 /// A word only the prompts contain: it must never reach the collector.
 const PROMPT_WORD: &str = "quarterlyzebra";
 
@@ -146,20 +144,7 @@ fn attr(item: &Value, key: &str) -> Option<String> {
 }
 
 fn messages(agent: &Agent, text: &str) -> u16 {
-    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
-        "messages": [{"role": "user", "content": text}]});
-    curl_status(&[
-        "-H",
-        "content-type: application/json",
-        "-H",
-        &format!("x-api-key: {API_KEY}"),
-        "-H",
-        "anthropic-version: 2023-06-01",
-        "-d",
-        &body.to_string(),
-        &format!("{}/v1/messages", agent.anthropic_base_url()),
-    ])
-    .0
+    agent.send_messages("claude-sonnet-4-5", text, false).status
 }
 
 fn agent_exporting_to(fake: &promptwall_e2e::FakeHandle, receiver: &Receiver, protocol: &str) -> Agent {

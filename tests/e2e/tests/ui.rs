@@ -18,8 +18,6 @@ use promptwall_e2e::process::{curl, curl_status};
 use promptwall_e2e::{start_fake, Agent, AgentConfig};
 use serde_json::{json, Value};
 
-const API_KEY: &str = "sk-ant-api03-e2e-ui-test-key";
-
 fn aws_key() -> String {
     format!("AKIA{}", "Q3EGUX7MZPW5KD4N")
 }
@@ -33,34 +31,8 @@ fn send(agent: &Agent, text: &str) -> (u16, String) {
 }
 
 fn send_as(agent: &Agent, model: &str, text: &str) -> (u16, String) {
-    let body = json!({"model": model, "max_tokens": 64,
-        "messages": [{"role": "user", "content": text}]});
-    let out = curl(&[
-        "-o",
-        "/dev/null",
-        "-D",
-        "-",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        &format!("x-api-key: {API_KEY}"),
-        "-H",
-        "anthropic-version: 2023-06-01",
-        "-d",
-        &body.to_string(),
-        &format!("{}/v1/messages", agent.anthropic_base_url()),
-    ]);
-    out.expect_success("curl /v1/messages");
-    let id = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("x-promptwall-request-id: "))
-        .map(|v| v.trim().to_string())
-        .expect("a request id header");
-    let status = out.stdout.trim_end().rsplit('\n').next().unwrap().trim();
-    (status[status.len() - 3..].parse().unwrap(), id)
+    let sent = agent.send_messages(model, text, false);
+    (sent.status, sent.request_id)
 }
 
 /// `promptwall ui` on a free port; dropping it stops the server.
