@@ -1,11 +1,12 @@
 //! Who may see the UI. Decided apart from serving, one test per case.
 //!
-//! On a machine the UI listens on loopback and asks for the token
-//! `promptwall ui` prints (in the URL it opens, then as a cookie), so another
-//! local user who finds the port sees nothing; reading the store itself
-//! already takes root or the `promptwall` group. For the fleet it sits behind
-//! the org's SSO reverse proxy: an identity header is believed only from the
-//! proxy addresses configured, never from anyone else.
+//! On a machine, a connection from this host is let in when the kernel
+//! says its socket belongs to root or a member of the `promptwall` group
+//! (the people who may read the store anyway); anyone else needs the token
+//! `promptwall ui` prints (in the URL it opens, then as a cookie). For the
+//! fleet it sits behind the org's SSO reverse proxy: an identity header is
+//! believed only from the proxy addresses configured, never from anyone
+//! else.
 
 use std::net::IpAddr;
 
@@ -21,6 +22,9 @@ pub struct AccessPolicy {
     token_digest: [u8; 32],
     trusted_proxies: Vec<IpAddr>,
     identity_header: Option<HeaderName>,
+    /// Local users let in without the token: root, the `promptwall`
+    /// group's members, the UI's own user.
+    local_users: Vec<u32>,
 }
 
 /// Who is looking, as far as the UI knows.
@@ -28,6 +32,8 @@ pub struct AccessPolicy {
 pub enum Viewer {
     /// Holds the token `promptwall ui` printed.
     TokenHolder,
+    /// A local user the kernel named (root or the `promptwall` group).
+    LocalUser(u32),
     /// Named by the trusted reverse proxy.
     Named(String),
 }
@@ -47,7 +53,14 @@ impl AccessPolicy {
             token_digest: Sha256::digest(token.as_bytes()).into(),
             trusted_proxies,
             identity_header,
+            local_users: Vec::new(),
         }
+    }
+
+    /// Lets these local uids in without the token.
+    pub fn with_local_users(mut self, uids: Vec<u32>) -> AccessPolicy {
+        self.local_users = uids;
+        self
     }
 
     /// Compares digests, so the time taken says nothing about the token.
@@ -56,7 +69,15 @@ impl AccessPolicy {
         d == self.token_digest
     }
 
-    pub fn decide(&self, peer: IpAddr, headers: &HeaderMap, query_token: Option<&str>) -> Access {
+    /// `peer_uid`: the owner of the connecting socket when it is on this
+    /// host (from the kernel's socket table), else None.
+    pub fn decide(
+        &self,
+        peer: IpAddr,
+        peer_uid: Option<u32>,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Access {
         if let Some(header) = &self.identity_header {
             if self.trusted_proxies.contains(&peer) {
                 if let Some(name) = headers
@@ -88,7 +109,10 @@ impl AccessPolicy {
         if cookie.is_some() || bearer.is_some_and(|t| self.is_token(t)) {
             return Access::Allowed(Viewer::TokenHolder);
         }
-        Access::Refused
+        match peer_uid {
+            Some(uid) if self.local_users.contains(&uid) => Access::Allowed(Viewer::LocalUser(uid)),
+            _ => Access::Refused,
+        }
     }
 }
 
@@ -114,14 +138,15 @@ mod tests {
     const LOCAL: &str = "127.0.0.1";
 
     #[test]
-    fn nobody_gets_in_without_the_token() {
+    fn a_stranger_gets_nothing_without_the_token() {
         assert_eq!(
-            policy().decide(LOCAL.parse().unwrap(), &headers(&[]), None),
+            policy().decide(LOCAL.parse().unwrap(), None, &headers(&[]), None),
             Access::Refused
         );
         assert_eq!(
             policy().decide(
                 LOCAL.parse().unwrap(),
+                None,
                 &headers(&[("cookie", "pw_ui=guess")]),
                 Some("nope")
             ),
@@ -133,14 +158,38 @@ mod tests {
     fn the_token_in_the_url_becomes_a_cookie_and_the_cookie_or_a_bearer_lets_in() {
         let p = policy();
         let peer = LOCAL.parse().unwrap();
-        assert_eq!(p.decide(peer, &headers(&[]), Some("s3cret")), Access::SetCookie);
+        assert_eq!(p.decide(peer, None, &headers(&[]), Some("s3cret")), Access::SetCookie);
         assert_eq!(
-            p.decide(peer, &headers(&[("cookie", "theme=dark; pw_ui=s3cret")]), None),
+            p.decide(peer, None, &headers(&[("cookie", "theme=dark; pw_ui=s3cret")]), None),
             Access::Allowed(Viewer::TokenHolder)
         );
         assert_eq!(
-            p.decide(peer, &headers(&[("authorization", "Bearer s3cret")]), None),
+            p.decide(peer, None, &headers(&[("authorization", "Bearer s3cret")]), None),
             Access::Allowed(Viewer::TokenHolder)
+        );
+    }
+
+    #[test]
+    fn root_and_the_group_get_in_from_this_host_and_other_local_users_need_the_token() {
+        let p = policy().with_local_users(vec![0, 1001]);
+        let peer = LOCAL.parse().unwrap();
+        assert_eq!(
+            p.decide(peer, Some(0), &headers(&[]), None),
+            Access::Allowed(Viewer::LocalUser(0))
+        );
+        assert_eq!(
+            p.decide(peer, Some(1001), &headers(&[]), None),
+            Access::Allowed(Viewer::LocalUser(1001))
+        );
+        assert_eq!(p.decide(peer, Some(65534), &headers(&[]), None), Access::Refused);
+        assert_eq!(
+            p.decide(peer, Some(65534), &headers(&[("authorization", "Bearer s3cret")]), None),
+            Access::Allowed(Viewer::TokenHolder)
+        );
+        assert_eq!(
+            p.decide(peer, None, &headers(&[]), None),
+            Access::Refused,
+            "not on this host"
         );
     }
 
@@ -149,12 +198,18 @@ mod tests {
         let p = policy();
         let named = headers(&[("x-forwarded-user", "carol@example.org")]);
         assert_eq!(
-            p.decide("10.0.0.5".parse().unwrap(), &named, None),
+            p.decide("10.0.0.5".parse().unwrap(), None, &named, None),
             Access::Allowed(Viewer::Named("carol@example.org".into()))
         );
-        assert_eq!(p.decide("10.0.0.6".parse().unwrap(), &named, None), Access::Refused);
-        assert_eq!(p.decide(LOCAL.parse().unwrap(), &named, None), Access::Refused);
+        assert_eq!(
+            p.decide("10.0.0.6".parse().unwrap(), None, &named, None),
+            Access::Refused
+        );
+        assert_eq!(p.decide(LOCAL.parse().unwrap(), None, &named, None), Access::Refused);
         let empty = headers(&[("x-forwarded-user", "  ")]);
-        assert_eq!(p.decide("10.0.0.5".parse().unwrap(), &empty, None), Access::Refused);
+        assert_eq!(
+            p.decide("10.0.0.5".parse().unwrap(), None, &empty, None),
+            Access::Refused
+        );
     }
 }

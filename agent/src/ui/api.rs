@@ -112,6 +112,7 @@ pub async fn json(ui: &Ui, viewer: &Viewer, path: &str, params: &HashMap<String,
     match path {
         "/api/me" => ok(json!({"viewer": match viewer {
             Viewer::TokenHolder => "local token".to_string(),
+            Viewer::LocalUser(uid) => promptwall_proxy::attribution::user_name(*uid).unwrap_or_else(|| format!("uid {uid}")),
             Viewer::Named(n) => n.clone(),
         }, "store": promptwall_audit::store::redact_url(ui.store.url()), "show_bodies": ui.show_bodies})),
         "/api/rows" => match ui.store.query(&f).await {

@@ -80,7 +80,13 @@ pub async fn run(args: UiArgs, config: &AgentConfig) -> anyhow::Result<()> {
     let token = new_token()?;
     let ui = Arc::new(Ui {
         store,
-        access: AccessPolicy::new(&token, args.trusted_proxies.clone(), Some(identity_header)),
+        access: AccessPolicy::new(&token, args.trusted_proxies.clone(), Some(identity_header)).with_local_users(
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            [0, unsafe { libc::geteuid() }]
+                .into_iter()
+                .chain(crate::access::group_member_uids("promptwall"))
+                .collect(),
+        ),
         show_bodies: args.show_bodies,
         config: config.clone(),
     });
@@ -100,7 +106,9 @@ pub async fn run(args: UiArgs, config: &AgentConfig) -> anyhow::Result<()> {
             promptwall_audit::store::redact_url(&url)
         );
         println!("open {open_url}");
-        println!("(the token is new each start; anyone without it is refused)");
+        println!(
+            "(root and the promptwall group get in from this host; anyone else needs this URL's token, new each start)"
+        );
     }
     if args.open {
         let _ = std::process::Command::new("xdg-open").arg(&open_url).spawn();
@@ -109,9 +117,22 @@ pub async fn run(args: UiArgs, config: &AgentConfig) -> anyhow::Result<()> {
         let (stream, peer) = listener.accept().await?;
         let ui = ui.clone();
         tokio::spawn(async move {
+            // Who is on the other end, when it is this host: the kernel's
+            // socket table names the owner of the client's socket.
+            let peer_uid = if peer.ip().is_loopback() {
+                let listening = stream.local_addr().ok();
+                tokio::task::spawn_blocking(move || {
+                    promptwall_proxy::peer::find_client(peer, listening?).map(|entry| entry.uid)
+                })
+                .await
+                .ok()
+                .flatten()
+            } else {
+                None
+            };
             let service = hyper::service::service_fn(move |req| {
                 let ui = ui.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&ui, peer.ip(), req).await) }
+                async move { Ok::<_, std::convert::Infallible>(handle(&ui, peer.ip(), peer_uid, req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -185,7 +206,7 @@ fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-async fn handle(ui: &Ui, peer: IpAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(ui: &Ui, peer: IpAddr, peer_uid: Option<u32>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     // Static assets carry no data: no token needed, so the refusal page can style itself.
     match (req.method(), path.as_str()) {
@@ -196,7 +217,7 @@ async fn handle(ui: &Ui, peer: IpAddr, req: Request<Incoming>) -> Response<Body>
     let params = query_params(&req);
     let viewer = match ui
         .access
-        .decide(peer, req.headers(), params.get("token").map(String::as_str))
+        .decide(peer, peer_uid, req.headers(), params.get("token").map(String::as_str))
     {
         Access::Allowed(v) => v,
         Access::SetCookie => {

@@ -35,6 +35,33 @@ fn send_as(agent: &Agent, model: &str, text: &str) -> (u16, String) {
     (sent.status, sent.request_id)
 }
 
+/// curl as uid/gid 65534 (nobody, in no group): a local user outside the
+/// `promptwall` group. (status, body).
+fn curl_as_nobody(extra: &[String], url: &str) -> (u16, String) {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "curl",
+        "-sS",
+        "--max-time",
+        "30",
+    ])
+    .args(["-w", "\n%{http_code}"])
+    .args(extra)
+    .arg(url)
+    .env("NO_PROXY", "127.0.0.1");
+    let out = promptwall_e2e::process::run_bounded(&mut cmd, Duration::from_secs(60));
+    out.expect_success("setpriv curl");
+    let (body, code) = out
+        .stdout
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", out.stdout.trim()));
+    (code.parse().unwrap(), body.to_string())
+}
+
 /// `promptwall ui` on a free port; dropping it stops the server.
 struct UiServer {
     child: Child,
@@ -273,27 +300,26 @@ fn pages_agree_with_the_cli_live_is_prompt_and_strangers_are_refused() {
     );
 
     let ui = UiServer::start(&agent);
-    // Strangers: no token, a wrong one, or an identity header from an
-    // address that is not a trusted proxy.
-    for args in [
-        vec![format!("http://{}/", ui.addr)],
-        vec![format!("http://{}/api/agents", ui.addr)],
-        vec![
-            "-H".into(),
-            "cookie: pw_ui=guess".into(),
-            format!("http://{}/api/rows", ui.addr),
-        ],
-        vec![
-            "-H".into(),
-            "x-forwarded-user: mallory".into(),
-            format!("http://{}/api/rows", ui.addr),
-        ],
+    // A local user outside the group (nobody): refused without the token,
+    // with a wrong one, or with an identity header from an address that is
+    // not a trusted proxy; let in with the token. Root is let in as itself.
+    for extra in [
+        vec![],
+        vec!["-H".to_string(), "cookie: pw_ui=guess".to_string()],
+        vec!["-H".to_string(), "x-forwarded-user: mallory".to_string()],
     ] {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (status, body) = curl_status(&args);
-        assert_eq!(status, 401, "{args:?}: {body}");
+        let (status, body) = curl_as_nobody(&extra, &format!("http://{}/api/rows", ui.addr));
+        assert_eq!(status, 401, "{extra:?}: {body}");
         assert!(!body.contains("claude"), "{body}");
     }
+    let (status, _) = curl_as_nobody(&[], &format!("http://{}/", ui.addr));
+    assert_eq!(status, 401);
+    let bearer = vec!["-H".to_string(), format!("authorization: Bearer {}", ui.token)];
+    let (status, body) = curl_as_nobody(&bearer, &format!("http://{}/api/me", ui.addr));
+    assert_eq!(status, 200, "{body}");
+    let (status, me) = curl_status(&[&format!("http://{}/api/me", ui.addr)]);
+    assert_eq!(status, 200, "root, from this host, needs no token: {me}");
+    assert!(me.contains("\"viewer\":\"root\""), "{me}");
 
     let shots = target_dir().join("ui-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
