@@ -134,6 +134,9 @@ const pages = {
       });
     };
     for (const f of ["user", "tool", "provider", "verdict"]) $(`#f-${f}`).addEventListener("change", connect);
+    // Arriving from a tool's link on the Agents page: show that tool.
+    const tool = sessionStorage.getItem("pw-tool");
+    if (tool) { $("#f-tool").value = tool; sessionStorage.removeItem("pw-tool"); }
     connect();
   },
 
