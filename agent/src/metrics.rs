@@ -95,10 +95,8 @@ fn token_histogram() -> Histogram {
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS.iter().copied())
 }
-fn added_histogram() -> Histogram {
-    Histogram::new(ADDED_BUCKETS.iter().copied())
-}
-fn write_histogram() -> Histogram {
+/// Sub-millisecond buckets: what promptwall adds, an audit commit.
+fn fine_histogram() -> Histogram {
     Histogram::new(ADDED_BUCKETS.iter().copied())
 }
 
@@ -274,14 +272,14 @@ impl Metrics {
             "Estimated cost in US dollars from the price table, by provider, model and tool",
             cost.clone(),
         );
-        let added: HistogramFamily<ListenerLabels> = Family::new_with_constructor(added_histogram);
+        let added: HistogramFamily<ListenerLabels> = Family::new_with_constructor(fine_histogram);
         registry.register_with_unit(
             "promptwall_added_latency",
             "Time promptwall added before the provider's response head reached it (reading, inspection, routing), by listener",
             Unit::Seconds,
             added.clone(),
         );
-        let audit_write = write_histogram();
+        let audit_write = fine_histogram();
         registry.register_with_unit(
             "promptwall_audit_write",
             "Time to commit one audit row durably",
@@ -339,7 +337,8 @@ impl Metrics {
         }
     }
 
-    fn record(&self, row: &AuditRecord, seen: &Observed<'_>) {
+    fn record(&self, seen: &Observed<'_>) {
+        let row = seen.row;
         let provider = row.provider.clone().unwrap_or_default();
         let model = row.model.clone().unwrap_or_default();
         let tool = row.tool.clone().unwrap_or_default();
@@ -430,7 +429,7 @@ impl Metrics {
 
 impl Observer for Metrics {
     fn observe(&self, seen: &Observed<'_>) {
-        self.record(seen.row, seen);
+        self.record(seen);
     }
 }
 

@@ -32,7 +32,10 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
                 promptwall_audit::store::redact_url(&config.audit.url)
             )
         })?;
-    let writer = AuditWriter::spawn(store.clone(), crate::cli::audit::writer_options(&config, &machine_id)?);
+    let writer_options = crate::cli::audit::writer_options(&config, &machine_id)?;
+    // Metrics price rows with the writer's table, loaded once.
+    let prices = writer_options.prices.clone();
+    let writer = AuditWriter::spawn(store.clone(), writer_options);
     let _retention = crate::cli::audit::start_retention(&store, &config);
     let shipper = match &config.audit.central {
         Some(central) if !central.url.is_empty() => {
@@ -49,9 +52,7 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
     let alerts = crate::alerts::Alerts::new(promptwall_audit::Outbox::new(&store), webhooks, machine_id.clone());
     // Metrics are kept only when something reads them.
     let metrics = match config.listen.admin_http {
-        Some(_) => Some(Arc::new(crate::metrics::Metrics::new(Arc::new(
-            promptwall_audit::PriceTable::load(config.audit.price_table.as_deref())?,
-        )))),
+        Some(_) => Some(Arc::new(crate::metrics::Metrics::new(prices))),
         None => None,
     };
     let audit = with_secret_alerts(
