@@ -16,6 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::record::COLUMNS;
+use crate::rollup;
 use crate::store::{decode_record, on_pool, AuditStore};
 use crate::{AuditError, AuditRecord};
 
@@ -360,8 +361,20 @@ impl AuditStore {
             let now = crate::time::now_ts();
             let deleted = on_pool!(&self.pool, p => {
                 let mut tx = p.begin().await?;
+                let span: (Option<String>, Option<String>) = sqlx::query_as(
+                    "SELECT MIN(ts), MAX(ts) FROM audit_log WHERE machine_id = $1 AND install_id = $2 AND id <= $3")
+                    .bind(machine_id).bind(install_id).bind(last_id).fetch_one(&mut *tx).await?;
                 let deleted = sqlx::query("DELETE FROM audit_log WHERE machine_id = $1 AND install_id = $2 AND id <= $3")
                     .bind(machine_id).bind(install_id).bind(last_id).execute(&mut *tx).await?.rows_affected();
+                // The rollup counted the deleted rows: count their hours again.
+                if let Some((first, last, start, end)) =
+                    span.0.zip(span.1).and_then(|(oldest, newest)| rollup::touched_hours(&oldest, &newest))
+                {
+                    sqlx::query(rollup::FORGET_HOURS).bind(machine_id).bind(&first).bind(&last)
+                        .execute(&mut *tx).await?;
+                    sqlx::query(rollup::RECOUNT_HOURS).bind(machine_id).bind(&start).bind(&end)
+                        .execute(&mut *tx).await?;
+                }
                 sqlx::query(
                     "INSERT INTO audit_checkpoint (machine_id, install_id, last_id, last_hash, pruned_rows, ts) \
                      VALUES ($1, $2, $3, $4, $5, $6) \

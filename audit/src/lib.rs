@@ -23,6 +23,7 @@ pub mod query;
 pub mod record;
 pub mod render;
 pub mod retention;
+mod rollup;
 pub mod routing;
 pub mod ship;
 pub mod store;

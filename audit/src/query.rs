@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::record::COLUMNS;
+use crate::rollup::{self, TOTALS};
 use crate::store::{decode_record, on_pool, AuditStore};
 use crate::time::parse_time_spec;
 use crate::{AuditError, AuditRecord};
@@ -43,7 +44,7 @@ pub struct QueryFilter {
 }
 
 #[derive(Debug, Clone)]
-enum BindValue {
+pub(crate) enum BindValue {
     Text(String),
     Int(i64),
 }
@@ -61,15 +62,20 @@ macro_rules! bind_values {
     }};
 }
 
+/// Conditions joined by AND, with `$N` placeholders numbered in order.
 #[derive(Default)]
-struct Where {
-    conds: Vec<String>,
-    values: Vec<BindValue>,
+pub(crate) struct Where {
+    pub(crate) conds: Vec<String>,
+    pub(crate) values: Vec<BindValue>,
 }
 
 impl Where {
     /// Each `?` in `cond` becomes the next `$N`.
-    fn add<const N: usize>(&mut self, cond: &str, values: [BindValue; N]) {
+    pub(crate) fn add<const N: usize>(&mut self, cond: &str, values: [BindValue; N]) {
+        self.add_all(cond, values.into());
+    }
+
+    pub(crate) fn add_all(&mut self, cond: &str, values: Vec<BindValue>) {
         let mut out = String::new();
         let mut parts = cond.split('?');
         out.push_str(parts.next().unwrap_or(""));
@@ -80,6 +86,15 @@ impl Where {
         self.conds.push(out);
         self.values.extend(values);
     }
+
+    /// ` WHERE ...`, or nothing.
+    pub(crate) fn sql(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conds.join(" AND "))
+        }
+    }
 }
 
 fn like_escape(s: &str) -> String {
@@ -88,7 +103,7 @@ fn like_escape(s: &str) -> String {
 
 impl QueryFilter {
     /// `WHERE ...` (possibly empty) and its values, placeholders from `$1`.
-    fn where_clause(&self, now: DateTime<Utc>) -> Result<(String, Vec<BindValue>), AuditError> {
+    pub(crate) fn where_clause(&self, now: DateTime<Utc>) -> Result<(String, Vec<BindValue>), AuditError> {
         let mut w = Where::default();
         if let Some(s) = &self.since {
             w.add("ts >= ?", [BindValue::Text(parse_time_spec(s, now)?)]);
@@ -96,6 +111,14 @@ impl QueryFilter {
         if let Some(s) = &self.until {
             w.add("ts < ?", [BindValue::Text(parse_time_spec(s, now)?)]);
         }
+        self.add_attributes(&mut w);
+        self.add_row_only(&mut w);
+        Ok((w.sql(), w.values))
+    }
+
+    /// Conditions on the attributes `usage_hourly` keeps
+    /// as well: the same SQL filters either table.
+    pub(crate) fn add_attributes(&self, w: &mut Where) {
         if let Some(v) = &self.machine {
             w.add("machine_id = ?", [BindValue::Text(v.clone())]);
         }
@@ -127,11 +150,15 @@ impl QueryFilter {
                 [BindValue::Text(format!("{}%", like_escape(v)))],
             );
         }
-        if let Some(v) = self.status {
-            w.add("status = ?", [BindValue::Int(i64::from(v))]);
-        }
         if let Some(v) = &self.verdict {
             w.add("verdict = ?", [BindValue::Text(v.clone())]);
+        }
+    }
+
+    /// Conditions only single rows can answer.
+    fn add_row_only(&self, w: &mut Where) {
+        if let Some(v) = self.status {
+            w.add("status = ?", [BindValue::Int(i64::from(v))]);
         }
         if let Some(v) = &self.kind {
             // findings is a JSON object with the kinds as keys.
@@ -157,12 +184,15 @@ impl QueryFilter {
         if let Some(v) = self.after_id {
             w.add("id > ?", [BindValue::Int(v)]);
         }
-        let sql = if w.conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", w.conds.join(" AND "))
-        };
-        Ok((sql, w.values))
+    }
+
+    /// Whether every condition is one `usage_hourly` can answer.
+    pub(crate) fn only_attributes(&self) -> bool {
+        self.status.is_none()
+            && self.kind.is_none()
+            && self.request_id.is_none()
+            && self.route.is_none()
+            && self.after_id.is_none()
     }
 
     fn limit_clause(&self) -> Result<String, AuditError> {
@@ -292,14 +322,6 @@ pub struct RepeatedFingerprint {
     pub last_seen: String,
 }
 
-/// requests, input, output, cost, blocked, redacted of a group, typed alike
-/// on SQLite and PostgreSQL.
-const TOTALS: &str = "COUNT(*), \
-     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), \
-     CAST(COALESCE(SUM(CASE WHEN verdict = 'blocked' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(CASE WHEN verdict = 'redacted' THEN 1 ELSE 0 END), 0) AS BIGINT)";
-
 /// bucket, key, requests, input, output, cost, blocked, redacted.
 type SeriesSqlRow = (String, Option<String>, i64, i64, i64, f64, i64, i64);
 
@@ -373,12 +395,12 @@ impl AuditStore {
         }
     }
 
-    /// Per tool: requests, distinct users and machines, last seen.
+    /// Per tool: requests, distinct users and machines, first and last seen.
     pub async fn agents(&self, filter: &QueryFilter) -> Result<Vec<AgentSummary>, AuditError> {
-        let (cond, values) = filter.where_clause(Utc::now())?;
+        let (source, values) = rollup::source(filter, Utc::now())?;
         let sql = format!(
-            "SELECT tool, COUNT(*), COUNT(DISTINCT \"user\"), COUNT(DISTINCT machine_id), MIN(ts), MAX(ts) \
-             FROM audit_log{cond} GROUP BY tool ORDER BY COUNT(*) DESC, tool{}",
+            "SELECT tool, CAST(SUM(requests) AS BIGINT), COUNT(DISTINCT \"user\"), COUNT(DISTINCT machine_id), \
+             MIN(first_ts), MAX(last_ts) FROM {source} GROUP BY tool ORDER BY 2 DESC, tool{}",
             filter.limit_clause()?
         );
         let rows: Vec<(Option<String>, i64, i64, i64, String, String)> =
@@ -414,9 +436,9 @@ impl AuditStore {
     }
 
     async fn top_by_column(&self, by: TopBy, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
-        let (cond, values) = filter.where_clause(Utc::now())?;
+        let (source, values) = rollup::source(filter, Utc::now())?;
         let col = by.column();
-        let sql = format!("SELECT {col}, {TOTALS} FROM audit_log{cond} GROUP BY {col}");
+        let sql = format!("SELECT {col}, {TOTALS} FROM {source} GROUP BY {col}");
         let rows: Vec<TopSqlRow> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
         Ok(rows
@@ -448,12 +470,12 @@ impl AuditStore {
                 "a time series by kind is not kept; use by user, tool, model, machine or exe".into(),
             ));
         }
-        let (cond, values) = filter.where_clause(Utc::now())?;
+        let (source, values) = rollup::source(filter, Utc::now())?;
         let col = by.column();
         let n = bucket.prefix_len();
         let sql = format!(
-            "SELECT substr(ts, 1, {n}) AS b, {col}, {TOTALS} \
-             FROM audit_log{cond} GROUP BY b, {col} ORDER BY b, {col}"
+            "SELECT substr(t, 1, {n}) AS b, {col}, {TOTALS} \
+             FROM {source} GROUP BY b, {col} ORDER BY b, {col}"
         );
         let rows: Vec<SeriesSqlRow> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);

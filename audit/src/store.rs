@@ -258,7 +258,19 @@ impl AuditStore {
                 })
             }
             // Anything else (no table yet, no privilege) shows up in the query itself.
-            _ => Ok(()),
+            Err(_) => Ok(()),
+            // The newest table a migration added.
+            Ok(()) => {
+                let probe = "SELECT hour FROM usage_hourly WHERE 1 = 0";
+                match on_pool!(&self.pool, p => sqlx::query(probe).fetch_all(p).await.map(|_| ())) {
+                    Err(sqlx::Error::Database(db)) if db.message().contains("usage_hourly") => {
+                        Err(AuditError::SchemaOutdated {
+                            url: self.display_url.clone(),
+                        })
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
 

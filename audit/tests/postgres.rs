@@ -842,3 +842,50 @@ async fn a_fleet_store_from_before_routing_migrates_and_still_verifies() {
     assert_eq!(report.machines.iter().map(|m| m.rows_checked).sum::<i64>(), 4);
     owner.close().await;
 }
+
+/// The fleet store keeps its hourly rollup with a statement trigger that
+/// runs as the owner: agents (INSERT only) fill it by shipping, a re-sent
+/// batch is not counted twice, the auditor reads it, and a prune recounts
+/// the hours it cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_usage_read_from_whole_hours_and_edge_rows_equals_a_scan_for_the_auditor_also_after_a_prune() {
+    let Some(pg) = start_pg() else { return };
+    let owner = fleet_store(&pg, &["machine-a", "machine-b"]).await;
+    for (machine, n) in [("machine-a", 400), ("machine-b", 250)] {
+        let agent = Agent::new(machine).await;
+        for r in common::spread_rows(n, 60) {
+            agent.writer.write(r).await.unwrap();
+        }
+        let mut shipper = ship(&agent, &pg, machine);
+        assert_eq!(shipper.drain().await.unwrap(), n);
+        // A lost acknowledgement: every row is sent again.
+        sqlx::query("UPDATE audit_shipping SET shipped_upto = 0")
+            .execute(sqlite(&agent.spool))
+            .await
+            .unwrap();
+        assert_eq!(shipper.drain().await.unwrap(), n);
+    }
+    assert_eq!(owner.count_all().await.unwrap(), 650);
+
+    let auditor = AuditStore::open_read_only(&pg.url_as("promptwall_auditor", "promptwall"))
+        .await
+        .unwrap();
+    let by_machine = auditor.top(TopBy::Machine, &QueryFilter::default()).await.unwrap();
+    assert_eq!(
+        by_machine.iter().map(|t| t.requests).collect::<Vec<_>>(),
+        vec![400, 250],
+        "re-sent rows are not counted again"
+    );
+    for f in common::usage_filters() {
+        common::assert_usage_matches_rows(&auditor, &f).await;
+    }
+
+    let cutoff = promptwall_audit::time::format_ts(chrono::Utc::now() - chrono::Duration::minutes(41 * 60 + 17));
+    let pruned = owner.prune(&cutoff, false).await.unwrap();
+    assert_eq!(pruned.len(), 2, "{pruned:?}");
+    for f in common::usage_filters() {
+        common::assert_usage_matches_rows(&auditor, &f).await;
+    }
+    auditor.close().await;
+    owner.close().await;
+}

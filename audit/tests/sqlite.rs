@@ -1262,6 +1262,9 @@ async fn a_store_from_before_routing_migrates_and_still_verifies() {
         ("req-2", "", "", None)
     );
 
+    // The migration counted the rows already there into the rollup.
+    common::assert_usage_matches_rows(&store, &QueryFilter::default()).await;
+
     let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("machine-a"));
     assert_eq!(
         writer
@@ -1270,6 +1273,7 @@ async fn a_store_from_before_routing_migrates_and_still_verifies() {
             .unwrap(),
         4
     );
+    common::assert_usage_matches_rows(&store, &QueryFilter::default()).await;
     let report = store.verify(None).await.unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert_eq!((report.machines.len(), report.machines[0].rows_checked), (1, 4));
@@ -1364,4 +1368,28 @@ async fn after_id_finds_exactly_the_rows_committed_since() {
     let mut ids: Vec<i64> = newer.iter().map(|r| r.id).collect();
     ids.sort();
     assert_eq!(ids, vec![2, 3], "whatever their request times");
+}
+
+#[tokio::test]
+async fn usage_read_from_whole_hours_and_edge_rows_equals_a_scan_of_the_rows_also_after_a_prune() {
+    let (_dir, _url, store, writer) = fresh().await;
+    for r in common::spread_rows(600, 60) {
+        writer.write(r).await.unwrap();
+    }
+    for f in common::usage_filters() {
+        common::assert_usage_matches_rows(&store, &f).await;
+    }
+    // A prune whose cutoff falls inside an hour: that hour is counted again
+    // from what is left of it.
+    let cutoff = promptwall_audit::time::format_ts(chrono::Utc::now() - chrono::Duration::minutes(41 * 60 + 17));
+    let pruned = store.prune(&cutoff, false).await.unwrap();
+    assert!(pruned[0].deleted > 100, "{pruned:?}");
+    for f in common::usage_filters() {
+        common::assert_usage_matches_rows(&store, &f).await;
+    }
+    // And rows written after the prune count as before.
+    for r in common::spread_rows(50, 2) {
+        writer.write(r).await.unwrap();
+    }
+    common::assert_usage_matches_rows(&store, &QueryFilter::default()).await;
 }

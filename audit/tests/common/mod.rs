@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, Utc};
 use promptwall_audit::{Attempt, AuditRecord, Fingerprint, RoutingDetail, TranslationRecord};
@@ -321,4 +321,216 @@ macro_rules! insert_legacy {
             .await
             .unwrap();
     }};
+}
+
+/// `n` rows over the `hours` before now: every minute offset, attributes
+/// cycling independently (some unknown), all verdicts; deterministic.
+pub fn spread_rows(n: usize, hours: i64) -> Vec<AuditRecord> {
+    let users = [Some("alice"), Some("bob"), None, Some("carol")];
+    let tools = [Some("claude-code"), Some("codex"), Some("aider"), None, Some("cursor")];
+    let exes = ["/usr/bin/node", "/usr/bin/python3", "/opt/cursor/cursor"];
+    let models = [
+        ("anthropic", "claude-sonnet-4-20250514"),
+        ("openai", "gpt-4o"),
+        ("openai", "gpt-4o-mini"),
+    ];
+    let verdicts = ["allowed", "allowed", "redacted", "blocked", "passthrough"];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let now = Utc::now();
+    let mut rows: Vec<AuditRecord> = (0..n)
+        .map(|_| {
+            let seconds_ago = (next() % (hours as u64 * 3600)) as i64;
+            let (provider, model) = models[(next() % 3) as usize];
+            let mut r = record(Req {
+                user: "x",
+                provider,
+                model,
+                verdict: verdicts[(next() % 5) as usize],
+                tokens: ((next() % 5000) as i64, (next() % 800) as i64),
+                ..Default::default()
+            });
+            r.ts = promptwall_audit::time::format_ts(now - Duration::seconds(seconds_ago));
+            r.user = users[(next() % 4) as usize].map(str::to_string);
+            r.tool = tools[(next() % 5) as usize].map(str::to_string);
+            r.exe = Some(exes[(next() % 3) as usize].to_string());
+            r.cost_usd = (next() % 4 != 0).then(|| (next() % 10_000) as f64 / 1e5);
+            r.input_tokens = (next() % 6 != 0).then_some(r.input_tokens.unwrap_or(0));
+            r
+        })
+        .collect();
+    rows.sort_by(|a, b| a.ts.cmp(&b.ts));
+    rows
+}
+
+/// `agents`, `top` (every column) and `series` (hour and day) for `filter`
+/// equal what the matching rows themselves add up to: the rollup and the
+/// raw edges together answer exactly what a scan would.
+pub async fn assert_usage_matches_rows(store: &promptwall_audit::AuditStore, filter: &promptwall_audit::QueryFilter) {
+    use promptwall_audit::{Bucket, TopBy};
+    let rows = store.export(filter).await.unwrap();
+    let label = format!("{filter:?} over {} rows", rows.len());
+    type Sums = (i64, i64, i64, f64, i64, i64);
+    let add = |s: &mut Sums, r: &AuditRecord| {
+        s.0 += 1;
+        s.1 += r.input_tokens.unwrap_or(0);
+        s.2 += r.output_tokens.unwrap_or(0);
+        s.3 += r.cost_usd.unwrap_or(0.0);
+        s.4 += i64::from(r.verdict == "blocked");
+        s.5 += i64::from(r.verdict == "redacted");
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+
+    // Agents.
+    let mut agents: BTreeMap<Option<String>, (i64, BTreeSet<String>, BTreeSet<String>, String, String)> =
+        BTreeMap::new();
+    for r in &rows {
+        let e = agents
+            .entry(r.tool.clone())
+            .or_insert_with(|| (0, BTreeSet::new(), BTreeSet::new(), r.ts.clone(), r.ts.clone()));
+        e.0 += 1;
+        if let Some(u) = &r.user {
+            e.1.insert(u.clone());
+        }
+        e.2.insert(r.machine_id.clone());
+        e.3 = e.3.clone().min(r.ts.clone());
+        e.4 = e.4.clone().max(r.ts.clone());
+    }
+    let got: BTreeMap<_, _> = store
+        .agents(filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.tool, (a.requests, a.users, a.machines, a.first_seen, a.last_seen)))
+        .collect();
+    let want: BTreeMap<_, _> = agents
+        .into_iter()
+        .map(|(k, (n, u, m, f, l))| (k, (n, u.len() as i64, m.len() as i64, f, l)))
+        .collect();
+    assert_eq!(got, want, "agents, {label}");
+
+    // Top by every column.
+    let key_of = |by: TopBy, r: &AuditRecord| match by {
+        TopBy::User => r.user.clone(),
+        TopBy::Tool => r.tool.clone(),
+        TopBy::Model => r.model.clone(),
+        TopBy::Machine => Some(r.machine_id.clone()),
+        TopBy::Exe => r.exe.clone(),
+        TopBy::Kind => unreachable!(),
+    };
+    for by in [TopBy::User, TopBy::Tool, TopBy::Model, TopBy::Machine, TopBy::Exe] {
+        let mut want: BTreeMap<Option<String>, Sums> = BTreeMap::new();
+        for r in &rows {
+            add(want.entry(key_of(by, r)).or_default(), r);
+        }
+        let got = store.top(by, filter).await.unwrap();
+        assert_eq!(got.len(), want.len(), "top by {by:?} keys, {label}");
+        for t in got {
+            let w = want[&t.key];
+            assert_eq!(
+                (t.requests, t.input_tokens, t.output_tokens, t.blocked, t.redacted),
+                (w.0, w.1, w.2, w.4, w.5),
+                "top by {by:?} {:?}, {label}",
+                t.key
+            );
+            assert!(
+                close(t.cost_usd, w.3),
+                "cost by {by:?} {:?}: {} vs {}, {label}",
+                t.key,
+                t.cost_usd,
+                w.3
+            );
+        }
+    }
+
+    // Series by hour and by day.
+    for (bucket, len) in [(Bucket::Hour, 13), (Bucket::Day, 10)] {
+        for by in [TopBy::Tool, TopBy::User] {
+            let mut want: BTreeMap<(String, Option<String>), Sums> = BTreeMap::new();
+            for r in &rows {
+                add(want.entry((r.ts[..len].to_string(), key_of(by, r))).or_default(), r);
+            }
+            let got = store.series(by, bucket, filter).await.unwrap();
+            assert_eq!(got.len(), want.len(), "series {bucket:?} by {by:?} points, {label}");
+            for p in got {
+                let w = want[&(p.bucket.clone(), p.key.clone())];
+                assert_eq!(
+                    (p.requests, p.input_tokens, p.output_tokens, p.blocked, p.redacted),
+                    (w.0, w.1, w.2, w.4, w.5),
+                    "series {bucket:?} by {by:?} at {} {:?}, {label}",
+                    p.bucket,
+                    p.key
+                );
+                assert!(
+                    close(p.cost_usd, w.3),
+                    "series cost at {} {:?}, {label}",
+                    p.bucket,
+                    p.key
+                );
+            }
+        }
+    }
+}
+
+/// Windows that cut hours at both ends, whole-hour windows, one inside an
+/// hour, attribute filters, and filters only rows can answer.
+pub fn usage_filters() -> Vec<promptwall_audit::QueryFilter> {
+    use promptwall_audit::QueryFilter;
+    let now = Utc::now();
+    let at = |minutes_ago: i64| promptwall_audit::time::format_ts(now - Duration::minutes(minutes_ago));
+    let day_start = |days_ago: i64| (now - Duration::days(days_ago)).format("%Y-%m-%d").to_string();
+    vec![
+        QueryFilter::default(),
+        QueryFilter {
+            since: Some("30h".into()),
+            ..Default::default()
+        },
+        QueryFilter {
+            since: Some(at(47 * 60 + 13)),
+            until: Some(at(5 * 60 + 41)),
+            ..Default::default()
+        },
+        QueryFilter {
+            since: Some(day_start(2)),
+            until: Some(day_start(1)),
+            ..Default::default()
+        },
+        QueryFilter {
+            since: Some(at(200)),
+            until: Some(at(170)),
+            ..Default::default()
+        },
+        QueryFilter {
+            since: Some("20h".into()),
+            user: Some("bob".into()),
+            ..Default::default()
+        },
+        QueryFilter {
+            since: Some("50h".into()),
+            exe: Some("node".into()),
+            tool: Some("codex".into()),
+            ..Default::default()
+        },
+        QueryFilter {
+            model: Some("gpt-4o".into()),
+            verdict: Some("redacted".into()),
+            ..Default::default()
+        },
+        QueryFilter {
+            provider: Some("anthropic".into()),
+            machine: Some("machine-a".into()),
+            until: Some(at(100)),
+            ..Default::default()
+        },
+        QueryFilter {
+            since: Some("40h".into()),
+            status: Some(200),
+            ..Default::default()
+        },
+    ]
 }
