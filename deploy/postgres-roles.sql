@@ -56,13 +56,13 @@ ALTER ROLE promptwall_agent NOLOGIN;
 
 -- Nobody gets anything by default; PostgreSQL < 15 let PUBLIC create in public.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-REVOKE ALL ON audit_log, audit_checkpoint, audit_meta, usage_hourly, _sqlx_migrations FROM PUBLIC;
+REVOKE ALL ON audit_log, audit_checkpoint, audit_meta, usage_hourly, usage_daily, kinds_hourly, fingerprints_daily, _sqlx_migrations FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO promptwall_agent, promptwall_auditor;
 
 GRANT INSERT ON audit_log TO promptwall_agent;
 
--- usage_hourly is kept by a trigger running as the owner: agents need nothing on it.
-GRANT SELECT ON audit_log, audit_checkpoint, usage_hourly TO promptwall_auditor;
+-- The usage rollups are kept by a trigger running as the owner: agents need nothing on them.
+GRANT SELECT ON audit_log, audit_checkpoint, usage_hourly, usage_daily, kinds_hourly, fingerprints_daily TO promptwall_auditor;
 
 -- Row-level security: the owner (migrations, prune) is exempt; every other
 -- role sees and writes only what a policy allows. session_user is the role

@@ -359,6 +359,7 @@ impl AuditStore {
                 }
             }
             let now = crate::time::now_ts();
+            let postgres = !self.is_sqlite();
             let deleted = on_pool!(&self.pool, p => {
                 let mut tx = p.begin().await?;
                 let span: (Option<String>, Option<String>) = sqlx::query_as(
@@ -366,14 +367,22 @@ impl AuditStore {
                     .bind(machine_id).bind(install_id).bind(last_id).fetch_one(&mut *tx).await?;
                 let deleted = sqlx::query("DELETE FROM audit_log WHERE machine_id = $1 AND install_id = $2 AND id <= $3")
                     .bind(machine_id).bind(install_id).bind(last_id).execute(&mut *tx).await?.rows_affected();
-                // The rollup counted the deleted rows: count their hours again.
+                // The rollups counted the deleted rows: count their days again.
                 if let Some((first, last, start, end)) =
-                    span.0.zip(span.1).and_then(|(oldest, newest)| rollup::touched_hours(&oldest, &newest))
+                    span.0.zip(span.1).and_then(|(oldest, newest)| rollup::touched(&oldest, &newest))
                 {
-                    sqlx::query(rollup::FORGET_HOURS).bind(machine_id).bind(&first).bind(&last)
-                        .execute(&mut *tx).await?;
-                    sqlx::query(rollup::RECOUNT_HOURS).bind(machine_id).bind(&start).bind(&end)
-                        .execute(&mut *tx).await?;
+                    for forget in rollup::FORGET {
+                        sqlx::query(forget).bind(machine_id).bind(&first).bind(&last).execute(&mut *tx).await?;
+                    }
+                    let [hourly, daily] = rollup::recount_usage_sql();
+                    for recount in [
+                        hourly,
+                        daily,
+                        rollup::recount_kinds_sql(postgres),
+                        rollup::recount_fingerprints_sql(postgres),
+                    ] {
+                        sqlx::query(&recount).bind(machine_id).bind(&start).bind(&end).execute(&mut *tx).await?;
+                    }
                 }
                 sqlx::query(
                     "INSERT INTO audit_checkpoint (machine_id, install_id, last_id, last_hash, pruned_rows, ts) \

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::record::COLUMNS;
-use crate::rollup::{self, TOTALS};
+use crate::rollup::{self, Grain, TOTALS};
 use crate::store::{decode_record, on_pool, AuditStore};
 use crate::time::parse_time_spec;
 use crate::{AuditError, AuditRecord};
@@ -116,8 +116,8 @@ impl QueryFilter {
         Ok((w.sql(), w.values))
     }
 
-    /// Conditions on the attributes `usage_hourly` keeps
-    /// as well: the same SQL filters either table.
+    /// Conditions on the attributes the usage rollups keep as well: the
+    /// same SQL filters any of those tables.
     pub(crate) fn add_attributes(&self, w: &mut Where) {
         if let Some(v) = &self.machine {
             w.add("machine_id = ?", [BindValue::Text(v.clone())]);
@@ -150,13 +150,13 @@ impl QueryFilter {
                 [BindValue::Text(format!("{}%", like_escape(v)))],
             );
         }
-        if let Some(v) = &self.verdict {
-            w.add("verdict = ?", [BindValue::Text(v.clone())]);
-        }
     }
 
     /// Conditions only single rows can answer.
     fn add_row_only(&self, w: &mut Where) {
+        if let Some(v) = &self.verdict {
+            w.add("verdict = ?", [BindValue::Text(v.clone())]);
+        }
         if let Some(v) = self.status {
             w.add("status = ?", [BindValue::Int(i64::from(v))]);
         }
@@ -186,9 +186,10 @@ impl QueryFilter {
         }
     }
 
-    /// Whether every condition is one `usage_hourly` can answer.
+    /// Whether every condition is one the usage rollups can answer.
     pub(crate) fn only_attributes(&self) -> bool {
-        self.status.is_none()
+        self.verdict.is_none()
+            && self.status.is_none()
             && self.kind.is_none()
             && self.request_id.is_none()
             && self.route.is_none()
@@ -397,7 +398,7 @@ impl AuditStore {
 
     /// Per tool: requests, distinct users and machines, first and last seen.
     pub async fn agents(&self, filter: &QueryFilter) -> Result<Vec<AgentSummary>, AuditError> {
-        let (source, values) = rollup::source(filter, Utc::now())?;
+        let (source, values) = rollup::usage_source(filter, Grain::Day, Utc::now())?;
         let sql = format!(
             "SELECT tool, CAST(SUM(requests) AS BIGINT), COUNT(DISTINCT \"user\"), COUNT(DISTINCT machine_id), \
              MIN(first_ts), MAX(last_ts) FROM {source} GROUP BY tool ORDER BY 2 DESC, tool{}",
@@ -436,7 +437,7 @@ impl AuditStore {
     }
 
     async fn top_by_column(&self, by: TopBy, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
-        let (source, values) = rollup::source(filter, Utc::now())?;
+        let (source, values) = rollup::usage_source(filter, Grain::Day, Utc::now())?;
         let col = by.column();
         let sql = format!("SELECT {col}, {TOTALS} FROM {source} GROUP BY {col}");
         let rows: Vec<TopSqlRow> =
@@ -470,7 +471,11 @@ impl AuditStore {
                 "a time series by kind is not kept; use by user, tool, model, machine or exe".into(),
             ));
         }
-        let (source, values) = rollup::source(filter, Utc::now())?;
+        let grain = match bucket {
+            Bucket::Hour => Grain::Hour,
+            Bucket::Day => Grain::Day,
+        };
+        let (source, values) = rollup::usage_source(filter, grain, Utc::now())?;
         let col = by.column();
         let n = bucket.prefix_len();
         let sql = format!(
@@ -497,58 +502,97 @@ impl AuditStore {
     }
 
     /// Blocked secrets whose fingerprint appears more than once, most
-    /// repeated first.
+    /// repeated first; users by name.
     pub async fn repeated_fingerprints(&self, filter: &QueryFilter) -> Result<Vec<RepeatedFingerprint>, AuditError> {
-        let (cond, values) = filter.where_clause(Utc::now())?;
-        let extra = if cond.is_empty() {
-            " WHERE fingerprints <> '[]'"
-        } else {
-            " AND fingerprints <> '[]'"
-        };
-        let sql = format!("SELECT fingerprints, \"user\", ts FROM audit_log{cond}{extra}");
-        let rows: Vec<(String, Option<String>, String)> =
-            on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
+        let sources = rollup::fingerprint_sources(filter, Utc::now())?;
         let mut seen: BTreeMap<(String, String), RepeatedFingerprint> = BTreeMap::new();
-        for (fingerprints, user, ts) in rows {
-            let fps: Vec<crate::Fingerprint> = serde_json::from_str(&fingerprints).map_err(|e| {
-                AuditError::BadFilter(format!(
-                    "unreadable fingerprints {fingerprints:?}: {e}; run `promptwall audit verify`"
-                ))
-            })?;
-            for fp in fps {
-                let entry = seen
-                    .entry((fp.kind.clone(), fp.fp.clone()))
-                    .or_insert_with(|| RepeatedFingerprint {
-                        kind: fp.kind,
-                        fingerprint: fp.fp,
-                        times: 0,
-                        users: Vec::new(),
-                        first_seen: ts.clone(),
-                        last_seen: ts.clone(),
-                    });
-                entry.times += 1;
-                if let Some(u) = &user {
-                    if !entry.users.contains(u) {
-                        entry.users.push(u.clone());
-                    }
-                }
-                if ts < entry.first_seen {
-                    entry.first_seen = ts.clone();
-                }
-                if ts > entry.last_seen {
-                    entry.last_seen = ts.clone();
+        let mut count = |kind: String, fp: String, user: Option<String>, times: i64, first: String, last: String| {
+            let entry = seen
+                .entry((kind.clone(), fp.clone()))
+                .or_insert_with(|| RepeatedFingerprint {
+                    kind,
+                    fingerprint: fp,
+                    times: 0,
+                    users: Vec::new(),
+                    first_seen: first.clone(),
+                    last_seen: last.clone(),
+                });
+            entry.times += times;
+            if let Some(u) = user {
+                if !entry.users.contains(&u) {
+                    entry.users.push(u);
                 }
             }
+            if first < entry.first_seen {
+                entry.first_seen = first;
+            }
+            if last > entry.last_seen {
+                entry.last_seen = last;
+            }
+        };
+        if let Some((sql, values)) = &sources.rolled {
+            let rows: Vec<(String, String, Option<String>, i64, String, String)> =
+                on_pool!(&self.pool, p => bind_values!(sqlx::query_as(sql), values).fetch_all(p).await?);
+            for (kind, fp, user, times, first, last) in rows {
+                count(kind, fp, user, times, first, last);
+            }
+        }
+        if let Some((cond, values)) = sources.rows {
+            let extra = if cond.is_empty() {
+                " WHERE fingerprints <> '[]'"
+            } else {
+                " AND fingerprints <> '[]'"
+            };
+            let sql = format!("SELECT fingerprints, \"user\", ts FROM audit_log{cond}{extra}");
+            let rows: Vec<(String, Option<String>, String)> =
+                on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
+            for (fingerprints, user, ts) in rows {
+                let fps: Vec<crate::Fingerprint> = serde_json::from_str(&fingerprints).map_err(|e| {
+                    AuditError::BadFilter(format!(
+                        "unreadable fingerprints {fingerprints:?}: {e}; run `promptwall audit verify`"
+                    ))
+                })?;
+                for fp in fps {
+                    count(fp.kind, fp.fp, user.clone(), 1, ts.clone(), ts.clone());
+                }
+            }
+        }
+        for f in seen.values_mut() {
+            f.users.sort();
         }
         let mut out: Vec<RepeatedFingerprint> = seen.into_values().filter(|f| f.times > 1).collect();
         out.sort_by(|a, b| b.times.cmp(&a.times).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
         Ok(out)
     }
 
-    /// Kinds live in the findings JSON; aggregate in Rust so the SQL stays
-    /// portable. A request counts once per kind it contains.
+    /// Whole hours from `kinds_hourly`; rows (the edges, or all when a
+    /// filter needs them) by their findings JSON, aggregated in Rust so the
+    /// SQL stays portable. A request counts once per kind it contains.
     async fn top_by_kind(&self, filter: &QueryFilter) -> Result<Vec<TopRow>, AuditError> {
-        let (cond, values) = filter.where_clause(Utc::now())?;
+        let sources = rollup::kind_sources(filter, Utc::now())?;
+        let mut by_kind: BTreeMap<String, TopRow> = BTreeMap::new();
+        if let Some((sql, values)) = &sources.rolled {
+            let rows: Vec<TopSqlRow> =
+                on_pool!(&self.pool, p => bind_values!(sqlx::query_as(sql), values).fetch_all(p).await?);
+            for (kind, requests, input_tokens, output_tokens, cost_usd, blocked, redacted) in rows {
+                let Some(kind) = kind else { continue };
+                by_kind.insert(
+                    kind.clone(),
+                    TopRow {
+                        key: Some(kind),
+                        requests,
+                        input_tokens,
+                        output_tokens,
+                        cost_usd,
+                        blocked,
+                        redacted,
+                    },
+                );
+            }
+        }
+        let Some((cond, values)) = sources.rows else {
+            return Ok(by_kind.into_values().collect());
+        };
         let extra = if cond.is_empty() {
             " WHERE findings <> '{}'"
         } else {
@@ -558,7 +602,6 @@ impl AuditStore {
             format!("SELECT findings, input_tokens, output_tokens, cost_usd, verdict FROM audit_log{cond}{extra}");
         let rows: Vec<KindSqlRow> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
-        let mut by_kind: BTreeMap<String, TopRow> = BTreeMap::new();
         for (findings, input, output, cost, verdict) in rows {
             let kinds: BTreeMap<String, u32> = serde_json::from_str(&findings).map_err(|e| {
                 AuditError::BadFilter(format!(

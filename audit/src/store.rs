@@ -261,9 +261,9 @@ impl AuditStore {
             Err(_) => Ok(()),
             // The newest table a migration added.
             Ok(()) => {
-                let probe = "SELECT hour FROM usage_hourly WHERE 1 = 0";
+                let probe = "SELECT day FROM fingerprints_daily WHERE 1 = 0";
                 match on_pool!(&self.pool, p => sqlx::query(probe).fetch_all(p).await.map(|_| ())) {
-                    Err(sqlx::Error::Database(db)) if db.message().contains("usage_hourly") => {
+                    Err(sqlx::Error::Database(db)) if db.message().contains("fingerprints_daily") => {
                         Err(AuditError::SchemaOutdated {
                             url: self.display_url.clone(),
                         })

@@ -51,10 +51,10 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let alerts = crate::alerts::Alerts::new(promptwall_audit::Outbox::new(&store), webhooks, machine_id.clone());
     // Metrics are kept only when something reads them.
-    let metrics = match config.listen.admin_http {
-        Some(_) => Some(Arc::new(crate::metrics::Metrics::new(prices))),
-        None => None,
-    };
+    let metrics = config
+        .listen
+        .admin_http
+        .map(|_| Arc::new(crate::metrics::Metrics::new(prices)));
     let audit = with_secret_alerts(
         timed(audit_sink(writer, machine_id.clone()), metrics.clone()),
         alerts.clone(),

@@ -106,6 +106,15 @@ fn failed(e: AuditError) -> Response<Body> {
     }
 }
 
+/// `?bucket=hour|day` (hour when absent).
+fn bucket(params: &HashMap<String, String>) -> Result<Bucket, String> {
+    match params.get("bucket").map(String::as_str) {
+        Some("day") => Ok(Bucket::Day),
+        None | Some("hour") => Ok(Bucket::Hour),
+        Some(other) => Err(format!("bucket {other:?}: use hour or day")),
+    }
+}
+
 pub async fn json(ui: &Ui, viewer: &Viewer, path: &str, params: &HashMap<String, String>) -> Response<Body> {
     let f = filter(params);
     let by = |default: &str| TopBy::parse(params.get("by").map(String::as_str).unwrap_or(default));
@@ -150,10 +159,9 @@ pub async fn json(ui: &Ui, viewer: &Viewer, path: &str, params: &HashMap<String,
             Err(e) => failed(e),
         },
         "/api/series" => {
-            let bucket = match params.get("bucket").map(String::as_str) {
-                Some("day") => Bucket::Day,
-                None | Some("hour") => Bucket::Hour,
-                Some(other) => return bad(format!("bucket {other:?}: use hour or day")),
+            let bucket = match bucket(params) {
+                Ok(b) => b,
+                Err(why) => return bad(why),
             };
             match by("tool") {
                 Ok(by) => match ui.store.series(by, bucket, &QueryFilter { limit: None, ..f }).await {
@@ -167,7 +175,11 @@ pub async fn json(ui: &Ui, viewer: &Viewer, path: &str, params: &HashMap<String,
             let all = QueryFilter { limit: None, ..f };
             let kinds = ui.store.top(TopBy::Kind, &all).await;
             let repeated = ui.store.repeated_fingerprints(&all).await;
-            let over_time = ui.store.series(TopBy::Tool, Bucket::Hour, &all).await;
+            let bucket = match bucket(params) {
+                Ok(b) => b,
+                Err(why) => return bad(why),
+            };
+            let over_time = ui.store.series(TopBy::Tool, bucket, &all).await;
             match (kinds, repeated, over_time) {
                 (Ok(kinds), Ok(repeated), Ok(points)) => ok(json!({
                     "kinds": kinds,

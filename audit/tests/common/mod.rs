@@ -361,6 +361,20 @@ pub fn spread_rows(n: usize, hours: i64) -> Vec<AuditRecord> {
             r.exe = Some(exes[(next() % 3) as usize].to_string());
             r.cost_usd = (next() % 4 != 0).then(|| (next() % 10_000) as f64 / 1e5);
             r.input_tokens = (next() % 6 != 0).then_some(r.input_tokens.unwrap_or(0));
+            r.findings = match r.verdict.as_str() {
+                "blocked" => BTreeMap::from([("aws_access_key".to_string(), 1), ("email".to_string(), 1)]),
+                "redacted" => BTreeMap::from([("email".to_string(), 2)]),
+                _ if next() % 7 == 0 => BTreeMap::from([("internal_host".to_string(), 1)]),
+                _ => BTreeMap::new(),
+            };
+            r.fingerprints = if r.verdict == "blocked" {
+                vec![Fingerprint {
+                    kind: "aws_access_key".into(),
+                    fp: format!("fp-{}", next() % 6),
+                }]
+            } else {
+                vec![]
+            };
             r
         })
         .collect();
@@ -387,8 +401,9 @@ pub async fn assert_usage_matches_rows(store: &promptwall_audit::AuditStore, fil
     let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
 
     // Agents.
-    let mut agents: BTreeMap<Option<String>, (i64, BTreeSet<String>, BTreeSet<String>, String, String)> =
-        BTreeMap::new();
+    /// requests, users, machines, first and last seen.
+    type Agent = (i64, BTreeSet<String>, BTreeSet<String>, String, String);
+    let mut agents: BTreeMap<Option<String>, Agent> = BTreeMap::new();
     for r in &rows {
         let e = agents
             .entry(r.tool.clone())
@@ -447,6 +462,54 @@ pub async fn assert_usage_matches_rows(store: &promptwall_audit::AuditStore, fil
             );
         }
     }
+
+    // Top by detector kind: a row counts once per kind it holds.
+    let mut want: BTreeMap<Option<String>, Sums> = BTreeMap::new();
+    for r in &rows {
+        for kind in r.findings.keys() {
+            add(want.entry(Some(kind.clone())).or_default(), r);
+        }
+    }
+    let got = store.top(TopBy::Kind, filter).await.unwrap();
+    assert_eq!(got.len(), want.len(), "top by kind keys, {label}");
+    for t in got {
+        let w = want[&t.key];
+        assert_eq!(
+            (t.requests, t.input_tokens, t.output_tokens, t.blocked, t.redacted),
+            (w.0, w.1, w.2, w.4, w.5),
+            "top by kind {:?}, {label}",
+            t.key
+        );
+        assert!(close(t.cost_usd, w.3), "cost by kind {:?}, {label}", t.key);
+    }
+
+    // The same secret blocked more than once.
+    type Seen = (i64, BTreeSet<String>, String, String);
+    let mut seen: BTreeMap<(String, String), Seen> = BTreeMap::new();
+    for r in &rows {
+        for f in &r.fingerprints {
+            let e = seen
+                .entry((f.kind.clone(), f.fp.clone()))
+                .or_insert_with(|| (0, BTreeSet::new(), r.ts.clone(), r.ts.clone()));
+            e.0 += 1;
+            e.1.extend(r.user.clone());
+            e.2 = e.2.clone().min(r.ts.clone());
+            e.3 = e.3.clone().max(r.ts.clone());
+        }
+    }
+    let want: BTreeMap<_, _> = seen
+        .into_iter()
+        .filter(|(_, v)| v.0 > 1)
+        .map(|(k, (n, users, first, last))| (k, (n, users.into_iter().collect::<Vec<_>>(), first, last)))
+        .collect();
+    let got: BTreeMap<_, _> = store
+        .repeated_fingerprints(filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| ((f.kind, f.fingerprint), (f.times, f.users, f.first_seen, f.last_seen)))
+        .collect();
+    assert_eq!(got, want, "repeated fingerprints, {label}");
 
     // Series by hour and by day.
     for (bucket, len) in [(Bucket::Hour, 13), (Bucket::Day, 10)] {

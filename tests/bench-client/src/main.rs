@@ -20,6 +20,7 @@ mod connect;
 mod hold;
 mod pipeline;
 mod stats;
+mod store;
 mod stream;
 mod transcript;
 
@@ -44,6 +45,8 @@ enum Cmd {
     Pipeline(pipeline::PipelineArgs),
     /// Time the budget stage (limits checked and settled) per request.
     Budget(budget::BudgetArgs),
+    /// Time the dashboard's store queries on a large audit store.
+    Store(store::StoreArgs),
     /// Write the generated transcript (and its next turn) to files.
     Transcript(transcript::TranscriptArgs),
 }
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Connect(a) => connect::run(a)?,
         Cmd::Pipeline(a) => pipeline::run(a)?,
         Cmd::Budget(a) => budget::run(a)?,
+        Cmd::Store(a) => runtime()?.block_on(store::run(a))?,
         Cmd::Transcript(a) => transcript::write(a)?,
     };
     println!("{out}");

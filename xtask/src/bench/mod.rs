@@ -74,6 +74,30 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
     let budget_iters = if quick { "2000" } else { "200000" };
     report["budget"] = client_json(&bins, &["budget", "--iters", budget_iters])?;
 
+    crate::step("dashboard queries on a large audit store");
+    let (store_rows, write_rows, runs) = if quick {
+        ("20000", "2000", "1")
+    } else {
+        ("1000000", "20000", "5")
+    };
+    let store_dir = work.join("store");
+    report["store"] = client_json(
+        &bins,
+        &[
+            "store",
+            "--rows",
+            store_rows,
+            "--write-rows",
+            write_rows,
+            "--runs",
+            runs,
+            "--dir",
+            &store_dir.display().to_string(),
+        ],
+    )?;
+    // A million rows take about a gigabyte.
+    let _ = std::fs::remove_dir_all(&store_dir);
+
     let fake_bind = format!("127.0.0.1:{}", procs::free_port("127.0.0.1")?);
     let first_fake = services::fake(&bins, &work, &fake_bind, 1)?;
     let pw = services::promptwall(&bins, &work, &first_fake, true, "full", TRANSLATED_ROUTE, &[])?;

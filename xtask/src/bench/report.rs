@@ -211,6 +211,31 @@ pub fn markdown(r: &Value) -> String {
         fmt(num(m, "/p50_ms"), 2), fmt(num(m, "/p99_ms"), 2), fmt(num(m, "/max_ms"), 2),
     );
 
+    md.push_str("\n### 3d. Dashboard queries on a large store (SQLite, seeded through the writer)\n\n");
+    let st = &r["store"];
+    let _ = writeln!(
+        md,
+        "{} rows over {} days ({} rollup rows). Each page's store calls as `promptwall ui` makes them, median of {} runs; target ≤ 200 ms.\n\n| page | 24 h | 7 d | 30 d |\n|---|---|---|---|",
+        st["rows"], st["days"], st["rollup_rows"], st["runs"],
+    );
+    for page in ["live", "request", "agents", "spend", "protection"] {
+        let ms = |since: &str| fmt(num(st, &format!("/pages/{page} {since}/p50_ms")), 1);
+        let _ = writeln!(md, "| {page} | {} | {} | {} |", ms("24h"), ms("7d"), ms("30d"));
+    }
+    let _ = writeln!(
+        md,
+        "\nWhat the rollup triggers cost the writer ({} rows per round, 3 interleaved rounds, medians): {} rows/s with them, {} without ({} µs per row).",
+        st["write_rows"],
+        fmt(num(st, "/write_rows_per_s_with_rollup"), 0),
+        fmt(num(st, "/write_rows_per_s_without"), 0),
+        signed(
+            num(st, "/write_rows_per_s_with_rollup")
+                .zip(num(st, "/write_rows_per_s_without"))
+                .map(|(with, without)| 1e6 / with - 1e6 / without),
+            1
+        ),
+    );
+
     md.push_str("\n### 4. connect() to a non-provider address, eBPF attached vs detached\n\n");
     if r["connect"].is_object() {
         let c = &r["connect"];

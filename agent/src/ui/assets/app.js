@@ -235,7 +235,8 @@ const pages = {
   },
 
   async protection(el) {
-    const p = await api("protection", { since: since() });
+    const bucket = ["1h", "24h"].includes(since()) ? "hour" : "day";
+    const p = await api("protection", { since: since(), bucket });
     const blocked = p.points.reduce((a, c) => a + c.blocked, 0);
     const redacted = p.points.reduce((a, c) => a + c.redacted, 0);
     const byVerdict = p.points.flatMap((pt) => [
@@ -243,7 +244,7 @@ const pages = {
     el.innerHTML = `<h1>Protection</h1>
       ${cards([["requests blocked", num(blocked), "prot-blocked"], ["requests redacted", num(redacted), "prot-redacted"],
         ["secrets pasted again", num(p.repeated.length), "prot-repeated"]])}
-      <div class="panel"><h2>Blocks and redactions per hour</h2>${stackedBars(byVerdict, (x) => x.v, "blocks and redactions")}</div>
+      <div class="panel"><h2>Blocks and redactions per ${bucket}</h2>${stackedBars(byVerdict, (x) => x.v, "blocks and redactions")}</div>
       <div class="grid2">
         <div class="panel"><h2>By kind</h2>${table([
           { label: "kind", html: (r) => esc(r.key) }, { label: "requests", num: true, html: (r) => num(r.requests) },
