@@ -153,6 +153,11 @@ pub struct Target {
     pub uri: Uri,
     /// Upstream host, for messages and the audit row.
     pub host: String,
+    /// Dial this address, not the name's: the original destination of the
+    /// intercepted connection this request came on, while the request goes
+    /// to the host that connection named. None for everything else (the
+    /// explicit listener, a route to another upstream).
+    pub dial: Option<std::net::SocketAddr>,
 }
 
 /// The client process, as far as it is known.

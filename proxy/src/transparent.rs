@@ -478,6 +478,7 @@ fn connection_exchange(origin: Option<&ConnectionOrigin>, server_name: Option<St
         provider: String::new(),
         uri: http::Uri::default(),
         host: server_name.unwrap_or_default(),
+        dial: origin.map(|o| o.original_dst),
     });
     ex
 }

@@ -3,12 +3,12 @@
 //! ALPN, with `SO_MARK` on every socket so the eBPF/nftables redirect never
 //! sends our own traffic back to us.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -50,6 +50,10 @@ pub struct Dialer {
     connect_timeout: Duration,
     /// Addresses the proxy itself listens on: never dial them (self-call guard).
     own_listeners: Arc<Vec<SocketAddr>>,
+    /// Dial this address for every host without an override: a client of
+    /// [`Upstream::client_for`] carrying one intercepted connection's own
+    /// original destination.
+    pinned: Option<SocketAddr>,
 }
 
 impl Dialer {
@@ -68,6 +72,7 @@ impl Dialer {
             mark: config.upstream.mark,
             connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms.max(1)),
             own_listeners: Arc::new(own),
+            pinned: None,
         }
     }
 
@@ -92,6 +97,9 @@ impl Dialer {
     async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
         if let Some(addr) = self.overrides.get(host) {
             return Ok(vec![*addr]);
+        }
+        if let Some(addr) = self.pinned {
+            return Ok(vec![addr]);
         }
         // DNS first: an observed destination is whatever some client chose
         // (any local user can send one provider's SNI to another address),
@@ -165,6 +173,27 @@ pub struct Upstream {
     pub client: HttpClient,
     pub dialer: Dialer,
     pub tls: Arc<rustls::ClientConfig>,
+    /// A pooled client per original destination: an intercepted connection
+    /// goes upstream to the address its client chose, not wherever another
+    /// connection to the same name went (hyper pools by name only).
+    pinned: Arc<Mutex<HashMap<SocketAddr, HttpClient>>>,
+}
+
+/// Destinations kept pooled at once; past it the pools start afresh (a
+/// provider has a handful of addresses, a fleet's catalog a few hundred).
+const PINNED_CLIENTS: usize = 1024;
+
+fn build_client(tls: &rustls::ClientConfig, dialer: Dialer) -> HttpClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(dialer);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .build(connector)
 }
 
 impl Upstream {
@@ -182,21 +211,38 @@ impl Upstream {
             .with_custom_certificate_verifier(Arc::new(RefuseOwnCa { inner: webpki, own }))
             .with_no_client_auth();
         let dialer = Dialer::new(config);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(dialer.clone());
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+        let client = build_client(&tls, dialer.clone());
         Ok(Upstream {
             client,
             dialer,
             tls: Arc::new(tls),
+            pinned: Default::default(),
         })
+    }
+
+    /// The client for a request: with `dial` (an intercepted connection's
+    /// original destination, its name unchanged), one whose connections go
+    /// to that address, pooled per address; else the shared one. The name
+    /// is still what TLS verifies, so an address only decides where to
+    /// knock, never whom to trust.
+    pub fn client_for(&self, dial: Option<SocketAddr>) -> HttpClient {
+        let Some(addr) = dial else {
+            return self.client.clone();
+        };
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = pinned.get(&addr) {
+            return client.clone();
+        }
+        if pinned.len() >= PINNED_CLIENTS {
+            pinned.clear();
+        }
+        let dialer = Dialer {
+            pinned: Some(addr),
+            ..self.dialer.clone()
+        };
+        let client = build_client(&self.tls, dialer);
+        pinned.insert(addr, client.clone());
+        client
     }
 }
 

@@ -476,6 +476,7 @@ mod tests {
             provider: "openai".into(),
             uri: "https://api.openai.com/v1/responses".parse().unwrap(),
             host: "api.openai.com".into(),
+            dial: None,
         };
         let mut s = WsSession::new(inspector, base, recorder).metered(WsMeter {
             quota: quota.clone(),

@@ -72,6 +72,7 @@ async fn a_passthrough_row_is_stored_without_the_email_and_key_on_its_command_li
         provider: String::new(),
         uri: Default::default(),
         host: "generativelanguage.googleapis.com".into(),
+        dial: None,
     });
     row.client.identity = Some(ClientIdentity {
         pid: Some(4242),

@@ -111,8 +111,8 @@ struct Inner {
     fail: FailMode,
     addresses: Arc<Mutex<AddressSet>>,
     listener: Mutex<Option<(SocketAddrV4, SocketAddrV6)>>,
-    /// (block_quic, mark, ports): what nftables mode needs to re-render its table.
-    nft_base: (bool, u32, Vec<u16>),
+    /// (block QUIC, mark, ports, cgroup scope): what nftables mode needs to re-render its table.
+    nft_base: (bool, u32, Vec<u16>, Option<nft::CgroupScope>),
 }
 
 /// The running redirect. Implements [`OriginLookup`]; dropping it (or
@@ -236,6 +236,11 @@ pub async fn start_with(config: &AgentConfig, options: StartOptions) -> anyhow::
     let fail = config.intercept.fail;
     let ports = config.intercept.ports.clone();
 
+    // The nftables fallback, like eBPF, touches only the configured cgroup.
+    let nft_scope = match (&config.intercept.mode, &options.cgroup) {
+        (InterceptMode::Nftables, Some(cg)) => nft::scope_for(cg, &cgroup::cgroup2_mount()?)?,
+        _ => None,
+    };
     let (backend, cgroup, sink): (Backend, Option<PathBuf>, Arc<dyn resolver::AddressSink>) =
         match config.intercept.mode {
             InterceptMode::Ebpf => {
@@ -278,12 +283,13 @@ pub async fn start_with(config: &AgentConfig, options: StartOptions) -> anyhow::
                     mark: config.upstream.mark,
                     ports: ports.clone(),
                     prefixes,
+                    scope: nft_scope.clone(),
                 })?;
                 (
                     Backend::Nftables {
                         installed: Mutex::new(true),
                     },
-                    None,
+                    nft_scope.as_ref().and(options.cgroup.clone()),
                     Arc::new(NftSink),
                 )
             }
@@ -296,7 +302,7 @@ pub async fn start_with(config: &AgentConfig, options: StartOptions) -> anyhow::
             fail,
             addresses: addresses.clone(),
             listener: Mutex::new(None),
-            nft_base: (config.intercept.block_quic, config.upstream.mark, ports),
+            nft_base: (config.intercept.block_quic, config.upstream.mark, ports, nft_scope),
         }),
         tasks: Mutex::new(Vec::new()),
     };
@@ -344,7 +350,7 @@ impl InterceptHandle {
                 self.tasks.lock().unwrap().push(heartbeat::spawn(loaded.clone()));
             }
             Backend::Nftables { .. } => {
-                let (block_quic, mark, ports) = self.inner.nft_base.clone();
+                let (block_quic, mark, ports, scope) = self.inner.nft_base.clone();
                 let prefixes: Vec<Prefix> = self
                     .inner
                     .addresses
@@ -361,6 +367,7 @@ impl InterceptHandle {
                     mark,
                     ports,
                     prefixes,
+                    scope,
                 })?;
                 tracing::warn!(
                     "nftables fallback redirect installed (table inet promptwall); its rules outlive a crash: \

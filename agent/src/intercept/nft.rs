@@ -1,11 +1,16 @@
 //! nftables rules in a dedicated `inet promptwall` table: the QUIC block (when
 //! eBPF is not doing it) and the fallback redirect mode (`redirect to :port`,
-//! guarded by the proxy's socket mark so its upstream connections never loop).
+//! guarded by the proxy's socket mark so its upstream connections never loop),
+//! scoped to `[intercept] cgroup` when one is set.
 //!
-//! Rules are generated as data from config (`ruleset`), checked against the
-//! `nftables` crate's schema, and covered by golden files in `tests/golden/`.
+//! The table is rendered from config as one nft script (`script`) and
+//! applied in one transaction, covered by golden files in `tests/golden/`.
+//! A script rather than nft's JSON: nft 1.0.6 (Debian 12) cannot parse
+//! `socket cgroupv2` from JSON. Element updates (`update_elements`) go
+//! through the `nftables` crate's typed JSON.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use anyhow::Context;
 use nftables::schema::Nftables;
@@ -28,6 +33,50 @@ pub struct NftSettings {
     pub mark: u32,
     pub ports: Vec<u16>,
     pub prefixes: Vec<Prefix>,
+    /// Only sockets of this cgroup (and its descendants) are blocked and
+    /// redirected; None: every process (`[intercept] cgroup` unset).
+    pub scope: Option<CgroupScope>,
+}
+
+/// `socket cgroupv2 level N "path"`: the socket's cgroup ancestor at depth
+/// `level` of the cgroup2 hierarchy is the one at `path`. nft resolves the
+/// path against /sys/fs/cgroup whatever the mount, so `path` is relative
+/// to that (`unified/promptwall` on a hybrid layout) while `level` counts
+/// from the hierarchy's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupScope {
+    pub path: String,
+    pub level: u32,
+}
+
+/// Where nft looks cgroup paths up.
+const NFT_CGROUP_BASE: &str = "/sys/fs/cgroup";
+
+/// The scope for interception confined to `cgroup` in the cgroup2
+/// hierarchy mounted at `mount`; None when `cgroup` is the root (all).
+pub fn scope_for(cgroup: &Path, mount: &Path) -> anyhow::Result<Option<CgroupScope>> {
+    let inside = cgroup.strip_prefix(mount).map_err(|_| {
+        anyhow::anyhow!(
+            "[intercept] cgroup {} is not inside the cgroup2 hierarchy mounted at {}; give a directory under it",
+            cgroup.display(),
+            mount.display()
+        )
+    })?;
+    let level = inside.components().count() as u32;
+    if level == 0 {
+        return Ok(None);
+    }
+    let path = cgroup.strip_prefix(NFT_CGROUP_BASE).map_err(|_| {
+        anyhow::anyhow!(
+            "[intercept] cgroup {} is not under {NFT_CGROUP_BASE}, where nft looks cgroups up; \
+             scope the nftables fallback with a cgroup there, or leave [intercept] cgroup unset",
+            cgroup.display()
+        )
+    })?;
+    Ok(Some(CgroupScope {
+        path: path.display().to_string(),
+        level,
+    }))
 }
 
 /// Drops prefixes covered by another one: interval sets reject overlaps.
@@ -44,26 +93,28 @@ pub fn normalise(prefixes: &[Prefix]) -> Vec<Prefix> {
     kept
 }
 
+/// A prefix as an nft set element (JSON, for the typed element updates).
 fn element(p: &Prefix) -> Value {
-    let addr = match p.addr {
-        IpAddr::V4(_) | IpAddr::V6(_) => {
-            let octets = p.masked_octets();
-            match octets.len() {
-                4 => IpAddr::from(<[u8; 4]>::try_from(octets.as_slice()).unwrap()).to_string(),
-                _ => IpAddr::from(<[u8; 16]>::try_from(octets.as_slice()).unwrap()).to_string(),
-            }
-        }
-    };
-    let full = if p.addr.is_ipv4() { 32 } else { 128 };
-    if p.len == full {
-        json!(addr)
-    } else {
-        json!({"prefix": {"addr": addr, "len": p.len}})
+    let text = element_text(p);
+    match text.split_once('/') {
+        Some((addr, len)) => json!({"prefix": {"addr": addr, "len": len.parse::<u8>().expect("a prefix length")}}),
+        None => json!(text),
     }
 }
 
-fn add(kind: &str, body: Value) -> Value {
-    json!({"add": {kind: body}})
+/// `160.79.104.0/23`, or a bare address for a full-length prefix.
+fn element_text(p: &Prefix) -> String {
+    let octets = p.masked_octets();
+    let addr = match octets.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(octets.as_slice()).unwrap()),
+        _ => IpAddr::from(<[u8; 16]>::try_from(octets.as_slice()).unwrap()),
+    };
+    let full = if p.addr.is_ipv4() { 32 } else { 128 };
+    if p.len == full {
+        addr.to_string()
+    } else {
+        format!("{addr}/{}", p.len)
+    }
 }
 
 fn base(extra: Value) -> Value {
@@ -72,68 +123,67 @@ fn base(extra: Value) -> Value {
     v
 }
 
-/// The whole table as an nftables JSON document (commands, no table reset).
-pub fn ruleset(settings: &NftSettings) -> Value {
+/// Characters a cgroup path may have in the script: it is quoted there,
+/// and nothing in it may end the quote.
+fn plain_path(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':' | '/' | '+' | '='))
+}
+
+/// The whole table as one nft script: re-created from scratch (add, delete,
+/// add: idempotent even when absent), then sets, elements, chains, rules,
+/// all applied in one transaction.
+pub fn script(settings: &NftSettings) -> anyhow::Result<String> {
     let prefixes = normalise(&settings.prefixes);
     let (v4, v6): (Vec<&Prefix>, Vec<&Prefix>) = prefixes.iter().partition(|p| p.addr.is_ipv4());
-    let ports = json!({"set": settings.ports.clone()});
-    let mut cmds = vec![
-        add("table", json!({"family": FAMILY, "name": TABLE})),
-        add(
-            "set",
-            base(json!({"name": SET_V4, "type": "ipv4_addr", "flags": ["interval"]})),
-        ),
-        add(
-            "set",
-            base(json!({"name": SET_V6, "type": "ipv6_addr", "flags": ["interval"]})),
-        ),
-    ];
+    let t = format!("{FAMILY} {TABLE}");
+    let mut out = format!("add table {t}\ndelete table {t}\nadd table {t}\n");
+    out.push_str(&format!("add set {t} {SET_V4} {{ type ipv4_addr; flags interval; }}\n"));
+    out.push_str(&format!("add set {t} {SET_V6} {{ type ipv6_addr; flags interval; }}\n"));
     for (set, items) in [(SET_V4, &v4), (SET_V6, &v6)] {
         if !items.is_empty() {
-            let elems: Vec<Value> = items.iter().map(|p| element(p)).collect();
-            cmds.push(add("element", base(json!({"name": set, "elem": elems}))));
+            let elems: Vec<String> = items.iter().map(|p| element_text(p)).collect();
+            out.push_str(&format!("add element {t} {set} {{ {} }}\n", elems.join(", ")));
         }
     }
-    let daddr = |proto: &str, set: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "daddr"}}, "right": format!("@{set}")}});
-    let dport = |proto: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": ports.clone()}});
+    // Leading match of every rule: sockets of the intercepted cgroup only.
+    let scope = match &settings.scope {
+        Some(scope) if plain_path(&scope.path) => format!("socket cgroupv2 level {} \"{}\" ", scope.level, scope.path),
+        Some(scope) => anyhow::bail!(
+            "[intercept] cgroup {:?} has characters nft scripts cannot carry; use letters, digits and . _ - @ : / + =",
+            scope.path
+        ),
+        None => String::new(),
+    };
+    let ports = settings.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
     if settings.block_quic {
-        cmds.push(add(
-            "chain",
-            base(json!({"name": "quic", "type": "filter", "hook": "output", "prio": 0, "policy": "accept"})),
+        out.push_str(&format!(
+            "add chain {t} quic {{ type filter hook output priority 0; policy accept; }}\n"
         ));
         for (proto, set) in [("ip", SET_V4), ("ip6", SET_V6)] {
-            cmds.push(add(
-                "rule",
-                base(json!({"chain": "quic", "expr": [
-                    daddr(proto, set),
-                    dport("udp"),
-                    {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}
-                ]})),
+            out.push_str(&format!(
+                "add rule {t} quic {scope}{proto} daddr @{set} udp dport {{ {ports} }} reject with icmpx admin-prohibited\n"
             ));
         }
     }
     if settings.redirect_port_v4.is_some() || settings.redirect_port_v6.is_some() {
-        cmds.push(add(
-            "chain",
-            base(json!({"name": "redirect", "type": "nat", "hook": "output", "prio": -100, "policy": "accept"})),
+        out.push_str(&format!(
+            "add chain {t} capture {{ type nat hook output priority -100; policy accept; }}\n"
         ));
         for (proto, set, port) in [
             ("ip", SET_V4, settings.redirect_port_v4),
             ("ip6", SET_V6, settings.redirect_port_v6),
         ] {
             let Some(port) = port else { continue };
-            cmds.push(add(
-                "rule",
-                base(json!({"chain": "redirect", "expr": [
-                    {"match": {"op": "!=", "left": {"meta": {"key": "mark"}}, "right": settings.mark}},
-                    daddr(proto, set),
-                    dport("tcp"),
-                    {"redirect": {"port": port}}
-                ]})),
+            out.push_str(&format!(
+                "add rule {t} capture {scope}meta mark != {:#010x} {proto} daddr @{set} tcp dport {{ {ports} }} redirect to :{port}\n",
+                settings.mark
             ));
         }
     }
-    json!({"nftables": cmds})
+    Ok(out)
 }
 
 /// Parses the document through the crate's schema (catches malformed rules without root).
@@ -144,14 +194,28 @@ pub fn typed(document: &Value) -> anyhow::Result<Nftables<'static>> {
 
 /// Installs the table, replacing any previous copy atomically (one nft batch).
 pub fn apply(settings: &NftSettings) -> anyhow::Result<()> {
-    let mut doc = ruleset(settings);
-    let cmds = doc["nftables"].as_array_mut().unwrap();
-    // add + delete + add: idempotent replace even when the table is absent.
-    cmds.insert(0, json!({"delete": {"table": {"family": FAMILY, "name": TABLE}}}));
-    cmds.insert(0, json!({"add": {"table": {"family": FAMILY, "name": TABLE}}}));
-    let typed = typed(&doc)?;
-    nftables::helper::apply_ruleset(&typed)
-        .context("nft rejected the promptwall ruleset; is this root with nftables (nft) installed?")
+    use std::io::Write;
+    let script = script(settings)?;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run nft; is nftables installed?")?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(script.as_bytes())
+        .context("cannot hand nft the promptwall ruleset")?;
+    let out = child.wait_with_output().context("nft did not finish")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "nft rejected the promptwall ruleset ({}); is this root with nftables (nft) installed?",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 /// Adds or removes single addresses at runtime (resolver updates).
@@ -220,10 +284,7 @@ mod golden {
     use std::path::PathBuf;
 
     fn check(name: &str, settings: &NftSettings) {
-        let doc = ruleset(settings);
-        // Round-trip through the typed schema: the golden file is what nft receives.
-        let typed = typed(&doc).unwrap();
-        let text = serde_json::to_string_pretty(&typed).unwrap() + "\n";
+        let text = script(settings).unwrap();
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
             .join(name);
@@ -248,7 +309,7 @@ mod golden {
     #[test]
     fn quic_block_only() {
         check(
-            "nft_quic_only.json",
+            "nft_quic_only.nft",
             &NftSettings {
                 redirect_port_v4: None,
                 redirect_port_v6: None,
@@ -256,6 +317,7 @@ mod golden {
                 mark: 0x1fa1,
                 ports: vec![443],
                 prefixes: prefixes(&["160.79.104.0/23", "2607:6bc0::/48"]),
+                scope: None,
             },
         );
     }
@@ -263,7 +325,7 @@ mod golden {
     #[test]
     fn fallback_redirect_with_quic_block() {
         check(
-            "nft_redirect.json",
+            "nft_redirect.nft",
             &NftSettings {
                 redirect_port_v4: Some(15443),
                 redirect_port_v6: Some(15443),
@@ -271,6 +333,7 @@ mod golden {
                 mark: 0x1fa1,
                 ports: vec![443, 8443],
                 prefixes: prefixes(&["160.79.104.0/23", "160.79.104.9", "127.0.0.2", "2607:6bc0::/48"]),
+                scope: None,
             },
         );
     }
@@ -278,7 +341,7 @@ mod golden {
     #[test]
     fn redirect_without_addresses_has_empty_sets() {
         check(
-            "nft_redirect_empty.json",
+            "nft_redirect_empty.nft",
             &NftSettings {
                 redirect_port_v4: Some(15443),
                 redirect_port_v6: None,
@@ -286,7 +349,73 @@ mod golden {
                 mark: 7,
                 ports: vec![443],
                 prefixes: vec![],
+                scope: None,
             },
         );
+    }
+
+    #[test]
+    fn a_configured_cgroup_scopes_every_rule_to_its_sockets() {
+        check(
+            "nft_redirect_scoped.nft",
+            &NftSettings {
+                redirect_port_v4: Some(15443),
+                redirect_port_v6: Some(15443),
+                block_quic: true,
+                mark: 0x1fa1,
+                ports: vec![443],
+                prefixes: prefixes(&["160.79.104.0/23", "2607:6bc0::/48"]),
+                scope: Some(CgroupScope {
+                    path: "unified/agents.slice/dev".into(),
+                    level: 2,
+                }),
+            },
+        );
+    }
+
+    #[test]
+    fn the_scope_counts_levels_from_the_mount_and_names_the_path_from_where_nft_looks() {
+        let hybrid = Path::new("/sys/fs/cgroup/unified");
+        assert_eq!(scope_for(hybrid, hybrid).unwrap(), None, "the root scopes nothing");
+        assert_eq!(
+            scope_for(Path::new("/sys/fs/cgroup/unified/agents.slice/dev"), hybrid).unwrap(),
+            Some(CgroupScope {
+                path: "unified/agents.slice/dev".into(),
+                level: 2
+            })
+        );
+        let unified = Path::new("/sys/fs/cgroup");
+        assert_eq!(
+            scope_for(Path::new("/sys/fs/cgroup/user.slice"), unified).unwrap(),
+            Some(CgroupScope {
+                path: "user.slice".into(),
+                level: 1
+            })
+        );
+        let err = scope_for(Path::new("/tmp/elsewhere"), unified).unwrap_err().to_string();
+        assert!(err.contains("not inside the cgroup2 hierarchy"), "{err}");
+        let err = scope_for(Path::new("/mnt/cg2/x"), Path::new("/mnt/cg2"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("where nft looks cgroups up"), "{err}");
+    }
+
+    #[test]
+    fn a_cgroup_path_that_could_end_its_quote_is_refused() {
+        let err = script(&NftSettings {
+            redirect_port_v4: Some(15443),
+            redirect_port_v6: None,
+            block_quic: false,
+            mark: 1,
+            ports: vec![443],
+            prefixes: vec![],
+            scope: Some(CgroupScope {
+                path: "x\"; flush ruleset; \"".into(),
+                level: 1,
+            }),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("characters nft scripts cannot carry"), "{err}");
     }
 }

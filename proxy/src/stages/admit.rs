@@ -145,6 +145,7 @@ fn resolve_target(config: &Config, conn: &ConnContext, parts: &Parts) -> Result<
             provider: provider.name.clone(),
             uri,
             host: name.to_string(),
+            dial: conn.origin.as_ref().map(|o| o.original_dst),
         });
     }
     let path = parts.uri.path();
@@ -184,6 +185,7 @@ fn resolve_target(config: &Config, conn: &ConnContext, parts: &Parts) -> Result<
         provider: provider.name.clone(),
         uri,
         host,
+        dial: None,
     })
 }
 

@@ -302,6 +302,7 @@ mod tests {
             provider: "anthropic".into(),
             uri: "https://api.anthropic.com/v1/messages".parse().unwrap(),
             host: "api.anthropic.com".into(),
+            dial: None,
         }
     }
 

@@ -215,7 +215,8 @@ impl Dispatch<'_> {
         let req = req.body(body).expect("method, uri and headers are valid");
         ex.dispatched = true;
         let sent = std::time::Instant::now();
-        let answer = tokio::time::timeout(timeout, self.upstream.client.request(req)).await;
+        let client = self.upstream.client_for(target.dial);
+        let answer = tokio::time::timeout(timeout, client.request(req)).await;
         ex.upstream_wait += sent.elapsed();
         match answer {
             Ok(Ok(resp)) => {
@@ -365,6 +366,7 @@ mod tests {
             provider: "openai".into(),
             uri: format!("http://127.0.0.1:{port}/v1/chat/completions").parse().unwrap(),
             host: "127.0.0.1".into(),
+            dial: None,
         }
     }
 

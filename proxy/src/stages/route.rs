@@ -127,6 +127,7 @@ mod tests {
             provider: "anthropic".into(),
             uri: "https://api.anthropic.com/v1/messages".parse().unwrap(),
             host: "api.anthropic.com".into(),
+            dial: None,
         }
     }
 
@@ -207,6 +208,7 @@ mod tests {
                 provider: "openai".into(),
                 uri: format!("https://api.openai.com{path}").parse().unwrap(),
                 host: "api.openai.com".into(),
+                dial: None,
             };
             let chosen = Route { router: &router }
                 .run(&mut ex, (target, Some(body.clone())))
@@ -220,6 +222,7 @@ mod tests {
             provider: "openai".into(),
             uri: "https://api.openai.com/v1/responses".parse().unwrap(),
             host: "api.openai.com".into(),
+            dial: None,
         };
         let chosen = Route { router: &router }
             .run(&mut ex, (target, Some(body)))

@@ -130,6 +130,8 @@ fn attempt(
                 provider: upstream.name.clone(),
                 host: uri.host().unwrap_or_default().to_string(),
                 uri,
+                // Another upstream: its own name's addresses.
+                dial: None,
             };
             (target, Some(upstream.outbound_headers(headers, *account)), true)
         }
@@ -211,6 +213,7 @@ mod tests {
             provider: "anthropic".into(),
             uri: "https://api.anthropic.com/v1/messages".parse().unwrap(),
             host: "api.anthropic.com".into(),
+            dial: None,
         }
     }
 

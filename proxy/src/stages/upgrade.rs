@@ -133,7 +133,7 @@ impl<'a> Stage for Upgrade<'a> {
         *upstream_req.headers_mut().expect("valid builder") = headers;
         let upstream_req = upstream_req.body(body::empty()).expect("valid request");
         let sent = std::time::Instant::now();
-        let answer = self.upstream.client.request(upstream_req).await;
+        let answer = self.upstream.client_for(target.dial).request(upstream_req).await;
         ex.upstream_wait += sent.elapsed();
         let mut resp = answer.map_err(|e| {
             let detail = error_chain(&e);

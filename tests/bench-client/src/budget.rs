@@ -89,6 +89,7 @@ fn ns_per_request(limits: Vec<LimitConfig>, iters: u32) -> Result<f64> {
         provider: "anthropic".into(),
         uri: "https://api.anthropic.com/v1/messages".parse()?,
         host: "api.anthropic.com".into(),
+        dial: None,
     });
     let mut ex = exchange();
     let mut run = |n: u32| -> Result<()> {

@@ -18,7 +18,7 @@
 //! env.agent_log(); env.cgroup(); env.dir(); env.holder_pid()
 //! ```
 //! [`TransparentOptions`]: `fail_closed`, `fake_ws` (serve the Responses
-//! WebSocket), `toml_extra` (appended to the config, e.g. a `[pipeline]`
+//! WebSocket), `second_fake` (another provider address, [`SECOND_FAKE_IP`]), `toml_extra` (appended to the config, e.g. a `[pipeline]`
 //! table), `agent_env` (e.g. `PROMPTWALL_LOG`), `start_agent` (false: start
 //! it yourself later with [`TransparentEnv::start_agent`]).
 //!
@@ -59,6 +59,8 @@ use crate::process::{clean_env, run_bounded, RunOutput};
 
 /// Where the fake provider listens; the provider names resolve here.
 pub const FAKE_IP: &str = "127.0.0.2";
+/// Where [`TransparentOptions::second_fake`] listens.
+pub const SECOND_FAKE_IP: &str = "127.0.0.3";
 /// A non-provider name the namespace resolves to the fake's (provider's)
 /// address: a site sharing a CDN address with a provider.
 pub const CDN_NEIGHBOUR: &str = "neighbour.cdn.test";
@@ -83,6 +85,10 @@ pub struct TransparentOptions {
     pub agent_env: Vec<(String, String)>,
     /// Start `promptwall up` in `start` (default true).
     pub start_agent: bool,
+    /// A second fake provider at [`SECOND_FAKE_IP`]:443, on the same CA,
+    /// logging to its own file: another address of the same providers
+    /// (in `[intercept] addresses` too).
+    pub second_fake: bool,
 }
 
 impl Default for TransparentOptions {
@@ -93,6 +99,7 @@ impl Default for TransparentOptions {
             toml_extra: String::new(),
             agent_env: vec![],
             start_agent: true,
+            second_fake: false,
         }
     }
 }
@@ -103,6 +110,7 @@ pub struct TransparentEnv {
     cgroup: PathBuf,
     cgroup_parent: PathBuf,
     fake: Option<Child>,
+    second_fake: Option<Child>,
     agent: Option<Child>,
     options: TransparentOptions,
 }
@@ -200,6 +208,7 @@ impl TransparentEnv {
             cgroup,
             cgroup_parent,
             fake: None,
+            second_fake: None,
             agent: None,
             options,
         };
@@ -216,6 +225,15 @@ impl TransparentEnv {
         }
         env.fake = Some(env.spawn_logged(fake, "fake"));
         env.wait_for("the fake provider", |e| e.read("fake.out").contains("addr"));
+        if env.options.second_fake {
+            let mut fake = env.ns_command(fake_provider_bin());
+            fake.args(["--bind", &format!("{SECOND_FAKE_IP}:443"), "--ca-dir"])
+                .arg(env.path("fakeca"))
+                .arg("--log")
+                .arg(env.path("fake2.jsonl"));
+            env.second_fake = Some(env.spawn_logged(fake, "fake2"));
+            env.wait_for("the second fake provider", |e| e.read("fake2.out").contains("addr"));
+        }
 
         std::fs::write(env.config_path(), env.config_toml()).expect("cannot write the agent config");
         env.cli(&["ca", "init"]).expect_success("promptwall ca init");
@@ -314,13 +332,18 @@ extra_roots = ["{d}/fakeca/ca.pem"]
 [intercept]
 enabled = true
 cgroup = "{cg}"
-addresses = ["{FAKE_IP}/32"]
+addresses = [{addresses}]
 ports = [443]
 resolve_interval_secs = 0
 fail = "{fail}"
 {extra}
 "#,
             cg = self.cgroup.display(),
+            addresses = if self.options.second_fake {
+                format!("\"{FAKE_IP}/32\", \"{SECOND_FAKE_IP}/32\"")
+            } else {
+                format!("\"{FAKE_IP}/32\"")
+            },
             fail = if self.options.fail_closed { "closed" } else { "open" },
             extra = self.options.toml_extra
         )
@@ -410,6 +433,15 @@ fail = "{fail}"
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("fake log line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// What the second fake provider recorded.
+    pub fn second_fake_requests(&self) -> Vec<Value> {
+        self.read("fake2.jsonl")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("fake2 log line is not JSON ({e}): {l}")))
             .collect()
     }
 
@@ -504,7 +536,7 @@ impl Drop for TransparentEnv {
         if let Some(mut a) = self.agent.take() {
             stop(&mut a);
         }
-        if let Some(mut f) = self.fake.take() {
+        for mut f in [self.fake.take(), self.second_fake.take()].into_iter().flatten() {
             stop(&mut f);
         }
         let _ = self.holder.kill();

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use promptwall_e2e::transparent::SECOND_FAKE_IP;
 use promptwall_e2e::{AuditRow, TestClients, TransparentEnv, TransparentOptions};
 use serde_json::Value;
 
@@ -637,8 +638,14 @@ fn nftables_fallback_redirects_attributes_and_is_cleaned_up() {
     assert!(attached(&env).is_empty(), "nftables mode must not attach eBPF programs");
     let ruleset = nft_ruleset(&env);
     assert!(ruleset.contains("table inet promptwall"), "{ruleset}");
-    // Not scoped to the cgroup: a process outside it is redirected too.
-    let out = env.sh_outside(
+    assert!(ruleset.contains("socket cgroupv2 level 1"), "{ruleset}");
+    // Scoped to the cgroup, as eBPF is: a process outside it is untouched.
+    let out = env.sh_outside(&direct_curl(&env, "tp-nft outside"), secs(30));
+    assert!(
+        went_direct(&out, "tp-nft outside"),
+        "a process outside the intercepted cgroup was redirected: {out:?}"
+    );
+    let out = env.sh_in_cgroup(
         &format!("echo PID=$$ >&2; {}", curl_messages("tp-nft hello", false)),
         secs(30),
     );
@@ -653,7 +660,7 @@ fn nftables_fallback_redirects_attributes_and_is_cleaned_up() {
         .find_map(|l| l.strip_prefix("PID=")?.parse().ok())
         .expect("the client's pid");
     // The leaf is the org CA's: trusting only the fake's CA fails.
-    let out = env.sh_outside(&direct_curl(&env, "tp-nft direct?"), secs(30));
+    let out = env.sh_in_cgroup(&direct_curl(&env, "tp-nft direct?"), secs(30));
     assert!(!went_direct(&out, "tp-nft direct?"), "not intercepted: {out:?}");
     let seen = fake_with(&env.fake_requests(), "tp-nft hello").len();
     assert_eq!(seen, 1, "the proxy's own upstream connection looped or never arrived");
@@ -662,7 +669,7 @@ fn nftables_fallback_redirects_attributes_and_is_cleaned_up() {
     assert_eq!(rows[0].pid, Some(pid), "attributed through /proc/net/tcp: {rows:#?}");
 
     env.kill_agent();
-    let out = env.sh_outside(&direct_curl(&env, "tp-nft crashed"), secs(20));
+    let out = env.sh_in_cgroup(&direct_curl(&env, "tp-nft crashed"), secs(20));
     assert!(
         !went_direct(&out, "tp-nft crashed"),
         "a crashed nftables agent let traffic go direct: {out:?}"
@@ -671,6 +678,57 @@ fn nftables_fallback_redirects_attributes_and_is_cleaned_up() {
     out.expect_success("promptwall cleanup");
     assert!(out.stdout.contains("removed nftables table"), "{out:?}");
     assert!(!nft_ruleset(&env).contains("promptwall"), "{}", nft_ruleset(&env));
-    let out = env.sh_outside(&direct_curl(&env, "tp-nft cleaned"), secs(20));
+    let out = env.sh_in_cgroup(&direct_curl(&env, "tp-nft cleaned"), secs(20));
     assert!(went_direct(&out, "tp-nft cleaned"), "{out:?}");
+}
+
+/// Each intercepted connection goes upstream to the address its client
+/// dialled, even while another connection to the same name dialled
+/// another: pools are kept per destination, not per name.
+#[test]
+fn concurrent_connections_to_two_addresses_of_one_host_each_reach_their_own() {
+    let Some(env) = TransparentEnv::start_or_skip(TransparentOptions {
+        second_fake: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let pinned = format!("--resolve api.anthropic.com:443:{SECOND_FAKE_IP}");
+    let mut script = String::new();
+    for i in 0..3 {
+        // /etc/hosts sends the first to FAKE_IP; --resolve the second to SECOND_FAKE_IP.
+        let first = curl_messages(&format!("tp-first-{i}"), false);
+        let second =
+            curl_messages(&format!("tp-second-{i}"), false).replacen("exec curl", &format!("exec curl {pinned}"), 1);
+        script.push_str(&format!("({first}) > a{i}.out & ({second}) > b{i}.out & wait\n"));
+    }
+    script.push_str("cat a*.out b*.out");
+    let out = env.sh_in_cgroup(&script, secs(60));
+    assert_eq!(
+        out.stdout.matches("HTTP 200").count(),
+        6,
+        "{out:?}\nagent log:\n{}",
+        env.agent_log()
+    );
+    let (first, second) = (env.fake_requests(), env.second_fake_requests());
+    for i in 0..3 {
+        assert_eq!(fake_with(&first, &format!("tp-first-{i}")).len(), 1, "{first:#?}");
+        assert_eq!(fake_with(&second, &format!("tp-second-{i}")).len(), 1, "{second:#?}");
+        assert!(
+            fake_with(&first, &format!("tp-second-{i}")).is_empty(),
+            "went to the wrong address"
+        );
+        assert!(
+            fake_with(&second, &format!("tp-first-{i}")).is_empty(),
+            "went to the wrong address"
+        );
+    }
+    let rows = env.wait_audit_rows(6);
+    let to_second = rows
+        .iter()
+        .filter(|r| {
+            r.rest.get("original_dst").and_then(Value::as_str) == Some(format!("{SECOND_FAKE_IP}:443").as_str())
+        })
+        .count();
+    assert_eq!(to_second, 3, "{rows:#?}");
 }
