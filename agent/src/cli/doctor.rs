@@ -95,6 +95,43 @@ pub async fn run(args: DoctorArgs, config: &AgentConfig) -> anyhow::Result<()> {
             Err(e) => Err(e),
         };
     }
+    let checks = collect(&args, config).await;
+    let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
+    if args.json {
+        let doc = serde_json::json!({
+            "machine_id": config.machine_id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "ok": failed == 0,
+            "checks": checks,
+        });
+        println!("{doc}");
+    } else {
+        print_table(&checks, &config.machine_id());
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed; apply the fixes listed and run `promptwall doctor` again");
+    }
+    Ok(())
+}
+
+impl DoctorArgs {
+    /// What the web UI's Setup page runs: the defaults, without loading
+    /// eBPF programs (a web request should not attach anything).
+    pub fn for_ui() -> DoctorArgs {
+        DoctorArgs {
+            json: true,
+            proxy: None,
+            server_name: None,
+            pythons: vec![PathBuf::from("python3")],
+            root: PathBuf::from("/"),
+            no_ebpf: true,
+            rustls_probe: None,
+        }
+    }
+}
+
+/// Every check, in the order `doctor` prints them.
+pub async fn collect(args: &DoctorArgs, config: &AgentConfig) -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(kernel_checks());
     checks.push(if args.no_ebpf {
@@ -139,23 +176,7 @@ pub async fn run(args: DoctorArgs, config: &AgentConfig) -> anyhow::Result<()> {
     });
     let host = args.server_name.clone().unwrap_or_else(|| first_provider_host(config));
     checks.extend(tls_checks(target, &host, &machine_env, &args.pythons, config));
-
-    let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
-    if args.json {
-        let doc = serde_json::json!({
-            "machine_id": config.machine_id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "ok": failed == 0,
-            "checks": checks,
-        });
-        println!("{doc}");
-    } else {
-        print_table(&checks, &config.machine_id());
-    }
-    if failed > 0 {
-        anyhow::bail!("{failed} check(s) failed; apply the fixes listed and run `promptwall doctor` again");
-    }
-    Ok(())
+    checks
 }
 
 fn first_provider_host(config: &AgentConfig) -> String {

@@ -190,6 +190,35 @@ pub async fn json(ui: &Ui, viewer: &Viewer, path: &str, params: &HashMap<String,
             }
         }
         "/api/setup" => ok(setup(ui).await),
+        // `promptwall doctor`'s checks but eBPF loading, on demand; on a
+        // fleet store they describe the machine serving the UI.
+        "/api/doctor" => {
+            let Ok(_running) = ui.doctor.try_lock() else {
+                return full(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "application/json",
+                    json!({"error": "the checks are already running; wait for them to finish"}).to_string(),
+                );
+            };
+            let config = ui.config.clone();
+            // The TLS checks run real clients and wait on them: off the runtime's workers.
+            let checks = tokio::task::spawn_blocking(move || {
+                tokio::runtime::Handle::current().block_on(crate::cli::doctor::collect(
+                    &crate::cli::doctor::DoctorArgs::for_ui(),
+                    &config,
+                ))
+            })
+            .await;
+            match checks {
+                Ok(checks) => ok(json!({ "checks": checks })),
+                Err(e) => full(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "application/json",
+                    json!({"error": format!("the checks stopped: {e}; run `promptwall doctor` in a shell")})
+                        .to_string(),
+                ),
+            }
+        }
         // The running daemon's own state (this machine only): limits and
         // their use, learned passthroughs.
         "/api/daemon" => {

@@ -65,6 +65,8 @@ pub struct Ui {
     pub access: AccessPolicy,
     pub show_bodies: bool,
     pub config: AgentConfig,
+    /// Held while the Setup page's checks run: one run at a time.
+    pub doctor: tokio::sync::Mutex<()>,
 }
 
 pub async fn run(args: UiArgs, config: &AgentConfig) -> anyhow::Result<()> {
@@ -89,6 +91,7 @@ pub async fn run(args: UiArgs, config: &AgentConfig) -> anyhow::Result<()> {
         ),
         show_bodies: args.show_bodies,
         config: config.clone(),
+        doctor: tokio::sync::Mutex::new(()),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -417,6 +417,32 @@ fn pages_agree_with_the_cli_live_is_prompt_and_strangers_are_refused() {
 
     let dom = chrome.open(&ui.page_url("setup"), "setup");
     assert!(dom.contains("Install on a new machine"), "{dom}");
+    // The doctor's checks, run from the page: a row per check, each with its outcome.
+    chrome.eval("document.querySelector('#run-doctor').click()");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while chrome.eval("document.querySelector('#doctor').dataset.state") == json!("running") {
+        assert!(Instant::now() < deadline, "the checks never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        chrome.eval("document.querySelector('#doctor').dataset.state"),
+        json!("done"),
+        "{}",
+        chrome.eval("document.querySelector('#doctor').outerHTML")
+    );
+    let checks = chrome.eval(
+        "[...document.querySelectorAll('#doctor tbody tr')].map(r => [...r.cells].slice(0, 2).map(c => c.textContent))",
+    );
+    let checks = checks.as_array().expect("check rows");
+    let outcome = |id: &str| {
+        checks
+            .iter()
+            .find(|r| r[0] == json!(id))
+            .map(|r| r[1].as_str().unwrap().to_string())
+    };
+    assert_eq!(outcome("ebpf_attach").as_deref(), Some("skip"), "{checks:?}");
+    assert!(outcome("agent").is_some(), "{checks:?}");
+    chrome.screenshot("setup");
     assert_eq!(
         ui.api("/api/rows?limit=500")["rows"].as_array().unwrap().len(),
         rows.len() + 1

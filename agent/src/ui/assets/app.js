@@ -279,8 +279,32 @@ const pages = {
           <dt>interception</dt><dd>${d.intercept ? esc(`${d.intercept.mode}, fail ${d.intercept.fail}`) : "off (explicit mode)"}</dd></dl>`}
           <p class="muted">Configured: interception ${s.intercept.enabled ? "on" : "off"}, fail ${esc(s.intercept.fail)}; store ${esc(s.store)}.</p></div>
       </div>
+      <div class="panel"><h2>Checks</h2>
+        <p class="muted"><code>promptwall doctor</code> on the machine serving this page (eBPF loading skipped).</p>
+        <button id="run-doctor" type="button">Run checks</button>
+        <div id="doctor" data-state="idle"></div></div>
       <div class="panel"><h2>Install on a new machine</h2><pre>${esc(s.install.join("\n"))}</pre>
         <p class="muted">Then run <code>promptwall doctor</code> there; it checks the redirect, the CA and the store.</p></div>`;
+    $("#run-doctor").addEventListener("click", async () => {
+      const out = $("#doctor");
+      $("#run-doctor").disabled = true;
+      out.dataset.state = "running";
+      out.innerHTML = `<p class="muted">running… (the TLS checks start real clients)</p>`;
+      try {
+        const { checks } = await api("doctor");
+        const mark = { pass: "on", skip: "skip", warn: "warn", fail: "off" };
+        out.innerHTML = table([
+          { label: "check", html: (c) => esc(c.id) },
+          { label: "result", html: (c) => `<span class="status-dot ${mark[c.outcome] || "skip"}"></span>${esc(c.outcome)}` },
+          { label: "detail", html: (c) => esc(c.detail) },
+          { label: "fix", html: (c) => esc(c.fix || "") }], checks, "No checks ran.");
+        out.dataset.state = "done";
+      } catch (e) {
+        out.innerHTML = `<p class="error">${esc(e.message)}</p>`;
+        out.dataset.state = "failed";
+      }
+      $("#run-doctor").disabled = false;
+    });
   },
 };
 
