@@ -39,9 +39,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use promptwall_audit::AuditConfig;
 use promptwall_ca::CaConfig;
-use promptwall_proxy::config::{
-    AuditSettings, LimitsConfig, ListenConfig, PipelineConfig, ProviderConfig, UpstreamConfig,
-};
+use promptwall_proxy::config::{AuditSettings, LimitsConfig, ListenConfig, PipelineConfig, UpstreamConfig};
 use promptwall_proxy::quota::QuotaConfig;
 use promptwall_proxy::routing::RoutingConfig;
 use serde::{Deserialize, Serialize};
@@ -76,8 +74,9 @@ pub struct AgentConfig {
     pub intercept: InterceptConfig,
     pub pipeline: PipelineConfig,
     pub limits: LimitsConfig,
-    /// Providers are data: hosts, API paths and upstream scheme.
-    pub providers: Vec<ProviderConfig>,
+    /// Providers are data: the shipped catalog plus `[providers.NAME]`
+    /// changes (`crate::providers`).
+    pub providers: crate::providers::ProviderCatalog,
     /// Stable id of this machine in the fleet store; default: /etc/machine-id.
     pub machine_id: Option<String>,
     /// Upstreams, accounts and rules deciding where requests go.
@@ -100,7 +99,7 @@ impl Default for AgentConfig {
             intercept: InterceptConfig::default(),
             pipeline: PipelineConfig::default(),
             limits: LimitsConfig::default(),
-            providers: promptwall_proxy::config::default_providers(),
+            providers: crate::providers::ProviderCatalog::default(),
             machine_id: None,
             routing: RoutingConfig::default(),
             quota: QuotaConfig::default(),
@@ -160,7 +159,8 @@ impl AgentConfig {
     /// Every cross-section and per-section check; the error says what is
     /// wrong and what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        // The proxy checks its own sections ([listen], [limits], [[providers]]).
+        self.providers.check().map_err(ConfigError::Invalid)?;
+        // The proxy checks its own sections ([listen], [limits], providers).
         self.proxy()
             .validate()
             .map_err(|promptwall_proxy::config::ConfigError::Invalid(why)| ConfigError::Invalid(why))?;
@@ -181,7 +181,7 @@ impl AgentConfig {
             upstream: self.upstream.clone(),
             pipeline: self.pipeline.clone(),
             limits: self.limits.clone(),
-            providers: self.providers.clone(),
+            providers: self.providers.providers(),
             machine_id: self.machine_id.clone(),
             audit: audit_settings(&self.audit),
             transparent: self.intercept.transparent(),
@@ -192,8 +192,8 @@ impl AgentConfig {
     }
 
     /// Every host name that belongs to a provider (TLS interception list).
-    pub fn provider_hosts(&self) -> impl Iterator<Item = &str> {
-        self.providers.iter().flat_map(|p| p.hosts.iter().map(String::as_str))
+    pub fn provider_hosts(&self) -> Vec<String> {
+        self.providers.providers().into_iter().flat_map(|p| p.hosts).collect()
     }
 
     /// Machine id for the fleet store: config, else /etc/machine-id, else hostname.

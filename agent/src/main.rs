@@ -9,6 +9,7 @@ mod config;
 mod fleet;
 mod intercept;
 mod metrics;
+mod providers;
 mod traces;
 mod ui;
 

@@ -271,7 +271,40 @@ pub fn default_providers() -> Vec<ProviderConfig> {
             upstream: "https://chatgpt.com".into(),
             paths: vec!["/backend-api/".into()],
         },
+        // Gemini's native API (Gemini CLI, the google-genai SDKs): its
+        // OpenAI-compatible paths are inspected as Chat Completions, the
+        // native ones as other traffic (secrets blocked, audited).
+        provider("gemini", &["generativelanguage.googleapis.com"], &["/v1beta/"]),
+        // GitHub Copilot's Chat-Completions-like API, per plan; its token
+        // exchange (api.github.com) is not a provider host and is left alone.
+        provider(
+            "copilot",
+            &[
+                "api.githubcopilot.com",
+                "api.individual.githubcopilot.com",
+                "api.business.githubcopilot.com",
+                "api.enterprise.githubcopilot.com",
+            ],
+            &[],
+        ),
+        // OpenAI-compatible APIs (Chat Completions under their own prefixes).
+        provider("mistral", &["api.mistral.ai"], &[]),
+        provider("deepseek", &["api.deepseek.com"], &[]),
+        provider("openrouter", &["openrouter.ai"], &[]),
+        provider("groq", &["api.groq.com"], &[]),
+        provider("xai", &["api.x.ai"], &[]),
     ]
+}
+
+/// A catalog entry whose upstream is its first host over HTTPS. Explicit
+/// mode reaches one without `paths` by its `/<name>/` prefix.
+fn provider(name: &str, hosts: &[&str], paths: &[&str]) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        upstream: format!("https://{}", hosts[0]),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    }
 }
 
 impl Config {

@@ -171,7 +171,7 @@ fn refresher(args: &TrustArgs) -> &'static dyn StoreRefresher {
 fn init(args: InitArgs, config: &AgentConfig) -> anyhow::Result<()> {
     let name_constraints = config.ca.name_constraints && !args.no_name_constraints;
     let domains = if args.domains.is_empty() {
-        registrable_domains(config.provider_hosts())
+        registrable_domains(config.provider_hosts().iter().map(String::as_str))
     } else {
         args.domains
     };
@@ -310,7 +310,7 @@ pub fn load_minter(config: &AgentConfig) -> anyhow::Result<Option<Arc<LeafMinter
     let validity = config.ca.leaf_validity();
     let minter = LeafMinter::new(&ca, validity)?;
     for host in config.provider_hosts() {
-        if let Err(e) = minter.check_name(host) {
+        if let Err(e) = minter.check_name(&host) {
             tracing::warn!("provider host {host} cannot be intercepted: {e}");
         }
     }

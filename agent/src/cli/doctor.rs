@@ -165,6 +165,7 @@ pub async fn collect(args: &DoctorArgs, config: &AgentConfig) -> Vec<Check> {
     }
     let layout = TrustLayout::detect(&args.root).ok();
     checks.extend(ca_checks(config, &args.root, layout));
+    checks.push(catalog_check(config));
     let machine_env = trust_env::machine_environment(&args.root);
     checks.push(env_check(&machine_env, layout, &args.root));
 
@@ -179,12 +180,39 @@ pub async fn collect(args: &DoctorArgs, config: &AgentConfig) -> Vec<Check> {
     checks
 }
 
+/// Provider hosts the org CA may not sign for are not intercepted.
+fn catalog_check(config: &AgentConfig) -> Check {
+    let hosts = config.provider_hosts();
+    let (servable, refused) = crate::providers::servable_hosts(&hosts, &config.ca.dir);
+    if refused.is_empty() {
+        return check(
+            "providers",
+            Outcome::Pass,
+            format!("{} provider hosts, all within the org CA's names", servable.len()),
+            None,
+        );
+    }
+    let names: Vec<&str> = refused.iter().map(|(h, _)| h.as_str()).collect();
+    check(
+        "providers",
+        Outcome::Warn,
+        format!(
+            "not intercepted, outside the org CA's name constraints: {} ({})",
+            names.join(", "),
+            refused[0].1
+        ),
+        Some(
+            "re-issue the CA so its constraints follow the catalog: `sudo promptwall ca init --force && sudo promptwall ca install`, then restart the service (or import an org CA that covers them)",
+        ),
+    )
+}
+
 fn first_provider_host(config: &AgentConfig) -> String {
     config
         .provider_hosts()
+        .into_iter()
         .next()
-        .unwrap_or("api.anthropic.com")
-        .to_string()
+        .unwrap_or_else(|| "api.anthropic.com".to_string())
 }
 
 fn print_table(checks: &[Check], machine_id: &str) {

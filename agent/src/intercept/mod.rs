@@ -307,7 +307,15 @@ pub async fn start_with(config: &AgentConfig, options: StartOptions) -> anyhow::
         tasks: Mutex::new(Vec::new()),
     };
     if options.resolve {
-        let hosts: Vec<String> = config.provider_hosts().map(str::to_string).collect();
+        // Hosts the org CA cannot sign for are left alone: redirecting
+        // them would only break their clients.
+        let (hosts, refused) = crate::providers::servable_hosts(&config.provider_hosts(), &config.ca.dir);
+        for (host, why) in refused {
+            tracing::warn!(
+                "not intercepting provider host {host}: {why}; re-issue the org CA (`promptwall ca init --force`, \
+                 then `promptwall ca install`) so its name constraints cover the catalog"
+            );
+        }
         handle.tasks.lock().unwrap().push(resolver::spawn(
             hosts,
             Duration::from_secs(config.intercept.resolve_interval_secs.max(1)),

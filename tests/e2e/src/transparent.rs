@@ -59,6 +59,9 @@ use crate::process::{clean_env, run_bounded, RunOutput};
 
 /// Where the fake provider listens; the provider names resolve here.
 pub const FAKE_IP: &str = "127.0.0.2";
+/// A provider host in no shipped catalog, resolving to the fake: a test
+/// adds it with `[providers.NAME]` in `toml_extra`.
+pub const CONFIG_ONLY_PROVIDER: &str = "api.acme-llm.test";
 /// Where [`TransparentOptions::second_fake`] listens.
 pub const SECOND_FAKE_IP: &str = "127.0.0.3";
 /// A non-provider name the namespace resolves to the fake's (provider's)
@@ -176,7 +179,7 @@ impl TransparentEnv {
         let d = dir.path();
         // CDN_NEIGHBOUR: another site that shares the provider's address.
         let hosts = format!(
-            "127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {} {CDN_NEIGHBOUR}\n",
+            "127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {} {CDN_NEIGHBOUR} {CONFIG_ONLY_PROVIDER}\n",
             crate::PROVIDER_HOSTS.join(" ")
         );
         std::fs::write(d.join("hosts"), hosts).expect("cannot write the hosts file");

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use promptwall_e2e::transparent::SECOND_FAKE_IP;
+use promptwall_e2e::transparent::{CONFIG_ONLY_PROVIDER, SECOND_FAKE_IP};
 use promptwall_e2e::{AuditRow, TestClients, TransparentEnv, TransparentOptions};
 use serde_json::Value;
 
@@ -731,4 +731,63 @@ fn concurrent_connections_to_two_addresses_of_one_host_each_reach_their_own() {
         })
         .count();
     assert_eq!(to_second, 3, "{rows:#?}");
+}
+
+/// Adding a provider is a config change: a `[providers.NAME]` table (and
+/// its prices in the price table) and its host is redirected, its Chat
+/// Completions inspected (an email redacted upstream, restored for the
+/// client) and its row priced, with no release.
+#[test]
+fn a_provider_added_only_in_config_is_intercepted_inspected_and_priced() {
+    let prices = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        prices.path(),
+        "[[price]]\nprovider = \"acme\"\nmodel = \"acme-1\"\ninput = 2.0\noutput = 8.0\n",
+    )
+    .unwrap();
+    let Some(env) = TransparentEnv::start_or_skip(TransparentOptions {
+        toml_extra: format!(
+            "[providers.acme]\nhosts = [\"{CONFIG_ONLY_PROVIDER}\"]\nupstream = \"https://{CONFIG_ONLY_PROVIDER}\"\n"
+        ),
+        agent_env: vec![(
+            "PROMPTWALL_AUDIT__PRICE_TABLE".into(),
+            prices.path().display().to_string(),
+        )],
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let body = serde_json::json!({
+        "model": "acme-1",
+        "messages": [{"role": "user", "content": "tp-acme: write to jane.roe@corp-mail.test"}],
+    });
+    let out = env.sh_in_cgroup(
+        &format!(
+            "exec curl -sS --max-time 20 -w '\\nHTTP %{{http_code}}' https://{CONFIG_ONLY_PROVIDER}/v1/chat/completions \
+             -H 'authorization: Bearer sk-acme-e2e' -H 'content-type: application/json' -d '{body}'"
+        ),
+        secs(30),
+    );
+    assert!(
+        out.stdout.ends_with("HTTP 200") && out.stdout.contains("jane.roe@corp-mail.test"),
+        "{out:?}\nagent log:\n{}",
+        env.agent_log()
+    );
+    let seen = env.fake_requests();
+    let upstream = fake_with(&seen, "tp-acme");
+    assert_eq!(upstream.len(), 1, "{seen:#?}");
+    let sent = upstream[0]["body"].as_str().unwrap();
+    assert!(
+        !sent.contains("jane.roe@corp-mail.test") && sent.contains("[[EMAIL_"),
+        "{sent}"
+    );
+    let rows = env.wait_audit_rows(1);
+    let row = &rows[0];
+    assert_eq!(
+        (row.provider.as_deref(), row.shape.as_deref(), row.verdict.as_str()),
+        (Some("acme"), Some("openai.chat"), "redacted"),
+        "{row:#?}"
+    );
+    let cost = row.rest.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+    assert!(cost > 0.0, "priced from the price table: {row:#?}");
 }
