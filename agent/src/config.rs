@@ -64,7 +64,7 @@ pub enum ConfigError {
 }
 
 /// The whole config file. Every key is optional.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     pub listen: ListenConfig,
@@ -89,25 +89,6 @@ pub struct AgentConfig {
     pub traces: crate::traces::TracesConfig,
 }
 
-impl Default for AgentConfig {
-    fn default() -> Self {
-        Self {
-            listen: ListenConfig::default(),
-            ca: CaConfig::default(),
-            audit: AuditConfig::default(),
-            upstream: UpstreamConfig::default(),
-            intercept: InterceptConfig::default(),
-            pipeline: PipelineConfig::default(),
-            limits: LimitsConfig::default(),
-            providers: crate::providers::ProviderCatalog::default(),
-            machine_id: None,
-            routing: RoutingConfig::default(),
-            quota: QuotaConfig::default(),
-            alerts: AlertsConfig::default(),
-            traces: crate::traces::TracesConfig::default(),
-        }
-    }
-}
 
 /// The drop-in directory for a config file: `<its directory>/config.d`.
 pub fn overlay_dir(config_path: &Path) -> PathBuf {
