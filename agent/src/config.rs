@@ -89,7 +89,6 @@ pub struct AgentConfig {
     pub traces: crate::traces::TracesConfig,
 }
 
-
 /// The drop-in directory for a config file: `<its directory>/config.d`.
 pub fn overlay_dir(config_path: &Path) -> PathBuf {
     config_path.parent().unwrap_or(Path::new("/")).join("config.d")

@@ -97,6 +97,16 @@ impl Where {
     }
 }
 
+/// ` WHERE ...` (or nothing) with `extra` added: written exactly so, the
+/// partial indexes on rows with findings or fingerprints serve it.
+fn also(cond: &str, extra: &str) -> String {
+    if cond.is_empty() {
+        format!(" WHERE {extra}")
+    } else {
+        format!("{cond} AND {extra}")
+    }
+}
+
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
@@ -538,12 +548,8 @@ impl AuditStore {
             }
         }
         if let Some((cond, values)) = sources.rows {
-            let extra = if cond.is_empty() {
-                " WHERE fingerprints <> '[]'"
-            } else {
-                " AND fingerprints <> '[]'"
-            };
-            let sql = format!("SELECT fingerprints, \"user\", ts FROM audit_log{cond}{extra}");
+            let cond = also(&cond, "fingerprints <> '[]'");
+            let sql = format!("SELECT fingerprints, \"user\", ts FROM audit_log{cond}");
             let rows: Vec<(String, Option<String>, String)> =
                 on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
             for (fingerprints, user, ts) in rows {
@@ -593,13 +599,8 @@ impl AuditStore {
         let Some((cond, values)) = sources.rows else {
             return Ok(by_kind.into_values().collect());
         };
-        let extra = if cond.is_empty() {
-            " WHERE findings <> '{}'"
-        } else {
-            " AND findings <> '{}'"
-        };
-        let sql =
-            format!("SELECT findings, input_tokens, output_tokens, cost_usd, verdict FROM audit_log{cond}{extra}");
+        let cond = also(&cond, "findings <> '{}'");
+        let sql = format!("SELECT findings, input_tokens, output_tokens, cost_usd, verdict FROM audit_log{cond}");
         let rows: Vec<KindSqlRow> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
         for (findings, input, output, cost, verdict) in rows {

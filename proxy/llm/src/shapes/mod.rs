@@ -93,6 +93,13 @@ mod tests {
             ("POST", "/v1/messages/count_tokens", ApiShape::ANTHROPIC_COUNT_TOKENS),
             ("POST", "/v1/chat/completions", ApiShape::OPENAI_CHAT),
             ("POST", "/openai/v1/chat/completions", ApiShape::OPENAI_CHAT),
+            // The catalog's OpenAI-compatible providers: Copilot (no version
+            // prefix), OpenRouter, Gemini's compatibility layer.
+            ("POST", "/chat/completions", ApiShape::OPENAI_CHAT),
+            ("POST", "/api/v1/chat/completions", ApiShape::OPENAI_CHAT),
+            ("POST", "/v1beta/openai/chat/completions", ApiShape::OPENAI_CHAT),
+            // Gemini's native API is not an LLM shape yet: audited, scanned for secrets.
+            ("POST", "/v1beta/models/gemini-2.5-pro:generateContent", ApiShape::OTHER),
             ("POST", "/v1/responses", ApiShape::OPENAI_RESPONSES),
             ("GET", "/v1/responses", ApiShape::OPENAI_RESPONSES),
             ("POST", "/backend-api/codex/responses", ApiShape::OPENAI_RESPONSES),
