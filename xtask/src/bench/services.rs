@@ -100,9 +100,12 @@ pub fn promptwall(
     } else {
         String::new()
     };
+    // The memory scenario holds 1,000 streams open: above the default cap
+    // of inspected exchanges in flight (512), which would refuse half.
     let config = format!(
         "[listen]\nexplicit = \"{explicit}\"\ntransparent = \"{transparent}\"\nadmin_socket = \"{sock}\"\n\
          [ca]\ndir = \"{ca}\"\n[audit]\nurl = \"sqlite://{db}\"\nsync = \"{audit_sync}\"\n\
+         [limits]\nmax_inspected_exchanges = 2048\n\
          [upstream]\nextra_roots = [\"{root}\"]\n[upstream.resolve]\n{resolve}\n{extra}\n",
         sock = work.join("promptwall.sock").display(),
         ca = work.join("promptwall-ca").display(),
