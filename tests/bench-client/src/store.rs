@@ -1,8 +1,10 @@
 //! The dashboard's store queries on a large audit store: a SQLite store
 //! seeded through the real writer with `--rows` rows over 30 days, then
 //! each page's queries (what `promptwall ui`'s API calls for it) timed for
-//! the 7- and 30-day periods. Also what the hourly rollup's trigger costs
-//! the writer: rows per second with and without it, interleaved.
+//! 24 hours, 7 and 30 days. With `--postgres`, the same rows shipped to a
+//! private PostgreSQL cluster (the fleet store) and timed there too. Also
+//! what the rollup triggers cost the writer: rows per second with and
+//! without them, interleaved.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,6 +30,9 @@ pub struct StoreArgs {
     /// Timed runs per page and period (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Also ship the store to a private PostgreSQL cluster and time it there.
+    #[arg(long)]
+    pub postgres: bool,
 }
 
 const DAYS: i64 = 30;
@@ -242,6 +247,49 @@ async fn page(store: &AuditStore, name: &str, since: &str) -> Result<()> {
 
 pub const PAGES: [&str; 5] = ["live", "request", "agents", "spend", "protection"];
 
+/// Each page for each period: median and worst of `runs`, in ms.
+async fn time_pages(store: &AuditStore, runs: usize) -> Result<serde_json::Map<String, Value>> {
+    let mut pages = serde_json::Map::new();
+    for since in ["24h", "7d", "30d"] {
+        for name in PAGES {
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs.max(1) {
+                let t = Instant::now();
+                page(store, name, since).await?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let worst = times.iter().copied().fold(0.0, f64::max);
+            pages.insert(
+                format!("{name} {since}"),
+                json!({"p50_ms": median(times), "max_ms": worst}),
+            );
+        }
+    }
+    Ok(pages)
+}
+
+/// Ships `spool` to a private PostgreSQL cluster in batches (as agents
+/// do; the statement trigger keeps the rollups) and times the pages there.
+async fn on_postgres(spool: &AuditStore, runs: usize) -> Result<Value> {
+    let pg = promptwall_audit::testing::PgCluster::start()?;
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await?;
+    sqlx::query("CREATE DATABASE promptwall").execute(&admin).await?;
+    admin.close().await;
+    let url = pg.url("promptwall");
+    let owner = AuditStore::open(&url).await?;
+    let shipped = Instant::now();
+    let mut shipper = promptwall_audit::CentralShipper::new(spool.clone(), &url, 1000, Duration::from_millis(50))?;
+    let rows = shipper.drain().await?;
+    let ship_s = shipped.elapsed().as_secs_f64();
+    if let Pool::Postgres(p) = owner.pool() {
+        sqlx::query("ANALYZE").execute(p).await?;
+    }
+    let pages = time_pages(&owner, runs).await?;
+    owner.close().await;
+    drop(pg);
+    Ok(json!({"rows": rows, "ship_rows_per_s": rows as f64 / ship_s, "pages": pages}))
+}
+
 pub async fn run(a: StoreArgs) -> Result<Value> {
     std::fs::create_dir_all(&a.dir).with_context(|| format!("cannot create {}", a.dir.display()))?;
 
@@ -275,22 +323,12 @@ pub async fn run(a: StoreArgs) -> Result<Value> {
         Pool::Postgres(_) => unreachable!("a SQLite store"),
     };
 
-    let mut pages = serde_json::Map::new();
-    for since in ["24h", "7d", "30d"] {
-        for name in PAGES {
-            let mut times = Vec::with_capacity(a.runs);
-            for _ in 0..a.runs.max(1) {
-                let t = Instant::now();
-                page(&store, name, since).await?;
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            let worst = times.iter().copied().fold(0.0, f64::max);
-            pages.insert(
-                format!("{name} {since}"),
-                json!({"p50_ms": median(times), "max_ms": worst}),
-            );
-        }
-    }
+    let pages = time_pages(&store, a.runs).await?;
+    let postgres = if a.postgres {
+        Some(on_postgres(&store, a.runs).await?)
+    } else {
+        None
+    };
     store.close().await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(json!({
@@ -301,6 +339,7 @@ pub async fn run(a: StoreArgs) -> Result<Value> {
         "seed_rows_per_s": seed_rate,
         "seed_s": seed_s,
         "pages": pages,
+        "postgres": postgres,
         "write_rows": a.write_rows,
         "write_rows_per_s_with_rollup": median(with),
         "write_rows_per_s_without": median(without),
