@@ -91,6 +91,7 @@ pub fn run(quick: bool, peers: bool) -> Result<()> {
             write_rows,
             "--runs",
             runs,
+            "--postgres",
             "--dir",
             &store_dir.display().to_string(),
         ],
