@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
@@ -110,10 +110,35 @@ impl AccessPolicy {
             return Access::Allowed(Viewer::TokenHolder);
         }
         match peer_uid {
-            Some(uid) if self.local_users.contains(&uid) => Access::Allowed(Viewer::LocalUser(uid)),
+            Some(uid) if self.local_users.contains(&uid) && asked_for_here(headers) => {
+                Access::Allowed(Viewer::LocalUser(uid))
+            }
             _ => Access::Refused,
         }
     }
+}
+
+/// Whether a request standing on its socket's owner was meant for this
+/// page, not made by another site through the viewer's browser: any web
+/// page can make a local browser send requests here, and one whose name
+/// it re-points at 127.0.0.1 (DNS rebinding) can even read the answers.
+/// Such a request names the attacker's host in `Host`, and browsers mark
+/// it `Sec-Fetch-Site: cross-site`. The token is not exposed to this:
+/// its cookie is `SameSite=Strict` and bound to the address.
+fn asked_for_here(headers: &HeaderMap) -> bool {
+    let host_is_local = match headers.get(HOST).map(|h| h.to_str()) {
+        None => true,
+        Some(Ok(host)) => {
+            let name = match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+            };
+            name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(Err(_)) => false,
+    };
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    host_is_local && matches!(fetch_site, None | Some("same-origin") | Some("none"))
 }
 
 #[cfg(test)]
@@ -190,6 +215,35 @@ mod tests {
             p.decide(peer, None, &headers(&[]), None),
             Access::Refused,
             "not on this host"
+        );
+    }
+
+    #[test]
+    fn a_local_users_standing_does_not_extend_to_pages_of_other_sites() {
+        let p = policy().with_local_users(vec![0]);
+        let peer = LOCAL.parse().unwrap();
+        for ours in [
+            vec![("host", "127.0.0.1:8790")],
+            vec![("host", "localhost:8790"), ("sec-fetch-site", "same-origin")],
+            vec![("host", "[::1]:8790"), ("sec-fetch-site", "none")],
+        ] {
+            assert_eq!(
+                p.decide(peer, Some(0), &headers(&ours), None),
+                Access::Allowed(Viewer::LocalUser(0)),
+                "{ours:?}"
+            );
+        }
+        // DNS rebinding: the attacker's name re-pointed at 127.0.0.1.
+        let rebound = headers(&[("host", "attacker.example:8790")]);
+        assert_eq!(p.decide(peer, Some(0), &rebound, None), Access::Refused);
+        // Another site's page making the browser send the request.
+        let cross = headers(&[("host", "127.0.0.1:8790"), ("sec-fetch-site", "cross-site")]);
+        assert_eq!(p.decide(peer, Some(0), &cross, None), Access::Refused);
+        // The token still works from anywhere it is held.
+        let with_token = headers(&[("host", "ui.corp.example"), ("authorization", "Bearer s3cret")]);
+        assert_eq!(
+            p.decide(peer, Some(0), &with_token, None),
+            Access::Allowed(Viewer::TokenHolder)
         );
     }
 

@@ -320,6 +320,22 @@ fn pages_agree_with_the_cli_live_is_prompt_and_strangers_are_refused() {
     let (status, me) = curl_status(&[&format!("http://{}/api/me", ui.addr)]);
     assert_eq!(status, 200, "root, from this host, needs no token: {me}");
     assert!(me.contains("\"viewer\":\"root\""), "{me}");
+    // ... but not through a page of another site: DNS rebinding (the
+    // attacker's name re-pointed at 127.0.0.1, so root's browser sends it
+    // here) and a cross-site request both need the token.
+    let (status, body) = curl_status(&[
+        "-H",
+        &format!("host: attacker.example:{}", ui.addr.port()),
+        &format!("http://{}/api/rows", ui.addr),
+    ]);
+    assert_eq!(status, 401, "a rebound name got root's view: {body}");
+    assert!(!body.contains("claude"), "{body}");
+    let (status, _) = curl_status(&[
+        "-H",
+        "sec-fetch-site: cross-site",
+        &format!("http://{}/api/rows", ui.addr),
+    ]);
+    assert_eq!(status, 401, "a cross-site request got root's view");
 
     let shots = target_dir().join("ui-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
