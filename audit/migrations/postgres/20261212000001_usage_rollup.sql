@@ -196,3 +196,8 @@ CREATE INDEX IF NOT EXISTS audit_log_with_fingerprints ON audit_log (ts) WHERE f
 -- instead of every row (tool has audit_log_tool; providers are few).
 CREATE INDEX IF NOT EXISTS audit_log_user ON audit_log ("user", ts);
 CREATE INDEX IF NOT EXISTS audit_log_verdict ON audit_log (verdict, ts);
+
+-- A row by its id (`audit show`, the UI's request page): the primary key
+-- leads with the machine and install, so without this an id is found by
+-- reading every row of its machine.
+CREATE INDEX IF NOT EXISTS audit_log_id ON audit_log (id, machine_id);
