@@ -338,6 +338,18 @@ type SeriesSqlRow = (String, Option<String>, i64, i64, i64, f64, i64, i64);
 
 /// key, requests, input, output, cost, blocked, redacted.
 type TopSqlRow = (Option<String>, i64, i64, i64, f64, i64, i64);
+fn top_row((key, requests, input_tokens, output_tokens, cost_usd, blocked, redacted): TopSqlRow) -> TopRow {
+    TopRow {
+        key,
+        requests,
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        blocked,
+        redacted,
+    }
+}
+
 /// findings, input, output, cost, verdict.
 type KindSqlRow = (String, Option<i64>, Option<i64>, Option<f64>, String);
 
@@ -452,20 +464,7 @@ impl AuditStore {
         let sql = format!("SELECT {col}, {TOTALS} FROM {source} GROUP BY {col}");
         let rows: Vec<TopSqlRow> =
             on_pool!(&self.pool, p => bind_values!(sqlx::query_as(&sql), &values).fetch_all(p).await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(key, requests, input_tokens, output_tokens, cost_usd, blocked, redacted)| TopRow {
-                    key,
-                    requests,
-                    input_tokens,
-                    output_tokens,
-                    cost_usd,
-                    blocked,
-                    redacted,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(top_row).collect())
     }
 
     /// [`top`](Self::top) per time bucket (`by` a column, not `Kind`),
@@ -580,20 +579,10 @@ impl AuditStore {
         if let Some((sql, values)) = &sources.rolled {
             let rows: Vec<TopSqlRow> =
                 on_pool!(&self.pool, p => bind_values!(sqlx::query_as(sql), values).fetch_all(p).await?);
-            for (kind, requests, input_tokens, output_tokens, cost_usd, blocked, redacted) in rows {
-                let Some(kind) = kind else { continue };
-                by_kind.insert(
-                    kind.clone(),
-                    TopRow {
-                        key: Some(kind),
-                        requests,
-                        input_tokens,
-                        output_tokens,
-                        cost_usd,
-                        blocked,
-                        redacted,
-                    },
-                );
+            for row in rows.into_iter().map(top_row) {
+                if let Some(kind) = row.key.clone() {
+                    by_kind.insert(kind, row);
+                }
             }
         }
         let Some((cond, values)) = sources.rows else {

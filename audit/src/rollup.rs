@@ -286,29 +286,31 @@ pub(crate) fn usage_source(
     Ok((format!("({}) AS u", parts.sql.join(" UNION ALL ")), parts.values))
 }
 
-/// Where `top --by kind` reads: whole hours from `kinds_hourly` (SQL,
-/// one row per kind) and the rows at the edges (their findings JSON,
-/// counted by the caller); or rows only.
-pub(crate) struct KindSources {
-    /// `SELECT kind, <TOTALS> FROM kinds_hourly ... GROUP BY kind` and its
-    /// values; None when the rollup cannot answer.
+/// Where a question the rollups answer only in part reads: a rollup's
+/// query (its SQL and values) for what it covers, and conditions
+/// (` WHERE ...`) on `audit_log` for the rows to count one by one.
+pub(crate) struct Sources {
     pub rolled: Option<(String, Vec<BindValue>)>,
-    /// Conditions (` WHERE ...`) on `audit_log` for the rows to count one
-    /// by one, and their values; None when no row needs it.
     pub rows: Option<(String, Vec<BindValue>)>,
 }
 
-pub(crate) fn kind_sources(filter: &QueryFilter, now: DateTime<Utc>) -> Result<KindSources, AuditError> {
-    let (since, until) = window(filter, now)?;
-    // kinds_hourly keeps the machine, nothing else of the row.
-    let usable = filter.only_attributes()
+/// Whether the filter names nothing but a window and a machine: all that
+/// `kinds_hourly` and `fingerprints_daily` keep of a row.
+fn window_and_machine_only(filter: &QueryFilter) -> bool {
+    filter.only_attributes()
         && filter.user.is_none()
         && filter.exe.is_none()
         && filter.tool.is_none()
         && filter.provider.is_none()
-        && filter.model.is_none();
-    match plan_window(since, until, Grain::Hour, usable) {
-        Plan::Rows => Ok(KindSources {
+        && filter.model.is_none()
+}
+
+/// `top --by kind`: whole hours from `kinds_hourly` (one row per kind),
+/// the edge rows by their findings JSON; or rows only.
+pub(crate) fn kind_sources(filter: &QueryFilter, now: DateTime<Utc>) -> Result<Sources, AuditError> {
+    let (since, until) = window(filter, now)?;
+    match plan_window(since, until, Grain::Hour, window_and_machine_only(filter)) {
+        Plan::Rows => Ok(Sources {
             rolled: None,
             rows: Some(filter.where_clause(now)?),
         }),
@@ -328,7 +330,7 @@ pub(crate) fn kind_sources(filter: &QueryFilter, now: DateTime<Utc>) -> Result<K
                 filter.add_attributes(&mut w);
                 Some((w.sql(), w.values))
             };
-            Ok(KindSources {
+            Ok(Sources {
                 rolled: Some(rolled),
                 rows,
             })
@@ -336,31 +338,18 @@ pub(crate) fn kind_sources(filter: &QueryFilter, now: DateTime<Utc>) -> Result<K
     }
 }
 
-/// Where the repeated-secrets list reads: whole days from
-/// `fingerprints_daily` (kind, fingerprint, user, times, first and last
-/// seen) and the rows of the partial days at the edges (their
-/// fingerprints JSON, counted by the caller); or rows only.
-pub(crate) struct FingerprintSources {
-    /// `SELECT kind, fp, user, times, first_ts, last_ts ...` and its values.
-    pub rolled: Option<(String, Vec<BindValue>)>,
-    /// Conditions (` WHERE ...`) on `audit_log` and their values.
-    pub rows: Option<(String, Vec<BindValue>)>,
-}
-
-pub(crate) fn fingerprint_sources(filter: &QueryFilter, now: DateTime<Utc>) -> Result<FingerprintSources, AuditError> {
+/// The repeated-secrets list: whole days from `fingerprints_daily` (kind,
+/// fingerprint, user, times, first and last seen), the rows of the partial
+/// days at the edges by their fingerprints JSON; or rows only.
+pub(crate) fn fingerprint_sources(filter: &QueryFilter, now: DateTime<Utc>) -> Result<Sources, AuditError> {
     let (since, until) = window(filter, now)?;
-    let usable = filter.only_attributes()
-        && filter.user.is_none()
-        && filter.exe.is_none()
-        && filter.tool.is_none()
-        && filter.provider.is_none()
-        && filter.model.is_none();
+    let usable = window_and_machine_only(filter);
     let day = TimeDelta::days(1);
     let from = since.map(|s| ceil(s, day));
     let to = until.map(|u| floor(u, day));
     let empty = matches!((from, to), (Some(f), Some(t)) if f >= t);
     if !usable || empty {
-        return Ok(FingerprintSources {
+        return Ok(Sources {
             rolled: None,
             rows: Some(filter.where_clause(now)?),
         });
@@ -400,7 +389,7 @@ pub(crate) fn fingerprint_sources(filter: &QueryFilter, now: DateTime<Utc>) -> R
         filter.add_attributes(&mut w);
         (w.sql(), w.values)
     });
-    Ok(FingerprintSources {
+    Ok(Sources {
         rolled: Some(rolled),
         rows,
     })
