@@ -338,6 +338,7 @@ type SeriesSqlRow = (String, Option<String>, i64, i64, i64, f64, i64, i64);
 
 /// key, requests, input, output, cost, blocked, redacted.
 type TopSqlRow = (Option<String>, i64, i64, i64, f64, i64, i64);
+
 fn top_row((key, requests, input_tokens, output_tokens, cost_usd, blocked, redacted): TopSqlRow) -> TopRow {
     TopRow {
         key,
