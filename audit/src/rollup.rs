@@ -105,6 +105,28 @@ fn ceil(t: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
     }
 }
 
+/// The `ts` ranges a window has beyond its whole buckets `[from, to)`:
+/// `[since, from)` and `[to, until)`, where not empty.
+fn edges(
+    since: Option<DateTime<Utc>>,
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    if let (Some(since), Some(from)) = (since, from) {
+        if since < from {
+            rows.push((format_ts(since), format_ts(from)));
+        }
+    }
+    if let (Some(until), Some(to)) = (until, to) {
+        if to < until {
+            rows.push((format_ts(to), format_ts(until)));
+        }
+    }
+    rows
+}
+
 /// Splits `[since, until)` into whole days (when `grain` allows), whole
 /// hours and edge rows. `usable` is false when the filter needs a column
 /// the rollup lacks.
@@ -126,17 +148,7 @@ pub(crate) fn plan_window(
             return Plan::Rows;
         }
     }
-    let mut rows = Vec::new();
-    if let (Some(since), Some(from)) = (since, hour_from) {
-        if since < from {
-            rows.push((format_ts(since), format_ts(from)));
-        }
-    }
-    if let (Some(until), Some(to)) = (until, hour_to) {
-        if to < until {
-            rows.push((format_ts(to), format_ts(until)));
-        }
-    }
+    let rows = edges(since, hour_from, until, hour_to);
     let all_hours = || Span {
         from: hour_from.map(hour_name),
         to: hour_to.map(hour_name),
@@ -372,17 +384,7 @@ pub(crate) fn fingerprint_sources(filter: &QueryFilter, now: DateTime<Utc>) -> R
         ),
         w.values,
     );
-    let mut rows = Vec::new();
-    if let (Some(since), Some(from)) = (since, from) {
-        if since < from {
-            rows.push((format_ts(since), format_ts(from)));
-        }
-    }
-    if let (Some(until), Some(to)) = (until, to) {
-        if to < until {
-            rows.push((format_ts(to), format_ts(until)));
-        }
-    }
+    let rows = edges(since, from, until, to);
     let rows = (!rows.is_empty()).then(|| {
         let mut w = Where::default();
         add_rows(&mut w, &rows);
