@@ -100,33 +100,26 @@ impl Reply {
     /// An SSE stream of `events`, paced by `delay`, padded by a leading
     /// comment of about `pad` bytes (SSE parsers skip comments).
     pub fn sse(events: Vec<Event>, delay: Duration, pad: usize) -> Reply {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-        tokio::spawn(async move {
-            if pad > 0 {
-                let comment = format!(": {}\n\n", "x".repeat(pad));
-                if tx.send(Bytes::from(comment)).await.is_err() {
-                    return;
-                }
-            }
-            for (i, ev) in events.iter().enumerate() {
-                if i > 0 && !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                if tx.send(ev.to_sse()).await.is_err() {
-                    return; // client went away
-                }
-            }
-        });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-        });
+        let lead = (pad > 0).then(|| Bytes::from(format!(": {}\n\n", "x".repeat(pad))));
+        let pieces = events.iter().map(Event::to_sse).collect();
         Reply {
             status: 200,
             headers: vec![
                 ("content-type", "text/event-stream; charset=utf-8".into()),
                 ("cache-control", "no-cache".into()),
             ],
-            body: StreamBody::new(stream).boxed(),
+            body: paced_body(lead, pieces, delay),
+            usage: None,
+        }
+    }
+
+    /// A body written as `pieces`, one write each, `delay` apart, with
+    /// status 200 and `content_type` (framings other than `\n\n` SSE).
+    pub fn stream(pieces: Vec<Bytes>, delay: Duration, content_type: &str) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("content-type", content_type.to_string())],
+            body: paced_body(None, pieces, delay),
             usage: None,
         }
     }
@@ -155,6 +148,31 @@ impl Reply {
     }
 }
 
+/// Sends `lead` at once, then `pieces` with `delay` between them; stops
+/// when the client goes away.
+fn paced_body(lead: Option<Bytes>, pieces: Vec<Bytes>, delay: Duration) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        if let Some(lead) = lead {
+            if tx.send(lead).await.is_err() {
+                return;
+            }
+        }
+        for (i, piece) in pieces.into_iter().enumerate() {
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if tx.send(piece).await.is_err() {
+                return; // client went away
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    StreamBody::new(stream).boxed()
+}
+
 /// Re-frames `body` into pieces of at most `n` bytes, yielding between them
 /// so each goes out in its own write (`x-fake-split-bytes`): SSE events and
 /// JSON answers then arrive split across the reader's chunks.
@@ -181,6 +199,8 @@ pub fn split_frames(body: Body, n: usize) -> Body {
 pub enum Flavor {
     Anthropic,
     OpenAi,
+    /// Google APIs (Gemini): `{"error": {"code", "message", "status"}}`.
+    Google,
 }
 
 /// The provider's own error body and headers for `status`.
@@ -220,11 +240,37 @@ pub fn error_reply(flavor: Flavor, status: u16, message: &str) -> Reply {
             )
             .header("x-request-id", next_id("req"))
         }
+        Flavor::Google => {
+            let mut error = json!({"code": status, "message": message, "status": google_status(status)});
+            if status == 429 {
+                error["details"] = json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]);
+            }
+            Reply::json(status, &json!({ "error": error }))
+        }
     };
     if retry {
         reply.header("retry-after", "1")
     } else {
         reply
+    }
+}
+
+/// The `google.rpc.Code` name Google APIs give with an HTTP status.
+pub fn google_status(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        412 => "FAILED_PRECONDITION",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        500 => "INTERNAL",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! | trigger | effect |
 //! |---|---|
-//! | `TOOLTEST` | answer with a tool call (`echo hello-from-tool`) |
+//! | `TOOLTEST` | answer with a tool call (`echo hello-from-tool`) to the tool [`pick_tool`] chooses (Gemini: a `functionCall` with a `thoughtSignature`, arguments fitted to the declaration) |
 //! | `ECHOARGS` | answer with a tool call whose arguments contain the user's text |
-//! | `MIDSTREAMERROR` | streamed answers end with an `error` event after two deltas |
+//! | a tool result last (`tool_result`, `role: tool`, `function_call_output`, `functionResponse`) | answer `Tool said: <output>` |
+//! | Gemini `generationConfig.responseMimeType: application/json` | answer a minimal JSON object fitting `responseJsonSchema`/`responseSchema` (before any tool trigger: Gemini CLI's router carries the prompt) |
+//! | `MIDSTREAMERROR` | streamed answers end with an `error` event after two deltas (Gemini: `data: {"error": {"code": 500, .., "status": "INTERNAL"}}`) |
 //! | `SLOWSTREAM` / `x-fake-slow: 1` | pause `slow_delay_ms` between streamed events |
 //! | `BIGANSWER` | 200 text deltas |
 //! | `FAKESTATUS<nnn>` / `x-fake-status: nnn` | answer status nnn in the provider's error format |
@@ -13,7 +15,7 @@
 //! | `x-fake-body-bytes: N` | pad the answer by about N bytes |
 //! | `x-fake-chunk-chars: N` | stream the answer text in N-character deltas (splits words and placeholders) |
 //! | `x-fake-split-bytes: N` | write the response body in N-byte pieces (events split across reads) |
-//! | `FAKESTATUS<nnn>` in the API key (`x-api-key`, `authorization`) | answer status nnn: one account of several fails (routing tests) |
+//! | `FAKESTATUS<nnn>` in the API key (`x-api-key`, `authorization`, `api-key`, `x-goog-api-key`, Gemini's `?key=`) | answer status nnn: one account of several fails (routing tests) |
 //! | `FAKERETRY<n>` in the API key | a `retry-after` of n seconds on an injected 429/503/529 (default 1) |
 
 use http::HeaderMap;
@@ -38,9 +40,13 @@ fn header_num<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T
 
 impl Scenario {
     pub fn from(headers: &HeaderMap, user_text: &str) -> Scenario {
-        let key = api_key(headers);
+        Scenario::from_key(headers, &api_key(headers), user_text)
+    }
+
+    /// As [`Scenario::from`], with the API key given (Gemini's may come as `?key=`).
+    pub fn from_key(headers: &HeaderMap, key: &str, user_text: &str) -> Scenario {
         let status = header_num::<u16>(headers, "x-fake-status")
-            .or_else(|| status_trigger(&key))
+            .or_else(|| status_trigger(key))
             .or_else(|| status_trigger(user_text));
         let events = header_num::<usize>(headers, "x-fake-events")
             .or_else(|| user_text.contains("BIGANSWER").then_some(BIG_ANSWER_EVENTS));
@@ -72,7 +78,7 @@ impl Scenario {
 
 /// The request's API key, whichever header carries it ("" without one).
 pub fn api_key(headers: &HeaderMap) -> String {
-    ["x-api-key", "authorization", "api-key"]
+    ["x-api-key", "authorization", "api-key", "x-goog-api-key"]
         .iter()
         .find_map(|h| headers.get(*h)?.to_str().ok())
         .unwrap_or("")
@@ -81,7 +87,11 @@ pub fn api_key(headers: &HeaderMap) -> String {
 
 /// `FAKERETRY30` in the API key: the injected error's `retry-after`.
 pub fn retry_after_trigger(headers: &HeaderMap) -> Option<u64> {
-    let key = api_key(headers);
+    retry_in_key(&api_key(headers))
+}
+
+/// `FAKERETRY30` in `key`: the injected error's `retry-after`.
+pub fn retry_in_key(key: &str) -> Option<u64> {
     let at = key.find("FAKERETRY")? + "FAKERETRY".len();
     let digits: String = key[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
     digits.parse().ok()
@@ -169,12 +179,13 @@ pub fn tool_arguments(name: &str, schema: &serde_json::Value, text: &str) -> ser
 }
 
 /// Which of the offered tools (name, parameter schema) the fake calls:
-/// Bash when offered (Claude Code), else the first.
+/// the first offered of Bash (Claude Code), exec (Codex),
+/// run_shell_command and list_directory (Gemini CLI: its shell tool is
+/// offered only with `--yolo`, list_directory always), else the first.
 pub fn pick_tool<'a>(tools: &[(&'a str, &'a serde_json::Value)]) -> Option<(&'a str, &'a serde_json::Value)> {
-    tools
+    ["Bash", "exec", "run_shell_command", "list_directory"]
         .iter()
-        .find(|(n, _)| *n == "Bash")
-        .or_else(|| tools.iter().find(|(n, _)| *n == "exec"))
+        .find_map(|want| tools.iter().find(|(n, _)| n == want))
         .or_else(|| tools.first())
         .copied()
 }
