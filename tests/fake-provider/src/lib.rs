@@ -1,7 +1,9 @@
 //! A fake LLM provider for promptwall's tests and benches.
 //!
 //! It serves Anthropic Messages (+ count_tokens), OpenAI Chat Completions,
-//! Responses (SSE, JSON and the WebSocket transport) and Embeddings over
+//! Responses (SSE, JSON and the WebSocket transport) and Embeddings, and
+//! Google Gemini (`generateContent`, `streamGenerateContent` as SSE or a JSON
+//! array, `countTokens`, `embedContent`, `batchEmbedContents`) over
 //! real TLS with its own test CA (a leaf minted per SNI; h2 and http/1.1 by
 //! ALPN), or over plain HTTP. Answers echo the last user text
 //! (`You said: <text>`), so a test sees what reached the provider and what
@@ -28,6 +30,7 @@ use serde_json::Value;
 
 pub mod anthropic;
 pub mod embeddings;
+pub mod gemini;
 pub mod openai_chat;
 pub mod record;
 pub mod reply;
@@ -103,6 +106,8 @@ impl FakeOptions {
 /// One request as the shape handlers see it.
 pub struct Incoming<'a> {
     pub headers: &'a HeaderMap,
+    /// The URI's query (Gemini's `alt=sse`, `key=`).
+    pub query: Option<&'a str>,
     pub body: &'a [u8],
     pub json: Option<&'a Value>,
     pub opts: &'a FakeOptions,

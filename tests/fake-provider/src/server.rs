@@ -17,7 +17,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use crate::record::{ConnInfo, RecordedRequest, Recorder};
 use crate::reply::{error_reply, full, Body, Flavor, Reply};
 use crate::tls::TestCa;
-use crate::{anthropic, embeddings, openai_chat, responses, ws, FakeOptions, Incoming};
+use crate::{anthropic, embeddings, gemini, openai_chat, responses, ws, FakeOptions, Incoming};
 
 pub struct Shared {
     pub opts: FakeOptions,
@@ -155,6 +155,7 @@ async fn handle(req: Request<HyperBody>, shared: Arc<Shared>, conn: ConnInfo) ->
     let json = serde_json::from_slice(&body).ok();
     let inc = Incoming {
         headers: &headers,
+        query: uri.query(),
         body: &body,
         json: json.as_ref(),
         opts: &shared.opts,
@@ -190,6 +191,7 @@ fn route(method: &Method, path: &str, inc: &Incoming) -> Reply {
         // Codex signed in with ChatGPT uses the backend path for the same API.
         ("POST", "/v1/responses" | "/backend-api/codex/responses") => responses::create(inc),
         ("POST", "/v1/embeddings") => embeddings::embeddings(inc),
+        (m, p) if gemini::model_method(p).is_some() => gemini::route(m, p, inc),
         ("GET", "/backend-api/codex/models") => Reply::json(200, &json!({"models": []})),
         ("HEAD", "/" | "/api/hello") => Reply {
             status: 200,
@@ -201,6 +203,8 @@ fn route(method: &Method, path: &str, inc: &Incoming) -> Reply {
         _ => {
             let flavor = if path.starts_with("/v1/messages") || path.starts_with("/api/") {
                 Flavor::Anthropic
+            } else if gemini::is_google_path(path) {
+                Flavor::Google
             } else {
                 Flavor::OpenAi
             };

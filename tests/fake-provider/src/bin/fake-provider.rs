@@ -13,7 +13,7 @@ use promptwall_fake_provider::{FakeOptions, FakeProvider};
 #[derive(Parser)]
 #[command(
     name = "fake-provider",
-    about = "Fake Anthropic/OpenAI provider over TLS (or plain HTTP) for tests"
+    about = "Fake Anthropic/OpenAI/Gemini provider over TLS (or plain HTTP) for tests"
 )]
 struct Args {
     /// Address to listen on (port 0: any free port).
