@@ -39,19 +39,36 @@ pub fn error_body_with_code(
 
 impl ErrorFamily {
     /// The error `type` this family uses for `status` (Anthropic names its
-    /// 413; OpenAI calls it an invalid request).
+    /// 413; OpenAI calls it an invalid request; Google has no type, and its
+    /// canonical status stands in).
     pub fn error_type(self, status: u16) -> &'static str {
         match (self, status) {
             (ErrorFamily::Anthropic, 413) => "request_too_large",
+            (ErrorFamily::Google, _) => google_status(status),
             _ => error_type_for_status(status),
         }
     }
 
-    /// An error body in this family's envelope. `code` is only used by the
-    /// OpenAI envelope (Anthropic's has no code field); it defaults to
-    /// `promptwall_<status>`.
+    /// An error body in this family's envelope. `code` is used by the
+    /// OpenAI envelope (defaulting to `promptwall_<status>`) and by
+    /// Google's, as the reason of an `ErrorInfo` detail; Anthropic's has no
+    /// code field. Google's envelope has no type either: its `status` is
+    /// the canonical one of the HTTP status.
     pub fn body(self, status: u16, error_type: &str, code: Option<&str>, message: &str) -> Bytes {
         let value = match self {
+            ErrorFamily::Google => {
+                let mut error =
+                    serde_json::json!({"code": status, "message": message, "status": google_status(status)});
+                if let Some(code) = code {
+                    // Google's ErrorInfo reasons are UPPER_SNAKE_CASE.
+                    error["details"] = serde_json::json!([{
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": code.to_ascii_uppercase(),
+                        "domain": "promptwall",
+                    }]);
+                }
+                serde_json::json!({ "error": error })
+            }
             ErrorFamily::Anthropic => {
                 serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}})
             }
@@ -64,6 +81,33 @@ impl ErrorFamily {
         };
         Bytes::from(serde_json::to_vec(&value).expect("json values serialize"))
     }
+}
+
+/// The canonical status (`google.rpc.Code` name) Google APIs pair with an
+/// HTTP status.
+pub fn google_status(status: u16) -> &'static str {
+    match status {
+        400 | 413 | 422 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        500 => "INTERNAL",
+        501 => "NOT_IMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A Google API's stream error: an unnamed `data:` event holding an error
+/// envelope, which the google-genai SDKs raise as an API error.
+pub fn google_sse_error(message: &str) -> Bytes {
+    sse_error(
+        None,
+        serde_json::json!({"error": {"code": 500, "message": message, "status": "INTERNAL"}}),
+    )
 }
 
 /// Anthropic's stream error event (Messages).

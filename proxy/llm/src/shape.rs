@@ -27,6 +27,8 @@ pub enum ErrorFamily {
     Anthropic,
     /// `{"error":{"message":..,"type":..,"param":null,"code":..}}`
     OpenAi,
+    /// Google APIs' `{"error":{"code":<status>,"message":..,"status":"INVALID_ARGUMENT"}}`
+    Google,
 }
 
 /// What happens to a body of this shape that is not JSON (or not UTF-8).
@@ -67,6 +69,12 @@ pub trait Shape: Send + Sync + 'static {
     /// parts first, the growing conversation last (placeholder numbering
     /// follows this order).
     fn walk<'t, 'a>(&self, walk: &mut Walk<'t, 'a>, root: &'t Node<'a>);
+
+    /// The model a request to `path` asks for when the API names it in the
+    /// path rather than the body (Gemini's `.../models/{model}:generateContent`),
+    /// in the path's own case; None for APIs whose model is the body's
+    /// `model`. `path` is the normalised request path (no query).
+    fn model_in_path(&self, path: &str) -> Option<String>;
 
     /// The top-level string field by which a request continues an earlier
     /// answer, whose placeholders it then keeps (Responses'

@@ -39,6 +39,10 @@ impl Shape for AnthropicCountTokens {
         anthropic_messages::walk_request(walk, root);
     }
 
+    fn model_in_path(&self, _: &str) -> Option<String> {
+        None
+    }
+
     fn continuation_field(&self) -> Option<&'static str> {
         None
     }

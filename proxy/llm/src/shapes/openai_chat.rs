@@ -54,6 +54,10 @@ impl Shape for OpenAiChat {
         });
     }
 
+    fn model_in_path(&self, _: &str) -> Option<String> {
+        None
+    }
+
     fn continuation_field(&self) -> Option<&'static str> {
         None
     }

@@ -49,6 +49,10 @@ impl Shape for OpenAiEmbeddings {
         });
     }
 
+    fn model_in_path(&self, _: &str) -> Option<String> {
+        None
+    }
+
     fn continuation_field(&self) -> Option<&'static str> {
         None
     }

@@ -53,6 +53,10 @@ impl Shape for OpenAiResponses {
         });
     }
 
+    fn model_in_path(&self, _: &str) -> Option<String> {
+        None
+    }
+
     fn continuation_field(&self) -> Option<&'static str> {
         Some("previous_response_id")
     }

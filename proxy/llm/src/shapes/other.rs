@@ -42,6 +42,10 @@ impl Shape for Other {
         walk.unknown_endpoint(root);
     }
 
+    fn model_in_path(&self, _: &str) -> Option<String> {
+        None
+    }
+
     fn continuation_field(&self) -> Option<&'static str> {
         None
     }

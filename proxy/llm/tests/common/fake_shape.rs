@@ -41,6 +41,10 @@ impl Shape for FakeGenerate {
         });
     }
 
+    fn model_in_path(&self, _: &str) -> Option<String> {
+        None
+    }
+
     fn continuation_field(&self) -> Option<&'static str> {
         None
     }
