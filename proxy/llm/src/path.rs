@@ -92,7 +92,7 @@ pub fn classification_key(normalized: &str) -> String {
     key
 }
 
-fn percent_decode_lossy(s: &str) -> String {
+pub(crate) fn percent_decode_lossy(s: &str) -> String {
     if !s.contains('%') {
         return s.to_string();
     }

@@ -412,7 +412,7 @@ impl Pipeline {
             }
         };
         let model = root.str_field("model").map(Cow::into_owned);
-        let mut walk = Walk::new();
+        let mut walk = Walk::new(text);
         shape.walk(&mut walk, &root);
         let results = self.scan_places(&walk.places);
         let found: usize = results.iter().map(|hits| hits.len()).sum();

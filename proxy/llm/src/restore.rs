@@ -127,7 +127,17 @@ fn is_protected_type(t: &str) -> bool {
 
 /// Keys never touched anywhere.
 fn is_protected_key(k: &str) -> bool {
-    matches!(k, "signature" | "encrypted_content")
+    matches!(
+        k,
+        "signature" | "encrypted_content" | "thoughtSignature" | "thought_signature"
+    )
+}
+
+/// A Gemini thought part (`{"text": .., "thought": true}`): model thinking,
+/// left as the provider wrote it like other providers' thinking. (A tool
+/// argument object of that form is left alone too.)
+fn is_thought(src: &str, node: &Node<'_>) -> bool {
+    matches!(node.get("thought"), Some(Node::Scalar(r)) if src.get(r.clone()) == Some("true"))
 }
 
 /// Restore placeholders in every string of a JSON document except signed or
@@ -137,14 +147,16 @@ pub(crate) fn restore_json(src: &str, map: &RestoreMap) -> Option<String> {
     memchr::memmem::find(src.as_bytes(), b"[[")?;
     let root = json::parse(src).ok()?;
     let mut edits = Vec::new();
-    collect_restore_edits(&root, None, map, &mut edits);
+    collect_restore_edits(src, &root, None, map, &mut edits);
     if edits.is_empty() {
         return None;
     }
     Some(json::splice(src, &mut edits))
 }
 
-fn collect_restore_edits(
+/// Edits restoring the strings below `node` of document `src`.
+pub(crate) fn collect_restore_edits(
+    src: &str,
     node: &Node<'_>,
     key: Option<&Lit<'_>>,
     map: &RestoreMap,
@@ -152,16 +164,18 @@ fn collect_restore_edits(
 ) {
     match node {
         Node::Obj(fields) => {
-            if node.str_field("type").is_some_and(|t| is_protected_type(&t)) {
+            if node.str_field("type").is_some_and(|t| is_protected_type(&t)) || is_thought(src, node) {
                 return;
             }
             for (k, v) in fields {
                 if !is_protected_key(&k.decode()) {
-                    collect_restore_edits(v, Some(k), map, edits);
+                    collect_restore_edits(src, v, Some(k), map, edits);
                 }
             }
         }
-        Node::Arr(items) => items.iter().for_each(|v| collect_restore_edits(v, key, map, edits)),
+        Node::Arr(items) => items
+            .iter()
+            .for_each(|v| collect_restore_edits(src, v, key, map, edits)),
         Node::Str(lit) => {
             if memchr::memmem::find(lit.raw.as_bytes(), b"[[").is_none() {
                 return;

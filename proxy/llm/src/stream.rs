@@ -95,11 +95,29 @@ impl EventRestorer {
         lit: &Lit<'_>,
         last: bool,
     ) -> Option<String> {
+        self.feed_with(key, owner, mode, lit, last, || {
+            (name.map(str::to_string), data.to_string(), lit.range())
+        })
+    }
+
+    /// [`EventRestorer::feed`] for events that carry more than the delta
+    /// (other parts, usage) and so must not be sent twice: a flush of this
+    /// stream is the event `template` makes (SSE name, payload, range of the
+    /// delta literal in it) with the held text as its delta. `template` is
+    /// only called when the stream holds or may hold text.
+    pub fn feed_with(
+        &mut self,
+        key: String,
+        owner: String,
+        mode: EscapeMode,
+        lit: &Lit<'_>,
+        last: bool,
+        template: impl FnOnce() -> (Option<String>, String, std::ops::Range<usize>),
+    ) -> Option<String> {
         let text = lit.decode();
-        let template = (name.map(str::to_string), data.to_string(), lit.range());
         let stream = match self.streams.get_mut(&key) {
             Some(s) => {
-                s.template = template;
+                s.template = template();
                 s
             }
             None => {
@@ -111,7 +129,7 @@ impl EventRestorer {
                 self.streams.entry(key).or_insert(Stream {
                     held: String::new(),
                     mode,
-                    template,
+                    template: template(),
                     owner,
                 })
             }
@@ -129,6 +147,13 @@ impl EventRestorer {
             return None;
         }
         Some(json::quote(&restored))
+    }
+
+    /// Edits of `data` restoring placeholders in every string below `node`
+    /// (a part that arrives whole, as a Gemini function call), signed or
+    /// encrypted content excepted.
+    pub fn restore_node(&self, data: &str, node: &Node<'_>, edits: &mut Vec<(std::ops::Range<usize>, String)>) {
+        restore::collect_restore_edits(data, node, None, &self.map, edits);
     }
 
     /// Held-back text of the streams whose key matches, as events built

@@ -27,8 +27,10 @@ impl Usage {
     pub(crate) fn worth_parsing(&self, name: Option<&str>, data: &str) -> Option<Value> {
         let bytes = data.as_bytes();
         let has = |needle: &str| memchr::memmem::find(bytes, needle.as_bytes()).is_some();
+        // Open-ended needles so one search also finds Gemini's
+        // `"usageMetadata"` and `"modelVersion"`.
         let interesting =
-            has("\"usage\"") || has("\"error\"") || (self.model.is_none() && has("\"model\"")) || name == Some("error");
+            has("\"usage") || has("\"error\"") || (self.model.is_none() && has("\"model")) || name == Some("error");
         if !interesting {
             return None;
         }
@@ -77,10 +79,10 @@ impl Usage {
 
 fn describe_error(v: &Value) -> String {
     let e = v.get("error").unwrap_or(v);
-    let ty = e
-        .get("type")
-        .or_else(|| e.get("code"))
-        .and_then(Value::as_str)
+    // Google's `code` is the HTTP status (a number); its `status` names it.
+    let ty = ["type", "code", "status"]
+        .iter()
+        .find_map(|k| e.get(*k).and_then(Value::as_str))
         .unwrap_or("error");
     let msg = e
         .get("message")

@@ -49,6 +49,8 @@ pub struct Walk<'t, 'a> {
     arena: Vec<(PathId, Seg<'t>)>,
     /// Set for endpoints without a walker of their own.
     prompt_keys_are_text: bool,
+    /// The body, for reading scalars (`"thought": true`).
+    src: &'a str,
 }
 
 /// Keys whose values are prompt text in every LLM API seen so far.
@@ -63,12 +65,18 @@ const PROMPT_KEYS: &[&str] = &[
 ];
 
 impl<'t, 'a> Walk<'t, 'a> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(src: &'a str) -> Self {
         Walk {
             places: Vec::new(),
             arena: vec![(0, Seg::Root)],
             prompt_keys_are_text: false,
+            src,
         }
+    }
+
+    /// Whether `node` is the literal `true`.
+    pub fn is_true(&self, node: &Node<'a>) -> bool {
+        matches!(node, Node::Scalar(r) if self.src.get(r.clone()) == Some("true"))
     }
 
     /// Human-readable location of a place, e.g. `messages[2].content[0].text`.
@@ -274,8 +282,21 @@ impl<'t, 'a> Walk<'t, 'a> {
         last: &str,
         visit: fn(&mut Self, &'t str, &'t Node<'a>, PathId),
     ) {
-        let Node::Obj(fs) = root else {
-            return self.generic(root, 0);
+        self.fields_in_order(root, 0, first, last, visit);
+    }
+
+    /// [`Walk::top_level`] for an object anywhere (`node` at `path`): a
+    /// request nested in another (Gemini's `countTokens`).
+    pub fn fields_in_order(
+        &mut self,
+        node: &'t Node<'a>,
+        path: PathId,
+        first: &[&str],
+        last: &str,
+        visit: fn(&mut Self, &'t str, &'t Node<'a>, PathId),
+    ) {
+        let Node::Obj(fs) = node else {
+            return self.generic(node, path);
         };
         let rank = |k: &str| {
             first
@@ -286,7 +307,7 @@ impl<'t, 'a> Walk<'t, 'a> {
         let mut order: Vec<&'t (Lit<'a>, Node<'a>)> = fs.iter().collect();
         order.sort_by_key(|(k, _)| rank(k.raw));
         for (k, v) in order {
-            let p = self.key(0, k);
+            let p = self.key(path, k);
             visit(self, k.raw, v, p);
         }
     }
