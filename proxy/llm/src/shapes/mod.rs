@@ -4,6 +4,7 @@
 
 mod anthropic_count_tokens;
 pub(crate) mod anthropic_messages;
+mod gemini;
 pub(crate) mod openai_chat;
 mod openai_embeddings;
 pub(crate) mod openai_responses;
@@ -18,6 +19,11 @@ impl ApiShape {
     /// Includes the Codex WebSocket transport (`GET .../responses`).
     pub const OPENAI_RESPONSES: ApiShape = ApiShape::new(&openai_responses::OpenAiResponses);
     pub const OPENAI_EMBEDDINGS: ApiShape = ApiShape::new(&openai_embeddings::OpenAiEmbeddings);
+    /// Gemini's `:generateContent` and `:streamGenerateContent`.
+    pub const GEMINI_GENERATE: ApiShape = ApiShape::new(&gemini::Gemini::GENERATE);
+    pub const GEMINI_COUNT_TOKENS: ApiShape = ApiShape::new(&gemini::Gemini::COUNT_TOKENS);
+    /// Gemini's `:embedContent` and `:batchEmbedContents`.
+    pub const GEMINI_EMBED: ApiShape = ApiShape::new(&gemini::Gemini::EMBED);
     /// Not an LLM call (`/api/claude_code/settings`, telemetry, uploads):
     /// what a request is when no shape claims it.
     pub const OTHER: ApiShape = ApiShape::new(&other::Other);
@@ -39,6 +45,9 @@ const BUILTIN: &[ApiShape] = &[
     ApiShape::ANTHROPIC_MESSAGES,
     ApiShape::OPENAI_CHAT,
     ApiShape::OPENAI_EMBEDDINGS,
+    ApiShape::GEMINI_GENERATE,
+    ApiShape::GEMINI_COUNT_TOKENS,
+    ApiShape::GEMINI_EMBED,
 ];
 
 /// The shapes requests are classified among.
@@ -49,7 +58,8 @@ pub struct Shapes {
 
 impl Shapes {
     /// The builtin shapes, in the order of `BUILTIN` (responses,
-    /// count_tokens, messages, chat, embeddings).
+    /// count_tokens, messages, chat, embeddings, then Gemini's generate,
+    /// count_tokens and embed).
     pub fn builtin() -> Shapes {
         Shapes { list: BUILTIN.to_vec() }
     }
@@ -98,8 +108,28 @@ mod tests {
             ("POST", "/chat/completions", ApiShape::OPENAI_CHAT),
             ("POST", "/api/v1/chat/completions", ApiShape::OPENAI_CHAT),
             ("POST", "/v1beta/openai/chat/completions", ApiShape::OPENAI_CHAT),
-            // Gemini's native API is not an LLM shape yet: audited, scanned for secrets.
-            ("POST", "/v1beta/models/gemini-2.5-pro:generateContent", ApiShape::OTHER),
+            // Gemini's native API, by the verb after the model.
+            (
+                "POST",
+                "/v1beta/models/gemini-2.5-pro:generateContent",
+                ApiShape::GEMINI_GENERATE,
+            ),
+            (
+                "POST",
+                "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+                ApiShape::GEMINI_GENERATE,
+            ),
+            (
+                "POST",
+                "/v1beta/models/gemini-2.5-pro:countTokens",
+                ApiShape::GEMINI_COUNT_TOKENS,
+            ),
+            (
+                "POST",
+                "/v1beta/models/text-embedding-004:embedContent",
+                ApiShape::GEMINI_EMBED,
+            ),
+            ("GET", "/v1beta/models/gemini-2.5-pro", ApiShape::OTHER),
             ("POST", "/v1/responses", ApiShape::OPENAI_RESPONSES),
             ("GET", "/v1/responses", ApiShape::OPENAI_RESPONSES),
             ("POST", "/backend-api/codex/responses", ApiShape::OPENAI_RESPONSES),
@@ -141,6 +171,9 @@ mod tests {
                 "anthropic.messages",
                 "openai.chat",
                 "openai.embeddings",
+                "gemini.generate_content",
+                "gemini.count_tokens",
+                "gemini.embed_content",
                 "other"
             ]
         );
@@ -163,6 +196,14 @@ mod tests {
         let chat = "\n\ndata: {\"error\":{\"message\":\"m\",\"type\":\"server_error\",\"param\":null,\"code\":\"promptwall_stream_broken\"}}\n\n";
         for s in [ApiShape::OPENAI_CHAT, ApiShape::OPENAI_EMBEDDINGS, ApiShape::OTHER] {
             assert_eq!(event(s), chat, "{s}");
+        }
+        let google = "\n\ndata: {\"error\":{\"code\":500,\"message\":\"m\",\"status\":\"INTERNAL\"}}\n\n";
+        for s in [
+            ApiShape::GEMINI_GENERATE,
+            ApiShape::GEMINI_COUNT_TOKENS,
+            ApiShape::GEMINI_EMBED,
+        ] {
+            assert_eq!(event(s), google, "{s}");
         }
         let ws: Vec<ApiShape> = Shapes::builtin()
             .iter()

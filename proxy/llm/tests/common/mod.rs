@@ -89,6 +89,9 @@ pub fn shape_from_name(name: &str) -> ApiShape {
         "chat" => ApiShape::OPENAI_CHAT,
         "responses" => ApiShape::OPENAI_RESPONSES,
         "embeddings" => ApiShape::OPENAI_EMBEDDINGS,
+        "gemini" => ApiShape::GEMINI_GENERATE,
+        "gemini_count" => ApiShape::GEMINI_COUNT_TOKENS,
+        "gemini_embed" => ApiShape::GEMINI_EMBED,
         other => panic!("unknown shape prefix {other}"),
     }
 }
