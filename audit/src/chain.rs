@@ -49,6 +49,14 @@ pub fn canonical_json(rec: &AuditRecord) -> String {
         if rec.routing.is_none() {
             map.remove("routing");
         }
+        for (key, value) in [
+            ("container_name", &rec.container_name),
+            ("container_image", &rec.container_image),
+        ] {
+            if value.is_none() {
+                map.remove(key);
+            }
+        }
     }
     serde_json::to_string(&sorted(value)).expect("value serialises")
 }

@@ -99,6 +99,11 @@ pub struct AuditRecord {
     /// [`RoutingDetail::to_json`](crate::RoutingDetail::to_json) and read it
     /// with [`AuditRecord::routing_detail`]. None when not routed.
     pub routing: Option<String>,
+    /// The container's name and image, when the client ran in one
+    /// (`container_id`) and its runtime's records named them. The hash
+    /// covers each only when set.
+    pub container_name: Option<String>,
+    pub container_image: Option<String>,
 }
 
 /// Columns in storage order; shared by inserts and selects on both databases.
@@ -149,6 +154,8 @@ pub(crate) const COLUMNS: &[&str] = &[
     "route",
     "upstream",
     "routing",
+    "container_name",
+    "container_image",
 ];
 
 pub(crate) fn column_list() -> String {
@@ -266,6 +273,8 @@ impl AuditRecord {
             &mut self.login_user,
             &mut self.tool,
             &mut self.container_id,
+            &mut self.container_name,
+            &mut self.container_image,
             &mut self.original_dst,
         ] {
             clean_opt(s, MAX_SHORT_FIELD);

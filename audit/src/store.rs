@@ -96,6 +96,8 @@ macro_rules! bind_record {
             .$m(r.route.clone())
             .$m(r.upstream.clone())
             .$m(r.routing.clone())
+            .$m(r.container_name.clone())
+            .$m(r.container_image.clone())
     }};
 }
 pub(crate) use bind_record;
@@ -157,6 +159,8 @@ macro_rules! decode_record {
             route: row.try_get(43)?,
             upstream: row.try_get(44)?,
             routing: row.try_get(45)?,
+            container_name: row.try_get(46)?,
+            container_image: row.try_get(47)?,
         };
         Ok::<$crate::AuditRecord, $crate::AuditError>(rec)
     }};
