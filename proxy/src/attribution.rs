@@ -56,6 +56,11 @@ pub fn enrich_from(proc_root: &Path, identity: &mut ClientIdentity) {
             .ok()
             .and_then(|s| container_id(&s));
     }
+    if let (Some(id), None) = (&identity.container_id, &identity.container_name) {
+        let info = crate::containers::ContainerRecords::current().lookup(id);
+        identity.container_name = info.name;
+        identity.container_image = info.image;
+    }
 }
 
 /// NUL-separated argv joined with spaces; empty for kernel threads.

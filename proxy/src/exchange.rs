@@ -363,9 +363,19 @@ impl Exchange {
         self.verdict = report.verdict.into();
         self.findings = report.counts.clone();
         self.fingerprints = report.fingerprints.clone();
-        if report.model.is_some() {
-            self.model = report.model.clone();
+        if let Some(model) = self.requested_model(report.model.as_deref()) {
+            self.model = Some(model);
         }
+    }
+
+    /// The model the request asks for: the one its path names, for APIs
+    /// that name it there (Gemini's `.../models/{model}:generateContent`,
+    /// which the provider serves whatever the body says), else its body's
+    /// `model`. The one place rows, routes and budgets read it from.
+    pub fn requested_model(&self, body_model: Option<&str>) -> Option<String> {
+        self.shape()
+            .model_in_path(&self.path)
+            .or_else(|| body_model.map(str::to_string))
     }
 
     /// Ends the exchange with an error: the status the client gets and why.
@@ -453,6 +463,8 @@ impl Exchange {
             user: id.user,
             tool: none_if_empty(self.client.tool),
             container_id: id.container_id,
+            container_name: id.container_name,
+            container_image: id.container_image,
             socket_cookie: self.client.socket_cookie,
             original_dst: self.client.original_dst.map(|a| a.to_string()),
             verdict: self.verdict.as_str().to_string(),

@@ -9,6 +9,7 @@ pub mod audit_space;
 pub mod body;
 pub mod clock;
 pub mod config;
+pub mod containers;
 pub mod detectors;
 pub mod encoding;
 pub mod exchange;

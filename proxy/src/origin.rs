@@ -20,6 +20,9 @@ pub struct ClientIdentity {
     pub cgroup_id: Option<u64>,
     /// Container id parsed from `/proc/<pid>/cgroup` (docker, containerd, podman).
     pub container_id: Option<String>,
+    /// Its name and image, from the runtime's records ([`crate::containers`]).
+    pub container_name: Option<String>,
+    pub container_image: Option<String>,
 }
 
 /// What the redirect recorded for one intercepted connection.

@@ -8,7 +8,9 @@
 //!
 //! Learning is per user: the key is (uid, executable, server name), so one
 //! user who makes a shared interpreter (`/usr/bin/python3`) reject the org
-//! CA cannot switch inspection off for another user's processes. A learned
+//! CA cannot switch inspection off for another user's processes. It is also
+//! per container: a container's root whose `/usr/bin/curl` lacks the org CA
+//! does not exempt the host's root and its `/usr/bin/curl`. A learned
 //! pair expires after `intercept.learned_passthrough_ttl_secs`, connections
 //! without a known uid never learn, and the table is bounded.
 //! Only rejections that are about the certificate count (the client's alert:
@@ -29,6 +31,8 @@ pub struct PassthroughKey {
     pub uid: u32,
     pub exe: String,
     pub server_name: String,
+    /// The container the client runs in (None: the host).
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -36,6 +40,7 @@ pub struct LearnedEntry {
     pub uid: u32,
     pub exe: String,
     pub server_name: String,
+    pub container: Option<String>,
     /// Certificate rejections seen (counting stops once learned).
     pub failures: u32,
     /// The last rejection, as the TLS stack reported it.
@@ -136,6 +141,7 @@ impl LearnedPassthrough {
             uid: key.uid,
             exe: key.exe.clone(),
             server_name: key.server_name.clone(),
+            container: key.container.clone(),
             failures: 0,
             last_error: String::new(),
             learned_at: None,
@@ -191,6 +197,7 @@ mod tests {
             uid,
             exe: exe.into(),
             server_name: name.into(),
+            container: None,
         }
     }
 
@@ -229,6 +236,30 @@ mod tests {
             "alice's python stays inspected"
         );
         assert!(!l.should_pass(&key(0, "/usr/bin/python3", "api.openai.com"), Instant::now(), DAY));
+    }
+
+    #[test]
+    fn passthrough_learned_in_a_container_does_not_apply_to_the_host_or_another_container() {
+        let l = LearnedPassthrough::default();
+        let in_container = PassthroughKey {
+            container: Some("c0ffee".into()),
+            ..key(0, "/usr/bin/curl", "api.openai.com")
+        };
+        for _ in 0..3 {
+            reject(&l, &in_container, 3, false);
+        }
+        assert!(l.should_pass(&in_container, Instant::now(), DAY));
+        let host = key(0, "/usr/bin/curl", "api.openai.com");
+        assert!(
+            !l.should_pass(&host, Instant::now(), DAY),
+            "the host's curl stays inspected"
+        );
+        let other = PassthroughKey {
+            container: Some("beef".into()),
+            ..host
+        };
+        assert!(!l.should_pass(&other, Instant::now(), DAY));
+        assert_eq!(l.learned()[0].container.as_deref(), Some("c0ffee"));
     }
 
     #[test]

@@ -369,6 +369,7 @@ async fn intercept(
             uid,
             exe: crate::passthrough::program_of(exe, identity.cmdline.as_deref()),
             server_name: host.clone(),
+            container: identity.container_id.clone(),
         }),
         _ => None,
     };
