@@ -87,6 +87,9 @@ pub struct AgentConfig {
     pub alerts: AlertsConfig,
     /// OTLP traces, one span per exchange (off unless an endpoint is set).
     pub traces: crate::traces::TracesConfig,
+    /// Where container runtimes keep the records that name a container
+    /// and its image (Docker, Podman, containerd defaults).
+    pub containers: promptwall_proxy::containers::ContainerRecords,
 }
 
 /// The drop-in directory for a config file: `<its directory>/config.d`.

@@ -162,6 +162,7 @@ pub async fn collect(args: &DoctorArgs, config: &AgentConfig) -> Vec<Check> {
     });
     if let Ok(doc) = &status {
         checks.push(learned_check(doc));
+        checks.extend(containers_check(doc));
     }
     let layout = TrustLayout::detect(&args.root).ok();
     checks.extend(ca_checks(config, &args.root, layout));
@@ -251,8 +252,12 @@ fn learned_check(doc: &serde_json::Value) -> Check {
         );
     }
     let text = |e: &&serde_json::Value| {
+        let container = match e["container"].as_str() {
+            Some(id) => format!("container {} ", short_id(id)),
+            None => String::new(),
+        };
         format!(
-            "{} -> {} ({} rejections: {})",
+            "{container}{} -> {} ({} rejections: {})",
             e["exe"].as_str().unwrap_or("?"),
             e["server_name"].as_str().unwrap_or("?"),
             e["failures"],
@@ -273,12 +278,73 @@ fn learned_check(doc: &serde_json::Value) -> Check {
             blocked.iter().map(text).collect::<Vec<_>>().join("; ")
         ));
     }
+    let in_container = entries.iter().any(|e| e["container"].is_string());
     check(
         "learned_passthrough",
-        if blocked.is_empty() { Outcome::Warn } else { Outcome::Fail },
+        if blocked.is_empty() {
+            Outcome::Warn
+        } else {
+            Outcome::Fail
+        },
         parts.join("; "),
-        Some("make each tool trust the org CA (it pins certificates or ships its own trust store: see its CA setting), then restart the agent to forget learned pairs"),
+        Some(if in_container {
+            "a container does not trust the org CA: add it to the image (`promptwall ca export > promptwall-org-ca.crt`, then \
+             COPY it to /usr/local/share/ca-certificates/ and RUN update-ca-certificates) or mount the host's bundle \
+             read-only over /etc/ssl/certs/ca-certificates.crt, and set NODE_EXTRA_CA_CERTS for node tools \
+             (README: Containers); then restart the agent to forget learned pairs"
+        } else {
+            "make each tool trust the org CA (it pins certificates or ships its own trust store: see its CA setting), then restart the agent to forget learned pairs"
+        }),
     )
+}
+
+/// Containers (other network namespaces of the intercepted cgroup): served
+/// ones are inspected; unserved ones pass uninspected and say why.
+fn containers_check(doc: &serde_json::Value) -> Option<Check> {
+    let ns = doc["intercept"].get("namespaces")?;
+    let served = ns["served"].as_array().cloned().unwrap_or_default();
+    let unserved = ns["unserved"].as_object().cloned().unwrap_or_default();
+    let skipped = doc["intercept"]["counters"]["skipped_other_netns"]
+        .as_u64()
+        .unwrap_or(0);
+    let name = |s: &serde_json::Value| match s["container_id"].as_str() {
+        Some(id) => format!("container {}", short_id(id)),
+        None => format!("namespace of pid {}", s["pid"]),
+    };
+    let mut detail = format!(
+        "{} other network namespace(s) intercepted{}",
+        served.len(),
+        if served.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", served.iter().map(name).collect::<Vec<_>>().join(", "))
+        }
+    );
+    if unserved.is_empty() && skipped == 0 {
+        return Some(check("containers", Outcome::Pass, detail, None));
+    }
+    for (inode, why) in &unserved {
+        detail.push_str(&format!(
+            "; namespace {inode} NOT served: {}",
+            why.as_str().unwrap_or("?")
+        ));
+    }
+    if skipped > 0 {
+        detail.push_str(&format!(
+            "; {skipped} provider connection(s) from unserved namespaces passed uninspected"
+        ));
+    }
+    Some(check(
+        "containers",
+        Outcome::Warn,
+        detail,
+        Some("a namespace needs its loopback up for promptwall's listener inside it; connections made before the agent's first scan (intercept.container_scan_secs) pass uninspected"),
+    ))
+}
+
+/// The first 12 characters of a container id, as `docker ps` shows it.
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 fn kernel_checks() -> Vec<Check> {

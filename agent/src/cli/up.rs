@@ -60,6 +60,7 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
         alerts.clone(),
     );
 
+    promptwall_proxy::containers::ContainerRecords::install(config.containers.clone());
     let tls = crate::cli::ca::load_server_tls(&config).context("cannot load the org CA for TLS termination")?;
     if config.intercept.enabled && tls.is_none() {
         anyhow::bail!(
@@ -83,6 +84,7 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
         None
     };
     let origins = intercept.as_ref().map(|i| i.origin_source());
+    let tls_for_containers = tls.clone().map(tokio_rustls::TlsAcceptor::from);
 
     let running = app::start(
         config.proxy(),
@@ -95,7 +97,7 @@ pub async fn run(args: UpArgs, mut config: AgentConfig) -> anyhow::Result<()> {
     )
     .await?;
     if let Some(i) = &intercept {
-        i.proxy_ready(&running).await?;
+        i.proxy_ready(&running, tls_for_containers).await?;
     }
 
     let stats = running.stats.clone();

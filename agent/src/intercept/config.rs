@@ -43,6 +43,10 @@ pub struct InterceptConfig {
     /// splices it when its own DNS answer holds the address it connected to
     /// (a site sharing a CDN address); "refuse" refuses it.
     pub foreign_sni: ForeignSni,
+    /// Look for processes of the cgroup in other network namespaces
+    /// (containers) this often, and serve each with a listener inside it;
+    /// 0 leaves containers alone (eBPF mode only).
+    pub container_scan_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +81,7 @@ impl Default for InterceptConfig {
             learned_passthrough_ttl_secs: listener.learned_passthrough_ttl_secs,
             splice_server_names: listener.splice_server_names,
             foreign_sni: listener.foreign_sni,
+            container_scan_secs: 1,
         }
     }
 }

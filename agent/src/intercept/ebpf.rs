@@ -79,6 +79,9 @@ pub struct Loaded {
     pub providers_v6: LpmTrie<MapData, [u8; 16], u32>,
     pub heartbeat: Array<MapData, u64>,
     pub listener: Array<MapData, Listener>,
+    pub netns_listeners: HashMap<MapData, u64, Listener>,
+    /// The agent's own network namespace (`HOST_NETNS_COOKIE`).
+    pub host_netns_cookie: u64,
     pub peer_meta: HashMap<MapData, PeerKey, ConnMeta>,
     pub cookie_meta: HashMap<MapData, u64, ConnMeta>,
     pub counters: PerCpuArray<MapData, u64>,
@@ -215,6 +218,8 @@ pub fn load(settings: &EbpfSettings) -> anyhow::Result<Loaded> {
         providers_v6: take(&mut ebpf, maps::PROVIDERS_V6)?,
         heartbeat: take(&mut ebpf, maps::HEARTBEAT)?,
         listener: take(&mut ebpf, maps::LISTENER)?,
+        netns_listeners: take(&mut ebpf, maps::NETNS_LISTENERS)?,
+        host_netns_cookie: settings.netns_cookie,
         peer_meta: take(&mut ebpf, maps::PEER_META)?,
         cookie_meta: take(&mut ebpf, maps::COOKIE_META)?,
         counters: take(&mut ebpf, maps::COUNTERS)?,
@@ -304,6 +309,29 @@ impl Loaded {
             .context("cannot write the listener address to the eBPF map")
     }
 
+    /// Redirects connections made in the network namespace `cookie` to
+    /// `v4` (an address of a listener opened inside that namespace).
+    pub fn set_netns_listener(&mut self, cookie: u64, v4: SocketAddrV4) -> anyhow::Result<()> {
+        let mapped = v4.ip().to_ipv6_mapped();
+        let value = Listener {
+            v6_addr: ip6_raw(mapped),
+            v4_addr: ip4_raw(*v4.ip()),
+            v4_port: v4.port(),
+            v6_port: v4.port(),
+        };
+        self.netns_listeners.insert(cookie, value, 0).with_context(|| {
+            format!("cannot add the listener of network namespace {cookie} to the eBPF map (map full?)")
+        })
+    }
+
+    /// Stops redirecting the namespace `cookie` (its listener is closing).
+    pub fn remove_netns_listener(&mut self, cookie: u64) -> anyhow::Result<()> {
+        match self.netns_listeners.remove(&cookie) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove network namespace {cookie} from the eBPF map")),
+        }
+    }
+
     pub fn heartbeat(&self) -> Option<u64> {
         self.heartbeat.get(&0, 0).ok().filter(|v| *v != 0)
     }
@@ -353,8 +381,11 @@ impl Loaded {
         }
     }
 
-    pub fn lookup_peer(&self, peer: SocketAddr) -> Option<ConnMeta> {
-        self.peer_meta.get(&peer_key(peer), 0).ok()
+    /// The record of a connection accepted from `peer` on a listener in
+    /// the network namespace `netns_cookie` (None: the host's).
+    pub fn lookup_peer(&self, peer: SocketAddr, netns_cookie: Option<u64>) -> Option<ConnMeta> {
+        let key = peer_key(peer, netns_cookie.unwrap_or(self.host_netns_cookie));
+        self.peer_meta.get(&key, 0).ok()
     }
 
     pub fn counters(&self) -> BTreeMap<String, u64> {
@@ -414,27 +445,22 @@ impl Drop for Loaded {
     }
 }
 
-/// The client address the proxy sees after accept(), as sock_ops stored it.
-pub fn peer_key(peer: SocketAddr) -> PeerKey {
-    let port = peer.port();
-    match peer.ip() {
-        IpAddr::V4(v4) => PeerKey {
-            family: AF_INET,
-            port,
-            addr: [ip4_raw(v4), 0, 0, 0],
-        },
+/// The client address the proxy sees after accept(), in the network
+/// namespace it connected from, as sock_ops stored it.
+pub fn peer_key(peer: SocketAddr, netns_cookie: u64) -> PeerKey {
+    let (family, addr) = match peer.ip() {
+        IpAddr::V4(v4) => (AF_INET, [ip4_raw(v4), 0, 0, 0]),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => PeerKey {
-                family: AF_INET,
-                port,
-                addr: [ip4_raw(v4), 0, 0, 0],
-            },
-            None => PeerKey {
-                family: AF_INET6,
-                port,
-                addr: ip6_raw(v6),
-            },
+            Some(v4) => (AF_INET, [ip4_raw(v4), 0, 0, 0]),
+            None => (AF_INET6, ip6_raw(v6)),
         },
+    };
+    PeerKey {
+        family,
+        port: peer.port(),
+        addr,
+        _pad: 0,
+        netns_cookie,
     }
 }
 
@@ -465,12 +491,17 @@ mod tests {
 
     #[test]
     fn peer_keys_normalise_v4_mapped_clients() {
-        let v4 = peer_key("127.0.0.1:40000".parse().unwrap());
-        let mapped = peer_key("[::ffff:127.0.0.1]:40000".parse().unwrap());
+        let v4 = peer_key("127.0.0.1:40000".parse().unwrap(), 7);
+        let mapped = peer_key("[::ffff:127.0.0.1]:40000".parse().unwrap(), 7);
         assert_eq!(v4, mapped);
         assert_eq!(v4.family, AF_INET);
         assert_eq!(v4.addr[0].to_ne_bytes(), [127, 0, 0, 1]);
-        let v6 = peer_key("[::1]:40000".parse().unwrap());
+        assert_ne!(
+            v4,
+            peer_key("127.0.0.1:40000".parse().unwrap(), 8),
+            "namespaces keep keys apart"
+        );
+        let v6 = peer_key("[::1]:40000".parse().unwrap(), 7);
         assert_eq!(v6.family, AF_INET6);
         assert_eq!(v6.addr[3].to_ne_bytes(), [0, 0, 0, 1]);
     }

@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod config;
 pub mod ebpf;
 pub mod heartbeat;
+pub mod netns;
 pub mod nft;
 pub mod resolver;
 pub mod sys;
@@ -113,6 +114,8 @@ struct Inner {
     listener: Mutex<Option<(SocketAddrV4, SocketAddrV6)>>,
     /// (block QUIC, mark, ports, cgroup scope): what nftables mode needs to re-render its table.
     nft_base: (bool, u32, Vec<u16>, Option<nft::CgroupScope>),
+    /// Other network namespaces (containers) served, eBPF mode only.
+    namespaces: Option<(Arc<netns::Namespaces>, Duration)>,
 }
 
 /// The running redirect. Implements [`OriginLookup`]; dropping it (or
@@ -137,6 +140,8 @@ pub struct InterceptStatus {
     pub heartbeat_age_ms: Option<u64>,
     pub provider_prefixes: Vec<String>,
     pub nftables_table: Option<String>,
+    /// Containers (other network namespaces) served with a listener inside them.
+    pub namespaces: Option<netns::NamespaceStatus>,
 }
 
 struct EbpfSink(Arc<Mutex<Option<Loaded>>>);
@@ -173,7 +178,15 @@ pub struct EbpfLookup(Arc<Mutex<Option<Loaded>>>);
 
 impl OriginLookup for EbpfLookup {
     fn lookup(&self, peer: SocketAddr, _local: SocketAddr) -> Option<ConnectionOrigin> {
-        let meta = self.0.lock().unwrap().as_ref()?.lookup_peer(peer)?;
+        Self::origin(&self.0, peer, None)
+    }
+}
+
+impl EbpfLookup {
+    /// The origin of a connection from `peer` accepted in the network
+    /// namespace `netns_cookie` (None: the host's).
+    fn origin(loaded: &Mutex<Option<Loaded>>, peer: SocketAddr, netns_cookie: Option<u64>) -> Option<ConnectionOrigin> {
+        let meta = loaded.lock().unwrap().as_ref()?.lookup_peer(peer, netns_cookie)?;
         let mut identity = ClientIdentity {
             pid: Some(meta.tgid),
             uid: Some(meta.uid),
@@ -294,8 +307,16 @@ pub async fn start_with(config: &AgentConfig, options: StartOptions) -> anyhow::
                 )
             }
         };
+    let namespaces = match (&backend, &cgroup) {
+        (Backend::Ebpf(loaded), Some(cg)) if config.intercept.container_scan_secs > 0 => Some((
+            Arc::new(netns::Namespaces::new(loaded.clone(), cg.clone())?),
+            Duration::from_secs(config.intercept.container_scan_secs),
+        )),
+        _ => None,
+    };
     let handle = InterceptHandle {
         inner: Arc::new(Inner {
+            namespaces,
             backend,
             options: options.clone(),
             cgroup,
@@ -332,11 +353,21 @@ pub async fn start_with(config: &AgentConfig, options: StartOptions) -> anyhow::
 
 impl InterceptHandle {
     /// Call once the proxy's listeners are up: starts redirecting to its transparent listener.
-    pub async fn proxy_ready(&self, running: &promptwall_proxy::app::Running) -> anyhow::Result<()> {
+    /// `tls` terminates the connections of containers' listeners.
+    pub async fn proxy_ready(
+        &self,
+        running: &promptwall_proxy::app::Running,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> anyhow::Result<()> {
         let listener = running.transparent.context(
             "interception is enabled but the proxy has no transparent listener; set listen.transparent (e.g. 127.0.0.1:15443)",
         )?;
-        self.set_listener(listener)
+        self.set_listener(listener)?;
+        if let (Some((namespaces, every)), Some(tls)) = (&self.inner.namespaces, tls) {
+            let task = namespaces.clone().spawn(running.proxy.clone(), tls, *every);
+            self.tasks.lock().unwrap().push(task);
+        }
+        Ok(())
     }
 
     /// Points the redirect at `listener` and starts the heartbeat.
@@ -431,6 +462,9 @@ impl InterceptHandle {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
+        if let Some((namespaces, _)) = &self.inner.namespaces {
+            namespaces.release_all();
+        }
         match &self.inner.backend {
             Backend::Ebpf(loaded) => {
                 if loaded.lock().unwrap().take().is_some() {
@@ -476,6 +510,7 @@ impl Inner {
                 .map(|(p, _)| p.to_string())
                 .collect(),
             nftables_table: None,
+            namespaces: self.namespaces.as_ref().map(|(n, _)| n.status()),
         };
         match &self.backend {
             Backend::Ebpf(loaded) => {

@@ -11,6 +11,11 @@ pub fn own_netns_cookie() -> anyhow::Result<u64> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0")
         .or_else(|_| std::net::UdpSocket::bind("[::]:0"))
         .context("cannot open a socket to read the network namespace cookie")?;
+    netns_cookie_of(&socket)
+}
+
+/// The cookie of the network namespace `socket` lives in.
+pub fn netns_cookie_of(socket: &impl AsRawFd) -> anyhow::Result<u64> {
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: valid fd, out-pointer sized by len.

@@ -23,6 +23,9 @@ pub mod maps {
     pub const COOKIE_PEER: &str = "COOKIE_PEER";
     /// Array[1]: the transparent listener (`Listener`); port 0 = not ready, pass.
     pub const LISTENER: &str = "LISTENER";
+    /// Hash: network namespace cookie -> `Listener` the agent opened inside
+    /// that namespace (containers); a namespace without one is passed.
+    pub const NETNS_LISTENERS: &str = "NETNS_LISTENERS";
     /// Array of counters, indexed by `counters::*`.
     pub const COUNTERS: &str = "COUNTERS";
 }
@@ -37,7 +40,8 @@ pub mod counters {
     pub const REKEYED: u32 = 5;
     pub const RELEASED: u32 = 6;
     pub const SKIPPED_NETNS: u32 = 7;
-    pub const COUNT: u32 = 8;
+    pub const REDIRECTED_NETNS: u32 = 8;
+    pub const COUNT: u32 = 9;
     pub const NAMES: [&str; COUNT as usize] = [
         "redirected",
         "skipped_mark",
@@ -47,6 +51,7 @@ pub mod counters {
         "rekeyed",
         "released",
         "skipped_other_netns",
+        "redirected_other_netns",
     ];
 }
 
@@ -56,7 +61,8 @@ pub mod globals {
     pub const PROXY_MARK: &str = "PROXY_MARK";
     /// cgroup id of the agent (0 = don't exclude by cgroup).
     pub const AGENT_CGROUP_ID: &str = "AGENT_CGROUP_ID";
-    /// Network namespace cookie of the agent; other namespaces are left alone.
+    /// Network namespace cookie of the agent: its connections go to `LISTENER`;
+    /// other namespaces' to their `NETNS_LISTENERS` entry, if any.
     pub const HOST_NETNS_COOKIE: &str = "HOST_NETNS_COOKIE";
     /// 1: reject provider connections while the heartbeat is stale.
     pub const FAIL_CLOSED: &str = "FAIL_CLOSED";
@@ -116,7 +122,9 @@ pub struct Listener {
     pub v6_port: u16,
 }
 
-/// The client's address as the proxy sees it after accept().
+/// The client's address as the proxy sees it after accept(), in the
+/// network namespace it connected from: two containers may both connect
+/// from 127.0.0.1:40000 to their own listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
 pub struct PeerKey {
@@ -125,6 +133,8 @@ pub struct PeerKey {
     pub port: u16,
     /// Client address, network byte order; IPv4 in `addr[0]`, rest zero.
     pub addr: [u32; 4],
+    pub _pad: u32,
+    pub netns_cookie: u64,
 }
 
 #[cfg(feature = "user")]

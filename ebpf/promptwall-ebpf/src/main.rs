@@ -2,8 +2,10 @@
 //! local transparent proxy and remember who made them (Cilium bpf_sock.c style).
 //!
 //! * `cgroup/connect4|6`: TCP to a captured port + provider prefix + not our own
-//!   socket + our netns + fresh heartbeat -> record `ConnMeta` by socket cookie
-//!   and rewrite the destination to the transparent listener.
+//!   socket + fresh heartbeat -> record `ConnMeta` by socket cookie and rewrite
+//!   the destination to the transparent listener: the host's for the agent's
+//!   network namespace, or the one the agent opened inside another namespace
+//!   (a container's), reachable from there; a namespace without one is passed.
 //! * `sockops` TCP_CONNECT_CB: the source port is known now; re-key the record
 //!   by the client address the proxy will see after accept().
 //! * `cgroup/sock_release`: drop the records of closed sockets.
@@ -68,6 +70,8 @@ static PEER_META: LruHashMap<PeerKey, ConnMeta> = LruHashMap::with_max_entries(M
 static COOKIE_PEER: LruHashMap<u64, PeerKey> = LruHashMap::with_max_entries(META_ENTRIES, 0);
 #[map]
 static LISTENER: Array<Listener> = Array::with_max_entries(1, 0);
+#[map]
+static NETNS_LISTENERS: HashMap<u64, Listener> = HashMap::with_max_entries(4096, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
 
@@ -146,10 +150,20 @@ fn is_marked(ctx: &SockAddrContext) -> bool {
     rc == 0 && mark == mark_wanted
 }
 
+/// Where a connection from the caller's network namespace is redirected:
+/// `Ok(None)` while the host listener is not ready, `Err(())` for another
+/// namespace the agent serves no listener in (a container it has not seen
+/// yet, or cannot serve): passed and counted, never broken.
 #[inline(always)]
-fn in_host_netns(ctx: &SockAddrContext) -> bool {
+fn listener_for_netns(ctx: &SockAddrContext) -> Result<Option<Listener>, ()> {
     let cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr as *mut _) };
-    cookie == global(&HOST_NETNS_COOKIE)
+    if cookie == global(&HOST_NETNS_COOKIE) {
+        return Ok(listener());
+    }
+    match unsafe { NETNS_LISTENERS.get(&cookie) } {
+        Some(l) if l.v4_port != 0 => Ok(Some(*l)),
+        _ => Err(()),
+    }
 }
 
 #[inline(always)]
@@ -162,16 +176,16 @@ fn is_agent(ctx: &SockAddrContext) -> bool {
 enum Verdict {
     Pass,
     Reject,
-    Redirect,
+    Redirect(Listener),
 }
 
 /// Shared decision for a destination already known to be a provider on a captured port.
 #[inline(always)]
 fn decide(ctx: &SockAddrContext, sock_type: u32) -> Verdict {
-    if !in_host_netns(ctx) {
+    let Ok(listen) = listener_for_netns(ctx) else {
         count(counters::SKIPPED_NETNS);
         return Verdict::Pass;
-    }
+    };
     let fresh = heartbeat_fresh();
     let closed = global(&FAIL_CLOSED) != 0;
     if sock_type == SOCK_DGRAM {
@@ -199,7 +213,10 @@ fn decide(ctx: &SockAddrContext, sock_type: u32) -> Verdict {
         count(counters::SKIPPED_STALE);
         return Verdict::Pass;
     }
-    Verdict::Redirect
+    match listen {
+        Some(l) => Verdict::Redirect(l),
+        None => Verdict::Pass,
+    }
 }
 
 #[inline(always)]
@@ -225,7 +242,11 @@ fn record(ctx: &SockAddrContext, orig_addr: [u32; 4], orig_port: u16, orig_famil
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
     let _ = COOKIE_META.insert(&cookie, &meta, 0);
-    count(counters::REDIRECTED);
+    count(if meta.netns_cookie == global(&HOST_NETNS_COOKIE) {
+        counters::REDIRECTED
+    } else {
+        counters::REDIRECTED_NETNS
+    });
 }
 
 #[inline(always)]
@@ -235,17 +256,12 @@ fn handle4(ctx: &SockAddrContext) -> i32 {
     if !is_captured_port(port) || !is_provider_v4(addr) {
         return ALLOW;
     }
-    let listen = listener();
-    if let Some(l) = &listen {
-        if addr == l.v4_addr && port == l.v4_port {
-            return ALLOW;
-        }
-    }
     match decide(ctx, sock_type) {
         Verdict::Pass => ALLOW,
         Verdict::Reject => REJECT,
-        Verdict::Redirect => {
-            let Some(l) = listen else { return ALLOW };
+        // Already addressed to the listener (a test's provider address may be one).
+        Verdict::Redirect(l) if addr == l.v4_addr && port == l.v4_port => ALLOW,
+        Verdict::Redirect(l) => {
             record(ctx, [addr, 0, 0, 0], port, AF_INET, true);
             unsafe {
                 (*sa).user_ip4 = l.v4_addr;
@@ -280,51 +296,45 @@ fn handle6(ctx: &SockAddrContext) -> i32 {
         return ALLOW;
     }
     let mapped = is_v4_mapped(&addr);
-    let listen = listener();
-    if mapped {
-        if !is_provider_v4(addr[3]) {
-            return ALLOW;
-        }
-        if let Some(l) = &listen {
-            if addr[3] == l.v4_addr && port == l.v4_port {
-                return ALLOW;
-            }
-        }
+    let provider = if mapped {
+        is_provider_v4(addr[3])
     } else {
-        if !is_provider_v6(&addr) {
-            return ALLOW;
-        }
-        if let Some(l) = &listen {
-            if addr == l.v6_addr && port == l.v6_port {
-                return ALLOW;
-            }
-        }
+        is_provider_v6(&addr)
+    };
+    if !provider {
+        return ALLOW;
     }
-    match decide(ctx, sock_type) {
-        Verdict::Pass => ALLOW,
-        Verdict::Reject => REJECT,
-        Verdict::Redirect => {
-            let Some(l) = listen else { return ALLOW };
-            let (target, target_port) = if mapped {
-                ([0, 0, 0xffffu32.to_be(), l.v4_addr], l.v4_port)
-            } else {
-                (l.v6_addr, l.v6_port)
-            };
-            if mapped {
-                record(ctx, [addr[3], 0, 0, 0], port, AF_INET, true);
-            } else {
-                record(ctx, addr, port, AF_INET6, is_v4_mapped(&target));
-            }
-            unsafe {
-                (*sa).user_ip6[0] = target[0];
-                (*sa).user_ip6[1] = target[1];
-                (*sa).user_ip6[2] = target[2];
-                (*sa).user_ip6[3] = target[3];
-                (*sa).user_port = target_port.to_be() as u32;
-            }
-            ALLOW
-        }
+    let l = match decide(ctx, sock_type) {
+        Verdict::Pass => return ALLOW,
+        Verdict::Reject => return REJECT,
+        Verdict::Redirect(l) => l,
+    };
+    let own = if mapped {
+        addr[3] == l.v4_addr && port == l.v4_port
+    } else {
+        addr == l.v6_addr && port == l.v6_port
+    };
+    if own {
+        return ALLOW;
     }
+    let (target, target_port) = if mapped {
+        ([0, 0, 0xffffu32.to_be(), l.v4_addr], l.v4_port)
+    } else {
+        (l.v6_addr, l.v6_port)
+    };
+    if mapped {
+        record(ctx, [addr[3], 0, 0, 0], port, AF_INET, true);
+    } else {
+        record(ctx, addr, port, AF_INET6, is_v4_mapped(&target));
+    }
+    unsafe {
+        (*sa).user_ip6[0] = target[0];
+        (*sa).user_ip6[1] = target[1];
+        (*sa).user_ip6[2] = target[2];
+        (*sa).user_ip6[3] = target[3];
+        (*sa).user_port = target_port.to_be() as u32;
+    }
+    ALLOW
 }
 
 #[cgroup_sock_addr(connect4)]
@@ -405,6 +415,8 @@ pub fn pw_sock_ops(ctx: SockOpsContext) -> u32 {
             family: AF_INET,
             port,
             addr: [ip4, 0, 0, 0],
+            _pad: 0,
+            netns_cookie: meta.netns_cookie,
         }
     } else {
         let addr = unsafe {
@@ -419,6 +431,8 @@ pub fn pw_sock_ops(ctx: SockOpsContext) -> u32 {
             family: AF_INET6,
             port,
             addr,
+            _pad: 0,
+            netns_cookie: meta.netns_cookie,
         }
     };
     let _ = PEER_META.insert(&key, &meta, 0);

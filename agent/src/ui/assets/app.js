@@ -148,7 +148,7 @@ const pages = {
       <div class="grid2">
         <div class="panel"><h2>Who</h2>${kv([
           ["user", esc(r.user)], ["login user", esc(r.login_user)], ["tool", esc(r.tool)], ["executable", esc(r.exe)],
-          ["pid", esc(r.pid)], ["command line", esc(r.cmdline)], ["machine", esc(r.machine_id)], ["container", esc(r.container_id)],
+          ["pid", esc(r.pid)], ["command line", esc(r.cmdline)], ["machine", esc(r.machine_id)], ["container", esc([r.container_name, r.container_image, r.container_id && r.container_id.slice(0, 12)].filter(Boolean).join(" · "))],
           ["listener", esc(r.listener)]])}</div>
         <div class="panel"><h2>What</h2>${kv([
           ["when", esc(when(r.ts))], ["provider", esc(r.provider)], ["host", esc(r.host)], ["request", `${esc(r.method)} ${esc(r.path)}`],
