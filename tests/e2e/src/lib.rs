@@ -14,9 +14,11 @@
 //! - [`clients`]: the pinned Python venv / npm prefix from `cargo xtask setup`.
 //! - [`netns`]: scripts in a private mount+network namespace (transparent tests).
 //! - [`transparent`]: [`TransparentEnv`], a live namespace with fake provider, agent + eBPF on a client cgroup.
+//! - [`container`]: [`container::Container`], a network namespace wired like Docker's default bridge, in that cgroup.
 
 pub mod agent;
 pub mod clients;
+pub mod container;
 pub mod netns;
 pub mod paths;
 pub mod process;
@@ -32,7 +34,13 @@ pub use promptwall_fake_provider::{FakeHandle, FakeOptions, FakeProvider, Record
 pub use transparent::{TransparentEnv, TransparentOptions};
 
 /// Provider hosts every test maps to the fake.
-pub const PROVIDER_HOSTS: &[&str] = &["api.anthropic.com", "api.openai.com", "chatgpt.com", "ab.chatgpt.com"];
+pub const PROVIDER_HOSTS: &[&str] = &[
+    "api.anthropic.com",
+    "api.openai.com",
+    "chatgpt.com",
+    "ab.chatgpt.com",
+    "generativelanguage.googleapis.com",
+];
 
 /// Starts a TLS fake provider on its own runtime (for synchronous tests).
 pub fn start_fake(ws: bool) -> FakeHandle {

@@ -64,6 +64,10 @@ pub const FAKE_IP: &str = "127.0.0.2";
 pub const CONFIG_ONLY_PROVIDER: &str = "api.acme-llm.test";
 /// Where [`TransparentOptions::second_fake`] listens.
 pub const SECOND_FAKE_IP: &str = "127.0.0.3";
+/// With [`TransparentOptions::container`]: a routed ("public") provider
+/// address of the host namespace (on its loopback: no dummy driver here), where a third fake listens; containers
+/// resolve the provider names here and reach it through their bridge.
+pub const CONTAINER_FAKE_IP: &str = "198.18.0.2";
 /// A non-provider name the namespace resolves to the fake's (provider's)
 /// address: a site sharing a CDN address with a provider.
 pub const CDN_NEIGHBOUR: &str = "neighbour.cdn.test";
@@ -92,6 +96,10 @@ pub struct TransparentOptions {
     /// logging to its own file: another address of the same providers
     /// (in `[intercept] addresses` too).
     pub second_fake: bool,
+    /// Wiring for [`crate::container::Container`]s: a bridge, a routed
+    /// provider address ([`CONTAINER_FAKE_IP`]) with a fake of its own
+    /// (`fake-ctr.jsonl`), and `[containers] docker_root` in the tempdir.
+    pub container: bool,
 }
 
 impl Default for TransparentOptions {
@@ -103,6 +111,7 @@ impl Default for TransparentOptions {
             agent_env: vec![],
             start_agent: true,
             second_fake: false,
+            container: false,
         }
     }
 }
@@ -114,6 +123,7 @@ pub struct TransparentEnv {
     cgroup_parent: PathBuf,
     fake: Option<Child>,
     second_fake: Option<Child>,
+    container_fake: Option<Child>,
     agent: Option<Child>,
     options: TransparentOptions,
 }
@@ -212,6 +222,7 @@ impl TransparentEnv {
             cgroup_parent,
             fake: None,
             second_fake: None,
+            container_fake: None,
             agent: None,
             options,
         };
@@ -228,6 +239,18 @@ impl TransparentEnv {
         }
         env.fake = Some(env.spawn_logged(fake, "fake"));
         env.wait_for("the fake provider", |e| e.read("fake.out").contains("addr"));
+        if env.options.container {
+            crate::container::wire_host(&env);
+            let mut fake = env.ns_command(fake_provider_bin());
+            fake.args(["--bind", &format!("{CONTAINER_FAKE_IP}:443"), "--ca-dir"])
+                .arg(env.path("fakeca"))
+                .arg("--log")
+                .arg(env.path("fake-ctr.jsonl"));
+            env.container_fake = Some(env.spawn_logged(fake, "fake-ctr"));
+            env.wait_for("the containers' fake provider", |e| {
+                e.read("fake-ctr.out").contains("addr")
+            });
+        }
         if env.options.second_fake {
             let mut fake = env.ns_command(fake_provider_bin());
             fake.args(["--bind", &format!("{SECOND_FAKE_IP}:443"), "--ca-dir"])
@@ -288,7 +311,7 @@ impl TransparentEnv {
         self.dir.path().join(name)
     }
 
-    fn read(&self, name: &str) -> String {
+    pub(crate) fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
     }
 
@@ -342,13 +365,25 @@ fail = "{fail}"
 {extra}
 "#,
             cg = self.cgroup.display(),
-            addresses = if self.options.second_fake {
-                format!("\"{FAKE_IP}/32\", \"{SECOND_FAKE_IP}/32\"")
-            } else {
-                format!("\"{FAKE_IP}/32\"")
-            },
+            addresses = [
+                Some(FAKE_IP),
+                self.options.second_fake.then_some(SECOND_FAKE_IP),
+                self.options.container.then_some(CONTAINER_FAKE_IP),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|ip| format!("\"{ip}/32\""))
+            .collect::<Vec<_>>()
+            .join(", "),
             fail = if self.options.fail_closed { "closed" } else { "open" },
-            extra = self.options.toml_extra
+            extra = if self.options.container {
+                format!(
+                    "{}\n[containers]\ndocker_root = \"{d}/docker\"\n",
+                    self.options.toml_extra
+                )
+            } else {
+                self.options.toml_extra.clone()
+            }
         )
     }
 
@@ -439,6 +474,15 @@ fail = "{fail}"
             .collect()
     }
 
+    /// What the containers' fake provider ([`CONTAINER_FAKE_IP`]) recorded.
+    pub fn container_fake_requests(&self) -> Vec<Value> {
+        self.read("fake-ctr.jsonl")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("fake-ctr log line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
     /// What the second fake provider recorded.
     pub fn second_fake_requests(&self) -> Vec<Value> {
         self.read("fake2.jsonl")
@@ -480,7 +524,7 @@ fail = "{fail}"
         }
     }
 
-    fn spawn_logged(&self, mut cmd: Command, name: &str) -> Child {
+    pub(crate) fn spawn_logged(&self, mut cmd: Command, name: &str) -> Child {
         let out = std::fs::File::create(self.path(&format!("{name}.out"))).unwrap();
         let err = std::fs::File::create(self.path(&format!("{name}.log"))).unwrap();
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -488,7 +532,7 @@ fail = "{fail}"
         cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
     }
 
-    fn wait_for(&mut self, what: &str, ready: impl Fn(&Self) -> bool) {
+    pub(crate) fn wait_for(&mut self, what: &str, ready: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + READY_TIMEOUT;
         while !ready(self) {
             if let Ok(Some(status)) = self.holder.try_wait() {
@@ -539,11 +583,20 @@ impl Drop for TransparentEnv {
         if let Some(mut a) = self.agent.take() {
             stop(&mut a);
         }
-        for mut f in [self.fake.take(), self.second_fake.take()].into_iter().flatten() {
+        for mut f in [self.fake.take(), self.second_fake.take(), self.container_fake.take()]
+            .into_iter()
+            .flatten()
+        {
             stop(&mut f);
         }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+        // Containers' cgroups first: a cgroup with children cannot go.
+        if let Ok(children) = std::fs::read_dir(&self.cgroup) {
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                crate::container::empty_and_remove_cgroup(&child.path(), &self.cgroup_parent);
+            }
+        }
         if let Ok(procs) = std::fs::read_to_string(self.cgroup.join("cgroup.procs")) {
             for pid in procs.split_whitespace() {
                 let _ = std::fs::write(self.cgroup_parent.join("cgroup.procs"), pid);

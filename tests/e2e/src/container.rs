@@ -1,0 +1,235 @@
+//! A container, wired the way Docker's default bridge wires one, inside a
+//! [`TransparentEnv`] started with `container: true`: its own network
+//! namespace, a veth pair to a bridge (`pwbr0`, 10.89.0.1/24) with a
+//! default route and NAT out, its processes in a `docker-<id>.scope` cgroup
+//! under the intercepted cgroup, a Docker record naming it
+//! (`<tempdir>/docker/containers/<id>/config.v2.json`), and its own
+//! `/etc/hosts` resolving the provider names to [`CONTAINER_FAKE_IP`].
+//! Everything lives in the test's private network namespace.
+//!
+//! ```ignore
+//! let c = Container::start(&env, 1, Trust::OrgCa, Loopback::Up);
+//! let out = c.sh(&env, "curl -sS https://api.anthropic.com/...", secs(30));
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{clean_env, run_bounded, RunOutput};
+use crate::transparent::{TransparentEnv, ANCHOR, BUNDLE, CONTAINER_FAKE_IP};
+
+pub const BRIDGE: &str = "pwbr0";
+pub const BRIDGE_IP: &str = "10.89.0.1";
+/// The image and name the Docker record gives every test container (`-<n>`).
+pub const IMAGE: &str = "python:3.13-slim";
+pub const NAME_PREFIX: &str = "agent-box";
+
+/// The host side: bridge, the routed provider address, forwarding and NAT.
+pub(crate) fn wire_host(env: &TransparentEnv) {
+    let script = format!(
+        r#"set -eu
+ip link add {BRIDGE} type bridge
+ip addr add {BRIDGE_IP}/24 dev {BRIDGE}
+ip link set {BRIDGE} up
+ip addr add {CONTAINER_FAKE_IP}/32 dev lo
+sysctl -qw net.ipv4.ip_forward=1
+nft -f - <<'EOF'
+table ip pw_test_nat {{
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 10.89.0.0/24 oifname != "{BRIDGE}" masquerade
+  }}
+}}
+EOF
+"#
+    );
+    run_bounded(env.ns_command("sh").args(["-c", &script]), Duration::from_secs(20))
+        .expect_success("wiring the containers' bridge");
+    std::fs::create_dir_all(env.path("docker/containers")).unwrap();
+}
+
+/// What the container's trust store holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// The org CA installed (the system bundle as the installer leaves it).
+    OrgCa,
+    /// Only the providers' own CA (an image nobody added the org CA to).
+    ProvidersOnly,
+}
+
+/// Whether the container's loopback is up (Docker always brings it up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loopback {
+    Up,
+    Down,
+}
+
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub ip: String,
+    trust: Trust,
+    holder: Child,
+    cgroup: PathBuf,
+    parent_cgroup: PathBuf,
+    dir: PathBuf,
+}
+
+impl Container {
+    /// Container `n` (1..=200): namespace, veth, cgroup and Docker record.
+    pub fn start(env: &TransparentEnv, n: u8, trust: Trust, loopback: Loopback) -> Container {
+        let id = format!(
+            "{:064x}",
+            0xc0ffee_u128 * 1_000_000 + u128::from(n) + u128::from(std::process::id()) * 1000
+        );
+        let name = format!("{NAME_PREFIX}-{n}");
+        let ip = format!("10.89.0.{}", n + 1);
+        let cgroup = env.cgroup().join(format!("docker-{id}.scope"));
+        std::fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("cannot create {}: {e}", cgroup.display()));
+        let dir = env.path(&format!("ctr-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = format!(
+            "127.0.0.1 localhost\n{CONTAINER_FAKE_IP} {}\n",
+            crate::PROVIDER_HOSTS.join(" ")
+        );
+        std::fs::write(dir.join("hosts"), hosts).unwrap();
+        // A trust directory holding only the providers' CA: OpenSSL reads
+        // the bundle and the hashed links beside it, so both are replaced.
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        std::fs::copy(env.fake_ca_pem(), dir.join("certs/ca-certificates.crt")).unwrap();
+        let record = env.path(&format!("docker/containers/{id}"));
+        std::fs::create_dir_all(&record).unwrap();
+        std::fs::write(
+            record.join("config.v2.json"),
+            serde_json::json!({"ID": id, "Name": format!("/{name}"), "Config": {"Image": IMAGE}}).to_string(),
+        )
+        .unwrap();
+
+        // The holder: the container's first process, in its own network
+        // namespace and its scope cgroup.
+        let mut cmd = env.ns_command("unshare");
+        cmd.args(["-n", "sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec sleep 100000"])
+            .arg(&cgroup)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let holder = cmd.spawn().expect("cannot start the container holder");
+        let pid = holder.id();
+        let mut c = Container {
+            id,
+            name,
+            ip,
+            trust,
+            holder,
+            cgroup,
+            parent_cgroup: env.cgroup().to_path_buf(),
+            dir,
+        };
+        // Wait until it sits in its namespace and cgroup.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(c.cgroup.join("cgroup.procs")).is_ok_and(|p| p.contains(&pid.to_string())) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the container holder never joined its cgroup"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let host_side = format!("pwv{n}");
+        let wire = format!(
+            "set -eu\nip link add {host_side} type veth peer name eth0 netns {pid}\nip link set {host_side} master {BRIDGE} up\n"
+        );
+        run_bounded(env.ns_command("sh").args(["-c", &wire]), Duration::from_secs(20))
+            .expect_success("adding the container's veth pair");
+        let lo = if loopback == Loopback::Up {
+            "ip link set lo up\n"
+        } else {
+            ""
+        };
+        let inside = format!(
+            "set -eu\n{lo}ip addr add {}/24 dev eth0\nip link set eth0 up\nip route add default via {BRIDGE_IP}\n",
+            c.ip
+        );
+        run_bounded(
+            env.ns_command("nsenter")
+                .args(["-t", &pid.to_string(), "-n", "--", "sh", "-c", &inside]),
+            Duration::from_secs(20),
+        )
+        .expect_success("configuring the container's interfaces");
+        c.holder_alive();
+        c
+    }
+
+    fn holder_alive(&mut self) {
+        if let Ok(Some(status)) = self.holder.try_wait() {
+            panic!("the container holder exited: {status}");
+        }
+    }
+
+    /// The first 12 characters of the id, as `docker ps` shows it.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+
+    /// Runs `program args` in the container: its network namespace and
+    /// cgroup, its /etc/hosts and trust store, HOME in its directory.
+    pub fn run(&self, env: &TransparentEnv, program: &str, args: &[&str], timeout: Duration) -> RunOutput {
+        let mut setup =
+            String::from("echo $$ > \"$CTR_CGROUP/cgroup.procs\" && mount --bind \"$CTR_DIR/hosts\" /etc/hosts");
+        if self.trust == Trust::ProvidersOnly {
+            setup.push_str(" && mount --bind \"$CTR_DIR/certs\" /etc/ssl/certs");
+        }
+        setup.push_str(" && exec \"$@\"");
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(env.holder_pid().to_string())
+            .args(["-m", "-n", "--", "nsenter", "-t"])
+            .arg(self.holder.id().to_string())
+            .args(["-n", "--", "unshare", "-m", "sh", "-c", &setup, "sh", program])
+            .args(args);
+        clean_env(&mut cmd);
+        cmd.env("CTR_CGROUP", &self.cgroup)
+            .env("CTR_DIR", &self.dir)
+            .env("HOME", &self.dir)
+            .env("SSL_CERT_FILE", BUNDLE)
+            .env("REQUESTS_CA_BUNDLE", BUNDLE)
+            .current_dir(&self.dir);
+        if self.trust == Trust::OrgCa {
+            cmd.env("NODE_EXTRA_CA_CERTS", ANCHOR);
+        }
+        run_bounded(&mut cmd, timeout)
+    }
+
+    /// `bash -c script` in the container.
+    pub fn sh(&self, env: &TransparentEnv, script: &str, timeout: Duration) -> RunOutput {
+        self.run(env, "bash", &["-c", script], timeout)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        empty_and_remove_cgroup(&self.cgroup, &self.parent_cgroup);
+    }
+}
+
+/// Kills what is left in `cgroup`, moves nothing out, and removes it
+/// (bounded wait: a killed process leaves the cgroup once reaped).
+pub(crate) fn empty_and_remove_cgroup(cgroup: &Path, _parent: &Path) {
+    if !cgroup.exists() {
+        return;
+    }
+    let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(cgroup) {
+            Ok(()) => return,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                eprintln!("WARNING: cannot remove container cgroup {}: {e}", cgroup.display());
+                return;
+            }
+        }
+    }
+}
