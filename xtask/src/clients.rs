@@ -1,5 +1,6 @@
 //! Installs the real clients the end-to-end tests drive: the official Python
-//! and Node SDKs, Claude Code, Codex and (with `--full`) aider, pinned to
+//! and Node SDKs, Claude Code, Codex, Gemini CLI, opencode, Copilot CLI and
+//! (with `--full`) aider, pinned to
 //! exact versions under one root (default `target/test-clients/`).
 //!
 //! Idempotent: each part writes a stamp naming its pinned versions and is
@@ -28,6 +29,9 @@ pub const NODE_CLIENTS: &[&str] = &[
     "openai@6.49.0",
     "@anthropic-ai/claude-code@2.1.330",
     "@openai/codex@0.169.0",
+    "@google/gemini-cli@0.61.0",
+    "opencode-ai@1.18.33",
+    "@github/copilot@1.0.102",
 ];
 
 /// aider pins its own openai/httpx versions, so it gets a venv of its own
@@ -119,7 +123,7 @@ fn node_prefix(prefix: &Path) -> Result<()> {
         .args(["--no-fund", "--no-audit", "--no-save", "--loglevel=error"])
         .args(NODE_CLIENTS))
     .context("npm install failed; is node/npm installed (apt-get install nodejs npm)?")?;
-    for bin in ["claude", "codex"] {
+    for bin in ["claude", "codex", "gemini", "opencode", "copilot"] {
         let path = prefix.join("node_modules/.bin").join(bin);
         if !path.exists() {
             bail!(
