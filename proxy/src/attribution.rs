@@ -145,8 +145,9 @@ fn is_claude_install(exe: &str) -> bool {
     exe.contains("/@anthropic-ai/claude-code") || exe.contains("/claude/versions/")
 }
 
-/// The audit id of the tool behind a request: `claude-code`, `codex`, `cursor`,
-/// `aider`, `continue`, `cline`, `python-sdk`, `node-sdk`, `curl` or `unknown`.
+/// The audit id of the tool behind a request: `claude-code`, `codex`,
+/// `gemini-cli`, `opencode`, `copilot-cli`, `cursor`, `aider`, `continue`,
+/// `cline`, `python-sdk`, `node-sdk`, `curl` or `unknown`.
 /// Tool-specific signals win over generic SDK ones (the tools use the SDKs).
 pub fn identify_tool(identity: Option<&ClientIdentity>, headers: &HeaderMap) -> &'static str {
     let ua = header(headers, "user-agent");
@@ -183,6 +184,25 @@ pub fn identify_tool(identity: Option<&ClientIdentity>, headers: &HeaderMap) -> 
     {
         return "codex";
     }
+    // Gemini CLI relaunches itself as `node … .bin/gemini …`: its user agent
+    // (`GeminiCLI-tui/0.61.0/…`) and header name it either way.
+    if ua_lower.starts_with("geminicli")
+        || headers.contains_key("x-gemini-api-privileged-user-id")
+        || cmdline.contains("@google/gemini-cli")
+        || cmdline_program_is(&cmdline, "gemini")
+    {
+        return "gemini-cli";
+    }
+    if ua_lower.starts_with("opencode/") || exe_name == "opencode" || exe_name == "opencode.exe" {
+        return "opencode";
+    }
+    if ua_lower.starts_with("copilot/")
+        || ua_lower.contains("copilot-cli")
+        || exe_name == "copilot"
+        || cmdline.contains("@github/copilot")
+    {
+        return "copilot-cli";
+    }
     if title == "cline" || referer.contains("cline.bot") || ua_lower.contains("cline") || cmdline.contains("claude-dev")
     {
         return "cline";
@@ -213,6 +233,16 @@ pub fn identify_tool(identity: Option<&ClientIdentity>, headers: &HeaderMap) -> 
         return "node-sdk";
     }
     "unknown"
+}
+
+/// Whether the script an interpreter runs (argv[1]) is `name`:
+/// `node --max-old-space-size=… /…/.bin/gemini -p …`.
+fn cmdline_program_is(cmdline: &str, name: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .skip(1)
+        .find(|arg| !arg.starts_with('-'))
+        .is_some_and(|script| basename(script) == name)
 }
 
 #[cfg(test)]
@@ -276,6 +306,25 @@ mod tests {
             let h = headers(pairs);
             assert_eq!(identify_tool(None, &h), *want, "headers {pairs:?}");
         }
+    }
+
+    #[test]
+    fn gemini_cli_opencode_and_copilot_cli_are_named_by_headers_or_process() {
+        let gemini = headers(&[("user-agent", "GeminiCLI-tui/0.61.0/gemini-2.5-pro (linux; x64; terminal)")]);
+        assert_eq!(identify_tool(None, &gemini), "gemini-cli");
+        let relaunched = process(
+            "/usr/bin/node",
+            "/usr/bin/node --max-old-space-size=12052 /opt/npm/node_modules/.bin/gemini --skip-trust -p hi",
+        );
+        assert_eq!(identify_tool(Some(&relaunched), &headers(&[])), "gemini-cli");
+        let sdk_script = process("/usr/bin/node", "/usr/bin/node /home/me/gemini-notes.js");
+        assert_eq!(identify_tool(Some(&sdk_script), &headers(&[])), "node-sdk");
+        let opencode = headers(&[("user-agent", "opencode/1.18.33 ai-sdk/provider-utils/4.0.40 runtime/bun/1.3.14")]);
+        assert_eq!(identify_tool(None, &opencode), "opencode");
+        let opencode_exe = process("/opt/npm/node_modules/opencode-ai/bin/opencode", "opencode run hi");
+        assert_eq!(identify_tool(Some(&opencode_exe), &headers(&[])), "opencode");
+        let copilot = process("/usr/bin/node", "node /opt/npm/node_modules/@github/copilot/index.js -p hi");
+        assert_eq!(identify_tool(Some(&copilot), &headers(&[])), "copilot-cli");
     }
 
     #[test]
