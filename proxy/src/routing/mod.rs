@@ -64,7 +64,16 @@ impl Features {
             ..Features::default()
         };
         let mut text_bytes = 0u64;
-        for key in ["system", "messages", "instructions", "input", "tools"] {
+        // Gemini's native bodies: `systemInstruction` and `contents`.
+        for key in [
+            "system",
+            "messages",
+            "instructions",
+            "input",
+            "tools",
+            "systemInstruction",
+            "contents",
+        ] {
             if let Some(v) = body.get(key) {
                 walk(v, &mut text_bytes, &mut f.has_images);
             }
@@ -82,7 +91,9 @@ fn walk(v: &Value, text: &mut u64, images: &mut bool) {
         Value::Array(a) => a.iter().for_each(|x| walk(x, text, images)),
         Value::Object(o) => {
             let ty = o.get("type").and_then(Value::as_str).unwrap_or("");
-            if matches!(ty, "image" | "image_url" | "input_image") {
+            // Gemini's inline bytes are a part's `inlineData`.
+            let gemini_inline = o.contains_key("inlineData") || o.contains_key("inline_data");
+            if matches!(ty, "image" | "image_url" | "input_image") || gemini_inline {
                 *images = true;
                 return;
             }

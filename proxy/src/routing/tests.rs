@@ -289,3 +289,18 @@ fn features_count_text_not_image_bytes_and_see_tools_images_and_streaming() {
     assert!(f.stream && f.has_tools && f.has_images);
     assert!(f.input_tokens < 100, "{f:?}");
 }
+
+#[test]
+fn features_of_a_gemini_body_count_its_instructions_and_contents_but_not_inline_bytes() {
+    let body = serde_json::json!({
+        "systemInstruction": {"parts": [{"text": "a".repeat(400)}]},
+        "contents": [{"role": "user", "parts": [
+            {"text": "b".repeat(400)},
+            {"inlineData": {"mimeType": "image/png", "data": "A".repeat(10_000)}}
+        ]}],
+        "tools": [{"functionDeclarations": [{"name": "t"}]}]
+    });
+    let f = Features::of(&body);
+    assert!(f.has_tools && f.has_images);
+    assert!((200..300).contains(&f.input_tokens), "{f:?}");
+}

@@ -104,7 +104,8 @@ impl Budget<'_> {
     /// Admits the request's estimate, or refuses it on the row.
     fn reserve(&self, ex: &mut Exchange, routing: &Routing, body: &[u8]) -> Result<Metered, Refusal> {
         let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let requested = json.get("model").and_then(Value::as_str);
+        let requested = ex.requested_model(json.get("model").and_then(Value::as_str));
+        let requested = requested.as_deref();
         let estimate = self.estimate(&json, routing, requested);
         let admitted = self.quota.admit(&who(ex, self.machine, requested), estimate);
         match admitted {
@@ -161,10 +162,15 @@ impl Budget<'_> {
     /// that will answer first.
     fn estimate(&self, json: &Value, routing: &Routing, requested: Option<&str>) -> Amounts {
         let input = crate::routing::Features::of(json).input_tokens as f64;
-        let output = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-            .iter()
-            .find_map(|k| json.get(k).and_then(Value::as_u64))
-            .unwrap_or(self.quota.default_max_output_tokens()) as f64;
+        let output = [
+            "/max_tokens",
+            "/max_completion_tokens",
+            "/max_output_tokens",
+            "/generationConfig/maxOutputTokens",
+        ]
+        .iter()
+        .find_map(|k| json.pointer(k).and_then(Value::as_u64))
+        .unwrap_or(self.quota.default_max_output_tokens()) as f64;
         let (provider, model) = match routing {
             Routing::Direct(target) => (target.provider.clone(), requested.map(str::to_string)),
             Routing::Planned {
@@ -215,7 +221,9 @@ pub fn who<'a>(ex: &'a Exchange, machine: &'a str, model: Option<&'a str>) -> Wh
 
 /// Requests that ask a model for something: not token counts, not reads.
 fn metered(shape: ApiShape, method: &str) -> bool {
-    shape.is_llm() && shape != ApiShape::ANTHROPIC_COUNT_TOKENS && method == "POST"
+    shape.is_llm()
+        && ![ApiShape::ANTHROPIC_COUNT_TOKENS, ApiShape::GEMINI_COUNT_TOKENS].contains(&shape)
+        && method == "POST"
 }
 
 /// What the exchange used, as its audit row will say: input tokens with
@@ -363,6 +371,29 @@ mod tests {
         assert_eq!(h["x-ratelimit-limit-tokens"], "10000");
         assert_eq!(h["x-ratelimit-remaining-tokens"], "6999");
         assert_eq!(h["x-ratelimit-reset-tokens"], "16h0m0s");
+    }
+
+    #[test]
+    fn a_gemini_request_is_estimated_from_its_contents_and_max_output_tokens_and_its_count_is_free() {
+        let q = quota(Measure::Tokens, 10_000.0, Some(WindowUnit::Day));
+        let mut ex = exchange();
+        ex.traffic = Traffic::Api(ApiShape::GEMINI_GENERATE);
+        ex.path = "/v1beta/models/gemini-2.5-pro:streamGenerateContent".into();
+        let gemini = Bytes::from(
+            serde_json::json!({
+                "contents": [{"role": "user", "parts": [{"text": "x".repeat(4000)}]}],
+                "generationConfig": {"maxOutputTokens": 2000}
+            })
+            .to_string(),
+        );
+        let mut h = HeaderMap::new();
+        run(&q, &mut ex, &gemini).unwrap().add_headers(&mut h);
+        // 1,001 for the 4,004 characters of contents (role included), 2,000 for the answer.
+        assert_eq!(h["x-ratelimit-remaining-tokens"], "6999");
+        let none = quota(Measure::Requests, 0.0, Some(WindowUnit::Day));
+        let mut ex = exchange();
+        ex.traffic = Traffic::Api(ApiShape::GEMINI_COUNT_TOKENS);
+        assert!(run(&none, &mut ex, &gemini).is_ok());
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Stage for Route<'_> {
         let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
             return Ok(Routing::Direct(addressed));
         };
-        let model = json.get("model").and_then(|m| m.as_str()).map(str::to_string);
+        let model = ex.requested_model(json.get("model").and_then(|m| m.as_str()));
         let identity = ex.client.identity.as_ref();
         let query = RouteQuery {
             listener: ex.listener.as_str(),
