@@ -272,8 +272,8 @@ pub fn default_providers() -> Vec<ProviderConfig> {
             paths: vec!["/backend-api/".into()],
         },
         // Gemini's native API (Gemini CLI, the google-genai SDKs): its
-        // OpenAI-compatible paths are inspected as Chat Completions, the
-        // native ones as other traffic (secrets blocked, audited).
+        // `models/{model}:generateContent` and friends are inspected as the
+        // Gemini shapes, its OpenAI-compatible paths as Chat Completions.
         provider("gemini", &["generativelanguage.googleapis.com"], &["/v1beta/"]),
         // GitHub Copilot's Chat-Completions-like API, per plan; its token
         // exchange (api.github.com) is not a provider host and is left alone.

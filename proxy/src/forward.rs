@@ -325,6 +325,10 @@ fn error_envelope(ex: &Exchange, fallback: ApiShape) -> ApiShape {
 fn envelope_guess(headers: &HeaderMap) -> ApiShape {
     if headers.contains_key("anthropic-version") {
         ApiShape::ANTHROPIC_MESSAGES
+    } else if headers.contains_key("x-goog-api-key") {
+        // The google-genai SDKs' key header (Gemini's OpenAI-compatible
+        // layer takes a bearer token).
+        ApiShape::GEMINI_GENERATE
     } else {
         ApiShape::OPENAI_CHAT
     }

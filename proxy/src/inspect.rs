@@ -4,10 +4,17 @@ use bytes::Bytes;
 use promptwall_llm::{error_body_with_code, ApiShape};
 
 /// The shape whose error envelope a client expects: Anthropic clients get
-/// `{"type":"error",...}`, everyone else OpenAI's `{"error":{...}}`.
+/// `{"type":"error",...}`, Gemini's Google's `{"error":{"code":..,
+/// "status":..}}`, everyone else OpenAI's `{"error":{...}}`. Outside the
+/// LLM shapes the addressed provider decides.
 pub fn error_shape(shape: ApiShape, provider: Option<&str>) -> ApiShape {
     if shape.is_anthropic() || provider == Some("anthropic") {
         ApiShape::ANTHROPIC_MESSAGES
+    } else if shape == ApiShape::OTHER && provider == Some("gemini") {
+        // Files, cached contents, model lists: the google-genai SDKs read
+        // Google's envelope (the host's OpenAI-compatible paths are
+        // classified as Chat Completions before this).
+        ApiShape::GEMINI_GENERATE
     } else if shape == ApiShape::OTHER {
         ApiShape::OPENAI_CHAT
     } else {
@@ -94,5 +101,44 @@ mod tests {
             checks_other_body(&post, "/v1/messages;oauth"),
             "an oauth parameter is not a sign-in path"
         );
+    }
+
+    #[test]
+    fn gemini_clients_get_googles_envelope_for_every_status() {
+        let native = classify(
+            &promptwall_llm::Shapes::builtin(),
+            &http::Method::POST,
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+        );
+        assert_eq!(native, ApiShape::GEMINI_GENERATE);
+        for (shape, provider) in [(native, Some("gemini")), (ApiShape::OTHER, Some("gemini"))] {
+            let envelope = error_shape(shape, provider);
+            for (status, want) in [
+                (400, "INVALID_ARGUMENT"),
+                (413, "INVALID_ARGUMENT"),
+                (429, "RESOURCE_EXHAUSTED"),
+                (503, "UNAVAILABLE"),
+            ] {
+                let v: serde_json::Value = serde_json::from_slice(&error_body(envelope, status, "m")).unwrap();
+                assert_eq!(v["error"]["code"], status, "{shape} {status}");
+                assert_eq!(v["error"]["status"], want, "{shape} {status}");
+                assert_eq!(v["error"]["message"], "m");
+            }
+        }
+        // The host's OpenAI-compatible layer keeps OpenAI's envelope.
+        assert_eq!(
+            error_shape(ApiShape::OPENAI_CHAT, Some("gemini")),
+            ApiShape::OPENAI_CHAT
+        );
+        // A pipeline refusal of another Gemini path is re-rendered.
+        let openai = error_body(ApiShape::OPENAI_CHAT, 422, "blocked");
+        let v: serde_json::Value = serde_json::from_slice(&reshape_error(
+            error_shape(ApiShape::OTHER, Some("gemini")),
+            422,
+            &openai,
+        ))
+        .unwrap();
+        assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+        assert_eq!(v["error"]["message"], "blocked");
     }
 }

@@ -116,6 +116,37 @@ mod tests {
     }
 
     #[test]
+    fn a_gemini_request_is_audited_with_the_model_its_path_names_and_blocked_in_googles_envelope() {
+        let inspector = stage_for(&Config::default());
+        let stage = Inspect {
+            inspector: &inspector,
+            capture: None,
+        };
+        let mut ex = exchange(ApiShape::GEMINI_GENERATE);
+        ex.path = "/v1beta/models/gemini-2.5-pro:streamGenerateContent".into();
+        let body = r#"{"contents":[{"role":"user","parts":[{"text":"mail ann@example.com"}]}]}"#;
+        let Ok(out) = stage.inspect(&mut ex, Bytes::from_static(body.as_bytes()), &HeaderMap::new()) else {
+            panic!("not forwarded")
+        };
+        assert!(std::str::from_utf8(&out.body).unwrap().contains("[[EMAIL_001]]"));
+        assert_eq!(ex.model.as_deref(), Some("gemini-2.5-pro"));
+
+        let key = "AKIAQ3EGVP7XWJ4LN2TZ";
+        let body = format!(r#"{{"contents":[{{"role":"user","parts":[{{"text":"aws {key}"}}]}}]}}"#);
+        let mut ex = exchange(ApiShape::GEMINI_GENERATE);
+        ex.path = "/v1beta/models/gemini-2.5-flash:generateContent".into();
+        let Err(refusal) = stage.inspect(&mut ex, Bytes::from(body), &HeaderMap::new()) else {
+            panic!("not blocked")
+        };
+        assert_eq!(refusal.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let sent: serde_json::Value = serde_json::from_slice(&refusal.body.unwrap()).unwrap();
+        assert_eq!(sent["error"]["code"], 422);
+        assert_eq!(sent["error"]["status"], "INVALID_ARGUMENT");
+        assert!(!sent.to_string().contains(key));
+        assert_eq!(ex.model.as_deref(), Some("gemini-2.5-flash"));
+    }
+
+    #[test]
     fn an_email_is_forwarded_as_a_placeholder_and_the_exchange_is_redacted() {
         let inspector = stage_for(&Config::default());
         let stage = Inspect {
