@@ -3,7 +3,8 @@
 //! It serves Anthropic Messages (+ count_tokens), OpenAI Chat Completions,
 //! Responses (SSE, JSON and the WebSocket transport) and Embeddings, and
 //! Google Gemini (`generateContent`, `streamGenerateContent` as SSE or a JSON
-//! array, `countTokens`, `embedContent`, `batchEmbedContents`) over
+//! array, `countTokens`, `embedContent`, `batchEmbedContents`) and GitHub
+//! Copilot's account and model catalog ([`copilot`]) over
 //! real TLS with its own test CA (a leaf minted per SNI; h2 and http/1.1 by
 //! ALPN), or over plain HTTP. Answers echo the last user text
 //! (`You said: <text>`), so a test sees what reached the provider and what
@@ -29,6 +30,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 pub mod anthropic;
+pub mod copilot;
 pub mod embeddings;
 pub mod gemini;
 pub mod openai_chat;

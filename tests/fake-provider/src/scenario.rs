@@ -169,6 +169,19 @@ pub fn tool_arguments(name: &str, schema: &serde_json::Value, text: &str) -> ser
     if name == "Bash" {
         return serde_json::json!({"command": format!("echo {}", shell_quote(text)), "description": "Print the text"});
     }
+    if name == "bash" {
+        // Copilot CLI's shell tool requires a description; its `mode` and
+        // `initial_wait` (30..600) are set when offered, so it runs to completion.
+        let mut args =
+            serde_json::json!({"command": format!("echo {}", shell_quote(text)), "description": "Print the text"});
+        if props.get("mode").is_some() {
+            args["mode"] = "sync".into();
+        }
+        if props.get("initial_wait").is_some() {
+            args["initial_wait"] = 30.into();
+        }
+        return args;
+    }
     let only_input = props
         .as_object()
         .is_some_and(|p| p.len() == 1 && p.contains_key("input"));
@@ -179,11 +192,11 @@ pub fn tool_arguments(name: &str, schema: &serde_json::Value, text: &str) -> ser
 }
 
 /// Which of the offered tools (name, parameter schema) the fake calls:
-/// the first offered of Bash (Claude Code), exec (Codex),
-/// run_shell_command and list_directory (Gemini CLI: its shell tool is
+/// the first offered of Bash (Claude Code), exec (Codex), bash (Copilot
+/// CLI), run_shell_command and list_directory (Gemini CLI: its shell tool is
 /// offered only with `--yolo`, list_directory always), else the first.
 pub fn pick_tool<'a>(tools: &[(&'a str, &'a serde_json::Value)]) -> Option<(&'a str, &'a serde_json::Value)> {
-    ["Bash", "exec", "run_shell_command", "list_directory"]
+    ["Bash", "exec", "bash", "run_shell_command", "list_directory"]
         .iter()
         .find_map(|want| tools.iter().find(|(n, _)| n == want))
         .or_else(|| tools.first())

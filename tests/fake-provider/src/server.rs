@@ -17,7 +17,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use crate::record::{ConnInfo, RecordedRequest, Recorder};
 use crate::reply::{error_reply, full, Body, Flavor, Reply};
 use crate::tls::TestCa;
-use crate::{anthropic, embeddings, gemini, openai_chat, responses, ws, FakeOptions, Incoming};
+use crate::{anthropic, copilot, embeddings, gemini, openai_chat, responses, ws, FakeOptions, Incoming};
 
 pub struct Shared {
     pub opts: FakeOptions,
@@ -187,7 +187,11 @@ fn route(method: &Method, path: &str, inc: &Incoming) -> Reply {
     match (method.as_str(), path) {
         ("POST", "/v1/messages") => anthropic::messages(inc),
         ("POST", "/v1/messages/count_tokens") => anthropic::count_tokens(inc),
-        ("POST", "/v1/chat/completions") => openai_chat::completions(inc),
+        // GitHub Copilot's API has no `/v1` before these two.
+        ("POST", "/v1/chat/completions" | "/chat/completions") => openai_chat::completions(inc),
+        ("POST", "/responses") => responses::create(inc),
+        ("GET", "/copilot_internal/user") => copilot::user(),
+        ("GET", "/models") => copilot::models(),
         // Codex signed in with ChatGPT uses the backend path for the same API.
         ("POST", "/v1/responses" | "/backend-api/codex/responses") => responses::create(inc),
         ("POST", "/v1/embeddings") => embeddings::embeddings(inc),
