@@ -93,6 +93,10 @@ fn gemini_cli_turns_are_inspected_redacted_restored_blocked_and_audited_as_gemin
             "{row:#?}"
         );
         assert!(row.input_tokens.is_some_and(|n| n > 0), "usage read: {row:#?}");
+        assert!(
+            row.rest.get("cost_usd").and_then(Value::as_f64).is_some_and(|c| c > 0.0),
+            "priced from the shipped table: {row:#?}"
+        );
     }
 
     // PII: the provider sees a placeholder; the user sees the address.
