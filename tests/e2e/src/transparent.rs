@@ -26,7 +26,8 @@
 //! --propagation private`, that sleeps until dropped; everything else enters
 //! it with `nsenter -t <holder> -m -n`):
 //! - loopback only; the fake provider listens on 127.0.0.2:443 with its own CA;
-//! - a private `/etc/hosts` mapping [`crate::PROVIDER_HOSTS`] to 127.0.0.2;
+//! - a private `/etc/hosts` mapping [`crate::PROVIDER_HOSTS`] and
+//!   [`COPILOT_HOSTS`] to 127.0.0.2;
 //! - a private bpffs on `/sys/fs/bpf` (pins of fail = "closed" die with it);
 //! - private copies of `/etc/ssl/certs` and `/usr/local/share/ca-certificates`,
 //!   into which `promptwall ca install --no-env` puts the org CA the way the
@@ -71,6 +72,14 @@ pub const CONTAINER_FAKE_IP: &str = "198.18.0.2";
 /// A non-provider name the namespace resolves to the fake's (provider's)
 /// address: a site sharing a CDN address with a provider.
 pub const CDN_NEIGHBOUR: &str = "neighbour.cdn.test";
+/// GitHub Copilot's hosts, resolving to the fake too: its API (a provider)
+/// and its account and telemetry hosts (not providers: a test lists them in
+/// `[intercept] splice_server_names`).
+pub const COPILOT_HOSTS: &[&str] = &[
+    "api.githubcopilot.com",
+    "api.github.com",
+    "copilot-telemetry.githubusercontent.com",
+];
 /// The agent's transparent listener (inside the namespace).
 pub const TRANSPARENT_LISTENER: &str = "127.0.0.1:15443";
 /// The org CA's anchor as `promptwall ca install` writes it (Debian layout).
@@ -189,8 +198,9 @@ impl TransparentEnv {
         let d = dir.path();
         // CDN_NEIGHBOUR: another site that shares the provider's address.
         let hosts = format!(
-            "127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {} {CDN_NEIGHBOUR} {CONFIG_ONLY_PROVIDER}\n",
-            crate::PROVIDER_HOSTS.join(" ")
+            "127.0.0.1 localhost\n::1 localhost\n{FAKE_IP} {} {CDN_NEIGHBOUR} {CONFIG_ONLY_PROVIDER} {}\n",
+            crate::PROVIDER_HOSTS.join(" "),
+            COPILOT_HOSTS.join(" ")
         );
         std::fs::write(d.join("hosts"), hosts).expect("cannot write the hosts file");
         for sub in ["home", "work"] {
@@ -229,36 +239,13 @@ impl TransparentEnv {
         env.wait_for("the namespace holder", |e| e.path("holder.ready").exists());
 
         // The fake provider, on its own CA (the agent trusts it as an extra upstream root).
-        let mut fake = env.ns_command(fake_provider_bin());
-        fake.args(["--bind", &format!("{FAKE_IP}:443"), "--ca-dir"])
-            .arg(env.path("fakeca"))
-            .arg("--log")
-            .arg(env.path("fake.jsonl"));
-        if env.options.fake_ws {
-            fake.arg("--ws");
-        }
-        env.fake = Some(env.spawn_logged(fake, "fake"));
-        env.wait_for("the fake provider", |e| e.read("fake.out").contains("addr"));
+        env.fake = Some(env.start_fake(FAKE_IP, "fake", env.options.fake_ws));
         if env.options.container {
             crate::container::wire_host(&env);
-            let mut fake = env.ns_command(fake_provider_bin());
-            fake.args(["--bind", &format!("{CONTAINER_FAKE_IP}:443"), "--ca-dir"])
-                .arg(env.path("fakeca"))
-                .arg("--log")
-                .arg(env.path("fake-ctr.jsonl"));
-            env.container_fake = Some(env.spawn_logged(fake, "fake-ctr"));
-            env.wait_for("the containers' fake provider", |e| {
-                e.read("fake-ctr.out").contains("addr")
-            });
+            env.container_fake = Some(env.start_fake(CONTAINER_FAKE_IP, "fake-ctr", false));
         }
         if env.options.second_fake {
-            let mut fake = env.ns_command(fake_provider_bin());
-            fake.args(["--bind", &format!("{SECOND_FAKE_IP}:443"), "--ca-dir"])
-                .arg(env.path("fakeca"))
-                .arg("--log")
-                .arg(env.path("fake2.jsonl"));
-            env.second_fake = Some(env.spawn_logged(fake, "fake2"));
-            env.wait_for("the second fake provider", |e| e.read("fake2.out").contains("addr"));
+            env.second_fake = Some(env.start_fake(SECOND_FAKE_IP, "fake2", false));
         }
 
         std::fs::write(env.config_path(), env.config_toml()).expect("cannot write the agent config");
@@ -269,6 +256,23 @@ impl TransparentEnv {
             env.start_agent();
         }
         env
+    }
+
+    /// A fake provider on `ip`:443 with the shared CA, logging to
+    /// `<name>.jsonl`; waits until it listens.
+    fn start_fake(&mut self, ip: &str, name: &str, ws: bool) -> Child {
+        let mut fake = self.ns_command(fake_provider_bin());
+        fake.args(["--bind", &format!("{ip}:443"), "--ca-dir"])
+            .arg(self.path("fakeca"))
+            .arg("--log")
+            .arg(self.path(&format!("{name}.jsonl")));
+        if ws {
+            fake.arg("--ws");
+        }
+        let child = self.spawn_logged(fake, name);
+        let out = format!("{name}.out");
+        self.wait_for(&format!("the fake provider on {ip}"), |e| e.read(&out).contains("addr"));
+        child
     }
 
     /// Starts `promptwall up` (intercept on) and waits for its readiness line.
