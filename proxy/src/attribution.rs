@@ -310,7 +310,10 @@ mod tests {
 
     #[test]
     fn gemini_cli_opencode_and_copilot_cli_are_named_by_headers_or_process() {
-        let gemini = headers(&[("user-agent", "GeminiCLI-tui/0.61.0/gemini-2.5-pro (linux; x64; terminal)")]);
+        let gemini = headers(&[(
+            "user-agent",
+            "GeminiCLI-tui/0.61.0/gemini-2.5-pro (linux; x64; terminal)",
+        )]);
         assert_eq!(identify_tool(None, &gemini), "gemini-cli");
         let relaunched = process(
             "/usr/bin/node",
@@ -319,11 +322,17 @@ mod tests {
         assert_eq!(identify_tool(Some(&relaunched), &headers(&[])), "gemini-cli");
         let sdk_script = process("/usr/bin/node", "/usr/bin/node /home/me/gemini-notes.js");
         assert_eq!(identify_tool(Some(&sdk_script), &headers(&[])), "node-sdk");
-        let opencode = headers(&[("user-agent", "opencode/1.18.33 ai-sdk/provider-utils/4.0.40 runtime/bun/1.3.14")]);
+        let opencode = headers(&[(
+            "user-agent",
+            "opencode/1.18.33 ai-sdk/provider-utils/4.0.40 runtime/bun/1.3.14",
+        )]);
         assert_eq!(identify_tool(None, &opencode), "opencode");
         let opencode_exe = process("/opt/npm/node_modules/opencode-ai/bin/opencode", "opencode run hi");
         assert_eq!(identify_tool(Some(&opencode_exe), &headers(&[])), "opencode");
-        let copilot = process("/usr/bin/node", "node /opt/npm/node_modules/@github/copilot/index.js -p hi");
+        let copilot = process(
+            "/usr/bin/node",
+            "node /opt/npm/node_modules/@github/copilot/index.js -p hi",
+        );
         assert_eq!(identify_tool(Some(&copilot), &headers(&[])), "copilot-cli");
     }
 

@@ -94,7 +94,10 @@ fn gemini_cli_turns_are_inspected_redacted_restored_blocked_and_audited_as_gemin
         );
         assert!(row.input_tokens.is_some_and(|n| n > 0), "usage read: {row:#?}");
         assert!(
-            row.rest.get("cost_usd").and_then(Value::as_f64).is_some_and(|c| c > 0.0),
+            row.rest
+                .get("cost_usd")
+                .and_then(Value::as_f64)
+                .is_some_and(|c| c > 0.0),
             "priced from the shipped table: {row:#?}"
         );
     }
