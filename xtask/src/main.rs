@@ -132,6 +132,8 @@ const APT_PACKAGES_BARE: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     // UI tests: a real browser, headless
     ("chromium", "chromium"),
+    // container tests: a real OCI runtime starts the containerised client
+    ("runc", "runc"),
 ];
 
 fn missing_packages(list: &[(&'static str, &'static str)]) -> Vec<&'static str> {

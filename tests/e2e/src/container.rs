@@ -204,6 +204,111 @@ impl Container {
     pub fn sh(&self, env: &TransparentEnv, script: &str, timeout: Duration) -> RunOutput {
         self.run(env, "bash", &["-c", script], timeout)
     }
+
+    /// Runs `args` as an OCI container started by runc (the runtime Docker
+    /// and containerd use): its own pid, mount, ipc and uts namespaces, a
+    /// read-only root of the host's /usr and /etc (which carry curl, the
+    /// trust store and the clients), this container's /etc/hosts, and this
+    /// container's network namespace (joined like a pod's sandbox). Its
+    /// cgroup is `<cgroup>/docker/<id>`, Docker's cgroupfs layout.
+    pub fn run_with_runc(&self, env: &TransparentEnv, args: &[&str], timeout: Duration) -> RunOutput {
+        let bundle = self.dir.join("oci");
+        let rootfs = bundle.join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        for dir in ["usr", "etc", "tmp", "proc", "dev", "sys", "work"] {
+            std::fs::create_dir_all(rootfs.join(dir)).unwrap();
+        }
+        for link in ["bin", "lib", "lib64", "sbin"] {
+            let _ = std::os::unix::fs::symlink(format!("usr/{link}"), rootfs.join(link));
+        }
+        let clients = crate::paths::test_clients_root();
+        let mut mounts = vec![
+            serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+            serde_json::json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+            serde_json::json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+            serde_json::json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+            serde_json::json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}),
+            serde_json::json!({"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}),
+            serde_json::json!({"destination": "/etc", "type": "bind", "source": "/etc", "options": ["rbind", "ro"]}),
+            serde_json::json!({"destination": "/etc/hosts", "type": "bind", "source": self.dir.join("hosts"), "options": ["bind", "ro"]}),
+        ];
+        if clients.exists() {
+            std::fs::create_dir_all(rootfs.join(clients.strip_prefix("/").unwrap())).unwrap();
+            mounts.push(serde_json::json!({"destination": clients, "type": "bind", "source": clients, "options": ["rbind", "ro"]}));
+        }
+        let cgroup_root = env.cgroup().file_name().unwrap().to_string_lossy().into_owned();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": [
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME=/tmp",
+                    format!("SSL_CERT_FILE={BUNDLE}"),
+                    format!("REQUESTS_CA_BUNDLE={BUNDLE}"),
+                    format!("NODE_EXTRA_CA_CERTS={ANCHOR}"),
+                ],
+                "cwd": "/tmp",
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": self.name,
+            "mounts": mounts,
+            "linux": {
+                "namespaces": [
+                    {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                    {"type": "network", "path": format!("/proc/{}/ns/net", self.holder.id())}
+                ],
+                "cgroupsPath": format!("/{cgroup_root}/docker/{}", self.id),
+                "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+                "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+            }
+        });
+        std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+        let mut cmd = env.ns_command("runc");
+        cmd.arg("--root")
+            .arg(self.dir.join("runc-state"))
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(&self.name);
+        let out = run_bounded(&mut cmd, timeout);
+        let _ = run_bounded(
+            env.ns_command("runc")
+                .arg("--root")
+                .arg(self.dir.join("runc-state"))
+                .args(["delete", "--force", &self.name]),
+            Duration::from_secs(10),
+        );
+        remove_v1_cgroups(&cgroup_root);
+        out
+    }
+}
+
+/// On a hybrid cgroup layout runc also creates `<root>/docker/<id>` in
+/// every v1 hierarchy; those are ours to remove once the container is gone.
+fn remove_v1_cgroups(cgroup_root: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let top = h.path().join(cgroup_root);
+        if h.file_name() == "unified" || !top.is_dir() {
+            continue;
+        }
+        let mut dirs = vec![];
+        let mut stack = vec![top.clone()];
+        while let Some(d) = stack.pop() {
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                stack.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 impl Drop for Container {
@@ -214,11 +319,16 @@ impl Drop for Container {
     }
 }
 
-/// Kills what is left in `cgroup`, moves nothing out, and removes it
-/// (bounded wait: a killed process leaves the cgroup once reaped).
-pub(crate) fn empty_and_remove_cgroup(cgroup: &Path, _parent: &Path) {
+/// Kills what is left in `cgroup` and its children and removes them,
+/// deepest first (bounded wait: a killed process leaves once reaped).
+pub(crate) fn empty_and_remove_cgroup(cgroup: &Path, parent: &Path) {
     if !cgroup.exists() {
         return;
+    }
+    if let Ok(children) = std::fs::read_dir(cgroup) {
+        for child in children.flatten().filter(|c| c.path().is_dir()) {
+            empty_and_remove_cgroup(&child.path(), cgroup);
+        }
     }
     let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -227,7 +337,11 @@ pub(crate) fn empty_and_remove_cgroup(cgroup: &Path, _parent: &Path) {
             Ok(()) => return,
             Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
-                eprintln!("WARNING: cannot remove container cgroup {}: {e}", cgroup.display());
+                eprintln!(
+                    "WARNING: cannot remove container cgroup {} (under {}): {e}",
+                    cgroup.display(),
+                    parent.display()
+                );
                 return;
             }
         }

@@ -256,3 +256,54 @@ fn a_container_that_cannot_be_served_or_lacks_the_org_ca_is_passed_through_and_r
     let host_row = env.audit_rows().into_iter().last().unwrap();
     assert_eq!(host_row.verdict, "redacted", "{host_row:#?}");
 }
+
+#[test]
+fn a_client_started_by_runc_in_a_bridged_container_is_intercepted_and_attributed() {
+    let Some(env) = env() else { return };
+    let have_runc = std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_runc {
+        assert_ne!(
+            std::env::var("PROMPTWALL_REQUIRE_CLIENTS").as_deref(),
+            Ok("1"),
+            "runc is missing; run `cargo xtask setup`"
+        );
+        eprintln!("SKIPPED: runc is not installed");
+        return;
+    }
+    let c = Container::start(&env, 1, Trust::OrgCa, Loopback::Up);
+    wait_served(&env, &c);
+    let script = curl_messages(&format!("write to {EMAIL}"), "");
+    let out = c.run_with_runc(&env, &["bash", "-c", &script], secs(60));
+    assert!(
+        out.stdout.ends_with("HTTP 200"),
+        "{out:?}\nagent log:\n{}",
+        env.agent_log()
+    );
+    assert!(out.stdout.contains(EMAIL), "restored for the client: {out:?}");
+    let bodies: Vec<String> = env
+        .container_fake_requests()
+        .iter()
+        .filter_map(|r| r["body"].as_str().map(str::to_string))
+        .collect();
+    assert!(bodies.iter().any(|b| b.contains("[[EMAIL_001]]")), "{bodies:?}");
+    assert!(!bodies.iter().any(|b| b.contains(EMAIL)));
+    let rows = env.wait_audit_rows(1);
+    let ours = rows_of(&env, &c);
+    assert_eq!(
+        ours.len(),
+        1,
+        "the runc container's row, by its cgroupfs path /docker/<id>: {rows:#?}"
+    );
+    let row = &ours[0];
+    assert_eq!(row.tool.as_deref(), Some("curl"), "{row:#?}");
+    assert_eq!(row.verdict, "redacted", "{row:#?}");
+    assert_eq!(
+        row.rest.get("container_image").and_then(Value::as_str),
+        Some(IMAGE),
+        "{row:#?}"
+    );
+    assert!(row.exe.as_deref().is_some_and(|e| e.ends_with("/curl")), "{row:#?}");
+}
