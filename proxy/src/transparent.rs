@@ -472,7 +472,12 @@ fn learn_rejection(proxy: &Proxy, key: &PassthroughKey, e: &io::Error) {
 /// The row of a connection-level decision (refused or spliced): the TLS
 /// server name stands for the host, `CONNECT` for the method.
 fn connection_exchange(origin: Option<&ConnectionOrigin>, server_name: Option<String>, traffic: Traffic) -> Exchange {
-    let mut ex = Exchange::new(Listener::Transparent, Client::from_origin(origin, None));
+    let mut client = Client::from_origin(origin, None);
+    // No HTTP is seen on these rows: the process alone names the tool.
+    if let Some(identity) = &client.identity {
+        client.tool = crate::attribution::identify_tool(Some(identity), &http::HeaderMap::new()).to_string();
+    }
+    let mut ex = Exchange::new(Listener::Transparent, client);
     ex.method = "CONNECT".into();
     ex.traffic = traffic;
     ex.target = Some(Target {
@@ -536,6 +541,25 @@ async fn splice(
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn a_spliced_or_refused_connection_names_its_tool_from_the_process() {
+        let origin = ConnectionOrigin {
+            original_dst: "127.0.0.2:443".parse().unwrap(),
+            identity: crate::origin::ClientIdentity {
+                exe: Some("/opt/npm/node_modules/@github/copilot-linux-x64/copilot".into()),
+                ..Default::default()
+            },
+            socket_cookie: None,
+        };
+        let ex = connection_exchange(Some(&origin), Some("api.github.com".into()), Traffic::Spliced);
+        assert_eq!(ex.client.tool, "copilot-cli");
+        assert_eq!(
+            connection_exchange(None, None, Traffic::Spliced).client.tool,
+            "",
+            "no process, no tool"
+        );
+    }
 
     fn hello(name: Option<&str>) -> ClientHelloInfo {
         ClientHelloInfo {
