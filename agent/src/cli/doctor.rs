@@ -301,7 +301,8 @@ fn learned_check(doc: &serde_json::Value) -> Check {
 /// Containers (other network namespaces of the intercepted cgroup): served
 /// ones are inspected; unserved ones pass uninspected and say why.
 fn containers_check(doc: &serde_json::Value) -> Option<Check> {
-    let ns = doc["intercept"].get("namespaces")?;
+    // Absent or null: nftables mode, or scanning off.
+    let ns = doc["intercept"].get("namespaces").filter(|v| !v.is_null())?;
     let served = ns["served"].as_array().cloned().unwrap_or_default();
     let unserved = ns["unserved"].as_object().cloned().unwrap_or_default();
     let skipped = doc["intercept"]["counters"]["skipped_other_netns"]
@@ -944,4 +945,60 @@ fn rustls_probe(addr: SocketAddr, host: &str) -> anyhow::Result<String> {
         "{:?} via rustls with {added} native roots",
         conn.protocol_version().unwrap_or(rustls::ProtocolVersion::TLSv1_3)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containers_pass_when_every_namespace_is_served_and_none_was_skipped() {
+        let doc = json!({"intercept": {
+            "counters": {"skipped_other_netns": 0},
+            "namespaces": {"served": [{"pid": 7, "container_id": "4f1c1a0e9b3d7c2a8e6f"}], "unserved": {}}
+        }});
+        let c = containers_check(&doc).unwrap();
+        assert_eq!(c.outcome, Outcome::Pass);
+        assert!(c.detail.contains("container 4f1c1a0e9b3d"), "{}", c.detail);
+    }
+
+    #[test]
+    fn containers_warn_naming_an_unserved_namespace_and_skipped_connections() {
+        let doc = json!({"intercept": {
+            "counters": {"skipped_other_netns": 3},
+            "namespaces": {"served": [], "unserved": {"4026532240": "cannot bind 127.0.0.1 in the namespace"}}
+        }});
+        let c = containers_check(&doc).unwrap();
+        assert_eq!(c.outcome, Outcome::Warn);
+        assert!(
+            c.detail.contains("namespace 4026532240 NOT served: cannot bind"),
+            "{}",
+            c.detail
+        );
+        assert!(c.detail.contains("3 provider connection(s)"), "{}", c.detail);
+        assert!(c.fix.is_some());
+    }
+
+    #[test]
+    fn containers_are_not_checked_without_namespace_serving() {
+        assert!(containers_check(&json!({"intercept": {"mode": "nftables", "namespaces": null}})).is_none());
+        assert!(containers_check(&json!({"intercept": null})).is_none());
+    }
+
+    #[test]
+    fn a_container_rejecting_the_org_ca_gets_the_image_fix() {
+        let doc = json!({"learned_passthrough": [{
+            "exe": "/usr/bin/curl", "server_name": "api.anthropic.com", "failures": 3,
+            "last_error": "unknown ca", "passthrough": true, "container": "c0ffee00c0ffee00c0ffee"
+        }]});
+        let c = learned_check(&doc);
+        assert_eq!(c.outcome, Outcome::Warn);
+        assert!(
+            c.detail.contains("container c0ffee00c0ff /usr/bin/curl"),
+            "{}",
+            c.detail
+        );
+        assert!(c.fix.as_deref().is_some_and(|f| f.contains("update-ca-certificates")));
+    }
 }
