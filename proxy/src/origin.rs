@@ -38,4 +38,13 @@ pub struct ConnectionOrigin {
 /// Finds the origin of an accepted connection by its peer (client) address.
 pub trait OriginLookup: Send + Sync + 'static {
     fn lookup(&self, peer: SocketAddr, local: SocketAddr) -> Option<ConnectionOrigin>;
+
+    /// Whether a connection without a redirect record may be attributed
+    /// through this host's `/proc/net/tcp`. Not for a listener inside
+    /// another network namespace (a container's): its peers are not in
+    /// that table, and a socket of the host with the same addresses would
+    /// lend the connection someone else's identity.
+    fn host_proc_fallback(&self) -> bool {
+        true
+    }
 }

@@ -143,6 +143,16 @@ pub enum OriginSource {
     SoOriginalDst,
 }
 
+impl OriginSource {
+    /// See [`OriginLookup::host_proc_fallback`].
+    fn host_proc_fallback(&self) -> bool {
+        match self {
+            OriginSource::Lookup(lookup) => lookup.host_proc_fallback(),
+            OriginSource::SoOriginalDst => true,
+        }
+    }
+}
+
 pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: TlsAcceptor, origins: Arc<OriginSource>) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -201,7 +211,8 @@ async fn handle(
             // is attributed through /proc like the explicit listener's.
             let identity = match &origin {
                 Some(o) => Some(o.identity.clone()),
-                None => crate::explicit::local_identity(&stream, peer).await,
+                None if origins.host_proc_fallback() => crate::explicit::local_identity(&stream, peer).await,
+                None => None,
             };
             let Some(identity) = identity else {
                 let reason = format!("a connection for {host} with no redirect record and no local process behind it");

@@ -249,6 +249,12 @@ impl OriginLookup for NetnsLookup {
     fn lookup(&self, peer: SocketAddr, _local: SocketAddr) -> Option<ConnectionOrigin> {
         EbpfLookup::origin(&self.loaded, peer, Some(self.cookie))
     }
+
+    fn host_proc_fallback(&self) -> bool {
+        // Only this namespace's peers come here, and the kernel's record is
+        // their only attribution.
+        false
+    }
 }
 
 /// Network namespaces other than `host_inode` of the processes in `cgroup`

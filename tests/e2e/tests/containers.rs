@@ -307,3 +307,73 @@ fn a_client_started_by_runc_in_a_bridged_container_is_intercepted_and_attributed
     );
     assert!(row.exe.as_deref().is_some_and(|e| e.ends_with("/curl")), "{row:#?}");
 }
+
+#[test]
+fn a_direct_connection_to_a_containers_listener_is_refused_not_lent_a_host_sockets_identity() {
+    let Some(env) = env() else { return };
+    let c = Container::start(&env, 1, Trust::OrgCa, Loopback::Up);
+    wait_served(&env, &c);
+    let status = intercept_status(&env);
+    let listener = status["namespaces"]["served"][0]["listener"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = listener.rsplit(':').next().unwrap().to_string();
+
+    // The exploit: a host socket (nobody's) with the very addresses the
+    // container will use, 127.0.0.1:40001 -> 127.0.0.1:<port>. A /proc/net/tcp
+    // lookup in the host's namespace would find it and lend the
+    // container's request nobody's identity.
+    let decoy = format!(
+        "import socket,time\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         l.bind(('127.0.0.1',{port}));l.listen()\nc=socket.socket();c.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         c.bind(('127.0.0.1',40001));c.connect(('127.0.0.1',{port}))\na=l.accept()\nprint('ready',flush=True)\ntime.sleep(30)\n"
+    );
+    let mut holder = env.ns_command("setpriv");
+    holder
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            &decoy,
+        ])
+        .stdout(std::process::Stdio::piped());
+    let mut decoy = holder.spawn().expect("cannot start the decoy");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(decoy.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    // Straight to the container's listener, not through the redirect.
+    let extra = format!("--local-port 40001 --resolve api.anthropic.com:{port}:127.0.0.1");
+    let script = curl_messages("DIRECTMARKER hello", &extra).replace(
+        "https://api.anthropic.com/v1/messages",
+        &format!("https://api.anthropic.com:{port}/v1/messages"),
+    );
+    let out = c.sh(&env, &script, secs(30));
+    let _ = decoy.kill();
+    let _ = decoy.wait();
+    assert!(!out.stdout.ends_with("HTTP 200"), "refused: {out:?}");
+    assert!(
+        !env.container_fake_requests()
+            .iter()
+            .any(|r| r.to_string().contains("DIRECTMARKER")),
+        "nothing reached the provider"
+    );
+    let rows = env.wait_audit_rows(1);
+    let row = rows.last().unwrap();
+    assert_eq!(row.verdict, "blocked", "{row:#?}");
+    assert!(
+        row.rest
+            .get("error")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.contains("no redirect record")),
+        "{row:#?}"
+    );
+    assert_ne!(
+        row.user.as_deref(),
+        Some("nobody"),
+        "never the decoy's identity: {row:#?}"
+    );
+}
