@@ -24,6 +24,17 @@ pub enum CaCommand {
     },
     /// Add the CA to the system trust store (Debian or RHEL layout).
     Install(TrustArgs),
+    /// How containers trust the CA: writes `promptwall-org-ca.crt` into DIR
+    /// and prints the Dockerfile lines, `docker run` flags and
+    /// devcontainer.json keys that use it.
+    Container {
+        /// Where to write the certificate (next to a Dockerfile).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The snippets as one JSON object, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove the CA from the system trust store.
     Uninstall(TrustArgs),
     /// Show the CA: subject, validity, fingerprint, name constraints, trust.
@@ -104,6 +115,22 @@ pub async fn run(cmd: CaCommand, config: &AgentConfig) -> anyhow::Result<()> {
         CaCommand::Export { chain } => {
             let ca = OrgCa::load(&dir)?;
             print!("{}", if chain { ca.chain_pem() } else { ca.anchor_pem() });
+            Ok(())
+        }
+        CaCommand::Container { dir: out, json } => {
+            let ca = OrgCa::load(&dir)?;
+            let file = out.join(CONTAINER_CA_FILE);
+            std::fs::write(&file, ca.anchor_pem())
+                .with_context(|| format!("cannot write {}; pick a writable --dir", file.display()))?;
+            let g = ContainerGuidance::new();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&g)?);
+            } else {
+                println!("wrote {} ({})\n", file.display(), ca.subject());
+                println!("# Dockerfile (Debian/Ubuntu images; the file above next to it):\n{}\n", g.dockerfile);
+                println!("# without rebuilding, mount this host's bundle:\n{}\n", g.docker_run);
+                println!("# devcontainer.json:\n{}", g.devcontainer);
+            }
             Ok(())
         }
         CaCommand::Install(args) => {
@@ -320,4 +347,54 @@ pub fn load_minter(config: &AgentConfig) -> anyhow::Result<Option<Arc<LeafMinter
 /// TLS server config for the terminating listeners, or `None` without a CA.
 pub fn load_server_tls(config: &AgentConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     Ok(load_minter(config)?.map(|m| m.server_config(SERVER_ALPN)))
+}
+
+/// The certificate file `ca container` writes, as the snippets name it.
+pub const CONTAINER_CA_FILE: &str = "promptwall-org-ca.crt";
+
+/// How a container image or devcontainer trusts the org CA: the system
+/// store for OpenSSL/Python/curl, NODE_EXTRA_CA_CERTS for node tools
+/// (which ignore the system store), the same as the host's installer.
+#[derive(Debug, serde::Serialize)]
+pub struct ContainerGuidance {
+    pub dockerfile: String,
+    pub docker_run: String,
+    pub devcontainer: String,
+}
+
+impl ContainerGuidance {
+    pub fn new() -> ContainerGuidance {
+        let anchor = format!("/usr/local/share/ca-certificates/{CONTAINER_CA_FILE}");
+        let bundle = "/etc/ssl/certs/ca-certificates.crt";
+        ContainerGuidance {
+            dockerfile: format!(
+                "COPY {CONTAINER_CA_FILE} {anchor}\nRUN update-ca-certificates\n\
+                 ENV NODE_EXTRA_CA_CERTS={anchor} REQUESTS_CA_BUNDLE={bundle} SSL_CERT_FILE={bundle}"
+            ),
+            docker_run: format!("docker run -v {bundle}:{bundle}:ro -e NODE_EXTRA_CA_CERTS={bundle} -e REQUESTS_CA_BUNDLE={bundle} …"),
+            devcontainer: serde_json::to_string_pretty(&serde_json::json!({
+                "mounts": [format!("source={bundle},target={bundle},type=bind,readonly")],
+                "containerEnv": {"NODE_EXTRA_CA_CERTS": bundle, "REQUESTS_CA_BUNDLE": bundle, "SSL_CERT_FILE": bundle}
+            }))
+            .expect("json serialises"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod container_tests {
+    use super::*;
+
+    #[test]
+    fn container_guidance_trusts_the_ca_for_openssl_python_and_node_alike() {
+        let g = ContainerGuidance::new();
+        assert!(g.dockerfile.starts_with("COPY promptwall-org-ca.crt /usr/local/share/ca-certificates/"));
+        assert!(g.dockerfile.contains("RUN update-ca-certificates"));
+        for text in [&g.dockerfile, &g.docker_run, &g.devcontainer] {
+            assert!(text.contains("NODE_EXTRA_CA_CERTS"), "{text}");
+            assert!(text.contains("REQUESTS_CA_BUNDLE"), "{text}");
+        }
+        let dc: serde_json::Value = serde_json::from_str(&g.devcontainer).unwrap();
+        assert!(dc["mounts"][0].as_str().unwrap().ends_with("readonly"));
+    }
 }

@@ -288,9 +288,9 @@ fn learned_check(doc: &serde_json::Value) -> Check {
         },
         parts.join("; "),
         Some(if in_container {
-            "a container does not trust the org CA: add it to the image (`promptwall ca export > promptwall-org-ca.crt`, then \
-             COPY it to /usr/local/share/ca-certificates/ and RUN update-ca-certificates) or mount the host's bundle \
-             read-only over /etc/ssl/certs/ca-certificates.crt, and set NODE_EXTRA_CA_CERTS for node tools \
+            "a container does not trust the org CA: `promptwall ca container --dir <image dir>` writes it and prints the \
+             Dockerfile lines (COPY it to /usr/local/share/ca-certificates/, RUN update-ca-certificates, set \
+             NODE_EXTRA_CA_CERTS), or mount the host's bundle read-only over /etc/ssl/certs/ca-certificates.crt \
              (README: Containers); then restart the agent to forget learned pairs"
         } else {
             "make each tool trust the org CA (it pins certificates or ships its own trust store: see its CA setting), then restart the agent to forget learned pairs"
