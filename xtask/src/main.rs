@@ -118,6 +118,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("unshare", "util-linux"),
     ("curl", "curl"),
+    // compressed-request tests encode with the real zstd
+    ("zstd", "zstd"),
     ("update-ca-certificates", "ca-certificates"),
     // install/package tests: unit verification and the .deb
     ("systemd-analyze", "systemd"),

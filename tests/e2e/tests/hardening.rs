@@ -158,3 +158,94 @@ fn personal_data_in_a_batch_or_legacy_completion_is_redacted() {
         "{text}"
     );
 }
+
+fn compressed(agent: &Agent, name: &str, encoding: &str, data: &[u8]) -> String {
+    let path = agent.dir.path().join(name);
+    match encoding {
+        "gzip" => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(data).unwrap();
+            std::fs::write(&path, enc.finish().unwrap()).unwrap();
+        }
+        "zstd" => {
+            let plain = agent.dir.path().join(format!("{name}.plain"));
+            std::fs::write(&plain, data).unwrap();
+            let out = std::process::Command::new("zstd")
+                .args(["-q", "-f", "-o"])
+                .arg(&path)
+                .arg(&plain)
+                .output()
+                .expect("zstd is installed");
+            assert!(out.status.success(), "zstd: {out:?}");
+        }
+        other => panic!("no encoder for {other}"),
+    }
+    format!("@{}", path.display())
+}
+
+#[test]
+fn compressed_messages_are_inspected_redacted_restored_and_a_bomb_gets_a_413_in_the_clients_format() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let url = format!("{}/v1/messages", agent.anthropic_base_url());
+    let post = |encoding: &str, at: &str| {
+        curl_status(&[
+            "-H",
+            "content-type: application/json",
+            "-H",
+            &format!("content-encoding: {encoding}"),
+            "-H",
+            "anthropic-version: 2023-06-01",
+            "--data-binary",
+            at,
+            &url,
+        ])
+    };
+
+    // gzip carrying an AWS key: blocked, never forwarded.
+    let at = compressed(
+        &agent,
+        "key.gz",
+        "gzip",
+        messages_body(&format!("use {}", aws_key())).as_bytes(),
+    );
+    let (status, answer) = post("gzip", &at);
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer.contains("\"type\":\"error\"") && !answer.contains(&aws_key()),
+        "{answer}"
+    );
+    assert_key_never_reached(&fake);
+
+    // zstd carrying an email: the provider sees a placeholder, the client the address.
+    let email = "ines.moreau@example.org";
+    let at = compressed(
+        &agent,
+        "mail.zst",
+        "zstd",
+        messages_body(&format!("write to {email}")).as_bytes(),
+    );
+    let (status, answer) = post("zstd", &at);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(email), "restored: {answer}");
+    let sent: Vec<String> = fake.recorded().iter().map(|r| r.body_text()).collect();
+    assert!(sent.iter().any(|b| b.contains("[[EMAIL_001]]")), "{sent:?}");
+    assert!(!sent.iter().any(|b| b.contains(email)), "the address never left");
+
+    // A bomb: 40 MiB of zeros inside a few KB of gzip, past the 32 MiB limit.
+    let mut bomb = messages_body("x").into_bytes();
+    bomb.truncate(bomb.len() - 1);
+    let padding = vec![b' '; 40 << 20];
+    let mut data = bomb;
+    data.extend_from_slice(&padding);
+    data.push(b'}');
+    let at = compressed(&agent, "bomb.gz", "gzip", &data);
+    assert!(std::fs::metadata(agent.dir.path().join("bomb.gz")).unwrap().len() < 200 << 10);
+    let (status, answer) = post("gzip", &at);
+    assert_eq!(status, 413, "{answer}");
+    let v: Value = serde_json::from_str(&answer).expect("a JSON error body");
+    assert_eq!(v["type"], "error", "Anthropic's envelope: {answer}");
+    assert_eq!(v["error"]["type"], "request_too_large", "{answer}");
+    let rows = agent.wait_audit_rows(3);
+    assert!(rows.iter().any(|r| r.status == 413), "{rows:#?}");
+}
