@@ -141,6 +141,11 @@ fn iban(r: &mut Rng) -> String {
     }
 }
 
+fn b64std(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
 fn b64url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
@@ -361,6 +366,38 @@ fn positive(r: &mut Rng, kind: &str) -> Sample {
                 r.fill("{d:2}")
             );
             Sample { insert: format!("DATABASE_URL={url}\n"), secret: pw }
+        }
+        "aws_session_token" => {
+            let v = format!("IQoJb3JpZ2luX2Vj{}", r.fill("{b:300}"));
+            context_sample(r, &["AWS_SESSION_TOKEN={V}\n", "aws_session_token = {V}\n", "  SessionToken: \"{V}\"\n"], v)
+        }
+        "docker_registry_auth" => {
+            let v = b64std(&format!("ci-bot:{}", r.fill("{a:20}")));
+            Sample { insert: format!(r#"{{"auths": {{"registry.corp.net": {{"auth": "{v}"}}}}}}"#), secret: v }
+        }
+        "http_basic_auth" => {
+            if r.below(2) == 0 {
+                let v = b64std(&format!("svc:{}", r.fill("{a:16}")));
+                Sample { insert: format!("Authorization: Basic {v}\r\n"), secret: v }
+            } else {
+                let pw = r.fill("{a:16}");
+                Sample { insert: format!("curl -u admin:{pw} https://api.corp.net/v1/items"), secret: pw }
+            }
+        }
+        "bearer_token" => {
+            let v = r.fill("{u:40}");
+            context_sample(r, &["Authorization: Bearer {V}\r\n", "curl -H 'Authorization: Bearer {V}' https://api.corp.net\n"], v)
+        }
+        "azure_sas_token" => {
+            let sig = r.fill("{b:43}=").replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+            Sample {
+                insert: format!("https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&ss=b&srt=o&sp=r&se=2026-01-01T00:00:00Z&sig={sig}"),
+                secret: sig,
+            }
+        }
+        "base64_private_key" => {
+            let v = b64std(&pem(r, "RSA PRIVATE KEY", false));
+            context_sample(r, &["  tls.key: {V}\n", "PRIVATE_KEY_B64={V}\n"], v)
         }
         "url_credentials" => {
             let pw = r.fill("{a:20}");

@@ -91,6 +91,14 @@ fn generic_value(c: &Candidate, min_entropy: f64) -> bool {
     if checksummed && !validate::github_token_ok(v) {
         return false;
     }
+    // Publishable keys (made to ship in web pages) and encrypted values
+    // (sops `ENC[…]`, ansible-vault) are not secrets.
+    if ["pk_live_", "pk_test_", "ENC[", "$ANSIBLE_VAULT"]
+        .iter()
+        .any(|p| v.starts_with(p))
+    {
+        return false;
+    }
     if v.len() < 8
         || is_placeholder(v)
         || v.contains("://")
@@ -103,10 +111,20 @@ fn generic_value(c: &Candidate, min_entropy: f64) -> bool {
     if shannon_entropy(v) < min_entropy || char_classes(v) < 2 {
         return false;
     }
+    // Default and dummy credentials name themselves (`Password1`,
+    // `mypassword!`): not a secret anyone chose.
+    let lower = v.to_ascii_lowercase();
+    if ["password", "passwd"].iter().any(|w| lower.contains(w)) {
+        return false;
+    }
     let has_digit = v.bytes().any(|b| b.is_ascii_digit());
     let mixed_case = v.bytes().any(|b| b.is_ascii_lowercase()) && v.bytes().any(|b| b.is_ascii_uppercase());
     let long_mixed = mixed_case && v.len() >= 16 && shannon_entropy(v) >= 3.5;
-    if !(has_digit || long_mixed) {
+    // Password-shaped: both cases and a symbol (`JpHHA%=VjVJ!pQKVe!`).
+    let symbol = v
+        .bytes()
+        .any(|b| b.is_ascii_punctuation() && !matches!(b, b'_' | b'-' | b'.' | b'/'));
+    if !(has_digit || long_mixed || (mixed_case && symbol && v.len() >= 10)) {
         return false;
     }
     if !c.quoted {
@@ -128,6 +146,46 @@ fn generic_value(c: &Candidate, min_entropy: f64) -> bool {
     true
 }
 
+fn basic_auth(c: &Candidate) -> bool {
+    validate::basic_credentials_ok(c.value)
+}
+
+fn base64_key(c: &Candidate) -> bool {
+    validate::base64_private_key_ok(c.value)
+}
+
+fn sas_sig(c: &Candidate) -> bool {
+    validate::sas_signature_ok(c.value)
+}
+
+/// A password given on a command line (`curl -u user:pass`): not a
+/// placeholder, not a `uid:gid` pair.
+fn cli_password(c: &Candidate) -> bool {
+    let v = c.value;
+    url_password(c)
+        && v.len() >= 4
+        && !v.bytes().all(|b| b.is_ascii_digit())
+        && !(v.starts_with('[') && v.ends_with(']'))
+}
+
+/// A bearer/API token in an `Authorization` header: random-looking.
+fn header_token(c: &Candidate) -> bool {
+    let v = c.value;
+    v.len() >= 16
+        && !is_placeholder(v)
+        && token_body_ok(v)
+        && char_classes(v) >= 2
+        && shannon_entropy(v) >= 3.0
+        && v.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// A hex key next to its vendor's name: hex with letters and digits.
+fn hex_key(c: &Candidate) -> bool {
+    token_body_ok(c.value)
+        && c.value.bytes().any(|b| b.is_ascii_digit())
+        && c.value.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
 fn generic_password(c: &Candidate) -> bool {
     generic_value(c, 2.8)
 }
@@ -138,7 +196,18 @@ fn generic_secret(c: &Candidate) -> bool {
 
 /// Assignment glue between a key name and its value: `: `, ` = `, `=>`,
 /// JSON-escaped quotes included (the raw body is scanned too).
-const ASSIGN: &str = r#"[A-Za-z0-9_.\-]{0,20}\\?["']?[\t ]*(?:=|:=|:|=>)[\t ]*\\?["'`]?"#;
+///
+/// Also: a type between name and `=` (`var apiToken string = "…"`), Make
+/// and PHP operators (`::=`, `:::=`, `?=`, `.=`, `??=`), a quoted key and
+/// value separated by a comma (`setProperty("API_TOKEN", "…")`) and an XML
+/// element's text (`<apiToken>…</apiToken>`, the value maybe on its own
+/// line).
+const ASSIGN: &str = r#"[A-Za-z0-9_.\-]{0,20}(?:\\?["']?[\t ]*(?:=|:=|::=|:::=|\?=|\.=|\?\?=|:|=>)[\t ]*\\?["'`]?|[\t ]+[A-Za-z]{3,8}[\t ]*=[\t ]*\\?["'`]?|\\?["'][\t ]*,[\t ]*\\?["']|>[\t ]*(?:\r?\n[\t ]*)?)"#;
+
+/// A password key's glue also takes .NET settings and form fields
+/// (`<add key="DbPassword" value="…" />`, `name="password" value="…"`);
+/// other keys do not (`name="csrf_token" value="…"` is no credential).
+const ASSIGN_ATTR: &str = r#"[A-Za-z0-9_.\-]{0,20}\\?["'][\t ]+value[\t ]*=[\t ]*\\?["']"#;
 
 struct R {
     kind: &'static str,
@@ -990,6 +1059,15 @@ const PREFIXED: &[R] = &[
         check: tok,
     },
     R {
+        kind: "base64_private_key",
+        description: "Base64-encoded PEM private key (e.g. a Kubernetes secret)",
+        keywords: &["LS0tLS1CRUdJTi"],
+        pattern: r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{80,}={0,2}",
+        back: 0,
+        span: 16000,
+        check: base64_key,
+    },
+    R {
         kind: "jwt",
         description: "JSON Web Token (header validated)",
         keywords: &["eyJ"],
@@ -1095,6 +1173,75 @@ const CONTEXTUAL: &[(&str, &str, &[&str], &str, Check)] = &[
         tok_mixed,
     ),
     (
+        "aws_session_token",
+        "AWS temporary session token (next to its key name)",
+        &[
+            "session_token",
+            "sessiontoken",
+            "session-token",
+            "security_token",
+            "security-token",
+        ],
+        r"(?i:session[_\-.]?token|security[_\-.]?token)ASSIGN(?P<s>[A-Za-z0-9/+]{100,2000}={0,2})",
+        tok,
+    ),
+    (
+        "datadog_api_key",
+        "Datadog API/application key (near the word datadog)",
+        &["datadog"],
+        r"(?i:datadog)[\s\S]{0,60}?(?P<s>[a-f0-9]{40}|[a-f0-9]{32})",
+        hex_key,
+    ),
+    (
+        "docker_registry_auth",
+        "Docker config.json registry auth (base64 of user:password)",
+        &["\"auth\"", "\\\"auth\\\""],
+        r#"\\?"auth\\?"[\t ]*:[\t ]*\\?"(?P<s>[A-Za-z0-9+/]{8,}={0,2})\\?""#,
+        basic_auth,
+    ),
+    (
+        "http_basic_auth",
+        "HTTP basic auth credentials (Authorization: Basic base64(user:password))",
+        &["basic "],
+        r"(?i:basic)[\t ]+(?P<s>[A-Za-z0-9+/]{8,}={0,2})",
+        basic_auth,
+    ),
+    (
+        "http_basic_auth",
+        "HTTP basic auth password on a command line (curl -u user:password)",
+        &["-u ", "-u=", "--user ", "--user=", "--user\t"],
+        r#"(?:-u|--user)[\t =]+["']?[^\s:"']{0,64}["']?:["']?(?P<s>[^\s"']{3,128})"#,
+        cli_password,
+    ),
+    (
+        "bearer_token",
+        "Bearer token (Authorization: Bearer …)",
+        &["bearer "],
+        r"(?i:bearer)[\t ]+(?P<s>[A-Za-z0-9_\-.~+/]{16,}={0,2})",
+        header_token,
+    ),
+    (
+        "bearer_token",
+        "Token in an Authorization header",
+        &["authorization"],
+        r#"(?i:authorization)\\?["']?[\t ]*[:=][\t ]*\\?["']?(?:(?i:token|api-token|apikey|sso-key|ssws)[\t ]+)?(?P<s>[A-Za-z0-9_\-.~+/]{16,}={0,2})"#,
+        header_token,
+    ),
+    (
+        "okta_api_token",
+        "Okta API token (SSWS header)",
+        &["ssws "],
+        r"(?i:ssws)[\t ]+(?P<s>00[A-Za-z0-9_\-]{40})",
+        tok_mixed,
+    ),
+    (
+        "azure_sas_token",
+        "Azure shared access signature (sig= of a SAS URL or connection string)",
+        &["sig="],
+        r"sig=(?P<s>(?:[A-Za-z0-9+/]|%2[BbFf]){40,90}(?:%3[Dd]|=){0,2})",
+        sas_sig,
+    ),
+    (
         "connection_string",
         "Database/broker URL with a password",
         &["://"],
@@ -1141,14 +1288,16 @@ pub(crate) fn builtin_rules() -> Vec<SecretRule> {
             pattern: pattern.replace("ASSIGN", ASSIGN),
             // Discord tokens are recognised anywhere near the word.
             back: match kind {
-                "datadog_api_key" => 0,
+                "datadog_api_key" | "http_basic_auth" | "bearer_token" | "azure_sas_token" => 0,
+                "docker_registry_auth" => 2,
                 "discord_bot_token" => 150,
                 _ => 12,
             },
-            span: 260,
+            span: if kind == "aws_session_token" { 2100 } else { 260 },
             bounded: true,
             check,
-            tier: 4,
+            // A token after a generic header word yields to a vendor's rule.
+            tier: if kind == "bearer_token" { 3 } else { 4 },
         });
     }
     for &(kind, description, label) in KEY_BLOCKS {
@@ -1220,7 +1369,11 @@ pub(crate) fn builtin_rules() -> Vec<SecretRule> {
         description,
         keywords,
         // `&` ends the value: query strings (`?token=…&color=…`) and Rust references.
-        pattern: format!(r#"{key}{ASSIGN}(?P<s>[^\s'"`\\,;<>(){{}}\[\]&]{{6,200}})"#),
+        pattern: if kind == "generic_password" {
+            format!(r#"{key}(?:{ASSIGN}|{ASSIGN_ATTR})(?P<s>[^\s'"`\\,;<>(){{}}\[\]&]{{6,200}})"#)
+        } else {
+            format!(r#"{key}{ASSIGN}(?P<s>[^\s'"`\\,;<>(){{}}\[\]&]{{6,200}})"#)
+        },
         back: 0,
         span: 260,
         bounded: false,
@@ -1253,4 +1406,153 @@ pub(crate) fn builtin_rules() -> Vec<SecretRule> {
         generic_secret,
     ));
     rules
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use crate::detect::{DetectPolicy, Detector};
+
+    fn found(text: &str) -> Vec<(String, String)> {
+        Detector::new(&DetectPolicy::default())
+            .expect("default policy")
+            .scan(text)
+            .iter()
+            .filter(|f| f.category == crate::detect::Category::Secret)
+            .map(|f| (f.kind.to_string(), f.value(text).to_string()))
+            .collect()
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    const SESSION: &str = "IQoJb3JpZ2luX2VjEHwaCXVzLWVhc3QtMSJHMEUCIQDx8Kf2nJ3mP1qZ7vR4tY9wB6cL0sH5gA2eD8uN3oKj4QIgVb7Xy2Zc9Wq1Rt5Ym8Pn3Lk6Jh0Gf4Ds7As2Qw9Er5TyUi8Op1Aa2Sd3Fg4Hj5Kl6Zx7Cv8Bn9Mm0";
+
+    #[test]
+    fn an_aws_session_token_next_to_its_name_is_found_whole() {
+        for text in [
+            format!("aws_session_token = {SESSION}\n"),
+            format!("export AWS_SESSION_TOKEN=\"{SESSION}\""),
+            format!("  \"SessionToken\": \"{SESSION}\","),
+        ] {
+            assert_eq!(
+                found(&text),
+                vec![("aws_session_token".into(), SESSION.into())],
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_azure_sas_signature_is_found_and_a_short_sig_is_not() {
+        let sig = "kX9pQ2rT5vB1nM3cH7yJ4sD6fL8gA0eW2uZ5oI1xY3c%3D";
+        let url = format!("https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sp=r&se=2026-01-01&sig={sig}");
+        assert_eq!(found(&url), vec![("azure_sas_token".into(), sig.into())]);
+        assert!(found("https://example.net/?sig=abc123&x=1").is_empty());
+    }
+
+    #[test]
+    fn basic_auth_in_an_authorization_header_is_found_when_it_decodes_to_user_and_password() {
+        let v = b64("deploy:Zr8#kQ2vLx9pW");
+        assert_eq!(
+            found(&format!("Authorization: Basic {v}\r\n")),
+            vec![("http_basic_auth".into(), v.clone())]
+        );
+        // Not base64 of user:password: a word, an empty password.
+        assert!(found("uses Basic authentication for everything").is_empty());
+        assert!(found(&format!("Authorization: Basic {}", b64("browser:"))).is_empty());
+    }
+
+    #[test]
+    fn a_curl_user_password_is_found_and_uid_gid_pairs_and_placeholders_are_not() {
+        assert_eq!(
+            found("curl -s --user 'api:d2LkV78zLx!t' https://api.mailgun.net/v3"),
+            vec![("http_basic_auth".into(), "d2LkV78zLx!t".into())]
+        );
+        assert!(found("docker run -u 1000:1000 image").is_empty());
+        assert!(found("curl --user neo4j:[PASSWORD] http://db:7474/").is_empty());
+        assert!(found("curl -u admin:$ADMIN_PASSWORD https://x").is_empty());
+    }
+
+    #[test]
+    fn a_bearer_token_in_an_authorization_header_is_found() {
+        let t = "cfcabd11c7ed9a41b1a3e063c32d5114";
+        assert_eq!(
+            found(&format!("curl -H \"Authorization: Bearer {t}\" http://localhost/api")),
+            vec![("bearer_token".into(), t.into())]
+        );
+        assert_eq!(
+            found(&format!("Authorization: Token {t}")),
+            vec![("bearer_token".into(), t.into())]
+        );
+        assert!(found("Authorization: Bearer <your-token-here>").is_empty());
+        assert!(found("Authorization: Bearer ${ACCESS_TOKEN}").is_empty());
+    }
+
+    #[test]
+    fn a_docker_config_auth_is_found_when_it_decodes_to_user_and_password() {
+        let v = b64("robot$ci:Hq7vT2mZ9xKp4Lw");
+        let text = format!(r#"{{"auths":{{"registry.example.org":{{"auth":"{v}"}}}}}}"#);
+        assert_eq!(found(&text), vec![("docker_registry_auth".into(), v)]);
+        assert!(found(r#"{"auth": "c29tZXRleHQ="}"#).is_empty());
+    }
+
+    #[test]
+    fn a_base64_encoded_pem_private_key_is_found() {
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----\n";
+        let v = b64(pem);
+        assert_eq!(
+            found(&format!("  tls.key: {v}\n")),
+            vec![("base64_private_key".into(), v.clone())]
+        );
+        // A base64 certificate is public.
+        assert!(found(&format!(
+            "  tls.crt: {}\n",
+            b64(&pem.replace("RSA PRIVATE KEY", "CERTIFICATE"))
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn a_datadog_key_near_the_word_datadog_is_found() {
+        let k = "9f3a1c7e2b8d4f6a0c5e7b9d1f3a5c7e";
+        assert_eq!(
+            found(&format!("datadog:\n  apiKey: {k}\n")),
+            vec![("datadog_api_key".into(), k.into())]
+        );
+    }
+
+    #[test]
+    fn an_okta_token_in_an_ssws_header_is_found() {
+        let t = "00ebObu4zSNkyc6dimLvUwq4KpTEop-PCEnnfSTpD3";
+        assert_eq!(
+            found(&format!("Authorization: SSWS {t}")),
+            vec![("okta_api_token".into(), t.into())]
+        );
+    }
+
+    #[test]
+    fn secrets_are_found_in_typed_make_php_setproperty_and_xml_assignments() {
+        let v = "Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB";
+        for text in [
+            format!("var apiToken string = \"{v}\""),
+            format!("API_TOKEN ::= \"{v}\""),
+            format!("API_TOKEN ?= \"{v}\""),
+            format!("$apiToken .= \"{v}\""),
+            format!("System.setProperty(\"API_TOKEN\", \"{v}\")"),
+            format!("<apiToken>\n    {v}\n</apiToken>"),
+            format!("<add key=\"DbPassword\" value=\"{v}\" />"),
+        ] {
+            assert_eq!(found(&text).len(), 1, "{text}");
+            assert_eq!(found(&text)[0].1, v, "{text}");
+        }
+    }
+
+    #[test]
+    fn publishable_keys_and_encrypted_values_are_not_secrets() {
+        assert!(found("STRIPE_PUBLISHABLE_KEY=pk_live_51H8xYzAbCdEf0123456789GhIj").is_empty());
+        assert!(found("api_token: ENC[AES256_GCM,data:Zm9vYmFy,iv:abc,tag:def,type:str]").is_empty());
+    }
 }

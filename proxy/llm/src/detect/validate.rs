@@ -200,6 +200,63 @@ pub fn jwt_ok(token: &str) -> bool {
     b64url_decode(p).is_some_and(|payload| serde_json::from_slice::<serde_json::Value>(&payload).is_ok())
 }
 
+/// Standard or URL-safe base64, padded or not.
+pub(crate) fn b64_decode_any(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    STANDARD
+        .decode(s)
+        .or_else(|_| STANDARD_NO_PAD.decode(s))
+        .or_else(|_| URL_SAFE.decode(s))
+        .or_else(|_| URL_SAFE_NO_PAD.decode(s))
+        .ok()
+}
+
+/// `base64(user:password)` (HTTP basic auth, Docker `auths`): printable
+/// text with a colon and a non-empty password that is not a placeholder.
+pub fn basic_credentials_ok(b64: &str) -> bool {
+    let Some(raw) = b64_decode_any(b64) else { return false };
+    let Ok(text) = String::from_utf8(raw) else { return false };
+    if text.chars().any(|c| c.is_control()) {
+        return false;
+    }
+    let Some((_, password)) = text.split_once(':') else {
+        return false;
+    };
+    password.len() >= 3 && !is_placeholder(password) && !password.bytes().all(|b| b == b'*')
+}
+
+/// Base64 whose decoded text starts a PEM private-key block.
+pub fn base64_private_key_ok(b64: &str) -> bool {
+    // Decode a prefix (a multiple of 4 characters) only: the header is there.
+    let prefix: String = b64.chars().filter(|c| !c.is_whitespace()).take(64).collect();
+    let Some(raw) = b64_decode_any(&prefix[..prefix.len() / 4 * 4]) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&raw);
+    text.starts_with("-----BEGIN") && text.contains("PRIVATE KEY")
+}
+
+/// An Azure SAS `sig=` value: base64 (maybe percent-encoded) of a 32-byte
+/// HMAC-SHA256.
+pub fn sas_signature_ok(sig: &str) -> bool {
+    let decoded = sig
+        .replace("%2B", "+")
+        .replace("%2b", "+")
+        .replace("%2F", "/")
+        .replace("%2f", "/")
+        .replace("%3D", "=")
+        .replace("%3d", "=");
+    // 32 bytes are 43 base64 characters and one `=`; the last character's
+    // low bits are not checked.
+    let body = decoded.trim_end_matches('=');
+    body.len() == 43
+        && decoded.len() - body.len() <= 1
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && token_body_ok(body)
+}
+
 /// Luhn mod-10 over the digits of `s` (other characters ignored).
 #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; MSRV is 1.85
 pub fn luhn_ok(s: &str) -> bool {
