@@ -462,6 +462,23 @@ fn positive(r: &mut Rng, kind: &str) -> Sample {
         } else {
             format!("2606:4700:{}:{}:{}:{}:{}:{}", r.fill("{h:4}"), r.fill("{h:4}"), r.fill("{h:4}"), r.fill("{h:4}"), r.fill("{h:4}"), r.fill("{h:4}"))
         }),
+        "name" => plain(format!(
+            "{} {}",
+            r.pick(&["Anna", "Pierre", "María", "Giulia", "João", "Klaus", "Sophie", "Lars", "Katarzyna", "Daniel"]),
+            r.pick(&["Kowalski", "Dupont", "García López", "Rossi", "van der Berg", "Müller", "Lindqvist", "O'Brien", "Fernandes", "Novak"])
+        )),
+        "address" => plain(match r.below(5) {
+            0 => format!("{} {} Street", 1 + r.below(2000), r.pick(&["Baker", "Elm", "Maple", "High", "Church"])),
+            1 => format!("{} {} Ave, Springfield, IL {}", 100 + r.below(9000), r.pick(&["Oak", "Lincoln", "Park"]), r.fill("6{d:4}")),
+            2 => format!("{}straße {}, {} Berlin", r.pick(&["Haupt", "Linden", "Garten"]), 1 + r.below(120), r.fill("1{d:4}")),
+            3 => format!("{} rue de la {}, 7500{} Paris", 1 + r.below(90), r.pick(&["Paix", "Gare", "Fontaine"]), 1 + r.below(9)),
+            _ => format!("{} {} {}", r.pick(&["Calle", "Via", "Rua"]), r.pick(&["Mayor", "Roma", "Augusta"]), 1 + r.below(200)),
+        }),
+        "passport" => {
+            let tpl = *r.pick(&["{d:9}", "{U:2}{d:7}", "{U:3}{d:6}", "{d:2}{U:2}{d:5}"]);
+            let v = r.fill(tpl);
+            context_sample(r, &["passport number {V}", "Passport No.: {V}", "Reisepass {V}", "numéro de passeport {V}", "pasaporte {V}"], v)
+        }
         other => panic!("no generator for detector kind {other}; add one to tests/detect_quality.rs"),
     }
 }
@@ -564,11 +581,22 @@ fn negative(r: &mut Rng, template: usize) -> String {
             "utc_datetime!(+{}-12-31 23:59:59); resolvers 8.8.8.8, 1.1.1.1, 2001:4860:4860::8888 (public DNS)\n",
             r.pick(&["9999", "999999", "10000"])
         ),
+        28 => r.pick(&[
+            "Visual Studio Code 1.85 on Ubuntu 22.04 with Docker Desktop 4.26\n",
+            "Use Ruby on Rails 7 or Spring Boot 3.2 behind Apache Kafka\n",
+            "Co-Authored-By: Claude <noreply@anthropic.com>\n",
+            "app.use(passport.initialize()); passport.use(new JwtStrategy(opts, verify));\n",
+            "Step 3: Open Settings > General > About This Mac\n",
+            "impl Display for HashMap<String, Vec<u8>> { fn fmt(&self) }\n",
+            "Will Return an Error if the Mark Bit is set; May Contain nulls.\n",
+            "## Release Notes\nVersion 2 Street View API, Main Road Map v3\n",
+        ])
+        .to_string(),
         _ => unreachable!(),
     }
 }
 
-const NEGATIVE_TEMPLATES: usize = 28;
+const NEGATIVE_TEMPLATES: usize = 29;
 
 #[derive(serde::Deserialize)]
 struct Baseline {

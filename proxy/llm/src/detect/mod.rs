@@ -30,7 +30,10 @@
 //! action like any credential (they read the account's test data); set
 //! `actions.stripe_test_key = "off"` to allow them.
 
+mod address;
 mod fingerprint;
+mod names;
+mod passport;
 mod pii;
 pub mod policy;
 mod rules;
@@ -211,8 +214,8 @@ pub struct Detector {
     rules: Vec<CompiledRule>,
     prefilter: Option<Prefilter>,
     pii: PiiScanner,
-    pii_actions: [Action; 7],
-    pii_kinds: [Arc<str>; 7],
+    pii_actions: [Action; PiiKind::ALL.len()],
+    pii_kinds: [Arc<str>; PiiKind::ALL.len()],
     custom: Vec<CompiledCustom>,
     allow_literals: HashSet<String>,
     allow_patterns: Vec<Regex>,

@@ -25,10 +25,13 @@ pub(crate) enum PiiKind {
     UsSsn,
     Ipv4,
     Ipv6,
+    Name,
+    Address,
+    Passport,
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 7] = [
+    pub const ALL: [PiiKind; 10] = [
         PiiKind::Email,
         PiiKind::Phone,
         PiiKind::CreditCard,
@@ -36,6 +39,9 @@ impl PiiKind {
         PiiKind::UsSsn,
         PiiKind::Ipv4,
         PiiKind::Ipv6,
+        PiiKind::Name,
+        PiiKind::Address,
+        PiiKind::Passport,
     ];
 
     pub fn kind(self) -> &'static str {
@@ -47,6 +53,9 @@ impl PiiKind {
             PiiKind::UsSsn => "us_ssn",
             PiiKind::Ipv4 => "ipv4",
             PiiKind::Ipv6 => "ipv6",
+            PiiKind::Name => "name",
+            PiiKind::Address => "address",
+            PiiKind::Passport => "passport",
         }
     }
 
@@ -59,6 +68,15 @@ impl PiiKind {
             PiiKind::UsSsn => "US Social Security number (area/group/serial rules)",
             PiiKind::Ipv4 => "Public IPv4 address",
             PiiKind::Ipv6 => "Public IPv6 address",
+            PiiKind::Name => {
+                "Person name (embedded name lists + context cues: titles, field keys, headers, signatures)"
+            }
+            PiiKind::Address => {
+                "Postal street address (house number + street word, en/de/fr/es/it/nl/pt, optional postcode and city)"
+            }
+            PiiKind::Passport => {
+                "Passport number near a passport keyword, or a machine-readable zone (ICAO 9303 check digits)"
+            }
         }
     }
 }
@@ -165,6 +183,15 @@ impl PiiScanner {
         }
         if enabled(PiiKind::Ipv6) {
             scan_ipv6(b, self.private_ips_are_pii, |s, e| out(PiiKind::Ipv6, s, e));
+        }
+        if enabled(PiiKind::Name) {
+            super::names::scan_names(text, |s, e| out(PiiKind::Name, s, e));
+        }
+        if enabled(PiiKind::Address) {
+            super::address::scan_addresses(text, |s, e| out(PiiKind::Address, s, e));
+        }
+        if enabled(PiiKind::Passport) {
+            super::passport::scan_passports(text, |s, e| out(PiiKind::Passport, s, e));
         }
     }
 

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Extract the first- and last-name lists that promptwall's name detector
+embeds (proxy/llm/src/detect/names.rs, include_str!) from the Python
+package Faker (MIT, Copyright (c) 2012 Daniele Faraglia; see LICENSE-faker).
+
+    pip download --no-deps -d /tmp/fk faker==40.63.0
+    (cd /tmp/fk && unzip -q faker-40.63.0-py3-none-any.whl)
+    python3 extract_names.py /tmp/fk
+
+Writes first_names.txt and last_names.txt here: one name per line, sorted,
+deduplicated, single tokens of letters (hyphens and apostrophes inside)
+from the locales below. Nothing is downloaded at build or run time.
+"""
+import importlib
+import re
+import sys
+from pathlib import Path
+
+LOCALES = (
+    "en_US en_GB en_IE de_DE de_AT de_CH fr_FR fr_CH fr_BE es_ES es_MX es_AR "
+    "it_IT nl_NL nl_BE pt_PT pt_BR pl_PL sv_SE da_DK no_NO fi_FI cs_CZ hu_HU ro_RO"
+).split()
+FIRST = ("first_names", "first_names_male", "first_names_female")
+LAST = ("last_names", "last_names_male", "last_names_female", "male_last_names", "unisex_last_names")
+TOKEN = re.compile(r"^[^\W\d_]+(?:['\-][^\W\d_]+)*$")
+
+
+def names(provider, attrs):
+    out = set()
+    for a in attrs:
+        v = getattr(provider, a, None)
+        if not v:
+            continue
+        for n in v:
+            for part in n.split():
+                if len(part) >= 2 and TOKEN.match(part) and part[0].isupper():
+                    out.add(part)
+    return out
+
+
+def main():
+    sys.path.insert(0, sys.argv[1])
+    first, last = set(), set()
+    for loc in LOCALES:
+        p = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        first |= names(p, FIRST)
+        last |= names(p, LAST)
+    here = Path(__file__).parent
+    (here / "first_names.txt").write_text("\n".join(sorted(first)) + "\n", encoding="utf-8")
+    (here / "last_names.txt").write_text("\n".join(sorted(last)) + "\n", encoding="utf-8")
+    print(len(first), "first names,", len(last), "last names")
+
+
+if __name__ == "__main__":
+    main()
