@@ -95,6 +95,7 @@ impl Inspector {
         let ctx = RequestContext {
             fingerprint_salt: &self.salt,
             owner,
+            content_type: headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
         };
         match pipeline.inspect_request(shape, body, &ctx) {
             RequestOutcome::Forward { body, restorer, report } => Decision::Forward {

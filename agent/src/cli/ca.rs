@@ -127,7 +127,10 @@ pub async fn run(cmd: CaCommand, config: &AgentConfig) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&g)?);
             } else {
                 println!("wrote {} ({})\n", file.display(), ca.subject());
-                println!("# Dockerfile (Debian/Ubuntu images; the file above next to it):\n{}\n", g.dockerfile);
+                println!(
+                    "# Dockerfile (Debian/Ubuntu images; the file above next to it):\n{}\n",
+                    g.dockerfile
+                );
                 println!("# without rebuilding, mount this host's bundle:\n{}\n", g.docker_run);
                 println!("# devcontainer.json:\n{}", g.devcontainer);
             }
@@ -371,7 +374,9 @@ impl ContainerGuidance {
                 "COPY {CONTAINER_CA_FILE} {anchor}\nRUN update-ca-certificates\n\
                  ENV NODE_EXTRA_CA_CERTS={anchor} REQUESTS_CA_BUNDLE={bundle} SSL_CERT_FILE={bundle}"
             ),
-            docker_run: format!("docker run -v {bundle}:{bundle}:ro -e NODE_EXTRA_CA_CERTS={bundle} -e REQUESTS_CA_BUNDLE={bundle} …"),
+            docker_run: format!(
+                "docker run -v {bundle}:{bundle}:ro -e NODE_EXTRA_CA_CERTS={bundle} -e REQUESTS_CA_BUNDLE={bundle} …"
+            ),
             devcontainer: serde_json::to_string_pretty(&serde_json::json!({
                 "mounts": [format!("source={bundle},target={bundle},type=bind,readonly")],
                 "containerEnv": {"NODE_EXTRA_CA_CERTS": bundle, "REQUESTS_CA_BUNDLE": bundle, "SSL_CERT_FILE": bundle}
@@ -388,7 +393,9 @@ mod container_tests {
     #[test]
     fn container_guidance_trusts_the_ca_for_openssl_python_and_node_alike() {
         let g = ContainerGuidance::new();
-        assert!(g.dockerfile.starts_with("COPY promptwall-org-ca.crt /usr/local/share/ca-certificates/"));
+        assert!(g
+            .dockerfile
+            .starts_with("COPY promptwall-org-ca.crt /usr/local/share/ca-certificates/"));
         assert!(g.dockerfile.contains("RUN update-ca-certificates"));
         for text in [&g.dockerfile, &g.docker_run, &g.devcontainer] {
             assert!(text.contains("NODE_EXTRA_CA_CERTS"), "{text}");

@@ -16,6 +16,7 @@ mod detect_api;
 pub mod errors;
 mod field;
 pub mod json;
+pub mod multipart;
 pub mod path;
 mod pipeline;
 mod response;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::errors;
+use crate::multipart;
 use crate::json::{self, Lit};
 use crate::restore::Restorer;
 use crate::scan::{Action, BlockKey, Category, Hit, ScanCache, Scanner, SubHit};
@@ -44,6 +45,9 @@ pub struct RequestContext<'a> {
     /// Who sent the request. A Responses follow-up continues only a
     /// conversation of the same owner; without one it starts afresh.
     pub owner: Option<ConversationOwner>,
+    /// The request's Content-Type: a `multipart/form-data` body outside the
+    /// JSON shapes is inspected part by part.
+    pub content_type: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -232,6 +236,13 @@ impl Pipeline {
     pub fn inspect_request(&self, shape: ApiShape, body: &[u8], ctx: &RequestContext) -> RequestOutcome {
         let mut vault = self.starting_vault(shape, body, ctx.owner);
         let scan_as_text = shape.non_json_body() == NonJsonBody::ScanAsText;
+        // Uploads: each part on its own. One that does not parse is scanned
+        // whole below, as any other text.
+        if let Some(boundary) = ctx.content_type.filter(|_| scan_as_text).and_then(multipart::boundary) {
+            if let Ok(parts) = multipart::parts(body, boundary) {
+                return self.inspect_multipart(shape, body, &parts, ctx);
+            }
+        }
         let core = match std::str::from_utf8(body) {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
@@ -257,20 +268,76 @@ impl Pipeline {
                 message,
                 any_secret,
                 report,
-            } => {
-                let code = if any_secret {
-                    "secret_detected"
-                } else {
-                    "sensitive_data_detected"
-                };
-                let body = errors::error_body_with_code(shape, 422, "invalid_request_error", Some(code), &message);
-                RequestOutcome::Block {
-                    status: 422,
-                    body,
-                    report,
+            } => block_outcome(shape, &message, any_secret, report),
+            Core::Malformed { message } => self.reject(shape, message),
+        }
+    }
+
+    /// A multipart body: text parts are scanned like any opaque text (a
+    /// credential to redact is replaced in place), base64 parts are decoded
+    /// and scanned (a credential there blocks: the encoding cannot be kept
+    /// in a rewrite), and binary parts are scanned as bytes for credentials
+    /// and counted as `binary_part_unscanned` on the row: nothing else in
+    /// them (images, audio, PDFs) is read.
+    fn inspect_multipart(
+        &self,
+        shape: ApiShape,
+        body: &[u8],
+        parts: &[multipart::Part],
+        ctx: &RequestContext,
+    ) -> RequestOutcome {
+        let mut report = Report::default();
+        let mut out: Vec<u8> = Vec::with_capacity(body.len());
+        let mut copied = 0;
+        let mut changed = false;
+        for part in parts {
+            let bytes = &body[part.content.clone()];
+            // What base64 hides is scanned besides the part itself (text
+            // that merely looks like base64 is still scanned as written).
+            let mut views = Vec::with_capacity(2);
+            if let Some(text) = decoded_base64_text(part, bytes) {
+                views.push((self.inspect_opaque(&text, false, ctx), false));
+            }
+            views.push(match std::str::from_utf8(bytes) {
+                Ok(text) => (self.inspect_opaque(text, true, ctx), true),
+                Err(_) => {
+                    *report.counts.entry("binary_part_unscanned".into()).or_default() += 1;
+                    (self.inspect_opaque(&String::from_utf8_lossy(bytes), false, ctx), false)
+                }
+            });
+            for (core, rewritable) in views {
+                match core {
+                    Core::Pass { body: new, report: r } => {
+                        merge(&mut report, r);
+                        if let (Some(new), true) = (new, rewritable) {
+                            out.extend_from_slice(&body[copied..part.content.start]);
+                            out.extend_from_slice(new.as_bytes());
+                            copied = part.content.end;
+                            changed = true;
+                        }
+                    }
+                    Core::Blocked {
+                        message,
+                        any_secret,
+                        report: r,
+                    } => {
+                        merge(&mut report, r);
+                        report.verdict = Verdict::Blocked;
+                        report.message = Some(message.clone());
+                        return block_outcome(shape, &message, any_secret, report);
+                    }
+                    Core::Malformed { message } => return self.reject(shape, message),
                 }
             }
-            Core::Malformed { message } => self.reject(shape, message),
+        }
+        let body = changed.then(|| {
+            out.extend_from_slice(&body[copied..]);
+            Bytes::from(out)
+        });
+        RequestOutcome::Forward {
+            body,
+            restorer: None,
+            report,
         }
     }
 
@@ -788,4 +855,54 @@ fn rewrite_place(
     }
     let args = place.lit.decode();
     edits.push((place.lit.range(), json::quote(&json::splice(&args, &mut inner_edits))));
+}
+
+/// The answer to a blocked request, in its shape's envelope.
+fn block_outcome(shape: ApiShape, message: &str, any_secret: bool, report: Report) -> RequestOutcome {
+    let code = if any_secret {
+        "secret_detected"
+    } else {
+        "sensitive_data_detected"
+    };
+    let body = errors::error_body_with_code(shape, 422, "invalid_request_error", Some(code), message);
+    RequestOutcome::Block {
+        status: 422,
+        body,
+        report,
+    }
+}
+
+/// Adds one part's findings to the request's report.
+fn merge(into: &mut Report, part: Report) {
+    for (kind, n) in part.counts {
+        *into.counts.entry(kind).or_default() += n;
+    }
+    for fp in part.fingerprints {
+        if !into.fingerprints.contains(&fp) {
+            into.fingerprints.push(fp);
+        }
+    }
+    into.findings.extend(part.findings);
+    if part.verdict == Verdict::Redacted && into.verdict == Verdict::Allowed {
+        into.verdict = Verdict::Redacted;
+    }
+}
+
+/// A part whose text hides behind base64: declared so
+/// (`Content-Transfer-Encoding: base64`), or a body of nothing but base64
+/// that decodes to UTF-8 text. Bounded: parts over 16 MiB are not decoded.
+fn decoded_base64_text(part: &crate::multipart::Part, bytes: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    const MAX: usize = 16 << 20;
+    let declared = part.transfer_encoding.as_deref() == Some("base64");
+    let looks = bytes.len() >= 16
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n'));
+    if bytes.len() > MAX || !(declared || looks) {
+        return None;
+    }
+    let compact: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let raw = base64::engine::general_purpose::STANDARD.decode(compact).ok()?;
+    String::from_utf8(raw).ok()
 }

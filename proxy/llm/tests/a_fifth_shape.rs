@@ -15,6 +15,7 @@ use fake_shape::FAKE;
 const CTX: RequestContext<'static> = RequestContext {
     fingerprint_salt: "s",
     owner: None,
+    content_type: None,
 };
 
 fn shapes() -> Shapes {

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 const CTX: RequestContext<'static> = RequestContext {
     fingerprint_salt: "s",
     owner: None,
+    content_type: None,
 };
 const SECRET: &str = "AKIAZ7QK3MPLW2XQ4R5T";
 

@@ -14,6 +14,7 @@ use serde_json::json;
 const CTX: RequestContext<'static> = RequestContext {
     fingerprint_salt: "s",
     owner: None,
+    content_type: None,
 };
 
 /// The context of a request sent by local user `uid` with API key `key`.
@@ -554,4 +555,101 @@ fn signed_looking_fields_of_an_unknown_endpoint_do_not_hide_secrets() {
             "{body}"
         );
     }
+}
+
+const FORM: &str = "multipart/form-data; boundary=pwBoundary7";
+
+fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (headers, content) in parts {
+        b.extend_from_slice(b"--pwBoundary7\r\n");
+        b.extend_from_slice(headers.as_bytes());
+        b.extend_from_slice(b"\r\n\r\n");
+        b.extend_from_slice(content);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(b"--pwBoundary7--\r\n");
+    b
+}
+
+const PNG: &[u8] = &[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 0x0d, 0xff, 0xfe];
+
+fn upload_ctx() -> RequestContext<'static> {
+    RequestContext {
+        content_type: Some(FORM),
+        ..CTX
+    }
+}
+
+#[test]
+fn a_credential_in_a_text_part_of_an_upload_is_blocked_beside_a_binary_part() {
+    let p = common::pipeline();
+    let body = multipart(&[
+        (
+            "Content-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png",
+            PNG,
+        ),
+        (
+            "Content-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\nContent-Type: text/plain",
+            b"deploy with AKIAZ7QK3MPLW2XQ4R5T today",
+        ),
+    ]);
+    match p.inspect_request(ApiShape::OTHER, &body, &upload_ctx()) {
+        RequestOutcome::Block { status, body, report } => {
+            assert_eq!(status, 422);
+            assert!(!String::from_utf8_lossy(&body).contains("AKIAZ7QK3MPLW2XQ4R5T"));
+            assert_eq!(report.counts.get("binary_part_unscanned"), Some(&1));
+            assert_eq!(report.counts.get("aws_access_key_id"), Some(&1));
+        }
+        other => panic!("expected a block, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_credential_hidden_in_a_base64_part_is_found_declared_or_not() {
+    use base64::Engine as _;
+    let p = common::pipeline();
+    let hidden = base64::engine::general_purpose::STANDARD.encode("aws_key = AKIAZ7QK3MPLW2XQ4R5T\n");
+    for headers in [
+        "Content-Disposition: form-data; name=\"file\"; filename=\"k.txt\"\r\nContent-Transfer-Encoding: base64",
+        "Content-Disposition: form-data; name=\"file\"; filename=\"k.b64\"",
+    ] {
+        let body = multipart(&[(headers, hidden.as_bytes())]);
+        match p.inspect_request(ApiShape::OTHER, &body, &upload_ctx()) {
+            RequestOutcome::Block { report, .. } => {
+                assert_eq!(report.counts.get("aws_access_key_id"), Some(&1), "{headers}")
+            }
+            other => panic!("{headers}: expected a block, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_clean_upload_is_forwarded_byte_for_byte_and_its_binary_parts_are_counted_as_unscanned() {
+    let p = common::pipeline();
+    let body = multipart(&[
+        ("Content-Disposition: form-data; name=\"purpose\"", b"assistants"),
+        (
+            "Content-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png",
+            PNG,
+        ),
+    ]);
+    match p.inspect_request(ApiShape::OTHER, &body, &upload_ctx()) {
+        RequestOutcome::Forward { body, report, .. } => {
+            assert!(body.is_none(), "unchanged");
+            assert_eq!(report.verdict, Verdict::Allowed);
+            assert_eq!(report.counts.get("binary_part_unscanned"), Some(&1));
+        }
+        other => panic!("expected forward, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_multipart_body_that_does_not_parse_is_still_scanned_whole() {
+    let p = common::pipeline();
+    let broken = b"--pwBoundary7\r\nContent-Disposition: form-data; name=a\r\n\r\nkey AKIAZ7QK3MPLW2XQ4R5T and no end";
+    assert!(matches!(
+        p.inspect_request(ApiShape::OTHER, broken, &upload_ctx()),
+        RequestOutcome::Block { .. }
+    ));
 }
