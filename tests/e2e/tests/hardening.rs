@@ -249,3 +249,41 @@ fn compressed_messages_are_inspected_redacted_restored_and_a_bomb_gets_a_413_in_
     let rows = agent.wait_audit_rows(3);
     assert!(rows.iter().any(|r| r.status == 413), "{rows:#?}");
 }
+
+#[test]
+fn an_upload_is_inspected_part_by_part_and_its_binary_parts_are_audited_as_unscanned() {
+    let fake = start_fake(false);
+    let agent = Agent::start_explicit(&fake);
+    let url = format!("{}/v1/files", agent.openai_base_url());
+    let dir = agent.dir.path();
+    std::fs::write(dir.join("notes.txt"), format!("deploy with {}\n", aws_key())).unwrap();
+    std::fs::write(dir.join("clean.txt"), "nothing to see\n").unwrap();
+    std::fs::write(
+        dir.join("pixel.png"),
+        [0x89u8, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0xff, 0xfe],
+    )
+    .unwrap();
+    let file = |name: &str| format!("file=@{}", dir.join(name).display());
+    let png = format!("image=@{};type=image/png", dir.join("pixel.png").display());
+
+    // curl -F: a real multipart body. The key in the text part is refused.
+    let (status, answer) = curl_status(&["-F", "purpose=assistants", "-F", &png, "-F", &file("notes.txt"), &url]);
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("\"error\"") && !answer.contains(&aws_key()), "{answer}");
+    assert_key_never_reached(&fake);
+
+    // A clean upload goes through; its image part is on the row as unscanned.
+    let (status, answer) = curl_status(&["-F", "purpose=assistants", "-F", &png, "-F", &file("clean.txt"), &url]);
+    assert_ne!(status, 422, "{answer}");
+    let sent = fake.recorded();
+    assert!(
+        sent.iter().any(|r| r.body_text().contains("nothing to see")),
+        "forwarded"
+    );
+    let rows = agent.wait_audit_rows(2);
+    let clean = rows.last().unwrap();
+    assert_eq!(
+        clean.rest["findings"]["binary_part_unscanned"], 1,
+        "the image part is audited as unscanned: {clean:#?}"
+    );
+}
