@@ -5,11 +5,15 @@ package Faker (MIT, Copyright (c) 2012 Daniele Faraglia; see LICENSE-faker).
 
     pip download --no-deps -d /tmp/fk faker==40.63.0
     (cd /tmp/fk && unzip -q faker-40.63.0-py3-none-any.whl)
-    python3 extract_names.py /tmp/fk
+    apt-get install wamerican    # SCOWL word list, /usr/share/dict/american-english
+    python3 extract_names.py /tmp/fk /usr/share/dict/american-english
 
 Writes first_names.txt and last_names.txt here: one name per line, sorted,
 deduplicated, single tokens of letters (hyphens and apostrophes inside)
-from the locales below. Nothing is downloaded at build or run time.
+from the locales below; and common_first.txt / common_last.txt: the listed
+names that are also lowercase English words in the SCOWL list (`Grace`,
+`Mark`, `Page`, `Swift`), which the detector trusts less. Nothing is
+downloaded at build or run time.
 """
 import importlib
 import re
@@ -48,7 +52,12 @@ def main():
     here = Path(__file__).parent
     (here / "first_names.txt").write_text("\n".join(sorted(first)) + "\n", encoding="utf-8")
     (here / "last_names.txt").write_text("\n".join(sorted(last)) + "\n", encoding="utf-8")
-    print(len(first), "first names,", len(last), "last names")
+    words = {w.strip() for w in open(sys.argv[2], encoding="utf-8") if w.strip().islower()}
+    common_first = sorted(n for n in first if n.lower() in words)
+    common_last = sorted(n for n in last if n.lower() in words)
+    (here / "common_first.txt").write_text("\n".join(common_first) + "\n", encoding="utf-8")
+    (here / "common_last.txt").write_text("\n".join(common_last) + "\n", encoding="utf-8")
+    print(len(first), "first names,", len(last), "last names,", len(common_first), "+", len(common_last), "common words")
 
 
 if __name__ == "__main__":

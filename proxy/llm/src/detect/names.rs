@@ -32,6 +32,15 @@ static FIRST: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| include_str!("../../data/names/first_names.txt").lines().collect());
 static LAST: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| include_str!("../../data/names/last_names.txt").lines().collect());
+/// Listed names that are also lowercase English words (SCOWL): weaker
+/// evidence (`Grace`, `Mark`, `Page`, `Swift`).
+static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../../data/names/common_first.txt")
+        .lines()
+        .chain(include_str!("../../data/names/common_last.txt").lines())
+        .chain(AMBIGUOUS_FIRST.iter().copied())
+        .collect()
+});
 
 /// First names that are also common words, places, months or tools: a
 /// name only with a listed surname (`Will Smith`, not `Will Return`).
@@ -454,6 +463,39 @@ const PERSON_KEYS: &[&str] = &[
     "signed",
 ];
 
+/// Phrases right before a name: `my name is`, `ich heiße`, `directed by`.
+const NAME_CUES: &[&str] = &[
+    "name is",
+    "named",
+    "called",
+    "i am",
+    "i'm",
+    "this is",
+    "signed by",
+    "written by",
+    "directed by",
+    "sung by",
+    "thanks to",
+    "ask",
+    "contact",
+    "je m'appelle",
+    "je suis",
+    "ich heiße",
+    "ich heisse",
+    "ich bin",
+    "me llamo",
+    "soy",
+    "mi chiamo",
+    "sono",
+    "mijn naam is",
+    "ik ben",
+    "meu nome é",
+    "chamo-me",
+    "eu sou",
+    "nom est",
+    "name lautet",
+];
+
 /// Closings after which the next line is a signature.
 const CLOSINGS: &[&str] = &[
     "best",
@@ -735,6 +777,35 @@ fn title_before(text: &str, toks: &[Tok], i: usize) -> bool {
     (gap == " " || gap == ". ") && TITLES.contains(&&text[prev.start..prev.end])
 }
 
+/// The line around `start..end` reads like code (braces, semicolons,
+/// arrows, calls): a lone capitalised first name there is an identifier.
+fn code_line(b: &[u8], start: usize, end: usize) -> bool {
+    let from = memchr::memrchr(b'\n', &b[start.saturating_sub(200)..start])
+        .map_or(start.saturating_sub(200), |i| start.saturating_sub(200) + i);
+    let to = memchr::memchr(b'\n', &b[end..(end + 200).min(b.len())]).map_or((end + 200).min(b.len()), |i| end + i);
+    let line = &b[from..to];
+    line.iter()
+        .any(|c| matches!(c, b'{' | b'}' | b';' | b'(' | b'<' | b'>' | b'[' | b'|' | b'\\' | b'='))
+        && !line.starts_with(b"\n>")
+}
+
+/// A cue phrase ends right before `start` (one space between).
+fn cue_before(text: &str, start: usize) -> bool {
+    let Some(before) = text.get(start.saturating_sub(16)..start).or_else(|| text.get(..start)) else {
+        return false;
+    };
+    let Some(before) = before.strip_suffix(' ') else {
+        return false;
+    };
+    let lower = before.to_lowercase();
+    NAME_CUES.iter().any(|c| {
+        lower.ends_with(c) && {
+            let at = lower.len() - c.len();
+            at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric()
+        }
+    })
+}
+
 fn listed(w: &str) -> bool {
     FIRST.contains(w) || LAST.contains(w)
 }
@@ -802,7 +873,9 @@ pub(crate) fn scan_names(text: &str, mut out: impl FnMut(usize, usize)) {
             })
         };
         let signed = || closing_before(text, t.start) && (FIRST.contains(w) || (parts.len() >= 2 && any_listed));
-        let accept = title_before(text, &toks, i) || keyed() || signed() || bare_name(w, &parts, sets);
+        let cued = || cue_before(text, t.start) && (any_listed || parts.len() >= 2);
+        let bare = || bare_name(w, &parts, sets) && (parts.len() >= 2 || !code_line(b, t.start, t.end));
+        let accept = title_before(text, &toks, i) || keyed() || signed() || cued() || bare();
         if accept {
             out(t.start, toks[last].end);
             i = last + 1;
@@ -812,15 +885,20 @@ pub(crate) fn scan_names(text: &str, mut out: impl FnMut(usize, usize)) {
     }
 }
 
-/// No cue: a listed first name and a surname.
+/// No cue: a listed first name and a surname, or a listed first name
+/// that is not also a common word on its own (`Kateřina, James and Emily`).
 fn bare_name(first: &str, parts: &[&str], sets: &Sets) -> bool {
-    if parts.len() < 2 || !FIRST.contains(first) {
+    if !FIRST.contains(first) {
         return false;
     }
+    let common = sets.ambiguous.contains(first) || COMMON.contains(first);
+    if parts.len() < 2 {
+        return !common && first.chars().count() >= 3;
+    }
     let surname = parts[parts.len() - 1];
-    if sets.ambiguous.contains(first) {
-        // `Will Smith`, not `Will Return`.
-        LAST.contains(surname) && !sets.ambiguous.contains(surname)
+    if common {
+        // `Mark Johnson`, not `Mark Done`.
+        LAST.contains(surname) && !COMMON.contains(surname)
     } else {
         surname.chars().count() >= 2
     }
