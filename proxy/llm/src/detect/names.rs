@@ -463,37 +463,17 @@ const PERSON_KEYS: &[&str] = &[
     "signed",
 ];
 
-/// Phrases right before a name: `my name is`, `ich heiße`, `directed by`.
+/// Phrases right before a name: any capitalised word after them is one.
+#[rustfmt::skip]
 const NAME_CUES: &[&str] = &[
-    "name is",
-    "named",
-    "called",
-    "i am",
-    "i'm",
-    "this is",
-    "signed by",
-    "written by",
-    "directed by",
-    "sung by",
-    "thanks to",
-    "ask",
-    "contact",
-    "je m'appelle",
-    "je suis",
-    "ich heiße",
-    "ich heisse",
-    "ich bin",
-    "me llamo",
-    "soy",
-    "mi chiamo",
-    "sono",
-    "mijn naam is",
-    "ik ben",
-    "meu nome é",
-    "chamo-me",
-    "eu sou",
-    "nom est",
-    "name lautet",
+    "name is", "named", "called", "je m'appelle", "ich heiße", "ich heisse", "me llamo", "mi chiamo",
+    "mijn naam is", "meu nome é", "chamo-me", "nom est", "name lautet", "signed by", "directed by",
+];
+/// Weaker phrases: a listed name (not also a common word) after them is one.
+#[rustfmt::skip]
+const WEAK_CUES: &[&str] = &[
+    "i am", "i'm", "this is", "written by", "thanks to", "ask", "contact", "je suis", "ich bin", "soy", "sono",
+    "ik ben", "eu sou",
 ];
 
 /// Closings after which the next line is a signature.
@@ -790,7 +770,7 @@ fn code_line(b: &[u8], start: usize, end: usize) -> bool {
 }
 
 /// A cue phrase ends right before `start` (one space between).
-fn cue_before(text: &str, start: usize) -> bool {
+fn cue_before(text: &str, start: usize, cues: &[&str]) -> bool {
     let Some(before) = text.get(start.saturating_sub(16)..start).or_else(|| text.get(..start)) else {
         return false;
     };
@@ -798,7 +778,7 @@ fn cue_before(text: &str, start: usize) -> bool {
         return false;
     };
     let lower = before.to_lowercase();
-    NAME_CUES.iter().any(|c| {
+    cues.iter().any(|c| {
         lower.ends_with(c) && {
             let at = lower.len() - c.len();
             at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric()
@@ -873,9 +853,27 @@ pub(crate) fn scan_names(text: &str, mut out: impl FnMut(usize, usize)) {
             })
         };
         let signed = || closing_before(text, t.start) && (FIRST.contains(w) || (parts.len() >= 2 && any_listed));
-        let cued = || cue_before(text, t.start) && (any_listed || parts.len() >= 2);
+        let cued = || {
+            cue_before(text, t.start, NAME_CUES)
+                || (cue_before(text, t.start, WEAK_CUES) && parts.iter().any(|p| listed(p) && !COMMON.contains(p)))
+        };
+        // `Faina D. Yefremova`: first, initial, last.
+        let initialled = || {
+            parts.len() >= 2
+                && toks[i..=last].iter().any(|t| t.shape == Shape::Initial)
+                && !parts.iter().any(|p| COMMON.contains(p))
+        };
+        // `John: You saved my life!`: a speaker at the start of a line.
+        let speaker = || {
+            parts.len() == 1
+                && FIRST.contains(w)
+                && b.get(t.end) == Some(&b':')
+                && b.get(t.end + 1) == Some(&b' ')
+                && (t.start == 0 || b[t.start - 1] == b'\n')
+        };
         let bare = || bare_name(w, &parts, sets) && (parts.len() >= 2 || !code_line(b, t.start, t.end));
-        let accept = title_before(text, &toks, i) || keyed() || signed() || cued() || bare();
+        let accept =
+            title_before(text, &toks, i) || keyed() || signed() || cued() || initialled() || speaker() || bare();
         if accept {
             out(t.start, toks[last].end);
             i = last + 1;

@@ -32,6 +32,7 @@ const KEYWORDS: &[&str] = &[
     "pass-nr",
     "passnummer",
     "passnr",
+    "travel document",
 ];
 
 static KEYWORD_AUTOMATON: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -223,11 +224,12 @@ fn scan_numbers(text: &str, out: &mut impl FnMut(usize, usize)) {
             continue;
         }
         let shaped = |&(s, e): &(usize, usize)| number_shape(&b[s..e]);
-        let hit = after.iter().take(5).copied().find(shaped).or_else(|| {
+        let mut hits: Vec<(usize, usize)> = after.iter().take(6).copied().filter(shaped).collect();
+        if hits.is_empty() {
             let from = floor(text, m.start().saturating_sub(40));
-            alnum_tokens(b, from, m.start()).into_iter().rev().take(5).find(shaped)
-        });
-        if let Some((s, e)) = hit {
+            hits.extend(alnum_tokens(b, from, m.start()).into_iter().rev().take(5).find(shaped));
+        }
+        for (s, e) in hits {
             if s >= last_end
                 && (s == 0 || !matches!(b[s - 1], b'-' | b'.' | b'_' | b'/'))
                 && (e >= b.len()

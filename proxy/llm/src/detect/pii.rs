@@ -176,6 +176,16 @@ impl PiiScanner {
                 if ipv4 && digits >= 4 && dots >= 3 {
                     self.scan_ipv4(text, run.clone(), out);
                 }
+                if phone && (7..=15).contains(&digits) && dots == 0 && phone_cue(b, run.start) {
+                    let start = if base > 0 && b[base - 1] == b'(' {
+                        base - 1
+                    } else {
+                        base
+                    };
+                    if number_left_ok(b, start) && number_right_ok(b, run.end) && !date_like(&b[run.clone()]) {
+                        out(PiiKind::Phone, start, run.end);
+                    }
+                }
                 if digits >= 9 {
                     self.scan_long_numbers(text, run, phone, ssn, card, out);
                 }
@@ -304,6 +314,51 @@ impl PiiScanner {
             }
         }
     }
+}
+
+/// Words that label the number after them as a phone number (`Phone:`,
+/// `Tel.`, `Telefon`, `téléphone`, `call me at`), within 24 bytes before.
+fn phone_cue(b: &[u8], start: usize) -> bool {
+    const CUES: &[&str] = &[
+        "phone",
+        "tel",
+        "telefon",
+        "téléphone",
+        "teléfono",
+        "telefono",
+        "telefone",
+        "mobile",
+        "mobil",
+        "cell",
+        "fax",
+        "whatsapp",
+        "call me at",
+        "call me on",
+        "handy",
+        "portable",
+        "móvil",
+        "cellulare",
+        "telefoon",
+    ];
+    let from = start.saturating_sub(24);
+    let before = String::from_utf8_lossy(&b[from..start]).to_lowercase();
+    let before = before.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '.' | '#' | '-' | '='));
+    let before = before
+        .trim_end_matches(['\\', 'n'])
+        .trim_end_matches(|c: char| c.is_whitespace() || c == ':');
+    CUES.iter().any(|c| {
+        before.ends_with(c) || before.ends_with(&format!("{c} number")) || before.ends_with(&format!("{c} no"))
+    })
+}
+
+/// `2024-01-15`, `12-31-2024`: dates share the digit-and-dash shape.
+fn date_like(run: &[u8]) -> bool {
+    let groups: Vec<usize> = run
+        .split(|c| !c.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .map(<[u8]>::len)
+        .collect();
+    groups.len() == 3 && (groups[0] == 4 || groups[2] == 4) && groups.iter().all(|&g| g == 2 || g == 4)
 }
 
 /// Maximal runs of digits and number punctuation (` .()-`) that start and
