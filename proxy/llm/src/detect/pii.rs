@@ -532,6 +532,32 @@ fn iban_prefix(s: &str) -> Option<usize> {
     None
 }
 
+/// No-reply, bounce and bot senders (`noreply@…`, `mailer-daemon@…`,
+/// `…@users.noreply.github.com`, `github-actions@github.com`): nobody's
+/// personal address.
+fn automated_address(local: &[u8], domain: &[u8]) -> bool {
+    let local = String::from_utf8_lossy(local).to_ascii_lowercase();
+    let domain = String::from_utf8_lossy(domain).to_ascii_lowercase();
+    matches!(
+        local.as_str(),
+        "noreply"
+            | "no-reply"
+            | "no_reply"
+            | "donotreply"
+            | "do-not-reply"
+            | "do_not_reply"
+            | "mailer-daemon"
+            | "bounce"
+            | "bounces"
+            | "notifications"
+            | "notification"
+    ) || domain == "users.noreply.github.com"
+        || domain.starts_with("noreply.")
+        || (domain == "github.com" && local == "github-actions")
+        || local.ends_with("[bot]")
+        || local.ends_with("-bot") && domain.ends_with("github.com")
+}
+
 fn scan_emails(b: &[u8], mut out: impl FnMut(usize, usize)) {
     let local_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
     let mut last_end = 0;
@@ -575,6 +601,10 @@ fn scan_emails(b: &[u8], mut out: impl FnMut(usize, usize)) {
         }
         // scp-style git remotes (git@host:org/repo) are not personal.
         if &b[start..at] == b"git" && end < b.len() && b[end] == b':' {
+            continue;
+        }
+        if automated_address(&b[start..at], domain) {
+            last_end = end;
             continue;
         }
         out(start, end);
@@ -746,6 +776,12 @@ mod tests {
             "@Override",
             "user@localhost",
             "a@b.c1",
+            "noreply@github.com",
+            "No-Reply@accounts.example.io",
+            "mailer-daemon@mx.corp.de",
+            "49699333+dependabot[bot]@users.noreply.github.com",
+            "octocat@users.noreply.github.com",
+            "github-actions@github.com",
         ] {
             assert!(kinds(neg).is_empty(), "{neg}: {:?}", found(neg, false));
         }
