@@ -205,7 +205,7 @@ fn setup(full: bool) -> Result<()> {
 }
 
 fn setup_extras(full: bool) -> Result<()> {
-    step("test clients (Python and Node SDKs, Claude Code, Codex)");
+    step("test clients (Python and Node SDKs, Claude Code, Codex, Gemini CLI, opencode, Copilot CLI)");
     clients::install_test_clients(&clients::default_root(&root()), full)
 }
 
