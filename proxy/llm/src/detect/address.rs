@@ -113,15 +113,21 @@ static PREFILTER: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("street words automaton builds")
 });
 
-static GRAMMAR: LazyLock<Regex> = LazyLock::new(|| {
+/// The grammar per family of street word: number first (en), street word
+/// first (fr/es/it/pt), compound or separate suffix (de/nl). Letters are
+/// Latin (ASCII, Latin-1, Latin Extended-A): small automata, fast windows.
+static GRAMMARS: LazyLock<[Regex; 3]> = LazyLock::new(|| {
+    const UP: &str = "A-ZÀ-ÖØ-ÞĀ-ž";
+    const LO: &str = "a-zß-öø-ÿĀ-ž";
+    let letter = format!("[A-Za-zÀ-ÖØ-öø-ÿĀ-ž]");
     // A capitalised word of a street's name, or an ordinal (`5th`).
-    let w = r"(?:\p{Lu}[\p{L}'’\-]*\.?|[0-9]{1,3}(?:st|nd|rd|th))";
+    let w = format!(r"(?:[{UP}][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’\-]*\.?|[0-9]{{1,3}}(?:st|nd|rd|th))");
     let num = r"[0-9]{1,5}[A-Za-z]?(?:[\-/][0-9]{1,5}[A-Za-z]?)?";
     let en = EN_WORDS.join("|");
     let lead = LEAD_WORDS.join("|");
     let link = r"(?:(?:de|del|della|dei|degli|delle|di|da|do|dos|das|du|des|la|le|les|los|las|van|der|den)\s|d['’]|dell['’]|l['’])";
     let unit = r"(?:,?\s(?i:apt|apartment|suite|ste|unit|flat|floor|fl|room|#)\.?\s?#?[0-9A-Za-z\-]{1,6})";
-    let city = r"(?:\p{Lu}\p{Ll}[\p{L}'’\-]*(?:\s\p{Lu}\p{Ll}[\p{L}'’\-]*){0,2})";
+    let city = format!(r"(?:[{UP}][{LO}][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’\-]*(?:\s[{UP}][{LO}][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’\-]*){{0,2}})");
     let post_tail =
         format!(r"(?:,?\s(?:(?:[A-Z]{{1,2}}-)?[0-9]{{4,5}}(?:-[0-9]{{3,4}})?|[0-9]{{4}}\s?[A-Z]{{2}})\s{city})?");
     let uk_post = r"[A-Z]{1,2}[0-9][A-Z0-9]?\s?[0-9][A-Z]{2}";
@@ -150,13 +156,15 @@ static GRAMMAR: LazyLock<Regex> = LazyLock::new(|| {
         .map(|s| regex::escape(s))
         .collect::<Vec<_>>()
         .join("|");
-    let compound = format!(r"(?:{w}\s)?\p{{Lu}}[\p{{L}}\-]{{2,}}(?i:{suffix})\.?\s{num}{post_tail}");
+    let compound = format!(r"(?:{w}\s)?[{UP}](?:{letter}|-){{2,}}(?i:{suffix})\.?\s{num}{post_tail}");
     let separate =
         format!(r"(?:{w}\s)?{w}\s(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Damm|Ufer|Chaussee)\s{num}{post_tail}");
-    Regex::new(&format!(
-        "{number_first}|{fr_number_first}|{lead_first}|{compound}|{separate}"
-    ))
-    .expect("address grammar compiles")
+    let re = |p: String| Regex::new(&p).expect("address grammar compiles");
+    [
+        re(number_first),
+        re(format!("{fr_number_first}|{lead_first}")),
+        re(format!("{compound}|{separate}")),
+    ]
 });
 
 fn word_byte(b: u8) -> bool {
@@ -168,11 +176,18 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
     let b = text.as_bytes();
     // Merged windows around street words that stand on their own (or, for
     // the de/nl suffixes, end a word).
-    let mut windows: Vec<(usize, usize)> = Vec::new();
+    let mut windows: Vec<(usize, usize, u8)> = Vec::new();
     for m in PREFILTER.find_iter(text) {
         let (s, e) = (m.start(), m.end());
         let pattern = m.pattern().as_usize();
         let suffix = pattern >= EN_WORDS.len() + LEAD_WORDS.len();
+        let family = if suffix {
+            4
+        } else if pattern >= EN_WORDS.len() {
+            2
+        } else {
+            1
+        };
         let left = s == 0 || !word_byte(b[s - 1]) || escaped(b, s);
         let right = e >= b.len() || !word_byte(b[e]) || b[e - 1] == b'.';
         if !(right && (left || suffix)) {
@@ -185,28 +200,36 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
             continue;
         }
         match windows.last_mut() {
-            Some(w) if w.1 >= from => w.1 = to,
-            _ => windows.push((from, to)),
+            Some(w) if w.1 >= from => {
+                w.1 = to;
+                w.2 |= family;
+            }
+            _ => windows.push((from, to, family)),
         }
     }
-    let mut last_end = 0;
-    for (from, to) in windows {
-        for m in GRAMMAR.find_iter(&text[from..to]) {
-            let (s, e) = (from + m.start(), from + m.end());
-            if s < last_end || e - s < 6 {
+    for (from, to, families) in windows {
+        for (f, grammar) in GRAMMARS.iter().enumerate() {
+            if families & (1 << f) == 0 {
                 continue;
             }
-            // Numbers glued to words, code or versions are not house
-            // numbers (the letter of a JSON escape, `\n12 Main St`, is).
-            if s > 0
-                && !escaped(b, s)
-                && (word_byte(b[s - 1]) || matches!(b[s - 1], b'.' | b'-' | b'_' | b'/' | b'#' | b'$' | b'='))
-            {
-                continue;
+            let mut last_end = 0;
+            for m in grammar.find_iter(&text[from..to]) {
+                let (s, e) = (from + m.start(), from + m.end());
+                if s < last_end || e - s < 6 {
+                    continue;
+                }
+                // Numbers glued to words, code or versions are not house
+                // numbers (the letter of a JSON escape, `\n12 Main St`, is).
+                if s > 0
+                    && !escaped(b, s)
+                    && (word_byte(b[s - 1]) || matches!(b[s - 1], b'.' | b'-' | b'_' | b'/' | b'#' | b'$' | b'='))
+                {
+                    continue;
+                }
+                let e = trim_end(text, s, e);
+                out(s, e);
+                last_end = e;
             }
-            let e = trim_end(text, s, e);
-            out(s, e);
-            last_end = e;
         }
     }
 }
