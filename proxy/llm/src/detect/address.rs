@@ -113,21 +113,24 @@ static PREFILTER: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("street words automaton builds")
 });
 
-/// The grammar per family of street word: number first (en), street word
-/// first (fr/es/it/pt), compound or separate suffix (de/nl). Letters are
-/// Latin (ASCII, Latin-1, Latin Extended-A): small automata, fast windows.
+/// The grammar per family: number first (en), street word first
+/// (fr/es/it/pt), compound or separate suffix (de/nl). Letters are Latin,
+/// Greek and Cyrillic ranges instead of Unicode classes: small automata,
+/// fast windows.
 static GRAMMARS: LazyLock<[Regex; 3]> = LazyLock::new(|| {
-    const UP: &str = "A-ZÀ-ÖØ-ÞĀ-ž";
-    const LO: &str = "a-zß-öø-ÿĀ-ž";
-    let letter = format!("[A-Za-zÀ-ÖØ-öø-ÿĀ-ž]");
+    const UP: &str = "A-ZÀ-ÖØ-ÞĀ-ɏΆ-ώЀ-ӿḀ-ỿ";
+    const LO: &str = "a-zß-öø-ÿĀ-ɏΆ-ώЀ-ӿḀ-ỿ";
+    let letter = "[A-Za-zÀ-ÖØ-öø-ÿĀ-ɏΆ-ώЀ-ӿḀ-ỿ]";
     // A capitalised word of a street's name, or an ordinal (`5th`).
-    let w = format!(r"(?:[{UP}][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’\-]*\.?|[0-9]{{1,3}}(?:st|nd|rd|th))");
+    let w = format!(r"(?:[{UP}][A-Za-zÀ-ÖØ-öø-ÿĀ-ɏΆ-ώЀ-ӿḀ-ỿ'’\-]*\.?|[0-9]{{1,3}}(?:st|nd|rd|th))");
     let num = r"[0-9]{1,5}[A-Za-z]?(?:[\-/][0-9]{1,5}[A-Za-z]?)?";
     let en = EN_WORDS.join("|");
     let lead = LEAD_WORDS.join("|");
     let link = r"(?:(?:de|del|della|dei|degli|delle|di|da|do|dos|das|du|des|la|le|les|los|las|van|der|den)\s|d['’]|dell['’]|l['’])";
     let unit = r"(?:,?\s(?i:apt|apartment|suite|ste|unit|flat|floor|fl|room|#)\.?\s?#?[0-9A-Za-z\-]{1,6})";
-    let city = format!(r"(?:[{UP}][{LO}][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’\-]*(?:\s[{UP}][{LO}][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’\-]*){{0,2}})");
+    let city = format!(
+        r"(?:[{UP}][{LO}][A-Za-zÀ-ÖØ-öø-ÿĀ-ɏΆ-ώЀ-ӿḀ-ỿ'’\-]*(?:\s[{UP}][{LO}][A-Za-zÀ-ÖØ-öø-ÿĀ-ɏΆ-ώЀ-ӿḀ-ỿ'’\-]*){{0,2}})"
+    );
     let post_tail =
         format!(r"(?:,?\s(?:(?:[A-Z]{{1,2}}-)?[0-9]{{4,5}}(?:-[0-9]{{3,4}})?|[0-9]{{4}}\s?[A-Z]{{2}})\s{city})?");
     let uk_post = r"[A-Z]{1,2}[0-9][A-Z0-9]?\s?[0-9][A-Z]{2}";
@@ -176,18 +179,11 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
     let b = text.as_bytes();
     // Merged windows around street words that stand on their own (or, for
     // the de/nl suffixes, end a word).
-    let mut windows: Vec<(usize, usize, u8)> = Vec::new();
+    let mut windows: Vec<(usize, usize)> = Vec::new();
     for m in PREFILTER.find_iter(text) {
         let (s, e) = (m.start(), m.end());
         let pattern = m.pattern().as_usize();
         let suffix = pattern >= EN_WORDS.len() + LEAD_WORDS.len();
-        let family = if suffix {
-            4
-        } else if pattern >= EN_WORDS.len() {
-            2
-        } else {
-            1
-        };
         let left = s == 0 || !word_byte(b[s - 1]) || escaped(b, s);
         let right = e >= b.len() || !word_byte(b[e]) || b[e - 1] == b'.';
         if !(right && (left || suffix)) {
@@ -200,18 +196,14 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
             continue;
         }
         match windows.last_mut() {
-            Some(w) if w.1 >= from => {
-                w.1 = to;
-                w.2 |= family;
-            }
-            _ => windows.push((from, to, family)),
+            Some(w) if w.1 >= from => w.1 = to,
+            _ => windows.push((from, to)),
         }
     }
-    for (from, to, families) in windows {
-        for (f, grammar) in GRAMMARS.iter().enumerate() {
-            if families & (1 << f) == 0 {
-                continue;
-            }
+    // Every family's grammar in every window: street words are shared
+    // (`avenue`, `place`, `plaza`, `allee`) and the automata are small.
+    for (from, to) in windows {
+        for grammar in GRAMMARS.iter() {
             let mut last_end = 0;
             for m in grammar.find_iter(&text[from..to]) {
                 let (s, e) = (from + m.start(), from + m.end());

@@ -233,8 +233,8 @@ fn scan_numbers(text: &str, out: &mut impl FnMut(usize, usize)) {
             if s >= last_end
                 && (s == 0 || !matches!(b[s - 1], b'-' | b'.' | b'_' | b'/'))
                 && (e >= b.len()
-                    || !matches!(b[e], b'-' | b'_' | b'/')
-                        && !(b[e] == b'.' && b.get(e + 1).is_some_and(u8::is_ascii_digit)))
+                    || !(matches!(b[e], b'-' | b'_' | b'/')
+                        || b[e] == b'.' && b.get(e + 1).is_some_and(u8::is_ascii_digit)))
             {
                 out(s, e);
                 last_end = e;
