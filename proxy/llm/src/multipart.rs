@@ -113,7 +113,9 @@ fn part(headers: &[u8], content: Range<usize>) -> Part {
         transfer_encoding: None,
     };
     for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         match key.trim().to_ascii_lowercase().as_str() {
             "content-disposition" => {
@@ -135,7 +137,12 @@ fn param(value: &str, name: &str) -> Option<String> {
             return None;
         }
         let v = v.trim();
-        Some(v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v).to_string())
+        Some(
+            v.strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+                .to_string(),
+        )
     })
 }
 
@@ -159,7 +166,10 @@ mod tests {
     #[test]
     fn boundaries_are_read_quoted_or_not_and_only_from_multipart_types() {
         assert_eq!(boundary("multipart/form-data; boundary=XyZ"), Some("XyZ"));
-        assert_eq!(boundary("Multipart/Form-Data; charset=utf-8; Boundary=\"a b\""), Some("a b"));
+        assert_eq!(
+            boundary("Multipart/Form-Data; charset=utf-8; Boundary=\"a b\""),
+            Some("a b")
+        );
         assert_eq!(boundary("application/json; boundary=XyZ"), None);
         assert_eq!(boundary("multipart/form-data"), None);
         assert_eq!(boundary("multipart/form-data; boundary="), None);
@@ -197,7 +207,10 @@ mod tests {
             parts(b"--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nno end", "XyZ"),
             Err(MultipartError::NoClosing)
         );
-        assert_eq!(parts(b"--XyZ\r\nheaders never end", "XyZ"), Err(MultipartError::UnterminatedHeaders));
+        assert_eq!(
+            parts(b"--XyZ\r\nheaders never end", "XyZ"),
+            Err(MultipartError::UnterminatedHeaders)
+        );
     }
 
     #[test]

@@ -572,7 +572,9 @@ fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
     b
 }
 
-const PNG: &[u8] = &[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 0x0d, 0xff, 0xfe];
+const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 0x0d, 0xff, 0xfe,
+];
 
 fn upload_ctx() -> RequestContext<'static> {
     RequestContext {
