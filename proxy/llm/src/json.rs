@@ -200,6 +200,156 @@ pub fn parse(src: &str) -> Result<Node<'_>, JsonError> {
     Ok(node)
 }
 
+/// [`parse`], also counting the document's values (what [`MAX_NODES`]
+/// bounds).
+pub(crate) fn parse_counted(src: &str) -> Result<(Node<'_>, usize), JsonError> {
+    let mut p = Parser {
+        src,
+        bytes: src.as_bytes(),
+        pos: 0,
+        nodes: 0,
+    };
+    p.ws();
+    let node = p.value(0)?;
+    p.ws();
+    if p.pos != p.bytes.len() {
+        return Err(p.err("trailing characters after the JSON value"));
+    }
+    Ok((node, p.nodes))
+}
+
+/// The rest of an array of `src`, read as [`parse`] reads it: from `from`,
+/// just past the `[` (`after_item` false) or just past an item (`after_item`
+/// true), items parsed at nesting `depth`, up to the closing `]`.
+pub(crate) struct ArrayRest<'a> {
+    pub items: Vec<Node<'a>>,
+    /// Offset just past each item.
+    pub ends: Vec<usize>,
+    /// Offset of the closing `]`.
+    pub close: usize,
+    /// Values parsed.
+    pub nodes: usize,
+}
+
+pub(crate) fn parse_array_rest(
+    src: &str,
+    from: usize,
+    after_item: bool,
+    depth: usize,
+) -> Result<ArrayRest<'_>, JsonError> {
+    let mut p = Parser {
+        src,
+        bytes: src.as_bytes(),
+        pos: from,
+        nodes: 0,
+    };
+    let mut rest = ArrayRest {
+        items: Vec::new(),
+        ends: Vec::new(),
+        close: 0,
+        nodes: 0,
+    };
+    p.ws();
+    let mut more = match (p.bytes.get(p.pos), after_item) {
+        (Some(b']'), _) => false,
+        (Some(b','), true) => {
+            p.pos += 1;
+            true
+        }
+        (_, true) => return Err(p.err("expected ',' or ']' in an array")),
+        (_, false) => true,
+    };
+    while more {
+        p.ws();
+        rest.items.push(p.value(depth)?);
+        rest.ends.push(p.pos);
+        p.ws();
+        match p.bytes.get(p.pos) {
+            Some(b',') => p.pos += 1,
+            Some(b']') => more = false,
+            _ => return Err(p.err("expected ',' or ']' in an array")),
+        }
+    }
+    rest.close = p.pos;
+    rest.nodes = p.nodes;
+    Ok(rest)
+}
+
+/// Where the items of the array whose `[` is at `open` end, and where its
+/// `]` is, in a document that [`parse`] accepted (None otherwise). Skips
+/// values without building them.
+pub(crate) fn array_layout(src: &str, open: usize) -> Option<(Vec<usize>, usize)> {
+    let b = src.as_bytes();
+    let ws = |mut i: usize| {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+            i += 1;
+        }
+        i
+    };
+    if b.get(open) != Some(&b'[') {
+        return None;
+    }
+    let mut ends = Vec::new();
+    let mut i = ws(open + 1);
+    if b.get(i) == Some(&b']') {
+        return Some((ends, i));
+    }
+    loop {
+        i = skip_value(b, ws(i))?;
+        ends.push(i);
+        i = ws(i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b']') => return Some((ends, i)),
+            _ => return None,
+        }
+    }
+}
+
+/// The end of the (valid) value starting at `i`.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    let skip_string = |i: usize| {
+        let mut j = i + 1;
+        loop {
+            j = next_special(b, j);
+            match b.get(j)? {
+                b'"' => return Some(j + 1),
+                b'\\' => j += 2,
+                _ => j += 1,
+            }
+        }
+    };
+    match b.get(i)? {
+        b'"' => skip_string(i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            loop {
+                match b.get(i)? {
+                    b'"' => i = skip_string(i)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        i += 1;
+                    }
+                    b'}' | b']' => {
+                        depth -= 1;
+                        i += 1;
+                        if depth == 0 {
+                            return Some(i);
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+        }
+        _ => {
+            while !matches!(b.get(i), None | Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')) {
+                i += 1;
+            }
+            Some(i)
+        }
+    }
+}
+
 struct Parser<'a> {
     src: &'a str,
     bytes: &'a [u8],
@@ -678,6 +828,36 @@ mod tests {
         // Deep nesting stays refused by depth.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(parse(&deep).unwrap_err().what, "JSON nested too deeply");
+    }
+
+    #[test]
+    fn an_arrays_layout_and_its_rest_agree_with_the_full_parse() {
+        let src = r#"{"m": [ {"a":"x]}\"y"} , [1,[2]], "s,]" ,3.5e1,true ,null], "t": 1}"#;
+        let (_, nodes) = parse_counted(src).unwrap();
+        assert_eq!(nodes, 13);
+        let open = src.find('[').unwrap();
+        let (ends, close) = array_layout(src, open).unwrap();
+        assert_eq!(src.as_bytes()[close], b']');
+        let items: Vec<&str> = std::iter::once(open + 1)
+            .chain(ends.iter().map(|e| e + 1))
+            .zip(&ends)
+            .map(|(s, e)| src[s..*e].trim_start_matches([' ', ',']).trim())
+            .collect();
+        assert_eq!(
+            items,
+            [r#"{"a":"x]}\"y"}"#, "[1,[2]]", r#""s,]""#, "3.5e1", "true", "null"]
+        );
+        // The rest after any item, parsed, ends where the layout says.
+        for k in 0..=ends.len() {
+            let from = if k == 0 { open + 1 } else { ends[k - 1] };
+            let rest = parse_array_rest(src, from, k > 0, 2).unwrap();
+            assert_eq!(rest.ends, ends[k..]);
+            assert_eq!(rest.close, close);
+            assert_eq!(rest.items.len(), ends.len() - k);
+        }
+        assert!(array_layout("[]", 0).unwrap().0.is_empty());
+        assert!(parse_array_rest("[1 2]", 2, true, 2).is_err());
+        assert!(parse_array_rest("[1,]", 2, true, 2).is_err());
     }
 
     #[test]

@@ -24,6 +24,24 @@ pub struct Vault {
     /// Server-side event state of a WebSocket connection.
     pub(crate) ws_events: Option<EventRestorer>,
     pub(crate) ws_usage: Usage,
+    /// Placeholders issued, in order, when recorded (for the next turn).
+    log: Option<Vec<Issued>>,
+}
+
+/// One reversible placeholder as it was issued.
+#[derive(Clone)]
+pub(crate) struct Issued {
+    label: String,
+    value: String,
+    placeholder: String,
+    number: u32,
+}
+
+impl Issued {
+    /// Bytes it holds, for memory bounds.
+    pub(crate) fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.label.len() + self.value.len() + self.placeholder.len()
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -64,6 +82,40 @@ impl Vault {
         vault
     }
 
+    /// An empty vault that records what it issues, in order.
+    pub(crate) fn recording() -> Self {
+        Vault {
+            log: Some(Vec::new()),
+            ..Vault::default()
+        }
+    }
+
+    /// The vault that issued `issued`, in that order, and nothing else:
+    /// the state a request reached after issuing them. It records what it
+    /// issues after them.
+    pub(crate) fn replaying(issued: &[Issued]) -> Self {
+        let mut vault = Vault::recording();
+        for i in issued {
+            vault
+                .by_value
+                .insert((i.label.clone(), i.value.clone()), i.placeholder.clone());
+            vault.by_placeholder.insert(i.placeholder.clone(), i.value.clone());
+            // Numbers grow: the last one issued is the counter.
+            vault.next.insert(i.label.clone(), i.number);
+        }
+        vault
+    }
+
+    /// Records what it issues from now on.
+    pub(crate) fn resume_recording(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// What a recording vault issued, in order.
+    pub(crate) fn take_log(&mut self) -> Vec<Issued> {
+        self.log.take().unwrap_or_default()
+    }
+
     /// Number of reversible placeholders issued.
     pub fn len(&self) -> usize {
         self.by_placeholder.len()
@@ -94,6 +146,14 @@ impl Vault {
                 break candidate;
             }
         };
+        if let Some(log) = &mut self.log {
+            log.push(Issued {
+                label: label.clone(),
+                value: value.to_string(),
+                placeholder: placeholder.clone(),
+                number: *counter,
+            });
+        }
         self.by_value.insert((label, value.to_string()), placeholder.clone());
         self.by_placeholder.insert(placeholder.clone(), value.to_string());
         self.snapshot = None;
@@ -133,9 +193,9 @@ pub fn redacted_placeholder(kind: &str) -> String {
 }
 
 /// Every `[[LABEL_NNN]]` in `text` that starts outside the ascending,
-/// disjoint byte ranges `skip`.
-pub(crate) fn literal_placeholders_outside(text: &str, skip: &[std::ops::Range<usize>]) -> HashSet<String> {
-    let mut found = HashSet::new();
+/// disjoint byte ranges `skip`, with where it starts.
+pub(crate) fn literal_placeholders_at(text: &str, skip: &[std::ops::Range<usize>]) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
     let bytes = text.as_bytes();
     let finder = memchr::memmem::Finder::new(b"[[");
     let mut pos = 0;
@@ -145,7 +205,7 @@ pub(crate) fn literal_placeholders_outside(text: &str, skip: &[std::ops::Range<u
         let skipped = skip.get(next_skip).is_some_and(|r| r.start <= start);
         if !skipped {
             if let Some(len) = placeholder_len(&bytes[start..]) {
-                found.insert(text[start..start + len].to_string());
+                found.push((start, text[start..start + len].to_string()));
             }
         }
         pos = start + 1;
@@ -172,9 +232,16 @@ fn placeholder_len(b: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn literal_placeholders_set(text: &str, skip: &[std::ops::Range<usize>]) -> HashSet<String> {
+        literal_placeholders_at(text, skip)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
     #[test]
     fn numbering_follows_first_appearance_and_skips_typed_ones() {
-        let taken = literal_placeholders_outside("I typed [[EMAIL_001]] and [[x]] and [[[PHONE_007]]", &[]);
+        let taken = literal_placeholders_set("I typed [[EMAIL_001]] and [[x]] and [[[PHONE_007]]", &[]);
         assert_eq!(
             taken,
             HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_007]]".to_string()])
@@ -191,7 +258,7 @@ mod tests {
     fn placeholders_inside_skipped_ranges_are_not_typed() {
         let text = "a [[EMAIL_001]] b [[EMAIL_002]] c [[PHONE_001]]";
         let second = text.find("[[EMAIL_002]]").unwrap();
-        let taken = literal_placeholders_outside(text, &[0..1, second..second + 13]);
+        let taken = literal_placeholders_set(text, &[0..1, second..second + 13]);
         assert_eq!(
             taken,
             HashSet::from(["[[EMAIL_001]]".to_string(), "[[PHONE_001]]".to_string()])

@@ -51,6 +51,40 @@ pub struct Walk<'t, 'a> {
     prompt_keys_are_text: bool,
     /// The body, for reading scalars (`"thought": true`).
     src: &'a str,
+    /// The growing conversation as this walk met it.
+    conversation: Conversation<'t, 'a>,
+}
+
+/// The array under the root's last-walked key (`messages`, `input`,
+/// `contents`) walked item by item with [`Walk::each`]: what the next turn
+/// of a conversation extends. Recorded so a request whose prefix was seen
+/// can reuse the results of the items it shares (see `turns.rs`).
+struct Conversation<'t, 'a> {
+    /// The root key's literal, its path and the array.
+    key: Option<(&'t Lit<'a>, PathId, &'t Node<'a>)>,
+    /// Places when the visit of that key began.
+    visit_start: usize,
+    /// Where each walked item's places start.
+    item_starts: Vec<usize>,
+    /// Places when the items' walk ended.
+    end: Option<usize>,
+    /// The root was ordered twice, or the array walked twice.
+    spoiled: bool,
+    /// Items not walked (their results are reused).
+    skip: usize,
+    /// The root's fields were ordered.
+    ordered: bool,
+}
+
+/// What [`Walk::conversation`] reports of a walk whose places end with the
+/// conversation's items, walked one by one.
+pub(crate) struct ConversationPlaces<'t, 'a> {
+    pub key: &'t Lit<'a>,
+    /// Where each walked item's places start (those of the items after the
+    /// skipped ones); the last item's run ends with the places.
+    pub item_starts: Vec<usize>,
+    /// Places before the first walked item.
+    pub before: usize,
 }
 
 /// Keys whose values are prompt text in every LLM API seen so far.
@@ -71,7 +105,39 @@ impl<'t, 'a> Walk<'t, 'a> {
             arena: vec![(0, Seg::Root)],
             prompt_keys_are_text: false,
             src,
+            conversation: Conversation {
+                key: None,
+                visit_start: 0,
+                item_starts: Vec::new(),
+                end: None,
+                spoiled: false,
+                skip: 0,
+                ordered: false,
+            },
         }
+    }
+
+    /// A walk that leaves out the first `n` items of the conversation.
+    pub(crate) fn skipping_items(src: &'a str, n: usize) -> Self {
+        let mut walk = Walk::new(src);
+        walk.conversation.skip = n;
+        walk
+    }
+
+    /// The conversation, when the places end with its items and each was
+    /// walked on its own; None for any other walk (an unknown endpoint's,
+    /// a conversation that is a string, fields walked after it).
+    pub(crate) fn conversation(&self) -> Option<ConversationPlaces<'t, 'a>> {
+        let c = &self.conversation;
+        let (key, _, _) = c.key?;
+        if c.spoiled || c.end != Some(self.places.len()) {
+            return None;
+        }
+        Some(ConversationPlaces {
+            key,
+            item_starts: c.item_starts.clone(),
+            before: c.visit_start,
+        })
     }
 
     /// Whether `node` is the literal `true`.
@@ -306,15 +372,40 @@ impl<'t, 'a> Walk<'t, 'a> {
         };
         let mut order: Vec<&'t (Lit<'a>, Node<'a>)> = fs.iter().collect();
         order.sort_by_key(|(k, _)| rank(k.raw));
+        // The root's last field is the conversation, if it is the only one
+        // of that name.
+        let root = path == 0;
+        if root {
+            self.conversation.spoiled |= self.conversation.ordered;
+            self.conversation.ordered = true;
+        }
+        let last_count = fs.iter().filter(|(k, _)| k.raw == last).count();
         for (k, v) in order {
             let p = self.key(path, k);
+            if root && last_count == 1 && k.raw == last {
+                self.conversation.key = Some((k, p, v));
+                self.conversation.visit_start = self.places.len();
+            }
             visit(self, k.raw, v, p);
         }
     }
 
     /// Each item of an array via `f` (anything else: [`Walk::generic`]).
     pub fn each(&mut self, node: &'t Node<'a>, path: PathId, f: fn(&mut Self, &'t Node<'a>, PathId)) {
+        let conversation = matches!(self.conversation.key, Some((_, p, n)) if p == path && std::ptr::eq(n, node));
         match node {
+            Node::Arr(items) if conversation => {
+                let c = &mut self.conversation;
+                // Walked once, and nothing of it before its items.
+                c.spoiled |= c.end.is_some() || c.visit_start != self.places.len();
+                let skip = c.skip;
+                for (i, item) in items.iter().enumerate().skip(skip) {
+                    self.conversation.item_starts.push(self.places.len());
+                    let p = self.child(path, Seg::Idx(i));
+                    f(self, item, p);
+                }
+                self.conversation.end = Some(self.places.len());
+            }
             Node::Arr(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let p = self.child(path, Seg::Idx(i));
