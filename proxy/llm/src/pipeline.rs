@@ -10,14 +10,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::errors;
-use crate::multipart;
 use crate::json::{self, Lit};
+use crate::multipart;
 use crate::restore::Restorer;
 use crate::scan::{Action, BlockKey, Category, Hit, ScanCache, Scanner, SubHit};
 use crate::shape::{ApiShape, NonJsonBody};
 use crate::stream::EventRestorer;
 use crate::vault::{self, ConversationOwner, Vault};
 use crate::walk::{Mode, Place, Walk};
+
+mod turns;
 
 /// Knobs of the pipeline itself (detector policy lives in the detector).
 #[derive(Debug, Clone)]
@@ -26,6 +28,10 @@ pub struct PipelineSettings {
     pub cache_entries: usize,
     /// Locations named in a block message before "and N more".
     pub max_locations_in_message: usize,
+    /// Memory for the incremental next turn: the last requests of each
+    /// owner, so a request extending one is inspected only where it is new
+    /// (0 disables it).
+    pub turn_memory_bytes: usize,
 }
 
 impl Default for PipelineSettings {
@@ -33,6 +39,7 @@ impl Default for PipelineSettings {
         PipelineSettings {
             cache_entries: 100_000,
             max_locations_in_message: 5,
+            turn_memory_bytes: 64 << 20,
         }
     }
 }
@@ -156,6 +163,7 @@ pub struct Pipeline {
     scanner: Arc<dyn Scanner>,
     cache: ScanCache,
     conversations: vault::ConversationMemory,
+    turns: turns::TurnMemory,
     settings: PipelineSettings,
 }
 
@@ -173,6 +181,53 @@ fn too_many_findings() -> Core {
         message: format!(
             "the body has more than {MAX_FINDINGS} findings (credentials, personal data), more than promptwall inspects in one request; split it"
         ),
+    }
+}
+
+/// Pass 1's running state over places in walk order.
+#[derive(Default)]
+struct Pass1 {
+    report: Report,
+    blocked: Vec<(String, String)>,
+    any_secret_block: bool,
+    needs_edit: bool,
+}
+
+impl Pass1 {
+    fn mark(&self, found: usize) -> turns::Mark {
+        turns::Mark {
+            found,
+            findings: self.report.findings.len(),
+            fingerprints: self.report.fingerprints.len(),
+            needs_edit: self.needs_edit,
+            issued: 0,
+        }
+    }
+}
+
+/// What [`Pipeline::finish`] decided, with what a passed request's next
+/// turn can reuse.
+enum Outcome {
+    Core(Core),
+    Pass {
+        body: Option<String>,
+        report: Report,
+        /// Placeholders typed literally, by position.
+        literals: Vec<(usize, String)>,
+        /// The rewrites, sorted by position.
+        edits: Vec<(Range<usize>, String)>,
+    },
+    /// The reused results do not hold: inspect the whole body.
+    Retry,
+}
+
+impl Outcome {
+    fn core(self) -> Core {
+        match self {
+            Outcome::Core(core) => core,
+            Outcome::Pass { body, report, .. } => Core::Pass { body, report },
+            Outcome::Retry => unreachable!("a full inspection never retries"),
+        }
     }
 }
 
@@ -197,6 +252,7 @@ impl Pipeline {
             scanner: Arc::new(scanner),
             cache: ScanCache::new(settings.cache_entries),
             conversations: vault::ConversationMemory::new(CONVERSATIONS),
+            turns: turns::TurnMemory::new(settings.turn_memory_bytes),
             settings,
         }
     }
@@ -243,6 +299,8 @@ impl Pipeline {
                 return self.inspect_multipart(shape, body, &parts, ctx);
             }
         }
+        // The restore map of an inspection that kept its vault for the next turn.
+        let mut turn_map = None;
         let core = match std::str::from_utf8(body) {
             // Unknown endpoints (legacy completions, telemetry, new APIs) are
             // still checked for credentials: every JSON string, secrets only.
@@ -254,14 +312,27 @@ impl Pipeline {
                 Cow::Borrowed(_) => self.inspect_opaque(t, true, ctx),
                 Cow::Owned(view) => self.inspect_opaque(&view, false, ctx),
             },
-            Ok(t) => self.inspect_core(shape, t, ctx, &mut vault),
+            // A request of a known owner may extend its previous one.
+            Ok(t) => match ctx
+                .owner
+                .filter(|_| vault.is_empty() && self.settings.turn_memory_bytes > 0)
+            {
+                Some(owner) => {
+                    let (core, map) = self.inspect_turn(shape, t, ctx, owner);
+                    turn_map = Some(map);
+                    core
+                }
+                None => self.inspect_core(shape, t, ctx, &mut vault),
+            },
             Err(_) if scan_as_text => self.inspect_opaque(&String::from_utf8_lossy(body), false, ctx),
             Err(_) => return self.reject(shape, "the request body is not valid UTF-8".into()),
         };
         match core {
             Core::Pass { body, report } => RequestOutcome::Forward {
                 body: body.map(Bytes::from),
-                restorer: vault.restore_map().map(|map| Restorer { map }),
+                restorer: turn_map
+                    .unwrap_or_else(|| vault.restore_map())
+                    .map(|map| Restorer { map }),
                 report,
             },
             Core::Blocked {
@@ -469,13 +540,25 @@ impl Pipeline {
     }
 
     fn inspect_core(&self, shape: ApiShape, text: &str, ctx: &RequestContext, vault: &mut Vault) -> Core {
-        let root = match json::parse(text) {
+        self.inspect_full(shape, text, ctx, vault, false).0
+    }
+
+    /// The whole body, walked, scanned and rewritten; with `record`, also
+    /// what a next turn extending it can reuse (when its walk allows).
+    fn inspect_full(
+        &self,
+        shape: ApiShape,
+        text: &str,
+        ctx: &RequestContext,
+        vault: &mut Vault,
+        record: bool,
+    ) -> (Core, Option<turns::Turn>) {
+        let (root, nodes) = match json::parse_counted(text) {
             Ok(r) => r,
-            Err(e) if e.is_too_many_nodes() => return Core::Malformed { message: e.what.into() },
+            Err(e) if e.is_too_many_nodes() => return (Core::Malformed { message: e.what.into() }, None),
             Err(e) => {
-                return Core::Malformed {
-                    message: format!("the body is not valid JSON ({e})"),
-                }
+                let message = format!("the body is not valid JSON ({e})");
+                return (Core::Malformed { message }, None);
             }
         };
         let model = root.str_field("model").map(Cow::into_owned);
@@ -484,90 +567,201 @@ impl Pipeline {
         let results = self.scan_places(&walk.places);
         let found: usize = results.iter().map(|hits| hits.len()).sum();
         if found > MAX_FINDINGS {
-            return too_many_findings();
+            return (too_many_findings(), None);
         }
+        // A mark after the places before the conversation and after each of
+        // its items.
+        let conversation = if record { walk.conversation() } else { None };
+        let bounds: Vec<usize> = match &conversation {
+            Some(c) => c.item_starts.iter().copied().chain([walk.places.len()]).collect(),
+            None => Vec::new(),
+        };
 
-        // Pass 1: which findings apply, and does any of them block?
-        let mut report = Report {
-            model,
+        let mut st = Pass1 {
+            report: Report {
+                model,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let mut blocked: Vec<(String, String)> = Vec::new();
-        let mut any_secret_block = false;
-        let mut needs_edit = false;
-        for (place, hits) in walk.places.iter().zip(&results) {
-            if hits.is_empty() {
-                continue;
+        let mut marks = self.pass1(&walk, &walk.places, &results, &mut st, ctx, &bounds, 0);
+        let literals = |protected: &[Range<usize>]| vault::literal_placeholders_at(text, protected);
+        let outcome = self.finish(
+            &walk.places,
+            &results,
+            st,
+            vault,
+            &bounds,
+            &mut marks,
+            text,
+            literals,
+            Vec::new(),
+            |_| true,
+        );
+        match (outcome, conversation) {
+            (
+                Outcome::Pass {
+                    body,
+                    report,
+                    literals,
+                    edits,
+                },
+                Some(c),
+            ) => {
+                let turn = turns::Turn::new(text, c.key, nodes, marks, &report, literals, edits, vault);
+                (Core::Pass { body, report }, turn)
             }
-            // A location names object keys, and a key may be the secret
-            // itself: it goes back to the client and into the audit only
-            // with findings replaced.
-            let location = walk.location(place.path);
-            let location = crate::scan::scrub(self.scanner.as_ref(), &location).unwrap_or(location);
-            for seg in segments(place, hits) {
-                let mut decoded: Option<Cow<'_, str>> = None;
-                for hit in applicable(place.mode, &seg.hits) {
-                    let action = effective_action(place.mode, hit);
-                    *report.counts.entry(hit.kind.to_string()).or_default() += 1;
-                    report.findings.push(FindingRecord {
-                        kind: hit.kind.to_string(),
-                        location: location.clone(),
-                        action,
-                    });
-                    if hit.category == Category::Secret {
-                        let text: &str = match &seg.text {
-                            Some(t) => t,
-                            None => decoded.get_or_insert_with(|| place.lit.decode()),
+            (outcome, _) => (outcome.core(), None),
+        }
+    }
+
+    /// Pass 1 over `places` from `st`: which findings apply, and does any
+    /// of them block? Returns a mark at each of `bounds` (place indexes);
+    /// `found` counts the findings of the places before these.
+    #[allow(clippy::too_many_arguments)]
+    fn pass1(
+        &self,
+        walk: &Walk<'_, '_>,
+        places: &[Place<'_, '_>],
+        results: &[Arc<[SubHit]>],
+        st: &mut Pass1,
+        ctx: &RequestContext,
+        bounds: &[usize],
+        mut found: usize,
+    ) -> Vec<turns::Mark> {
+        let mut marks = Vec::with_capacity(bounds.len());
+        let mut next = 0;
+        for (i, (place, hits)) in places.iter().zip(results).enumerate() {
+            while bounds.get(next) == Some(&i) {
+                marks.push(st.mark(found));
+                next += 1;
+            }
+            found += hits.len();
+            if !hits.is_empty() {
+                self.note_place(walk, place, hits, st, ctx);
+            }
+        }
+        while next < bounds.len() {
+            marks.push(st.mark(found));
+            next += 1;
+        }
+        marks
+    }
+
+    fn note_place(
+        &self,
+        walk: &Walk<'_, '_>,
+        place: &Place<'_, '_>,
+        hits: &[SubHit],
+        st: &mut Pass1,
+        ctx: &RequestContext,
+    ) {
+        let report = &mut st.report;
+        // A location names object keys, and a key may be the secret
+        // itself: it goes back to the client and into the audit only
+        // with findings replaced.
+        let location = walk.location(place.path);
+        let location = crate::scan::scrub(self.scanner.as_ref(), &location).unwrap_or(location);
+        for seg in segments(place, hits) {
+            let mut decoded: Option<Cow<'_, str>> = None;
+            for hit in applicable(place.mode, &seg.hits) {
+                let action = effective_action(place.mode, hit);
+                *report.counts.entry(hit.kind.to_string()).or_default() += 1;
+                report.findings.push(FindingRecord {
+                    kind: hit.kind.to_string(),
+                    location: location.clone(),
+                    action,
+                });
+                if hit.category == Category::Secret {
+                    let text: &str = match &seg.text {
+                        Some(t) => t,
+                        None => decoded.get_or_insert_with(|| place.lit.decode()),
+                    };
+                    report.add_fingerprint(&hit.kind, ctx.fingerprint_salt, &text[hit.start..hit.end]);
+                }
+                match action {
+                    Action::Block => {
+                        st.any_secret_block |= hit.category == Category::Secret;
+                        let where_ = if place.mode == Mode::Protected {
+                            format!("{location} (a signed thinking block, which cannot be redacted)")
+                        } else {
+                            location.clone()
                         };
-                        report.add_fingerprint(&hit.kind, ctx.fingerprint_salt, &text[hit.start..hit.end]);
+                        st.blocked.push((hit.kind.to_string(), where_));
                     }
-                    match action {
-                        Action::Block => {
-                            any_secret_block |= hit.category == Category::Secret;
-                            let where_ = if place.mode == Mode::Protected {
-                                format!("{location} (a signed thinking block, which cannot be redacted)")
-                            } else {
-                                location.clone()
-                            };
-                            blocked.push((hit.kind.to_string(), where_));
-                        }
-                        Action::Redact | Action::Reversible => needs_edit = true,
-                        Action::Off => {}
-                    }
+                    Action::Redact | Action::Reversible => st.needs_edit = true,
+                    Action::Off => {}
                 }
             }
         }
-        if !blocked.is_empty() {
-            return self.blocked(blocked, any_secret_block, report);
-        }
-        if !needs_edit {
-            return Core::Pass { body: None, report };
-        }
+    }
 
-        // Pass 2: rewrite the affected strings, in walk order so placeholder
-        // numbers follow first appearance.
+    /// After pass 1: block, pass unchanged, or pass 2: rewrite the
+    /// affected strings, in walk order so placeholder numbers follow first
+    /// appearance. `edits` holds the rewrites of earlier places (sorted by
+    /// position); `literals` finds the placeholders typed literally given
+    /// the protected ranges of `places`; a rewrite happens only if
+    /// `taken_ok` accepts the set of them (else [`Outcome::Retry`]).
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        places: &[Place<'_, '_>],
+        results: &[Arc<[SubHit]>],
+        mut st: Pass1,
+        vault: &mut Vault,
+        bounds: &[usize],
+        marks: &mut [turns::Mark],
+        text: &str,
+        literals: impl FnOnce(&[Range<usize>]) -> Vec<(usize, String)>,
+        mut edits: Vec<(Range<usize>, String)>,
+        taken_ok: impl FnOnce(&std::collections::HashSet<String>) -> bool,
+    ) -> Outcome {
+        if !st.blocked.is_empty() {
+            return Outcome::Core(self.blocked(st.blocked, st.any_secret_block, st.report));
+        }
         // Placeholders inside signed model output (thinking) are the model
         // quoting ours from an earlier turn; they cannot be restored there,
         // and counting them as typed would renumber the next turn.
-        let mut protected: Vec<Range<usize>> = walk
-            .places
+        let mut protected: Vec<Range<usize>> = places
             .iter()
             .filter(|p| p.mode == Mode::Protected)
             .map(|p| p.lit.range())
             .collect();
         protected.sort_by_key(|r| r.start);
-        let taken = vault::literal_placeholders_outside(text, &protected);
-        let mut edits: Vec<(Range<usize>, String)> = Vec::new();
-        for (place, hits) in walk.places.iter().zip(&results) {
-            if hits.is_empty() {
-                continue;
-            }
-            rewrite_place(place, hits, vault, &taken, &mut edits);
+        let literals = literals(&protected);
+        if !st.needs_edit {
+            return Outcome::Pass {
+                body: None,
+                report: st.report,
+                literals,
+                edits,
+            };
         }
-        report.verdict = Verdict::Redacted;
-        Core::Pass {
-            body: Some(json::splice(text, &mut edits)),
-            report,
+        let taken: std::collections::HashSet<String> = literals.iter().map(|(_, p)| p.clone()).collect();
+        if !taken_ok(&taken) {
+            return Outcome::Retry;
+        }
+        let mut next = 0;
+        for (i, (place, hits)) in places.iter().zip(results).enumerate() {
+            while bounds.get(next) == Some(&i) {
+                marks[next].issued = vault.len();
+                next += 1;
+            }
+            if !hits.is_empty() {
+                rewrite_place(place, hits, vault, &taken, &mut edits);
+            }
+        }
+        while next < bounds.len() {
+            marks[next].issued = vault.len();
+            next += 1;
+        }
+        st.report.verdict = Verdict::Redacted;
+        let body = json::splice(text, &mut edits);
+        Outcome::Pass {
+            body: Some(body),
+            report: st.report,
+            literals,
+            edits,
         }
     }
 
