@@ -2,14 +2,17 @@
 //! `[pipeline]` policy, on the generated transcript. "Cold" is a fresh
 //! pipeline (empty scan cache) seeing the whole history; "next turn" is the
 //! same pipeline seeing the history plus one new tool call, as a coding
-//! agent resends its growing transcript every turn.
+//! agent resends its growing transcript every turn, from the same owner
+//! (only the new part is inspected).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use promptwall_llm::detect::{Detector, PipelineConfig};
-use promptwall_llm::{ApiShape, Pipeline, PipelineSettings, RequestContext, RequestOutcome, Scanner};
+use promptwall_llm::{
+    ApiShape, ConversationOwner, Pipeline, PipelineSettings, RequestContext, RequestOutcome, Scanner,
+};
 use serde_json::{json, Value};
 
 use crate::transcript::generate;
@@ -38,8 +41,11 @@ fn stats(mut v: Vec<f64>) -> Value {
 pub fn run(args: PipelineArgs) -> Result<Value> {
     let t = generate(args.bytes, args.next_turn_bytes);
     let detector = Arc::new(Detector::new(&PipelineConfig::default()).context("default detectors must compile")?);
+    // As the proxy sees an agent's requests: one owner (its API key), so
+    // the next turn extends the remembered first one.
     let ctx = RequestContext {
         fingerprint_salt: "bench",
+        owner: Some(ConversationOwner::new(None, [("x-api-key", &b"bench"[..])])),
         ..Default::default()
     };
     let (mut cold, mut next) = (Vec::new(), Vec::new());
