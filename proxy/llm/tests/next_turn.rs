@@ -186,14 +186,42 @@ fn chat_message(m: &Msg) -> Value {
     }
 }
 
+fn responses_item(m: &Msg) -> Value {
+    match m.kind {
+        0 | 1 => json!({"role": "user", "content": [{"type": "input_text", "text": m.a}]}),
+        2 => json!({"type": "function_call_output", "call_id": "c1", "output": m.a}),
+        3 => json!({"type": "function_call", "call_id": "c1", "name": "search",
+            "arguments": json!({"query": m.b}).to_string()}),
+        4 => json!({"type": "reasoning", "summary": [{"type": "summary_text", "text": m.a}], "encrypted_content": "x"}),
+        _ => json!({"role": "assistant", "content": [{"type": "output_text", "text": m.a}]}),
+    }
+}
+
+fn gemini_content(m: &Msg) -> Value {
+    match m.kind {
+        0 | 1 => json!({"role": "user", "parts": [{"text": m.a}, {"text": m.b}]}),
+        2 => json!({"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"out": m.a}}}]}),
+        3 => json!({"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"q": m.b}}}]}),
+        4 => json!({"role": "model", "parts": [{"text": m.a, "thought": true, "thoughtSignature": "c2ln"}]}),
+        _ => json!({"role": "model", "parts": [{"text": m.a}]}),
+    }
+}
+
 fn render(shape: ApiShape, t: &Transcript) -> String {
     let s = |v: &Value| v.to_string();
     let (conv_key, messages, system) = if shape == ApiShape::OPENAI_CHAT {
         let m: Vec<Value> = t.messages.iter().map(chat_message).collect();
         ("messages", m, None)
+    } else if shape == ApiShape::OPENAI_RESPONSES {
+        let m: Vec<Value> = t.messages.iter().map(responses_item).collect();
+        ("input", m, Some(("instructions", json!(t.system))))
+    } else if shape == ApiShape::GEMINI_GENERATE {
+        let m: Vec<Value> = t.messages.iter().map(gemini_content).collect();
+        let system = json!({"parts": [{"text": t.system}]});
+        ("contents", m, Some(("systemInstruction", system)))
     } else {
         let m: Vec<Value> = t.messages.iter().map(anthropic_message).collect();
-        ("messages", m, Some(json!(t.system)))
+        ("messages", m, Some(("system", json!(t.system))))
     };
     let mut fields = vec![
         format!("\"model\":{}", s(&json!(t.model))),
@@ -204,8 +232,8 @@ fn render(shape: ApiShape, t: &Transcript) -> String {
         ),
         "\"metadata\":{\"user_id\":\"user_0001\"}".to_string(),
     ];
-    if let Some(system) = system {
-        fields.push(format!("\"system\":{}", s(&system)));
+    if let Some((key, system)) = system {
+        fields.push(format!("\"{key}\":{}", s(&system)));
     }
     // Conversation first, last, or in the middle.
     let conv = fields.remove(1);
@@ -288,10 +316,14 @@ proptest! {
     fn every_turn_equals_a_fresh_full_inspection(
         start in transcript(),
         edits in prop::collection::vec(edit(), 1..6),
-        chat in any::<bool>(),
+        shape in prop::sample::select(vec![
+            ApiShape::ANTHROPIC_MESSAGES,
+            ApiShape::OPENAI_CHAT,
+            ApiShape::OPENAI_RESPONSES,
+            ApiShape::GEMINI_GENERATE,
+        ]),
         cached in any::<bool>(),
     ) {
-        let shape = if chat { ApiShape::OPENAI_CHAT } else { ApiShape::ANTHROPIC_MESSAGES };
         let settings = PipelineSettings { cache_entries: if cached { 100_000 } else { 0 }, ..Default::default() };
         let pipeline = Pipeline::new(common::TestScanner::new(), settings);
         let mut t = start;
@@ -548,4 +580,41 @@ fn turn_memory_stays_within_its_byte_bound() {
     let before = bytes.load(Ordering::Relaxed);
     pipeline.inspect_request(shape, first.as_bytes(), &ctx(1000));
     assert_eq!(bytes.load(Ordering::Relaxed) - before, whole_scan(&first));
+}
+
+#[test]
+fn every_conversation_shape_reuses_the_turn_it_extends() {
+    for shape in [
+        ApiShape::ANTHROPIC_MESSAGES,
+        ApiShape::OPENAI_CHAT,
+        ApiShape::OPENAI_RESPONSES,
+        ApiShape::GEMINI_GENERATE,
+    ] {
+        let msg = |i: usize| Msg {
+            kind: (i % 6) as u8,
+            a: format!("{LONG} (turn {i})"),
+            b: format!("query {i} for dev@team.net and more words to scan"),
+        };
+        let mut t = Transcript {
+            system: "be brief".into(),
+            messages: (0..6).map(msg).collect(),
+            order: 2,
+            model: "m1".into(),
+        };
+        let first = render(shape, &t);
+        t.messages.push(msg(6));
+        let next = render(shape, &t);
+        let (pipeline, bytes) = uncached();
+        pipeline.inspect_request(shape, first.as_bytes(), &ctx(1000));
+        let before = bytes.load(Ordering::Relaxed);
+        let got = pipeline.inspect_request(shape, next.as_bytes(), &ctx(1000));
+        assert_same(&got, &full_scan(shape, &next), &next);
+        let scanned = bytes.load(Ordering::Relaxed) - before;
+        let (fresh, whole) = uncached();
+        fresh.inspect_request(shape, next.as_bytes(), &ctx(1000));
+        assert!(
+            scanned * 3 < whole.load(Ordering::Relaxed),
+            "{shape}: {scanned} of {whole:?}"
+        );
+    }
 }
