@@ -174,7 +174,10 @@ const AMBIGUOUS_FIRST: &[&str] = &[
 
 /// Never a first name here: assistants and products met in every agent
 /// transcript (`Co-Authored-By: Claude <noreply@anthropic.com>`).
-const NEVER_FIRST: &[&str] = &["Claude", "Gemini", "Alexa", "Siri", "Cortana", "Copilot", "Devin"];
+const NEVER_FIRST: &[&str] = &[
+    "Claude", "Gemini", "Alexa", "Siri", "Cortana", "Copilot", "Devin", "Opus", "Sonnet", "Haiku", "Gemma", "Llama",
+    "Mistral", "Mixtral", "Grok", "Qwen", "Codex", "Jules", "Kiro",
+];
 
 /// Capitalised words that are never part of a name (address words, days,
 /// months, organisation words, code and prose words).
@@ -464,16 +467,19 @@ const PERSON_KEYS: &[&str] = &[
 ];
 
 /// Phrases right before a name: any capitalised word after them is one.
+/// Only phrases about a person: a coding prompt is full of "a class called
+/// Parser", "a file named README" and "the model named Opus".
 #[rustfmt::skip]
 const NAME_CUES: &[&str] = &[
-    "name is", "named", "called", "je m'appelle", "ich heiße", "ich heisse", "me llamo", "mi chiamo",
-    "mijn naam is", "meu nome é", "chamo-me", "nom est", "name lautet", "signed by", "directed by",
+    "my name is", "his name is", "her name is", "their name is", "my name's", "je m'appelle", "ich heiße",
+    "ich heisse", "me llamo", "mi chiamo", "mijn naam is", "meu nome é", "chamo-me", "mon nom est",
+    "name lautet",
 ];
 /// Weaker phrases: a listed name (not also a common word) after them is one.
 #[rustfmt::skip]
 const WEAK_CUES: &[&str] = &[
     "i am", "i'm", "this is", "written by", "thanks to", "ask", "contact", "je suis", "ich bin", "soy", "sono",
-    "ik ben", "eu sou",
+    "ik ben", "eu sou", "named", "called", "signed by", "directed by", "name is",
 ];
 
 /// Closings after which the next line is a signature.
@@ -967,6 +973,11 @@ mod tests {
             "\"name\": \"Build Project\"",
             "\"name\": \"promptwall-llm\"",
             "Hello World",
+            // Claude Code's own system prompt, and what coding prompts say.
+            "You are powered by the model named Opus 5.5. The exact model ID is claude-opus-5-5.",
+            "a class called Parser and a file named README",
+            "the variable name is Result",
+            "the binary is signed by Apple",
         ] {
             assert!(names(neg).is_empty(), "{neg}: {:?}", names(neg));
         }
