@@ -185,19 +185,7 @@ fn escapes_plain_text(key: &Lit<'_>) -> bool {
 }
 
 pub fn parse(src: &str) -> Result<Node<'_>, JsonError> {
-    let mut p = Parser {
-        src,
-        bytes: src.as_bytes(),
-        pos: 0,
-        nodes: 0,
-    };
-    p.ws();
-    let node = p.value(0)?;
-    p.ws();
-    if p.pos != p.bytes.len() {
-        return Err(p.err("trailing characters after the JSON value"));
-    }
-    Ok(node)
+    parse_counted(src).map(|(node, _)| node)
 }
 
 /// [`parse`], also counting the document's values (what [`MAX_NODES`]

@@ -238,18 +238,12 @@ fn trim_end(text: &str, s: usize, mut e: usize) -> usize {
     e
 }
 
-fn floor(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
+fn floor(s: &str, i: usize) -> usize {
+    s.floor_char_boundary(i)
 }
 
-fn ceil(s: &str, mut i: usize) -> usize {
-    while i < s.len() && !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
+fn ceil(s: &str, i: usize) -> usize {
+    s.ceil_char_boundary(i)
 }
 
 #[cfg(test)]

@@ -249,18 +249,12 @@ pub(crate) fn scan_passports(text: &str, mut out: impl FnMut(usize, usize)) {
     scan_numbers(text, &mut out);
 }
 
-fn floor(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
+fn floor(s: &str, i: usize) -> usize {
+    s.floor_char_boundary(i)
 }
 
-fn ceil(s: &str, mut i: usize) -> usize {
-    while i < s.len() && !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
+fn ceil(s: &str, i: usize) -> usize {
+    s.ceil_char_boundary(i)
 }
 
 #[cfg(test)]
