@@ -13,7 +13,8 @@
 //! Namespaces are found by a scan of the cgroup's processes every
 //! `interval`; a container's connections made before its first scan pass
 //! uninspected and are counted (`skipped_other_netns`), as are those of a
-//! namespace that cannot be served (loopback down): never broken. A
+//! namespace that cannot be served (loopback down): never broken, and
+//! tried again every few seconds (its loopback may come up later). A
 //! namespace whose processes are all gone is let go (our listener would
 //! otherwise keep it alive).
 
@@ -36,6 +37,9 @@ use super::EbpfLookup;
 /// Directory levels below the intercepted cgroup that are searched
 /// (`system.slice/docker-<id>.scope` is two; kubepods nest deeper).
 const MAX_DEPTH: usize = 8;
+
+/// How long a namespace that could not be served waits before another try.
+const RETRY_UNSERVED: Duration = Duration::from_secs(5);
 
 /// One network namespace served by a listener of its own.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,7 +73,8 @@ pub struct Namespaces {
     cgroup: PathBuf,
     host_inode: u64,
     serving: Mutex<BTreeMap<u64, Serving>>,
-    unserved: Mutex<BTreeMap<u64, String>>,
+    /// inode -> why it could not be served, and when that was tried.
+    unserved: Mutex<BTreeMap<u64, (String, std::time::Instant)>>,
 }
 
 impl Namespaces {
@@ -88,7 +93,13 @@ impl Namespaces {
     pub fn status(&self) -> NamespaceStatus {
         NamespaceStatus {
             served: self.serving.lock().unwrap().values().map(|s| s.info.clone()).collect(),
-            unserved: self.unserved.lock().unwrap().clone(),
+            unserved: self
+                .unserved
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(inode, (why, _))| (*inode, why.clone()))
+                .collect(),
         }
     }
 
@@ -133,7 +144,15 @@ impl Namespaces {
             .unwrap()
             .retain(|inode, _| found.contains_key(inode));
         for (inode, pid) in found {
-            if self.serving.lock().unwrap().contains_key(&inode) || self.unserved.lock().unwrap().contains_key(&inode) {
+            // A namespace that could not be served is tried again after a
+            // while: its loopback may have come up since.
+            let failed_recently = self
+                .unserved
+                .lock()
+                .unwrap()
+                .get(&inode)
+                .is_some_and(|(_, at)| at.elapsed() < RETRY_UNSERVED);
+            if self.serving.lock().unwrap().contains_key(&inode) || failed_recently {
                 continue;
             }
             let opened = tokio::task::spawn_blocking(move || open_listener_in(pid)).await;
@@ -143,6 +162,7 @@ impl Namespaces {
             };
             match result.and_then(|(listener, cookie)| self.serve(inode, pid, listener, cookie, proxy, tls)) {
                 Ok(info) => {
+                    self.unserved.lock().unwrap().remove(&inode);
                     tracing::info!(
                         inode,
                         pid,
@@ -152,13 +172,18 @@ impl Namespaces {
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        inode,
-                        pid,
-                        "cannot serve the network namespace of process {pid}: {e:#}; its provider connections \
-                         pass uninspected (counted as skipped_other_netns)"
-                    );
-                    self.unserved.lock().unwrap().insert(inode, format!("{e:#}"));
+                    if !self.unserved.lock().unwrap().contains_key(&inode) {
+                        tracing::warn!(
+                            inode,
+                            pid,
+                            "cannot serve the network namespace of process {pid}: {e:#}; its provider connections \
+                             pass uninspected (counted as skipped_other_netns) until a retry succeeds"
+                        );
+                    }
+                    self.unserved
+                        .lock()
+                        .unwrap()
+                        .insert(inode, (format!("{e:#}"), std::time::Instant::now()));
                 }
             }
         }

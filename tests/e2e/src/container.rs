@@ -166,6 +166,25 @@ impl Container {
         }
     }
 
+    /// Brings the container's loopback up (a namespace that started without it).
+    pub fn loopback_up(&self, env: &TransparentEnv) {
+        run_bounded(
+            env.ns_command("nsenter").args([
+                "-t",
+                &self.holder.id().to_string(),
+                "-n",
+                "--",
+                "ip",
+                "link",
+                "set",
+                "lo",
+                "up",
+            ]),
+            Duration::from_secs(10),
+        )
+        .expect_success("bringing the container's loopback up");
+    }
+
     /// The first 12 characters of the id, as `docker ps` shows it.
     pub fn short_id(&self) -> &str {
         &self.id[..12]

@@ -250,6 +250,22 @@ fn a_container_that_cannot_be_served_or_lacks_the_org_ca_is_passed_through_and_r
         text.contains("NOT served"),
         "the unserved namespace is reported: {text}"
     );
+    // Its loopback comes up: the agent tries again and serves it.
+    unserved.loopback_up(&env);
+    wait_served(&env, &unserved);
+    // (Its image lacks the org CA: this client is given it explicitly.)
+    let trust_org = format!("--cacert {}", promptwall_e2e::transparent::ANCHOR);
+    let out = unserved.sh(
+        &env,
+        &curl_messages(&format!("now served, write to {EMAIL}"), &trust_org),
+        secs(30),
+    );
+    assert!(out.stdout.ends_with("HTTP 200"), "{out:?}");
+    assert!(
+        rows_of(&env, &unserved).iter().any(|r| r.verdict == "redacted"),
+        "inspected once served: {:#?}",
+        env.audit_rows()
+    );
     // The host's own curl, same uid, is still inspected.
     let out = env.sh_in_cgroup(&curl_messages(&format!("host writes {EMAIL}"), ""), secs(30));
     assert!(out.stdout.ends_with("HTTP 200"), "{out:?}");
