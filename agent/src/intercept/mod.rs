@@ -621,15 +621,26 @@ fn remove_test_cgroups(mount: &Path) -> anyhow::Result<Vec<PathBuf>> {
             continue;
         }
         let dir = entry.path();
-        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs.split_whitespace() {
-                let _ = std::fs::write(mount.join("cgroup.procs"), pid);
-            }
-        }
-        std::fs::remove_dir(&dir).with_context(|| format!("cannot remove leftover test cgroup {}", dir.display()))?;
+        remove_cgroup_tree(&dir, mount)?;
         removed.push(dir);
     }
     Ok(removed)
+}
+
+/// Removes `dir` and the cgroups under it (a test's containers), deepest
+/// first, moving any survivors to the root cgroup `mount`.
+fn remove_cgroup_tree(dir: &Path, mount: &Path) -> anyhow::Result<()> {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten().filter(|c| c.path().is_dir()) {
+            remove_cgroup_tree(&child.path(), mount)?;
+        }
+    }
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.split_whitespace() {
+            let _ = std::fs::write(mount.join("cgroup.procs"), pid);
+        }
+    }
+    std::fs::remove_dir(dir).with_context(|| format!("cannot remove leftover test cgroup {}", dir.display()))
 }
 
 #[cfg(test)]

@@ -440,3 +440,22 @@ fn fail_closed_in_namespace() {
         "after cleanup provider traffic flows again"
     );
 }
+
+#[test]
+fn cleanup_removes_a_dead_runs_test_cgroup_with_a_container_cgroup_under_it() {
+    if !sys::is_root() {
+        assert!(
+            std::env::var_os("PROMPTWALL_REQUIRE_CLIENTS").is_none(),
+            "this test needs root; run the suite as root"
+        );
+        return;
+    }
+    let mount = cgroup::cgroup2_mount().unwrap();
+    // No process has this pid: the run that made it is gone.
+    let leftover = mount.join(format!("{TEST_CGROUP_PREFIX}4294967295-leftover"));
+    let container = leftover.join("docker-c0ffee.scope");
+    std::fs::create_dir_all(&container).unwrap();
+    let removed = remove_test_cgroups(&mount).unwrap();
+    assert!(removed.contains(&leftover), "{removed:?}");
+    assert!(!leftover.exists() && !container.exists());
+}

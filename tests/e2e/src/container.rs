@@ -12,10 +12,11 @@
 //! let out = c.sh(&env, "curl -sS https://api.anthropic.com/...", secs(30));
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::cgroup::TestCgroup;
 use crate::process::{clean_env, run_bounded, RunOutput};
 use crate::transparent::{TransparentEnv, ANCHOR, BUNDLE, CONTAINER_FAKE_IP};
 
@@ -71,8 +72,7 @@ pub struct Container {
     pub ip: String,
     trust: Trust,
     holder: Child,
-    cgroup: PathBuf,
-    parent_cgroup: PathBuf,
+    cgroup: TestCgroup,
     dir: PathBuf,
 }
 
@@ -85,8 +85,7 @@ impl Container {
         );
         let name = format!("{NAME_PREFIX}-{n}");
         let ip = format!("10.89.0.{}", n + 1);
-        let cgroup = env.cgroup().join(format!("docker-{id}.scope"));
-        std::fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("cannot create {}: {e}", cgroup.display()));
+        let cgroup = TestCgroup::child_of(env.cgroup(), &format!("docker-{id}.scope"));
         let dir = env.path(&format!("ctr-{n}"));
         std::fs::create_dir_all(&dir).unwrap();
         let hosts = format!(
@@ -110,7 +109,7 @@ impl Container {
         // namespace and its scope cgroup.
         let mut cmd = env.ns_command("unshare");
         cmd.args(["-n", "sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec sleep 100000"])
-            .arg(&cgroup)
+            .arg(cgroup.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -123,12 +122,12 @@ impl Container {
             trust,
             holder,
             cgroup,
-            parent_cgroup: env.cgroup().to_path_buf(),
             dir,
         };
         // Wait until it sits in its namespace and cgroup.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(c.cgroup.join("cgroup.procs")).is_ok_and(|p| p.contains(&pid.to_string())) {
+        while !std::fs::read_to_string(c.cgroup.path().join("cgroup.procs")).is_ok_and(|p| p.contains(&pid.to_string()))
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the container holder never joined its cgroup"
@@ -207,7 +206,7 @@ impl Container {
             .args(["-n", "--", "unshare", "-m", "sh", "-c", &setup, "sh", program])
             .args(args);
         clean_env(&mut cmd);
-        cmd.env("CTR_CGROUP", &self.cgroup)
+        cmd.env("CTR_CGROUP", self.cgroup.path())
             .env("CTR_DIR", &self.dir)
             .env("HOME", &self.dir)
             .env("SSL_CERT_FILE", BUNDLE)
@@ -316,17 +315,7 @@ fn remove_v1_cgroups(cgroup_root: &str) {
         if h.file_name() == "unified" || !top.is_dir() {
             continue;
         }
-        let mut dirs = vec![];
-        let mut stack = vec![top.clone()];
-        while let Some(d) = stack.pop() {
-            if let Ok(entries) = std::fs::read_dir(&d) {
-                stack.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-            }
-            dirs.push(d);
-        }
-        for d in dirs.iter().rev() {
-            let _ = std::fs::remove_dir(d);
-        }
+        crate::cgroup::remove(&top);
     }
 }
 
@@ -334,35 +323,6 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-        empty_and_remove_cgroup(&self.cgroup, &self.parent_cgroup);
-    }
-}
-
-/// Kills what is left in `cgroup` and its children and removes them,
-/// deepest first (bounded wait: a killed process leaves once reaped).
-pub(crate) fn empty_and_remove_cgroup(cgroup: &Path, parent: &Path) {
-    if !cgroup.exists() {
-        return;
-    }
-    if let Ok(children) = std::fs::read_dir(cgroup) {
-        for child in children.flatten().filter(|c| c.path().is_dir()) {
-            empty_and_remove_cgroup(&child.path(), cgroup);
-        }
-    }
-    let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match std::fs::remove_dir(cgroup) {
-            Ok(()) => return,
-            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                eprintln!(
-                    "WARNING: cannot remove container cgroup {} (under {}): {e}",
-                    cgroup.display(),
-                    parent.display()
-                );
-                return;
-            }
-        }
+        // The scope cgroup goes with its field.
     }
 }

@@ -11,12 +11,14 @@
 //! - [`paths`]: where the binaries and installed clients are.
 //! - [`agent`]: a per-test config in a tempdir, `promptwall up` under a kill guard, audit queries.
 //! - [`process`]: bounded command runs.
+//! - [`cgroup`]: test cgroups, removed with what runs in them even when a test fails.
 //! - [`clients`]: the pinned Python venv / npm prefix from `cargo xtask setup`.
 //! - [`netns`]: scripts in a private mount+network namespace (transparent tests).
 //! - [`transparent`]: [`TransparentEnv`], a live namespace with fake provider, agent + eBPF on a client cgroup.
 //! - [`container`]: [`container::Container`], a network namespace wired like Docker's default bridge, in that cgroup.
 
 pub mod agent;
+pub mod cgroup;
 pub mod clients;
 pub mod container;
 pub mod netns;

@@ -41,19 +41,20 @@
 //!
 //! The cgroup is `promptwall-test-<pid>-tp-<n>` under the cgroup2 mount
 //! (`promptwall cleanup` leaves it alone while this process runs). Drop stops
-//! the agent (SIGTERM, then SIGKILL), the fake and the holder, and removes the cgroup.
+//! the agent (SIGTERM, then SIGKILL), the fake and the holder, and removes the
+//! cgroup with whatever is left in it ([`crate::cgroup::TestCgroup`]).
 //! Those three also get PR_SET_PDEATHSIG: they die with the thread that
 //! started them, so keep a `TransparentEnv` on the thread that created it.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::agent::AuditRow;
+use crate::cgroup::TestCgroup;
 use crate::netns::Namespace;
 use crate::paths::{fake_provider_bin, promptwall_bin};
 use crate::process::{clean_env, run_bounded, RunOutput};
@@ -128,26 +129,12 @@ impl Default for TransparentOptions {
 pub struct TransparentEnv {
     dir: tempfile::TempDir,
     holder: Child,
-    cgroup: PathBuf,
-    cgroup_parent: PathBuf,
+    cgroup: TestCgroup,
     fake: Option<Child>,
     second_fake: Option<Child>,
     container_fake: Option<Child>,
     agent: Option<Child>,
     options: TransparentOptions,
-}
-
-/// The cgroup2 mount point, from /proc/self/mountinfo.
-pub fn cgroup2_mount() -> PathBuf {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("cannot read /proc/self/mountinfo");
-    mountinfo
-        .lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let mnt = left.split_whitespace().nth(4)?;
-            right.starts_with("cgroup2 ").then(|| PathBuf::from(mnt))
-        })
-        .expect("no cgroup2 mount: the eBPF redirect needs cgroup v2")
 }
 
 /// The holder: sets the namespace up, then sleeps until dropped.
@@ -190,7 +177,6 @@ impl TransparentEnv {
     }
 
     pub fn start(options: TransparentOptions) -> TransparentEnv {
-        static N: AtomicU32 = AtomicU32::new(0);
         let dir = tempfile::Builder::new()
             .prefix("promptwall-tp")
             .tempdir()
@@ -207,14 +193,7 @@ impl TransparentEnv {
             std::fs::create_dir(d.join(sub)).unwrap();
         }
 
-        let cgroup_parent = cgroup2_mount();
-        let cgroup = cgroup_parent.join(format!(
-            "{}{}-tp-{}",
-            "promptwall-test-",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("cannot create {}: {e}", cgroup.display()));
+        let cgroup = TestCgroup::create("tp");
 
         let mut cmd = Command::new("unshare");
         cmd.args(["-m", "-n", "--propagation", "private", "sh", "-c", HOLDER])
@@ -229,7 +208,6 @@ impl TransparentEnv {
             dir,
             holder,
             cgroup,
-            cgroup_parent,
             fake: None,
             second_fake: None,
             container_fake: None,
@@ -325,7 +303,7 @@ impl TransparentEnv {
 
     /// The client cgroup the redirect is attached to.
     pub fn cgroup(&self) -> &Path {
-        &self.cgroup
+        self.cgroup.path()
     }
 
     pub fn holder_pid(&self) -> u32 {
@@ -368,7 +346,7 @@ resolve_interval_secs = 0
 fail = "{fail}"
 {extra}
 "#,
-            cg = self.cgroup.display(),
+            cg = self.cgroup.path().display(),
             addresses = [
                 Some(FAKE_IP),
                 self.options.second_fake.then_some(SECOND_FAKE_IP),
@@ -419,7 +397,7 @@ fail = "{fail}"
         if in_cgroup {
             // Join the cgroup before exec, so the client's first connect is already redirected.
             w.args(["sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
-                .arg(&self.cgroup);
+                .arg(self.cgroup.path());
         }
         w.arg(cmd.get_program()).args(cmd.get_args());
         clean_env(&mut w);
@@ -595,19 +573,6 @@ impl Drop for TransparentEnv {
         }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-        // Containers' cgroups first: a cgroup with children cannot go.
-        if let Ok(children) = std::fs::read_dir(&self.cgroup) {
-            for child in children.flatten().filter(|c| c.path().is_dir()) {
-                crate::container::empty_and_remove_cgroup(&child.path(), &self.cgroup_parent);
-            }
-        }
-        if let Ok(procs) = std::fs::read_to_string(self.cgroup.join("cgroup.procs")) {
-            for pid in procs.split_whitespace() {
-                let _ = std::fs::write(self.cgroup_parent.join("cgroup.procs"), pid);
-            }
-        }
-        if let Err(e) = std::fs::remove_dir(&self.cgroup) {
-            eprintln!("WARNING: cannot remove test cgroup {}: {e}", self.cgroup.display());
-        }
+        // The cgroup (and any container's under it) goes with the field.
     }
 }

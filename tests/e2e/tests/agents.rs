@@ -12,11 +12,11 @@
 //! Needs root, `unshare`, the built agent + fake provider, and the clients
 //! from `cargo xtask setup`; skips otherwise unless PROMPTWALL_REQUIRE_CLIENTS=1.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use promptwall_e2e::cgroup::TestCgroup;
 use promptwall_e2e::paths::{fake_provider_bin, promptwall_bin};
 use promptwall_e2e::{run_bounded, AuditRow, Namespace, TestClients};
 use serde_json::Value;
@@ -149,49 +149,6 @@ impl Outcome {
                 || r["headers"].to_string().contains(needle)
                 || r["query"].as_str().is_some_and(|q| q.contains(needle))
         })
-    }
-}
-
-/// A child cgroup for the clients, removed on drop. Not `promptwall-test-*`:
-/// `promptwall cleanup`, which other tests run concurrently, removes those.
-struct ClientCgroup {
-    path: PathBuf,
-    parent: PathBuf,
-}
-
-impl ClientCgroup {
-    fn create() -> ClientCgroup {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("cannot read mountinfo");
-        let parent = mountinfo
-            .lines()
-            .find_map(|l| {
-                let (left, right) = l.split_once(" - ")?;
-                right
-                    .starts_with("cgroup2 ")
-                    .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
-            })
-            .expect("no cgroup2 mount: the eBPF redirect needs cgroup v2");
-        let path = parent.join(format!(
-            "promptwall-e2e-agents-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        ClientCgroup { path, parent }
-    }
-}
-
-impl Drop for ClientCgroup {
-    fn drop(&mut self) {
-        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
-            for pid in procs.split_whitespace() {
-                let _ = std::fs::write(self.parent.join("cgroup.procs"), pid);
-            }
-        }
-        if let Err(e) = std::fs::remove_dir(&self.path) {
-            eprintln!("WARNING: cannot remove test cgroup {}: {e}", self.path.display());
-        }
     }
 }
 
@@ -355,7 +312,7 @@ fn run(clients: &TestClients, fake_ws: bool, steps: &[Step]) -> Outcome {
 /// [`run`] with config sections appended to the agent's config; `extra`
 /// gets the namespace directory (for key files it writes there).
 fn run_with(clients: &TestClients, fake_ws: bool, extra: impl FnOnce(&Path) -> String, steps: &[Step]) -> Outcome {
-    let cg = ClientCgroup::create();
+    let cg = TestCgroup::create("agents");
     let mut ns = Namespace::new();
     let dir = ns.dir();
     std::fs::write(dir.join("extra.toml"), extra(&dir)).unwrap();
@@ -364,7 +321,7 @@ fn run_with(clients: &TestClients, fake_ws: bool, extra: impl FnOnce(&Path) -> S
     }
     ns.env("PW_BIN", promptwall_bin().display().to_string())
         .env("FAKE_BIN", fake_provider_bin().display().to_string())
-        .env("CG", cg.path.display().to_string())
+        .env("CG", cg.path().display().to_string())
         .env("FAKE_WS", if fake_ws { "--ws" } else { "" });
     let budget: u64 = 60 + steps.iter().map(|s| s.timeout_secs + 5).sum::<u64>();
     let out = ns.run(SETUP, Duration::from_secs(budget));

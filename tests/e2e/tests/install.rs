@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use promptwall_e2e::cgroup::TestCgroup;
 use promptwall_e2e::paths::{promptwall_bin, workspace_root};
 use promptwall_e2e::process::clean_env;
 use promptwall_e2e::{run_bounded, Namespace, RunOutput, TestClients};
@@ -489,39 +490,6 @@ fn debian_package_contents_and_scripts() {
     }
 }
 
-/// A child cgroup for a test's clients, removed on drop (members moved to the
-/// parent first). Not named `promptwall-test-*`: `promptwall cleanup`, which
-/// other tests run concurrently, removes those.
-struct ClientCgroup {
-    path: PathBuf,
-    parent: PathBuf,
-}
-
-impl ClientCgroup {
-    fn create(test: &str) -> ClientCgroup {
-        let mut findmnt = Command::new("findmnt");
-        findmnt.args(["-n", "-t", "cgroup2", "-o", "TARGET"]);
-        let out = run_bounded(&mut findmnt, STEP_TIMEOUT);
-        let parent = PathBuf::from(out.stdout.lines().next().expect("no cgroup2 mount").trim());
-        let path = parent.join(format!("promptwall-e2e-{test}-{}", std::process::id()));
-        fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        ClientCgroup { path, parent }
-    }
-}
-
-impl Drop for ClientCgroup {
-    fn drop(&mut self) {
-        if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
-            for pid in procs.split_whitespace() {
-                let _ = fs::write(self.parent.join("cgroup.procs"), pid);
-            }
-        }
-        if let Err(e) = fs::remove_dir(&self.path) {
-            eprintln!("WARNING: cannot remove test cgroup {}: {e}", self.path.display());
-        }
-    }
-}
-
 /// Rows of a `doctor --json` document by id.
 fn doctor_rows(doc: &Value) -> BTreeMap<String, (String, String)> {
     doc["checks"]
@@ -657,7 +625,7 @@ fn installed_trust_carries_real_clients_through_transparent_interception() {
     if !have_tool("update-ca-certificates") || !have_tool("node") || !have_tool("curl") || !have_tool("findmnt") {
         return;
     }
-    let cgroup = ClientCgroup::create("install");
+    let cgroup = TestCgroup::create("install");
     let mut ns = Namespace::new();
     ns.env("PW", promptwall_bin().display().to_string())
         .env("PY", clients.python().display().to_string())
@@ -665,7 +633,7 @@ fn installed_trust_carries_real_clients_through_transparent_interception() {
             "FAKE_BIN",
             promptwall_e2e::paths::fake_provider_bin().display().to_string(),
         )
-        .env("CG", cgroup.path.display().to_string());
+        .env("CG", cgroup.path().display().to_string());
     let script = r#"
 cp -a /etc "$NS_DIR/etc"
 # Providers at 127.0.0.2, so only their connections match the redirect.
@@ -939,14 +907,14 @@ fn learned_passthrough_after_repeated_certificate_rejections() {
     if !have_tool("update-ca-certificates") || !have_tool("node") || !have_tool("curl") || !have_tool("findmnt") {
         return;
     }
-    let cgroup = ClientCgroup::create("learn");
+    let cgroup = TestCgroup::create("learn");
     let mut ns = Namespace::new();
     ns.env("PW", promptwall_bin().display().to_string())
         .env(
             "FAKE_BIN",
             promptwall_e2e::paths::fake_provider_bin().display().to_string(),
         )
-        .env("CG", cgroup.path.display().to_string());
+        .env("CG", cgroup.path().display().to_string());
     let script = r#"
 cp -a /etc "$NS_DIR/etc"
 printf '127.0.0.1 localhost\n127.0.0.2 api.anthropic.com api.openai.com chatgpt.com ab.chatgpt.com\n' > "$NS_DIR/etc/hosts"
