@@ -190,8 +190,8 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
             continue;
         }
         // The street's number is within a few words on either side.
-        let from = floor(text, s.saturating_sub(96));
-        let to = ceil(text, (e + 96).min(text.len()));
+        let from = text.floor_char_boundary(s.saturating_sub(96));
+        let to = text.ceil_char_boundary((e + 96).min(text.len()));
         if !b[from..to].iter().any(u8::is_ascii_digit) {
             continue;
         }
@@ -236,14 +236,6 @@ fn trim_end(text: &str, s: usize, mut e: usize) -> usize {
         e -= 1;
     }
     e
-}
-
-fn floor(s: &str, i: usize) -> usize {
-    s.floor_char_boundary(i)
-}
-
-fn ceil(s: &str, i: usize) -> usize {
-    s.ceil_char_boundary(i)
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ fn scan_numbers(text: &str, out: &mut impl FnMut(usize, usize)) {
     let mut last_end = 0;
     for m in KEYWORD_AUTOMATON.find_iter(text) {
         // After the keyword: up to five tokens (`number`, `no.`, `n°`, `is`).
-        let to = ceil(text, (m.end() + 48).min(b.len()));
+        let to = text.ceil_char_boundary((m.end() + 48).min(b.len()));
         let after = alnum_tokens(b, m.end(), to);
         // `passport.authenticate(…)`, `passport-jwt`: code, not a document.
         if b.get(m.end()).is_some_and(|&c| c == b'.' || c == b'_' || c == b'(') {
@@ -226,7 +226,7 @@ fn scan_numbers(text: &str, out: &mut impl FnMut(usize, usize)) {
         let shaped = |&(s, e): &(usize, usize)| number_shape(&b[s..e]);
         let mut hits: Vec<(usize, usize)> = after.iter().take(6).copied().filter(shaped).collect();
         if hits.is_empty() {
-            let from = floor(text, m.start().saturating_sub(40));
+            let from = text.floor_char_boundary(m.start().saturating_sub(40));
             hits.extend(alnum_tokens(b, from, m.start()).into_iter().rev().take(5).find(shaped));
         }
         for (s, e) in hits {
@@ -247,14 +247,6 @@ fn scan_numbers(text: &str, out: &mut impl FnMut(usize, usize)) {
 pub(crate) fn scan_passports(text: &str, mut out: impl FnMut(usize, usize)) {
     scan_mrz(text, &mut out);
     scan_numbers(text, &mut out);
-}
-
-fn floor(s: &str, i: usize) -> usize {
-    s.floor_char_boundary(i)
-}
-
-fn ceil(s: &str, i: usize) -> usize {
-    s.ceil_char_boundary(i)
 }
 
 #[cfg(test)]
