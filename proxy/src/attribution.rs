@@ -57,7 +57,7 @@ pub fn enrich_from(proc_root: &Path, identity: &mut ClientIdentity) {
             .and_then(|s| container_id(&s));
     }
     if let (Some(id), None) = (&identity.container_id, &identity.container_name) {
-        let info = crate::containers::ContainerRecords::current().lookup(id);
+        let info = crate::containers::ContainerRecords::cached(id);
         identity.container_name = info.name;
         identity.container_image = info.image;
     }

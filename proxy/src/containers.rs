@@ -9,10 +9,12 @@
 //! | Podman | `<podman>/overlay-containers/containers.json` (`names`, `image` id) and `overlay-images/images.json` (`names`) |
 //! | containerd (CRI, nerdctl) | `<containerd>/<namespace>/<id>/config.json` (OCI spec): annotations |
 //!
-//! The parsers are pure; [`ContainerRecords::lookup`] does the reading.
+//! The parsers are pure; [`ContainerRecords::lookup`] does the reading, and
+//! [`ContainerRecords::cached`] keeps what it read per id: attribution runs
+//! once per connection, and Podman's record holds every container.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use serde_json::Value;
 
@@ -48,6 +50,12 @@ impl Default for ContainerRecords {
 
 static RECORDS: OnceLock<ContainerRecords> = OnceLock::new();
 
+/// Container ids kept with what their records said (a renamed container
+/// keeps its old name here until it falls out).
+const CACHED_CONTAINERS: usize = 1024;
+static LOOKUPS: LazyLock<quick_cache::sync::Cache<String, ContainerInfo>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(CACHED_CONTAINERS));
+
 impl ContainerRecords {
     /// Sets the record locations for this process, once, at start
     /// (attribution runs deep inside listeners that carry no config).
@@ -58,6 +66,19 @@ impl ContainerRecords {
     /// The installed locations, or the defaults.
     pub fn current() -> &'static ContainerRecords {
         RECORDS.get_or_init(ContainerRecords::default)
+    }
+
+    /// [`ContainerRecords::lookup`] of the installed records, once per id.
+    pub fn cached(id: &str) -> ContainerInfo {
+        if let Some(info) = LOOKUPS.get(id) {
+            return info;
+        }
+        let info = Self::current().lookup(id);
+        // Not remembered when unknown: its record may not be written yet.
+        if info != ContainerInfo::default() {
+            LOOKUPS.insert(id.to_string(), info.clone());
+        }
+        info
     }
 
     /// The name and image of container `id`; empty when no runtime knows it.
