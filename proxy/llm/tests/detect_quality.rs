@@ -276,7 +276,33 @@ fn positive(r: &mut Rng, kind: &str) -> Sample {
         "databricks_token" => t(r, "dapi{h:32}"),
         "grafana_cloud_token" => t(r, "glc_{a:80}"),
         "grafana_service_account_token" => t(r, "glsa_{a:32}_{h:8}"),
-        "flyio_token" => t(r, "fo1_{u:43}"),
+        "flyio_token" => if r.below(2) == 0 { t(r, "fo1_{u:43}") } else { t(r, "fm2_{b:180}") },
+        // A wrong checksum: the last character of a valid one, changed.
+        "github_token_unverified" | "npm_token_unverified" => {
+            let prefix = if kind == "npm_token_unverified" { "npm_".to_string() } else { format!("gh{}_", r.pick(&["p", "o", "u", "s", "r"])) };
+            let random = r.fill("{a:30}");
+            let mut v = format!("{prefix}{random}{}", promptwall_llm::detect::github_checksum(&random));
+            let last = v.pop().expect("checksum");
+            v.push(if last == 'Z' { 'Y' } else { 'Z' });
+            plain(v)
+        }
+        "twitter_bearer_token" => t(r, "AAAAAAAAAAAAAAAAAAAAA{L:1}{a:90}"),
+        "harness_api_key" => t(r, "pat.{u:22}.{a:24}.{a:20}"),
+        "sourcegraph_token" => t(r, "sgp_{h:16}_{h:40}"),
+        "easypost_api_key" => t(r, "EZAK{a:54}"),
+        "onepassword_secret_key" => t(r, "A3-{A:6}-{A:11}-{A:5}-{A:5}-{A:5}"),
+        "snyk_api_token" => {
+            let v = r.fill("{h:8}-{h:4}-{h:4}-{h:4}-{h:12}");
+            context_sample(r, &["SNYK_TOKEN={V}\n", "snyk_api_key: \"{V}\""], v)
+        }
+        "sonar_token" => {
+            let v = r.fill("squ_{h:40}");
+            context_sample(r, &["SONAR_TOKEN={V}\n", "sonar.login={V}\n"], v)
+        }
+        "kubernetes_secret" => {
+            let v = b64std(&r.fill("{p:24}"));
+            Sample { insert: format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: app\ntype: Opaque\ndata:\n  token: {v}\n"), secret: v }
+        }
         "age_secret_key" => t(r, "AGE-SECRET-KEY-1{B:58}"),
         "figma_token" => t(r, "figd_{u:40}"),
         "dynatrace_token" => t(r, "dt0c01.{A:24}.{A:64}"),
@@ -514,13 +540,10 @@ fn negative(r: &mut Rng, template: usize) -> String {
         4 => r.fill("background: url(data:image/png;base64,{b:240}=);\n"),
         5 => r.fill("FROM node@sha256:{h:64}\nRUN echo {h:32}\n"),
         6 => "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n".to_string(),
-        7 => {
-            // gh?_ shape with a wrong checksum.
-            let mut t = github_like(r, "ghp_");
-            let last = t.pop().unwrap();
-            t.push(if last == 'a' { 'b' } else { 'a' });
-            format!("token: {t}\n")
-        }
+        // References to stored credentials, and base64 that is not under a
+        // Secret. (A GitHub-shaped token with a wrong checksum used to be
+        // here; it is now redacted reversibly: `github_token_unverified`.)
+        7 => r.fill("withCredentials([string(credentialsId: '{h:8}-{h:4}-{h:4}-{h:4}-{h:12}', variable: 'GH_TOKEN')])\napiVersion: v1\nkind: ConfigMap\nbinaryData:\n  logo.png: {b:64}\n"),
         8 => format!("version = \"{}.{}.{}\"\nrust-version = \"1.{}\"\npython 3.11.{} on node v18.{}.{}\nversion 1.2.3.4\n", r.below(5), r.below(30), r.below(20), 70 + r.below(20), r.below(9), r.below(20), r.below(9)),
         9 => format!(
             "2024-{:02}-{:02}T{:02}:{:02}:{:02}.{}Z INFO started at {} epoch_ms={}\n",

@@ -128,6 +128,24 @@ const BUILTIN_ALLOWLIST: &[&str] = &[
     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     "AKIAI44QH8DHBEXAMPLE",
     "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+    // Example Firebase/GCP keys checked into firebase-android-sdk's tests
+    // and samples (as gitleaks lists them: the independent corpus's own
+    // source, so they are reported apart in its README figures).
+    "AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs",
+    "AIzaSyCkEhVjf3pduRDt6d1yKOMitrUEke8agEM",
+    "AIzaSyDMAScliyLx7F0NPDEJi1QmyCgHIAODrlU",
+    "AIzaSyD3asb-2pEZVqMkmL6M9N6nHZRR_znhrh0",
+    "AIzayDNSXIbFmlXbIE6mCzDLQAqITYefhixbX4A",
+    "AIzaSyAdOS2zB6NCsk1pCdZ4-P6GBdi_UUPwX7c",
+    "AIzaSyASWm6HmTMdYWpgMnjRBjxcQ9CKctWmLd4",
+    "AIzaSyANUvH9H9BsUccjsu2pCmEkOPjjaXeDQgY",
+    "AIzaSyA5_iVawFQ8ABuTZNUdcwERLJv_a_p4wtM",
+    "AIzaSyA4UrcGxgwQFTfaI3no3t7Lt1sjmdnP5sQ",
+    "AIzaSyDSb51JiIcB6OJpwwMicseKRhhrOq1cS7g",
+    "AIzaSyBF2RrAIm4a0mO64EShQfqfd2AFnzAvvuU",
+    "AIzaSyBcE-OOIbhjyR83gm4r2MFCu4MJmprNXsw",
+    "AIzaSyB8qGxt4ec15vitgn44duC5ucxaOi4FmqE",
+    "AIzaSyA8vmApnrHNFE0bApF4hoZ11srVL_n0nvY",
     // Claude Code's system prompt (Co-Authored-By trailer), in every turn:
     // a vendor address, not personal data, and redacting it breaks caching.
     "noreply@anthropic.com",
@@ -282,7 +300,15 @@ impl Detector {
 
         let mut rules = Vec::new();
         for rule in rules::builtin_rules() {
-            let action = policy.action_for(rule.kind, Category::Secret);
+            let mut action = policy.action_for(rule.kind, Category::Secret);
+            // Shape-only evidence is never blocked unless the policy names
+            // the kind: see `rules::at_most_reversible`.
+            if action == Action::Block
+                && !policy.actions.contains_key(rule.kind)
+                && rules::at_most_reversible(rule.kind)
+            {
+                action = Action::Reversible;
+            }
             if action == Action::Off {
                 continue;
             }
@@ -437,6 +463,7 @@ impl Detector {
             && (rule.rule.check)(&Candidate {
                 value: &text[m.clone()],
                 quoted: m.start > 0 && matches!(b[m.start - 1], b'"' | b'\'' | b'`'),
+                before: &text[..m.start],
                 after: &text[m.end..],
             })
     }

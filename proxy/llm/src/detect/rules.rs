@@ -10,6 +10,8 @@ pub(crate) struct Candidate<'a> {
     pub value: &'a str,
     /// The value was opened by a quote.
     pub quoted: bool,
+    /// All text before the value (checks look at the key or the document).
+    pub before: &'a str,
     /// Text right after the value (a few bytes).
     pub after: &'a str,
 }
@@ -43,6 +45,127 @@ fn tok_mixed(c: &Candidate) -> bool {
 
 fn github(c: &Candidate) -> bool {
     validate::github_token_ok(c.value)
+}
+
+/// A random-looking body in GitHub's or npm's token format whose CRC32 does
+/// not match: a fixture, a typo or a token cut short. Not provably live, so
+/// never blocked (see [`at_most_reversible`]), but too close to one to send.
+fn checksum_mismatch(c: &Candidate) -> bool {
+    !validate::github_token_ok(c.value) && token_body_ok(&c.value[4..]) && char_classes(&c.value[4..]) >= 2
+}
+
+/// Kinds found on shape alone, whose check cannot prove a live credential:
+/// under the default policy they are redacted reversibly instead of blocked,
+/// so a test fixture in a file an agent reads does not stop the agent, and
+/// a mistyped or truncated token still does not leave. `[pipeline.actions]`
+/// naming the kind overrides this.
+pub(crate) fn at_most_reversible(kind: &str) -> bool {
+    matches!(kind, "github_token_unverified" | "npm_token_unverified")
+}
+
+/// Twitter/X app bearer tokens start with 21 or 22 `A`s (a zero-padded
+/// id), so only the rest must look random.
+fn twitter_bearer(c: &Candidate) -> bool {
+    let rest = c.value.trim_start_matches('A');
+    rest.len() >= 70 && token_body_ok(rest) && char_classes(rest) >= 2
+}
+
+/// A value indented under `data:` (or `binaryData:`) of a manifest whose
+/// `kind` is `Secret`, that decodes to something worth hiding.
+fn kubernetes_secret_data(c: &Candidate) -> bool {
+    if !validate::kubernetes_data_value_ok(c.value) {
+        return false;
+    }
+    let line_start = c.before.rfind('\n').map_or(0, |i| i + 1);
+    let indent = |line: &str| line.len() - line.trim_start_matches([' ', '\t']).len();
+    let mut own = indent(&c.before[line_start..]);
+    let mut parent = None;
+    for line in c.before[..line_start].lines().rev().take(200) {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        // A block scalar's value (`.dockercfg: |` then the base64) sits
+        // under its own key: step up to that key first.
+        if own > 0 && indent(line) < own {
+            if trimmed.ends_with(['|', '>', '-', '+']) && parent.is_none() && !trimmed.starts_with("data:") {
+                own = indent(line);
+                parent = Some(());
+                continue;
+            }
+            let key = trimmed.trim_end_matches([' ', '\t']);
+            if !(key == "data:" || key == "binaryData:") {
+                return false;
+            }
+            break;
+        }
+        if own == 0 {
+            return false;
+        }
+    }
+    if own == 0 {
+        return false;
+    }
+    let near = |s: &str| {
+        s.lines().any(|l| {
+            let l = l.trim().trim_end_matches([' ', '\t']);
+            let Some(kind) = l.strip_prefix("kind:") else {
+                return false;
+            };
+            kind.trim().trim_matches(['"', '\'']).eq_ignore_ascii_case("secret")
+        })
+    };
+    let before_window = &c.before[c.before.len().saturating_sub(4000)..];
+    let before_window = &before_window[before_window.find('\n').unwrap_or(0)..];
+    let after_end = c.after.len().min(4000);
+    let after_window = &c.after[..c.after.floor_char_boundary(after_end)];
+    near(before_window) || near(after_window)
+}
+
+/// The key a generic value is assigned to names something other than the
+/// secret itself: its id, name, file, URL or path (`credentialsId`,
+/// `LLM_SECRET_NAME`, `TokenFile`, `credentials.url`), or a key made to be
+/// public (`publicToken`, `publishable_key`).
+fn key_is_reference(before: &str) -> bool {
+    let glue = |ch: char| {
+        matches!(
+            ch,
+            ' ' | '\t' | '"' | '\'' | '`' | '=' | ':' | '>' | ',' | '\\' | '?' | '.' | '('
+        )
+    };
+    let head = before.trim_end_matches(glue);
+    let start = head
+        .rfind(|ch: char| !(ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.')))
+        .map_or(0, |i| i + 1);
+    let key = &head[start..];
+    let lower = key.to_ascii_lowercase();
+    if lower.starts_with("public") || lower.contains("publishable") {
+        return true;
+    }
+    // The last word of the key, split at `_ - .` and at a lower→upper step.
+    let mut last = key;
+    for (i, ch) in key.char_indices().rev() {
+        if matches!(ch, '_' | '-' | '.') {
+            last = &key[i + 1..];
+            break;
+        }
+        if ch.is_ascii_uppercase() && i > 0 && key.as_bytes()[i - 1].is_ascii_lowercase() {
+            last = &key[i..];
+            break;
+        }
+    }
+    matches!(
+        last.to_ascii_lowercase().as_str(),
+        "id" | "ids" | "name" | "names" | "file" | "files" | "path" | "url" | "uri" | "ref" | "arn" | "type" | "dir"
+    )
+}
+
+/// The part of a Slack webhook URL after `/services/` (`T…/B…/secret`, or a
+/// workflow's id and secret): random with digits, not a documentation
+/// stand-in.
+fn slack_hook_path(c: &Candidate) -> bool {
+    let v = c.value;
+    !is_placeholder(v) && shannon_entropy(v) >= 3.5 && v.bytes().any(|b| b.is_ascii_digit()) && char_classes(v) >= 2
 }
 
 fn jwt(c: &Candidate) -> bool {
@@ -97,6 +220,9 @@ fn generic_value(c: &Candidate, min_entropy: f64) -> bool {
         .iter()
         .any(|p| v.starts_with(p))
     {
+        return false;
+    }
+    if key_is_reference(c.before) {
         return false;
     }
     if v.len() < 8
@@ -495,10 +621,10 @@ const PREFIXED: &[R] = &[
         kind: "slack_webhook_url",
         description: "Slack incoming webhook URL",
         keywords: &["hooks.slack.com/"],
-        pattern: r"https://hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[A-Za-z0-9]{20,30}",
+        pattern: r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_\-]{24,120})",
         back: 8,
-        span: 120,
-        check: tok,
+        span: 150,
+        check: slack_hook_path,
     },
     R {
         kind: "discord_webhook_url",
@@ -701,8 +827,8 @@ const PREFIXED: &[R] = &[
     R {
         kind: "huggingface_token",
         description: "Hugging Face access token",
-        keywords: &["hf_"],
-        pattern: r"hf_[A-Za-z]{34}",
+        keywords: &["hf_", "api_org_"],
+        pattern: r"(?:hf|api_org)_[A-Za-z]{34}",
         back: 0,
         span: 37,
         check: tok_mixed,
@@ -999,7 +1125,7 @@ const PREFIXED: &[R] = &[
         kind: "dynatrace_token",
         description: "Dynatrace API token",
         keywords: &["dt0c01."],
-        pattern: r"dt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64}",
+        pattern: r"dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}",
         back: 0,
         span: 96,
         check: tok,
@@ -1066,6 +1192,78 @@ const PREFIXED: &[R] = &[
         back: 0,
         span: 16000,
         check: base64_key,
+    },
+    R {
+        kind: "github_token_unverified",
+        description: "Token in GitHub's format whose checksum does not match (redacted, not blocked)",
+        keywords: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        pattern: r"gh[pousr]_[A-Za-z0-9]{36}",
+        back: 0,
+        span: 40,
+        check: checksum_mismatch,
+    },
+    R {
+        kind: "npm_token_unverified",
+        description: "Token in npm's format whose checksum does not match (redacted, not blocked)",
+        keywords: &["npm_"],
+        pattern: r"npm_[A-Za-z0-9]{36}",
+        back: 0,
+        span: 40,
+        check: checksum_mismatch,
+    },
+    R {
+        kind: "onepassword_secret_key",
+        description: "1Password account secret key",
+        keywords: &["A3-"],
+        pattern: r"A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}",
+        back: 0,
+        span: 45,
+        check: tok_mixed,
+    },
+    R {
+        kind: "twitter_bearer_token",
+        description: "Twitter/X app bearer token",
+        keywords: &["AAAAAAAAAAAAAAAAAAAA"],
+        pattern: r"A{20,24}[A-Za-z0-9%]{70,120}",
+        back: 0,
+        span: 146,
+        check: twitter_bearer,
+    },
+    R {
+        kind: "harness_api_key",
+        description: "Harness personal or service account token",
+        keywords: &["pat.", "sat."],
+        pattern: r"[ps]at\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20}",
+        back: 0,
+        span: 72,
+        check: tok_mixed,
+    },
+    R {
+        kind: "sourcegraph_token",
+        description: "Sourcegraph access token",
+        keywords: &["sgp_"],
+        pattern: r"sgp_(?:[a-fA-F0-9]{16}_|local_)?[a-fA-F0-9]{40}",
+        back: 0,
+        span: 66,
+        check: tok,
+    },
+    R {
+        kind: "easypost_api_key",
+        description: "EasyPost API key (production or test)",
+        keywords: &["EZAK", "EZTK"],
+        pattern: r"EZ[AT]K[A-Za-z0-9]{54}",
+        back: 0,
+        span: 58,
+        check: tok_mixed,
+    },
+    R {
+        kind: "flyio_token",
+        description: "Fly.io macaroon token",
+        keywords: &["fm1a_", "fm1r_", "fm2_"],
+        pattern: r"fm(?:1[ar]|2)_[A-Za-z0-9+/]{100,2000}={0,3}",
+        back: 0,
+        span: 2010,
+        check: tok,
     },
     R {
         kind: "jwt",
@@ -1162,7 +1360,7 @@ const CONTEXTUAL: &[(&str, &str, &[&str], &str, Check)] = &[
         "okta_api_token",
         "Okta API token",
         &["okta"],
-        r"(?i:okta)ASSIGN(?P<s>00[A-Za-z0-9_\-]{40})",
+        r"(?:(?:\b|_|\\[nrt])(?i:okta)|Okta|OKTA)ASSIGN(?P<s>00[A-Za-z0-9_\-]{40})",
         tok_mixed,
     ),
     (
@@ -1242,6 +1440,27 @@ const CONTEXTUAL: &[(&str, &str, &[&str], &str, Check)] = &[
         sas_sig,
     ),
     (
+        "snyk_api_token",
+        "Snyk API token (next to its key name)",
+        &["snyk"],
+        r"(?i:snyk)[A-Za-z0-9_.\-]{0,20}?(?i:key|token)ASSIGN(?P<s>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})",
+        tok,
+    ),
+    (
+        "sonar_token",
+        "SonarQube/SonarCloud token (next to its key name)",
+        &["sonar"],
+        r"(?i:sonar)[A-Za-z0-9_.\-]{0,20}?(?i:login|token)ASSIGN(?P<s>(?:squ_|sqp_|sqa_)?[A-Za-z0-9]{40})",
+        tok_mixed,
+    ),
+    (
+        "kubernetes_secret",
+        "Value under data: of a Kubernetes Secret manifest",
+        &["kind: secret", "kind: \"secret\"", "kind: 'secret'", "kind:secret"],
+        r#"(?m)^[\t ]+[A-Za-z0-9_.\-]+:[\t ]*(?:[|>][\-+]?[\t ]*\r?\n[\t ]+)?["']?(?P<s>[A-Za-z0-9+/]{8,}={0,2})["']?[\t ]*\r?$"#,
+        kubernetes_secret_data,
+    ),
+    (
         "connection_string",
         "Database/broker URL with a password",
         &["://"],
@@ -1291,9 +1510,15 @@ pub(crate) fn builtin_rules() -> Vec<SecretRule> {
                 "datadog_api_key" | "http_basic_auth" | "bearer_token" | "azure_sas_token" => 0,
                 "docker_registry_auth" => 2,
                 "discord_bot_token" => 150,
+                // A manifest's data may come before or after its kind.
+                "kubernetes_secret" => 4000,
                 _ => 12,
             },
-            span: if kind == "aws_session_token" { 2100 } else { 260 },
+            span: match kind {
+                "aws_session_token" => 2100,
+                "kubernetes_secret" => 4000,
+                _ => 260,
+            },
             bounded: true,
             check,
             // A token after a generic header word yields to a vendor's rule.
@@ -1429,6 +1654,161 @@ mod tests {
     }
 
     const SESSION: &str = "IQoJb3JpZ2luX2VjEHwaCXVzLWVhc3QtMSJHMEUCIQDx8Kf2nJ3mP1qZ7vR4tY9wB6cL0sH5gA2eD8uN3oKj4QIgVb7Xy2Zc9Wq1Rt5Ym8Pn3Lk6Jh0Gf4Ds7As2Qw9Er5TyUi8Op1Aa2Sd3Fg4Hj5Kl6Zx7Cv8Bn9Mm0";
+
+    fn with_actions(text: &str) -> Vec<(String, crate::detect::Action)> {
+        Detector::new(&DetectPolicy::default())
+            .expect("default policy")
+            .scan(text)
+            .iter()
+            .map(|f| (f.kind.to_string(), f.action))
+            .collect()
+    }
+
+    #[test]
+    fn a_github_or_npm_token_with_a_wrong_checksum_is_redacted_reversibly_not_blocked() {
+        use crate::detect::Action;
+        let random = "a31ciirduf5qzpk68746djddn3553p";
+        let good = format!("ghp_{random}{}", crate::detect::github_checksum(random));
+        assert_eq!(
+            with_actions(&format!("token {good}")),
+            vec![("github_pat".into(), Action::Block)]
+        );
+        for bad in [
+            "ghp_a31ciirduf5qzpk68746djddn3553p22fv73",
+            "ghs_emske4y71mtwt9d0g4ol06y8b9taxshmdkym",
+        ] {
+            assert_eq!(
+                with_actions(&format!("githubToken=\"{bad}\"")),
+                vec![("github_token_unverified".into(), Action::Reversible)],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            with_actions("npm_4nocs2bqe4p17c1l68ybmwxt7k3k5563tgbb"),
+            vec![("npm_token_unverified".into(), Action::Reversible)]
+        );
+        // Naming the kind in the policy restores blocking.
+        let mut policy = DetectPolicy::default();
+        policy.actions.insert("github_token_unverified".into(), Action::Block);
+        let hits = Detector::new(&policy)
+            .unwrap()
+            .scan("ghp_a31ciirduf5qzpk68746djddn3553p22fv73");
+        assert_eq!(hits[0].action, Action::Block);
+        // A pattern is still no token.
+        assert!(found("ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_empty());
+    }
+
+    #[test]
+    fn a_twitter_bearer_token_is_found_despite_its_run_of_as() {
+        let t = "AAAAAAAAAAAAAAAAAAAAAAgEWjWSOuM1WXOox74eWYsdCIQCnxgmgJGDYywrCNzBNZfph3jO062Oge0gqziafqD5ZvaDH8ScYIzRPY3F4W";
+        assert_eq!(
+            found(&format!("Authorization: Bearer {t}")),
+            vec![("twitter_bearer_token".into(), t.into())]
+        );
+        assert!(found(&"A".repeat(120)).is_empty());
+    }
+
+    #[test]
+    fn vendor_tokens_harness_sourcegraph_easypost_flyio_onepassword_and_hugging_face_orgs_are_found() {
+        for (kind, t) in [
+            (
+                "harness_api_key",
+                "pat.11noislffkzc30flvpyz8q.gz7mkbka16sxc3hc91wx96f5.5e1ayl7kxnckn4r6az37",
+            ),
+            (
+                "sourcegraph_token",
+                "sgp_AaD80dc6E02eCAE1_d3cba16CC0F18fA14A2EFB61CbDFceEBf9fAD16b",
+            ),
+            (
+                "sourcegraph_token",
+                "sgp_local_bcD1DA18de0d6476Be0f3BD7Ef9Da4f09b479aE5",
+            ),
+            (
+                "easypost_api_key",
+                "EZTKcJtkVMvhrYAR5cqKYt4EtUe7vifkrZi8iU1OpEcQHdZHRfXGvRGHNS",
+            ),
+            ("onepassword_secret_key", "A3-ASWWYB-798JRY-LJVD4-23DC2-86TVM-H43EB"),
+            ("huggingface_token", "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"),
+        ] {
+            assert_eq!(found(&format!("value: {t}\n")), vec![(kind.into(), t.into())], "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_slack_webhook_url_is_found_in_its_service_and_workflow_forms() {
+        for (url, secret) in [
+            (
+                "https://hooks.slack.com/services/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",
+                "T0ABCD1EF/B0GH2IJKL/q8Zr3mTn5Vx7Ya9Bc1De3Fg5",
+            ),
+            (
+                "http://hooks.slack.com/workflows/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",
+                "T2H71EFLK/A047FK946NN/430780826188280067/LfFz5RekA2J0WOGJyKsiOjjg",
+            ),
+        ] {
+            assert_eq!(
+                found(&format!("curl -X POST {url} -d @msg.json")),
+                vec![("slack_webhook_url".into(), secret.into())]
+            );
+        }
+        assert!(found("https://hooks.slack.com/services/XXXXXXXXX/YYYYYYYYY/ZZZZZZZZZZZZZZZZ").is_empty());
+    }
+
+    #[test]
+    fn values_under_a_kubernetes_secrets_data_are_found_and_other_manifests_are_not() {
+        let secret = "apiVersion: v1\ndata:\n\textra: UyFCXCpkJHpEc2I9\n\tusername: YWRtaW4=\nkind: Secret\nmetadata:\n\tname: db-user-pass\n";
+        assert_eq!(
+            found(secret),
+            vec![("kubernetes_secret".into(), "UyFCXCpkJHpEc2I9".into())]
+        );
+        let block =
+            "apiVersion: v1\nkind: Secret\ntype: Opaque\ndata:\n  tls.key: |\n    c2VjcmV0LWtleS1tYXRlcmlhbC0xMjM0\n";
+        assert_eq!(
+            found(block),
+            vec![("kubernetes_secret".into(), "c2VjcmV0LWtleS1tYXRlcmlhbC0xMjM0".into())]
+        );
+        // The same values in a ConfigMap, in a SopsSecret, under metadata, or too short to hide anything.
+        assert!(found(&secret.replace("kind: Secret", "kind: ConfigMap")).is_empty());
+        assert!(found(&secret.replace("kind: Secret", "kind: SopsSecret")).is_empty());
+        assert!(found("kind: Secret\nmetadata:\n  annotations:\n    note: UyFCXCpkJHpEc2I9\n").is_empty());
+        assert!(found("kind: secret\ndata:\n\textra: YmFyCg==\n").is_empty());
+    }
+
+    #[test]
+    fn a_key_that_names_a_secret_rather_than_holding_it_is_not_a_finding() {
+        for text in [
+            "credentialsId: 'ff083f76-7804-4ef1-80e4-fe975bb9141b'",
+            "environment {\n\tCREDENTIALS_ID = \"K8S_CRED\"\n}",
+            "dev.credentials.url=dev-lb1.api.f4ke.com:5215",
+            "LLM_SECRET_NAME = \"NEXUS-GPT4-API-KEY\"",
+            "<SourceFile SourceLocation=\"F:\\Extracts\\\" TokenFile=\"RTL_INST_CODE.cer\">",
+            "publicToken = \"9Cnzj4p4WGeKLs1Pt8QuKUpRKfFLfRYC9AIKjbJTWit\"",
+        ] {
+            assert!(found(text).is_empty(), "{text}");
+        }
+        // The value itself is still found under a plain key.
+        assert_eq!(
+            found("apiToken = \"9Cnzj4p4WGeKLs1Pt8QuKUpRKfFLfRYC9AIKjbJTWit\"").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn typed_filler_in_a_vendor_format_is_not_a_finding() {
+        assert!(found("sk-ant-api03-abc123xyz-456def789ghij-klmnopqrstuvwx-3456yza789bcde-1234fghijklmnopby56aaaogaopaaaabc123xyzAA").is_empty());
+    }
+
+    #[test]
+    fn okta_must_start_a_word_of_the_key() {
+        assert!(found("rookTable = 0023452Lllk2KqjLBvaxANWEgTd7bqjsxjo8aZj0wd").is_empty());
+        assert_eq!(
+            found("OKTA_API_TOKEN = 0023452Lllk2KqjLBvaxANWEgTd7bqjsxjo8aZj0wd"),
+            vec![(
+                "okta_api_token".into(),
+                "0023452Lllk2KqjLBvaxANWEgTd7bqjsxjo8aZj0wd".into()
+            )]
+        );
+    }
 
     #[test]
     fn an_aws_session_token_next_to_its_name_is_found_whole() {

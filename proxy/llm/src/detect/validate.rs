@@ -128,7 +128,41 @@ pub fn token_body_ok(body: &str) -> bool {
     let max_run = if body.len() >= 64 { 8 } else { 6 };
     shannon_entropy(body) >= floor
         && longest_run(body) < max_run
+        && longest_ascending_run(body) < 6
         && !["example", "12345678", "abcdefgh"].iter().any(|w| lower.contains(w))
+}
+
+/// Longest run of consecutive ascending characters, case folded (`klmnop`,
+/// `456789`): how people type filler into a documented token
+/// (`sk-ant-api03-abc123xyz-456def789ghij-klmnopqrstuvwx…`). A run of six
+/// occurs by chance about once in 10⁷ base62 characters (once in 10⁵ hex).
+fn longest_ascending_run(s: &str) -> usize {
+    let mut best = 0;
+    let mut run = 0;
+    let mut prev: Option<u8> = None;
+    for b in s.bytes().map(|b| b.to_ascii_lowercase()) {
+        run = match prev {
+            Some(p) if b.is_ascii_alphanumeric() && b == p.wrapping_add(1) => run + 1,
+            _ => 1,
+        };
+        best = best.max(run);
+        prev = Some(b);
+    }
+    best
+}
+
+/// A value under a Kubernetes Secret's `data:`: base64 of at least six
+/// bytes (`bar\n` and `admin` are labels, not secrets) that is not itself
+/// a template or placeholder.
+pub fn kubernetes_data_value_ok(b64: &str) -> bool {
+    let Some(raw) = b64_decode_any(b64) else { return false };
+    if raw.len() < 6 {
+        return false;
+    }
+    match std::str::from_utf8(&raw) {
+        Ok(text) => !is_placeholder(text.trim()),
+        Err(_) => true,
+    }
 }
 
 /// Character classes present (lower, upper, digit, other).
