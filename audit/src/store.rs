@@ -173,6 +173,9 @@ pub struct AuditStore {
     pub(crate) pool: Pool,
     /// The URL without any password, for messages.
     display_url: String,
+    /// A SQLite store's file and durability: the writer opens its own
+    /// connection on them (see [`crate::writer`]).
+    sqlite: Option<(PathBuf, SyncMode)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -218,6 +221,7 @@ impl AuditStore {
             let store = AuditStore {
                 pool: Pool::Sqlite(pool),
                 display_url,
+                sqlite: Some((path, sync)),
             };
             store.check_schema().await?;
             return Ok(store);
@@ -238,6 +242,7 @@ impl AuditStore {
             let store = AuditStore {
                 pool: Pool::Postgres(pool),
                 display_url,
+                sqlite: None,
             };
             store.check_schema().await?;
             return Ok(store);
@@ -288,6 +293,11 @@ impl AuditStore {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// A SQLite store's file and the durability it was opened with.
+    pub(crate) fn sqlite_file(&self) -> Option<(&Path, SyncMode)> {
+        self.sqlite.as_ref().map(|(path, sync)| (path.as_path(), *sync))
     }
 
     pub async fn close(&self) {

@@ -1,7 +1,15 @@
-//! The single writer: one background task owns the chain heads and commits
-//! rows in groups. `write` resolves only after the row's transaction has
-//! committed (fsynced, see [`crate::store`]), so the proxy can hold back the
-//! final byte of a response until its audit row is durable.
+//! The single writer: one background worker owns the chain heads and
+//! commits rows in groups. `write` resolves only after the row's transaction
+//! has committed (fsynced with `sync = full`, see [`crate::store`]), so the
+//! proxy can hold back the final byte of a response until its audit row is
+//! durable.
+//!
+//! On SQLite the worker is a dedicated thread with its own connection: a
+//! group is one synchronous call (BEGIN, the inserts, COMMIT), and each
+//! caller is answered from that thread through its oneshot, with no task
+//! or pool worker in between. WAL checkpoints run on a second thread and
+//! connection, so a commit does not wait for one (see [`sqlite`]). On
+//! PostgreSQL the worker is a task on the runtime, using the store's pool.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +21,8 @@ use crate::cost::{PriceTable, Usage};
 use crate::record::{column_list, placeholders};
 use crate::store::{bind_record, on_pool, AuditStore};
 use crate::{AuditError, AuditRecord};
+
+mod sqlite;
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -42,19 +52,26 @@ impl WriterOptions {
 }
 
 type Reply = oneshot::Sender<Result<i64, AuditError>>;
+type Job = (AuditRecord, Reply);
 
-/// Cheap-clone handle on the writer task. The task ends when every handle
-/// is dropped, after committing what was queued.
+/// Cheap-clone handle on the writer. The writer ends when every handle is
+/// dropped, after committing what was queued.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
-    queue: mpsc::Sender<(AuditRecord, Reply)>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl AuditWriter {
-    /// Starts the writer task on the current tokio runtime.
+    /// Starts the writer: a thread for a SQLite store, a task on the
+    /// current tokio runtime for PostgreSQL.
     pub fn spawn(store: AuditStore, options: WriterOptions) -> AuditWriter {
         let (queue, rx) = mpsc::channel(8192);
-        tokio::spawn(run(store, options, rx));
+        match store.sqlite_file() {
+            Some((path, sync)) => sqlite::spawn(path.to_path_buf(), sync, options, rx),
+            None => {
+                tokio::spawn(run(store, options, rx));
+            }
+        }
         AuditWriter { queue }
     }
 
@@ -79,7 +96,7 @@ struct ChainState {
     install_id: Option<String>,
 }
 
-async fn run(store: AuditStore, options: WriterOptions, mut rx: mpsc::Receiver<(AuditRecord, Reply)>) {
+async fn run(store: AuditStore, options: WriterOptions, mut rx: mpsc::Receiver<Job>) {
     let mut state = ChainState::default();
     let mut batch = Vec::with_capacity(options.max_batch);
     while let Some(job) = rx.recv().await {
