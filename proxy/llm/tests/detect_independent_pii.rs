@@ -168,9 +168,15 @@ fn independent_pii_corpus_recall_and_false_alarms_do_not_regress() {
     }
     println!("all          {n:>5} {recall:>8.3}");
     println!("negatives flagged: {flagged}/{negatives} = {flag_rate:.3}");
+    // PROMPTWALL_CORPUS_VERBOSE=1 lists every miss.
+    let shown = if std::env::var_os("PROMPTWALL_CORPUS_VERBOSE").is_some() {
+        usize::MAX
+    } else {
+        8
+    };
     for (k, m) in &misses {
-        println!("misses of {k} ({}), first 8:", m.len());
-        for x in m.iter().take(8) {
+        println!("misses of {k} ({}), first {}:", m.len(), shown.min(m.len()));
+        for x in m.iter().take(shown) {
             println!("  {x}");
         }
     }

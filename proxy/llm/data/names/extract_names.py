@@ -57,6 +57,9 @@ def main():
     common_last = sorted(n for n in last if n.lower() in words)
     (here / "common_first.txt").write_text("\n".join(common_first) + "\n", encoding="utf-8")
     (here / "common_last.txt").write_text("\n".join(common_last) + "\n", encoding="utf-8")
+    # Country names (en_US) for the address detector's `Estonia 62488` lines.
+    countries = importlib.import_module("faker.providers.address.en_US").Provider.countries
+    (here / "countries.txt").write_text("\n".join(sorted(set(countries))) + "\n", encoding="utf-8")
     print(len(first), "first names,", len(last), "last names,", len(common_first), "+", len(common_last), "common words")
 
 

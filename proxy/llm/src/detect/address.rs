@@ -97,15 +97,39 @@ const LEAD_WORDS: &[&str] = &[
     "praca",
     "estrada",
     "alameda",
+    // pl, ro, cs/sk, hr.
+    "ul.",
+    "al.",
+    "ulica",
+    "aleja",
+    "strada",
+    "aleea",
+    "bulevardul",
+    "calea",
 ];
 /// Street words glued to or following the street's name (de, nl).
+/// Also the Nordic, Finnish, Baltic and Icelandic ones (Faker's street
+/// suffixes for those locales, and what their postal services print):
+/// `Koskikatu 25`, `Östbygatan 14`, `Vesterskovvej 79`, `Beiteveien 2`.
 const SUFFIX_WORDS: &[&str] = &[
     "straße", "strasse", "str.", "weg", "platz", "allee", "gasse", "damm", "ufer", "chaussee", "straat", "laan",
-    "plein", "gracht", "kade", "singel", "dijk", "steeg",
+    "plein", "gracht", "kade", "singel", "dijk", "steeg", "baan", "katu", "tie", "kuja", "polku", "gatan", "vägen",
+    "stigen", "gränd", "torget", "gade", "vej", "stræde", "veien", "vegen", "gata", "gaten", "braut", "vegur",
+    "stígur", "iela", "tänav",
 ];
 
+/// Street words written apart and lowercase after the street's name (hu,
+/// cs, sk, pl, hr, Nordic): `Rákóczi út 13`, `Stensås terrasse 38`.
+const AFTER_WORDS: &str = "út|utca|tér|köz|körút|sétány|kapu|ulice|třída|náměstí|ulica|cesta|terrasse|vej|gade|allé|vei|veien|gata|gate|vägen|gatan|tie|katu|kuja|iela";
+
 static PREFILTER: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    let words: Vec<&str> = EN_WORDS.iter().chain(LEAD_WORDS).chain(SUFFIX_WORDS).copied().collect();
+    let words: Vec<&str> = EN_WORDS
+        .iter()
+        .chain(LEAD_WORDS)
+        .chain(SUFFIX_WORDS)
+        .copied()
+        .chain(AFTER_WORDS.split('|'))
+        .collect();
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
@@ -143,7 +167,7 @@ static GRAMMARS: LazyLock<[Regex; 3]> = LazyLock::new(|| {
         r"[0-9]{{1,4}}(?:\s?(?:bis|ter|[A-Za-z]))?,?\s(?i:{lead})\.?\s{link}{{0,2}}{w}(?:\s{link}{{0,2}}{w}){{0,3}}{post_tail}"
     );
     let lead_first = format!(
-        r"(?:{lead_title})\.?\s{link}{{0,2}}{w}(?:\s{link}{{0,2}}{w}){{0,3}},?\s(?:n\.?[º°o]?\.?\s?)?{num}(?:,?\s[0-9]{{1,2}}[º°ª]\s?[A-Za-z]?)?{post_tail}",
+        r"(?:{lead_title})\.?\s{link}{{0,2}}{w}(?:\s{link}{{0,2}}{w}){{0,3}},?\s(?:n\.?[º°o]?\.?\s?)?{num}(?:,?\s[0-9]{{1,2}}[º°ª]\s?[A-Za-z]?)?{unit}?{post_tail}",
         lead_title = LEAD_WORDS
             .iter()
             .map(|l| {
@@ -159,9 +183,10 @@ static GRAMMARS: LazyLock<[Regex; 3]> = LazyLock::new(|| {
         .map(|s| regex::escape(s))
         .collect::<Vec<_>>()
         .join("|");
-    let compound = format!(r"(?:{w}\s)?[{UP}](?:{letter}|-){{2,}}(?i:{suffix})\.?\s{num}{post_tail}");
-    let separate =
-        format!(r"(?:{w}\s)?{w}\s(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Damm|Ufer|Chaussee)\s{num}{post_tail}");
+    let compound = format!(r"(?:{w}\s)?[{UP}](?:{letter}|-){{2,}}(?i:{suffix})\.?\s{num}{unit}?{post_tail}");
+    let separate = format!(
+        r"(?:{w}\s)?{w}\s(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Damm|Ufer|Chaussee|Baan|{AFTER_WORDS})\.?\s{num}\.?{unit}?{post_tail}"
+    );
     let re = |p: String| Regex::new(&p).expect("address grammar compiles");
     [
         re(number_first),
@@ -200,6 +225,7 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
             _ => windows.push((from, to)),
         }
     }
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     // Every family's grammar in every window: street words are shared
     // (`avenue`, `place`, `plaza`, `allee`) and the automata are small.
     for (from, to) in windows {
@@ -219,10 +245,334 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
                     continue;
                 }
                 let e = trim_end(text, s, e);
-                out(s, e);
+                spans.push((s, e));
                 last_end = e;
             }
         }
+    }
+    blocks::anchored(text, &mut spans);
+    spans.sort_unstable();
+    let mut last: Option<(usize, usize)> = None;
+    for (s, e) in spans {
+        let (s, e) = (blocks::extend_back(text, s), blocks::extend_forward(text, e));
+        match last.as_mut() {
+            Some(l) if s <= l.1 => l.1 = l.1.max(e),
+            _ => {
+                if let Some((ls, le)) = last.take() {
+                    out(ls, le);
+                }
+                last = Some((s, e));
+            }
+        }
+    }
+    if let Some((ls, le)) = last {
+        out(ls, le);
+    }
+}
+
+/// Postal blocks: the lines after a street (unit, city, region, country,
+/// postcode), and addresses found without a street word: military
+/// (`PSC 0413, Box 8144 / APO AA 42323`), a street line above a unit or a
+/// `Country 12345` line, a street after an address cue, an intersection.
+mod blocks {
+    use std::collections::HashSet;
+    use std::sync::LazyLock;
+
+    use regex::Regex;
+
+    static COUNTRIES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+        include_str!("../../data/names/countries.txt")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .collect()
+    });
+
+    const CITY: &str =
+        r"\p{Lu}[\p{L}'’.\-]*(?:\s(?:\p{Lu}[\p{L}'’.\-]*|\([\p{L} ]+\)|de|la|do|da|am|an|upon|sur)){0,3}";
+
+    /// One line or comma segment of a postal block after the street.
+    static PART: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&format!(
+            r"^(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room)\.?\s?#?[0-9]{{1,5}}[A-Za-z]?|(?:PSC|CMR|Unit)\s[0-9]{{3,5}},?\sBox\s[0-9]{{3,5}}|(?:APO|FPO|DPO)\s(?:AA|AE|AP)\s[0-9]{{5}}|[0-9]{{3,6}}(?:-[0-9]{{3,4}})?|[A-Z]{{2}}\.?|[0-9]{{4,5}}\s{CITY}|{CITY}(?:,?\s[A-Z]{{2}}\.?)?(?:\s[0-9]{{3,6}}(?:-[0-9]{{4}})?)?)$"
+        ))
+        .expect("postal part regex compiles")
+    });
+
+    /// A unit line that anchors a block when a street line is above it.
+    static UNIT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?m)^[\t >]*(?:Apt|Apartment|Suite|Unit|Flat)\.?\s?#?[0-9]{1,5}[A-Za-z]?\s*$")
+            .expect("unit regex compiles")
+    });
+
+    /// `Estonia 62488`, `United Kingdom 75419`: a listed country and a postcode.
+    static COUNTRY_POST: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?m)^[\t >]*(\p{Lu}[\p{L} ]{2,40}?)(?:\s\([\p{L} ]+\))?\s[0-9]{3,6}\s*$")
+            .expect("country regex compiles")
+    });
+
+    /// A street line without a street word: a name and a house number
+    /// (`Allika 46`, `ul. Narewska 94`), maybe after a building number.
+    static STREET_LINE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:[0-9]{1,6}\s)?(?:(?:ul|al|u)\.\s)?\p{Lu}[\p{L}'’.\-]*(?:\s[\p{L}'’.\-]+){0,3}\s[0-9]{1,5}[A-Za-z]?\.?(?:\s(?:Apt|Suite|Unit)\.?\s[0-9]{1,5})?$|^[0-9]{1,6}\s\p{Lu}[\p{L}'’\-]+(?:\s\p{Lu}[\p{L}'’\-]+){0,2}$")
+            .expect("street line regex compiles")
+    });
+
+    static MILITARY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:(?:PSC|CMR|Unit)\s[0-9]{3,5},?\sBox\s[0-9]{3,5}|(?:USS|USNS|USNV|USCGC)\s\p{Lu}\p{Ll}+(?:\s\p{Lu}\p{Ll}+)?)[\t ,]*(?:\r?\n|\\n)?[\t >]*(?:APO|FPO|DPO)\s(?:AA|AE|AP)\s[0-9]{5}")
+            .expect("military regex compiles")
+    });
+
+    /// Phrases after which a street line is an address (`lives at`,
+    /// `billing address with`, `send a new one to`).
+    static CUE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\b(?:address(?:es)?(?:\s(?:is|to|with|of\s[^,.\n]{1,40}\sis))?:?|lives?\s(?:at|on)|located\sat|return\s(?:it\s)?to|send\s(?:it|them|a\snew\sone|the\s\w+)\sto|ship\s(?:it\s)?to|deliver(?:ed)?\sto|moved\sto|stop\sat|meet\s(?:you|me)\sat)[\t ]*(?:\r?\n|\\n)?[\t ]*")
+            .expect("cue regex compiles")
+    });
+
+    static CORNER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:[Tt]he\s)?corner\sof\s(?:[\p{L}0-9'’.\-]+\s){1,5}and\s\p{Lu}[\p{L}'’.\-]*(?:\s\p{Lu}[\p{L}'’.\-]*){0,3}")
+            .expect("corner regex compiles")
+    });
+
+    fn trim_quote(line: &str) -> (usize, &str) {
+        let t = line.trim_start_matches([' ', '\t', '>']);
+        (line.len() - t.len(), t.trim_end())
+    }
+
+    fn street_line_at(text: &str, line_start: usize, line_end: usize) -> Option<usize> {
+        let (skip, t) = trim_quote(&text[line_start..line_end]);
+        (!t.is_empty() && STREET_LINE.is_match(t)).then_some(line_start + skip)
+    }
+
+    /// Start of the line above the one starting at `line_start` (skipping
+    /// one blank line), with its end.
+    fn previous_line(text: &str, line_start: usize) -> Option<(usize, usize)> {
+        let mut end = line_start.checked_sub(1)?;
+        if text.as_bytes().get(end) != Some(&b'\n') {
+            return None;
+        }
+        for _ in 0..2 {
+            let start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+            if !text[start..end].trim().is_empty() {
+                return Some((start, end));
+            }
+            end = start.checked_sub(1)?;
+        }
+        None
+    }
+
+    pub(super) fn anchored(text: &str, spans: &mut Vec<(usize, usize)>) {
+        let b = text.as_bytes();
+        let has = |w: &str| memchr::memmem::find(b, w.as_bytes()).is_some();
+        if has("APO ") || has("FPO ") || has("DPO ") {
+            spans.extend(MILITARY.find_iter(text).map(|m| (m.start(), m.end())));
+        }
+        if has("corner of") {
+            spans.extend(CORNER.find_iter(text).map(|m| (m.start(), m.end())));
+        }
+        // A unit line or a country-and-postcode line with a street line above.
+        let mut anchors: Vec<usize> = UNIT.find_iter(text).map(|m| m.start()).collect();
+        anchors.extend(
+            COUNTRY_POST
+                .captures_iter(text)
+                .filter(|c| COUNTRIES.contains(c[1].trim()))
+                .map(|c| c.get(0).expect("whole").start()),
+        );
+        for at in anchors {
+            let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let mut cursor = line_start;
+            for _ in 0..4 {
+                let Some((s, e)) = previous_line(text, cursor) else {
+                    break;
+                };
+                if let Some(street) = street_line_at(text, s, e) {
+                    spans.push((street, e));
+                    break;
+                }
+                // Only other postal parts may sit between.
+                let (_, t) = trim_quote(&text[s..e]);
+                if !PART.is_match(t) {
+                    break;
+                }
+                cursor = s;
+            }
+        }
+        // A street line right after a cue.
+        if CUE.is_match(text) {
+            for m in CUE.find_iter(text) {
+                let rest = &text[m.end()..];
+                let stop = rest.find(['\n', ',', '?', '!', ';']).unwrap_or(rest.len()).min(80);
+                let stop = rest.floor_char_boundary(stop);
+                let lead = stop - rest[..stop].trim_start_matches("the ").len();
+                let from = m.end() + lead;
+                if let Some(found) = STREET_PREFIX.find(&rest[lead..stop]) {
+                    let first = found
+                        .as_str()
+                        .split(' ')
+                        .find(|w| !w.bytes().all(|b| b.is_ascii_digit()));
+                    if first.is_some_and(|w| !NOT_STREETS.contains(&w.trim_end_matches('.'))) {
+                        spans.push((from, from + found.end()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Words that take a number in documents and code, never streets:
+    /// `return to Step 3`, `moved to Python 3`, `located at Line 12`.
+    const NOT_STREETS: &[&str] = &[
+        "Step",
+        "Section",
+        "Chapter",
+        "Page",
+        "Line",
+        "Lines",
+        "Item",
+        "Part",
+        "Phase",
+        "Stage",
+        "Level",
+        "Round",
+        "Task",
+        "Issue",
+        "Table",
+        "Figure",
+        "Fig",
+        "Appendix",
+        "Option",
+        "Rule",
+        "Test",
+        "Case",
+        "Column",
+        "Row",
+        "Port",
+        "Version",
+        "Release",
+        "Build",
+        "Sprint",
+        "Milestone",
+        "Day",
+        "Week",
+        "Year",
+        "Slide",
+        "Question",
+        "Exercise",
+        "Episode",
+        "Season",
+        "Volume",
+        "Vol",
+        "Python",
+        "Java",
+        "Node",
+        "Ruby",
+        "Perl",
+        "PHP",
+        "Go",
+        "Rust",
+        "Swift",
+        "Kotlin",
+        "Scala",
+        "Ubuntu",
+        "Debian",
+        "Fedora",
+        "Windows",
+        "Android",
+        "iOS",
+        "macOS",
+        "React",
+        "Angular",
+        "Vue",
+        "Next",
+        "Django",
+        "Rails",
+        "Spring",
+        "Postgres",
+        "PostgreSQL",
+        "MySQL",
+        "Redis",
+        "Kubernetes",
+        "Docker",
+        "Terminal",
+        "Tab",
+        "Window",
+        "Node",
+        "Gen",
+        "Tier",
+        "Plan",
+        "Model",
+        "Claude",
+        "Opus",
+        "Sonnet",
+        "Haiku",
+        "Gemini",
+        "GPT",
+    ];
+
+    static STREET_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"^(?:[0-9]{1,6}\s)?(?:(?:ul|al|u)\.\s)?\p{Lu}[\p{L}'’.\-]*(?:\s[\p{L}'’.\-]+){0,3}\s[0-9]{1,5}[A-Za-z]?\b",
+        )
+        .expect("street prefix regex compiles")
+    });
+
+    /// A bare building number before the street on its line (`6750 Koskikatu 25`).
+    pub(super) fn extend_back(text: &str, s: usize) -> usize {
+        let head = &text[..s];
+        let t = head.trim_end_matches([' ', '\t']);
+        if t.len() == head.len() {
+            return s;
+        }
+        let digits = t.len() - t.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        if (1..=6).contains(&digits) {
+            let start = t.len() - digits;
+            let before = t[..start].chars().last();
+            if before.is_none_or(|c| matches!(c, ' ' | '\t' | '\n' | '>' | ':')) {
+                return start;
+            }
+        }
+        s
+    }
+
+    /// Take the following lines or comma segments while they read as
+    /// postal parts (at most six, one blank line allowed).
+    pub(super) fn extend_forward(text: &str, mut e: usize) -> usize {
+        for _ in 0..6 {
+            let rest = &text[e..];
+            let mut i = 0;
+            let rb = rest.as_bytes();
+            let mut seps = 0;
+            let mut newlines = 0;
+            loop {
+                match rb.get(i) {
+                    Some(b' ' | b'\t' | b'>' | b'\r') => i += 1,
+                    Some(b',') => {
+                        seps += 1;
+                        i += 1
+                    }
+                    Some(b'\n') => {
+                        seps += 1;
+                        newlines += 1;
+                        i += 1
+                    }
+                    Some(b'\\') if rb.get(i + 1) == Some(&b'n') => {
+                        seps += 1;
+                        newlines += 1;
+                        i += 2
+                    }
+                    _ => break,
+                }
+            }
+            if seps == 0 || newlines > 3 {
+                break;
+            }
+            let seg_end = rest[i..].find(['\n', ',', '\\']).map_or(rest.len(), |j| i + j);
+            let seg = rest[i..seg_end].trim_end_matches([' ', '\t', '\r', '.']);
+            if seg.is_empty() || seg.len() > 48 || !PART.is_match(seg) {
+                break;
+            }
+            e += i + seg.len();
+        }
+        e
     }
 }
 
@@ -285,6 +635,61 @@ mod tests {
             vec!["Keizersgracht 123, 1015 CJ Amsterdam"]
         );
         assert_eq!(found("Dorpsstraat 4"), vec!["Dorpsstraat 4"]);
+    }
+
+    #[test]
+    fn postal_blocks_take_their_unit_city_region_country_and_postcode_lines() {
+        assert_eq!(
+            found("The address of Persint is 6750 Koskikatu 25 Apt. 864\nArtilleros\n, CO\n Uruguay 64677"),
+            vec!["6750 Koskikatu 25 Apt. 864\nArtilleros\n, CO\n Uruguay 64677"]
+        );
+        assert_eq!(
+            found("> Alma Jensen\n> 91215 Harjukuja 54\n> Suite 318\n> SEINÄJOKI\n> Finland 38524"),
+            vec!["91215 Harjukuja 54\n> Suite 318\n> SEINÄJOKI\n> Finland 38524"]
+        );
+        // No street word: the unit and country lines below make it a street.
+        assert_eq!(
+            found("William Hughes\n\n20789 Allika 46\n Suite 501\n Riisa\n\n Estonia 62488"),
+            vec!["20789 Allika 46\n Suite 501\n Riisa\n\n Estonia 62488"]
+        );
+        assert_eq!(
+            found(r#"{"note": "Rákóczi út 13. Suite 104 Veszprém"}"#),
+            vec!["Rákóczi út 13. Suite 104"]
+        );
+    }
+
+    #[test]
+    fn military_addresses_intersections_and_streets_after_a_cue_are_found() {
+        assert_eq!(
+            found("located at PSC 9009, Box 9725\nAPO AA 33274. It serves"),
+            vec!["PSC 9009, Box 9725\nAPO AA 33274"]
+        );
+        assert_eq!(
+            found("it is USNV Vincent\nFPO AA 68422"),
+            vec!["USNV Vincent\nFPO AA 68422"]
+        );
+        assert_eq!(
+            found("Our offices are at the corner of Östbygatan 14 and Sigurmundsson Greens"),
+            vec!["the corner of Östbygatan 14 and Sigurmundsson Greens"]
+        );
+        assert_eq!(
+            found("Cendrillon lives at 333 Golfskálinn 78, Borgarnes"),
+            vec!["333 Golfskálinn 78, Borgarnes"]
+        );
+    }
+
+    #[test]
+    fn numbered_document_and_tool_words_after_a_cue_or_above_a_unit_are_not_addresses() {
+        for neg in [
+            "please return to Step 3 and retry",
+            "we moved to Python 3 last year",
+            "the address is 0x7fff5fbff8c8",
+            "the bug is on Windows 11",
+            "Suite 4\nall tests pass",
+            "see the Test Suite 4 results",
+        ] {
+            assert!(found(neg).is_empty(), "{neg}: {:?}", found(neg));
+        }
     }
 
     #[test]
