@@ -22,7 +22,9 @@ from pathlib import Path
 
 LOCALES = (
     "en_US en_GB en_IE de_DE de_AT de_CH fr_FR fr_CH fr_BE es_ES es_MX es_AR "
-    "it_IT nl_NL nl_BE pt_PT pt_BR pl_PL sv_SE da_DK no_NO fi_FI cs_CZ hu_HU ro_RO"
+    "it_IT nl_NL nl_BE pt_PT pt_BR pl_PL sv_SE da_DK no_NO fi_FI cs_CZ hu_HU ro_RO "
+    # The rest of Europe in Latin script, and English elsewhere.
+    "is_IS hr_HR sl_SI sk_SK et_EE lv_LV lt_LT ga_IE de_LU fr_CA es_CL es_CO en_NZ"
 ).split()
 FIRST = ("first_names", "first_names_male", "first_names_female")
 LAST = ("last_names", "last_names_male", "last_names_female", "male_last_names", "unisex_last_names")
@@ -33,7 +35,8 @@ def names(provider, attrs):
     out = set()
     for a in attrs:
         v = getattr(provider, a, None)
-        if not v:
+        # Some locales compute lists in properties; only data counts here.
+        if not v or not isinstance(v, (list, tuple, dict)):
             continue
         for n in v:
             for part in n.split():

@@ -830,6 +830,8 @@ pub(crate) fn scan_names(text: &str, mut out: impl FnMut(usize, usize)) {
     let sets = &*SETS;
     let b = text.as_bytes();
     let toks = tokens(text);
+    // (first token, last token) of every name found, for the second pass.
+    let mut found: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < toks.len() {
         let t = toks[i];
@@ -881,11 +883,45 @@ pub(crate) fn scan_names(text: &str, mut out: impl FnMut(usize, usize)) {
         let accept =
             title_before(text, &toks, i) || keyed() || signed() || cued() || initialled() || speaker() || bare();
         if accept {
-            out(t.start, toks[last].end);
+            found.push((i, last));
             i = last + 1;
         } else {
             i += 1;
         }
+    }
+    // Once a text names a person, their first or last name alone elsewhere
+    // in it is that person (`Asya Godina … Asya`, `Emmie Ström's … Ström`).
+    let mut known: HashSet<&str> = HashSet::default();
+    for &(first, last) in &found {
+        for t in &toks[first..=last] {
+            let w = &text[t.start..t.end];
+            if t.shape == Shape::Title && w.chars().count() >= 3 && !COMMON.contains(w) && !sets.not_name.contains(w) {
+                known.insert(w);
+            }
+        }
+    }
+    let mut spans: Vec<(usize, usize)> = found.iter().map(|&(f, l)| (toks[f].start, toks[l].end)).collect();
+    if !known.is_empty() {
+        let mut next = found.iter().peekable();
+        let mut k = 0;
+        while k < toks.len() {
+            if let Some(&&(f, l)) = next.peek() {
+                if k >= f {
+                    k = l + 1;
+                    next.next();
+                    continue;
+                }
+            }
+            let t = toks[k];
+            if t.shape == Shape::Title && !t.code && known.contains(&text[t.start..t.end]) {
+                spans.push((t.start, t.end));
+            }
+            k += 1;
+        }
+        spans.sort_unstable();
+    }
+    for (s, e) in spans {
+        out(s, e);
     }
 }
 
@@ -893,7 +929,15 @@ pub(crate) fn scan_names(text: &str, mut out: impl FnMut(usize, usize)) {
 /// that is not also a common word on its own (`Kateřina, James and Emily`).
 fn bare_name(first: &str, parts: &[&str], sets: &Sets) -> bool {
     if !FIRST.contains(first) {
-        return false;
+        // An unlisted given name before a listed surname (`Tosh Olsen`,
+        // `Esat Jeknić`), neither of them an English word.
+        let surname = parts[parts.len() - 1];
+        return parts.len() >= 2
+            && first.chars().count() >= 3
+            && LAST.contains(surname)
+            && !COMMON.contains(surname)
+            && !sets.ambiguous.contains(first)
+            && !parts.iter().any(|p| sets.not_name.contains(p));
     }
     let common = sets.ambiguous.contains(first) || COMMON.contains(first);
     if parts.len() < 2 {
@@ -981,6 +1025,22 @@ mod tests {
         ] {
             assert!(names(neg).is_empty(), "{neg}: {:?}", names(neg));
         }
+    }
+
+    #[test]
+    fn a_named_persons_first_or_last_name_alone_elsewhere_in_the_text_is_a_name() {
+        assert_eq!(
+            names("Zbyszko joined as assistant to Zbyszko Kowalski; later Kowalski left."),
+            vec!["Zbyszko", "Zbyszko Kowalski", "Kowalski"]
+        );
+        // Only what was found as part of a name, and never a common word.
+        assert_eq!(names("Mark Johnson said: Mark the task done."), vec!["Mark Johnson"]);
+    }
+
+    #[test]
+    fn an_unlisted_given_name_before_a_listed_surname_is_a_name() {
+        assert_eq!(names("Tosh Olsen lives in Tallinn"), vec!["Tosh Olsen"]);
+        assert!(names("the Apache Kafka broker and Spring Black").is_empty());
     }
 
     #[test]
