@@ -120,6 +120,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     // compressed-request tests encode with the real zstd
     ("zstd", "zstd"),
+    // the audit durability test watches the agent's fsyncs and writes
+    ("strace", "strace"),
     ("update-ca-certificates", "ca-certificates"),
     // install/package tests: unit verification and the .deb
     ("systemd-analyze", "systemd"),
