@@ -5,11 +5,13 @@
 //! transaction is fsynced to the WAL before COMMIT returns; the writer
 //! acknowledges a row only after COMMIT, so neither a crash of the agent nor
 //! a power loss after the acknowledgement can lose it. Group commit amortises
-//! the fsync. [`SyncMode::Normal`] fsyncs at checkpoints only: a committed row
-//! still survives any crash of the agent (it is in the OS page cache), but a
-//! power loss or kernel crash may drop the last rows — auditd's default
-//! trade-off — for about 0.2 ms less per request on a virtual disk
-//! (measured by `cargo xtask bench`).
+//! the fsync. [`SyncMode::Normal`] fsyncs at checkpoints only (the writer's
+//! checkpointer runs about every 200 ms while rows arrive, see
+//! [`crate::writer`]): a committed row still survives any crash of the agent
+//! (it is in the OS page cache), but a power loss or kernel crash may drop
+//! the rows since the last checkpoint — auditd's default trade-off — for
+//! about 0.2–0.3 ms less per request on a virtual disk (measured by
+//! `cargo xtask bench`).
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! group is one synchronous call (BEGIN, the inserts, COMMIT), and each
 //! caller is answered from that thread through its oneshot, with no task
 //! or pool worker in between. WAL checkpoints run on a second thread and
-//! connection, so a commit does not wait for one (see [`sqlite`]). On
+//! connection, so a commit does not wait for one (see `writer/sqlite.rs`). On
 //! PostgreSQL the worker is a task on the runtime, using the store's pool.
 
 use std::collections::HashMap;
