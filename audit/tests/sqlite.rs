@@ -899,6 +899,38 @@ async fn durability_is_fsync_per_commit_unless_configured_otherwise() {
     }
 }
 
+/// The writer's connection never checkpoints on its own (a commit would
+/// wait for it); its checkpointer thread copies committed rows into the
+/// database file shortly after they are committed.
+#[tokio::test]
+async fn committed_rows_reach_the_database_file_through_the_checkpointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = AuditStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    let writer = AuditWriter::spawn(store.clone(), WriterOptions::new("m"));
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    let writes: Vec<_> = (0..300)
+        .map(|_| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.write(record(Req::default())).await })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {before} bytes: nothing checkpointed the WAL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.count_all().await.unwrap(), 300);
+    assert!(store.verify(None).await.unwrap().is_intact());
+}
+
 /// A spool written before install ids (and pruned once) upgrades in place:
 /// its rows keep their hashes, it keeps the empty install id (its ids never
 /// restart, so it cannot clash with itself), and new rows continue its chain.
