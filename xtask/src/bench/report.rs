@@ -189,6 +189,38 @@ pub fn markdown(r: &Value) -> String {
         fmt(num(p, "/next_turn_ms/p50"), 3), fmt(num(p, "/next_turn_ms/min"), 3),
         p["report"]["counts"],
     );
+    let o = &p["without_new_pii"];
+    let _ = writeln!(
+        md,
+        "| same, without name/address/passport detectors | {} | {} | {} | {} | {} |",
+        fmt(num(o, "/cold_ms/p50"), 3),
+        fmt(num(o, "/cold_ms/min"), 3),
+        fmt(num(o, "/next_turn_ms/p50"), 3),
+        fmt(num(o, "/next_turn_ms/min"), 3),
+        o["report"]["counts"],
+    );
+    let _ = writeln!(
+        md,
+        "\nDetectors on {} bytes of the transcript's text (a turn's new text), µs:\n\n| detectors | p50 | min | p90 | findings |\n|---|---|---|---|---|",
+        p["scan_10kb_bytes"]
+    );
+    for (label, key) in [
+        ("all (default policy)", "all"),
+        ("all but name, address, passport", "without_name_address_passport"),
+        ("name alone", "name"),
+        ("address alone", "address"),
+        ("passport alone", "passport"),
+    ] {
+        let d = &p["scan_10kb_us"][key];
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} |",
+            fmt(num(d, "/p50"), 1),
+            fmt(num(d, "/min"), 1),
+            fmt(num(d, "/p90"), 1),
+            d["findings"],
+        );
+    }
 
     md.push_str("\n### 3b. Budget stage alone (1 KB Messages request, admitted and settled)\n\n");
     let b = &r["budget"];

@@ -208,7 +208,10 @@ pub(crate) fn scan_addresses(text: &str, mut out: impl FnMut(usize, usize)) {
     for m in PREFILTER.find_iter(text) {
         let (s, e) = (m.start(), m.end());
         let pattern = m.pattern().as_usize();
-        let suffix = pattern >= EN_WORDS.len() + LEAD_WORDS.len();
+        // Compound suffixes end a word (`Koskikatu`); the separate words
+        // after a street's name (`út`, `gate`) stand alone.
+        let suffix = (EN_WORDS.len() + LEAD_WORDS.len()..EN_WORDS.len() + LEAD_WORDS.len() + SUFFIX_WORDS.len())
+            .contains(&pattern);
         let left = s == 0 || !word_byte(b[s - 1]) || escaped(b, s);
         let right = e >= b.len() || !word_byte(b[e]) || b[e - 1] == b'.';
         if !(right && (left || suffix)) {
@@ -329,6 +332,17 @@ mod blocks {
             .expect("cue regex compiles")
     });
 
+    /// The first word of every cue, for the prefilter.
+    static CUE_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+        aho_corasick::AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build([
+                "address", "lives ", "live ", "located ", "return ", "send ", "ship ", "deliver", "moved ", "stop ",
+                "meet ",
+            ])
+            .expect("cue words automaton builds")
+    });
+
     static CORNER: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?:[Tt]he\s)?corner\sof\s(?:[\p{L}0-9'’.\-]+\s){1,5}and\s\p{Lu}[\p{L}'’.\-]*(?:\s\p{Lu}[\p{L}'’.\-]*){0,3}")
             .expect("corner regex compiles")
@@ -370,14 +384,27 @@ mod blocks {
         if has("corner of") {
             spans.extend(CORNER.find_iter(text).map(|m| (m.start(), m.end())));
         }
-        // A unit line or a country-and-postcode line with a street line above.
-        let mut anchors: Vec<usize> = UNIT.find_iter(text).map(|m| m.start()).collect();
-        anchors.extend(
-            COUNTRY_POST
-                .captures_iter(text)
-                .filter(|c| COUNTRIES.contains(c[1].trim()))
-                .map(|c| c.get(0).expect("whole").start()),
-        );
+        // A unit line or a country-and-postcode line with a street line
+        // above. The regexes run only on lines that can match: a unit word
+        // somewhere, a line ending in a postcode.
+        let mut anchors: Vec<usize> = Vec::new();
+        if ["Apt", "Suite", "Unit", "Flat"].iter().any(|w| has(w)) {
+            anchors.extend(UNIT.find_iter(text).map(|m| m.start()));
+        }
+        let mut line_start = 0;
+        for nl in memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len())) {
+            let line = text[line_start..nl].trim_end();
+            let digits = line.len() - line.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+            if (3..=6).contains(&digits) && line.len() > digits && line.as_bytes()[line.len() - digits - 1] == b' ' {
+                if let Some(c) = COUNTRY_POST.captures(line) {
+                    if COUNTRIES.contains(c[1].trim()) {
+                        anchors.push(line_start + c.get(0).expect("whole").start());
+                    }
+                }
+            }
+            line_start = nl + 1;
+        }
+        anchors.sort_unstable();
         for at in anchors {
             let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
             let mut cursor = line_start;
@@ -397,14 +424,23 @@ mod blocks {
                 cursor = s;
             }
         }
-        // A street line right after a cue.
-        if CUE.is_match(text) {
-            for m in CUE.find_iter(text) {
-                let rest = &text[m.end()..];
+        // A street line right after a cue: the cue regex runs only from a
+        // cue word on.
+        let mut cue_from = 0;
+        for hit in CUE_WORDS.find_iter(text) {
+            if hit.start() < cue_from {
+                continue;
+            }
+            let from = text.floor_char_boundary(hit.start().saturating_sub(1));
+            let to = text.ceil_char_boundary((hit.start() + 200).min(text.len()));
+            if let Some(m) = CUE.find(&text[from..to]).filter(|m| m.start() <= 1) {
+                let m_end = from + m.end();
+                cue_from = m_end;
+                let rest = &text[m_end..];
                 let stop = rest.find(['\n', ',', '?', '!', ';']).unwrap_or(rest.len()).min(80);
                 let stop = rest.floor_char_boundary(stop);
                 let lead = stop - rest[..stop].trim_start_matches("the ").len();
-                let from = m.end() + lead;
+                let from = m_end + lead;
                 if let Some(found) = STREET_PREFIX.find(&rest[lead..stop]) {
                     let first = found
                         .as_str()
