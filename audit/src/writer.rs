@@ -96,19 +96,23 @@ struct ChainState {
     install_id: Option<String>,
 }
 
+/// Everything that queued while the previous commit was fsyncing goes into
+/// the next transaction, up to `max` rows.
+fn take_queued(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
 async fn run(store: AuditStore, options: WriterOptions, mut rx: mpsc::Receiver<Job>) {
     let mut state = ChainState::default();
     let mut batch = Vec::with_capacity(options.max_batch);
     while let Some(job) = rx.recv().await {
         batch.push(job);
-        // Everything that queued while the previous commit was fsyncing goes
-        // into this one transaction.
-        while batch.len() < options.max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        take_queued(&mut rx, &mut batch, options.max_batch);
         let (records, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         match commit(&store, &options, &mut state, records).await {
             Ok(ids) => {

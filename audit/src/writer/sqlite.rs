@@ -100,14 +100,7 @@ fn write_loop(path: &Path, sync: SyncMode, options: &WriterOptions, mut rx: mpsc
     let mut batch = Vec::with_capacity(options.max_batch);
     while let Some(job) = rx.blocking_recv() {
         batch.push(job);
-        // Everything that queued while the previous commit was fsyncing goes
-        // into this one transaction.
-        while batch.len() < options.max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        super::take_queued(&mut rx, &mut batch, options.max_batch);
         let (records, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         let result = match conn.as_mut() {
             Some(c) => Ok(c),

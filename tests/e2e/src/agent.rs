@@ -345,33 +345,10 @@ impl Agent {
     pub fn send_messages(&self, model: &str, text: &str, stream: bool) -> Sent {
         let body = serde_json::json!({"model": model, "max_tokens": 64, "stream": stream,
             "messages": [{"role": "user", "content": text}]});
-        let out = crate::process::curl(&[
-            "-o",
-            "/dev/null",
-            "-D",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "content-type: application/json",
-            "-H",
-            "x-api-key: sk-ant-api03-e2e-test-key",
-            "-H",
-            "anthropic-version: 2023-06-01",
-            "-d",
-            &body.to_string(),
-            &format!("{}/v1/messages", self.anthropic_base_url()),
-        ]);
+        let out = post_messages(&format!("{}/v1/messages", self.anthropic_base_url()), &body);
         out.expect_success("curl /v1/messages");
-        let request_id = out
-            .stdout
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("x-promptwall-request-id:")
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap_or_else(|| panic!("no request id header in {}", out.stdout));
+        let request_id =
+            request_id_header(&out.stdout).unwrap_or_else(|| panic!("no request id header in {}", out.stdout));
         let status = out
             .stdout
             .trim_end()
@@ -381,4 +358,35 @@ impl Agent {
             .unwrap_or_else(|| panic!("no status in {}", out.stdout));
         Sent { status, request_id }
     }
+}
+
+/// POSTs a Messages body to `url` with the test key; the response headers
+/// and, on the last line, the status code.
+pub fn post_messages(url: &str, body: &serde_json::Value) -> crate::process::RunOutput {
+    crate::process::curl(&[
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "x-api-key: sk-ant-api03-e2e-test-key",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-d",
+        &body.to_string(),
+        url,
+    ])
+}
+
+/// The `x-promptwall-request-id` header in curl's `-D -` output.
+pub fn request_id_header(headers: &str) -> Option<String> {
+    headers.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("x-promptwall-request-id:")
+            .map(|v| v.trim().to_string())
+    })
 }

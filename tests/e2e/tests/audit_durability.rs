@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use promptwall_e2e::process::curl;
+use promptwall_e2e::agent::{post_messages, request_id_header};
 use promptwall_e2e::{start_fake, Agent, AgentConfig};
 
 /// Sends one request; the agent's request id when the client received the
@@ -15,31 +15,11 @@ use promptwall_e2e::{start_fake, Agent, AgentConfig};
 fn completed_request(url: &str, n: usize) -> Option<String> {
     let body = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 16,
         "messages": [{"role": "user", "content": format!("request {n}")}]});
-    let out = curl(&[
-        "-o",
-        "/dev/null",
-        "-D",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "x-api-key: sk-ant-api03-e2e-test-key",
-        "-H",
-        "anthropic-version: 2023-06-01",
-        "-d",
-        &body.to_string(),
-        url,
-    ]);
+    let out = post_messages(url, &body);
     if !out.success() || !out.stdout.trim_end().ends_with("200") {
         return None;
     }
-    out.stdout.lines().find_map(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("x-promptwall-request-id:")
-            .map(|v| v.trim().to_string())
-    })
+    request_id_header(&out.stdout)
 }
 
 #[test]
