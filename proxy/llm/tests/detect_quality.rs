@@ -500,6 +500,34 @@ fn positive(r: &mut Rng, kind: &str) -> Sample {
             3 => format!("{} rue de la {}, 7500{} Paris", 1 + r.below(90), r.pick(&["Paix", "Gare", "Fontaine"]), 1 + r.below(9)),
             _ => format!("{} {} {}", r.pick(&["Calle", "Via", "Rua"]), r.pick(&["Mayor", "Roma", "Augusta"]), 1 + r.below(200)),
         }),
+        "national_id" => match r.below(3) {
+            // ES DNI: eight digits and their mod-23 letter.
+            0 => {
+                let n = 10_000_000 + r.below(89_999_999);
+                let letter = b"TRWAGMYFPDXBNJZSQVHLCKE"[n % 23] as char;
+                plain(format!("{n}{letter}"))
+            }
+            // NL BSN after its keyword: eight digits, the ninth made to pass the 11-proof.
+            1 => loop {
+                let d: Vec<usize> = (0..8).map(|i| if i == 0 { 1 + r.below(9) } else { r.below(10) }).collect();
+                let s: usize = d.iter().enumerate().map(|(i, x)| (9 - i) * x).sum();
+                let last = s % 11;
+                if last < 10 {
+                    let v: String = d.iter().map(|x| x.to_string()).collect::<String>() + &last.to_string();
+                    break context_sample(r, &["BSN: {V}\n", "burgerservicenummer {V}"], v);
+                }
+            },
+            // PL PESEL after its keyword: a date and the weighted check digit.
+            _ => {
+                let d: Vec<u32> = format!("{:02}{:02}{:02}{:04}", r.below(100), 1 + r.below(12), 1 + r.below(28), r.below(10_000))
+                    .bytes()
+                    .map(|b| (b - b'0') as u32)
+                    .collect();
+                let s: u32 = d.iter().zip([1, 3, 7, 9, 1, 3, 7, 9, 1, 3]).map(|(x, w)| x * w).sum();
+                let v: String = d.iter().map(|x| x.to_string()).collect::<String>() + &((10 - s % 10) % 10).to_string();
+                context_sample(r, &["PESEL: {V}\n", "numer PESEL {V}"], v)
+            }
+        },
         "passport" => {
             let tpl = *r.pick(&["{d:9}", "{U:2}{d:7}", "{U:3}{d:6}", "{d:2}{U:2}{d:5}"]);
             let v = r.fill(tpl);

@@ -38,9 +38,10 @@ fn stats(mut v: Vec<f64>) -> Value {
     json!({"min": v[0], "p50": q(0.5), "p90": q(0.9), "max": v[v.len() - 1], "n": v.len()})
 }
 
-/// The kinds added by issue 17 (names, postal addresses, passports): the
+/// The kinds added by issue 17 (names, postal addresses, passports,
+/// national ids): the
 /// pipeline is timed with and without them, beside each other.
-const NEW_PII: [&str; 3] = ["name", "address", "passport"];
+const NEW_PII: [&str; 4] = ["name", "address", "passport", "national_id"];
 
 fn policy_without_new_pii() -> PipelineConfig {
     let mut p = PipelineConfig::default();

@@ -192,7 +192,7 @@ pub fn markdown(r: &Value) -> String {
     let o = &p["without_new_pii"];
     let _ = writeln!(
         md,
-        "| same, without name/address/passport detectors | {} | {} | {} | {} | {} |",
+        "| same, without name/address/passport/national id detectors | {} | {} | {} | {} | {} |",
         fmt(num(o, "/cold_ms/p50"), 3),
         fmt(num(o, "/cold_ms/min"), 3),
         fmt(num(o, "/next_turn_ms/p50"), 3),
@@ -206,10 +206,14 @@ pub fn markdown(r: &Value) -> String {
     );
     for (label, key) in [
         ("all (default policy)", "all"),
-        ("all but name, address, passport", "without_name_address_passport"),
+        (
+            "all but name, address, passport, national id",
+            "without_name_address_passport",
+        ),
         ("name alone", "name"),
         ("address alone", "address"),
         ("passport alone", "passport"),
+        ("national id alone", "national_id"),
     ] {
         let d = &p["scan_10kb_us"][key];
         let _ = writeln!(

@@ -33,6 +33,7 @@
 mod address;
 mod fingerprint;
 mod names;
+mod national_id;
 mod passport;
 mod pii;
 pub mod policy;

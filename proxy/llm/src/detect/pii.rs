@@ -28,10 +28,11 @@ pub(crate) enum PiiKind {
     Name,
     Address,
     Passport,
+    NationalId,
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 10] = [
+    pub const ALL: [PiiKind; 11] = [
         PiiKind::Email,
         PiiKind::Phone,
         PiiKind::CreditCard,
@@ -42,6 +43,7 @@ impl PiiKind {
         PiiKind::Name,
         PiiKind::Address,
         PiiKind::Passport,
+        PiiKind::NationalId,
     ];
 
     pub fn kind(self) -> &'static str {
@@ -56,6 +58,7 @@ impl PiiKind {
             PiiKind::Name => "name",
             PiiKind::Address => "address",
             PiiKind::Passport => "passport",
+            PiiKind::NationalId => "national_id",
         }
     }
 
@@ -76,6 +79,9 @@ impl PiiKind {
             }
             PiiKind::Passport => {
                 "Passport number near a passport keyword, or a machine-readable zone (ICAO 9303 check digits)"
+            }
+            PiiKind::NationalId => {
+                "National id with a check digit (ES DNI/NIE, IT codice fiscale, FI HETU, FR NIR, BE; NL BSN, PL PESEL, SE, NO, DE Steuer-ID and UK NINO after their keyword)"
             }
         }
     }
@@ -202,6 +208,9 @@ impl PiiScanner {
         }
         if enabled(PiiKind::Passport) {
             super::passport::scan_passports(text, |s, e| out(PiiKind::Passport, s, e));
+        }
+        if enabled(PiiKind::NationalId) {
+            super::national_id::scan_national_ids(text, |s, e| out(PiiKind::NationalId, s, e));
         }
     }
 
