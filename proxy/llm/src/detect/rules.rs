@@ -76,50 +76,37 @@ fn kubernetes_secret_data(c: &Candidate) -> bool {
     if !validate::kubernetes_data_value_ok(c.value) {
         return false;
     }
-    let line_start = c.before.rfind('\n').map_or(0, |i| i + 1);
     let indent = |line: &str| line.len() - line.trim_start_matches([' ', '\t']).len();
+    let line_start = c.before.rfind('\n').map_or(0, |i| i + 1);
     let mut own = indent(&c.before[line_start..]);
-    let mut parent = None;
+    let mut stepped_over_block_key = false;
+    let mut under_data = false;
     for line in c.before[..line_start].lines().rev().take(200) {
         let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        if trimmed.is_empty() || trimmed.starts_with('#') || indent(line) >= own {
             continue;
         }
         // A block scalar's value (`.dockercfg: |` then the base64) sits
-        // under its own key: step up to that key first.
-        if own > 0 && indent(line) < own {
-            if trimmed.ends_with(['|', '>', '-', '+']) && parent.is_none() && !trimmed.starts_with("data:") {
-                own = indent(line);
-                parent = Some(());
-                continue;
-            }
-            let key = trimmed.trim_end_matches([' ', '\t']);
-            if !(key == "data:" || key == "binaryData:") {
-                return false;
-            }
-            break;
+        // under its own key: step up to that key once.
+        if !stepped_over_block_key && trimmed.ends_with(['|', '>', '-', '+']) && !trimmed.starts_with("data:") {
+            own = indent(line);
+            stepped_over_block_key = true;
+            continue;
         }
-        if own == 0 {
-            return false;
-        }
+        under_data = trimmed == "data:" || trimmed == "binaryData:";
+        break;
     }
-    if own == 0 {
-        return false;
-    }
-    let near = |s: &str| {
+    let kind_secret = |s: &str| {
         s.lines().any(|l| {
-            let l = l.trim().trim_end_matches([' ', '\t']);
-            let Some(kind) = l.strip_prefix("kind:") else {
-                return false;
-            };
-            kind.trim().trim_matches(['"', '\'']).eq_ignore_ascii_case("secret")
+            l.trim()
+                .strip_prefix("kind:")
+                .is_some_and(|kind| kind.trim().trim_matches(['"', '\'']).eq_ignore_ascii_case("secret"))
         })
     };
-    let before_window = &c.before[c.before.len().saturating_sub(4000)..];
-    let before_window = &before_window[before_window.find('\n').unwrap_or(0)..];
-    let after_end = c.after.len().min(4000);
-    let after_window = &c.after[..c.after.floor_char_boundary(after_end)];
-    near(before_window) || near(after_window)
+    // The manifest's own lines: at most 4,000 bytes either side.
+    let before = &c.before[c.before.ceil_char_boundary(c.before.len().saturating_sub(4000))..];
+    let after = &c.after[..c.after.floor_char_boundary(c.after.len().min(4000))];
+    under_data && (kind_secret(before) || kind_secret(after))
 }
 
 /// The key a generic value is assigned to names something other than the
@@ -1772,6 +1759,19 @@ mod tests {
         assert!(found(&secret.replace("kind: Secret", "kind: SopsSecret")).is_empty());
         assert!(found("kind: Secret\nmetadata:\n  annotations:\n    note: UyFCXCpkJHpEc2I9\n").is_empty());
         assert!(found("kind: secret\ndata:\n\textra: YmFyCg==\n").is_empty());
+    }
+
+    #[test]
+    fn a_kubernetes_value_without_a_data_parent_or_far_from_multibyte_text_edges_does_not_panic_or_match() {
+        // Indented, base64, a Secret nearby, but no `data:` above it.
+        assert!(found("kind: Secret\n  extra: UyFCXCpkJHpEc2I9\n").is_empty());
+        // The 4,000-byte windows start inside multi-byte characters.
+        let wide = "é".repeat(3000);
+        let text = format!("x{wide}\nkind: Secret\ndata:\n  extra: UyFCXCpkJHpEc2I9\n{wide}");
+        assert_eq!(
+            found(&text),
+            vec![("kubernetes_secret".into(), "UyFCXCpkJHpEc2I9".into())]
+        );
     }
 
     #[test]
