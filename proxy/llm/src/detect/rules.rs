@@ -122,8 +122,10 @@ fn key_is_reference(before: &str) -> bool {
     };
     let head = before.trim_end_matches(glue);
     let start = head
-        .rfind(|ch: char| !(ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.')))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, ch)| !(ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.')))
+        .map_or(0, |(i, ch)| i + ch.len_utf8());
     let key = &head[start..];
     let lower = key.to_ascii_lowercase();
     if lower.starts_with("public") || lower.contains("publishable") {
@@ -1786,6 +1788,11 @@ mod tests {
         ] {
             assert!(found(text).is_empty(), "{text}");
         }
+        // Right after a multi-byte character too (no panic at its edge).
+        assert_eq!(
+            found("«apiToken = \"9Cnzj4p4WGeKLs1Pt8QuKUpRKfFLfRYC9AIKjbJTWit\"»").len(),
+            1
+        );
         // The value itself is still found under a plain key.
         assert_eq!(
             found("apiToken = \"9Cnzj4p4WGeKLs1Pt8QuKUpRKfFLfRYC9AIKjbJTWit\"").len(),
