@@ -9,11 +9,20 @@
 //!   `Keizersgracht 123`, `Dorpsstraat 4-2`;
 //!
 //! each optionally followed by a postcode and a city (`10115 Berlin`,
-//! `1012 AB Amsterdam`, `75002 Paris`, `28013 Madrid`).
+//! `1012 AB Amsterdam`, `75002 Paris`, `28013 Madrid`). Nordic, Finnish,
+//! Baltic, Hungarian and Slavic street words count too (`Koskikatu 25`,
+//! `Rákóczi út 13`, `ul. Narewska 94`).
+//!
+//! Then `blocks`: the lines of a postal block after a street (unit, city,
+//! region, country, postcode), and addresses with no street word (military
+//! APO/FPO/DPO, a street line above a unit or a `Country 12345` line, an
+//! intersection, a street after an address cue).
 //!
 //! Cost: an Aho-Corasick pass finds the street words (case-insensitive);
 //! the grammar (one linear regex, no backtracking) runs only in a window
 //! around each hit. Bounded length: at most four name words per street.
+//! The block anchors run only where a unit word, a line ending in a
+//! postcode or a cue word is.
 
 use std::sync::LazyLock;
 
